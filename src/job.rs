@@ -1,0 +1,362 @@
+//! The public job API: the [`Job`] trait, the [`Perform`] message handlers receive, [`JobError`],
+//! and [`EnqueueOptions`].
+
+use std::fmt;
+use std::time::Duration;
+
+use actix::Message;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default number of executions a job may start before it is failed for good.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
+/// Default queue name.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Longest delay [`default_backoff`] ever returns.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Id of a row in `solidq_jobs`.
+pub type JobId = i64;
+
+/// A unit of background work: a serde-serializable struct with a stable kind name.
+///
+/// The kind is stored with the job and selects the handler at run time, so it must stay the
+/// same across deploys even when the Rust type is renamed.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct WelcomeEmail {
+///     user_id: i64,
+/// }
+///
+/// impl solidq::Job for WelcomeEmail {
+///     const KIND: &'static str = "mailer.welcome";
+///     const QUEUE: &'static str = "mailers";
+///     const PRIORITY: i32 = 10;
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + Unpin + 'static {
+    /// Stable name of this kind of job, e.g. `"mailer.welcome"`.
+    const KIND: &'static str;
+    /// Queue a job goes to unless [`EnqueueOptions::queue`] says otherwise.
+    const QUEUE: &'static str = DEFAULT_QUEUE;
+    /// Priority unless overridden; lower runs first.
+    const PRIORITY: i32 = 0;
+    /// How many executions may start before the job is failed for good.
+    const MAX_ATTEMPTS: i32 = DEFAULT_MAX_ATTEMPTS;
+
+    /// Delay before the next attempt after attempt number `attempt` (1-based) failed.
+    fn backoff(attempt: i32) -> Duration {
+        default_backoff(attempt)
+    }
+}
+
+/// Exponential backoff: 2, 4, 8, ... seconds, capped at [`MAX_BACKOFF`].
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(solidq::job::default_backoff(1), Duration::from_secs(2));
+/// assert_eq!(solidq::job::default_backoff(3), Duration::from_secs(8));
+/// assert_eq!(solidq::job::default_backoff(50), solidq::job::MAX_BACKOFF);
+/// ```
+pub fn default_backoff(attempt: i32) -> Duration {
+    let exponent = attempt.clamp(1, 20) as u32;
+    Duration::from_secs(2u64.saturating_pow(exponent)).min(MAX_BACKOFF)
+}
+
+/// What a handler knows about the execution it is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMeta {
+    /// Row id of the job.
+    pub id: JobId,
+    /// The job's kind.
+    pub kind: String,
+    /// The queue it was claimed from.
+    pub queue: String,
+    /// 1 for the first execution, 2 for the first retry, ...
+    pub attempt: i32,
+    /// Executions allowed in all.
+    pub max_attempts: i32,
+}
+
+/// The message a job-handler actor receives, one per execution.
+///
+/// Register an actor that implements `Handler<Perform<J>>` with
+/// [`Runtime::register`](crate::Runtime::register) (async actor) or
+/// [`Runtime::register_sync`](crate::Runtime::register_sync) (blocking actor on a `SyncArbiter`).
+///
+/// ```
+/// use actix::prelude::*;
+/// use serde::{Deserialize, Serialize};
+/// use solidq::{Job, JobError, Perform};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Ping { n: u32 }
+/// impl Job for Ping { const KIND: &'static str = "ping"; }
+///
+/// struct Pinger;
+/// impl Actor for Pinger { type Context = Context<Self>; }
+/// impl Handler<Perform<Ping>> for Pinger {
+///     type Result = Result<(), JobError>;
+///     fn handle(&mut self, msg: Perform<Ping>, _: &mut Context<Self>) -> Self::Result {
+///         if msg.job.n == 0 { return Err(JobError::new("n must be positive")); }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub struct Perform<J: Job> {
+    /// The deserialized job arguments.
+    pub job: J,
+    /// Id, kind, queue and attempt of this execution.
+    pub meta: JobMeta,
+}
+
+impl<J: Job> Message for Perform<J> {
+    type Result = Result<(), JobError>;
+}
+
+/// Why a handler did not complete a job.
+///
+/// A retryable error (the default) schedules another attempt after [`Job::backoff`] while
+/// attempts remain; [`JobError::permanent`] fails the job at once.
+///
+/// ```
+/// use solidq::JobError;
+/// let transient = JobError::new("smtp timeout");
+/// assert!(transient.is_retryable());
+/// let permanent = JobError::permanent("no such user");
+/// assert!(!permanent.is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    message: String,
+    retryable: bool,
+}
+
+impl JobError {
+    /// A retryable failure.
+    pub fn new(message: impl Into<String>) -> Self {
+        JobError { message: message.into(), retryable: true }
+    }
+
+    /// A failure that no retry can fix: the job goes to failed at once.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobError { message: message.into(), retryable: false }
+    }
+
+    /// The message recorded with the failure.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether another attempt may be scheduled.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+impl From<String> for JobError {
+    fn from(message: String) -> Self {
+        JobError::new(message)
+    }
+}
+
+impl From<&str> for JobError {
+    fn from(message: &str) -> Self {
+        JobError::new(message)
+    }
+}
+
+impl From<std::io::Error> for JobError {
+    fn from(err: std::io::Error) -> Self {
+        JobError::new(err.to_string())
+    }
+}
+
+impl From<serde_json::Error> for JobError {
+    fn from(err: serde_json::Error) -> Self {
+        JobError::new(err.to_string())
+    }
+}
+
+/// Per-enqueue overrides of a job's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = solidq::EnqueueOptions::new()
+///     .queue("reports")
+///     .priority(-5)
+///     .run_in(Duration::from_secs(30));
+/// assert_eq!(opts.queue.as_deref(), Some("reports"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnqueueOptions {
+    /// Queue name instead of [`Job::QUEUE`].
+    pub queue: Option<String>,
+    /// Priority instead of [`Job::PRIORITY`]; lower runs first.
+    pub priority: Option<i32>,
+    /// Earliest time to run; `None` means now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts instead of [`Job::MAX_ATTEMPTS`].
+    pub max_attempts: Option<i32>,
+}
+
+impl EnqueueOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Put the job on `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Run with `priority` (lower first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Run no earlier than `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Run no earlier than `delay` from now.
+    pub fn run_in(mut self, delay: Duration) -> Self {
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        self.run_at = Some(Utc::now() + delay);
+        self
+    }
+
+    /// Allow `attempts` executions.
+    pub fn max_attempts(mut self, attempts: i32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+}
+
+/// Why a job could not be enqueued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The job's arguments did not serialize to JSON.
+    #[error("job of kind {kind} does not serialize to JSON: {source}")]
+    Serialize {
+        /// The job's kind.
+        kind: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// An option is out of range.
+    #[error("job of kind {kind}: {problem}")]
+    Invalid {
+        /// The job's kind.
+        kind: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The database refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A job ready to be inserted: kind, JSON arguments and where/when to run.
+///
+/// Built from a typed [`Job`] with [`NewJob::from_job`], or from a raw kind and JSON value
+/// (the CLI does this) with [`NewJob::from_json`].
+///
+/// ```
+/// let job = solidq::NewJob::from_json("ping", serde_json::json!({"n": 1}), solidq::EnqueueOptions::new()).unwrap();
+/// assert_eq!(job.queue, "default");
+/// assert!(job.scheduled_at.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Kind name, selects the handler.
+    pub kind: String,
+    /// Arguments as a JSON text.
+    pub arguments: String,
+    /// Queue name.
+    pub queue: String,
+    /// Lower runs first.
+    pub priority: i32,
+    /// Executions allowed.
+    pub max_attempts: i32,
+    /// `None`: ready now; `Some`: held as scheduled until then (UTC).
+    pub scheduled_at: Option<NaiveDateTime>,
+}
+
+impl NewJob {
+    /// Serializes `job` and applies its defaults and `opts`.
+    pub fn from_job<J: Job>(job: &J, opts: EnqueueOptions) -> Result<NewJob, EnqueueError> {
+        let arguments = serde_json::to_string(job)
+            .map_err(|source| EnqueueError::Serialize { kind: J::KIND.to_string(), source })?;
+        Self::build(J::KIND, arguments, J::QUEUE, J::PRIORITY, J::MAX_ATTEMPTS, opts)
+    }
+
+    /// A job from a kind and a JSON value, with the library defaults and `opts`.
+    pub fn from_json(kind: &str, arguments: serde_json::Value, opts: EnqueueOptions) -> Result<NewJob, EnqueueError> {
+        Self::build(kind, arguments.to_string(), DEFAULT_QUEUE, 0, DEFAULT_MAX_ATTEMPTS, opts)
+    }
+
+    fn build(
+        kind: &str,
+        arguments: String,
+        default_queue: &str,
+        default_priority: i32,
+        default_attempts: i32,
+        opts: EnqueueOptions,
+    ) -> Result<NewJob, EnqueueError> {
+        let invalid = |problem: String| EnqueueError::Invalid { kind: kind.to_string(), problem };
+        if kind.trim().is_empty() {
+            return Err(invalid("the kind is empty".into()));
+        }
+        let queue = opts.queue.unwrap_or_else(|| default_queue.to_string());
+        if queue.is_empty() || queue.contains('*') || queue.contains(',') {
+            return Err(invalid(format!("queue name {queue:?} must be non-empty without '*' or ','")));
+        }
+        let max_attempts = opts.max_attempts.unwrap_or(default_attempts);
+        if max_attempts < 1 {
+            return Err(invalid(format!("max attempts must be at least 1, got {max_attempts}")));
+        }
+        let scheduled_at = opts.run_at.filter(|at| *at > Utc::now()).map(|at| at.naive_utc());
+        Ok(NewJob {
+            kind: kind.to_string(),
+            arguments,
+            queue,
+            priority: opts.priority.unwrap_or(default_priority),
+            max_attempts,
+            scheduled_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_override_defaults_and_reject_bad_values() {
+        let job = NewJob::from_json("k", serde_json::json!([1]), EnqueueOptions::new().queue("q").priority(3)).unwrap();
+        assert_eq!((job.queue.as_str(), job.priority, job.arguments.as_str()), ("q", 3, "[1]"));
+        assert!(NewJob::from_json("k", serde_json::json!(null), EnqueueOptions::new().max_attempts(0)).is_err());
+        assert!(NewJob::from_json("", serde_json::json!(null), EnqueueOptions::new()).is_err());
+        assert!(NewJob::from_json("k", serde_json::json!(null), EnqueueOptions::new().queue("a*")).is_err());
+        let later = NewJob::from_json("k", serde_json::json!(1), EnqueueOptions::new().run_in(Duration::from_secs(60))).unwrap();
+        assert!(later.scheduled_at.is_some());
+    }
+}

@@ -1,0 +1,3 @@
+//! Queue handle (being written).
+/// Queue.
+pub struct Queue;

@@ -1,0 +1,5 @@
+//! Runtime (being written).
+/// Runtime.
+pub struct Runtime;
+/// Handle.
+pub struct RuntimeHandle;
