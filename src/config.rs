@@ -87,3 +87,19 @@ pub struct Config {
     /// `SOLIDQ_LOG_FORMAT`: `term` or `json`.
     pub log_format: LogFormat,
 }
+
+/// TEMPORARY stub until the config parser lands.
+#[derive(Debug)]
+pub struct ConfigError;
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("config error")
+    }
+}
+impl std::error::Error for ConfigError {}
+impl Config {
+    /// stub
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Err(ConfigError)
+    }
+}
