@@ -342,15 +342,15 @@ fn an_unknown_url_scheme_exits_2_naming_it() {
 }
 
 #[test]
-fn an_unreachable_database_exits_1() {
+fn an_unusable_database_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}/no/such/directory/x.sqlite3",
-        dir.path().display()
-    );
+    // The database's directory cannot exist: a file is in the way.
+    std::fs::write(dir.path().join("blocker"), b"not a directory").unwrap();
+    let url = format!("sqlite://{}/blocker/x.sqlite3", dir.path().display());
     let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", &url)], &["status"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
 }
 
 #[test]
