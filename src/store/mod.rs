@@ -19,6 +19,7 @@ use crate::job::{JobId, NewJob};
 
 pub mod pool;
 pub mod postgres;
+mod queries;
 pub mod schema;
 pub mod sqlite;
 
@@ -376,8 +377,8 @@ pub type SharedStore = Arc<dyn Store>;
 /// URL's scheme (never by trial).
 pub fn connect(url: &DatabaseUrl, pool_size: u32) -> StoreResult<SharedStore> {
     match url {
-        DatabaseUrl::Sqlite(path) => todo!("sqlite {path:?} {pool_size}"),
-        DatabaseUrl::Postgres(url) => todo!("postgres {url} {pool_size}"),
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?)),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(postgres::PgStore::connect(url, pool_size)?)),
     }
 }
 

@@ -1,1 +1,100 @@
-//! Table definitions.
+//! Table definitions, shared by both backends (see `migrations/sqlite` and
+//! `migrations/postgres`). All timestamps are UTC.
+#![allow(missing_docs)]
+
+diesel::table! {
+    /// Every job ever enqueued; its state is which execution table holds it.
+    solidq_jobs (id) {
+        id -> BigInt,
+        queue_name -> Text,
+        /// The job's kind.
+        class_name -> Text,
+        /// JSON text.
+        arguments -> Text,
+        priority -> Integer,
+        /// Executions started.
+        attempts -> Integer,
+        max_attempts -> Integer,
+        scheduled_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        /// JSON text of a `FailureRecord`.
+        last_error -> Nullable<Text>,
+        concurrency_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Jobs waiting for a worker.
+    solidq_ready_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        queue_name -> Text,
+        priority -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Jobs waiting for their time.
+    solidq_scheduled_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        queue_name -> Text,
+        priority -> Integer,
+        scheduled_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Jobs held by a process; `id` is the claim's fencing token and is never reused.
+    solidq_claimed_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        /// No foreign key: orphans are possible and swept by `release_orphans`.
+        process_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Jobs that failed for good.
+    solidq_failed_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        /// JSON text of a `FailureRecord`.
+        error -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Registered runtime processes and their heartbeats.
+    solidq_processes (id) {
+        id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        pid -> Integer,
+        hostname -> Text,
+        /// JSON text.
+        metadata -> Text,
+        last_heartbeat_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(solidq_ready_executions -> solidq_jobs (job_id));
+diesel::joinable!(solidq_scheduled_executions -> solidq_jobs (job_id));
+diesel::joinable!(solidq_claimed_executions -> solidq_jobs (job_id));
+diesel::joinable!(solidq_failed_executions -> solidq_jobs (job_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    solidq_jobs,
+    solidq_ready_executions,
+    solidq_scheduled_executions,
+    solidq_claimed_executions,
+    solidq_failed_executions,
+    solidq_processes,
+);
