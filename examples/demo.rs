@@ -172,7 +172,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, Box<dyn std::error::Error>>(done)
     })?;
 
-    println!("\n{}", solidq::cli::status_text(store.as_ref(), solidq::Config::from_env()?.alive_threshold)?);
+    println!("\n{}", solidq::cli::status::status_text(store.as_ref(), solidq::Config::from_env()?.alive_threshold)?);
     if !outcome {
         return Err("not every demo job finished".into());
     }

@@ -243,22 +243,22 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
         }
         Command::Status { json } => {
             let store = connect_ready(config)?;
-            let processes = store.processes()?;
-            let (totals, queues) = store.counts()?;
-            let view = status::StatusView {
-                processes: &processes,
-                totals: &totals,
-                queues: &queues,
-                now: now(),
-                alive_threshold: config.alive_threshold,
-            };
             let text = if json {
+                let processes = store.processes()?;
+                let (totals, queues) = store.counts()?;
+                let view = status::StatusView {
+                    processes: &processes,
+                    totals: &totals,
+                    queues: &queues,
+                    now: now(),
+                    alive_threshold: config.alive_threshold,
+                };
                 let mut text = serde_json::to_string_pretty(&status::render_json(&view))
                     .expect("a JSON value serializes");
                 text.push('\n');
                 text
             } else {
-                status::render_table(&view)
+                status::status_text(store.as_ref(), config.alive_threshold)?
             };
             let _ = out.write_all(text.as_bytes());
         }

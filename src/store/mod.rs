@@ -338,7 +338,10 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the process's session-liveness connection and, if it broke (e.g. the database
     /// restarted), reconnects and takes the session lock again. Returns whether it had to.
     /// Backends without session liveness return `Ok(false)`.
-    fn keep_session(&self, process: ProcessId) -> StoreResult<bool>;
+    fn keep_session(&self, process: ProcessId) -> StoreResult<bool> {
+        let _ = process;
+        Ok(false)
+    }
 
     /// Graceful exit: returns every claim of `process` to ready and deletes its row (and drops
     /// its session lock). Returns the number of claims released.
@@ -364,7 +367,10 @@ pub trait Store: Send + Sync + 'static {
     fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)>;
 
     /// The claims `process` holds, by job id.
-    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>>;
+    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
+        let _ = process;
+        Ok(Vec::new())
+    }
 
     /// One job, if it exists.
     fn job(&self, id: JobId) -> StoreResult<Option<JobRow>>;
