@@ -308,13 +308,19 @@ impl PgStore {
         }
     }
 
-    /// Test hook: closes the dedicated connection of `process` as if its session had died,
-    /// leaving the process row in place. Returns whether this store held it.
-    #[doc(hidden)]
-    pub fn drop_session_for_test(&self, process: ProcessId) -> bool {
-        let held = self.session(process).is_some();
-        self.drop_session(process);
-        held
+    /// The PostgreSQL backend pid of the session holding `process`'s lock, if this store
+    /// registered the process and the session is up (for diagnostics and tests).
+    pub fn session_backend_pid(&self, process: ProcessId) -> Option<i32> {
+        #[derive(QueryableByName)]
+        struct BackendPid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        let session = self.session(process)?;
+        let mut session = lock_or_recover(&session);
+        let conn = session.conn.as_mut()?;
+        let row: BackendPid = sql_query("SELECT pg_backend_pid() AS pid").get_result(conn).ok()?;
+        Some(row.pid)
     }
 }
 
