@@ -108,7 +108,10 @@ fn job(kind: &str, queue: &str, priority: i32) -> NewJob {
 }
 
 fn scheduled(kind: &str, at: NaiveDateTime) -> NewJob {
-    NewJob { scheduled_at: Some(at), ..job(kind, "default", 0) }
+    NewJob {
+        scheduled_at: Some(at),
+        ..job(kind, "default", 0)
+    }
 }
 
 fn new_process(name: &str) -> NewProcess {
@@ -122,7 +125,9 @@ fn new_process(name: &str) -> NewProcess {
 }
 
 fn register(store: &dyn Store, name: &str) -> ProcessId {
-    store.register_process(&new_process(name), t(0)).expect("register_process")
+    store
+        .register_process(&new_process(name), t(0))
+        .expect("register_process")
 }
 
 fn enqueue(store: &dyn Store, jobs: &[NewJob]) -> Vec<JobId> {
@@ -151,7 +156,13 @@ fn totals(store: &dyn Store) -> JobCounts {
 }
 
 fn counts(ready: i64, scheduled: i64, claimed: i64, failed: i64, finished: i64) -> JobCounts {
-    JobCounts { ready, scheduled, claimed, failed, finished }
+    JobCounts {
+        ready,
+        scheduled,
+        claimed,
+        failed,
+        finished,
+    }
 }
 
 fn error(message: &str) -> FailureRecord {
@@ -163,7 +174,12 @@ fn error(message: &str) -> FailureRecord {
 }
 
 fn last_error(store: &dyn Store, id: JobId) -> FailureRecord {
-    let text = store.job(id).expect("job").expect("job exists").last_error.expect("last_error set");
+    let text = store
+        .job(id)
+        .expect("job")
+        .expect("job exists")
+        .last_error
+        .expect("last_error set");
     serde_json::from_str(&text).expect("last_error is a FailureRecord")
 }
 
@@ -173,7 +189,8 @@ fn execute_sql(db: &TestDb, sql: &str) {
         DatabaseUrl::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(path.to_str().expect("utf-8 path"))
                 .expect("connecting to SQLite");
-            conn.batch_execute("PRAGMA busy_timeout = 10000;").expect("pragma");
+            conn.batch_execute("PRAGMA busy_timeout = 10000;")
+                .expect("pragma");
             conn.batch_execute(sql).expect("executing SQL");
         }
         DatabaseUrl::Postgres(url) => {
@@ -209,7 +226,10 @@ fn enqueue_puts_due_jobs_in_ready_and_future_jobs_in_scheduled(db: &TestDb) {
     assert_eq!(future.scheduled_at, Some(t(60)));
     assert_eq!((future.attempts, future.max_attempts), (0, 5));
     assert_eq!(totals(store), counts(3, 1, 0, 0, 0));
-    assert_eq!(store.enqueue(&[], t(0)).expect("empty enqueue"), Vec::<JobId>::new());
+    assert_eq!(
+        store.enqueue(&[], t(0)).expect("empty enqueue"),
+        Vec::<JobId>::new()
+    );
 }
 
 fn enqueue_returns_ids_in_input_order(db: &TestDb) {
@@ -235,7 +255,10 @@ fn enqueue_of_more_jobs_than_one_statement_binds_keeps_input_order(db: &TestDb) 
     let store = &*db.store;
     // More rows than fit under either backend's bind-parameter limit in one INSERT.
     let jobs: Vec<NewJob> = (0..8_000)
-        .map(|i| NewJob { arguments: json!({ "n": i }).to_string(), ..job("bulk", "bulk", 0) })
+        .map(|i| NewJob {
+            arguments: json!({ "n": i }).to_string(),
+            ..job("bulk", "bulk", 0)
+        })
         .collect();
     let ids = enqueue(store, &jobs);
     assert_eq!(ids.len(), 8_000);
@@ -266,7 +289,9 @@ fn check_transactional_enqueue<C: Connection + EnqueueConnection>(db: &TestDb, m
     let store = &*db.store;
     let mut rolled_back = Vec::new();
     let result = conn.transaction::<(), diesel::result::Error, _>(|conn| {
-        rolled_back = conn.enqueue_jobs(&[job("tx", "default", 0)], t(0)).expect("enqueue_jobs");
+        rolled_back = conn
+            .enqueue_jobs(&[job("tx", "default", 0)], t(0))
+            .expect("enqueue_jobs");
         Err(diesel::result::Error::RollbackTransaction)
     });
     assert!(result.is_err());
@@ -277,7 +302,10 @@ fn check_transactional_enqueue<C: Connection + EnqueueConnection>(db: &TestDb, m
     let committed = conn
         .transaction::<_, diesel::result::Error, _>(|conn| {
             let ids = conn
-                .enqueue_jobs(&[job("tx", "default", 0), scheduled("tx-later", t(60))], t(0))
+                .enqueue_jobs(
+                    &[job("tx", "default", 0), scheduled("tx-later", t(60))],
+                    t(0),
+                )
                 .expect("enqueue_jobs");
             assert_eq!(store.job(ids[0]).unwrap(), None, "invisible before commit");
             Ok(ids)
@@ -287,7 +315,9 @@ fn check_transactional_enqueue<C: Connection + EnqueueConnection>(db: &TestDb, m
     assert_eq!(state(store, committed[1]), "scheduled");
 
     // Without an open transaction it commits on its own.
-    let alone = conn.enqueue_jobs(&[job("alone", "default", 0)], t(0)).expect("enqueue_jobs");
+    let alone = conn
+        .enqueue_jobs(&[job("alone", "default", 0)], t(0))
+        .expect("enqueue_jobs");
     assert_eq!(state(store, alone[0]), "ready");
     assert_eq!(totals(store), counts(2, 1, 0, 0, 0));
 }
@@ -309,7 +339,10 @@ fn claim_takes_queues_in_given_order_then_priority_then_id(db: &TestDb) {
     );
     let p = register(store, "worker");
     let got = claim(store, p, &["a", "b"], 10);
-    assert_eq!(kinds(&got), ["a-high-1", "a-high-2", "a-low", "b-urgent", "b-normal"]);
+    assert_eq!(
+        kinds(&got),
+        ["a-high-1", "a-high-2", "a-low", "b-urgent", "b-normal"]
+    );
     assert_eq!(got[0].queue, "a");
     assert_eq!(got[0].priority, 1);
     let claim_ids: HashSet<i64> = got.iter().map(|c| c.token.claim_id).collect();
@@ -320,7 +353,13 @@ fn claim_fills_the_limit_across_patterns_in_order(db: &TestDb) {
     let store = &*db.store;
     enqueue(
         store,
-        &[job("a1", "a", 0), job("b1", "b", 0), job("a2", "a", 0), job("b2", "b", 0), job("b3", "b", 0)],
+        &[
+            job("a1", "a", 0),
+            job("b1", "b", 0),
+            job("a2", "a", 0),
+            job("b2", "b", 0),
+            job("b3", "b", 0),
+        ],
     );
     let p = register(store, "worker");
     assert_eq!(kinds(&claim(store, p, &["a", "b"], 3)), ["a1", "a2", "b1"]);
@@ -368,7 +407,10 @@ fn claim_escapes_like_wildcards_in_prefixes(db: &TestDb) {
 
 fn claim_never_takes_a_job_twice_across_overlapping_patterns(db: &TestDb) {
     let store = &*db.store;
-    enqueue(store, &[job("q1", "q1", 0), job("q2", "q2", 0), job("x", "x", 0)]);
+    enqueue(
+        store,
+        &[job("q1", "q1", 0), job("q2", "q2", 0), job("x", "x", 0)],
+    );
     let p = register(store, "worker");
     let got = claim(store, p, &["q1", "q*", "*", "x"], 10);
     assert_eq!(kinds(&got), ["q1", "q2", "x"]);
@@ -381,7 +423,10 @@ fn claim_increments_attempts(db: &TestDb) {
     let p = register(store, "worker");
     let first = claim(store, p, &["*"], 1);
     assert_eq!((first[0].attempts, first[0].max_attempts), (1, 5));
-    assert_eq!(store.release(first[0].token, t(2)).unwrap(), Fenced::Applied);
+    assert_eq!(
+        store.release(first[0].token, t(2)).unwrap(),
+        Fenced::Applied
+    );
     let second = claim(store, p, &["*"], 1);
     assert_eq!(second[0].attempts, 2);
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
@@ -400,12 +445,19 @@ fn claim_for_a_missing_process_claims_nothing(db: &TestDb) {
 
 fn concurrent_claims_never_hand_out_a_job_twice(db: &TestDb) {
     let jobs: Vec<NewJob> = (0..500)
-        .map(|i| NewJob { arguments: json!({ "n": i }).to_string(), ..job("c", "default", i % 3) })
+        .map(|i| NewJob {
+            arguments: json!({ "n": i }).to_string(),
+            ..job("c", "default", i % 3)
+        })
         .collect();
     let mut ids = enqueue(&*db.store, &jobs);
     // Two threads share the test's store, two have stores of their own (like other processes).
-    let stores: Vec<SharedStore> =
-        vec![db.store.clone(), db.store.clone(), db.connect_again(), db.connect_again()];
+    let stores: Vec<SharedStore> = vec![
+        db.store.clone(),
+        db.store.clone(),
+        db.connect_again(),
+        db.connect_again(),
+    ];
     let barrier = Arc::new(Barrier::new(stores.len()));
     let handles: Vec<_> = stores
         .into_iter()
@@ -417,7 +469,9 @@ fn concurrent_claims_never_hand_out_a_job_twice(db: &TestDb) {
                 barrier.wait();
                 let mut got = Vec::new();
                 loop {
-                    let batch = store.claim(p, &[QueuePattern::All], 7, t(1)).expect("claim");
+                    let batch = store
+                        .claim(p, &[QueuePattern::All], 7, t(1))
+                        .expect("claim");
                     if batch.is_empty() {
                         break;
                     }
@@ -427,8 +481,10 @@ fn concurrent_claims_never_hand_out_a_job_twice(db: &TestDb) {
             })
         })
         .collect();
-    let mut claimed: Vec<JobId> =
-        handles.into_iter().flat_map(|h| h.join().expect("claimer thread")).collect();
+    let mut claimed: Vec<JobId> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("claimer thread"))
+        .collect();
     claimed.sort_unstable();
     ids.sort_unstable();
     assert_eq!(claimed, ids, "every job claimed exactly once");
@@ -445,7 +501,10 @@ fn finish_marks_the_job_finished_once(db: &TestDb) {
     let token = claim(store, p, &["*"], 1)[0].token;
     assert_eq!(store.finish(token, t(5)).unwrap(), Fenced::Applied);
     let row = store.job(id).unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.finished_at), ("finished", Some(t(5))));
+    assert_eq!(
+        (row.state.as_str(), row.finished_at),
+        ("finished", Some(t(5)))
+    );
     assert_eq!(store.finish(token, t(6)).unwrap(), Fenced::Stale);
     assert_eq!(store.job(id).unwrap().unwrap().finished_at, Some(t(5)));
     assert_eq!(totals(store), counts(0, 0, 0, 0, 1));
@@ -464,7 +523,10 @@ fn fail_moves_the_job_to_failed_with_its_error(db: &TestDb) {
     assert_eq!(store.fail(token, &record, t(5)).unwrap(), Fenced::Applied);
     assert_eq!(state(store, id), "failed");
     assert_eq!(last_error(store, id), record);
-    assert_eq!(store.fail(token, &error("again"), t(6)).unwrap(), Fenced::Stale);
+    assert_eq!(
+        store.fail(token, &error("again"), t(6)).unwrap(),
+        Fenced::Stale
+    );
     assert_eq!(last_error(store, id), record);
     assert_eq!(totals(store), counts(0, 0, 0, 1, 0));
 }
@@ -474,16 +536,28 @@ fn retry_schedules_the_job_again_or_readies_it_when_due(db: &TestDb) {
     let id = enqueue_one(store, job("k", "default", 0));
     let p = register(store, "worker");
     let token = claim(store, p, &["*"], 1)[0].token;
-    assert_eq!(store.retry(token, &error("later"), t(60), t(2)).unwrap(), Fenced::Applied);
+    assert_eq!(
+        store.retry(token, &error("later"), t(60), t(2)).unwrap(),
+        Fenced::Applied
+    );
     let row = store.job(id).unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.scheduled_at), ("scheduled", Some(t(60))));
+    assert_eq!(
+        (row.state.as_str(), row.scheduled_at),
+        ("scheduled", Some(t(60)))
+    );
     assert_eq!(last_error(store, id), error("later"));
-    assert_eq!(store.retry(token, &error("stale"), t(2), t(2)).unwrap(), Fenced::Stale);
+    assert_eq!(
+        store.retry(token, &error("stale"), t(2), t(2)).unwrap(),
+        Fenced::Stale
+    );
     assert_eq!(last_error(store, id), error("later"));
 
     assert_eq!(store.dispatch_due(t(60), 10).unwrap(), 1);
     let token = store.claim(p, &[QueuePattern::All], 1, t(61)).unwrap()[0].token;
-    assert_eq!(store.retry(token, &error("now"), t(61), t(61)).unwrap(), Fenced::Applied);
+    assert_eq!(
+        store.retry(token, &error("now"), t(61), t(61)).unwrap(),
+        Fenced::Applied
+    );
     assert_eq!(state(store, id), "ready");
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
 }
@@ -506,9 +580,21 @@ fn stale_token_after_reap_changes_nothing_and_a_reclaim_gets_a_new_claim_id(db: 
     let dead = register(store, "dead");
     let old = claim(store, dead, &["*"], 1)[0].token;
     let outcome = store
-        .reap_process(dead, &DeathCause::Proven("pid gone".into()), DeathPolicy::Retry, t(10))
+        .reap_process(
+            dead,
+            &DeathCause::Proven("pid gone".into()),
+            DeathPolicy::Retry,
+            t(10),
+        )
         .unwrap();
-    assert_eq!(outcome, ReapOutcome { reaped: true, retried: 1, failed: 0 });
+    assert_eq!(
+        outcome,
+        ReapOutcome {
+            reaped: true,
+            retried: 1,
+            failed: 0
+        }
+    );
 
     let live = register(store, "live");
     let new = claim(store, live, &["*"], 1)[0].token;
@@ -517,10 +603,16 @@ fn stale_token_after_reap_changes_nothing_and_a_reclaim_gets_a_new_claim_id(db: 
 
     assert_eq!(store.finish(old, t(11)).unwrap(), Fenced::Stale);
     assert_eq!(store.fail(old, &error("x"), t(11)).unwrap(), Fenced::Stale);
-    assert_eq!(store.retry(old, &error("x"), t(11), t(11)).unwrap(), Fenced::Stale);
+    assert_eq!(
+        store.retry(old, &error("x"), t(11), t(11)).unwrap(),
+        Fenced::Stale
+    );
     assert_eq!(store.release(old, t(11)).unwrap(), Fenced::Stale);
     let row = store.job(id).unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.process_id), ("claimed", Some(live)));
+    assert_eq!(
+        (row.state.as_str(), row.process_id),
+        ("claimed", Some(live))
+    );
     assert_eq!(row.finished_at, None);
     assert_eq!(row.attempts, 2);
 
@@ -547,7 +639,10 @@ fn dispatch_due_moves_only_due_jobs_in_order_up_to_the_batch(db: &TestDb) {
         &[
             scheduled("t30", t(30)),
             scheduled("t10", t(10)),
-            NewJob { priority: -1, ..scheduled("t20-urgent", t(20)) },
+            NewJob {
+                priority: -1,
+                ..scheduled("t20-urgent", t(20))
+            },
             scheduled("t20", t(20)),
             scheduled("t50", t(50)),
         ],
@@ -555,14 +650,20 @@ fn dispatch_due_moves_only_due_jobs_in_order_up_to_the_batch(db: &TestDb) {
     assert_eq!(store.dispatch_due(t(5), 10).unwrap(), 0);
     assert_eq!(store.dispatch_due(t(35), 2).unwrap(), 2);
     let ready: Vec<String> = ids.iter().map(|&id| state(store, id)).collect();
-    assert_eq!(ready, ["scheduled", "ready", "ready", "scheduled", "scheduled"]);
+    assert_eq!(
+        ready,
+        ["scheduled", "ready", "ready", "scheduled", "scheduled"]
+    );
     assert_eq!(store.dispatch_due(t(35), 10).unwrap(), 2);
     assert_eq!(store.dispatch_due(t(35), 10).unwrap(), 0);
     assert_eq!(state(store, ids[4]), "scheduled");
     assert_eq!(store.dispatch_due(t(50), 0).unwrap(), 0);
     assert_eq!(totals(store), counts(4, 1, 0, 0, 0));
     let p = register(store, "worker");
-    assert_eq!(kinds(&claim(store, p, &["*"], 10)), ["t20-urgent", "t30", "t10", "t20"]);
+    assert_eq!(
+        kinds(&claim(store, p, &["*"], 10)),
+        ["t20-urgent", "t30", "t10", "t20"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,7 +673,12 @@ fn heartbeat_stamps_a_live_process_and_reports_a_missing_one(db: &TestDb) {
     let store = &*db.store;
     let p = register(store, "worker");
     assert_eq!(store.heartbeat(p, t(30)).unwrap(), Beat::Stamped);
-    let row = store.processes().unwrap().into_iter().find(|r| r.id == p).unwrap();
+    let row = store
+        .processes()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == p)
+        .unwrap();
     assert_eq!((row.last_heartbeat_at, row.created_at), (t(30), t(0)));
     assert_eq!(store.heartbeat(9_999, t(30)).unwrap(), Beat::Missing);
     store.deregister(p, t(40)).unwrap();
@@ -591,27 +697,54 @@ fn processes_lists_rows_in_registration_order_with_metadata(db: &TestDb) {
     let first = register(store, "first");
     let second = store
         .register_process(
-            &NewProcess { pid: 7, hostname: "other".into(), ..new_process("second") },
+            &NewProcess {
+                pid: 7,
+                hostname: "other".into(),
+                ..new_process("second")
+            },
             t(3),
         )
         .unwrap();
     let rows = store.processes().unwrap();
-    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [first, second]);
-    assert_eq!(rows[0].metadata, json!({ "workers": ["*:3"], "boot": "first" }));
-    assert_eq!((rows[0].kind.as_str(), rows[0].name.as_str()), ("Runtime", "first"));
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [first, second]
+    );
+    assert_eq!(
+        rows[0].metadata,
+        json!({ "workers": ["*:3"], "boot": "first" })
+    );
+    assert_eq!(
+        (rows[0].kind.as_str(), rows[0].name.as_str()),
+        ("Runtime", "first")
+    );
     assert_eq!((rows[1].pid, rows[1].hostname.as_str()), (7, "other"));
-    assert_eq!((rows[1].created_at, rows[1].last_heartbeat_at), (t(3), t(3)));
+    assert_eq!(
+        (rows[1].created_at, rows[1].last_heartbeat_at),
+        (t(3), t(3))
+    );
 }
 
 fn deregister_releases_claims_to_ready_and_removes_the_process(db: &TestDb) {
     let store = &*db.store;
-    let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)]);
+    let ids = enqueue(
+        store,
+        &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)],
+    );
     let p = register(store, "leaving");
     let other = register(store, "staying");
     let got = claim(store, p, &["*"], 3);
     assert_eq!(store.finish(got[0].token, t(2)).unwrap(), Fenced::Applied);
     assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
-    assert_eq!(store.processes().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+    assert_eq!(
+        store
+            .processes()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [other]
+    );
     assert_eq!(state(store, ids[0]), "finished");
     assert_eq!(state(store, ids[1]), "ready");
     assert_eq!(state(store, ids[2]), "ready");
@@ -627,20 +760,49 @@ fn reap_with_heartbeat_cutoff_skips_a_process_that_beat_after_it(db: &TestDb) {
     claim(store, p, &["*"], 1);
     assert_eq!(store.heartbeat(p, t(100)).unwrap(), Beat::Stamped);
     let skipped = store
-        .reap_process(p, &DeathCause::HeartbeatOlderThan(t(50)), DeathPolicy::Retry, t(120))
+        .reap_process(
+            p,
+            &DeathCause::HeartbeatOlderThan(t(50)),
+            DeathPolicy::Retry,
+            t(120),
+        )
         .unwrap();
-    assert_eq!(skipped, ReapOutcome { reaped: false, retried: 0, failed: 0 });
+    assert_eq!(
+        skipped,
+        ReapOutcome {
+            reaped: false,
+            retried: 0,
+            failed: 0
+        }
+    );
     assert_eq!(store.processes().unwrap().len(), 1);
     assert_eq!(state(store, id), "claimed");
     // Equal to the cutoff is not older than it.
     let equal = store
-        .reap_process(p, &DeathCause::HeartbeatOlderThan(t(100)), DeathPolicy::Retry, t(120))
+        .reap_process(
+            p,
+            &DeathCause::HeartbeatOlderThan(t(100)),
+            DeathPolicy::Retry,
+            t(120),
+        )
         .unwrap();
     assert!(!equal.reaped);
     let reaped = store
-        .reap_process(p, &DeathCause::HeartbeatOlderThan(t(101)), DeathPolicy::Retry, t(120))
+        .reap_process(
+            p,
+            &DeathCause::HeartbeatOlderThan(t(101)),
+            DeathPolicy::Retry,
+            t(120),
+        )
         .unwrap();
-    assert_eq!(reaped, ReapOutcome { reaped: true, retried: 1, failed: 0 });
+    assert_eq!(
+        reaped,
+        ReapOutcome {
+            reaped: true,
+            retried: 1,
+            failed: 0
+        }
+    );
     assert_eq!(state(store, id), "ready");
     assert!(store.processes().unwrap().is_empty());
 }
@@ -651,16 +813,35 @@ fn reap_retry_returns_claims_to_ready_with_a_process_died_record(db: &TestDb) {
     let p = register(store, "victim-7");
     claim(store, p, &["*"], 2);
     let outcome = store
-        .reap_process(p, &DeathCause::Proven("pid 4242 is gone".into()), DeathPolicy::Retry, t(9))
+        .reap_process(
+            p,
+            &DeathCause::Proven("pid 4242 is gone".into()),
+            DeathPolicy::Retry,
+            t(9),
+        )
         .unwrap();
-    assert_eq!(outcome, ReapOutcome { reaped: true, retried: 2, failed: 0 });
+    assert_eq!(
+        outcome,
+        ReapOutcome {
+            reaped: true,
+            retried: 2,
+            failed: 0
+        }
+    );
     for &id in &ids {
         let row = store.job(id).unwrap().unwrap();
-        assert_eq!((row.state.as_str(), row.attempts, row.process_id), ("ready", 1, None));
+        assert_eq!(
+            (row.state.as_str(), row.attempts, row.process_id),
+            ("ready", 1, None)
+        );
         let record = last_error(store, id);
         assert_eq!(record.class, "ProcessDied");
         for part in [p.to_string().as_str(), "victim-7", "testhost", "4242"] {
-            assert!(record.message.contains(part), "{part:?} in {:?}", record.message);
+            assert!(
+                record.message.contains(part),
+                "{part:?} in {:?}",
+                record.message
+            );
         }
         assert_eq!(record.backtrace.as_deref(), Some("pid 4242 is gone"));
     }
@@ -674,8 +855,17 @@ fn reap_fail_policy_moves_claims_to_failed(db: &TestDb) {
     let p = register(store, "victim");
     claim(store, p, &["*"], 2);
     let cutoff = DeathCause::HeartbeatOlderThan(t(60));
-    let outcome = store.reap_process(p, &cutoff, DeathPolicy::Fail, t(61)).unwrap();
-    assert_eq!(outcome, ReapOutcome { reaped: true, retried: 0, failed: 2 });
+    let outcome = store
+        .reap_process(p, &cutoff, DeathPolicy::Fail, t(61))
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReapOutcome {
+            reaped: true,
+            retried: 0,
+            failed: 2
+        }
+    );
     for &id in &ids {
         assert_eq!(state(store, id), "failed");
         let record = last_error(store, id);
@@ -688,14 +878,38 @@ fn reap_fail_policy_moves_claims_to_failed(db: &TestDb) {
 
 fn reap_retry_fails_jobs_that_reached_max_attempts(db: &TestDb) {
     let store = &*db.store;
-    let last_try = enqueue_one(store, NewJob { max_attempts: 1, ..job("once", "q", 0) });
-    let more = enqueue_one(store, NewJob { max_attempts: 3, ..job("thrice", "q", 0) });
+    let last_try = enqueue_one(
+        store,
+        NewJob {
+            max_attempts: 1,
+            ..job("once", "q", 0)
+        },
+    );
+    let more = enqueue_one(
+        store,
+        NewJob {
+            max_attempts: 3,
+            ..job("thrice", "q", 0)
+        },
+    );
     let p = register(store, "victim");
     claim(store, p, &["*"], 2);
     let outcome = store
-        .reap_process(p, &DeathCause::Proven("gone".into()), DeathPolicy::Retry, t(9))
+        .reap_process(
+            p,
+            &DeathCause::Proven("gone".into()),
+            DeathPolicy::Retry,
+            t(9),
+        )
         .unwrap();
-    assert_eq!(outcome, ReapOutcome { reaped: true, retried: 1, failed: 1 });
+    assert_eq!(
+        outcome,
+        ReapOutcome {
+            reaped: true,
+            retried: 1,
+            failed: 1
+        }
+    );
     assert_eq!(state(store, last_try), "failed");
     assert_eq!(last_error(store, last_try).class, "ProcessDied");
     assert_eq!(state(store, more), "ready");
@@ -704,7 +918,12 @@ fn reap_retry_fails_jobs_that_reached_max_attempts(db: &TestDb) {
 fn reap_of_a_missing_process_changes_nothing(db: &TestDb) {
     let store = &*db.store;
     let outcome = store
-        .reap_process(9_999, &DeathCause::Proven("gone".into()), DeathPolicy::Retry, t(9))
+        .reap_process(
+            9_999,
+            &DeathCause::Proven("gone".into()),
+            DeathPolicy::Retry,
+            t(9),
+        )
         .unwrap();
     assert_eq!(outcome, ReapOutcome::default());
 }
@@ -712,7 +931,12 @@ fn reap_of_a_missing_process_changes_nothing(db: &TestDb) {
 fn concurrent_reaps_of_one_process_release_its_claims_once(db: &TestDb) {
     let ids = enqueue(
         &*db.store,
-        &(0..10).map(|_| NewJob { max_attempts: 100, ..job("k", "q", 0) }).collect::<Vec<_>>(),
+        &(0..10)
+            .map(|_| NewJob {
+                max_attempts: 100,
+                ..job("k", "q", 0)
+            })
+            .collect::<Vec<_>>(),
     );
     let other = db.connect_again();
     for round in 0..8 {
@@ -736,11 +960,25 @@ fn concurrent_reaps_of_one_process_release_its_claims_once(db: &TestDb) {
                 })
             })
             .collect();
-        let outcomes: Vec<ReapOutcome> =
-            reapers.into_iter().map(|h| h.join().expect("reaper thread")).collect();
-        assert_eq!(outcomes.iter().filter(|o| o.reaped).count(), 1, "{outcomes:?}");
-        assert_eq!(outcomes.iter().map(|o| o.retried).sum::<usize>(), 10, "{outcomes:?}");
-        assert_eq!(outcomes.iter().map(|o| o.failed).sum::<usize>(), 0, "{outcomes:?}");
+        let outcomes: Vec<ReapOutcome> = reapers
+            .into_iter()
+            .map(|h| h.join().expect("reaper thread"))
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| o.reaped).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            outcomes.iter().map(|o| o.retried).sum::<usize>(),
+            10,
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            outcomes.iter().map(|o| o.failed).sum::<usize>(),
+            0,
+            "{outcomes:?}"
+        );
         assert_eq!(totals(&*db.store), counts(10, 0, 0, 0, 0));
     }
     assert_eq!(db.store.job(ids[0]).unwrap().unwrap().attempts, 8);
@@ -748,14 +986,20 @@ fn concurrent_reaps_of_one_process_release_its_claims_once(db: &TestDb) {
 
 fn release_orphans_returns_claims_of_vanished_processes(db: &TestDb) {
     let store = &*db.store;
-    let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)]);
+    let ids = enqueue(
+        store,
+        &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)],
+    );
     let vanished = register(store, "vanished");
     let live = register(store, "live");
     let lost = claim(store, vanished, &["*"], 2);
     let kept = claim(store, live, &["*"], 1);
     assert_eq!(store.release_orphans(t(5)).unwrap(), 0);
     // A process row removed behind the store's back, as a crash during cleanup might leave it.
-    execute_sql(db, &format!("DELETE FROM solidq_processes WHERE id = {vanished}"));
+    execute_sql(
+        db,
+        &format!("DELETE FROM solidq_processes WHERE id = {vanished}"),
+    );
     assert_eq!(store.release_orphans(t(5)).unwrap(), 2);
     assert_eq!(store.release_orphans(t(6)).unwrap(), 0);
     assert_eq!(state(store, ids[0]), "ready");
@@ -778,7 +1022,10 @@ fn counts_report_totals_and_per_queue_states_sorted_by_queue(db: &TestDb) {
             job("b2", "b", 0),
             job("b3", "b", 0),
             job("a1", "a", 0),
-            NewJob { queue: "a".into(), ..scheduled("a2", t(60)) },
+            NewJob {
+                queue: "a".into(),
+                ..scheduled("a2", t(60))
+            },
             job("a3", "a", 0),
         ],
     );
@@ -792,8 +1039,14 @@ fn counts_report_totals_and_per_queue_states_sorted_by_queue(db: &TestDb) {
     assert_eq!(
         queues,
         [
-            QueueCounts { queue: "a".into(), counts: counts(1, 1, 1, 0, 0) },
-            QueueCounts { queue: "b".into(), counts: counts(1, 0, 0, 1, 1) },
+            QueueCounts {
+                queue: "a".into(),
+                counts: counts(1, 1, 1, 0, 0)
+            },
+            QueueCounts {
+                queue: "b".into(),
+                counts: counts(1, 0, 0, 1, 1)
+            },
         ]
     );
 }
@@ -801,17 +1054,35 @@ fn counts_report_totals_and_per_queue_states_sorted_by_queue(db: &TestDb) {
 fn job_reports_state_and_claiming_process(db: &TestDb) {
     let store = &*db.store;
     assert_eq!(store.job(12_345).unwrap(), None);
-    let id = enqueue_one(store, NewJob { priority: 4, ..job("k", "q", 0) });
+    let id = enqueue_one(
+        store,
+        NewJob {
+            priority: 4,
+            ..job("k", "q", 0)
+        },
+    );
     let row = store.job(id).unwrap().unwrap();
     assert_eq!(
-        (row.id, row.kind.as_str(), row.queue.as_str(), row.priority, row.state.as_str()),
+        (
+            row.id,
+            row.kind.as_str(),
+            row.queue.as_str(),
+            row.priority,
+            row.state.as_str()
+        ),
         (id, "k", "q", 4, "ready")
     );
-    assert_eq!((row.process_id, row.last_error, row.finished_at), (None, None, None));
+    assert_eq!(
+        (row.process_id, row.last_error, row.finished_at),
+        (None, None, None)
+    );
     let p = register(store, "worker");
     let token = claim(store, p, &["*"], 1)[0].token;
     let row = store.job(id).unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.process_id, row.attempts), ("claimed", Some(p), 1));
+    assert_eq!(
+        (row.state.as_str(), row.process_id, row.attempts),
+        ("claimed", Some(p), 1)
+    );
     store.retry(token, &error("again"), t(90), t(3)).unwrap();
     assert_eq!(store.job(id).unwrap().unwrap().process_id, None);
     assert_eq!(state(store, id), "scheduled");
@@ -856,16 +1127,25 @@ fn sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one(db
     let other_live = register(&other_live_store, "other-live");
     let dying_store = PgStore::connect(url, 2).unwrap();
     let dead = register(&dying_store, "dead");
-    assert_eq!(db.store.sessions_gone(&[live, other_live, dead]).unwrap(), Vec::<ProcessId>::new());
+    assert_eq!(
+        db.store.sessions_gone(&[live, other_live, dead]).unwrap(),
+        Vec::<ProcessId>::new()
+    );
 
     drop(dying_store); // like kill -9: the row stays, the session ends
     wait_until("the dropped store's session is gone", || {
         db.store.sessions_gone(&[live, other_live, dead]).unwrap() == [dead]
     });
     // Probing does not keep the lock: the answer is the same from another store.
-    assert_eq!(other_live_store.sessions_gone(&[dead, live]).unwrap(), [dead]);
+    assert_eq!(
+        other_live_store.sessions_gone(&[dead, live]).unwrap(),
+        [dead]
+    );
     assert_eq!(db.store.processes().unwrap().len(), 3);
-    assert_eq!(db.store.sessions_gone(&[]).unwrap(), Vec::<ProcessId>::new());
+    assert_eq!(
+        db.store.sessions_gone(&[]).unwrap(),
+        Vec::<ProcessId>::new()
+    );
 
     // After a graceful exit the row is gone and so is the lock.
     other_live_store.deregister(other_live, t(5)).unwrap();
@@ -886,7 +1166,10 @@ fn heartbeat_reconnects_a_killed_lock_session_and_takes_the_lock_again(db: &Test
     assert_eq!(store.heartbeat(p, t(30)).unwrap(), Beat::Stamped);
     let new_pid = store.session_backend_pid(p).expect("a new lock session");
     assert_ne!(new_pid, pid);
-    assert_eq!(db.store.sessions_gone(&[p]).unwrap(), Vec::<ProcessId>::new());
+    assert_eq!(
+        db.store.sessions_gone(&[p]).unwrap(),
+        Vec::<ProcessId>::new()
+    );
 }
 
 fn claim_skips_rows_locked_by_a_concurrent_claim(db: &TestDb) {
@@ -904,7 +1187,10 @@ fn claim_skips_rows_locked_by_a_concurrent_claim(db: &TestDb) {
         .unwrap();
     let started = Instant::now();
     assert_eq!(kinds(&claim(store, p, &["*"], 2)), ["second"]);
-    assert!(started.elapsed() < Duration::from_secs(2), "the claim did not wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the claim did not wait"
+    );
     blocker.batch_execute("ROLLBACK").unwrap();
     assert_eq!(kinds(&claim(store, p, &["*"], 2)), ["first"]);
 }

@@ -319,7 +319,9 @@ impl PgStore {
         let session = self.session(process)?;
         let mut session = lock_or_recover(&session);
         let conn = session.conn.as_mut()?;
-        let row: BackendPid = sql_query("SELECT pg_backend_pid() AS pid").get_result(conn).ok()?;
+        let row: BackendPid = sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result(conn)
+            .ok()?;
         Some(row.pid)
     }
 }

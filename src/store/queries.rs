@@ -157,27 +157,27 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
     pattern
 }
 
-/// Merges per-queue counts of each state into totals and a list sorted by queue.
-pub(crate) fn merge_counts(
-    ready: Vec<(String, i64)>,
-    scheduled: Vec<(String, i64)>,
-    claimed: Vec<(String, i64)>,
-    failed: Vec<(String, i64)>,
-    finished: Vec<(String, i64)>,
-) -> (JobCounts, Vec<QueueCounts>) {
+/// Rows of `(queue, count)` for one state.
+pub(crate) type PerQueue = Vec<(String, i64)>;
+
+/// Merges per-queue counts of each state (ready, scheduled, claimed, failed, finished) into
+/// totals and a list sorted by queue.
+pub(crate) fn merge_counts(per_state: [PerQueue; 5]) -> (JobCounts, Vec<QueueCounts>) {
+    fn field(counts: &mut JobCounts, state: usize) -> &mut i64 {
+        match state {
+            0 => &mut counts.ready,
+            1 => &mut counts.scheduled,
+            2 => &mut counts.claimed,
+            3 => &mut counts.failed,
+            _ => &mut counts.finished,
+        }
+    }
     let mut queues: std::collections::BTreeMap<String, JobCounts> = Default::default();
     let mut total = JobCounts::default();
-    let states: [(Vec<(String, i64)>, fn(&mut JobCounts) -> &mut i64); 5] = [
-        (ready, |c| &mut c.ready),
-        (scheduled, |c| &mut c.scheduled),
-        (claimed, |c| &mut c.claimed),
-        (failed, |c| &mut c.failed),
-        (finished, |c| &mut c.finished),
-    ];
-    for (rows, field) in states {
+    for (state, rows) in per_state.into_iter().enumerate() {
         for (queue, count) in rows {
-            *field(queues.entry(queue).or_default()) += count;
-            *field(&mut total) += count;
+            *field(queues.entry(queue).or_default(), state) += count;
+            *field(&mut total, state) += count;
         }
     }
     let queues = queues
@@ -477,7 +477,7 @@ macro_rules! shared_queries {
                 .group_by(jobs::queue_name)
                 .select((jobs::queue_name, count_star()))
                 .load(conn)?;
-            Ok(merge_counts(ready, scheduled, claimed, failed, finished))
+            Ok(merge_counts([ready, scheduled, claimed, failed, finished]))
         }
 
         /// One job with its state.
@@ -622,6 +622,34 @@ pub(crate) use shared_queries;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_are_inserted_with_one_statement_on_both_backends() {
+        use super::super::schema::solidq_jobs::dsl::solidq_jobs;
+        let now = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        let new_jobs: Vec<NewJob> = (0..3)
+            .map(|i| NewJob {
+                kind: "k".into(),
+                arguments: "{}".into(),
+                queue: "q".into(),
+                priority: 0,
+                max_attempts: 1,
+                scheduled_at: (i == 1).then_some(now),
+            })
+            .collect();
+        let rows: Vec<JobInsert<'_>> = new_jobs
+            .iter()
+            .map(|job| JobInsert::new(job, now))
+            .collect();
+        let query = diesel::insert_into(solidq_jobs).values(&rows);
+        let sqlite = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+        let pg = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+        for sql in [sqlite, pg] {
+            assert_eq!(sql.matches("INSERT INTO").count(), 1, "{sql}");
+            assert_eq!(sql.matches("), (").count(), 2, "{sql}");
+            assert!(!sql.contains("DEFAULT"), "{sql}");
+        }
+    }
 
     #[test]
     fn like_prefix_escapes_wildcards_and_the_escape_character() {

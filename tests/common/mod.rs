@@ -114,7 +114,10 @@ impl SchemaGuard {
     /// The base URL with `search_path` set to the schema.
     fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-csearch_path%3D{}", self.base, self.schema)
+        format!(
+            "{}{separator}options=-csearch_path%3D{}",
+            self.base, self.schema
+        )
     }
 }
 
