@@ -83,6 +83,8 @@ conformance!(postgres, crate::common::postgres_db(), only: [
     sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one,
     heartbeat_reconnects_a_killed_lock_session_and_takes_the_lock_again,
     claim_skips_rows_locked_by_a_concurrent_claim,
+    claim_waits_for_an_in_flight_reap_and_then_claims_nothing,
+    reap_waits_for_an_in_flight_claim_and_hands_its_claims_back,
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -1193,4 +1195,98 @@ fn claim_skips_rows_locked_by_a_concurrent_claim(db: &TestDb) {
     );
     blocker.batch_execute("ROLLBACK").unwrap();
     assert_eq!(kinds(&claim(store, p, &["*"], 2)), ["first"]);
+}
+
+fn claim_waits_for_an_in_flight_reap_and_then_claims_nothing(db: &TestDb) {
+    let id = enqueue_one(&*db.store, job("k", "q", 0));
+    let p = register(&*db.store, "victim");
+    // A reap that has deleted the process row but not committed yet.
+    let mut reaper = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    reaper
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM solidq_processes WHERE id = {p};"
+        ))
+        .unwrap();
+    let store = db.store.clone();
+    let claimer = thread::spawn(move || store.claim(p, &[QueuePattern::All], 10, t(1)));
+    thread::sleep(Duration::from_millis(300));
+    assert!(!claimer.is_finished(), "the claim waits for the reap");
+    reaper.batch_execute("COMMIT").unwrap();
+    let claimed = claimer.join().unwrap().expect("claim");
+    assert!(claimed.is_empty(), "nothing claimed for a reaped process");
+    assert_eq!(state(&*db.store, id), "ready");
+}
+
+fn reap_waits_for_an_in_flight_claim_and_hands_its_claims_back(db: &TestDb) {
+    let id = enqueue_one(&*db.store, job("k", "q", 0));
+    let p = register(&*db.store, "victim");
+    // A claim in flight, done as the store does it: guard the process row, move the job.
+    let mut claimer = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    claimer
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT id FROM solidq_processes WHERE id = {p} FOR KEY SHARE;
+             DELETE FROM solidq_ready_executions WHERE job_id = {id};
+             INSERT INTO solidq_claimed_executions (job_id, process_id, created_at)
+                 VALUES ({id}, {p}, now());
+             UPDATE solidq_jobs SET attempts = attempts + 1 WHERE id = {id};"
+        ))
+        .unwrap();
+    let store = db.store.clone();
+    let reaper = thread::spawn(move || {
+        store.reap_process(
+            p,
+            &DeathCause::Proven("gone".into()),
+            DeathPolicy::Retry,
+            t(9),
+        )
+    });
+    thread::sleep(Duration::from_millis(300));
+    assert!(!reaper.is_finished(), "the reap waits for the claim");
+    // A heartbeat is not blocked by the claim's guard.
+    assert_eq!(
+        db.connect_again().heartbeat(p, t(2)).unwrap(),
+        Beat::Stamped
+    );
+    claimer.batch_execute("COMMIT").unwrap();
+    let outcome = reaper.join().unwrap().expect("reap_process");
+    assert_eq!(
+        outcome,
+        ReapOutcome {
+            reaped: true,
+            retried: 1,
+            failed: 0
+        }
+    );
+    assert_eq!(state(&*db.store, id), "ready");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection errors (no database needed)
+
+#[test]
+fn unreachable_postgres_server_gives_a_connection_error_within_the_timeout() {
+    let started = Instant::now();
+    let result = PgStore::connect("postgres://postgres@127.0.0.1:1/solidq", 1);
+    assert!(
+        matches!(result, Err(solidq::store::StoreError::Connection { .. })),
+        "expected a connection error"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sqlite_open_reports_a_directory_it_cannot_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let result = solidq::store::sqlite::SqliteStore::open(&blocker.join("db.sqlite3"), 1);
+    assert!(matches!(
+        result,
+        Err(solidq::store::StoreError::Connection { .. })
+    ));
 }
