@@ -1,6 +1,42 @@
 //! Configuration from `SOLIDQ_*` environment variables: defaults, validation, and errors that
 //! name the variable, the value and the accepted form.
+//!
+//! | Variable | Accepted form | Default |
+//! |---|---|---|
+//! | `SOLIDQ_DATABASE_URL` | `sqlite://relative/path`, `sqlite:///absolute/path`, `postgres://…`, `postgresql://…` | `sqlite://solidq.sqlite3` |
+//! | `SOLIDQ_POOL_SIZE` | whole number ≥ 1 | `8` |
+//! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:3` |
+//! | `SOLIDQ_POLLING_INTERVAL` | duration > 0 | `100ms` |
+//! | `SOLIDQ_DISPATCHER_BATCH_SIZE` | whole number ≥ 1 | `500` |
+//! | `SOLIDQ_DISPATCHER_POLLING_INTERVAL` | duration > 0 | `1s` |
+//! | `SOLIDQ_HEARTBEAT_INTERVAL` | duration > 0 | `30s` |
+//! | `SOLIDQ_ALIVE_THRESHOLD` | duration ≥ 2 × `SOLIDQ_HEARTBEAT_INTERVAL` | `5m` |
+//! | `SOLIDQ_WATCHDOG_INTERVAL` | duration > 0 | `500ms` |
+//! | `SOLIDQ_SHUTDOWN_TIMEOUT` | duration (`0` = do not wait) | `5s` |
+//! | `SOLIDQ_AUTO_MIGRATE` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
+//! | `SOLIDQ_ON_PROCESS_DEATH` | `retry` or `fail` | `retry` |
+//! | `SOLIDQ_LOG` | `trace`, `debug`, `info`, `warn`, `error`, `critical` | `info` |
+//! | `SOLIDQ_LOG_FORMAT` | `term` or `json` | `term` |
+//!
+//! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
+//! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent
+//! fallback to the default: unset it to get the default.
+//!
+//! ```
+//! use std::time::Duration;
+//! use solidq::config::Config;
+//!
+//! let config = Config::from_lookup(|name| match name {
+//!     "SOLIDQ_WORKERS" => Some("critical,default:5;reports*:2".to_string()),
+//!     "SOLIDQ_HEARTBEAT_INTERVAL" => Some("10s".to_string()),
+//!     _ => None,
+//! })
+//! .unwrap();
+//! assert_eq!(config.total_concurrency(), 7);
+//! assert_eq!(config.heartbeat_interval, Duration::from_secs(10));
+//! ```
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,4 +122,848 @@ pub struct Config {
     pub log_level: slog::Level,
     /// `SOLIDQ_LOG_FORMAT`: `term` or `json`.
     pub log_format: LogFormat,
+}
+
+/// How to write a duration, shown in error messages.
+const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m or bare seconds";
+/// The database URLs accepted, shown in error messages.
+const URL_FORM: &str =
+    "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
+/// How to write `SOLIDQ_WORKERS`, shown in error messages.
+const WORKERS_FORM: &str = "use queue[,queue…]:concurrency groups separated by ';', \
+     e.g. critical,default:5;reports*:2 (a queue may be * or prefix*)";
+
+/// One variable with an unusable value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable, e.g. `SOLIDQ_POOL_SIZE`.
+    pub variable: &'static str,
+    /// The value found (passwords in URLs masked), or the default in effect when the problem
+    /// is a combination of variables.
+    pub value: String,
+    /// What is wrong, e.g. `is not a duration`.
+    pub problem: String,
+    /// The accepted form, e.g. `use e.g. 500ms, 10s, 5m or bare seconds`.
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} {} ({})",
+            self.variable, self.value, self.problem, self.expected
+        )
+    }
+}
+
+/// Every problem found in the environment, not just the first.
+///
+/// Displays one problem per line:
+///
+/// ```
+/// let err = solidq::config::Config::from_lookup(|name| match name {
+///     "SOLIDQ_HEARTBEAT_INTERVAL" => Some("ten".into()),
+///     "SOLIDQ_POOL_SIZE" => Some("abc".into()),
+///     _ => None,
+/// })
+/// .unwrap_err();
+/// assert_eq!(err.problems.len(), 2);
+/// assert!(err.to_string().contains(
+///     r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#
+/// ));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in the order the variables are read.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    /// Whether some problem concerns `variable`.
+    pub fn mentions(&self, variable: &str) -> bool {
+        self.problems.iter().any(|p| p.variable == variable)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why a value did not parse: what is wrong and the accepted form.
+#[derive(Debug)]
+struct Invalid {
+    problem: String,
+    expected: String,
+}
+
+impl Invalid {
+    fn new(problem: impl Into<String>, expected: impl Into<String>) -> Invalid {
+        Invalid {
+            problem: problem.into(),
+            expected: expected.into(),
+        }
+    }
+
+    fn message(&self) -> String {
+        format!("{} ({})", self.problem, self.expected)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")),
+            pool_size: DEFAULT_POOL_SIZE,
+            workers: vec![WorkerGroup {
+                queues: vec![QueuePattern::All],
+                concurrency: 3,
+            }],
+            polling_interval: DEFAULT_POLLING_INTERVAL,
+            dispatcher_batch_size: DEFAULT_DISPATCHER_BATCH_SIZE,
+            dispatcher_polling_interval: DEFAULT_DISPATCHER_POLLING_INTERVAL,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            alive_threshold: DEFAULT_ALIVE_THRESHOLD,
+            watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            auto_migrate: true,
+            on_process_death: DeathPolicy::Retry,
+            log_level: slog::Level::Info,
+            log_format: LogFormat::Term,
+        }
+    }
+}
+
+/// Reads variables through a lookup function, collecting problems.
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<ConfigProblem>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// The parsed value of `variable`: `Some(default)` when unset, `None` (problem recorded)
+    /// when the value does not parse.
+    fn read<T>(
+        &mut self,
+        variable: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, Invalid>,
+    ) -> Option<T> {
+        let Some(raw) = (self.lookup)(variable) else {
+            return Some(default);
+        };
+        let result = if raw.trim().is_empty() {
+            Err(Invalid::new(
+                "is empty",
+                "unset the variable to use the default",
+            ))
+        } else {
+            parse(raw.trim())
+        };
+        match result {
+            Ok(value) => Some(value),
+            Err(invalid) => {
+                self.problems.push(ConfigProblem {
+                    variable,
+                    // A URL may carry a password: never echo it.
+                    value: redact_url(&raw),
+                    problem: invalid.problem,
+                    expected: invalid.expected,
+                });
+                None
+            }
+        }
+    }
+
+    /// Like [`Reader::read`] but keeps the raw text too, for messages about combinations.
+    fn read_duration(
+        &mut self,
+        variable: &'static str,
+        default: Duration,
+        allow_zero: bool,
+    ) -> Option<(Duration, String)> {
+        let raw = (self.lookup)(variable);
+        let parsed = self.read(variable, default, |text| {
+            let duration = parse_duration_detail(text)?;
+            if duration.is_zero() && !allow_zero {
+                return Err(Invalid::new("must be greater than zero", DURATION_FORM));
+            }
+            Ok(duration)
+        })?;
+        let shown = match raw {
+            Some(raw) => raw.trim().to_string(),
+            None => format_duration(default),
+        };
+        Some((parsed, shown))
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// A value that is not valid Unicode is reported as malformed, not ignored.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+        })
+    }
+
+    /// Reads the configuration through `lookup` (a variable name to its value, `None` when
+    /// unset), checking every variable and reporting every problem at once.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use solidq::config::{Config, DatabaseUrl};
+    ///
+    /// let env = HashMap::from([("SOLIDQ_DATABASE_URL", "postgres://app@db/jobs")]);
+    /// let config = Config::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+    /// assert_eq!(config.database_url, DatabaseUrl::Postgres("postgres://app@db/jobs".into()));
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let database_url = r.read(
+            "SOLIDQ_DATABASE_URL",
+            defaults.database_url.clone(),
+            parse_url_detail,
+        );
+        let pool_size = r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| {
+            parse_count(text, "e.g. 8")
+        });
+        let workers = r.read(
+            "SOLIDQ_WORKERS",
+            defaults.workers.clone(),
+            parse_workers_detail,
+        );
+        let polling_interval =
+            r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, false);
+        let dispatcher_batch_size = r.read(
+            "SOLIDQ_DISPATCHER_BATCH_SIZE",
+            defaults.dispatcher_batch_size,
+            |text| parse_count(text, "e.g. 500"),
+        );
+        let dispatcher_polling_interval = r.read_duration(
+            "SOLIDQ_DISPATCHER_POLLING_INTERVAL",
+            defaults.dispatcher_polling_interval,
+            false,
+        );
+        let heartbeat_interval = r.read_duration(
+            "SOLIDQ_HEARTBEAT_INTERVAL",
+            defaults.heartbeat_interval,
+            false,
+        );
+        let alive_threshold =
+            r.read_duration("SOLIDQ_ALIVE_THRESHOLD", defaults.alive_threshold, false);
+        let watchdog_interval = r.read_duration(
+            "SOLIDQ_WATCHDOG_INTERVAL",
+            defaults.watchdog_interval,
+            false,
+        );
+        let shutdown_timeout =
+            r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, true);
+        let auto_migrate = r.read("SOLIDQ_AUTO_MIGRATE", defaults.auto_migrate, parse_bool);
+        let on_process_death = r.read(
+            "SOLIDQ_ON_PROCESS_DEATH",
+            defaults.on_process_death,
+            |text| match text.to_ascii_lowercase().as_str() {
+                "retry" => Ok(DeathPolicy::Retry),
+                "fail" => Ok(DeathPolicy::Fail),
+                _ => Err(Invalid::new("is not a policy", "use retry or fail")),
+            },
+        );
+        let log_level = r.read("SOLIDQ_LOG", defaults.log_level, parse_level);
+        let log_format = r.read("SOLIDQ_LOG_FORMAT", defaults.log_format, |text| match text
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "term" => Ok(LogFormat::Term),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(Invalid::new("is not a log format", "use term or json")),
+        });
+
+        if let (Some((heartbeat, heartbeat_text)), Some((threshold, threshold_text))) =
+            (&heartbeat_interval, &alive_threshold)
+        {
+            if *threshold < heartbeat.saturating_mul(2) {
+                r.problems.push(ConfigProblem {
+                    variable: "SOLIDQ_ALIVE_THRESHOLD",
+                    value: threshold_text.clone(),
+                    problem: format!(
+                        "{}is less than twice SOLIDQ_HEARTBEAT_INTERVAL={heartbeat_text:?}{}, so \
+                         a live process could be taken for dead after one late heartbeat",
+                        default_note(&r.lookup, "SOLIDQ_ALIVE_THRESHOLD", "(the default) "),
+                        default_note(&r.lookup, "SOLIDQ_HEARTBEAT_INTERVAL", " (the default)"),
+                    ),
+                    expected: format!(
+                        "set SOLIDQ_ALIVE_THRESHOLD to at least {} or shorten \
+                         SOLIDQ_HEARTBEAT_INTERVAL",
+                        format_duration(heartbeat.saturating_mul(2))
+                    ),
+                });
+            }
+        }
+
+        match (
+            database_url,
+            pool_size,
+            workers,
+            polling_interval,
+            dispatcher_batch_size,
+            dispatcher_polling_interval,
+            heartbeat_interval,
+            alive_threshold,
+            watchdog_interval,
+            shutdown_timeout,
+            auto_migrate,
+            on_process_death,
+            log_level,
+            log_format,
+        ) {
+            (
+                Some(database_url),
+                Some(pool_size),
+                Some(workers),
+                Some((polling_interval, _)),
+                Some(dispatcher_batch_size),
+                Some((dispatcher_polling_interval, _)),
+                Some((heartbeat_interval, _)),
+                Some((alive_threshold, _)),
+                Some((watchdog_interval, _)),
+                Some((shutdown_timeout, _)),
+                Some(auto_migrate),
+                Some(on_process_death),
+                Some(log_level),
+                Some(log_format),
+            ) if r.problems.is_empty() => Ok(Config {
+                database_url,
+                pool_size,
+                workers,
+                polling_interval,
+                dispatcher_batch_size,
+                dispatcher_polling_interval,
+                heartbeat_interval,
+                alive_threshold,
+                watchdog_interval,
+                shutdown_timeout,
+                auto_migrate,
+                on_process_death,
+                log_level,
+                log_format,
+            }),
+            _ => Err(ConfigError {
+                problems: r.problems,
+            }),
+        }
+    }
+
+    /// Jobs run at once by this process: the sum of every worker group's concurrency.
+    ///
+    /// ```
+    /// assert_eq!(solidq::Config::default().total_concurrency(), 3);
+    /// ```
+    pub fn total_concurrency(&self) -> usize {
+        self.workers.iter().map(|group| group.concurrency).sum()
+    }
+}
+
+/// `note` if `variable` is unset, else nothing.
+fn default_note(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    note: &'static str,
+) -> &'static str {
+    if lookup(variable).is_none() {
+        note
+    } else {
+        ""
+    }
+}
+
+/// Parses a whole number of at least 1.
+fn parse_count<T>(text: &str, example: &str) -> Result<T, Invalid>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    let expected = format!("use a whole number of at least 1, {example}");
+    let value: T = text
+        .parse()
+        .map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
+    if value < T::from(1) {
+        return Err(Invalid::new("is less than 1", expected));
+    }
+    Ok(value)
+}
+
+fn parse_bool(text: &str) -> Result<bool, Invalid> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Invalid::new(
+            "is not a boolean",
+            "use true, false, 1, 0, yes or no",
+        )),
+    }
+}
+
+fn parse_level(text: &str) -> Result<slog::Level, Invalid> {
+    match text.to_ascii_lowercase().as_str() {
+        "trace" => Ok(slog::Level::Trace),
+        "debug" => Ok(slog::Level::Debug),
+        "info" => Ok(slog::Level::Info),
+        "warn" | "warning" => Ok(slog::Level::Warning),
+        "error" => Ok(slog::Level::Error),
+        "critical" | "crit" => Ok(slog::Level::Critical),
+        _ => Err(Invalid::new(
+            "is not a log level",
+            "use trace, debug, info, warn, error or critical",
+        )),
+    }
+}
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// Parses a duration: `500ms`, `10s`, `5m`, `1h`, a combination such as `1h30m` or `2m10s`,
+/// or bare seconds (`30`, `1.5`). Each amount may have a decimal fraction. Zero is accepted
+/// here; the configuration rejects it where an interval must be positive.
+///
+/// The error says what is wrong and what is accepted.
+///
+/// ```
+/// use std::time::Duration;
+/// use solidq::config::parse_duration;
+///
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+/// assert_eq!(parse_duration("2m10s"), Ok(Duration::from_secs(130)));
+/// assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+/// assert!(parse_duration("ten").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_detail(text).map_err(|invalid| invalid.message())
+}
+
+fn parse_duration_detail(text: &str) -> Result<Duration, Invalid> {
+    let not_a_duration = || Invalid::new("is not a duration", DURATION_FORM);
+    let text = text.trim();
+    let is_number_char = |c: char| c.is_ascii_digit() || c == '.';
+    if text.is_empty() {
+        return Err(not_a_duration());
+    }
+    let nanos = if text.chars().all(is_number_char) {
+        amount_in_nanos(text, NANOS_PER_SEC).ok_or_else(not_a_duration)?
+    } else {
+        let mut total: u128 = 0;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let number_len = rest.find(|c| !is_number_char(c)).unwrap_or(rest.len());
+            let (number, after) = rest.split_at(number_len);
+            let unit_len = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let (unit, after) = after.split_at(unit_len);
+            let scale = match unit {
+                "ms" => 1_000_000,
+                "s" => NANOS_PER_SEC,
+                "m" => 60 * NANOS_PER_SEC,
+                "h" => 3600 * NANOS_PER_SEC,
+                _ => return Err(not_a_duration()),
+            };
+            let amount = amount_in_nanos(number, scale).ok_or_else(not_a_duration)?;
+            total = total.checked_add(amount).ok_or_else(not_a_duration)?;
+            rest = after;
+        }
+        total
+    };
+    let secs = u64::try_from(nanos / NANOS_PER_SEC).map_err(|_| not_a_duration())?;
+    Ok(Duration::new(secs, (nanos % NANOS_PER_SEC) as u32))
+}
+
+/// `number` (digits with at most one `.`) times `scale` nanoseconds, truncated to whole
+/// nanoseconds; `None` if malformed or out of range.
+fn amount_in_nanos(number: &str, scale: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse::<u64>().ok()?.into()
+    };
+    // Digits beyond the 18th are below a nanosecond for every unit accepted.
+    let fraction = &fraction[..fraction.len().min(18)];
+    let fraction_nanos = if fraction.is_empty() {
+        0
+    } else {
+        let numerator: u128 = fraction.parse().ok()?;
+        numerator * scale / 10u128.pow(fraction.len() as u32)
+    };
+    whole.checked_mul(scale)?.checked_add(fraction_nanos)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it: `500ms`, `30s`, `2m10s`, `1h30m`.
+/// Parts below a millisecond are dropped (a nonzero duration shorter than that shows as
+/// `<1ms`).
+///
+/// ```
+/// use std::time::Duration;
+/// use solidq::config::format_duration;
+///
+/// assert_eq!(format_duration(Duration::from_secs(130)), "2m10s");
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+/// assert_eq!(format_duration(Duration::ZERO), "0s");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_string();
+    }
+    let secs = duration.as_secs();
+    let parts = [
+        (secs / 3600, "h"),
+        ((secs % 3600) / 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(duration.subsec_millis()), "ms"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(amount, _)| *amount > 0)
+        .map(|(amount, unit)| format!("{amount}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "<1ms".to_string()
+    } else {
+        text
+    }
+}
+
+fn parse_workers_detail(text: &str) -> Result<Vec<WorkerGroup>, Invalid> {
+    let mut groups = Vec::new();
+    let mut problems = Vec::new();
+    let parts: Vec<&str> = text.split(';').map(str::trim).collect();
+    for (index, group) in parts.iter().enumerate() {
+        if group.is_empty() {
+            // A trailing `;` is harmless; an empty group in the middle is a typo.
+            if index + 1 != parts.len() || parts.len() == 1 {
+                problems.push(format!("group {} is empty", index + 1));
+            }
+            continue;
+        }
+        match parse_worker_group(group) {
+            Ok(parsed) => groups.push(parsed),
+            Err(problem) => problems.push(format!("group {} ({group:?}) {problem}", index + 1)),
+        }
+    }
+    if problems.is_empty() && groups.is_empty() {
+        problems.push("has no worker group".to_string());
+    }
+    if problems.is_empty() {
+        Ok(groups)
+    } else {
+        Err(Invalid::new(problems.join("; "), WORKERS_FORM))
+    }
+}
+
+fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
+    let Some((queues, concurrency)) = group.rsplit_once(':') else {
+        return Err("has no :concurrency".to_string());
+    };
+    let concurrency = concurrency.trim();
+    let concurrency = match concurrency.parse::<usize>() {
+        Ok(0) => return Err("has concurrency 0 (at least 1 is needed)".to_string()),
+        Ok(n) => n,
+        Err(_) => {
+            return Err(format!(
+                "has concurrency {concurrency:?}, not a whole number"
+            ))
+        }
+    };
+    let mut patterns = Vec::new();
+    for queue in queues.split(',').map(str::trim) {
+        if queue.is_empty() {
+            return Err("has an empty queue name".to_string());
+        }
+        if queue.contains(':') {
+            return Err(format!("has queue {queue:?} containing ':'"));
+        }
+        if queue.trim_end_matches('*').contains('*') || queue.ends_with("**") {
+            return Err(format!(
+                "has queue {queue:?} with '*' other than at the end"
+            ));
+        }
+        patterns.push(QueuePattern::parse(queue));
+    }
+    Ok(WorkerGroup {
+        queues: patterns,
+        concurrency,
+    })
+}
+
+impl DatabaseUrl {
+    /// Parses a database URL, choosing the backend by its scheme: `sqlite://relative/path`,
+    /// `sqlite:///absolute/path`, `postgres://…` or `postgresql://…`.
+    ///
+    /// The error names the unsupported scheme and lists the accepted ones.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use solidq::config::DatabaseUrl;
+    ///
+    /// assert_eq!(DatabaseUrl::parse("sqlite://data/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("data/jobs.db"))));
+    /// assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("/var/lib/jobs.db"))));
+    /// assert!(DatabaseUrl::parse("mysql://db/jobs").unwrap_err().contains("\"mysql\""));
+    /// ```
+    pub fn parse(text: &str) -> Result<DatabaseUrl, String> {
+        parse_url_detail(text).map_err(|invalid| invalid.message())
+    }
+}
+
+fn parse_url_detail(text: &str) -> Result<DatabaseUrl, Invalid> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(Invalid::new("is not a URL with a scheme", URL_FORM));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => {
+            if rest.is_empty() {
+                Err(Invalid::new("has an empty SQLite path", URL_FORM))
+            } else if rest.ends_with('/') {
+                Err(Invalid::new(
+                    "names a directory, not a SQLite file",
+                    URL_FORM,
+                ))
+            } else {
+                Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+            }
+        }
+        "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(text.to_string())),
+        _ => Err(Invalid::new(
+            format!("has unsupported scheme {scheme:?}"),
+            URL_FORM,
+        )),
+    }
+}
+
+/// `text` with the password of a URL (in `user:password@` or a `password=` parameter)
+/// replaced by `***`. Text that is not a URL comes back unchanged.
+fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_string();
+    };
+    let after_scheme = scheme_end + 3;
+    let authority_len = text[after_scheme..]
+        .find(['/', '?', '#'])
+        .unwrap_or(text.len() - after_scheme);
+    let authority = &text[after_scheme..after_scheme + authority_len];
+    let mut out = text[..after_scheme].to_string();
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
+                None => out.push_str(authority),
+            };
+        }
+        None => out.push_str(authority),
+    }
+    let tail = &text[after_scheme + authority_len..];
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL with any password replaced by `***`, safe for logs and status output.
+    ///
+    /// ```
+    /// use solidq::config::DatabaseUrl;
+    ///
+    /// let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/jobs").unwrap();
+    /// assert_eq!(url.to_string(), "postgres://app:***@db:5432/jobs");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit_and_combination() {
+        let ok = |text: &str| parse_duration(text).unwrap();
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("10s"), Duration::from_secs(10));
+        assert_eq!(ok("5m"), Duration::from_secs(300));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("30"), Duration::from_secs(30));
+        assert_eq!(ok("1.5"), Duration::from_millis(1500));
+        assert_eq!(ok("0.1"), Duration::from_millis(100));
+        assert_eq!(ok(".25s"), Duration::from_millis(250));
+        assert_eq!(ok("1.5m"), Duration::from_secs(90));
+        assert_eq!(ok("2m10s"), Duration::from_secs(130));
+        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
+        assert_eq!(ok("1s500ms"), Duration::from_millis(1500));
+        assert_eq!(ok(" 10s "), Duration::from_secs(10));
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("0.0000000001"), Duration::ZERO);
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected_with_the_accepted_form() {
+        for text in [
+            "",
+            "ten",
+            "10 s",
+            "10sec",
+            "-5s",
+            "5x",
+            "1.2.3",
+            ".",
+            "s",
+            "1m30",
+            "ms10",
+            "1e3",
+            "99999999999999999999",
+            "10S",
+        ] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains("500ms, 10s, 5m"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for millis in [
+            1, 500, 1_000, 1_500, 59_999, 60_000, 130_000, 3_600_000, 5_430_123,
+        ] {
+            let duration = Duration::from_millis(millis);
+            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+        assert_eq!(format_duration(Duration::from_nanos(10)), "<1ms");
+    }
+
+    #[test]
+    fn worker_groups() {
+        let groups = parse_workers_detail("critical,default:5;reports*:2").unwrap();
+        assert_eq!(
+            groups,
+            vec![
+                WorkerGroup {
+                    queues: vec![
+                        QueuePattern::Exact("critical".into()),
+                        QueuePattern::Exact("default".into())
+                    ],
+                    concurrency: 5
+                },
+                WorkerGroup {
+                    queues: vec![QueuePattern::Prefix("reports".into())],
+                    concurrency: 2
+                },
+            ]
+        );
+        assert_eq!(
+            parse_workers_detail(" * : 3 ;").unwrap(),
+            vec![WorkerGroup {
+                queues: vec![QueuePattern::All],
+                concurrency: 3
+            }]
+        );
+        for bad in [
+            "default",
+            "default:0",
+            "default:x",
+            ":3",
+            "a,,b:2",
+            "a:1;;b:1",
+            "a*b:1",
+            "**:1",
+            "a:b:1",
+            ";",
+            "default:-1",
+        ] {
+            let err = parse_workers_detail(bad).expect_err(bad);
+            assert!(err.expected.contains("critical,default:5"), "{bad}");
+        }
+        let err = parse_workers_detail("default;reports:0").unwrap_err();
+        assert!(err.problem.contains("group 1"), "{}", err.problem);
+        assert!(err.problem.contains("group 2"), "{}", err.problem);
+    }
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://solidq.sqlite3"),
+            Ok(DatabaseUrl::Sqlite("solidq.sqlite3".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://u:p@h/d"),
+            Ok(DatabaseUrl::Postgres("postgresql://u:p@h/d".into()))
+        );
+        assert!(DatabaseUrl::parse("sqlite://")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(DatabaseUrl::parse("sqlite:///").is_err());
+        assert!(DatabaseUrl::parse("solidq.sqlite3").is_err());
+        let err = DatabaseUrl::parse("mysql://u:p@h/d").unwrap_err();
+        assert!(
+            err.contains("\"mysql\"") && err.contains("postgresql://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/jobs?sslmode=require"),
+            "postgres://app:***@db:5432/jobs?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/jobs?password=s3cret&x=1"),
+            "postgres://app@db/jobs?password=***&x=1"
+        );
+        assert_eq!(redact_url("postgres://db/jobs"), "postgres://db/jobs");
+        assert_eq!(redact_url("postgres://a:b:c@d@h"), "postgres://a:***@h");
+        assert_eq!(redact_url("plain"), "plain");
+        let sqlite = DatabaseUrl::Sqlite("/var/x.db".into());
+        assert_eq!(sqlite.to_string(), "sqlite:///var/x.db");
+    }
 }

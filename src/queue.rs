@@ -1,3 +1,95 @@
-//! Queue handle (being written).
-/// Queue.
-pub struct Queue;
+//! The [`Queue`] handle: enqueue jobs from anywhere in the application.
+
+use chrono::Utc;
+
+use crate::job::{EnqueueError, EnqueueOptions, Job, JobId, NewJob};
+use crate::store::{EnqueueConnection, SharedStore, StoreError};
+
+/// A cloneable handle for enqueueing jobs.
+///
+/// The async methods run the insert on a blocking pool (they need a running actix System or
+/// tokio runtime); the `_blocking` ones run on the calling thread; [`Queue::enqueue_in`] uses the
+/// caller's own diesel connection and transaction.
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Ping { n: u32 }
+/// # impl solidq::Job for Ping { const KIND: &'static str = "ping"; }
+/// # async fn demo(queue: solidq::Queue) -> Result<(), solidq::EnqueueError> {
+/// let id = queue.enqueue(Ping { n: 1 }).await?;
+/// let ids = queue.enqueue_all(vec![Ping { n: 2 }, Ping { n: 3 }]).await?;
+/// assert_eq!(ids.len(), 2);
+/// # let _ = id; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    store: SharedStore,
+}
+
+impl Queue {
+    /// A queue writing through `store`.
+    pub fn new(store: SharedStore) -> Queue {
+        Queue { store }
+    }
+
+    /// Enqueues `job` with its defaults.
+    pub async fn enqueue<J: Job>(&self, job: J) -> Result<JobId, EnqueueError> {
+        self.enqueue_with(job, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues `job` with `opts` (queue, priority, run at / run in, attempts).
+    pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<JobId, EnqueueError> {
+        let new = NewJob::from_job(&job, opts)?;
+        let ids = self.insert(vec![new]).await?;
+        Ok(ids[0])
+    }
+
+    /// Enqueues all `jobs` with one INSERT, in one transaction; ids in the order given.
+    pub async fn enqueue_all<J: Job>(&self, jobs: impl IntoIterator<Item = J>) -> Result<Vec<JobId>, EnqueueError> {
+        let new = jobs.into_iter().map(|j| NewJob::from_job(&j, EnqueueOptions::new())).collect::<Result<Vec<_>, _>>()?;
+        self.insert(new).await
+    }
+
+    /// Enqueues prepared jobs (any mix of kinds) in one transaction.
+    pub async fn enqueue_new(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, EnqueueError> {
+        self.insert(jobs).await
+    }
+
+    /// Blocking form of [`Queue::enqueue_new`], for threads outside any runtime.
+    pub fn enqueue_new_blocking(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, EnqueueError> {
+        Ok(self.store.enqueue(jobs, Utc::now().naive_utc())?)
+    }
+
+    /// Enqueues `job` on the caller's diesel connection, inside the caller's transaction: the
+    /// job exists only if that transaction commits.
+    ///
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Welcome { user: i64 }
+    /// # impl solidq::Job for Welcome { const KIND: &'static str = "welcome"; }
+    /// # fn demo(conn: &mut diesel::SqliteConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// conn.transaction::<_, Box<dyn std::error::Error>, _>(|conn| {
+    ///     diesel::sql_query("INSERT INTO users (id) VALUES (7)").execute(conn)?;
+    ///     solidq::Queue::enqueue_in(conn, &Welcome { user: 7 }, solidq::EnqueueOptions::new())?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn enqueue_in<C: EnqueueConnection, J: Job>(conn: &mut C, job: &J, opts: EnqueueOptions) -> Result<JobId, EnqueueError> {
+        let new = NewJob::from_job(job, opts)?;
+        let ids = conn.enqueue_jobs(std::slice::from_ref(&new), Utc::now().naive_utc())?;
+        Ok(ids[0])
+    }
+
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, EnqueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        actix_rt::task::spawn_blocking(move || store.enqueue(&jobs, Utc::now().naive_utc()))
+            .await
+            .map_err(|_| StoreError::Connection { action: "enqueueing jobs", message: "the insert task was cancelled".into() })?
+            .map_err(EnqueueError::from)
+    }
+}

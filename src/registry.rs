@@ -1,1 +1,402 @@
-//! registry
+//! Job kind → handler actor. Deserializes a claimed job's arguments for its kind, sends
+//! [`Perform<J>`] to the registered actor, and turns every way that can end (success, error,
+//! panic, unknown kind, bad arguments) into an [`Outcome`].
+//!
+//! A panic inside a handler drops the actix actor and closes its mailbox (actix's Supervisor does
+//! not restart on panic). The registry notices the closed mailbox, takes the panic message that
+//! its panic hook captured on the handler's thread, and starts a fresh actor from the factory.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use slog::{o, warn, Logger};
+
+use crate::job::{Job, JobError, JobMeta, Perform};
+use crate::store::{ClaimedJob, FailureRecord};
+
+/// How one execution ended, as far as the store needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The handler returned `Ok(())`.
+    Succeeded,
+    /// The execution failed; retry after `retry_in` if `retryable` and attempts remain.
+    Failed {
+        /// What to record.
+        error: FailureRecord,
+        /// Whether another attempt may help.
+        retryable: bool,
+        /// Backoff before the next attempt.
+        retry_in: Duration,
+    },
+    /// The handler actor went away before it ran the job; the claim goes back to ready.
+    Interrupted(String),
+}
+
+/// A future resolving to an execution's outcome.
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+
+/// A registered handler with its job type erased.
+pub trait ErasedHandler: Send + Sync {
+    /// Starts the handler actor(s); called once inside the running System.
+    fn start(&self);
+    /// Runs one claimed job.
+    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture;
+    /// Stops the handler actor(s) and their threads.
+    fn stop(&self);
+}
+
+/// The table of registered handlers, shared by all workers of a runtime.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+}
+
+impl Registry {
+    /// Adds `handler` for `kind`; returns false (and keeps the first) if the kind is taken.
+    pub fn insert(&mut self, kind: &'static str, handler: Arc<dyn ErasedHandler>) -> bool {
+        if self.handlers.contains_key(kind) {
+            return false;
+        }
+        self.handlers.insert(kind, handler);
+        true
+    }
+
+    /// Registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.handlers.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// Starts every handler actor.
+    pub fn start_all(&self) {
+        self.handlers.values().for_each(|h| h.start());
+    }
+
+    /// Stops every handler actor.
+    pub fn stop_all(&self) {
+        self.handlers.values().for_each(|h| h.stop());
+    }
+
+    /// Runs `job` on its kind's handler; an unknown kind fails permanently, naming the kind and
+    /// the process (`process_label`).
+    pub fn perform(&self, job: &ClaimedJob, process_label: &str) -> OutcomeFuture {
+        match self.handlers.get(job.kind.as_str()) {
+            Some(handler) => handler.perform(job),
+            None => {
+                let error = FailureRecord {
+                    class: "UnknownKind".into(),
+                    message: format!(
+                        "no handler is registered for job kind {:?} in process {process_label} (registered: {})",
+                        job.kind,
+                        self.kinds().join(", ")
+                    ),
+                    backtrace: None,
+                };
+                Box::pin(std::future::ready(Outcome::Failed { error, retryable: false, retry_in: Duration::ZERO }))
+            }
+        }
+    }
+}
+
+fn bad_arguments(job: &ClaimedJob, err: serde_json::Error) -> Outcome {
+    Outcome::Failed {
+        error: FailureRecord {
+            class: "BadArguments".into(),
+            message: format!("arguments of job {} (kind {:?}) do not deserialize: {err}", job.token.job_id, job.kind),
+            backtrace: Some(job.arguments.chars().take(500).collect()),
+        },
+        retryable: false,
+        retry_in: Duration::ZERO,
+    }
+}
+
+fn meta(job: &ClaimedJob) -> JobMeta {
+    JobMeta {
+        id: job.token.job_id,
+        kind: job.kind.clone(),
+        queue: job.queue.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+    }
+}
+
+fn handler_result<J: Job>(attempt: i32, result: Result<(), JobError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Succeeded,
+        Err(err) => Outcome::Failed {
+            error: FailureRecord { class: "JobError".into(), message: err.message().to_string(), backtrace: None },
+            retryable: err.is_retryable(),
+            retry_in: J::backoff(attempt),
+        },
+    }
+}
+
+fn panicked<J: Job>(attempt: i32, message: String) -> Outcome {
+    Outcome::Failed {
+        error: FailureRecord { class: "Panic".into(), message, backtrace: None },
+        retryable: true,
+        retry_in: J::backoff(attempt),
+    }
+}
+
+type LiveRef<A> = (u64, Addr<A>, Arc<Mutex<HashSet<ThreadId>>>);
+
+/// Deserializes `job`, sends it to the live actor and maps every ending to an [`Outcome`];
+/// on a closed mailbox calls `restart` with the generation that failed.
+fn dispatch<J, A>(job: &ClaimedJob, live: Option<LiveRef<A>>, restart: impl FnOnce(u64) + 'static) -> OutcomeFuture
+where
+    J: Job,
+    A: Actor + Handler<Perform<J>>,
+    A::Context: ToEnvelope<A, Perform<J>>,
+{
+    let parsed: J = match serde_json::from_str(&job.arguments) {
+        Ok(parsed) => parsed,
+        Err(err) => return Box::pin(std::future::ready(bad_arguments(job, err))),
+    };
+    let Some((generation, addr, threads)) = live else {
+        return Box::pin(std::future::ready(Outcome::Interrupted("handler is not running".into())));
+    };
+    let attempt = job.attempts;
+    let request = addr.send(Perform { job: parsed, meta: meta(job) });
+    Box::pin(async move {
+        match request.await {
+            Ok(result) => handler_result::<J>(attempt, result),
+            Err(_) => {
+                // The panic hook ran on the handler's thread before the mailbox closed.
+                let message = take_panic(&threads.lock().map(|t| t.clone()).unwrap_or_default());
+                restart(generation);
+                match message {
+                    Some(message) => panicked::<J>(attempt, format!("handler panicked: {message}")),
+                    None => Outcome::Interrupted("the handler actor stopped before finishing the job".into()),
+                }
+            }
+        }
+    })
+}
+
+// --- panic capture -------------------------------------------------------------------------
+
+fn panic_log() -> &'static Mutex<HashMap<ThreadId, String>> {
+    static LOG: OnceLock<Mutex<HashMap<ThreadId, String>>> = OnceLock::new();
+    LOG.get_or_init(Default::default)
+}
+
+/// Installs (once) a panic hook that remembers the last panic message of every thread, then
+/// calls the hook that was installed before.
+pub fn install_panic_hook() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = payload_text(info.payload());
+            let text = match info.location() {
+                Some(loc) => format!("{message} (at {}:{})", loc.file(), loc.line()),
+                None => message,
+            };
+            if let Ok(mut log) = panic_log().lock() {
+                log.insert(std::thread::current().id(), text);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// The text of a panic payload.
+pub fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Takes the recorded panic message of any of `threads`.
+fn take_panic(threads: &HashSet<ThreadId>) -> Option<String> {
+    let mut log = panic_log().lock().ok()?;
+    let thread = threads.iter().find(|t| log.contains_key(t)).copied()?;
+    log.remove(&thread)
+}
+
+// --- async actors on a dedicated arbiter ---------------------------------------------------
+
+type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
+
+struct Live<A: Actor> {
+    generation: u64,
+    addr: Addr<A>,
+    threads: Arc<Mutex<HashSet<ThreadId>>>,
+}
+
+/// Handler for async actors (`Context<A>`), each registration on its own arbiter thread so a
+/// panic can be attributed to it.
+pub struct AsyncHandler<J, A: Actor> {
+    factory: Factory<A>,
+    state: Mutex<Option<(Arbiter, Live<A>)>>,
+    logger: Logger,
+    _job: std::marker::PhantomData<fn(J)>,
+}
+
+impl<J, A> AsyncHandler<J, A>
+where
+    J: Job,
+    A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+{
+    /// A handler that will start actors from `factory`.
+    pub fn new(factory: impl Fn() -> A + Send + Sync + 'static, logger: &Logger) -> Self {
+        AsyncHandler {
+            factory: Arc::new(factory),
+            state: Mutex::new(None),
+            logger: logger.new(o!("kind" => J::KIND)),
+            _job: std::marker::PhantomData,
+        }
+    }
+
+    fn spawn_actor(&self, arbiter: &ArbiterHandle, generation: u64) -> Live<A> {
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let seen = threads.clone();
+        let factory = self.factory.clone();
+        let addr = A::start_in_arbiter(arbiter, move |_| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.insert(std::thread::current().id());
+            }
+            factory()
+        });
+        Live { generation, addr, threads }
+    }
+
+    /// After a closed mailbox: start a new actor unless another caller already did.
+    fn restart_after(&self, generation: u64) {
+        let Ok(mut state) = self.state.lock() else { return };
+        if let Some((arbiter, live)) = state.as_mut() {
+            if live.generation == generation {
+                let handle = arbiter.handle();
+                *live = self.spawn_actor(&handle, generation + 1);
+                warn!(self.logger, "handler actor restarted after it stopped"; "restarts" => generation + 1);
+            }
+        }
+    }
+}
+
+impl<J, A> ErasedHandler for Arc<AsyncHandler<J, A>>
+where
+    J: Job,
+    A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+{
+    fn start(&self) {
+        let arbiter = Arbiter::new();
+        let live = self.spawn_actor(&arbiter.handle(), 0);
+        if let Ok(mut state) = self.state.lock() {
+            *state = Some((arbiter, live));
+        }
+    }
+
+    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture {
+        let live = self.state.lock().ok().and_then(|s| {
+            s.as_ref().map(|(_, live)| (live.generation, live.addr.clone(), live.threads.clone()))
+        });
+        let this = self.clone();
+        dispatch::<J, A>(job, live, move |generation| this.restart_after(generation))
+    }
+
+    fn stop(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some((arbiter, _)) = state.take() {
+                arbiter.stop();
+            }
+        }
+    }
+}
+
+// --- blocking actors on a SyncArbiter --------------------------------------------------------
+
+/// Handler for blocking actors on a `SyncArbiter` of `threads` threads. A panicking thread is
+/// gone for good, so after a panic the whole pool is replaced (the old one drains and exits).
+pub struct SyncHandler<J, A: Actor> {
+    factory: Factory<A>,
+    threads: usize,
+    state: Mutex<Option<Live<A>>>,
+    logger: Logger,
+    _job: std::marker::PhantomData<fn(J)>,
+}
+
+impl<J, A> SyncHandler<J, A>
+where
+    J: Job,
+    A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
+    SyncContext<A>: ToEnvelope<A, Perform<J>>,
+{
+    /// A handler that will start `threads` actors from `factory`.
+    pub fn new(threads: usize, factory: impl Fn() -> A + Send + Sync + 'static, logger: &Logger) -> Self {
+        SyncHandler {
+            factory: Arc::new(factory),
+            threads: threads.max(1),
+            state: Mutex::new(None),
+            logger: logger.new(o!("kind" => J::KIND)),
+            _job: std::marker::PhantomData,
+        }
+    }
+
+    fn spawn_pool(&self, generation: u64) -> Live<A> {
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let seen = threads.clone();
+        let factory = self.factory.clone();
+        let addr = SyncArbiter::start(self.threads, move || {
+            if let Ok(mut seen) = seen.lock() {
+                seen.insert(std::thread::current().id());
+            }
+            factory()
+        });
+        Live { generation, addr, threads }
+    }
+
+    fn restart_after(&self, generation: u64) {
+        let Ok(mut state) = self.state.lock() else { return };
+        if let Some(live) = state.as_mut() {
+            if live.generation == generation {
+                *live = self.spawn_pool(generation + 1);
+                warn!(self.logger, "blocking handler pool replaced after a thread stopped"; "restarts" => generation + 1);
+            }
+        }
+    }
+}
+
+impl<J, A> ErasedHandler for Arc<SyncHandler<J, A>>
+where
+    J: Job,
+    A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
+    SyncContext<A>: ToEnvelope<A, Perform<J>>,
+{
+    fn start(&self) {
+        let live = self.spawn_pool(0);
+        if let Ok(mut state) = self.state.lock() {
+            *state = Some(live);
+        }
+    }
+
+    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture {
+        let live = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|live| (live.generation, live.addr.clone(), live.threads.clone())));
+        let this = self.clone();
+        dispatch::<J, A>(job, live, move |generation| this.restart_after(generation))
+    }
+
+    fn stop(&self) {
+        // Dropping the last address lets the SyncArbiter threads finish their queue and exit.
+        if let Ok(mut state) = self.state.lock() {
+            state.take();
+        }
+    }
+}

@@ -1,5 +1,255 @@
-//! Runtime (being written).
-/// Runtime.
-pub struct Runtime;
-/// Handle.
-pub struct RuntimeHandle;
+//! The [`Runtime`]: configuration, handler registration, start (embedded or standalone) and
+//! graceful stop.
+
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use serde_json::json;
+use slog::{info, Logger};
+
+use crate::actors::heartbeat::HeartbeatSettings;
+use crate::actors::messages::{CurrentProcess, Shutdown, ShutdownReport};
+use crate::actors::supervisor::{Supervisor, SupervisorSettings};
+use crate::actors::watchdog::{SweepSettings, SESSION_CONFIRMATION};
+use crate::actors::worker::WorkerSettings;
+use crate::config::{Config, ConfigError};
+use crate::job::{Job, Perform};
+use crate::logging::LoggingGuard;
+use crate::queue::Queue;
+use crate::registry::{self, AsyncHandler, ErasedHandler, Registry, SyncHandler};
+use crate::store::{self, ProcessId, SharedStore, StoreError};
+
+/// Why a runtime could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A `SOLIDQ_*` variable is malformed.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Two handlers were registered for one job kind.
+    #[error("job kind {0:?} has two handlers registered")]
+    DuplicateKind(&'static str),
+}
+
+/// A solidq runtime: a supervisor with workers, dispatcher, heartbeat and watchdog, and the
+/// job-handler actors the application registers.
+///
+/// Embedded in an actix application (inside a running `System`):
+/// ```no_run
+/// use actix::prelude::*;
+/// use serde::{Deserialize, Serialize};
+/// use solidq::{Job, JobError, Perform, Runtime};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Welcome { user_id: i64 }
+/// impl Job for Welcome { const KIND: &'static str = "mailer.welcome"; }
+///
+/// struct Mailer;
+/// impl Actor for Mailer { type Context = Context<Self>; }
+/// impl Handler<Perform<Welcome>> for Mailer {
+///     type Result = Result<(), JobError>;
+///     fn handle(&mut self, msg: Perform<Welcome>, _: &mut Context<Self>) -> Self::Result {
+///         println!("welcome, user {}", msg.job.user_id);
+///         Ok(())
+///     }
+/// }
+///
+/// #[actix::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let runtime = Runtime::from_env()?.register::<Welcome, _, _>(|| Mailer);
+///     let queue = runtime.queue();
+///     let handle = runtime.start()?;
+///     queue.enqueue(Welcome { user_id: 7 }).await?;
+///     // ... serve requests ...
+///     handle.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+pub struct Runtime {
+    config: Config,
+    store: SharedStore,
+    logger: Logger,
+    registry: Registry,
+    duplicate: Option<&'static str>,
+    guard: Option<LoggingGuard>,
+}
+
+impl Runtime {
+    /// Reads `SOLIDQ_*`, sets up logging (bridging the `log` crate), opens the database and,
+    /// unless `SOLIDQ_AUTO_MIGRATE=false`, applies pending migrations.
+    pub fn from_env() -> Result<Runtime, RuntimeError> {
+        let config = Config::from_env()?;
+        let (logger, guard) = crate::logging::init(&config);
+        let mut runtime = Runtime::new(config, logger)?;
+        runtime.guard = Some(guard);
+        Ok(runtime)
+    }
+
+    /// A runtime from an explicit configuration and logger (tests, custom setups).
+    pub fn new(config: Config, logger: Logger) -> Result<Runtime, RuntimeError> {
+        let store = store::connect(&config.database_url, config.pool_size)?;
+        if config.auto_migrate {
+            let applied = store.migrate()?;
+            if applied > 0 {
+                info!(logger, "migrations applied"; "count" => applied, "backend" => store.backend());
+            }
+        }
+        Ok(Runtime { config, store, logger, registry: Registry::default(), duplicate: None, guard: None })
+    }
+
+    /// Registers an async actor (`Context<A>`) for jobs of type `J`. The runtime starts it from
+    /// `factory` on an arbiter of its own, and starts a fresh one if it panics.
+    pub fn register<J, A, F>(mut self, factory: F) -> Self
+    where
+        J: Job,
+        A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> = Arc::new(Arc::new(AsyncHandler::<J, A>::new(factory, &self.logger)));
+        self.insert(J::KIND, handler);
+        self
+    }
+
+    /// Registers a blocking actor (`SyncContext<A>`) for jobs of type `J`, run on a
+    /// `SyncArbiter` of `threads` threads; a panicking thread gets the pool replaced.
+    pub fn register_sync<J, A, F>(mut self, threads: usize, factory: F) -> Self
+    where
+        J: Job,
+        A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
+        SyncContext<A>: ToEnvelope<A, Perform<J>>,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> =
+            Arc::new(Arc::new(SyncHandler::<J, A>::new(threads, factory, &self.logger)));
+        self.insert(J::KIND, handler);
+        self
+    }
+
+    fn insert(&mut self, kind: &'static str, handler: Arc<dyn ErasedHandler>) {
+        if !self.registry.insert(kind, handler) {
+            self.duplicate.get_or_insert(kind);
+        }
+    }
+
+    /// A handle for enqueueing jobs.
+    pub fn queue(&self) -> Queue {
+        Queue::new(self.store.clone())
+    }
+
+    /// The store (status views, tests).
+    pub fn store(&self) -> SharedStore {
+        self.store.clone()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The runtime's logger.
+    pub fn logger(&self) -> &Logger {
+        &self.logger
+    }
+
+    fn settings(&self, standalone: bool) -> SupervisorSettings {
+        let c = &self.config;
+        let groups: Vec<_> = c
+            .workers
+            .iter()
+            .map(|g| json!({"queues": g.queues.iter().map(|q| format!("{q:?}")).collect::<Vec<_>>(), "concurrency": g.concurrency}))
+            .collect();
+        SupervisorSettings {
+            workers: c
+                .workers
+                .iter()
+                .map(|group| WorkerSettings { group: group.clone(), polling_interval: c.polling_interval })
+                .collect(),
+            heartbeat: HeartbeatSettings {
+                interval: c.heartbeat_interval,
+                alive_threshold: c.alive_threshold,
+                details: json!({
+                    "workers": groups,
+                    "kinds": self.registry.kinds(),
+                    "backend": self.store.backend(),
+                }),
+            },
+            dispatcher_interval: c.dispatcher_polling_interval,
+            dispatcher_batch: c.dispatcher_batch_size,
+            watchdog_interval: c.watchdog_interval,
+            sweep: SweepSettings {
+                alive_threshold: c.alive_threshold,
+                policy: c.on_process_death,
+                session_confirmation: SESSION_CONFIRMATION,
+            },
+            shutdown_timeout: c.shutdown_timeout,
+            stuck_after: std::time::Duration::from_secs(15),
+            standalone,
+        }
+    }
+
+    /// Starts the runtime inside the current actix `System` (e.g. next to an actix-web
+    /// server). Signals are left to the application; stop with [`RuntimeHandle::shutdown`].
+    pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
+        self.start_with(false)
+    }
+
+    fn start_with(self, standalone: bool) -> Result<RuntimeHandle, RuntimeError> {
+        if let Some(kind) = self.duplicate {
+            return Err(RuntimeError::DuplicateKind(kind));
+        }
+        registry::install_panic_hook();
+        let settings = self.settings(standalone);
+        let registry = Arc::new(self.registry);
+        let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger).start();
+        Ok(RuntimeHandle { supervisor, queue: Queue::new(self.store), _guard: self.guard.map(Arc::new) })
+    }
+
+    /// Runs standalone: creates a System, starts, and blocks until TERM or INT has drained the
+    /// process (exit code 0) or QUIT ended it at once.
+    pub fn run(self) -> Result<(), RuntimeError> {
+        let system = System::new();
+        let handle = system.block_on(async move { self.start_with(true) })?;
+        let code = system.run_with_code();
+        drop(handle);
+        match code {
+            Ok(0) => Ok(()),
+            Ok(code) => std::process::exit(code),
+            Err(err) => Err(RuntimeError::Store(StoreError::Connection { action: "running the system", message: err.to_string() })),
+        }
+    }
+}
+
+/// A running runtime.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    supervisor: Addr<Supervisor>,
+    queue: Queue,
+    _guard: Option<Arc<LoggingGuard>>,
+}
+
+impl RuntimeHandle {
+    /// A handle for enqueueing jobs.
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
+    }
+
+    /// The id of this process's row, once registered.
+    pub async fn process_id(&self) -> Option<ProcessId> {
+        self.supervisor.send(CurrentProcess).await.ok().flatten()
+    }
+
+    /// Graceful stop: no new claims, running jobs get up to `SOLIDQ_SHUTDOWN_TIMEOUT`, the rest
+    /// go back to ready, then the process deregisters.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.supervisor.send(Shutdown { immediate: false }).await.unwrap_or_default()
+    }
+
+    /// Stops at once without deregistering (as after SIGQUIT): claims stay with the process
+    /// row until a watchdog reaps it.
+    pub async fn abort(&self) -> ShutdownReport {
+        self.supervisor.send(Shutdown { immediate: true }).await.unwrap_or_default()
+    }
+}

@@ -335,6 +335,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stamps the process's `last_heartbeat_at`.
     fn heartbeat(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<Beat>;
 
+    /// Checks the process's session-liveness connection and, if it broke (e.g. the database
+    /// restarted), reconnects and takes the session lock again. Returns whether it had to.
+    /// Backends without session liveness return `Ok(false)`.
+    fn keep_session(&self, process: ProcessId) -> StoreResult<bool>;
+
     /// Graceful exit: returns every claim of `process` to ready and deletes its row (and drops
     /// its session lock). Returns the number of claims released.
     fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize>;
@@ -357,6 +362,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts of jobs by state, overall and per queue (queues sorted by name).
     fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)>;
+
+    /// The claims `process` holds, by job id.
+    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>>;
 
     /// One job, if it exists.
     fn job(&self, id: JobId) -> StoreResult<Option<JobRow>>;

@@ -1,0 +1,245 @@
+//! Heartbeat: registers the process, stamps `last_heartbeat_at` every heartbeat interval,
+//! keeps the session-liveness connection up, and deregisters on shutdown.
+//!
+//! Two self-fencing rules keep a process from working under a claim others consider dead:
+//! - the heartbeat finds the row gone (pruned while alive): register again as a new process;
+//! - no heartbeat could be written for longer than the alive threshold: tell the supervisor to
+//!   stop claiming (running jobs go on). Once the database answers: if the row is gone, another
+//!   watchdog reaped it and handed its claims back, so register as a new process; if the row is
+//!   still there, nobody reaped it (reaping deletes the row in the same transaction that hands
+//!   the claims back), so resume under the same identity.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use serde_json::Value;
+use slog::{error, info, o, warn, Logger};
+
+use super::messages::{Deregister, Fenced, Ping, ProcessReplaced, SetProcess, StopChild};
+use super::{blocking, Backoff};
+use crate::liveness;
+use crate::store::{Beat, NewProcess, ProcessId, SharedStore};
+
+/// How often the session-liveness connection is checked (PostgreSQL), so that after a database
+/// restart a live process re-takes its lock long before a watchdog could confirm it dead.
+pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Settings of the heartbeat.
+#[derive(Clone)]
+pub struct HeartbeatSettings {
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// After this long without a successful heartbeat, the process fences itself.
+    pub alive_threshold: Duration,
+    /// Worker groups etc., written into the process metadata.
+    pub details: Value,
+}
+
+/// The heartbeat actor.
+pub struct Heartbeat {
+    settings: HeartbeatSettings,
+    store: SharedStore,
+    supervisor: Recipient<ProcessReplaced>,
+    fence: Recipient<Fenced>,
+    logger: Logger,
+    process: Option<ProcessId>,
+    last_ok: Instant,
+    fenced: bool,
+    in_progress: bool,
+    session_check_in_progress: bool,
+    deregistered: bool,
+    errors: Backoff,
+    last_progress: Instant,
+}
+
+impl Heartbeat {
+    /// A heartbeat for `process` (`None`: register at start).
+    pub fn new(
+        settings: HeartbeatSettings,
+        store: SharedStore,
+        supervisor: Recipient<ProcessReplaced>,
+        fence: Recipient<Fenced>,
+        process: Option<ProcessId>,
+        logger: &Logger,
+    ) -> Self {
+        let retry_max = settings.interval.min(Duration::from_secs(5));
+        Heartbeat {
+            settings,
+            store,
+            supervisor,
+            fence,
+            logger: logger.new(o!("actor" => "heartbeat")),
+            process,
+            last_ok: Instant::now(),
+            fenced: false,
+            in_progress: false,
+            session_check_in_progress: false,
+            deregistered: false,
+            errors: Backoff::new(Duration::from_millis(250), retry_max),
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// The row this process writes about itself, with a fresh unique name.
+    pub fn describe(details: &Value) -> NewProcess {
+        let hostname = liveness::hostname();
+        let pid = std::process::id() as i32;
+        NewProcess {
+            kind: "Runtime".into(),
+            name: format!("runtime-{hostname}-{pid}-{:08x}", fastrand::u32(..)),
+            pid,
+            hostname,
+            metadata: liveness::process_metadata(details.clone()),
+        }
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        self.last_progress = Instant::now();
+        if self.in_progress || self.deregistered {
+            return;
+        }
+        self.in_progress = true;
+        let process = self.process;
+        let call = blocking(&self.store, move |s| match process {
+            Some(id) => s.heartbeat(id, Utc::now().naive_utc()),
+            None => Ok(Beat::Missing),
+        });
+        ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
+            act.in_progress = false;
+            match result {
+                Ok(Beat::Stamped) => {
+                    act.beat_ok();
+                    if std::mem::take(&mut act.fenced) {
+                        if let Some(id) = act.process {
+                            info!(act.logger, "database answers and the process row survived: resuming"; "process_id" => id);
+                            act.supervisor.do_send(ProcessReplaced { old: Some(id), new: id });
+                        }
+                    }
+                }
+                Ok(Beat::Missing) => act.register(ctx),
+                Err(err) => act.beat_failed(&err.to_string(), ctx),
+            }
+        }));
+    }
+
+    fn beat_ok(&mut self) {
+        self.last_ok = Instant::now();
+        let failures = self.errors.succeed();
+        if failures > 0 {
+            info!(self.logger, "heartbeat written again"; "failed_attempts" => failures);
+        }
+    }
+
+    fn beat_failed(&mut self, err: &str, ctx: &mut Context<Self>) {
+        let retry_in = self.errors.fail();
+        let silent_for = self.last_ok.elapsed();
+        if self.errors.should_log() {
+            error!(self.logger, "heartbeat failed"; "error" => err, "failures" => self.errors.failures,
+                "silent_for_ms" => silent_for.as_millis() as u64, "retry_in_ms" => retry_in.as_millis() as u64);
+        }
+        if !self.fenced && silent_for > self.settings.alive_threshold {
+            self.fenced = true;
+            warn!(self.logger, "no heartbeat for longer than the alive threshold: fencing this process";
+                "process_id" => self.process, "silent_for_ms" => silent_for.as_millis() as u64);
+            self.fence.do_send(Fenced { silent_for });
+        }
+        ctx.run_later(retry_in, |act, ctx| act.beat(ctx));
+    }
+
+    /// Registers a new identity: at start, or after the row was pruned.
+    fn register(&mut self, ctx: &mut Context<Self>) {
+        self.in_progress = true;
+        let old = self.process;
+        let new = Self::describe(&self.settings.details);
+        let call = blocking(&self.store, move |s| s.register_process(&new, Utc::now().naive_utc()).map(|id| (id, new.name)));
+        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+            act.in_progress = false;
+            match result {
+                Ok((id, name)) => {
+                    match old {
+                        Some(old) => warn!(act.logger, "registered again as a new process";
+                            "old_process_id" => old, "process_id" => id, "name" => &name,
+                            "reason" => "the row was deleted while this process was alive"),
+                        None => info!(act.logger, "process registered"; "process_id" => id, "name" => &name),
+                    }
+                    act.process = Some(id);
+                    act.fenced = false;
+                    act.beat_ok();
+                    act.supervisor.do_send(ProcessReplaced { old, new: id });
+                }
+                Err(err) => act.beat_failed(&err.to_string(), ctx),
+            }
+        }));
+    }
+
+    fn check_session(&mut self, ctx: &mut Context<Self>) {
+        let Some(process) = self.process.filter(|_| !self.fenced && !self.deregistered) else { return };
+        if self.session_check_in_progress {
+            return;
+        }
+        self.session_check_in_progress = true;
+        let call = blocking(&self.store, move |s| s.keep_session(process));
+        ctx.spawn(call.into_actor(self).map(|result, act, _| {
+            act.session_check_in_progress = false;
+            if let Ok(true) = result {
+                warn!(act.logger, "session-liveness connection was lost and has been re-established");
+            }
+        }));
+    }
+}
+
+impl Actor for Heartbeat {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.settings.interval, |act, ctx| act.beat(ctx));
+        ctx.run_interval(SESSION_CHECK_INTERVAL, |act, ctx| act.check_session(ctx));
+        if self.process.is_none() {
+            self.beat(ctx);
+        }
+    }
+}
+
+impl Handler<SetProcess> for Heartbeat {
+    type Result = ();
+    fn handle(&mut self, msg: SetProcess, _: &mut Context<Self>) {
+        if msg.0.is_some() {
+            self.process = msg.0;
+        }
+    }
+}
+
+impl Handler<Ping> for Heartbeat {
+    type Result = MessageResult<Ping>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.last_progress)
+    }
+}
+
+impl Handler<Deregister> for Heartbeat {
+    type Result = ResponseActFuture<Self, Result<usize, String>>;
+    fn handle(&mut self, _: Deregister, _: &mut Context<Self>) -> Self::Result {
+        self.deregistered = true;
+        let process = self.process.take();
+        let call = blocking(&self.store, move |s| match process {
+            Some(id) => s.deregister(id, Utc::now().naive_utc()),
+            None => Ok(0),
+        });
+        Box::pin(call.into_actor(self).map(move |result, act, _| {
+            match &result {
+                Ok(released) => info!(act.logger, "process deregistered"; "process_id" => process, "released" => released),
+                Err(err) => error!(act.logger, "deregistering failed; the watchdog of another process will release the claims";
+                    "process_id" => process, "error" => %err),
+            }
+            result.map_err(|e| e.to_string())
+        }))
+    }
+}
+
+impl Handler<StopChild> for Heartbeat {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,453 @@
+//! Supervisor: starts the heartbeat, workers, dispatcher and watchdog, each on its own arbiter
+//! thread; restarts any that stops, panics or gets stuck, with backoff; and runs the shutdown
+//! sequence: stop claiming → wait for running jobs up to the shutdown timeout → stop the
+//! dispatcher and watchdog → deregister (claims still open go back to ready) → stop.
+//!
+//! actix's own `Supervisor` restarts an actor only when it stops itself; a panic drops the actor
+//! and closes its mailbox. So this supervisor watches every child's mailbox and pings it, and
+//! builds a new child (on a new arbiter, in case the old thread is blocked) when one is gone.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use slog::{error, info, o, warn, Logger};
+
+use super::dispatcher::Dispatcher;
+use super::heartbeat::{Heartbeat, HeartbeatSettings};
+use super::messages::*;
+use super::watchdog::{SweepSettings, Watchdog};
+use super::worker::{ClaimLedger, Worker, WorkerSettings};
+use crate::registry::Registry;
+use crate::store::{ProcessId, SharedStore};
+
+/// How often children are checked.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often children are pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// First restart delay; doubles per restart up to [`MAX_RESTART_BACKOFF`].
+pub const MIN_RESTART_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+/// A child that ran this long without trouble starts again from the shortest backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Everything the supervisor needs to build its children.
+#[derive(Clone)]
+pub struct SupervisorSettings {
+    /// One worker per entry.
+    pub workers: Vec<WorkerSettings>,
+    /// Heartbeat settings.
+    pub heartbeat: HeartbeatSettings,
+    /// Dispatcher polling interval.
+    pub dispatcher_interval: Duration,
+    /// Dispatcher batch size.
+    pub dispatcher_batch: usize,
+    /// Watchdog interval.
+    pub watchdog_interval: Duration,
+    /// Watchdog sweep settings.
+    pub sweep: SweepSettings,
+    /// How long a drain waits for running jobs.
+    pub shutdown_timeout: Duration,
+    /// Minimum time without progress before a child counts as stuck (raised per child to ten
+    /// of its intervals).
+    pub stuck_after: Duration,
+    /// Handle TERM/INT (drain) and QUIT (exit at once) and stop the System when done.
+    pub standalone: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildKind {
+    Heartbeat,
+    Worker(usize),
+    Dispatcher,
+    Watchdog,
+}
+
+struct Running {
+    arbiter: Arbiter,
+    ping: Recipient<Ping>,
+    set_process: Recipient<SetProcess>,
+    stop: Recipient<StopChild>,
+    worker: Option<Addr<Worker>>,
+    heartbeat: Option<Addr<Heartbeat>>,
+    started_at: Instant,
+}
+
+struct Child {
+    kind: ChildKind,
+    running: Option<Running>,
+    restarts: u32,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    ping_in_flight: bool,
+    stuck_after: Duration,
+    ledger: ClaimLedger,
+}
+
+/// The supervisor actor. Start it with [`crate::Runtime::start`].
+pub struct Supervisor {
+    settings: SupervisorSettings,
+    store: SharedStore,
+    registry: Arc<Registry>,
+    logger: Logger,
+    children: Vec<Child>,
+    process: Option<ProcessId>,
+    fenced: bool,
+    stopping: bool,
+    last_ping: Instant,
+}
+
+impl Supervisor {
+    /// A supervisor for the given children.
+    pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
+        let stuck = |interval: Duration| settings.stuck_after.max(interval * 10);
+        let mut kinds = vec![(ChildKind::Heartbeat, stuck(settings.heartbeat.interval.min(Duration::from_secs(1))))];
+        for (i, w) in settings.workers.iter().enumerate() {
+            kinds.push((ChildKind::Worker(i), stuck(w.polling_interval)));
+        }
+        kinds.push((ChildKind::Dispatcher, stuck(settings.dispatcher_interval)));
+        kinds.push((ChildKind::Watchdog, stuck(settings.watchdog_interval)));
+        let children = kinds
+            .into_iter()
+            .map(|(kind, stuck_after)| Child {
+                kind,
+                running: None,
+                restarts: 0,
+                backoff: MIN_RESTART_BACKOFF,
+                restart_at: None,
+                ping_in_flight: false,
+                stuck_after,
+                ledger: ClaimLedger::default(),
+            })
+            .collect();
+        Supervisor {
+            settings,
+            store,
+            registry,
+            logger: logger.new(o!("actor" => "supervisor")),
+            children,
+            process: None,
+            fenced: false,
+            stopping: false,
+            last_ping: Instant::now(),
+        }
+    }
+
+    fn spawn(&self, index: usize, me: &Addr<Self>) -> Running {
+        let child = &self.children[index];
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let (store, logger, process) = (self.store.clone(), self.logger.clone(), self.process);
+        let started_at = Instant::now();
+        match child.kind {
+            ChildKind::Heartbeat => {
+                let settings = self.settings.heartbeat.clone();
+                let (replaced, fenced) = (me.clone().recipient(), me.clone().recipient());
+                let addr = Heartbeat::start_in_arbiter(&handle, move |_| {
+                    Heartbeat::new(settings, store, replaced, fenced, process, &logger)
+                });
+                Running {
+                    arbiter,
+                    ping: addr.clone().recipient(),
+                    set_process: addr.clone().recipient(),
+                    stop: addr.clone().recipient(),
+                    worker: None,
+                    heartbeat: Some(addr),
+                    started_at,
+                }
+            }
+            ChildKind::Worker(i) => {
+                let settings = self.settings.workers[i].clone();
+                let (registry, ledger) = (self.registry.clone(), child.ledger.clone());
+                let addr = Worker::start_in_arbiter(&handle, move |_| {
+                    Worker::new(settings, store, registry, ledger, process, &logger)
+                });
+                if self.fenced || self.stopping {
+                    addr.do_send(StopClaiming);
+                }
+                Running {
+                    arbiter,
+                    ping: addr.clone().recipient(),
+                    set_process: addr.clone().recipient(),
+                    stop: addr.clone().recipient(),
+                    worker: Some(addr),
+                    heartbeat: None,
+                    started_at,
+                }
+            }
+            ChildKind::Dispatcher => {
+                let (interval, batch) = (self.settings.dispatcher_interval, self.settings.dispatcher_batch);
+                let addr = Dispatcher::start_in_arbiter(&handle, move |_| Dispatcher::new(store, interval, batch, &logger));
+                Running {
+                    arbiter,
+                    ping: addr.clone().recipient(),
+                    set_process: addr.clone().recipient(),
+                    stop: addr.clone().recipient(),
+                    worker: None,
+                    heartbeat: None,
+                    started_at,
+                }
+            }
+            ChildKind::Watchdog => {
+                let (sweep, interval) = (self.settings.sweep.clone(), self.settings.watchdog_interval);
+                let addr =
+                    Watchdog::start_in_arbiter(&handle, move |_| Watchdog::new(store, sweep, interval, process, &logger));
+                Running {
+                    arbiter,
+                    ping: addr.clone().recipient(),
+                    set_process: addr.clone().recipient(),
+                    stop: addr.clone().recipient(),
+                    worker: None,
+                    heartbeat: None,
+                    started_at,
+                }
+            }
+        }
+    }
+
+    fn child_name(kind: ChildKind) -> String {
+        match kind {
+            ChildKind::Heartbeat => "heartbeat".into(),
+            ChildKind::Worker(i) => format!("worker-{i}"),
+            ChildKind::Dispatcher => "dispatcher".into(),
+            ChildKind::Watchdog => "watchdog".into(),
+        }
+    }
+
+    /// Takes a child down (it stopped, panicked or is stuck) and schedules its restart.
+    fn schedule_restart(&mut self, index: usize, why: &str) {
+        let child = &mut self.children[index];
+        let Some(old) = child.running.take() else { return };
+        old.stop.do_send(StopChild);
+        old.arbiter.stop();
+        if old.started_at.elapsed() > STABLE_AFTER {
+            child.backoff = MIN_RESTART_BACKOFF;
+        }
+        let delay = child.backoff;
+        child.backoff = (child.backoff * 2).min(MAX_RESTART_BACKOFF);
+        child.restart_at = Some(Instant::now() + delay);
+        child.ping_in_flight = false;
+        let name = Self::child_name(child.kind);
+        error!(self.logger, "child actor is down; restarting"; "child" => &name, "reason" => why,
+            "restart_in_ms" => delay.as_millis() as u64, "restarts_so_far" => child.restarts);
+        // Jobs the crashed worker was running can no longer be recorded: hand them back.
+        let orphaned = child.ledger.drain();
+        if !orphaned.is_empty() {
+            let logger = self.logger.clone();
+            let count = orphaned.len();
+            let call = super::blocking(&self.store, move |s| {
+                let now = Utc::now().naive_utc();
+                orphaned.into_iter().try_for_each(|token| s.release(token, now).map(|_| ()))
+            });
+            actix_rt::spawn(async move {
+                match call.await {
+                    Ok(()) => warn!(logger, "claims of the crashed worker returned to ready"; "child" => name, "claims" => count),
+                    Err(err) => error!(logger, "could not release the crashed worker's claims; the watchdog will once this process is gone";
+                        "child" => name, "error" => %err),
+                }
+            });
+        }
+    }
+
+    fn check_children(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let now = Instant::now();
+        let ping_now = now.duration_since(self.last_ping) >= PING_INTERVAL;
+        if ping_now {
+            self.last_ping = now;
+        }
+        for index in 0..self.children.len() {
+            let child = &self.children[index];
+            match &child.running {
+                None => {
+                    if child.restart_at.is_some_and(|at| now >= at) {
+                        self.start_child(index, ctx);
+                    }
+                }
+                Some(running) if !running.ping.connected() => {
+                    self.schedule_restart(index, "its mailbox closed (it stopped or panicked)");
+                }
+                Some(running) if ping_now && !child.ping_in_flight => {
+                    let request = running.ping.send(Ping).timeout(child.stuck_after);
+                    let stuck_after = child.stuck_after;
+                    self.children[index].ping_in_flight = true;
+                    ctx.spawn(request.into_actor(self).map(move |answer, act, _| {
+                        act.children[index].ping_in_flight = false;
+                        let stuck = match answer {
+                            Ok(last_progress) => last_progress.elapsed() > stuck_after,
+                            Err(MailboxError::Timeout) => true,
+                            Err(MailboxError::Closed) => false,
+                        };
+                        if stuck && !act.stopping {
+                            act.schedule_restart(index, "it made no progress for too long (stuck)");
+                        }
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn start_child(&mut self, index: usize, ctx: &mut Context<Self>) {
+        let running = self.spawn(index, &ctx.address());
+        let child = &mut self.children[index];
+        if child.restart_at.take().is_some() {
+            child.restarts += 1;
+            info!(self.logger, "child actor restarted"; "child" => Self::child_name(child.kind), "restarts" => child.restarts);
+        }
+        child.running = Some(running);
+    }
+
+    fn workers(&self) -> Vec<Addr<Worker>> {
+        self.children.iter().filter_map(|c| c.running.as_ref().and_then(|r| r.worker.clone())).collect()
+    }
+
+    fn listen_for_signals(&self, ctx: &mut Context<Self>) {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let logger = self.logger.clone();
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
+            else {
+                error!(logger, "could not install signal handlers");
+                return;
+            };
+            let mut draining = false;
+            loop {
+                let name = tokio_select(&mut term, &mut int, &mut quit).await;
+                if name == "QUIT" || draining {
+                    warn!(logger, "exiting at once; claims are left for the watchdog of another process"; "signal" => name);
+                    std::process::exit(0);
+                }
+                info!(logger, "draining: no new claims, waiting for running jobs"; "signal" => name);
+                draining = true;
+                me.do_send(Shutdown { immediate: false });
+            }
+        });
+    }
+}
+
+/// Waits for the first of TERM, INT or QUIT and names it.
+async fn tokio_select(
+    term: &mut actix_rt::signal::unix::Signal,
+    int: &mut actix_rt::signal::unix::Signal,
+    quit: &mut actix_rt::signal::unix::Signal,
+) -> &'static str {
+    use futures_util::future::{select, Either};
+    let first = select(Box::pin(term.recv()), Box::pin(int.recv()));
+    match select(first, Box::pin(quit.recv())).await {
+        Either::Left((Either::Left(_), _)) => "TERM",
+        Either::Left((Either::Right(_), _)) => "INT",
+        Either::Right(_) => "QUIT",
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        info!(self.logger, "supervisor starting"; "workers" => self.settings.workers.len());
+        self.registry.start_all();
+        for index in 0..self.children.len() {
+            self.start_child(index, ctx);
+        }
+        ctx.run_interval(CHECK_INTERVAL, |act, ctx| act.check_children(ctx));
+        if self.settings.standalone {
+            self.listen_for_signals(ctx);
+        }
+    }
+}
+
+impl Handler<ProcessReplaced> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: ProcessReplaced, _: &mut Context<Self>) {
+        self.process = Some(msg.new);
+        let was_fenced = std::mem::take(&mut self.fenced);
+        for running in self.children.iter().filter_map(|c| c.running.as_ref()) {
+            running.set_process.do_send(SetProcess(Some(msg.new)));
+        }
+        if was_fenced && !self.stopping {
+            self.workers().iter().for_each(|w| w.do_send(ResumeClaiming));
+        }
+    }
+}
+
+impl Handler<Fenced> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Fenced, _: &mut Context<Self>) {
+        warn!(self.logger, "fenced: claiming stops until the database confirms this process";
+            "silent_for_ms" => msg.silent_for.as_millis() as u64);
+        self.fenced = true;
+        self.workers().iter().for_each(|w| w.do_send(StopClaiming));
+    }
+}
+
+impl Handler<CurrentProcess> for Supervisor {
+    type Result = Option<ProcessId>;
+    fn handle(&mut self, _: CurrentProcess, _: &mut Context<Self>) -> Option<ProcessId> {
+        self.process
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let workers = self.workers();
+        workers.iter().for_each(|w| w.do_send(StopClaiming));
+        let timeout = if msg.immediate { Duration::ZERO } else { self.settings.shutdown_timeout };
+        let heartbeat = self.children.iter().find_map(|c| c.running.as_ref().and_then(|r| r.heartbeat.clone()));
+        let deregister = !msg.immediate;
+        let logger = self.logger.clone();
+        let drain = async move {
+            let deadline = Instant::now() + timeout;
+            let mut in_flight;
+            loop {
+                in_flight = 0;
+                for w in &workers {
+                    in_flight += w.send(InFlight).await.unwrap_or(0);
+                }
+                if in_flight == 0 || Instant::now() >= deadline {
+                    break;
+                }
+                actix_rt::time::sleep(Duration::from_millis(25)).await;
+            }
+            if in_flight > 0 {
+                warn!(logger, "shutdown timeout reached with jobs still running; their claims are released";
+                    "running" => in_flight);
+            }
+            let mut report = ShutdownReport { abandoned: in_flight, ..Default::default() };
+            // Workers and handlers stop before deregistering so nothing claims or records after.
+            workers.iter().for_each(|w| w.do_send(StopChild));
+            if let (true, Some(heartbeat)) = (deregister, heartbeat) {
+                if let Ok(Ok(released)) = heartbeat.send(Deregister).await {
+                    report.released = released;
+                    report.deregistered = true;
+                }
+            }
+            report
+        };
+        Box::pin(drain.into_actor(self).map(|report, act, ctx| {
+            for child in act.children.iter_mut() {
+                if let Some(running) = child.running.take() {
+                    running.stop.do_send(StopChild);
+                    running.arbiter.stop();
+                }
+            }
+            act.registry.stop_all();
+            info!(act.logger, "stopped"; "abandoned" => report.abandoned, "released" => report.released,
+                "deregistered" => report.deregistered);
+            ctx.stop();
+            if act.settings.standalone {
+                System::current().stop_with_code(0);
+            }
+            report
+        }))
+    }
+}

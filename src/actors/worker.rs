@@ -1,0 +1,327 @@
+//! Worker: claims ready jobs for one worker group, hands them to the registry, records outcomes.
+//!
+//! The loop ticks every polling interval (and at once after a full claim or a [`Wake`]). It
+//! claims only up to its free capacity and only while it has a process id; every outcome is
+//! written with the claim's token, so a finish from a process that lost its claim is discarded.
+//! An outcome the database refused stays pending and is written again with backoff: a claim is
+//! never forgotten because a write failed (Solid Queue #748).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use slog::{debug, info, o, warn, Logger};
+
+use super::messages::{InFlight, Ping, ResumeClaiming, SetProcess, StopChild, StopClaiming, Wake};
+use super::{blocking, PeriodicCall};
+use crate::config::WorkerGroup;
+use crate::registry::{Outcome, Registry};
+use crate::store::{ClaimToken, ClaimedJob, Fenced, ProcessId, SharedStore, StoreResult};
+
+/// Longest wait between retries of a failing database call.
+pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Claims held by one worker slot, kept outside the actor so that after the worker crashes the
+/// supervisor can hand them back instead of leaving them claimed by a live process.
+#[derive(Debug, Default, Clone)]
+pub struct ClaimLedger(Arc<Mutex<HashMap<ClaimToken, ProcessId>>>);
+
+impl ClaimLedger {
+    fn insert(&self, token: ClaimToken, process: ProcessId) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(token, process);
+        }
+    }
+
+    fn remove(&self, token: &ClaimToken) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(token);
+        }
+    }
+
+    /// Removes and returns every claim held.
+    pub fn drain(&self) -> Vec<ClaimToken> {
+        self.0.lock().map(|mut map| map.drain().map(|(token, _)| token).collect()).unwrap_or_default()
+    }
+}
+
+/// What to write for a finished execution.
+#[derive(Debug, Clone)]
+enum Record {
+    Finish,
+    Fail(crate::store::FailureRecord),
+    Retry(crate::store::FailureRecord, Duration),
+    Release,
+}
+
+impl Record {
+    fn from_outcome(outcome: Outcome, job: &ClaimedJob) -> Record {
+        match outcome {
+            Outcome::Succeeded => Record::Finish,
+            Outcome::Failed { error, retryable, retry_in } if retryable && job.attempts < job.max_attempts => {
+                Record::Retry(error, retry_in)
+            }
+            Outcome::Failed { error, .. } => Record::Fail(error),
+            Outcome::Interrupted(_) => Record::Release,
+        }
+    }
+
+    fn apply(&self, store: &dyn crate::store::Store, token: ClaimToken) -> StoreResult<Fenced> {
+        let now = Utc::now().naive_utc();
+        match self {
+            Record::Finish => store.finish(token, now),
+            Record::Fail(error) => store.fail(token, error, now),
+            Record::Retry(error, delay) => {
+                let run_at = now + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
+                store.retry(token, error, run_at, now)
+            }
+            Record::Release => store.release(token, now),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Record::Finish => "finished",
+            Record::Fail(_) => "failed",
+            Record::Retry(..) => "retry scheduled",
+            Record::Release => "released",
+        }
+    }
+}
+
+/// Settings of one worker.
+#[derive(Clone)]
+pub struct WorkerSettings {
+    /// Queues and concurrency.
+    pub group: WorkerGroup,
+    /// Idle polling interval.
+    pub polling_interval: Duration,
+}
+
+/// The worker actor of one worker group.
+pub struct Worker {
+    settings: WorkerSettings,
+    store: SharedStore,
+    registry: Arc<Registry>,
+    ledger: ClaimLedger,
+    logger: Logger,
+    process: Option<ProcessId>,
+    claiming: bool,
+    claims: PeriodicCall,
+    /// The last claim filled every free slot, so more jobs may be waiting.
+    more_ready: bool,
+    running: HashMap<ClaimToken, (ClaimedJob, Instant)>,
+    /// Outcomes the database has not accepted yet.
+    unrecorded: Vec<(ClaimedJob, Record)>,
+    recording: usize,
+    /// Backoff for outcome writes the database refused.
+    records: PeriodicCall,
+    stale_discarded: u64,
+}
+
+impl Worker {
+    /// A worker for `settings.group`.
+    pub fn new(
+        settings: WorkerSettings,
+        store: SharedStore,
+        registry: Arc<Registry>,
+        ledger: ClaimLedger,
+        process: Option<ProcessId>,
+        logger: &Logger,
+    ) -> Self {
+        let queues: Vec<String> = settings.group.queues.iter().map(|q| format!("{q:?}")).collect();
+        Worker {
+            logger: logger.new(o!("actor" => "worker", "queues" => queues.join(","))),
+            settings,
+            store,
+            registry,
+            ledger,
+            process,
+            claiming: true,
+            claims: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            more_ready: false,
+            running: HashMap::new(),
+            unrecorded: Vec::new(),
+            recording: 0,
+            records: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            stale_discarded: 0,
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.running.len() + self.unrecorded.len() + self.recording
+    }
+
+    fn free_slots(&self) -> usize {
+        self.settings.group.concurrency.saturating_sub(self.busy())
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.records.may_run() {
+            self.record_pending(ctx);
+        }
+        let Some(process) = self.process else {
+            self.claims.idle();
+            return;
+        };
+        if !self.claiming || self.free_slots() == 0 {
+            self.claims.idle();
+            return;
+        }
+        if !self.claims.begin() {
+            return;
+        }
+        let limit = self.free_slots();
+        let queues = self.settings.group.queues.clone();
+        let call = blocking(&self.store, move |s| s.claim(process, &queues, limit, Utc::now().naive_utc()));
+        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(jobs) => {
+                act.claims.succeeded(&act.logger);
+                act.more_ready = jobs.len() == limit;
+                for job in jobs {
+                    act.start_job(process, job, ctx);
+                }
+                if act.more_ready && act.free_slots() > 0 {
+                    act.tick(ctx);
+                }
+            }
+            Err(err) => act.claims.failed(&act.logger, "claiming jobs", &err),
+        }));
+    }
+
+    fn start_job(&mut self, process: ProcessId, job: ClaimedJob, ctx: &mut Context<Self>) {
+        let token = job.token;
+        self.ledger.insert(token, process);
+        debug!(self.logger, "job started"; "job_id" => token.job_id, "kind" => &job.kind,
+            "queue" => &job.queue, "attempt" => job.attempts);
+        let run = self.registry.perform(&job, &format!("{process}"));
+        self.running.insert(token, (job, Instant::now()));
+        ctx.spawn(run.into_actor(self).map(move |outcome, act, ctx| act.job_done(token, outcome, ctx)));
+    }
+
+    fn job_done(&mut self, token: ClaimToken, outcome: Outcome, ctx: &mut Context<Self>) {
+        let Some((job, started)) = self.running.remove(&token) else { return };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Outcome::Succeeded => debug!(self.logger, "job succeeded"; "job_id" => token.job_id,
+                "kind" => &job.kind, "attempt" => job.attempts, "duration_ms" => duration_ms),
+            Outcome::Failed { error, .. } => warn!(self.logger, "job failed"; "job_id" => token.job_id,
+                "kind" => &job.kind, "attempt" => job.attempts, "max_attempts" => job.max_attempts,
+                "class" => &error.class, "error" => &error.message, "duration_ms" => duration_ms),
+            Outcome::Interrupted(why) => warn!(self.logger, "job interrupted"; "job_id" => token.job_id,
+                "kind" => &job.kind, "reason" => why),
+        }
+        let record = Record::from_outcome(outcome, &job);
+        self.write_record(job, record, ctx);
+    }
+
+    fn write_record(&mut self, job: ClaimedJob, record: Record, ctx: &mut Context<Self>) {
+        self.recording += 1;
+        let token = job.token;
+        let call_record = record.clone();
+        let call = blocking(&self.store, move |s| call_record.apply(s, token));
+        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+            act.recording -= 1;
+            match result {
+                Ok(Fenced::Applied) => {
+                    act.ledger.remove(&token);
+                    debug!(act.logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => record.label());
+                }
+                Ok(Fenced::Stale) => {
+                    act.ledger.remove(&token);
+                    act.stale_discarded += 1;
+                    warn!(act.logger, "outcome discarded: the claim is no longer this process's";
+                        "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => record.label(),
+                        "discarded_total" => act.stale_discarded);
+                }
+                Err(err) => {
+                    act.records.failed(&act.logger, "recording a job outcome", &err);
+                    act.unrecorded.push((job, record));
+                    return;
+                }
+            }
+            if act.records.failing() {
+                act.records.succeeded(&act.logger);
+            }
+            if act.claiming && act.more_ready {
+                act.tick(ctx);
+            }
+        }));
+    }
+
+    fn record_pending(&mut self, ctx: &mut Context<Self>) {
+        for (job, record) in std::mem::take(&mut self.unrecorded) {
+            self.write_record(job, record, ctx);
+        }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        info!(self.logger, "worker started"; "concurrency" => self.settings.group.concurrency);
+        ctx.run_interval(self.settings.polling_interval, |act, ctx| act.tick(ctx));
+        self.tick(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if !self.running.is_empty() || !self.unrecorded.is_empty() {
+            warn!(self.logger, "worker stopped with claims still open";
+                "running" => self.running.len(), "unrecorded" => self.unrecorded.len());
+        }
+    }
+}
+
+impl Handler<SetProcess> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: SetProcess, ctx: &mut Context<Self>) {
+        self.process = msg.0;
+        self.tick(ctx);
+    }
+}
+
+impl Handler<Ping> for Worker {
+    type Result = MessageResult<Ping>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.claims.last_progress)
+    }
+}
+
+impl Handler<StopClaiming> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: StopClaiming, _: &mut Context<Self>) {
+        self.claiming = false;
+    }
+}
+
+impl Handler<ResumeClaiming> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: ResumeClaiming, ctx: &mut Context<Self>) {
+        self.claiming = true;
+        self.tick(ctx);
+    }
+}
+
+impl Handler<InFlight> for Worker {
+    type Result = usize;
+    fn handle(&mut self, _: InFlight, _: &mut Context<Self>) -> usize {
+        self.busy()
+    }
+}
+
+impl Handler<Wake> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+    }
+}
+
+impl Handler<StopChild> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

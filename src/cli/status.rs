@@ -1,0 +1,433 @@
+//! Rendering of `solidq status`: pure functions of the rows and `now`, testable without a
+//! database.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
+use serde_json::{json, Value};
+
+use crate::config::format_duration;
+use crate::store::{JobCounts, ProcessRow, QueueCounts};
+
+/// Everything `solidq status` shows, read at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusView<'a> {
+    /// Every process row.
+    pub processes: &'a [ProcessRow],
+    /// Job counts over all queues.
+    pub totals: &'a JobCounts,
+    /// Job counts per queue.
+    pub queues: &'a [QueueCounts],
+    /// The time the rows were read (UTC).
+    pub now: NaiveDateTime,
+    /// `SOLIDQ_ALIVE_THRESHOLD`: a process whose heartbeat is older is dead.
+    pub alive_threshold: Duration,
+}
+
+/// How long ago `last_heartbeat_at` was; negative if it lies in the future (clock skew
+/// between hosts).
+pub fn heartbeat_age(now: NaiveDateTime, last_heartbeat_at: NaiveDateTime) -> TimeDelta {
+    now - last_heartbeat_at
+}
+
+/// Whether a heartbeat of `age` is recent enough: dead means older than `alive_threshold`.
+pub fn is_alive(age: TimeDelta, alive_threshold: Duration) -> bool {
+    match age.to_std() {
+        Ok(age) => age <= alive_threshold,
+        // Negative: a heartbeat from the future is not an old one.
+        Err(_) => true,
+    }
+}
+
+/// A heartbeat age in whole units, short: `0s`, `3s`, `2m10s`, `1h5m`, `3d4h`.
+///
+/// ```
+/// use chrono::TimeDelta;
+/// use solidq::cli::status::format_age;
+///
+/// assert_eq!(format_age(TimeDelta::seconds(3)), "3s");
+/// assert_eq!(format_age(TimeDelta::seconds(130)), "2m10s");
+/// assert_eq!(format_age(TimeDelta::seconds(3900)), "1h5m");
+/// assert_eq!(format_age(TimeDelta::milliseconds(-2500)), "-2s");
+/// ```
+pub fn format_age(age: TimeDelta) -> String {
+    let secs = age.num_seconds();
+    let sign = if secs < 0 { "-" } else { "" };
+    let secs = secs.unsigned_abs();
+    let text = match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h{}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d{}h", secs / 86_400, (secs % 86_400) / 3600),
+    };
+    format!("{sign}{text}")
+}
+
+fn utc(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Replaces control characters so a stored name cannot break the table or the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Lays out rows under headers; columns whose flag in `right` is set are right-aligned.
+fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right[i] {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if i + 1 < cells.len() {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn count_cells(counts: &JobCounts) -> [String; 5] {
+    [
+        counts.ready.to_string(),
+        counts.scheduled.to_string(),
+        counts.claimed.to_string(),
+        counts.failed.to_string(),
+        counts.finished.to_string(),
+    ]
+}
+
+/// The human-readable status: a table of processes with heartbeat age and alive/dead, then
+/// job counts by state, overall and per queue.
+///
+/// ```
+/// use std::time::Duration;
+/// use chrono::NaiveDate;
+/// use solidq::cli::status::{render_table, StatusView};
+/// use solidq::store::{JobCounts, ProcessRow, QueueCounts};
+///
+/// let now = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
+/// let process = ProcessRow {
+///     id: 1,
+///     kind: "Runtime".into(),
+///     name: "solidq-web1-4242-ab12".into(),
+///     pid: 4242,
+///     hostname: "web1".into(),
+///     metadata: serde_json::json!({}),
+///     last_heartbeat_at: now - chrono::TimeDelta::seconds(130),
+///     created_at: now - chrono::TimeDelta::hours(1),
+/// };
+/// let totals = JobCounts { ready: 1, ..JobCounts::default() };
+/// let queues = vec![QueueCounts { queue: "default".into(), counts: totals.clone() }];
+/// let text = render_table(&StatusView {
+///     processes: &[process],
+///     totals: &totals,
+///     queues: &queues,
+///     now,
+///     alive_threshold: Duration::from_secs(60),
+/// });
+/// assert!(text.contains("2m10s"));
+/// assert!(text.contains("dead"));
+/// ```
+pub fn render_table(view: &StatusView<'_>) -> String {
+    let mut out = String::new();
+    let threshold = format_duration(view.alive_threshold);
+    if view.processes.is_empty() {
+        out.push_str("Processes: none registered\n");
+    } else {
+        let mut alive = 0;
+        let rows: Vec<Vec<String>> = view
+            .processes
+            .iter()
+            .map(|p| {
+                let age = heartbeat_age(view.now, p.last_heartbeat_at);
+                let is_alive = is_alive(age, view.alive_threshold);
+                alive += usize::from(is_alive);
+                vec![
+                    p.id.to_string(),
+                    printable(&p.kind),
+                    printable(&p.name),
+                    printable(&p.hostname),
+                    p.pid.to_string(),
+                    format_age(age),
+                    if is_alive { "alive" } else { "dead" }.to_string(),
+                ]
+            })
+            .collect();
+        let dead = view.processes.len() - alive;
+        out.push_str(&format!(
+            "Processes: {} ({alive} alive, {dead} dead; dead = no heartbeat for over {threshold}, \
+             SOLIDQ_ALIVE_THRESHOLD)\n",
+            view.processes.len()
+        ));
+        out.push_str(&table(
+            &["ID", "KIND", "NAME", "HOST", "PID", "HEARTBEAT", "STATE"],
+            &rows,
+            &[true, false, false, false, true, true, false],
+        ));
+    }
+    let t = view.totals;
+    out.push_str(&format!(
+        "\nJobs: {} ready, {} scheduled, {} claimed, {} failed, {} finished\n",
+        t.ready, t.scheduled, t.claimed, t.failed, t.finished
+    ));
+    if !view.queues.is_empty() {
+        let rows: Vec<Vec<String>> = view
+            .queues
+            .iter()
+            .map(|q| {
+                let mut row = vec![printable(&q.queue)];
+                row.extend(count_cells(&q.counts));
+                row
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "QUEUE",
+                "READY",
+                "SCHEDULED",
+                "CLAIMED",
+                "FAILED",
+                "FINISHED",
+            ],
+            &rows,
+            &[false, true, true, true, true, true],
+        ));
+    }
+    out
+}
+
+/// The status as one JSON object:
+///
+/// - `processes`: objects with `id`, `kind`, `name`, `hostname`, `pid`, `metadata`,
+///   `last_heartbeat_at` and `created_at` (RFC 3339, UTC), `heartbeat_age_secs` (float,
+///   negative under clock skew) and `alive`;
+/// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished` and `queues`, a list of
+///   objects with `queue` and the same five counts;
+/// - `now` (RFC 3339, UTC) and `alive_threshold_secs`, to interpret `alive`.
+pub fn render_json(view: &StatusView<'_>) -> Value {
+    let processes: Vec<Value> = view
+        .processes
+        .iter()
+        .map(|p| {
+            let age = heartbeat_age(view.now, p.last_heartbeat_at);
+            json!({
+                "id": p.id,
+                "kind": p.kind,
+                "name": p.name,
+                "hostname": p.hostname,
+                "pid": p.pid,
+                "metadata": p.metadata,
+                "last_heartbeat_at": utc(p.last_heartbeat_at),
+                "created_at": utc(p.created_at),
+                "heartbeat_age_secs": age.num_milliseconds() as f64 / 1000.0,
+                "alive": is_alive(age, view.alive_threshold),
+            })
+        })
+        .collect();
+    let t = view.totals;
+    json!({
+        "now": utc(view.now),
+        "alive_threshold_secs": view.alive_threshold.as_secs_f64(),
+        "processes": processes,
+        "jobs": {
+            "ready": t.ready,
+            "scheduled": t.scheduled,
+            "claimed": t.claimed,
+            "failed": t.failed,
+            "finished": t.finished,
+            "queues": view.queues,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn now() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 11, 26)
+            .unwrap()
+            .and_hms_milli_opt(12, 0, 0, 0)
+            .unwrap()
+    }
+
+    fn process(id: i64, name: &str, age: TimeDelta) -> ProcessRow {
+        ProcessRow {
+            id,
+            kind: "Runtime".into(),
+            name: name.into(),
+            pid: 1000 + id as i32,
+            hostname: "web1".into(),
+            metadata: json!({"workers": "*:3"}),
+            last_heartbeat_at: now() - age,
+            created_at: now() - TimeDelta::hours(2),
+        }
+    }
+
+    fn counts(ready: i64, failed: i64) -> JobCounts {
+        JobCounts {
+            ready,
+            scheduled: 2,
+            claimed: 3,
+            failed,
+            finished: 100,
+        }
+    }
+
+    #[test]
+    fn ages_are_short_and_truncated() {
+        assert_eq!(format_age(TimeDelta::zero()), "0s");
+        assert_eq!(format_age(TimeDelta::milliseconds(999)), "0s");
+        assert_eq!(format_age(TimeDelta::seconds(59)), "59s");
+        assert_eq!(format_age(TimeDelta::seconds(60)), "1m0s");
+        assert_eq!(format_age(TimeDelta::seconds(3599)), "59m59s");
+        assert_eq!(format_age(TimeDelta::seconds(7260)), "2h1m");
+        assert_eq!(format_age(TimeDelta::seconds(90_000)), "1d1h");
+        assert_eq!(format_age(TimeDelta::seconds(-5)), "-5s");
+    }
+
+    #[test]
+    fn dead_means_older_than_the_threshold() {
+        let threshold = Duration::from_secs(60);
+        assert!(is_alive(TimeDelta::seconds(60), threshold));
+        assert!(!is_alive(TimeDelta::milliseconds(60_001), threshold));
+        assert!(is_alive(TimeDelta::seconds(-10), threshold));
+    }
+
+    #[test]
+    fn table_shows_every_process_and_the_counts() {
+        let processes = vec![
+            process(1, "solidq-web1-1001-aaaa", TimeDelta::seconds(3)),
+            process(22, "solidq-web1-1022-bbbb", TimeDelta::seconds(130)),
+        ];
+        let totals = counts(5, 1);
+        let queues = vec![
+            QueueCounts {
+                queue: "default".into(),
+                counts: counts(4, 1),
+            },
+            QueueCounts {
+                queue: "reports-monthly".into(),
+                counts: counts(1, 0),
+            },
+        ];
+        let text = render_table(&StatusView {
+            processes: &processes,
+            totals: &totals,
+            queues: &queues,
+            now: now(),
+            alive_threshold: Duration::from_secs(60),
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("Processes: 2 (1 alive, 1 dead; dead = no heartbeat for over 1m"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1],
+            "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE"
+        );
+        assert_eq!(
+            lines[2],
+            " 1  Runtime  solidq-web1-1001-aaaa  web1  1001         3s  alive"
+        );
+        assert_eq!(
+            lines[3],
+            "22  Runtime  solidq-web1-1022-bbbb  web1  1022      2m10s  dead"
+        );
+        assert!(text.contains("Jobs: 5 ready, 2 scheduled, 3 claimed, 1 failed, 100 finished"));
+        assert!(text.contains("QUEUE            READY  SCHEDULED  CLAIMED  FAILED  FINISHED"));
+        assert!(text.contains("default              4          2        3       1       100"));
+        assert!(text.contains("reports-monthly      1          2        3       0       100"));
+    }
+
+    #[test]
+    fn table_without_processes_or_jobs() {
+        let text = render_table(&StatusView {
+            processes: &[],
+            totals: &JobCounts::default(),
+            queues: &[],
+            now: now(),
+            alive_threshold: Duration::from_secs(300),
+        });
+        assert_eq!(
+            text,
+            "Processes: none registered\n\nJobs: 0 ready, 0 scheduled, 0 claimed, 0 failed, 0 finished\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_names_are_neutralised() {
+        let processes = vec![process(1, "evil\n\u{1b}[2Jname", TimeDelta::seconds(1))];
+        let text = render_table(&StatusView {
+            processes: &processes,
+            totals: &JobCounts::default(),
+            queues: &[],
+            now: now(),
+            alive_threshold: Duration::from_secs(60),
+        });
+        assert!(text.contains("evil??[2Jname"), "{text}");
+    }
+
+    #[test]
+    fn json_has_processes_and_jobs() {
+        let processes = vec![
+            process(1, "a", TimeDelta::milliseconds(1500)),
+            process(2, "b", TimeDelta::seconds(600)),
+        ];
+        let totals = counts(1, 0);
+        let queues = vec![QueueCounts {
+            queue: "default".into(),
+            counts: counts(1, 0),
+        }];
+        let value = render_json(&StatusView {
+            processes: &processes,
+            totals: &totals,
+            queues: &queues,
+            now: now(),
+            alive_threshold: Duration::from_secs(300),
+        });
+        let first = &value["processes"][0];
+        assert_eq!(first["id"], 1);
+        assert_eq!(first["kind"], "Runtime");
+        assert_eq!(first["name"], "a");
+        assert_eq!(first["hostname"], "web1");
+        assert_eq!(first["pid"], 1001);
+        assert_eq!(first["metadata"]["workers"], "*:3");
+        assert_eq!(first["last_heartbeat_at"], "2026-11-26T11:59:58.500Z");
+        assert_eq!(first["heartbeat_age_secs"], 1.5);
+        assert_eq!(first["alive"], true);
+        assert_eq!(value["processes"][1]["alive"], false);
+        assert_eq!(value["jobs"]["ready"], 1);
+        assert_eq!(value["jobs"]["finished"], 100);
+        assert_eq!(value["jobs"]["queues"][0]["queue"], "default");
+        assert_eq!(value["jobs"]["queues"][0]["ready"], 1);
+        assert_eq!(value["jobs"]["queues"][0]["claimed"], 3);
+        assert_eq!(value["alive_threshold_secs"], 300.0);
+        assert_eq!(value["now"], "2026-11-26T12:00:00.000Z");
+    }
+}

@@ -1,0 +1,412 @@
+//! Runtime wiring on every backend: handler panics and restarts, retries, unknown kinds,
+//! heartbeats, the watchdog, fenced late finishes, and graceful shutdown.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use common::TestDb;
+use serde::{Deserialize, Serialize};
+use solidq::config::{Config, WorkerGroup};
+use solidq::store::{ClaimedJob, DeathCause, DeathPolicy, FailureRecord, NewProcess, QueuePattern};
+use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
+
+fn logger() -> slog::Logger {
+    use slog::Drain;
+    if std::env::var_os("SOLIDQ_TEST_LOG").is_some() {
+        let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+        let drain = slog_term::FullFormat::new(decorator).build().fuse();
+        slog::Logger::root(drain, slog::o!())
+    } else {
+        slog::Logger::root(slog::Discard, slog::o!())
+    }
+}
+
+/// Fast intervals so every test finishes in a few seconds.
+fn fast_config(db: &TestDb) -> Config {
+    Config {
+        database_url: db.url.clone(),
+        pool_size: 4,
+        workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }],
+        polling_interval: Duration::from_millis(20),
+        dispatcher_polling_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(100),
+        alive_threshold: Duration::from_secs(3),
+        watchdog_interval: Duration::from_millis(100),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn state(db: &TestDb, id: i64) -> String {
+    db.store.job(id).unwrap().map(|j| j.state).unwrap_or_else(|| "missing".into())
+}
+
+fn last_error(db: &TestDb, id: i64) -> FailureRecord {
+    let text = db.store.job(id).unwrap().and_then(|j| j.last_error).expect("a recorded error");
+    serde_json::from_str(&text).unwrap()
+}
+
+// --- jobs and handlers used below ------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Step {
+    n: i64,
+    panic: bool,
+    sleep_ms: u64,
+}
+
+impl Job for Step {
+    const KIND: &'static str = "test.step";
+    fn backoff(_: i32) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// Records every execution; panics or sleeps as the job asks.
+struct Stepper {
+    seen: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Actor for Stepper {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Step>> for Stepper {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: Perform<Step>, _: &mut Context<Self>) -> Self::Result {
+        self.seen.lock().unwrap().push(msg.job.n);
+        if msg.job.panic {
+            panic!("step {} exploded", msg.job.n);
+        }
+        Box::pin(async move {
+            actix_rt::time::sleep(Duration::from_millis(msg.job.sleep_ms)).await;
+            Ok(())
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Blocking {
+    n: i64,
+    panic: bool,
+}
+
+impl Job for Blocking {
+    const KIND: &'static str = "test.blocking";
+}
+
+struct BlockingWorker;
+
+impl Actor for BlockingWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Perform<Blocking>> for BlockingWorker {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Blocking>, _: &mut SyncContext<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(10));
+        if msg.job.panic {
+            panic!("blocking {} exploded", msg.job.n);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Flaky;
+
+impl Job for Flaky {
+    const KIND: &'static str = "test.flaky";
+    const MAX_ATTEMPTS: i32 = 3;
+    fn backoff(_: i32) -> Duration {
+        Duration::ZERO
+    }
+}
+
+struct FlakyHandler {
+    runs: Arc<AtomicUsize>,
+}
+
+impl Actor for FlakyHandler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Flaky>> for FlakyHandler {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Flaky>, _: &mut Context<Self>) -> Self::Result {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err(JobError::new(format!("smtp timeout on attempt {}", msg.meta.attempt)))
+    }
+}
+
+fn step(n: i64, panic: bool, sleep_ms: u64, opts: EnqueueOptions) -> NewJob {
+    NewJob::from_job(&Step { n, panic, sleep_ms }, opts).unwrap()
+}
+
+fn stepper_runtime(_db: &TestDb, config: Config, seen: &Arc<Mutex<Vec<i64>>>) -> Runtime {
+    let seen = seen.clone();
+    Runtime::new(config, logger()).unwrap().register::<Step, _, _>(move || Stepper { seen: seen.clone() })
+}
+
+// --- the behaviours ----------------------------------------------------------------------------
+
+async fn handler_panic_fails_job_with_message_and_next_job_runs(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let queue = runtime.queue();
+    let boom = queue.enqueue_with(Step { n: 1, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(1)).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
+    let error = last_error(&db, boom);
+    assert_eq!(error.class, "Panic");
+    assert!(error.message.contains("step 1 exploded"), "message was {:?}", error.message);
+    // The actor was replaced: later jobs of the same kind still run.
+    let next = queue.enqueue(Step { n: 2, panic: false, sleep_ms: 0 }).await.unwrap();
+    wait_for("the next job to finish", Duration::from_secs(10), || state(&db, next) == "finished").await;
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    handle.shutdown().await;
+}
+
+async fn blocking_handler_panic_fails_job_and_pool_is_replaced(db: TestDb) {
+    let runtime = Runtime::new(fast_config(&db), logger()).unwrap().register_sync::<Blocking, _, _>(2, || BlockingWorker);
+    let queue = runtime.queue();
+    let boom = queue.enqueue_with(Blocking { n: 1, panic: true }, EnqueueOptions::new().max_attempts(1)).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
+    assert!(last_error(&db, boom).message.contains("blocking 1 exploded"));
+    let ids = queue.enqueue_all((2..8).map(|n| Blocking { n, panic: false })).await.unwrap();
+    wait_for("the other jobs to finish", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "finished"))
+        .await;
+    handle.shutdown().await;
+}
+
+async fn panic_with_attempts_left_is_retried(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let id = runtime.queue().enqueue_with(Step { n: 5, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(2)).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("both attempts to fail", Duration::from_secs(10), || state(&db, id) == "failed").await;
+    assert_eq!(*seen.lock().unwrap(), vec![5, 5]);
+    assert_eq!(db.store.job(id).unwrap().unwrap().attempts, 2);
+    handle.shutdown().await;
+}
+
+async fn handler_error_retries_until_max_attempts_then_fails(db: TestDb) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let runtime =
+        Runtime::new(fast_config(&db), logger()).unwrap().register::<Flaky, _, _>(move || FlakyHandler { runs: counter.clone() });
+    let id = runtime.queue().enqueue(Flaky).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the job to fail for good", Duration::from_secs(10), || state(&db, id) == "failed").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let error = last_error(&db, id);
+    assert_eq!(error.class, "JobError");
+    assert!(error.message.contains("attempt 3"));
+    handle.shutdown().await;
+}
+
+async fn unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let ids = runtime
+        .queue()
+        .enqueue_new(vec![
+            NewJob::from_json("nobody.handles.this", serde_json::json!({}), EnqueueOptions::new()).unwrap(),
+            NewJob::from_json(Step::KIND, serde_json::json!({"n": "not a number"}), EnqueueOptions::new()).unwrap(),
+            step(9, false, 0, EnqueueOptions::new().priority(10)),
+        ])
+        .await
+        .unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("all three to end", Duration::from_secs(10), || {
+        state(&db, ids[0]) == "failed" && state(&db, ids[1]) == "failed" && state(&db, ids[2]) == "finished"
+    })
+    .await;
+    let unknown = last_error(&db, ids[0]);
+    assert_eq!(unknown.class, "UnknownKind");
+    assert!(unknown.message.contains("nobody.handles.this") && unknown.message.contains("process"));
+    let bad = last_error(&db, ids[1]);
+    assert_eq!(bad.class, "BadArguments");
+    assert!(bad.message.contains(Step::KIND));
+    handle.shutdown().await;
+}
+
+async fn heartbeat_advances(db: TestDb) {
+    let runtime = Runtime::new(fast_config(&db), logger()).unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("registration", Duration::from_secs(10), || !db.store.processes().unwrap().is_empty()).await;
+    let first = db.store.processes().unwrap()[0].clone();
+    assert_eq!(Some(first.id), handle.process_id().await);
+    wait_for("a newer heartbeat", Duration::from_secs(10), || {
+        db.store.processes().unwrap()[0].last_heartbeat_at > first.last_heartbeat_at
+    })
+    .await;
+    handle.shutdown().await;
+    assert!(db.store.processes().unwrap().is_empty(), "deregistered on shutdown");
+}
+
+fn fake_process(db: &TestDb, heartbeat_age: Duration) -> i64 {
+    let then = Utc::now().naive_utc() - chrono::Duration::from_std(heartbeat_age).unwrap();
+    let row = NewProcess {
+        kind: "Runtime".into(),
+        name: format!("ghost-{}", fastrand::u32(..)),
+        pid: 1,
+        hostname: "elsewhere".into(),
+        metadata: serde_json::json!({}),
+    };
+    db.store.register_process(&row, then).unwrap()
+}
+
+async fn watchdog_reaps_stale_process_and_its_jobs_run_again(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let id = runtime.queue().enqueue(Step { n: 7, panic: false, sleep_ms: 0 }).await.unwrap();
+    let ghost = fake_process(&db, Duration::from_secs(60));
+    let claimed: Vec<ClaimedJob> = db.store.claim(ghost, &[QueuePattern::All], 10, Utc::now().naive_utc()).unwrap();
+    assert_eq!(claimed.len(), 1);
+    let handle = runtime.start().unwrap();
+    wait_for("the ghost's job to run here", Duration::from_secs(10), || state(&db, id) == "finished").await;
+    assert!(db.store.processes().unwrap().iter().all(|p| p.id != ghost), "ghost reaped");
+    let job = db.store.job(id).unwrap().unwrap();
+    assert_eq!(job.attempts, 2, "the ghost's attempt stays counted");
+    assert!(job.last_error.unwrap().contains("ProcessDied"));
+    handle.shutdown().await;
+}
+
+async fn pruned_process_late_finish_is_discarded(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let queue = runtime.queue();
+    let handle = runtime.start().unwrap();
+    let id = queue.enqueue(Step { n: 3, panic: false, sleep_ms: 600 }).await.unwrap();
+    wait_for("the job to be claimed", Duration::from_secs(10), || state(&db, id) == "claimed").await;
+    let first = handle.process_id().await.unwrap();
+    // Another watchdog decides this process is dead while its job is running.
+    let reaped =
+        db.store.reap_process(first, &DeathCause::Proven("test".into()), DeathPolicy::Retry, Utc::now().naive_utc()).unwrap();
+    assert!(reaped.reaped && reaped.retried == 1);
+    // The process notices its row is gone, registers anew and runs the job again; the first
+    // execution's finish arrives with a stale token and changes nothing.
+    wait_for("a new identity", Duration::from_secs(10), || db.store.processes().unwrap().iter().any(|p| p.id != first))
+        .await;
+    wait_for("the second execution to finish", Duration::from_secs(10), || {
+        seen.lock().unwrap().len() == 2 && state(&db, id) == "finished"
+    })
+    .await;
+    let job = db.store.job(id).unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    handle.shutdown().await;
+}
+
+async fn shutdown_drains_running_jobs(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let queue = runtime.queue();
+    let ids = queue.enqueue_all((1..=3).map(|n| Step { n, panic: false, sleep_ms: 500 })).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("all three to be claimed", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "claimed")).await;
+    let report = handle.shutdown().await;
+    assert_eq!((report.abandoned, report.released, report.deregistered), (0, 0, true));
+    assert!(ids.iter().all(|id| state(&db, *id) == "finished"));
+    assert!(db.store.processes().unwrap().is_empty());
+}
+
+async fn shutdown_timeout_returns_unfinished_claims_to_ready(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = Config { shutdown_timeout: Duration::from_millis(200), ..fast_config(&db) };
+    let runtime = stepper_runtime(&db, config, &seen);
+    let ids = runtime.queue().enqueue_all((1..=2).map(|n| Step { n, panic: false, sleep_ms: 5_000 })).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("both to be claimed", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "claimed")).await;
+    let report = handle.shutdown().await;
+    assert_eq!((report.abandoned, report.released, report.deregistered), (2, 2, true));
+    assert!(ids.iter().all(|id| state(&db, *id) == "ready"));
+}
+
+async fn scheduled_job_runs_when_due(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = stepper_runtime(&db, fast_config(&db), &seen);
+    let queue = runtime.queue();
+    let handle = runtime.start().unwrap();
+    let enqueued = Instant::now();
+    let id = queue
+        .enqueue_with(Step { n: 1, panic: false, sleep_ms: 0 }, EnqueueOptions::new().run_in(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    assert_eq!(state(&db, id), "scheduled");
+    wait_for("the scheduled job to finish", Duration::from_secs(10), || state(&db, id) == "finished").await;
+    assert!(enqueued.elapsed() >= Duration::from_millis(700));
+    handle.shutdown().await;
+}
+
+async fn worker_groups_take_queues_in_order(db: TestDb) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = Config {
+        workers: vec![WorkerGroup {
+            queues: vec![QueuePattern::Exact("critical".into()), QueuePattern::Prefix("bulk".into())],
+            concurrency: 1,
+        }],
+        ..fast_config(&db)
+    };
+    let runtime = stepper_runtime(&db, config, &seen);
+    let jobs = vec![
+        step(1, false, 0, EnqueueOptions::new().queue("bulk-a").priority(-10)),
+        step(2, false, 0, EnqueueOptions::new().queue("elsewhere")),
+        step(3, false, 0, EnqueueOptions::new().queue("critical").priority(5)),
+        step(4, false, 0, EnqueueOptions::new().queue("critical")),
+    ];
+    let ids = runtime.queue().enqueue_new(jobs).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the matching jobs", Duration::from_secs(10), || seen.lock().unwrap().len() == 3).await;
+    assert_eq!(*seen.lock().unwrap(), vec![4, 3, 1], "queue order, then priority");
+    assert_eq!(state(&db, ids[1]), "ready", "a queue no group serves is left alone");
+    handle.shutdown().await;
+}
+
+macro_rules! backend_tests {
+    ($backend:ident, $db:expr) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[actix_rt::test]
+                    async fn $name() {
+                        let Some(db) = $db else { return };
+                        super::$name(db).await;
+                    }
+                };
+            }
+
+            case!(handler_panic_fails_job_with_message_and_next_job_runs);
+            case!(blocking_handler_panic_fails_job_and_pool_is_replaced);
+            case!(panic_with_attempts_left_is_retried);
+            case!(handler_error_retries_until_max_attempts_then_fails);
+            case!(unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on);
+            case!(heartbeat_advances);
+            case!(watchdog_reaps_stale_process_and_its_jobs_run_again);
+            case!(pruned_process_late_finish_is_discarded);
+            case!(shutdown_drains_running_jobs);
+            case!(shutdown_timeout_returns_unfinished_claims_to_ready);
+            case!(scheduled_job_runs_when_due);
+            case!(worker_groups_take_queues_in_order);
+        }
+    };
+}
+
+backend_tests!(sqlite, Some(common::sqlite_db()));
+backend_tests!(postgres, common::postgres_db());

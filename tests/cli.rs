@@ -1,0 +1,367 @@
+//! The `solidq` binary end to end: exit codes, messages and output, against a temporary SQLite
+//! file and, when `SOLIDQ_TEST_POSTGRES_URL` is set, a private schema in that PostgreSQL
+//! database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use serde_json::Value;
+
+const POSTGRES_URL_VAR: &str = "SOLIDQ_TEST_POSTGRES_URL";
+
+/// What one run of the binary did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().expect("the CLI exited normally"),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+}
+
+impl Run {
+    fn assert_ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `solidq args…` in `dir` with only the given `SOLIDQ_*` variables (any inherited from
+/// the test's environment are removed) and quiet logging.
+fn solidq(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_solidq"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SOLIDQ_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("SOLIDQ_LOG", "error");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("running the solidq binary").into()
+}
+
+/// A private database: a SQLite file in a temporary directory or a PostgreSQL schema.
+struct Db {
+    url: String,
+    /// Working directory for the binary (also holds the SQLite file).
+    dir: tempfile::TempDir,
+    _schema: Option<SchemaGuard>,
+}
+
+impl Db {
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(&[], args)
+    }
+
+    fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut all = vec![("SOLIDQ_DATABASE_URL", self.url.as_str())];
+        all.extend_from_slice(env);
+        solidq(self.dir.path(), &all, args)
+    }
+}
+
+fn sqlite_db() -> (Db, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.sqlite3");
+    let db = Db {
+        url: format!("sqlite://{}", path.display()),
+        dir,
+        _schema: None,
+    };
+    (db, path)
+}
+
+/// A fresh schema in the `SOLIDQ_TEST_POSTGRES_URL` database, or `None` (saying so) if unset.
+fn postgres_db() -> Option<Db> {
+    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("SKIPPED: {POSTGRES_URL_VAR} is not set, PostgreSQL CLI test skipped");
+        return None;
+    };
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let schema = format!(
+        "solidq_cli_{}_{}_{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    );
+    PgConnection::establish(&base)
+        .unwrap_or_else(|err| panic!("connecting to {POSTGRES_URL_VAR}: {err}"))
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .expect("creating the test schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    Some(Db {
+        url,
+        dir: tempfile::tempdir().unwrap(),
+        _schema: Some(SchemaGuard { base, schema }),
+    })
+}
+
+/// Drops the schema, with everything in it, when dropped.
+struct SchemaGuard {
+    base: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.base) {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        }
+    }
+}
+
+fn status_json(db: &Db) -> Value {
+    let run = db.run(&["status", "--json"]);
+    run.assert_ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|err| {
+        panic!(
+            "status --json printed invalid JSON ({err}):\n{}",
+            run.stdout
+        )
+    })
+}
+
+fn enqueue(db: &Db, args: &[&str]) -> i64 {
+    let mut all = vec!["enqueue"];
+    all.extend_from_slice(args);
+    let run = db.run(&all);
+    run.assert_ok();
+    run.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("enqueue printed no job id: {:?}", run.stdout))
+}
+
+fn queue<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["jobs"]["queues"]
+        .as_array()
+        .expect("jobs.queues is a list")
+        .iter()
+        .find(|q| q["queue"] == name)
+        .unwrap_or_else(|| panic!("no queue {name} in {status}"))
+}
+
+/// migrate, enqueue, status: the whole round trip on one database.
+fn migrate_enqueue_status(db: &Db) {
+    let run = db.run(&["migrate"]);
+    run.assert_ok();
+    let applied: usize = run
+        .stdout
+        .strip_prefix("applied ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("migrate did not say how many ran: {:?}", run.stdout));
+    assert!(applied >= 1, "{}", run.stdout);
+    let run = db.run(&["migrate"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.starts_with("applied 0 migrations"),
+        "{}",
+        run.stdout
+    );
+
+    let first = enqueue(db, &["mailer.welcome", r#"{"user_id": 42}"#]);
+    let status = status_json(db);
+    assert_eq!(status["jobs"]["ready"], 1, "{status}");
+    assert_eq!(status["jobs"]["scheduled"], 0, "{status}");
+    assert_eq!(queue(&status, "default")["ready"], 1, "{status}");
+    assert_eq!(status["processes"], serde_json::json!([]), "{status}");
+
+    let second = enqueue(
+        db,
+        &[
+            "report.monthly",
+            r#"{"month": "2026-11"}"#,
+            "--queue",
+            "reports",
+            "--priority",
+            "-5",
+        ],
+    );
+    let third = enqueue(db, &["reminder", "[1, 2]", "--in", "1h"]);
+    assert!(first != second && second != third && first != third);
+
+    let status = status_json(db);
+    let jobs = &status["jobs"];
+    assert_eq!(
+        (
+            &jobs["ready"],
+            &jobs["scheduled"],
+            &jobs["claimed"],
+            &jobs["failed"],
+            &jobs["finished"]
+        ),
+        (
+            &Value::from(2),
+            &Value::from(1),
+            &Value::from(0),
+            &Value::from(0),
+            &Value::from(0)
+        ),
+        "{status}"
+    );
+    assert_eq!(queue(&status, "default")["ready"], 1, "{status}");
+    assert_eq!(queue(&status, "default")["scheduled"], 1, "{status}");
+    assert_eq!(queue(&status, "reports")["ready"], 1, "{status}");
+    assert_eq!(queue(&status, "reports")["scheduled"], 0, "{status}");
+
+    let run = db.run(&["status"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("Processes: none registered"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Jobs: 2 ready, 1 scheduled, 0 claimed, 0 failed, 0 finished"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("reports"), "{}", run.stdout);
+}
+
+#[test]
+fn sqlite_migrate_enqueue_status() {
+    let (db, _) = sqlite_db();
+    migrate_enqueue_status(&db);
+}
+
+#[test]
+fn postgres_migrate_enqueue_status() {
+    if let Some(db) = postgres_db() {
+        migrate_enqueue_status(&db);
+    }
+}
+
+/// status and enqueue migrate a fresh database themselves unless told not to.
+fn fresh_database_auto_migrates(db: &Db) {
+    let run = db.run_with(&[("SOLIDQ_AUTO_MIGRATE", "false")], &["status"]);
+    assert_eq!(
+        run.code, 1,
+        "status on an unmigrated database with auto-migrate off must fail: {}{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+
+    enqueue(db, &["ping", "{}"]);
+    let status = status_json(db);
+    assert_eq!(status["jobs"]["ready"], 1, "{status}");
+}
+
+#[test]
+fn sqlite_fresh_database_auto_migrates() {
+    let (db, _) = sqlite_db();
+    fresh_database_auto_migrates(&db);
+}
+
+#[test]
+fn postgres_fresh_database_auto_migrates() {
+    if let Some(db) = postgres_db() {
+        fresh_database_auto_migrates(&db);
+    }
+}
+
+#[test]
+fn invalid_json_payload_exits_2_without_touching_the_database() {
+    let (db, path) = sqlite_db();
+    let run = db.run(&["enqueue", "ping", "{\"n\": 1"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("error: the payload is not valid JSON: "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+    assert!(
+        !path.exists(),
+        "the database was created for a rejected job"
+    );
+}
+
+#[test]
+fn a_malformed_variable_exits_2_naming_it() {
+    let (db, _) = sqlite_db();
+    let run = db.run_with(
+        &[
+            ("SOLIDQ_POOL_SIZE", "abc"),
+            ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
+        ],
+        &["status"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(r#"SOLIDQ_POOL_SIZE="abc""#),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten""#),
+        "all problems are listed: {}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn an_unknown_url_scheme_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = solidq(
+        dir.path(),
+        &[("SOLIDQ_DATABASE_URL", "mysql://root:hunter2@localhost/jobs")],
+        &["migrate"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("SOLIDQ_DATABASE_URL"), "{}", run.stderr);
+    assert!(run.stderr.contains("\"mysql\""), "{}", run.stderr);
+    assert!(run.stderr.contains("postgres://"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("hunter2"),
+        "password leaked: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unusable_database_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    // The database's directory cannot exist: a file is in the way.
+    std::fs::write(dir.path().join("blocker"), b"not a directory").unwrap();
+    let url = format!("sqlite://{}/blocker/x.sqlite3", dir.path().display());
+    let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", &url)], &["status"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = solidq(dir.path(), &[], &["enqueue", "ping"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("<JSON>"), "{}", run.stderr);
+    let run = solidq(dir.path(), &[], &["--help"]);
+    assert_eq!(run.code, 0);
+    for command in ["migrate", "status", "enqueue"] {
+        assert!(run.stdout.contains(command), "{}", run.stdout);
+    }
+}

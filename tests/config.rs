@@ -1,0 +1,361 @@
+//! Public behaviour of `Config::from_lookup`: defaults, every variable's malformed value is
+//! reported by name, all problems at once, the heartbeat/threshold rule and the workers syntax.
+//! No test touches the process environment.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use solidq::config::{
+    Config, ConfigError, DatabaseUrl, LogFormat, WorkerGroup, DEFAULT_ALIVE_THRESHOLD,
+    DEFAULT_DISPATCHER_BATCH_SIZE, DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WATCHDOG_INTERVAL,
+};
+use solidq::store::{DeathPolicy, QueuePattern};
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|name| env.get(name).cloned())
+}
+
+fn problem_variables(err: &ConfigError) -> Vec<&str> {
+    err.problems.iter().map(|p| p.variable).collect()
+}
+
+#[test]
+fn an_empty_environment_gives_the_defaults() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config, Config::default());
+    assert_eq!(
+        config.database_url,
+        DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3"))
+    );
+    assert_eq!(config.pool_size, DEFAULT_POOL_SIZE);
+    assert_eq!(
+        config.workers,
+        vec![WorkerGroup {
+            queues: vec![QueuePattern::All],
+            concurrency: 3
+        }]
+    );
+    assert_eq!(config.total_concurrency(), 3);
+    assert_eq!(config.polling_interval, DEFAULT_POLLING_INTERVAL);
+    assert_eq!(config.dispatcher_batch_size, DEFAULT_DISPATCHER_BATCH_SIZE);
+    assert_eq!(
+        config.dispatcher_polling_interval,
+        DEFAULT_DISPATCHER_POLLING_INTERVAL
+    );
+    assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
+    assert_eq!(config.alive_threshold, DEFAULT_ALIVE_THRESHOLD);
+    assert_eq!(config.watchdog_interval, DEFAULT_WATCHDOG_INTERVAL);
+    assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    assert!(config.auto_migrate);
+    assert_eq!(config.on_process_death, DeathPolicy::Retry);
+    assert_eq!(config.log_level, slog::Level::Info);
+    assert_eq!(config.log_format, LogFormat::Term);
+}
+
+#[test]
+fn the_default_constants_agree_with_the_default_config() {
+    let from_consts = config(&[
+        ("SOLIDQ_DATABASE_URL", solidq::config::DEFAULT_DATABASE_URL),
+        ("SOLIDQ_WORKERS", solidq::config::DEFAULT_WORKERS),
+    ])
+    .unwrap();
+    assert_eq!(from_consts, Config::default());
+}
+
+#[test]
+fn every_variable_is_read() {
+    let config = config(&[
+        ("SOLIDQ_DATABASE_URL", "postgres://app:pw@db:5432/jobs"),
+        ("SOLIDQ_POOL_SIZE", "20"),
+        ("SOLIDQ_WORKERS", "critical,default:5;reports*:2"),
+        ("SOLIDQ_POLLING_INTERVAL", "250ms"),
+        ("SOLIDQ_DISPATCHER_BATCH_SIZE", "100"),
+        ("SOLIDQ_DISPATCHER_POLLING_INTERVAL", "2s"),
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "10"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "1m"),
+        ("SOLIDQ_WATCHDOG_INTERVAL", "1.5"),
+        ("SOLIDQ_SHUTDOWN_TIMEOUT", "1h"),
+        ("SOLIDQ_AUTO_MIGRATE", "no"),
+        ("SOLIDQ_ON_PROCESS_DEATH", "fail"),
+        ("SOLIDQ_LOG", "debug"),
+        ("SOLIDQ_LOG_FORMAT", "json"),
+    ])
+    .unwrap();
+    assert_eq!(
+        config.database_url,
+        DatabaseUrl::Postgres("postgres://app:pw@db:5432/jobs".into())
+    );
+    assert_eq!(config.pool_size, 20);
+    assert_eq!(config.total_concurrency(), 7);
+    assert_eq!(config.polling_interval, Duration::from_millis(250));
+    assert_eq!(config.dispatcher_batch_size, 100);
+    assert_eq!(config.dispatcher_polling_interval, Duration::from_secs(2));
+    assert_eq!(config.heartbeat_interval, Duration::from_secs(10));
+    assert_eq!(config.alive_threshold, Duration::from_secs(60));
+    assert_eq!(config.watchdog_interval, Duration::from_millis(1500));
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(3600));
+    assert!(!config.auto_migrate);
+    assert_eq!(config.on_process_death, DeathPolicy::Fail);
+    assert_eq!(config.log_level, slog::Level::Debug);
+    assert_eq!(config.log_format, LogFormat::Json);
+}
+
+#[test]
+fn every_malformed_variable_is_named_with_its_value_and_the_accepted_form() {
+    let cases = [
+        ("SOLIDQ_DATABASE_URL", "mysql://db/jobs"),
+        ("SOLIDQ_POOL_SIZE", "abc"),
+        ("SOLIDQ_WORKERS", "default"),
+        ("SOLIDQ_POLLING_INTERVAL", "fast"),
+        ("SOLIDQ_DISPATCHER_BATCH_SIZE", "-1"),
+        ("SOLIDQ_DISPATCHER_POLLING_INTERVAL", "1 sec"),
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "5 minutes"),
+        ("SOLIDQ_WATCHDOG_INTERVAL", "x"),
+        ("SOLIDQ_SHUTDOWN_TIMEOUT", "-5s"),
+        ("SOLIDQ_AUTO_MIGRATE", "maybe"),
+        ("SOLIDQ_ON_PROCESS_DEATH", "ignore"),
+        ("SOLIDQ_LOG", "verbose"),
+        ("SOLIDQ_LOG_FORMAT", "xml"),
+    ];
+    for (variable, value) in cases {
+        let err = config(&[(variable, value)]).expect_err(variable);
+        assert_eq!(problem_variables(&err), vec![variable], "{err}");
+        let problem = &err.problems[0];
+        assert_eq!(problem.value, value);
+        assert!(!problem.expected.is_empty());
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("{variable}={value:?} ")),
+            "{variable}: {text}"
+        );
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once_one_per_line() {
+    let err = config(&[
+        ("SOLIDQ_POOL_SIZE", "abc"),
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
+        ("SOLIDQ_LOG", "loud"),
+        ("SOLIDQ_DATABASE_URL", "redis://cache"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        problem_variables(&err),
+        vec![
+            "SOLIDQ_DATABASE_URL",
+            "SOLIDQ_POOL_SIZE",
+            "SOLIDQ_HEARTBEAT_INTERVAL",
+            "SOLIDQ_LOG"
+        ]
+    );
+    let text = err.to_string();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.contains(
+        r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#
+    ));
+    assert!(err.mentions("SOLIDQ_POOL_SIZE"));
+    assert!(!err.mentions("SOLIDQ_WORKERS"));
+    let as_error: &dyn std::error::Error = &err;
+    assert_eq!(as_error.to_string(), text);
+}
+
+#[test]
+fn zero_and_empty_values_are_rejected() {
+    for variable in [
+        "SOLIDQ_POLLING_INTERVAL",
+        "SOLIDQ_DISPATCHER_POLLING_INTERVAL",
+        "SOLIDQ_HEARTBEAT_INTERVAL",
+        "SOLIDQ_ALIVE_THRESHOLD",
+        "SOLIDQ_WATCHDOG_INTERVAL",
+    ] {
+        let err = config(&[(variable, "0s")]).expect_err(variable);
+        assert!(err.mentions(variable), "{err}");
+        assert!(err.to_string().contains("greater than zero"), "{err}");
+    }
+    for variable in ["SOLIDQ_POOL_SIZE", "SOLIDQ_DISPATCHER_BATCH_SIZE"] {
+        let err = config(&[(variable, "0")]).expect_err(variable);
+        assert_eq!(problem_variables(&err), vec![variable]);
+    }
+    // Not waiting for running jobs at all is a legitimate choice.
+    let config_zero = config(&[("SOLIDQ_SHUTDOWN_TIMEOUT", "0")]).unwrap();
+    assert_eq!(config_zero.shutdown_timeout, Duration::ZERO);
+    // An empty value is an error, not a silent fallback to the default.
+    let err = config(&[("SOLIDQ_DATABASE_URL", "")]).unwrap_err();
+    assert_eq!(problem_variables(&err), vec!["SOLIDQ_DATABASE_URL"]);
+    assert!(err.to_string().contains("is empty"), "{err}");
+}
+
+#[test]
+fn database_urls_by_scheme() {
+    let url = |text: &str| config(&[("SOLIDQ_DATABASE_URL", text)]).map(|c| c.database_url);
+    assert_eq!(
+        url("sqlite://data/jobs.sqlite3").unwrap(),
+        DatabaseUrl::Sqlite(PathBuf::from("data/jobs.sqlite3"))
+    );
+    assert_eq!(
+        url("sqlite:///var/lib/solidq/jobs.sqlite3").unwrap(),
+        DatabaseUrl::Sqlite(PathBuf::from("/var/lib/solidq/jobs.sqlite3"))
+    );
+    assert_eq!(
+        url("postgresql://localhost/jobs").unwrap(),
+        DatabaseUrl::Postgres("postgresql://localhost/jobs".into())
+    );
+
+    let err = url("sqlite://").unwrap_err();
+    assert_eq!(problem_variables(&err), vec!["SOLIDQ_DATABASE_URL"]);
+
+    let err = url("mysql://root:hunter2@db/jobs").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("\"mysql\""), "{text}");
+    for accepted in ["sqlite://", "sqlite:///", "postgres://", "postgresql://"] {
+        assert!(text.contains(accepted), "{text}");
+    }
+    assert!(!text.contains("hunter2"), "the password leaked: {text}");
+}
+
+#[test]
+fn database_url_display_hides_the_password() {
+    let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/jobs").unwrap();
+    assert_eq!(url.to_string(), "postgres://app:***@db:5432/jobs");
+    let url = DatabaseUrl::parse("postgres://db/jobs?user=app&password=s3cret").unwrap();
+    assert!(!url.to_string().contains("s3cret"));
+    let url = DatabaseUrl::parse("sqlite:///tmp/jobs.sqlite3").unwrap();
+    assert_eq!(url.to_string(), "sqlite:///tmp/jobs.sqlite3");
+}
+
+#[test]
+fn the_alive_threshold_must_be_at_least_twice_the_heartbeat_interval() {
+    let err = config(&[
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "10s"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "15s"),
+    ])
+    .unwrap_err();
+    assert_eq!(problem_variables(&err), vec!["SOLIDQ_ALIVE_THRESHOLD"]);
+    let text = err.to_string();
+    for needle in [
+        "SOLIDQ_ALIVE_THRESHOLD",
+        "\"15s\"",
+        "SOLIDQ_HEARTBEAT_INTERVAL",
+        "\"10s\"",
+        "20s",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
+
+    // Exactly twice is enough.
+    config(&[
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "10s"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "20s"),
+    ])
+    .unwrap();
+
+    // The rule also holds against a default: a 3m heartbeat with the 5m default threshold.
+    let err = config(&[("SOLIDQ_HEARTBEAT_INTERVAL", "3m")]).unwrap_err();
+    assert_eq!(problem_variables(&err), vec!["SOLIDQ_ALIVE_THRESHOLD"]);
+    assert!(err.to_string().contains("\"5m\" (the default)"), "{err}");
+
+    // A malformed heartbeat is reported once, without a second complaint about the rule.
+    let err = config(&[
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "1s"),
+    ])
+    .unwrap_err();
+    assert_eq!(problem_variables(&err), vec!["SOLIDQ_HEARTBEAT_INTERVAL"]);
+}
+
+#[test]
+fn worker_groups_syntax() {
+    let workers = |text: &str| config(&[("SOLIDQ_WORKERS", text)]).map(|c| c.workers);
+    assert_eq!(
+        workers("critical,default:5;reports*:2").unwrap(),
+        vec![
+            WorkerGroup {
+                queues: vec![
+                    QueuePattern::Exact("critical".into()),
+                    QueuePattern::Exact("default".into()),
+                ],
+                concurrency: 5,
+            },
+            WorkerGroup {
+                queues: vec![QueuePattern::Prefix("reports".into())],
+                concurrency: 2,
+            },
+        ]
+    );
+    assert_eq!(
+        workers("*:10").unwrap(),
+        vec![WorkerGroup {
+            queues: vec![QueuePattern::All],
+            concurrency: 10
+        }]
+    );
+    assert_eq!(
+        workers(" mailers : 1 ; * : 2 ;").unwrap().len(),
+        2,
+        "spaces and a trailing ';' are allowed"
+    );
+
+    for bad in [
+        "default",
+        "default:0",
+        "default:many",
+        ":2",
+        "a,,b:2",
+        "a:1;;b:1",
+        "re*ports:1",
+        "critical:5;reports",
+    ] {
+        let err = workers(bad).expect_err(bad);
+        assert_eq!(problem_variables(&err), vec!["SOLIDQ_WORKERS"], "{bad}");
+        assert!(
+            err.to_string().contains("queue[,queue…]:concurrency"),
+            "{err}"
+        );
+    }
+    let err = workers("critical:5;reports").unwrap_err();
+    assert!(err.to_string().contains("group 2"), "{err}");
+}
+
+#[test]
+fn booleans_levels_and_policies_accept_their_spellings() {
+    for (text, expected) in [
+        ("true", true),
+        ("1", true),
+        ("YES", true),
+        ("false", false),
+        ("0", false),
+        ("No", false),
+    ] {
+        let config = config(&[("SOLIDQ_AUTO_MIGRATE", text)]).unwrap();
+        assert_eq!(config.auto_migrate, expected, "{text}");
+    }
+    for (text, level) in [
+        ("trace", slog::Level::Trace),
+        ("debug", slog::Level::Debug),
+        ("info", slog::Level::Info),
+        ("warn", slog::Level::Warning),
+        ("error", slog::Level::Error),
+        ("critical", slog::Level::Critical),
+    ] {
+        assert_eq!(
+            config(&[("SOLIDQ_LOG", text)]).unwrap().log_level,
+            level,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        config(&[("SOLIDQ_ON_PROCESS_DEATH", "retry")])
+            .unwrap()
+            .on_process_death,
+        DeathPolicy::Retry
+    );
+}

@@ -1,0 +1,213 @@
+//! Real OS processes: TERM drains and exits 0, QUIT exits at once and leaves the claims to a
+//! watchdog, and a worker killed with SIGKILL mid-job loses nothing: another process picks its
+//! jobs up through fast death detection (session lock on PostgreSQL, pid on this host for SQLite).
+//!
+//! The worker processes are this test binary re-run with `--exact child_worker --ignored` and
+//! `SOLIDQ_TEST_CHILD=1`.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use common::TestDb;
+use serde::{Deserialize, Serialize};
+use solidq::actors::watchdog::{sweep, SessionSuspects, SweepSettings};
+use solidq::config::DatabaseUrl;
+use solidq::liveness::HostIdentity;
+use solidq::store::DeathPolicy;
+use solidq::{Job, JobError, Perform, Runtime};
+
+#[derive(Serialize, Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+impl Job for Sleep {
+    const KIND: &'static str = "test.sleep";
+    const MAX_ATTEMPTS: i32 = 10;
+}
+
+struct Sleeper;
+
+impl Actor for Sleeper {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Perform<Sleep>> for Sleeper {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Sleep>, _: &mut SyncContext<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(msg.job.ms));
+        Ok(())
+    }
+}
+
+/// Entry point of the worker processes the tests below start; does nothing unless
+/// `SOLIDQ_TEST_CHILD=1` (it is `#[ignore]`d so a normal run never starts it).
+#[test]
+#[ignore]
+fn child_worker() {
+    if std::env::var("SOLIDQ_TEST_CHILD").as_deref() != Ok("1") {
+        return;
+    }
+    let runtime = Runtime::from_env().expect("child runtime").register_sync::<Sleep, _, _>(4, || Sleeper);
+    runtime.run().expect("child run");
+}
+
+fn url_text(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    }
+}
+
+fn spawn_child(db: &TestDb, extra: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_worker", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("SOLIDQ_TEST_CHILD", "1")
+        .env("SOLIDQ_DATABASE_URL", url_text(&db.url))
+        .env("SOLIDQ_WORKERS", "*:4")
+        .env("SOLIDQ_POLLING_INTERVAL", "20ms")
+        .env("SOLIDQ_HEARTBEAT_INTERVAL", "1s")
+        // Long enough that only fast death detection can explain a quick recovery.
+        .env("SOLIDQ_ALIVE_THRESHOLD", "60s")
+        .env("SOLIDQ_WATCHDOG_INTERVAL", "100ms")
+        .env("SOLIDQ_SHUTDOWN_TIMEOUT", "10s")
+        .env("SOLIDQ_LOG", "warn");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child worker")
+}
+
+fn send(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("child did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn enqueue_sleeps(db: &TestDb, n: usize, ms: u64) -> Vec<i64> {
+    let jobs: Vec<_> = (0..n).map(|_| solidq::NewJob::from_job(&Sleep { ms }, Default::default()).unwrap()).collect();
+    db.store.enqueue(&jobs, Utc::now().naive_utc()).unwrap()
+}
+
+fn states(db: &TestDb, ids: &[i64]) -> Vec<String> {
+    ids.iter().map(|id| db.store.job(*id).unwrap().map(|j| j.state).unwrap_or_default()).collect()
+}
+
+fn term_drains_running_jobs_and_exits_0(db: TestDb) {
+    let ids = enqueue_sleeps(&db, 3, 1_500);
+    let mut child = spawn_child(&db, &[]);
+    wait_until("all three claimed", Duration::from_secs(30), || states(&db, &ids).iter().all(|s| s == "claimed"));
+    send(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}");
+    assert!(states(&db, &ids).iter().all(|s| s == "finished"), "{:?}", states(&db, &ids));
+    assert!(db.store.processes().unwrap().is_empty(), "deregistered");
+}
+
+fn quit_exits_at_once_and_leaves_claims_to_the_watchdog(db: TestDb) {
+    let ids = enqueue_sleeps(&db, 2, 20_000);
+    let mut child = spawn_child(&db, &[]);
+    wait_until("both claimed", Duration::from_secs(30), || states(&db, &ids).iter().all(|s| s == "claimed"));
+    let sent = Instant::now();
+    send(&child, libc::SIGQUIT);
+    wait_exit(&mut child, Duration::from_secs(5));
+    assert!(sent.elapsed() < Duration::from_secs(5), "QUIT does not wait for the 20 s jobs");
+    assert!(states(&db, &ids).iter().all(|s| s == "claimed"), "claims left in place");
+    assert_eq!(db.store.processes().unwrap().len(), 1, "row left in place");
+    // A watchdog on this host sees the pid is gone (and on PostgreSQL, the session too).
+    let settings = SweepSettings {
+        alive_threshold: Duration::from_secs(60),
+        policy: DeathPolicy::Retry,
+        session_confirmation: Duration::ZERO,
+    };
+    let outcome = sweep(
+        db.store.as_ref(),
+        None,
+        &HostIdentity::current(),
+        &settings,
+        &mut SessionSuspects::default(),
+        Utc::now().naive_utc(),
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(outcome.reaped.len(), 1);
+    assert_eq!(outcome.reaped[0].retried, 2);
+    assert!(states(&db, &ids).iter().all(|s| s == "ready"));
+}
+
+fn sigkill_mid_job_loses_nothing(db: TestDb) {
+    let ids = enqueue_sleeps(&db, 40, 150);
+    let mut victim = spawn_child(&db, &[]);
+    let mut survivor = spawn_child(&db, &[]);
+    let victim_pid = victim.id() as i32;
+    let victim_process = || db.store.processes().unwrap().into_iter().find(|p| p.pid == victim_pid).map(|p| p.id);
+    wait_until("the victim to hold claims", Duration::from_secs(30), || {
+        victim_process().is_some_and(|p| !db.store.claimed_by(p).unwrap().is_empty())
+    });
+    let process = victim_process().unwrap();
+    let killed_at = Instant::now();
+    send(&victim, libc::SIGKILL);
+    wait_exit(&mut victim, Duration::from_secs(5));
+    // The alive threshold is 60 s: only session or pid detection can free these claims in time.
+    wait_until("the victim's claims to be handed back", Duration::from_secs(20), || {
+        db.store.claimed_by(process).unwrap().is_empty()
+    });
+    eprintln!("claims of the SIGKILLed worker handed back after {} ms", killed_at.elapsed().as_millis());
+    wait_until("every job to finish", Duration::from_secs(60), || states(&db, &ids).iter().all(|s| s == "finished"));
+    send(&survivor, libc::SIGTERM);
+    assert!(wait_exit(&mut survivor, Duration::from_secs(20)).success());
+}
+
+macro_rules! backend_tests {
+    ($backend:ident, $db:expr) => {
+        mod $backend {
+            #[test]
+            fn term_drains_running_jobs_and_exits_0() {
+                let Some(db) = $db else { return };
+                super::term_drains_running_jobs_and_exits_0(db);
+            }
+
+            #[test]
+            fn quit_exits_at_once_and_leaves_claims_to_the_watchdog() {
+                let Some(db) = $db else { return };
+                super::quit_exits_at_once_and_leaves_claims_to_the_watchdog(db);
+            }
+
+            #[test]
+            fn sigkill_mid_job_loses_nothing() {
+                let Some(db) = $db else { return };
+                super::sigkill_mid_job_loses_nothing(db);
+            }
+        }
+    };
+}
+
+backend_tests!(sqlite, Some(super::common::sqlite_db()));
+backend_tests!(postgres, super::common::postgres_db());
