@@ -62,11 +62,7 @@ pub fn sqlite_db() -> TestDb {
     let path = dir.path().join("solidq.sqlite3");
     let store = SqliteStore::open(&path, TEST_POOL_SIZE).expect("opening the SQLite database");
     store.migrate().expect("migrating the SQLite database");
-    TestDb {
-        url: DatabaseUrl::Sqlite(path),
-        store: Arc::new(store),
-        _guard: Guard::Sqlite(dir),
-    }
+    TestDb { url: DatabaseUrl::Sqlite(path), store: Arc::new(store), _guard: Guard::Sqlite(dir) }
 }
 
 /// A fresh, migrated schema in the database named by `SOLIDQ_TEST_POSTGRES_URL`, or `None`
@@ -77,31 +73,20 @@ pub fn postgres_db() -> Option<TestDb> {
         return None;
     };
     let schema = unique_schema_name();
-    let mut admin = PgConnection::establish(&base)
-        .unwrap_or_else(|err| panic!("connecting to {POSTGRES_URL_VAR}: {err}"));
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .expect("creating the test schema");
+    let mut admin =
+        PgConnection::establish(&base).unwrap_or_else(|err| panic!("connecting to {POSTGRES_URL_VAR}: {err}"));
+    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("creating the test schema");
     let guard = SchemaGuard { base, schema };
     let url = guard.url();
     let store = PgStore::connect(&url, TEST_POOL_SIZE).expect("connecting to PostgreSQL");
     store.migrate().expect("migrating the PostgreSQL schema");
-    Some(TestDb {
-        url: DatabaseUrl::Postgres(url),
-        store: Arc::new(store),
-        _guard: Guard::Postgres(guard),
-    })
+    Some(TestDb { url: DatabaseUrl::Postgres(url), store: Arc::new(store), _guard: Guard::Postgres(guard) })
 }
 
 /// `solidq_t_<pid>_<counter>_<random>`: unique across parallel tests and test processes.
 fn unique_schema_name() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "solidq_t_{}_{}_{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        fastrand::u32(..)
-    )
+    format!("solidq_t_{}_{}_{:08x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), fastrand::u32(..))
 }
 
 /// Drops its schema, with everything in it, when dropped.
@@ -114,10 +99,7 @@ impl SchemaGuard {
     /// The base URL with `search_path` set to the schema.
     fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base, self.schema
-        )
+        format!("{}{separator}options=-csearch_path%3D{}", self.base, self.schema)
     }
 }
 
