@@ -30,8 +30,7 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&sqlite_pragmas())
-            .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&sqlite_pragmas()).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -102,17 +101,11 @@ mod tests {
 
     #[test]
     fn connect_timeout_is_added_once_with_the_right_separator() {
-        assert_eq!(
-            with_connect_timeout("postgres://h/db"),
-            "postgres://h/db?connect_timeout=5"
-        );
+        assert_eq!(with_connect_timeout("postgres://h/db"), "postgres://h/db?connect_timeout=5");
         assert_eq!(
             with_connect_timeout("postgres://h/db?options=-csearch_path%3Dx"),
             "postgres://h/db?options=-csearch_path%3Dx&connect_timeout=5"
         );
-        assert_eq!(
-            with_connect_timeout("postgres://h/db?connect_timeout=1"),
-            "postgres://h/db?connect_timeout=1"
-        );
+        assert_eq!(with_connect_timeout("postgres://h/db?connect_timeout=1"), "postgres://h/db?connect_timeout=1");
     }
 }

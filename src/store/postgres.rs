@@ -16,16 +16,12 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::pool::{pg_pool, with_connect_timeout, PgPool};
 use super::queries::{
-    death_record, failure_json, job_insert_chunk, like_prefix, DeadProcess, JobInsert,
-    ProcessInsert,
+    death_record, failure_json, job_insert_chunk, like_prefix, DeadProcess, JobInsert, ProcessInsert,
 };
-use super::schema::{
-    solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes,
-};
+use super::schema::{solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes};
 use super::{
-    Beat, ClaimToken, ClaimedJob, DeathCause, DeathPolicy, EnqueueConnection, FailureRecord,
-    Fenced, JobCounts, JobRow, NewProcess, ProcessId, ProcessRow, QueueCounts, QueuePattern,
-    ReapOutcome, Store, StoreError, StoreResult,
+    Beat, ClaimToken, ClaimedJob, DeathCause, DeathPolicy, EnqueueConnection, FailureRecord, Fenced, JobCounts, JobRow,
+    NewProcess, ProcessId, ProcessRow, QueueCounts, QueuePattern, ReapOutcome, Store, StoreError, StoreResult,
 };
 use crate::job::{JobId, NewJob};
 
@@ -149,9 +145,7 @@ SELECT j.id, j.queue_name, j.priority, $1 FROM taken JOIN solidq_jobs j ON j.id 
 
 /// FNV-1a: a 32-bit hash that is the same in every build and on every machine.
 fn stable_hash(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    })
+    text.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
 }
 
 /// Second advisory-lock key of a process: its id as int4.
@@ -160,24 +154,16 @@ fn process_key(process: ProcessId) -> i32 {
 }
 
 fn lock_or_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Inserts the jobs and their executions; the caller holds a transaction.
-fn enqueue_on(
-    conn: &mut PgConnection,
-    new_jobs: &[NewJob],
-    now: NaiveDateTime,
-) -> QueryResult<Vec<JobId>> {
+fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
     for chunk in new_jobs.chunks(job_insert_chunk(MAX_BINDS)) {
         let rows: Vec<JobInsert<'_>> = chunk.iter().map(|job| JobInsert::new(job, now)).collect();
-        let mut chunk_ids: Vec<JobId> = diesel::insert_into(jobs::table)
-            .values(&rows)
-            .returning(jobs::id)
-            .get_results(conn)?;
+        let mut chunk_ids: Vec<JobId> =
+            diesel::insert_into(jobs::table).values(&rows).returning(jobs::id).get_results(conn)?;
         // Ids are drawn from the sequence row by row in VALUES order, so ascending ids are
         // input order whatever order RETURNING uses.
         chunk_ids.sort_unstable();
@@ -192,17 +178,14 @@ impl EnqueueConnection for PgConnection {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.transaction(|conn| enqueue_on(conn, jobs, now))
-            .map_err(StoreError::query("enqueueing jobs"))
+        self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
 
 /// Deletes and returns the job ids of every claim of `process`; the DELETE decides, so a
 /// concurrent finish either wins (the claim is gone here) or finds its token stale.
 fn take_claims_of(conn: &mut PgConnection, process: ProcessId) -> QueryResult<Vec<JobId>> {
-    diesel::delete(claimed::table.filter(claimed::process_id.eq(process)))
-        .returning(claimed::job_id)
-        .get_results(conn)
+    diesel::delete(claimed::table.filter(claimed::process_id.eq(process))).returning(claimed::job_id).get_results(conn)
 }
 
 impl PgStore {
@@ -210,38 +193,21 @@ impl PgStore {
     pub fn connect(url: &str, pool_size: u32) -> StoreResult<Self> {
         let url = with_connect_timeout(url);
         let pool = pg_pool(&url, pool_size)?;
-        Ok(PgStore {
-            url,
-            pool,
-            sessions: Mutex::new(HashMap::new()),
-            schema_key: OnceLock::new(),
-        })
+        Ok(PgStore { url, pool, sessions: Mutex::new(HashMap::new()), schema_key: OnceLock::new() })
     }
 
     /// Runs `f` in a transaction on a pooled connection.
-    fn run<T>(
-        &self,
-        action: &'static str,
-        f: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
-    ) -> StoreResult<T> {
+    fn run<T>(&self, action: &'static str, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> StoreResult<T> {
         let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
         let conn: &mut PgConnection = &mut conn;
         conn.transaction(f).map_err(StoreError::query(action))
     }
 
     /// Runs `f` in a read-only REPEATABLE READ transaction (one snapshot).
-    fn read<T>(
-        &self,
-        action: &'static str,
-        f: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
-    ) -> StoreResult<T> {
+    fn read<T>(&self, action: &'static str, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> StoreResult<T> {
         let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
         let conn: &mut PgConnection = &mut conn;
-        conn.build_transaction()
-            .read_only()
-            .repeatable_read()
-            .run(f)
-            .map_err(StoreError::query(action))
+        conn.build_transaction().read_only().repeatable_read().run(f).map_err(StoreError::query(action))
     }
 
     /// The first advisory-lock key, from the connection's `current_schema()` (every connection
@@ -280,41 +246,59 @@ impl PgStore {
     }
 
     /// Makes sure the process's dedicated connection is alive and holds its lock; reconnects
-    /// and re-takes the lock if the connection broke. Never fails: a miss is retried at the
-    /// next heartbeat.
-    fn keep_session(&self, process: ProcessId) {
+    /// and re-takes the lock if the connection broke. Returns whether it had to.
+    fn ensure_session(&self, process: ProcessId) -> StoreResult<bool> {
+        let action = "keeping the process session";
         let Some(session) = self.session(process) else {
-            return;
+            return Ok(false);
         };
         let mut session = lock_or_recover(&session);
         if session.closed {
-            return;
+            return Ok(false);
         }
         let alive = match session.conn.as_mut() {
-            Some(conn) => {
-                diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").is_ok()
-            }
+            Some(conn) => diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").is_ok(),
             None => false,
         };
         if alive && session.locked {
-            return;
+            return Ok(false);
         }
         if !alive {
             session.locked = false;
-            session.conn = PgConnection::establish(&self.url).ok();
+            session.conn = None;
+            let conn = PgConnection::establish(&self.url)
+                .map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
+            session.conn = Some(conn);
         }
-        if let Some(conn) = session.conn.as_mut() {
-            session.locked = self.try_lock(conn, process).unwrap_or(false);
+        let Some(conn) = session.conn.as_mut() else {
+            return Ok(false);
+        };
+        // Try, never wait: if the old session still holds the lock (the server has not
+        // noticed it died yet), the next check tries again.
+        let locked = self.try_lock(conn, process).map_err(StoreError::query(action))?;
+        session.locked = locked;
+        if !locked {
+            return Err(StoreError::Connection {
+                action,
+                message: format!("the session lock of process {process} is still held by an earlier session"),
+            });
         }
+        Ok(true)
     }
 
-    /// Test hook: closes the dedicated connection of `process` as if its session had died,
-    /// leaving the process row in place. Returns whether this store held it.
-    #[doc(hidden)]
-    pub fn drop_session_for_test(&self, process: ProcessId) -> bool {
-        let held = self.session(process).is_some();
-        self.drop_session(process);
-        held
+    /// The PostgreSQL backend pid of the session holding `process`'s lock, if this store
+    /// registered the process and the session is up (for diagnostics and tests).
+    pub fn session_backend_pid(&self, process: ProcessId) -> Option<i32> {
+        #[derive(QueryableByName)]
+        struct BackendPid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        let session = self.session(process)?;
+        let mut session = lock_or_recover(&session);
+        let conn = session.conn.as_mut()?;
+        let row: BackendPid = sql_query("SELECT pg_backend_pid() AS pid").get_result(conn).ok()?;
+        Some(row.pid)
     }
 }
 
@@ -330,11 +314,8 @@ impl Store for PgStore {
         // schema by a transaction-level advisory lock so concurrent starts apply them once.
         conn.transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
             let schema = self.schema_key(conn)?;
-            let key =
-                (i64::from(stable_hash("solidq migrations")) << 32) | i64::from(schema as u32);
-            sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<BigInt, _>(key)
-                .execute(conn)?;
+            let key = (i64::from(stable_hash("solidq migrations")) << 32) | i64::from(schema as u32);
+            sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(key).execute(conn)?;
             Ok(conn.run_pending_migrations(MIGRATIONS)?.len())
         })
         .map_err(|err| StoreError::Migration(err.to_string()))
@@ -379,9 +360,7 @@ impl Store for PgStore {
                 let (filter, bind) = match pattern {
                     QueuePattern::All => ("TRUE", None),
                     QueuePattern::Exact(name) => ("queue_name = $4", Some(name.clone())),
-                    QueuePattern::Prefix(prefix) => {
-                        ("queue_name LIKE $4 ESCAPE '\\'", Some(like_prefix(prefix)))
-                    }
+                    QueuePattern::Prefix(prefix) => ("queue_name LIKE $4 ESCAPE '\\'", Some(like_prefix(prefix))),
                 };
                 let mut query = sql_query(CLAIM_SQL.replace("{filter}", filter))
                     .into_boxed::<diesel::pg::Pg>()
@@ -394,10 +373,7 @@ impl Store for PgStore {
                 let mut rows: Vec<ClaimedRow> = query.load(conn)?;
                 rows.sort_unstable_by_key(|row| (row.priority, row.job_id));
                 out.extend(rows.into_iter().map(|row| ClaimedJob {
-                    token: ClaimToken {
-                        job_id: row.job_id,
-                        claim_id: row.claim_id,
-                    },
+                    token: ClaimToken { job_id: row.job_id, claim_id: row.claim_id },
                     kind: row.class_name,
                     arguments: row.arguments,
                     queue: row.queue_name,
@@ -414,16 +390,9 @@ impl Store for PgStore {
         self.run("finishing a job", |conn| shared::finish(conn, token, now))
     }
 
-    fn fail(
-        &self,
-        token: ClaimToken,
-        error: &FailureRecord,
-        now: NaiveDateTime,
-    ) -> StoreResult<Fenced> {
+    fn fail(&self, token: ClaimToken, error: &FailureRecord, now: NaiveDateTime) -> StoreResult<Fenced> {
         let error = failure_json(error);
-        self.run("failing a job", |conn| {
-            shared::fail(conn, token, &error, now)
-        })
+        self.run("failing a job", |conn| shared::fail(conn, token, &error, now))
     }
 
     fn retry(
@@ -434,15 +403,11 @@ impl Store for PgStore {
         now: NaiveDateTime,
     ) -> StoreResult<Fenced> {
         let error = failure_json(error);
-        self.run("scheduling a retry", |conn| {
-            shared::retry(conn, token, &error, run_at, now)
-        })
+        self.run("scheduling a retry", |conn| shared::retry(conn, token, &error, run_at, now))
     }
 
     fn release(&self, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.run("releasing a claim", |conn| {
-            shared::release(conn, token, now)
-        })
+        self.run("releasing a claim", |conn| shared::release(conn, token, now))
     }
 
     fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
@@ -460,11 +425,8 @@ impl Store for PgStore {
 
     fn register_process(&self, process: &NewProcess, now: NaiveDateTime) -> StoreResult<ProcessId> {
         let action = "registering the process";
-        let mut conn =
-            PgConnection::establish(&self.url).map_err(|err| StoreError::Connection {
-                action,
-                message: err.to_string(),
-            })?;
+        let mut conn = PgConnection::establish(&self.url)
+            .map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
         // Row and lock in one transaction on the dedicated connection: nobody can see the row
         // while its lock is free.
         let id = conn
@@ -481,11 +443,7 @@ impl Store for PgStore {
                 Ok(id)
             })
             .map_err(StoreError::query(action))?;
-        let session = Session {
-            conn: Some(conn),
-            locked: true,
-            closed: false,
-        };
+        let session = Session { conn: Some(conn), locked: true, closed: false };
         lock_or_recover(&self.sessions).insert(id, Arc::new(Mutex::new(session)));
         Ok(id)
     }
@@ -496,12 +454,15 @@ impl Store for PgStore {
             let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
             shared::heartbeat(&mut conn, process, now).map_err(StoreError::query(action))?
         };
-        match beat {
-            Beat::Stamped => self.keep_session(process),
+        if beat == Beat::Missing {
             // The row is gone (reaped): its lock protects nothing any more.
-            Beat::Missing => self.drop_session(process),
+            self.drop_session(process);
         }
         Ok(beat)
+    }
+
+    fn keep_session(&self, process: ProcessId) -> StoreResult<bool> {
+        self.ensure_session(process)
     }
 
     fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
@@ -529,13 +490,8 @@ impl Store for PgStore {
         let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
         let mut gone = Vec::new();
         for &process in candidates {
-            if self
-                .try_lock(&mut conn, process)
-                .map_err(StoreError::query(action))?
-            {
-                let key = self
-                    .schema_key(&mut conn)
-                    .map_err(StoreError::query(action))?;
+            if self.try_lock(&mut conn, process).map_err(StoreError::query(action))? {
+                let key = self.schema_key(&mut conn).map_err(StoreError::query(action))?;
                 sql_query("SELECT pg_advisory_unlock($1, $2)")
                     .bind::<Integer, _>(key)
                     .bind::<Integer, _>(process_key(process))
@@ -555,29 +511,20 @@ impl Store for PgStore {
         now: NaiveDateTime,
     ) -> StoreResult<ReapOutcome> {
         let outcome = self.run("reaping a dead process", |conn| {
-            let returned = (
-                processes::name,
-                processes::hostname,
-                processes::pid,
-                processes::last_heartbeat_at,
-            );
+            let returned = (processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at);
             // The row delete decides who reaps: a second reaper waits for the first to commit
             // and then deletes nothing; a heartbeat committed first makes the cutoff fail.
             let dead: Option<DeadProcess> = match cause {
                 DeathCause::HeartbeatOlderThan(cutoff) => diesel::delete(
-                    processes::table
-                        .filter(processes::id.eq(process))
-                        .filter(processes::last_heartbeat_at.lt(*cutoff)),
+                    processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(*cutoff)),
                 )
                 .returning(returned)
                 .get_result(conn)
                 .optional()?,
-                DeathCause::Proven(_) => {
-                    diesel::delete(processes::table.filter(processes::id.eq(process)))
-                        .returning(returned)
-                        .get_result(conn)
-                        .optional()?
-                }
+                DeathCause::Proven(_) => diesel::delete(processes::table.filter(processes::id.eq(process)))
+                    .returning(returned)
+                    .get_result(conn)
+                    .optional()?,
             };
             let Some(dead) = dead else {
                 return Ok(ReapOutcome::default());
@@ -585,11 +532,7 @@ impl Store for PgStore {
             let ids = take_claims_of(conn, process)?;
             let error = failure_json(&death_record(process, &dead, cause));
             let (retried, failed) = shared::dispose_claims(conn, &ids, &error, policy, now)?;
-            Ok(ReapOutcome {
-                reaped: true,
-                retried,
-                failed,
-            })
+            Ok(ReapOutcome { reaped: true, retried, failed })
         })?;
         if outcome.reaped {
             self.drop_session(process);
@@ -600,14 +543,15 @@ impl Store for PgStore {
     fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
         let action = "releasing orphaned claims";
         let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
-        sql_query(RELEASE_ORPHANS_SQL)
-            .bind::<Timestamp, _>(now)
-            .execute(&mut conn)
-            .map_err(StoreError::query(action))
+        sql_query(RELEASE_ORPHANS_SQL).bind::<Timestamp, _>(now).execute(&mut conn).map_err(StoreError::query(action))
     }
 
     fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)> {
         self.read("counting jobs", shared::counts)
+    }
+
+    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
+        self.read("listing claims", |conn| shared::claimed_by(conn, process))
     }
 
     fn job(&self, id: JobId) -> StoreResult<Option<JobRow>> {

@@ -8,9 +8,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{
-    solidq_claimed_executions, solidq_failed_executions, solidq_jobs, solidq_processes,
-};
+use super::schema::{solidq_claimed_executions, solidq_failed_executions, solidq_jobs, solidq_processes};
 use super::{DeathCause, FailureRecord, JobCounts, NewProcess, ProcessId, QueueCounts};
 use crate::job::NewJob;
 
@@ -122,16 +120,11 @@ pub(crate) fn failure_json(record: &FailureRecord) -> String {
 }
 
 /// The failure recorded with the claims of a reaped process.
-pub(crate) fn death_record(
-    process: ProcessId,
-    dead: &DeadProcess,
-    cause: &DeathCause,
-) -> FailureRecord {
+pub(crate) fn death_record(process: ProcessId, dead: &DeadProcess, cause: &DeathCause) -> FailureRecord {
     let cause = match cause {
-        DeathCause::HeartbeatOlderThan(cutoff) => format!(
-            "no heartbeat since {} (cutoff {})",
-            dead.last_heartbeat_at, cutoff
-        ),
+        DeathCause::HeartbeatOlderThan(cutoff) => {
+            format!("no heartbeat since {} (cutoff {})", dead.last_heartbeat_at, cutoff)
+        }
         DeathCause::Proven(reason) => reason.clone(),
     };
     FailureRecord {
@@ -157,33 +150,30 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
     pattern
 }
 
-/// Merges per-queue counts of each state into totals and a list sorted by queue.
-pub(crate) fn merge_counts(
-    ready: Vec<(String, i64)>,
-    scheduled: Vec<(String, i64)>,
-    claimed: Vec<(String, i64)>,
-    failed: Vec<(String, i64)>,
-    finished: Vec<(String, i64)>,
-) -> (JobCounts, Vec<QueueCounts>) {
-    let mut queues: std::collections::BTreeMap<String, JobCounts> = Default::default();
-    let mut total = JobCounts::default();
-    let states: [(Vec<(String, i64)>, fn(&mut JobCounts) -> &mut i64); 5] = [
-        (ready, |c| &mut c.ready),
-        (scheduled, |c| &mut c.scheduled),
-        (claimed, |c| &mut c.claimed),
-        (failed, |c| &mut c.failed),
-        (finished, |c| &mut c.finished),
-    ];
-    for (rows, field) in states {
-        for (queue, count) in rows {
-            *field(queues.entry(queue).or_default()) += count;
-            *field(&mut total) += count;
+/// Rows of `(queue, count)` for one state.
+pub(crate) type PerQueue = Vec<(String, i64)>;
+
+/// Merges per-queue counts of each state (ready, scheduled, claimed, failed, finished) into
+/// totals and a list sorted by queue.
+pub(crate) fn merge_counts(per_state: [PerQueue; 5]) -> (JobCounts, Vec<QueueCounts>) {
+    fn field(counts: &mut JobCounts, state: usize) -> &mut i64 {
+        match state {
+            0 => &mut counts.ready,
+            1 => &mut counts.scheduled,
+            2 => &mut counts.claimed,
+            3 => &mut counts.failed,
+            _ => &mut counts.finished,
         }
     }
-    let queues = queues
-        .into_iter()
-        .map(|(queue, counts)| QueueCounts { queue, counts })
-        .collect();
+    let mut queues: std::collections::BTreeMap<String, JobCounts> = Default::default();
+    let mut total = JobCounts::default();
+    for (state, rows) in per_state.into_iter().enumerate() {
+        for (queue, count) in rows {
+            *field(queues.entry(queue).or_default(), state) += count;
+            *field(&mut total, state) += count;
+        }
+    }
+    let queues = queues.into_iter().map(|(queue, counts)| QueueCounts { queue, counts }).collect();
     (total, queues)
 }
 
@@ -198,55 +188,34 @@ macro_rules! shared_queries {
         use $crate::job::JobId;
         use $crate::store::queries::{merge_counts, FailedInsert, ID_CHUNK};
         use $crate::store::schema::{
-            solidq_claimed_executions as claimed, solidq_failed_executions as failed,
-            solidq_jobs as jobs, solidq_processes as processes, solidq_ready_executions as ready,
-            solidq_scheduled_executions as scheduled,
+            solidq_claimed_executions as claimed, solidq_failed_executions as failed, solidq_jobs as jobs,
+            solidq_processes as processes, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
         };
         use $crate::store::{
-            Beat, ClaimToken, DeathPolicy, Fenced, JobCounts, JobRow, ProcessId, ProcessRow,
-            QueueCounts,
+            Beat, ClaimToken, DeathPolicy, Fenced, JobCounts, JobRow, ProcessId, ProcessRow, QueueCounts,
         };
 
         /// Inserts the ready (scheduled_at NULL or due) and scheduled executions of `ids`,
         /// reading queue, priority and time from the job rows.
-        pub(super) fn insert_executions(
-            conn: &mut $conn,
-            ids: &[JobId],
-            now: NaiveDateTime,
-        ) -> QueryResult<()> {
+        pub(super) fn insert_executions(conn: &mut $conn, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
             for chunk in ids.chunks(ID_CHUNK) {
                 diesel::insert_into(ready::table)
                     .values(
                         jobs::table
                             .filter(jobs::id.eq_any(chunk))
                             .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
-                            .select((
-                                jobs::id,
-                                jobs::queue_name,
-                                jobs::priority,
-                                now.into_sql::<Timestamp>(),
-                            )),
+                            .select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>())),
                     )
-                    .into_columns((
-                        ready::job_id,
-                        ready::queue_name,
-                        ready::priority,
-                        ready::created_at,
-                    ))
+                    .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
                     .execute(conn)?;
                 diesel::insert_into(scheduled::table)
-                    .values(
-                        jobs::table
-                            .filter(jobs::id.eq_any(chunk))
-                            .filter(jobs::scheduled_at.gt(now))
-                            .select((
-                                jobs::id,
-                                jobs::queue_name,
-                                jobs::priority,
-                                jobs::scheduled_at.assume_not_null(),
-                                now.into_sql::<Timestamp>(),
-                            )),
-                    )
+                    .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
+                        jobs::id,
+                        jobs::queue_name,
+                        jobs::priority,
+                        jobs::scheduled_at.assume_not_null(),
+                        now.into_sql::<Timestamp>(),
+                    )))
                     .into_columns((
                         scheduled::job_id,
                         scheduled::queue_name,
@@ -260,11 +229,7 @@ macro_rules! shared_queries {
         }
 
         /// Inserts ready executions for `ids` (whatever their scheduled_at).
-        pub(super) fn insert_ready(
-            conn: &mut $conn,
-            ids: &[JobId],
-            now: NaiveDateTime,
-        ) -> QueryResult<usize> {
+        pub(super) fn insert_ready(conn: &mut $conn, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
             let mut inserted = 0;
             for chunk in ids.chunks(ID_CHUNK) {
                 inserted += diesel::insert_into(ready::table)
@@ -274,12 +239,7 @@ macro_rules! shared_queries {
                         jobs::priority,
                         now.into_sql::<Timestamp>(),
                     )))
-                    .into_columns((
-                        ready::job_id,
-                        ready::queue_name,
-                        ready::priority,
-                        ready::created_at,
-                    ))
+                    .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
                     .execute(conn)?;
             }
             Ok(inserted)
@@ -288,21 +248,14 @@ macro_rules! shared_queries {
         /// Deletes the claim row of `token`; false if it is gone (the token is stale).
         fn take_claim(conn: &mut $conn, token: ClaimToken) -> QueryResult<bool> {
             let deleted = diesel::delete(
-                claimed::table
-                    .filter(claimed::id.eq(token.claim_id))
-                    .filter(claimed::job_id.eq(token.job_id)),
+                claimed::table.filter(claimed::id.eq(token.claim_id)).filter(claimed::job_id.eq(token.job_id)),
             )
             .execute(conn)?;
             Ok(deleted > 0)
         }
 
         /// Records `error_json` as the job's last error.
-        fn set_last_error(
-            conn: &mut $conn,
-            ids: &[JobId],
-            error_json: &str,
-            now: NaiveDateTime,
-        ) -> QueryResult<()> {
+        fn set_last_error(conn: &mut $conn, ids: &[JobId], error_json: &str, now: NaiveDateTime) -> QueryResult<()> {
             for chunk in ids.chunks(ID_CHUNK) {
                 diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
                     .set((jobs::last_error.eq(error_json), jobs::updated_at.eq(now)))
@@ -312,34 +265,17 @@ macro_rules! shared_queries {
         }
 
         /// Inserts failed executions for `ids` with `error_json`.
-        fn insert_failed(
-            conn: &mut $conn,
-            ids: &[JobId],
-            error_json: &str,
-            now: NaiveDateTime,
-        ) -> QueryResult<()> {
+        fn insert_failed(conn: &mut $conn, ids: &[JobId], error_json: &str, now: NaiveDateTime) -> QueryResult<()> {
             for chunk in ids.chunks(ID_CHUNK) {
-                let rows: Vec<FailedInsert<'_>> = chunk
-                    .iter()
-                    .map(|&job_id| FailedInsert {
-                        job_id,
-                        error: error_json,
-                        created_at: now,
-                    })
-                    .collect();
-                diesel::insert_into(failed::table)
-                    .values(&rows)
-                    .execute(conn)?;
+                let rows: Vec<FailedInsert<'_>> =
+                    chunk.iter().map(|&job_id| FailedInsert { job_id, error: error_json, created_at: now }).collect();
+                diesel::insert_into(failed::table).values(&rows).execute(conn)?;
             }
             Ok(())
         }
 
         /// Marks the job finished if the claim is still ours.
-        pub(super) fn finish(
-            conn: &mut $conn,
-            token: ClaimToken,
-            now: NaiveDateTime,
-        ) -> QueryResult<Fenced> {
+        pub(super) fn finish(conn: &mut $conn, token: ClaimToken, now: NaiveDateTime) -> QueryResult<Fenced> {
             if !take_claim(conn, token)? {
                 return Ok(Fenced::Stale);
             }
@@ -376,22 +312,14 @@ macro_rules! shared_queries {
                 return Ok(Fenced::Stale);
             }
             diesel::update(jobs::table.find(token.job_id))
-                .set((
-                    jobs::last_error.eq(error_json),
-                    jobs::scheduled_at.eq(Some(run_at)),
-                    jobs::updated_at.eq(now),
-                ))
+                .set((jobs::last_error.eq(error_json), jobs::scheduled_at.eq(Some(run_at)), jobs::updated_at.eq(now)))
                 .execute(conn)?;
             insert_executions(conn, &[token.job_id], now)?;
             Ok(Fenced::Applied)
         }
 
         /// Returns the job to ready if the claim is still ours.
-        pub(super) fn release(
-            conn: &mut $conn,
-            token: ClaimToken,
-            now: NaiveDateTime,
-        ) -> QueryResult<Fenced> {
+        pub(super) fn release(conn: &mut $conn, token: ClaimToken, now: NaiveDateTime) -> QueryResult<Fenced> {
             if !take_claim(conn, token)? {
                 return Ok(Fenced::Stale);
             }
@@ -400,19 +328,11 @@ macro_rules! shared_queries {
         }
 
         /// Stamps the process's heartbeat.
-        pub(super) fn heartbeat(
-            conn: &mut $conn,
-            process: ProcessId,
-            now: NaiveDateTime,
-        ) -> QueryResult<Beat> {
+        pub(super) fn heartbeat(conn: &mut $conn, process: ProcessId, now: NaiveDateTime) -> QueryResult<Beat> {
             let stamped = diesel::update(processes::table.find(process))
                 .set(processes::last_heartbeat_at.eq(now))
                 .execute(conn)?;
-            Ok(if stamped > 0 {
-                Beat::Stamped
-            } else {
-                Beat::Missing
-            })
+            Ok(if stamped > 0 { Beat::Stamped } else { Beat::Missing })
         }
 
         /// Hands back the claims (already deleted) of a dead process: to ready with policy
@@ -454,10 +374,8 @@ macro_rules! shared_queries {
 
         /// Counts of jobs by state, overall and per queue.
         pub(super) fn counts(conn: &mut $conn) -> QueryResult<(JobCounts, Vec<QueueCounts>)> {
-            let ready = ready::table
-                .group_by(ready::queue_name)
-                .select((ready::queue_name, count_star()))
-                .load(conn)?;
+            let ready =
+                ready::table.group_by(ready::queue_name).select((ready::queue_name, count_star())).load(conn)?;
             let scheduled = scheduled::table
                 .group_by(scheduled::queue_name)
                 .select((scheduled::queue_name, count_star()))
@@ -477,7 +395,17 @@ macro_rules! shared_queries {
                 .group_by(jobs::queue_name)
                 .select((jobs::queue_name, count_star()))
                 .load(conn)?;
-            Ok(merge_counts(ready, scheduled, claimed, failed, finished))
+            Ok(merge_counts([ready, scheduled, claimed, failed, finished]))
+        }
+
+        /// The claims `process` holds, by job id.
+        pub(super) fn claimed_by(conn: &mut $conn, process: ProcessId) -> QueryResult<Vec<ClaimToken>> {
+            let rows: Vec<(JobId, i64)> = claimed::table
+                .filter(claimed::process_id.eq(process))
+                .order(claimed::job_id)
+                .select((claimed::job_id, claimed::id))
+                .load(conn)?;
+            Ok(rows.into_iter().map(|(job_id, claim_id)| ClaimToken { job_id, claim_id }).collect())
         }
 
         /// One job with its state.
@@ -525,29 +453,18 @@ macro_rules! shared_queries {
             else {
                 return Ok(None);
             };
-            let process_id: Option<i64> = claimed::table
-                .filter(claimed::job_id.eq(id))
-                .select(claimed::process_id)
-                .first(conn)
-                .optional()?;
+            let process_id: Option<i64> =
+                claimed::table.filter(claimed::job_id.eq(id)).select(claimed::process_id).first(conn).optional()?;
             let state = if process_id.is_some() {
                 "claimed"
-            } else if diesel::select(diesel::dsl::exists(
-                ready::table.filter(ready::job_id.eq(id)),
-            ))
-            .get_result(conn)?
-            {
+            } else if diesel::select(diesel::dsl::exists(ready::table.filter(ready::job_id.eq(id)))).get_result(conn)? {
                 "ready"
-            } else if diesel::select(diesel::dsl::exists(
-                scheduled::table.filter(scheduled::job_id.eq(id)),
-            ))
-            .get_result(conn)?
+            } else if diesel::select(diesel::dsl::exists(scheduled::table.filter(scheduled::job_id.eq(id))))
+                .get_result(conn)?
             {
                 "scheduled"
-            } else if diesel::select(diesel::dsl::exists(
-                failed::table.filter(failed::job_id.eq(id)),
-            ))
-            .get_result(conn)?
+            } else if diesel::select(diesel::dsl::exists(failed::table.filter(failed::job_id.eq(id))))
+                .get_result(conn)?
             {
                 "failed"
             } else if finished_at.is_some() {
@@ -574,16 +491,7 @@ macro_rules! shared_queries {
         /// All process rows, oldest first.
         pub(super) fn processes(conn: &mut $conn) -> QueryResult<Vec<ProcessRow>> {
             #[allow(clippy::type_complexity)]
-            let rows: Vec<(
-                i64,
-                String,
-                String,
-                i32,
-                String,
-                String,
-                NaiveDateTime,
-                NaiveDateTime,
-            )> = processes::table
+            let rows: Vec<(i64, String, String, i32, String, String, NaiveDateTime, NaiveDateTime)> = processes::table
                 .order(processes::id)
                 .select((
                     processes::id,
@@ -598,21 +506,16 @@ macro_rules! shared_queries {
                 .load(conn)?;
             Ok(rows
                 .into_iter()
-                .map(
-                    |(id, kind, name, pid, hostname, metadata, last_heartbeat_at, created_at)| {
-                        ProcessRow {
-                            id,
-                            kind,
-                            name,
-                            pid,
-                            hostname,
-                            metadata: serde_json::from_str(&metadata)
-                                .unwrap_or(serde_json::Value::Null),
-                            last_heartbeat_at,
-                            created_at,
-                        }
-                    },
-                )
+                .map(|(id, kind, name, pid, hostname, metadata, last_heartbeat_at, created_at)| ProcessRow {
+                    id,
+                    kind,
+                    name,
+                    pid,
+                    hostname,
+                    metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+                    last_heartbeat_at,
+                    created_at,
+                })
                 .collect())
         }
     };
@@ -622,6 +525,31 @@ pub(crate) use shared_queries;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_are_inserted_with_one_statement_on_both_backends() {
+        use super::super::schema::solidq_jobs::dsl::solidq_jobs;
+        let now = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        let new_jobs: Vec<NewJob> = (0..3)
+            .map(|i| NewJob {
+                kind: "k".into(),
+                arguments: "{}".into(),
+                queue: "q".into(),
+                priority: 0,
+                max_attempts: 1,
+                scheduled_at: (i == 1).then_some(now),
+            })
+            .collect();
+        let rows: Vec<JobInsert<'_>> = new_jobs.iter().map(|job| JobInsert::new(job, now)).collect();
+        let query = diesel::insert_into(solidq_jobs).values(&rows);
+        let sqlite = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+        let pg = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+        for sql in [sqlite, pg] {
+            assert_eq!(sql.matches("INSERT INTO").count(), 1, "{sql}");
+            assert_eq!(sql.matches("), (").count(), 2, "{sql}");
+            assert!(!sql.contains("DEFAULT"), "{sql}");
+        }
+    }
 
     #[test]
     fn like_prefix_escapes_wildcards_and_the_escape_character() {

@@ -13,17 +13,16 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::pool::{sqlite_pools, SqlitePool};
 use super::queries::{
-    death_record, failure_json, job_insert_chunk, like_prefix, ClaimInsert, DeadProcess, JobInsert,
-    ProcessInsert, ID_CHUNK,
+    death_record, failure_json, job_insert_chunk, like_prefix, ClaimInsert, DeadProcess, JobInsert, ProcessInsert,
+    ID_CHUNK,
 };
 use super::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
 use super::{
-    Beat, ClaimToken, ClaimedJob, DeathCause, DeathPolicy, EnqueueConnection, FailureRecord,
-    Fenced, JobCounts, JobRow, NewProcess, ProcessId, ProcessRow, QueueCounts, QueuePattern,
-    ReapOutcome, Store, StoreError, StoreResult,
+    Beat, ClaimToken, ClaimedJob, DeathCause, DeathPolicy, EnqueueConnection, FailureRecord, Fenced, JobCounts, JobRow,
+    NewProcess, ProcessId, ProcessRow, QueueCounts, QueuePattern, ReapOutcome, Store, StoreError, StoreResult,
 };
 use crate::job::{JobId, NewJob};
 
@@ -46,9 +45,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -57,11 +54,7 @@ impl SqliteStore {
     /// `pool_size` connections. Does not migrate.
     pub fn open(path: &Path, pool_size: u32) -> StoreResult<Self> {
         let (writer, reader) = sqlite_pools(path, pool_size)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            writer,
-            reader,
-        })
+        Ok(SqliteStore { path: path.to_path_buf(), writer, reader })
     }
 
     /// The database file.
@@ -76,16 +69,11 @@ impl SqliteStore {
         f: impl FnOnce(&mut SqliteConnection) -> QueryResult<T>,
     ) -> StoreResult<T> {
         let mut conn = self.writer.get().map_err(StoreError::connection(action))?;
-        conn.immediate_transaction(f)
-            .map_err(StoreError::query(action))
+        conn.immediate_transaction(f).map_err(StoreError::query(action))
     }
 
     /// Runs `f` in a read transaction (one snapshot) on a reader connection.
-    fn read<T>(
-        &self,
-        action: &'static str,
-        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<T>,
-    ) -> StoreResult<T> {
+    fn read<T>(&self, action: &'static str, f: impl FnOnce(&mut SqliteConnection) -> QueryResult<T>) -> StoreResult<T> {
         let mut conn = self.reader.get().map_err(StoreError::connection(action))?;
         let conn: &mut SqliteConnection = &mut conn;
         conn.transaction(f).map_err(StoreError::query(action))
@@ -93,25 +81,16 @@ impl SqliteStore {
 }
 
 /// Inserts the jobs and their executions; the caller holds a transaction.
-fn enqueue_on(
-    conn: &mut SqliteConnection,
-    new_jobs: &[NewJob],
-    now: NaiveDateTime,
-) -> QueryResult<Vec<JobId>> {
+fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
     for chunk in new_jobs.chunks(job_insert_chunk(MAX_BINDS)) {
         let rows: Vec<JobInsert<'_>> = chunk.iter().map(|job| JobInsert::new(job, now)).collect();
-        diesel::insert_into(jobs::table)
-            .values(&rows)
-            .execute(conn)?;
+        diesel::insert_into(jobs::table).values(&rows).execute(conn)?;
         // The insert holds SQLite's write lock until the transaction ends, and AUTOINCREMENT
         // gives new rows ids above every id ever used, in insertion order: the newest
         // `chunk.len()` ids are ours, in input order once reversed.
-        let mut chunk_ids: Vec<JobId> = jobs::table
-            .select(jobs::id)
-            .order(jobs::id.desc())
-            .limit(chunk.len() as i64)
-            .load(conn)?;
+        let mut chunk_ids: Vec<JobId> =
+            jobs::table.select(jobs::id).order(jobs::id.desc()).limit(chunk.len() as i64).load(conn)?;
         chunk_ids.reverse();
         ids.extend(chunk_ids);
     }
@@ -124,17 +103,13 @@ impl EnqueueConnection for SqliteConnection {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.transaction(|conn| enqueue_on(conn, jobs, now))
-            .map_err(StoreError::query("enqueueing jobs"))
+        self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
 
 /// Deletes and returns the job ids of every claim of `process`.
 fn take_claims_of(conn: &mut SqliteConnection, process: ProcessId) -> QueryResult<Vec<JobId>> {
-    let ids = claimed::table
-        .filter(claimed::process_id.eq(process))
-        .select(claimed::job_id)
-        .load(conn)?;
+    let ids = claimed::table.filter(claimed::process_id.eq(process)).select(claimed::job_id).load(conn)?;
     diesel::delete(claimed::table.filter(claimed::process_id.eq(process))).execute(conn)?;
     Ok(ids)
 }
@@ -147,8 +122,7 @@ fn claim_on(
     limit: usize,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<ClaimedJob>> {
-    let alive: bool =
-        diesel::select(diesel::dsl::exists(processes::table.find(process))).get_result(conn)?;
+    let alive: bool = diesel::select(diesel::dsl::exists(processes::table.find(process))).get_result(conn)?;
     if !alive {
         return Ok(Vec::new());
     }
@@ -180,30 +154,16 @@ fn claim_on(
     }
     let mut claims: HashMap<JobId, i64> = HashMap::with_capacity(picked.len());
     #[allow(clippy::type_complexity)]
-    let mut details: HashMap<JobId, (String, String, String, i32, i32, i32)> =
-        HashMap::with_capacity(picked.len());
+    let mut details: HashMap<JobId, (String, String, String, i32, i32, i32)> = HashMap::with_capacity(picked.len());
     for chunk in picked.chunks(ID_CHUNK) {
-        let rows: Vec<ClaimInsert> = chunk
-            .iter()
-            .map(|&job_id| ClaimInsert {
-                job_id,
-                process_id: process,
-                created_at: now,
-            })
-            .collect();
-        diesel::insert_into(claimed::table)
-            .values(&rows)
-            .execute(conn)?;
+        let rows: Vec<ClaimInsert> =
+            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
+        diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
         diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((
-                jobs::attempts.eq(jobs::attempts + 1),
-                jobs::updated_at.eq(now),
-            ))
+            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(now)))
             .execute(conn)?;
-        let ids: Vec<(JobId, i64)> = claimed::table
-            .filter(claimed::job_id.eq_any(chunk))
-            .select((claimed::job_id, claimed::id))
-            .load(conn)?;
+        let ids: Vec<(JobId, i64)> =
+            claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
         claims.extend(ids);
         let rows: Vec<(JobId, String, String, String, i32, i32, i32)> = jobs::table
             .filter(jobs::id.eq_any(chunk))
@@ -217,10 +177,7 @@ fn claim_on(
                 jobs::max_attempts,
             ))
             .load(conn)?;
-        details.extend(
-            rows.into_iter()
-                .map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))),
-        );
+        details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
     }
     let mut out = Vec::with_capacity(picked.len());
     for job_id in picked {
@@ -249,10 +206,7 @@ impl Store for SqliteStore {
     }
 
     fn migrate(&self) -> StoreResult<usize> {
-        let mut conn = self
-            .writer
-            .get()
-            .map_err(StoreError::connection("migrating the database"))?;
+        let mut conn = self.writer.get().map_err(StoreError::connection("migrating the database"))?;
         // One IMMEDIATE transaction around all pending migrations (each runs in a savepoint):
         // several processes migrating the same file at once apply them exactly once.
         conn.immediate_transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
@@ -278,25 +232,16 @@ impl Store for SqliteStore {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        self.write("claiming jobs", |conn| {
-            claim_on(conn, process, queues, limit, now)
-        })
+        self.write("claiming jobs", |conn| claim_on(conn, process, queues, limit, now))
     }
 
     fn finish(&self, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
         self.write("finishing a job", |conn| shared::finish(conn, token, now))
     }
 
-    fn fail(
-        &self,
-        token: ClaimToken,
-        error: &FailureRecord,
-        now: NaiveDateTime,
-    ) -> StoreResult<Fenced> {
+    fn fail(&self, token: ClaimToken, error: &FailureRecord, now: NaiveDateTime) -> StoreResult<Fenced> {
         let error = failure_json(error);
-        self.write("failing a job", |conn| {
-            shared::fail(conn, token, &error, now)
-        })
+        self.write("failing a job", |conn| shared::fail(conn, token, &error, now))
     }
 
     fn retry(
@@ -307,15 +252,11 @@ impl Store for SqliteStore {
         now: NaiveDateTime,
     ) -> StoreResult<Fenced> {
         let error = failure_json(error);
-        self.write("scheduling a retry", |conn| {
-            shared::retry(conn, token, &error, run_at, now)
-        })
+        self.write("scheduling a retry", |conn| shared::retry(conn, token, &error, run_at, now))
     }
 
     fn release(&self, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.write("releasing a claim", |conn| {
-            shared::release(conn, token, now)
-        })
+        self.write("releasing a claim", |conn| shared::release(conn, token, now))
     }
 
     fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
@@ -325,18 +266,13 @@ impl Store for SqliteStore {
         self.write("dispatching scheduled jobs", |conn| {
             let due: Vec<(i64, JobId)> = scheduled::table
                 .filter(scheduled::scheduled_at.le(now))
-                .order((
-                    scheduled::scheduled_at,
-                    scheduled::priority,
-                    scheduled::job_id,
-                ))
+                .order((scheduled::scheduled_at, scheduled::priority, scheduled::job_id))
                 .limit(i64::try_from(batch).unwrap_or(i64::MAX))
                 .select((scheduled::id, scheduled::job_id))
                 .load(conn)?;
             let ids: Vec<i64> = due.iter().map(|(id, _)| *id).collect();
             for chunk in ids.chunks(ID_CHUNK) {
-                diesel::delete(scheduled::table.filter(scheduled::id.eq_any(chunk)))
-                    .execute(conn)?;
+                diesel::delete(scheduled::table.filter(scheduled::id.eq_any(chunk))).execute(conn)?;
             }
             let job_ids: Vec<JobId> = due.into_iter().map(|(_, job_id)| job_id).collect();
             shared::insert_ready(conn, &job_ids, now)
@@ -345,20 +281,17 @@ impl Store for SqliteStore {
 
     fn register_process(&self, process: &NewProcess, now: NaiveDateTime) -> StoreResult<ProcessId> {
         self.write("registering the process", |conn| {
-            diesel::insert_into(processes::table)
-                .values(ProcessInsert::new(process, now))
-                .execute(conn)?;
-            processes::table
-                .filter(processes::name.eq(&process.name))
-                .select(processes::id)
-                .first(conn)
+            diesel::insert_into(processes::table).values(ProcessInsert::new(process, now)).execute(conn)?;
+            processes::table.filter(processes::name.eq(&process.name)).select(processes::id).first(conn)
         })
     }
 
     fn heartbeat(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<Beat> {
-        self.write("writing the heartbeat", |conn| {
-            shared::heartbeat(conn, process, now)
-        })
+        self.write("writing the heartbeat", |conn| shared::heartbeat(conn, process, now))
+    }
+
+    fn keep_session(&self, _process: ProcessId) -> StoreResult<bool> {
+        Ok(false)
     }
 
     fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
@@ -388,12 +321,7 @@ impl Store for SqliteStore {
         self.write("reaping a dead process", |conn| {
             let mut query = processes::table
                 .find(process)
-                .select((
-                    processes::name,
-                    processes::hostname,
-                    processes::pid,
-                    processes::last_heartbeat_at,
-                ))
+                .select((processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at))
                 .into_boxed();
             if let DeathCause::HeartbeatOlderThan(cutoff) = cause {
                 query = query.filter(processes::last_heartbeat_at.lt(*cutoff));
@@ -405,11 +333,7 @@ impl Store for SqliteStore {
             let ids = take_claims_of(conn, process)?;
             let error = failure_json(&death_record(process, &dead, cause));
             let (retried, failed) = shared::dispose_claims(conn, &ids, &error, policy, now)?;
-            Ok(ReapOutcome {
-                reaped: true,
-                retried,
-                failed,
-            })
+            Ok(ReapOutcome { reaped: true, retried, failed })
         })
     }
 
@@ -430,6 +354,10 @@ impl Store for SqliteStore {
 
     fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)> {
         self.read("counting jobs", shared::counts)
+    }
+
+    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
+        self.read("listing claims", |conn| shared::claimed_by(conn, process))
     }
 
     fn job(&self, id: JobId) -> StoreResult<Option<JobRow>> {
