@@ -95,14 +95,18 @@ impl AppDb {
 
     fn finished(&mut self, job_id: i64, pid: i32) -> QueryResult<()> {
         match self {
-            AppDb::Sqlite(c) => diesel::sql_query("UPDATE chaos_executions SET finished = 1 WHERE job_id = ? AND pid = ?")
-                .bind::<BigInt, _>(job_id)
-                .bind::<Integer, _>(pid)
-                .execute(c),
-            AppDb::Pg(c) => diesel::sql_query("UPDATE chaos_executions SET finished = 1 WHERE job_id = $1 AND pid = $2")
-                .bind::<BigInt, _>(job_id)
-                .bind::<Integer, _>(pid)
-                .execute(c),
+            AppDb::Sqlite(c) => {
+                diesel::sql_query("UPDATE chaos_executions SET finished = 1 WHERE job_id = ? AND pid = ?")
+                    .bind::<BigInt, _>(job_id)
+                    .bind::<Integer, _>(pid)
+                    .execute(c)
+            }
+            AppDb::Pg(c) => {
+                diesel::sql_query("UPDATE chaos_executions SET finished = 1 WHERE job_id = $1 AND pid = $2")
+                    .bind::<BigInt, _>(job_id)
+                    .bind::<Integer, _>(pid)
+                    .execute(c)
+            }
         }
         .map(|_| ())
     }
@@ -164,7 +168,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let result = parse_args().map_err(|e| e.into()).and_then(|args| if args.worker_mode { worker() } else { controller(args) });
+    let result =
+        parse_args().map_err(|e| e.into()).and_then(|args| if args.worker_mode { worker() } else { controller(args) });
     if let Err(err) = result {
         eprintln!("chaos: {err}");
         std::process::exit(1);
@@ -254,9 +259,9 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             std::thread::sleep(Duration::from_millis(20));
             processes = process_ids_of(store.as_ref(), pid);
         }
-        let (name, sig) = [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM), ("SIGQUIT", libc::SIGQUIT)][fastrand::usize(..3)];
-        let claimed_before: usize =
-            processes.iter().map(|p| store.claimed_by(*p).map(|c| c.len()).unwrap_or(0)).sum();
+        let (name, sig) =
+            [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM), ("SIGQUIT", libc::SIGQUIT)][fastrand::usize(..3)];
+        let claimed_before: usize = processes.iter().map(|p| store.claimed_by(*p).map(|c| c.len()).unwrap_or(0)).sum();
         let sent = Instant::now();
         signal(&workers[index], sig);
         let mut victim = workers.swap_remove(index);
@@ -265,7 +270,12 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             if !status.success() {
                 return Err(format!("worker {pid} exited with {status} after SIGTERM (expected 0)").into());
             }
-            eprintln!("chaos: kill {}/{}: SIGTERM to {pid}: drained and exited 0 in {} ms", kill + 1, args.kills, sent.elapsed().as_millis());
+            eprintln!(
+                "chaos: kill {}/{}: SIGTERM to {pid}: drained and exited 0 in {} ms",
+                kill + 1,
+                args.kills,
+                sent.elapsed().as_millis()
+            );
         } else {
             victims.insert(pid as i32);
             victim.wait()?;
@@ -353,7 +363,12 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         unexplained.len()
     );
     if lost > 0 || !unexplained.is_empty() {
-        return Err(format!("{lost} jobs lost, {} unexplained duplicates (jobs {:?})", unexplained.len(), &unexplained[..unexplained.len().min(10)]).into());
+        return Err(format!(
+            "{lost} jobs lost, {} unexplained duplicates (jobs {:?})",
+            unexplained.len(),
+            &unexplained[..unexplained.len().min(10)]
+        )
+        .into());
     }
     Ok(())
 }

@@ -123,7 +123,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         jobs.push(NewJob::from_job(&WelcomeEmail { user: user.to_string() }, opts)?);
     }
     for image in 1..=6 {
-        jobs.push(NewJob::from_job(&RenderThumbnail { image, millis: 100 + 50 * image as u64 }, EnqueueOptions::new())?);
+        jobs.push(NewJob::from_job(
+            &RenderThumbnail { image, millis: 100 + 50 * image as u64 },
+            EnqueueOptions::new(),
+        )?);
     }
     for image in 7..=9 {
         let opts = EnqueueOptions::new().run_in(Duration::from_secs(3)).priority(-1);

@@ -127,8 +127,7 @@ pub struct Config {
 /// How to write a duration, shown in error messages.
 const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m or bare seconds";
 /// The database URLs accepted, shown in error messages.
-const URL_FORM: &str =
-    "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
+const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
 /// How to write `SOLIDQ_WORKERS`, shown in error messages.
 const WORKERS_FORM: &str = "use queue[,queue…]:concurrency groups separated by ';', \
      e.g. critical,default:5;reports*:2 (a queue may be * or prefix*)";
@@ -149,11 +148,7 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={:?} {} ({})",
-            self.variable, self.value, self.problem, self.expected
-        )
+        write!(f, "{}={:?} {} ({})", self.variable, self.value, self.problem, self.expected)
     }
 }
 
@@ -209,10 +204,7 @@ struct Invalid {
 
 impl Invalid {
     fn new(problem: impl Into<String>, expected: impl Into<String>) -> Invalid {
-        Invalid {
-            problem: problem.into(),
-            expected: expected.into(),
-        }
+        Invalid { problem: problem.into(), expected: expected.into() }
     }
 
     fn message(&self) -> String {
@@ -225,10 +217,7 @@ impl Default for Config {
         Config {
             database_url: DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")),
             pool_size: DEFAULT_POOL_SIZE,
-            workers: vec![WorkerGroup {
-                queues: vec![QueuePattern::All],
-                concurrency: 3,
-            }],
+            workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }],
             polling_interval: DEFAULT_POLLING_INTERVAL,
             dispatcher_batch_size: DEFAULT_DISPATCHER_BATCH_SIZE,
             dispatcher_polling_interval: DEFAULT_DISPATCHER_POLLING_INTERVAL,
@@ -263,10 +252,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             return Some(default);
         };
         let result = if raw.trim().is_empty() {
-            Err(Invalid::new(
-                "is empty",
-                "unset the variable to use the default",
-            ))
+            Err(Invalid::new("is empty", "unset the variable to use the default"))
         } else {
             parse(raw.trim())
         };
@@ -313,9 +299,7 @@ impl Config {
     ///
     /// A value that is not valid Unicode is reported as malformed, not ignored.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| {
-            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
-        })
+        Config::from_lookup(|name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()))
     }
 
     /// Reads the configuration through `lookup` (a variable name to its value, `None` when
@@ -331,69 +315,35 @@ impl Config {
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let defaults = Config::default();
-        let mut r = Reader {
-            lookup,
-            problems: Vec::new(),
-        };
+        let mut r = Reader { lookup, problems: Vec::new() };
 
-        let database_url = r.read(
-            "SOLIDQ_DATABASE_URL",
-            defaults.database_url.clone(),
-            parse_url_detail,
-        );
-        let pool_size = r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| {
-            parse_count(text, "e.g. 8")
-        });
-        let workers = r.read(
-            "SOLIDQ_WORKERS",
-            defaults.workers.clone(),
-            parse_workers_detail,
-        );
-        let polling_interval =
-            r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, false);
-        let dispatcher_batch_size = r.read(
-            "SOLIDQ_DISPATCHER_BATCH_SIZE",
-            defaults.dispatcher_batch_size,
-            |text| parse_count(text, "e.g. 500"),
-        );
-        let dispatcher_polling_interval = r.read_duration(
-            "SOLIDQ_DISPATCHER_POLLING_INTERVAL",
-            defaults.dispatcher_polling_interval,
-            false,
-        );
-        let heartbeat_interval = r.read_duration(
-            "SOLIDQ_HEARTBEAT_INTERVAL",
-            defaults.heartbeat_interval,
-            false,
-        );
-        let alive_threshold =
-            r.read_duration("SOLIDQ_ALIVE_THRESHOLD", defaults.alive_threshold, false);
-        let watchdog_interval = r.read_duration(
-            "SOLIDQ_WATCHDOG_INTERVAL",
-            defaults.watchdog_interval,
-            false,
-        );
-        let shutdown_timeout =
-            r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, true);
+        let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url.clone(), parse_url_detail);
+        let pool_size = r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| parse_count(text, "e.g. 8"));
+        let workers = r.read("SOLIDQ_WORKERS", defaults.workers.clone(), parse_workers_detail);
+        let polling_interval = r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, false);
+        let dispatcher_batch_size = r
+            .read("SOLIDQ_DISPATCHER_BATCH_SIZE", defaults.dispatcher_batch_size, |text| parse_count(text, "e.g. 500"));
+        let dispatcher_polling_interval =
+            r.read_duration("SOLIDQ_DISPATCHER_POLLING_INTERVAL", defaults.dispatcher_polling_interval, false);
+        let heartbeat_interval = r.read_duration("SOLIDQ_HEARTBEAT_INTERVAL", defaults.heartbeat_interval, false);
+        let alive_threshold = r.read_duration("SOLIDQ_ALIVE_THRESHOLD", defaults.alive_threshold, false);
+        let watchdog_interval = r.read_duration("SOLIDQ_WATCHDOG_INTERVAL", defaults.watchdog_interval, false);
+        let shutdown_timeout = r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, true);
         let auto_migrate = r.read("SOLIDQ_AUTO_MIGRATE", defaults.auto_migrate, parse_bool);
-        let on_process_death = r.read(
-            "SOLIDQ_ON_PROCESS_DEATH",
-            defaults.on_process_death,
-            |text| match text.to_ascii_lowercase().as_str() {
+        let on_process_death = r.read("SOLIDQ_ON_PROCESS_DEATH", defaults.on_process_death, |text| {
+            match text.to_ascii_lowercase().as_str() {
                 "retry" => Ok(DeathPolicy::Retry),
                 "fail" => Ok(DeathPolicy::Fail),
                 _ => Err(Invalid::new("is not a policy", "use retry or fail")),
-            },
-        );
-        let log_level = r.read("SOLIDQ_LOG", defaults.log_level, parse_level);
-        let log_format = r.read("SOLIDQ_LOG_FORMAT", defaults.log_format, |text| match text
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "term" => Ok(LogFormat::Term),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(Invalid::new("is not a log format", "use term or json")),
+            }
         });
+        let log_level = r.read("SOLIDQ_LOG", defaults.log_level, parse_level);
+        let log_format =
+            r.read("SOLIDQ_LOG_FORMAT", defaults.log_format, |text| match text.to_ascii_lowercase().as_str() {
+                "term" => Ok(LogFormat::Term),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(Invalid::new("is not a log format", "use term or json")),
+            });
 
         if let (Some((heartbeat, heartbeat_text)), Some((threshold, threshold_text))) =
             (&heartbeat_interval, &alive_threshold)
@@ -464,9 +414,7 @@ impl Config {
                 log_level,
                 log_format,
             }),
-            _ => Err(ConfigError {
-                problems: r.problems,
-            }),
+            _ => Err(ConfigError { problems: r.problems }),
         }
     }
 
@@ -481,11 +429,7 @@ impl Config {
 }
 
 /// `note` if `variable` is unset, else nothing.
-fn default_note(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &str,
-    note: &'static str,
-) -> &'static str {
+fn default_note(lookup: &impl Fn(&str) -> Option<String>, variable: &str, note: &'static str) -> &'static str {
     if lookup(variable).is_none() {
         note
     } else {
@@ -499,9 +443,7 @@ where
     T: std::str::FromStr + PartialOrd + From<u8>,
 {
     let expected = format!("use a whole number of at least 1, {example}");
-    let value: T = text
-        .parse()
-        .map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
+    let value: T = text.parse().map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
     if value < T::from(1) {
         return Err(Invalid::new("is less than 1", expected));
     }
@@ -512,10 +454,7 @@ fn parse_bool(text: &str) -> Result<bool, Invalid> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(Invalid::new(
-            "is not a boolean",
-            "use true, false, 1, 0, yes or no",
-        )),
+        _ => Err(Invalid::new("is not a boolean", "use true, false, 1, 0, yes or no")),
     }
 }
 
@@ -527,10 +466,7 @@ fn parse_level(text: &str) -> Result<slog::Level, Invalid> {
         "warn" | "warning" => Ok(slog::Level::Warning),
         "error" => Ok(slog::Level::Error),
         "critical" | "crit" => Ok(slog::Level::Critical),
-        _ => Err(Invalid::new(
-            "is not a log level",
-            "use trace, debug, info, warn, error or critical",
-        )),
+        _ => Err(Invalid::new("is not a log level", "use trace, debug, info, warn, error or critical")),
     }
 }
 
@@ -571,9 +507,7 @@ fn parse_duration_detail(text: &str) -> Result<Duration, Invalid> {
         while !rest.is_empty() {
             let number_len = rest.find(|c| !is_number_char(c)).unwrap_or(rest.len());
             let (number, after) = rest.split_at(number_len);
-            let unit_len = after
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(after.len());
+            let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
             let (unit, after) = after.split_at(unit_len);
             let scale = match unit {
                 "ms" => 1_000_000,
@@ -603,11 +537,7 @@ fn amount_in_nanos(number: &str, scale: u128) -> Option<u128> {
     if !digits(whole) || !digits(fraction) {
         return None;
     }
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse::<u64>().ok()?.into()
-    };
+    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse::<u64>().ok()?.into() };
     // Digits beyond the 18th are below a nanosecond for every unit accepted.
     let fraction = &fraction[..fraction.len().min(18)];
     let fraction_nanos = if fraction.is_empty() {
@@ -636,17 +566,10 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_string();
     }
     let secs = duration.as_secs();
-    let parts = [
-        (secs / 3600, "h"),
-        ((secs % 3600) / 60, "m"),
-        (secs % 60, "s"),
-        (u64::from(duration.subsec_millis()), "ms"),
-    ];
-    let text: String = parts
-        .iter()
-        .filter(|(amount, _)| *amount > 0)
-        .map(|(amount, unit)| format!("{amount}{unit}"))
-        .collect();
+    let parts =
+        [(secs / 3600, "h"), ((secs % 3600) / 60, "m"), (secs % 60, "s"), (u64::from(duration.subsec_millis()), "ms")];
+    let text: String =
+        parts.iter().filter(|(amount, _)| *amount > 0).map(|(amount, unit)| format!("{amount}{unit}")).collect();
     if text.is_empty() {
         "<1ms".to_string()
     } else {
@@ -689,11 +612,7 @@ fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
     let concurrency = match concurrency.parse::<usize>() {
         Ok(0) => return Err("has concurrency 0 (at least 1 is needed)".to_string()),
         Ok(n) => n,
-        Err(_) => {
-            return Err(format!(
-                "has concurrency {concurrency:?}, not a whole number"
-            ))
-        }
+        Err(_) => return Err(format!("has concurrency {concurrency:?}, not a whole number")),
     };
     let mut patterns = Vec::new();
     for queue in queues.split(',').map(str::trim) {
@@ -704,16 +623,11 @@ fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
             return Err(format!("has queue {queue:?} containing ':'"));
         }
         if queue.trim_end_matches('*').contains('*') || queue.ends_with("**") {
-            return Err(format!(
-                "has queue {queue:?} with '*' other than at the end"
-            ));
+            return Err(format!("has queue {queue:?} with '*' other than at the end"));
         }
         patterns.push(QueuePattern::parse(queue));
     }
-    Ok(WorkerGroup {
-        queues: patterns,
-        concurrency,
-    })
+    Ok(WorkerGroup { queues: patterns, concurrency })
 }
 
 impl DatabaseUrl {
@@ -744,19 +658,13 @@ fn parse_url_detail(text: &str) -> Result<DatabaseUrl, Invalid> {
             if rest.is_empty() {
                 Err(Invalid::new("has an empty SQLite path", URL_FORM))
             } else if rest.ends_with('/') {
-                Err(Invalid::new(
-                    "names a directory, not a SQLite file",
-                    URL_FORM,
-                ))
+                Err(Invalid::new("names a directory, not a SQLite file", URL_FORM))
             } else {
                 Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
             }
         }
         "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(text.to_string())),
-        _ => Err(Invalid::new(
-            format!("has unsupported scheme {scheme:?}"),
-            URL_FORM,
-        )),
+        _ => Err(Invalid::new(format!("has unsupported scheme {scheme:?}"), URL_FORM)),
     }
 }
 
@@ -767,9 +675,7 @@ fn redact_url(text: &str) -> String {
         return text.to_string();
     };
     let after_scheme = scheme_end + 3;
-    let authority_len = text[after_scheme..]
-        .find(['/', '?', '#'])
-        .unwrap_or(text.len() - after_scheme);
+    let authority_len = text[after_scheme..].find(['/', '?', '#']).unwrap_or(text.len() - after_scheme);
     let authority = &text[after_scheme..after_scheme + authority_len];
     let mut out = text[..after_scheme].to_string();
     match authority.rsplit_once('@') {
@@ -868,9 +774,7 @@ mod tests {
 
     #[test]
     fn formatted_durations_parse_back() {
-        for millis in [
-            1, 500, 1_000, 1_500, 59_999, 60_000, 130_000, 3_600_000, 5_430_123,
-        ] {
+        for millis in [1, 500, 1_000, 1_500, 59_999, 60_000, 130_000, 3_600_000, 5_430_123] {
             let duration = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
         }
@@ -884,24 +788,15 @@ mod tests {
             groups,
             vec![
                 WorkerGroup {
-                    queues: vec![
-                        QueuePattern::Exact("critical".into()),
-                        QueuePattern::Exact("default".into())
-                    ],
+                    queues: vec![QueuePattern::Exact("critical".into()), QueuePattern::Exact("default".into())],
                     concurrency: 5
                 },
-                WorkerGroup {
-                    queues: vec![QueuePattern::Prefix("reports".into())],
-                    concurrency: 2
-                },
+                WorkerGroup { queues: vec![QueuePattern::Prefix("reports".into())], concurrency: 2 },
             ]
         );
         assert_eq!(
             parse_workers_detail(" * : 3 ;").unwrap(),
-            vec![WorkerGroup {
-                queues: vec![QueuePattern::All],
-                concurrency: 3
-            }]
+            vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }]
         );
         for bad in [
             "default",
@@ -926,28 +821,17 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://solidq.sqlite3"),
-            Ok(DatabaseUrl::Sqlite("solidq.sqlite3".into()))
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:///tmp/x.db"),
-            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
-        );
+        assert_eq!(DatabaseUrl::parse("sqlite://solidq.sqlite3"), Ok(DatabaseUrl::Sqlite("solidq.sqlite3".into())));
+        assert_eq!(DatabaseUrl::parse("sqlite:///tmp/x.db"), Ok(DatabaseUrl::Sqlite("/tmp/x.db".into())));
         assert_eq!(
             DatabaseUrl::parse("postgresql://u:p@h/d"),
             Ok(DatabaseUrl::Postgres("postgresql://u:p@h/d".into()))
         );
-        assert!(DatabaseUrl::parse("sqlite://")
-            .unwrap_err()
-            .contains("empty"));
+        assert!(DatabaseUrl::parse("sqlite://").unwrap_err().contains("empty"));
         assert!(DatabaseUrl::parse("sqlite:///").is_err());
         assert!(DatabaseUrl::parse("solidq.sqlite3").is_err());
         let err = DatabaseUrl::parse("mysql://u:p@h/d").unwrap_err();
-        assert!(
-            err.contains("\"mysql\"") && err.contains("postgresql://"),
-            "{err}"
-        );
+        assert!(err.contains("\"mysql\"") && err.contains("postgresql://"), "{err}");
     }
 
     #[test]
@@ -956,10 +840,7 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/jobs?sslmode=require"),
             "postgres://app:***@db:5432/jobs?sslmode=require"
         );
-        assert_eq!(
-            redact_url("postgres://app@db/jobs?password=s3cret&x=1"),
-            "postgres://app@db/jobs?password=***&x=1"
-        );
+        assert_eq!(redact_url("postgres://app@db/jobs?password=s3cret&x=1"), "postgres://app@db/jobs?password=***&x=1");
         assert_eq!(redact_url("postgres://db/jobs"), "postgres://db/jobs");
         assert_eq!(redact_url("postgres://a:b:c@d@h"), "postgres://a:***@h");
         assert_eq!(redact_url("plain"), "plain");

@@ -356,7 +356,8 @@ mod tests {
         assert!(NewJob::from_json("k", serde_json::json!(null), EnqueueOptions::new().max_attempts(0)).is_err());
         assert!(NewJob::from_json("", serde_json::json!(null), EnqueueOptions::new()).is_err());
         assert!(NewJob::from_json("k", serde_json::json!(null), EnqueueOptions::new().queue("a*")).is_err());
-        let later = NewJob::from_json("k", serde_json::json!(1), EnqueueOptions::new().run_in(Duration::from_secs(60))).unwrap();
+        let later = NewJob::from_json("k", serde_json::json!(1), EnqueueOptions::new().run_in(Duration::from_secs(60)))
+            .unwrap();
         assert!(later.scheduled_at.is_some());
     }
 }

@@ -38,9 +38,7 @@ pub struct LoggingGuard {
 
 impl std::fmt::Debug for LoggingGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoggingGuard")
-            .field("global", &self.generation.is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("LoggingGuard").field("global", &self.generation.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -57,8 +55,7 @@ impl Drop for LoggingGuard {
             scope.cancel_reset();
             let mut current = CURRENT_GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
             if Some(*current) == self.generation {
-                slog_scope::set_global_logger(Logger::root(slog::Discard, slog::o!()))
-                    .cancel_reset();
+                slog_scope::set_global_logger(Logger::root(slog::Discard, slog::o!())).cancel_reset();
                 *current = 0;
             }
         }
@@ -121,22 +118,14 @@ fn build(level: slog::Level, format: LogFormat, sink: Sink) -> (Logger, LoggingG
     // queue, or a record logged after the guard was dropped) instead of panicking.
     let drain = slog::LevelFilter::new(async_drain.ignore_res(), level).ignore_res();
     let logger = Logger::root(drain, slog::o!());
-    let guard = LoggingGuard {
-        generation: None,
-        scope: None,
-        async_guard: Some(async_guard),
-    };
+    let guard = LoggingGuard { generation: None, scope: None, async_guard: Some(async_guard) };
     (logger, guard)
 }
 
 fn term_format<D: slog_term::Decorator>(decorator: D) -> slog_term::FullFormat<D> {
     slog_term::FullFormat::new(decorator)
         .use_custom_timestamp(|out: &mut dyn io::Write| {
-            write!(
-                out,
-                "{}",
-                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            )
+            write!(out, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
         })
         .build()
 }
@@ -219,20 +208,13 @@ mod tests {
     #[test]
     fn json_lines_carry_level_message_and_pairs_and_respect_the_level() {
         let buffer = Buffer::default();
-        let (log, guard) = build(
-            slog::Level::Info,
-            LogFormat::Json,
-            Sink::Writer(Box::new(buffer.clone())),
-        );
+        let (log, guard) = build(slog::Level::Info, LogFormat::Json, Sink::Writer(Box::new(buffer.clone())));
         slog::info!(log, "job finished"; "job_id" => 42);
         slog::debug!(log, "too detailed");
         drop(log);
         drop(guard);
         let text = buffer.text();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         assert_eq!(lines.len(), 1, "{text}");
         assert_eq!(lines[0]["msg"], "job finished");
         assert_eq!(lines[0]["level"], "INFO");
@@ -243,11 +225,7 @@ mod tests {
     #[test]
     fn term_lines_are_readable() {
         let buffer = Buffer::default();
-        let (log, guard) = build(
-            slog::Level::Warning,
-            LogFormat::Term,
-            Sink::Writer(Box::new(buffer.clone())),
-        );
+        let (log, guard) = build(slog::Level::Warning, LogFormat::Term, Sink::Writer(Box::new(buffer.clone())));
         slog::warn!(log, "heartbeat late"; "process" => "w1");
         slog::info!(log, "hidden");
         drop(guard);
@@ -264,21 +242,13 @@ mod tests {
     #[test]
     fn init_bridges_the_log_crate_and_may_run_twice() {
         let first = Buffer::default();
-        let (_log, guard) = build(
-            slog::Level::Info,
-            LogFormat::Json,
-            Sink::Writer(Box::new(first.clone())),
-        );
+        let (_log, guard) = build(slog::Level::Info, LogFormat::Json, Sink::Writer(Box::new(first.clone())));
         let (_log, first_guard) = install(_log, guard, slog::Level::Info);
         log::info!("from the log crate");
         log::debug!("below the level");
 
         let second = Buffer::default();
-        let (log2, guard2) = build(
-            slog::Level::Debug,
-            LogFormat::Json,
-            Sink::Writer(Box::new(second.clone())),
-        );
+        let (log2, guard2) = build(slog::Level::Debug, LogFormat::Json, Sink::Writer(Box::new(second.clone())));
         let (_log2, second_guard) = install(log2, guard2, slog::Level::Debug);
         // Dropping the older guard must not uninstall the newer logger.
         drop(first_guard);

@@ -46,7 +46,8 @@ impl Queue {
 
     /// Enqueues all `jobs` with one INSERT, in one transaction; ids in the order given.
     pub async fn enqueue_all<J: Job>(&self, jobs: impl IntoIterator<Item = J>) -> Result<Vec<JobId>, EnqueueError> {
-        let new = jobs.into_iter().map(|j| NewJob::from_job(&j, EnqueueOptions::new())).collect::<Result<Vec<_>, _>>()?;
+        let new =
+            jobs.into_iter().map(|j| NewJob::from_job(&j, EnqueueOptions::new())).collect::<Result<Vec<_>, _>>()?;
         self.insert(new).await
     }
 
@@ -76,7 +77,11 @@ impl Queue {
     /// })?;
     /// # Ok(()) }
     /// ```
-    pub fn enqueue_in<C: EnqueueConnection, J: Job>(conn: &mut C, job: &J, opts: EnqueueOptions) -> Result<JobId, EnqueueError> {
+    pub fn enqueue_in<C: EnqueueConnection, J: Job>(
+        conn: &mut C,
+        job: &J,
+        opts: EnqueueOptions,
+    ) -> Result<JobId, EnqueueError> {
         let new = NewJob::from_job(job, opts)?;
         let ids = conn.enqueue_jobs(std::slice::from_ref(&new), Utc::now().naive_utc())?;
         Ok(ids[0])
@@ -89,7 +94,10 @@ impl Queue {
         let store = self.store.clone();
         actix_rt::task::spawn_blocking(move || store.enqueue(&jobs, Utc::now().naive_utc()))
             .await
-            .map_err(|_| StoreError::Connection { action: "enqueueing jobs", message: "the insert task was cancelled".into() })?
+            .map_err(|_| StoreError::Connection {
+                action: "enqueueing jobs",
+                message: "the insert task was cancelled".into(),
+            })?
             .map_err(EnqueueError::from)
     }
 }

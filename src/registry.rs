@@ -301,9 +301,11 @@ where
     }
 
     fn perform(&self, job: &ClaimedJob) -> OutcomeFuture {
-        let live = self.state.lock().ok().and_then(|s| {
-            s.as_ref().map(|(_, live)| (live.generation, live.addr.clone(), live.threads.clone()))
-        });
+        let live = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|(_, live)| (live.generation, live.addr.clone(), live.threads.clone())));
         let this = self.clone();
         dispatch::<J, A>(job, live, move |generation| this.restart_after(generation))
     }

@@ -217,7 +217,10 @@ impl Runtime {
         match code {
             Ok(0) => Ok(()),
             Ok(code) => std::process::exit(code),
-            Err(err) => Err(RuntimeError::Store(StoreError::Connection { action: "running the system", message: err.to_string() })),
+            Err(err) => Err(RuntimeError::Store(StoreError::Connection {
+                action: "running the system",
+                message: err.to_string(),
+            })),
         }
     }
 }

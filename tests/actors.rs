@@ -167,7 +167,10 @@ async fn handler_panic_fails_job_with_message_and_next_job_runs(db: TestDb) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let runtime = stepper_runtime(&db, fast_config(&db), &seen);
     let queue = runtime.queue();
-    let boom = queue.enqueue_with(Step { n: 1, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(1)).await.unwrap();
+    let boom = queue
+        .enqueue_with(Step { n: 1, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(1))
+        .await
+        .unwrap();
     let handle = runtime.start().unwrap();
     wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
     let error = last_error(&db, boom);
@@ -181,22 +184,29 @@ async fn handler_panic_fails_job_with_message_and_next_job_runs(db: TestDb) {
 }
 
 async fn blocking_handler_panic_fails_job_and_pool_is_replaced(db: TestDb) {
-    let runtime = Runtime::new(fast_config(&db), logger()).unwrap().register_sync::<Blocking, _, _>(2, || BlockingWorker);
+    let runtime =
+        Runtime::new(fast_config(&db), logger()).unwrap().register_sync::<Blocking, _, _>(2, || BlockingWorker);
     let queue = runtime.queue();
     let boom = queue.enqueue_with(Blocking { n: 1, panic: true }, EnqueueOptions::new().max_attempts(1)).await.unwrap();
     let handle = runtime.start().unwrap();
     wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
     assert!(last_error(&db, boom).message.contains("blocking 1 exploded"));
     let ids = queue.enqueue_all((2..8).map(|n| Blocking { n, panic: false })).await.unwrap();
-    wait_for("the other jobs to finish", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "finished"))
-        .await;
+    wait_for("the other jobs to finish", Duration::from_secs(10), || {
+        ids.iter().all(|id| state(&db, *id) == "finished")
+    })
+    .await;
     handle.shutdown().await;
 }
 
 async fn panic_with_attempts_left_is_retried(db: TestDb) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let runtime = stepper_runtime(&db, fast_config(&db), &seen);
-    let id = runtime.queue().enqueue_with(Step { n: 5, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(2)).await.unwrap();
+    let id = runtime
+        .queue()
+        .enqueue_with(Step { n: 5, panic: true, sleep_ms: 0 }, EnqueueOptions::new().max_attempts(2))
+        .await
+        .unwrap();
     let handle = runtime.start().unwrap();
     wait_for("both attempts to fail", Duration::from_secs(10), || state(&db, id) == "failed").await;
     assert_eq!(*seen.lock().unwrap(), vec![5, 5]);
@@ -207,8 +217,9 @@ async fn panic_with_attempts_left_is_retried(db: TestDb) {
 async fn handler_error_retries_until_max_attempts_then_fails(db: TestDb) {
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    let runtime =
-        Runtime::new(fast_config(&db), logger()).unwrap().register::<Flaky, _, _>(move || FlakyHandler { runs: counter.clone() });
+    let runtime = Runtime::new(fast_config(&db), logger())
+        .unwrap()
+        .register::<Flaky, _, _>(move || FlakyHandler { runs: counter.clone() });
     let id = runtime.queue().enqueue(Flaky).await.unwrap();
     let handle = runtime.start().unwrap();
     wait_for("the job to fail for good", Duration::from_secs(10), || state(&db, id) == "failed").await;
@@ -296,8 +307,10 @@ async fn pruned_process_late_finish_is_discarded(db: TestDb) {
     wait_for("the job to be claimed", Duration::from_secs(10), || state(&db, id) == "claimed").await;
     let first = handle.process_id().await.unwrap();
     // Another watchdog decides this process is dead while its job is running.
-    let reaped =
-        db.store.reap_process(first, &DeathCause::Proven("test".into()), DeathPolicy::Retry, Utc::now().naive_utc()).unwrap();
+    let reaped = db
+        .store
+        .reap_process(first, &DeathCause::Proven("test".into()), DeathPolicy::Retry, Utc::now().naive_utc())
+        .unwrap();
     assert!(reaped.reaped && reaped.retried == 1);
     // The process notices its row is gone, registers anew and runs the job again; the first
     // execution's finish arrives with a stale token and changes nothing.
@@ -318,7 +331,8 @@ async fn shutdown_drains_running_jobs(db: TestDb) {
     let queue = runtime.queue();
     let ids = queue.enqueue_all((1..=3).map(|n| Step { n, panic: false, sleep_ms: 500 })).await.unwrap();
     let handle = runtime.start().unwrap();
-    wait_for("all three to be claimed", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "claimed")).await;
+    wait_for("all three to be claimed", Duration::from_secs(10), || ids.iter().all(|id| state(&db, *id) == "claimed"))
+        .await;
     let report = handle.shutdown().await;
     assert_eq!((report.abandoned, report.released, report.deregistered), (0, 0, true));
     assert!(ids.iter().all(|id| state(&db, *id) == "finished"));
@@ -344,7 +358,10 @@ async fn scheduled_job_runs_when_due(db: TestDb) {
     let handle = runtime.start().unwrap();
     let enqueued = Instant::now();
     let id = queue
-        .enqueue_with(Step { n: 1, panic: false, sleep_ms: 0 }, EnqueueOptions::new().run_in(Duration::from_millis(700)))
+        .enqueue_with(
+            Step { n: 1, panic: false, sleep_ms: 0 },
+            EnqueueOptions::new().run_in(Duration::from_millis(700)),
+        )
         .await
         .unwrap();
     assert_eq!(state(&db, id), "scheduled");

@@ -31,11 +31,7 @@ impl From<Output> for Run {
 
 impl Run {
     fn assert_ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 }
@@ -80,11 +76,7 @@ impl Db {
 fn sqlite_db() -> (Db, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite3");
-    let db = Db {
-        url: format!("sqlite://{}", path.display()),
-        dir,
-        _schema: None,
-    };
+    let db = Db { url: format!("sqlite://{}", path.display()), dir, _schema: None };
     (db, path)
 }
 
@@ -107,11 +99,7 @@ fn postgres_db() -> Option<Db> {
         .expect("creating the test schema");
     let separator = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
-    Some(Db {
-        url,
-        dir: tempfile::tempdir().unwrap(),
-        _schema: Some(SchemaGuard { base, schema }),
-    })
+    Some(Db { url, dir: tempfile::tempdir().unwrap(), _schema: Some(SchemaGuard { base, schema }) })
 }
 
 /// Drops the schema, with everything in it, when dropped.
@@ -131,12 +119,8 @@ impl Drop for SchemaGuard {
 fn status_json(db: &Db) -> Value {
     let run = db.run(&["status", "--json"]);
     run.assert_ok();
-    serde_json::from_str(&run.stdout).unwrap_or_else(|err| {
-        panic!(
-            "status --json printed invalid JSON ({err}):\n{}",
-            run.stdout
-        )
-    })
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|err| panic!("status --json printed invalid JSON ({err}):\n{}", run.stdout))
 }
 
 fn enqueue(db: &Db, args: &[&str]) -> i64 {
@@ -144,10 +128,7 @@ fn enqueue(db: &Db, args: &[&str]) -> i64 {
     all.extend_from_slice(args);
     let run = db.run(&all);
     run.assert_ok();
-    run.stdout
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("enqueue printed no job id: {:?}", run.stdout))
+    run.stdout.trim().parse().unwrap_or_else(|_| panic!("enqueue printed no job id: {:?}", run.stdout))
 }
 
 fn queue<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -172,11 +153,7 @@ fn migrate_enqueue_status(db: &Db) {
     assert!(applied >= 1, "{}", run.stdout);
     let run = db.run(&["migrate"]);
     run.assert_ok();
-    assert!(
-        run.stdout.starts_with("applied 0 migrations"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.starts_with("applied 0 migrations"), "{}", run.stdout);
 
     let first = enqueue(db, &["mailer.welcome", r#"{"user_id": 42}"#]);
     let status = status_json(db);
@@ -185,37 +162,15 @@ fn migrate_enqueue_status(db: &Db) {
     assert_eq!(queue(&status, "default")["ready"], 1, "{status}");
     assert_eq!(status["processes"], serde_json::json!([]), "{status}");
 
-    let second = enqueue(
-        db,
-        &[
-            "report.monthly",
-            r#"{"month": "2026-11"}"#,
-            "--queue",
-            "reports",
-            "--priority",
-            "-5",
-        ],
-    );
+    let second = enqueue(db, &["report.monthly", r#"{"month": "2026-11"}"#, "--queue", "reports", "--priority", "-5"]);
     let third = enqueue(db, &["reminder", "[1, 2]", "--in", "1h"]);
     assert!(first != second && second != third && first != third);
 
     let status = status_json(db);
     let jobs = &status["jobs"];
     assert_eq!(
-        (
-            &jobs["ready"],
-            &jobs["scheduled"],
-            &jobs["claimed"],
-            &jobs["failed"],
-            &jobs["finished"]
-        ),
-        (
-            &Value::from(2),
-            &Value::from(1),
-            &Value::from(0),
-            &Value::from(0),
-            &Value::from(0)
-        ),
+        (&jobs["ready"], &jobs["scheduled"], &jobs["claimed"], &jobs["failed"], &jobs["finished"]),
+        (&Value::from(2), &Value::from(1), &Value::from(0), &Value::from(0), &Value::from(0)),
         "{status}"
     );
     assert_eq!(queue(&status, "default")["ready"], 1, "{status}");
@@ -225,17 +180,8 @@ fn migrate_enqueue_status(db: &Db) {
 
     let run = db.run(&["status"]);
     run.assert_ok();
-    assert!(
-        run.stdout.contains("Processes: none registered"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("Jobs: 2 ready, 1 scheduled, 0 claimed, 0 failed, 0 finished"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("Processes: none registered"), "{}", run.stdout);
+    assert!(run.stdout.contains("Jobs: 2 ready, 1 scheduled, 0 claimed, 0 failed, 0 finished"), "{}", run.stdout);
     assert!(run.stdout.contains("reports"), "{}", run.stdout);
 }
 
@@ -285,60 +231,30 @@ fn invalid_json_payload_exits_2_without_touching_the_database() {
     let (db, path) = sqlite_db();
     let run = db.run(&["enqueue", "ping", "{\"n\": 1"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .starts_with("error: the payload is not valid JSON: "),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.starts_with("error: the payload is not valid JSON: "), "{}", run.stderr);
     assert_eq!(run.stdout, "");
-    assert!(
-        !path.exists(),
-        "the database was created for a rejected job"
-    );
+    assert!(!path.exists(), "the database was created for a rejected job");
 }
 
 #[test]
 fn a_malformed_variable_exits_2_naming_it() {
     let (db, _) = sqlite_db();
-    let run = db.run_with(
-        &[
-            ("SOLIDQ_POOL_SIZE", "abc"),
-            ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
-        ],
-        &["status"],
-    );
+    let run = db.run_with(&[("SOLIDQ_POOL_SIZE", "abc"), ("SOLIDQ_HEARTBEAT_INTERVAL", "ten")], &["status"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(r#"SOLIDQ_POOL_SIZE="abc""#),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten""#),
-        "all problems are listed: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(r#"SOLIDQ_POOL_SIZE="abc""#), "{}", run.stderr);
+    assert!(run.stderr.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten""#), "all problems are listed: {}", run.stderr);
     assert_eq!(run.stdout, "");
 }
 
 #[test]
 fn an_unknown_url_scheme_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let run = solidq(
-        dir.path(),
-        &[("SOLIDQ_DATABASE_URL", "mysql://root:hunter2@localhost/jobs")],
-        &["migrate"],
-    );
+    let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", "mysql://root:hunter2@localhost/jobs")], &["migrate"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("SOLIDQ_DATABASE_URL"), "{}", run.stderr);
     assert!(run.stderr.contains("\"mysql\""), "{}", run.stderr);
     assert!(run.stderr.contains("postgres://"), "{}", run.stderr);
-    assert!(
-        !run.stderr.contains("hunter2"),
-        "password leaked: {}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("hunter2"), "password leaked: {}", run.stderr);
 }
 
 #[test]

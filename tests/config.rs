@@ -7,18 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use solidq::config::{
-    Config, ConfigError, DatabaseUrl, LogFormat, WorkerGroup, DEFAULT_ALIVE_THRESHOLD,
-    DEFAULT_DISPATCHER_BATCH_SIZE, DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_WATCHDOG_INTERVAL,
+    Config, ConfigError, DatabaseUrl, LogFormat, WorkerGroup, DEFAULT_ALIVE_THRESHOLD, DEFAULT_DISPATCHER_BATCH_SIZE,
+    DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WATCHDOG_INTERVAL,
 };
 use solidq::store::{DeathPolicy, QueuePattern};
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Config::from_lookup(|name| env.get(name).cloned())
 }
 
@@ -30,25 +26,13 @@ fn problem_variables(err: &ConfigError) -> Vec<&str> {
 fn an_empty_environment_gives_the_defaults() {
     let config = config(&[]).unwrap();
     assert_eq!(config, Config::default());
-    assert_eq!(
-        config.database_url,
-        DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3"))
-    );
+    assert_eq!(config.database_url, DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")));
     assert_eq!(config.pool_size, DEFAULT_POOL_SIZE);
-    assert_eq!(
-        config.workers,
-        vec![WorkerGroup {
-            queues: vec![QueuePattern::All],
-            concurrency: 3
-        }]
-    );
+    assert_eq!(config.workers, vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }]);
     assert_eq!(config.total_concurrency(), 3);
     assert_eq!(config.polling_interval, DEFAULT_POLLING_INTERVAL);
     assert_eq!(config.dispatcher_batch_size, DEFAULT_DISPATCHER_BATCH_SIZE);
-    assert_eq!(
-        config.dispatcher_polling_interval,
-        DEFAULT_DISPATCHER_POLLING_INTERVAL
-    );
+    assert_eq!(config.dispatcher_polling_interval, DEFAULT_DISPATCHER_POLLING_INTERVAL);
     assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
     assert_eq!(config.alive_threshold, DEFAULT_ALIVE_THRESHOLD);
     assert_eq!(config.watchdog_interval, DEFAULT_WATCHDOG_INTERVAL);
@@ -88,10 +72,7 @@ fn every_variable_is_read() {
         ("SOLIDQ_LOG_FORMAT", "json"),
     ])
     .unwrap();
-    assert_eq!(
-        config.database_url,
-        DatabaseUrl::Postgres("postgres://app:pw@db:5432/jobs".into())
-    );
+    assert_eq!(config.database_url, DatabaseUrl::Postgres("postgres://app:pw@db:5432/jobs".into()));
     assert_eq!(config.pool_size, 20);
     assert_eq!(config.total_concurrency(), 7);
     assert_eq!(config.polling_interval, Duration::from_millis(250));
@@ -132,10 +113,7 @@ fn every_malformed_variable_is_named_with_its_value_and_the_accepted_form() {
         assert_eq!(problem.value, value);
         assert!(!problem.expected.is_empty());
         let text = err.to_string();
-        assert!(
-            text.starts_with(&format!("{variable}={value:?} ")),
-            "{variable}: {text}"
-        );
+        assert!(text.starts_with(&format!("{variable}={value:?} ")), "{variable}: {text}");
     }
 }
 
@@ -150,18 +128,13 @@ fn all_problems_are_reported_at_once_one_per_line() {
     .unwrap_err();
     assert_eq!(
         problem_variables(&err),
-        vec![
-            "SOLIDQ_DATABASE_URL",
-            "SOLIDQ_POOL_SIZE",
-            "SOLIDQ_HEARTBEAT_INTERVAL",
-            "SOLIDQ_LOG"
-        ]
+        vec!["SOLIDQ_DATABASE_URL", "SOLIDQ_POOL_SIZE", "SOLIDQ_HEARTBEAT_INTERVAL", "SOLIDQ_LOG"]
     );
     let text = err.to_string();
     assert_eq!(text.lines().count(), 4, "{text}");
-    assert!(text.contains(
-        r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#
-    ));
+    assert!(
+        text.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#)
+    );
     assert!(err.mentions("SOLIDQ_POOL_SIZE"));
     assert!(!err.mentions("SOLIDQ_WORKERS"));
     let as_error: &dyn std::error::Error = &err;
@@ -197,10 +170,7 @@ fn zero_and_empty_values_are_rejected() {
 #[test]
 fn database_urls_by_scheme() {
     let url = |text: &str| config(&[("SOLIDQ_DATABASE_URL", text)]).map(|c| c.database_url);
-    assert_eq!(
-        url("sqlite://data/jobs.sqlite3").unwrap(),
-        DatabaseUrl::Sqlite(PathBuf::from("data/jobs.sqlite3"))
-    );
+    assert_eq!(url("sqlite://data/jobs.sqlite3").unwrap(), DatabaseUrl::Sqlite(PathBuf::from("data/jobs.sqlite3")));
     assert_eq!(
         url("sqlite:///var/lib/solidq/jobs.sqlite3").unwrap(),
         DatabaseUrl::Sqlite(PathBuf::from("/var/lib/solidq/jobs.sqlite3"))
@@ -234,29 +204,15 @@ fn database_url_display_hides_the_password() {
 
 #[test]
 fn the_alive_threshold_must_be_at_least_twice_the_heartbeat_interval() {
-    let err = config(&[
-        ("SOLIDQ_HEARTBEAT_INTERVAL", "10s"),
-        ("SOLIDQ_ALIVE_THRESHOLD", "15s"),
-    ])
-    .unwrap_err();
+    let err = config(&[("SOLIDQ_HEARTBEAT_INTERVAL", "10s"), ("SOLIDQ_ALIVE_THRESHOLD", "15s")]).unwrap_err();
     assert_eq!(problem_variables(&err), vec!["SOLIDQ_ALIVE_THRESHOLD"]);
     let text = err.to_string();
-    for needle in [
-        "SOLIDQ_ALIVE_THRESHOLD",
-        "\"15s\"",
-        "SOLIDQ_HEARTBEAT_INTERVAL",
-        "\"10s\"",
-        "20s",
-    ] {
+    for needle in ["SOLIDQ_ALIVE_THRESHOLD", "\"15s\"", "SOLIDQ_HEARTBEAT_INTERVAL", "\"10s\"", "20s"] {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
 
     // Exactly twice is enough.
-    config(&[
-        ("SOLIDQ_HEARTBEAT_INTERVAL", "10s"),
-        ("SOLIDQ_ALIVE_THRESHOLD", "20s"),
-    ])
-    .unwrap();
+    config(&[("SOLIDQ_HEARTBEAT_INTERVAL", "10s"), ("SOLIDQ_ALIVE_THRESHOLD", "20s")]).unwrap();
 
     // The rule also holds against a default: a 3m heartbeat with the 5m default threshold.
     let err = config(&[("SOLIDQ_HEARTBEAT_INTERVAL", "3m")]).unwrap_err();
@@ -264,11 +220,7 @@ fn the_alive_threshold_must_be_at_least_twice_the_heartbeat_interval() {
     assert!(err.to_string().contains("\"5m\" (the default)"), "{err}");
 
     // A malformed heartbeat is reported once, without a second complaint about the rule.
-    let err = config(&[
-        ("SOLIDQ_HEARTBEAT_INTERVAL", "ten"),
-        ("SOLIDQ_ALIVE_THRESHOLD", "1s"),
-    ])
-    .unwrap_err();
+    let err = config(&[("SOLIDQ_HEARTBEAT_INTERVAL", "ten"), ("SOLIDQ_ALIVE_THRESHOLD", "1s")]).unwrap_err();
     assert_eq!(problem_variables(&err), vec!["SOLIDQ_HEARTBEAT_INTERVAL"]);
 }
 
@@ -279,47 +231,20 @@ fn worker_groups_syntax() {
         workers("critical,default:5;reports*:2").unwrap(),
         vec![
             WorkerGroup {
-                queues: vec![
-                    QueuePattern::Exact("critical".into()),
-                    QueuePattern::Exact("default".into()),
-                ],
+                queues: vec![QueuePattern::Exact("critical".into()), QueuePattern::Exact("default".into()),],
                 concurrency: 5,
             },
-            WorkerGroup {
-                queues: vec![QueuePattern::Prefix("reports".into())],
-                concurrency: 2,
-            },
+            WorkerGroup { queues: vec![QueuePattern::Prefix("reports".into())], concurrency: 2 },
         ]
     );
-    assert_eq!(
-        workers("*:10").unwrap(),
-        vec![WorkerGroup {
-            queues: vec![QueuePattern::All],
-            concurrency: 10
-        }]
-    );
-    assert_eq!(
-        workers(" mailers : 1 ; * : 2 ;").unwrap().len(),
-        2,
-        "spaces and a trailing ';' are allowed"
-    );
+    assert_eq!(workers("*:10").unwrap(), vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 10 }]);
+    assert_eq!(workers(" mailers : 1 ; * : 2 ;").unwrap().len(), 2, "spaces and a trailing ';' are allowed");
 
-    for bad in [
-        "default",
-        "default:0",
-        "default:many",
-        ":2",
-        "a,,b:2",
-        "a:1;;b:1",
-        "re*ports:1",
-        "critical:5;reports",
-    ] {
+    for bad in ["default", "default:0", "default:many", ":2", "a,,b:2", "a:1;;b:1", "re*ports:1", "critical:5;reports"]
+    {
         let err = workers(bad).expect_err(bad);
         assert_eq!(problem_variables(&err), vec!["SOLIDQ_WORKERS"], "{bad}");
-        assert!(
-            err.to_string().contains("queue[,queue…]:concurrency"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("queue[,queue…]:concurrency"), "{err}");
     }
     let err = workers("critical:5;reports").unwrap_err();
     assert!(err.to_string().contains("group 2"), "{err}");
@@ -327,14 +252,8 @@ fn worker_groups_syntax() {
 
 #[test]
 fn booleans_levels_and_policies_accept_their_spellings() {
-    for (text, expected) in [
-        ("true", true),
-        ("1", true),
-        ("YES", true),
-        ("false", false),
-        ("0", false),
-        ("No", false),
-    ] {
+    for (text, expected) in [("true", true), ("1", true), ("YES", true), ("false", false), ("0", false), ("No", false)]
+    {
         let config = config(&[("SOLIDQ_AUTO_MIGRATE", text)]).unwrap();
         assert_eq!(config.auto_migrate, expected, "{text}");
     }
@@ -346,16 +265,7 @@ fn booleans_levels_and_policies_accept_their_spellings() {
         ("error", slog::Level::Error),
         ("critical", slog::Level::Critical),
     ] {
-        assert_eq!(
-            config(&[("SOLIDQ_LOG", text)]).unwrap().log_level,
-            level,
-            "{text}"
-        );
+        assert_eq!(config(&[("SOLIDQ_LOG", text)]).unwrap().log_level, level, "{text}");
     }
-    assert_eq!(
-        config(&[("SOLIDQ_ON_PROCESS_DEATH", "retry")])
-            .unwrap()
-            .on_process_death,
-        DeathPolicy::Retry
-    );
+    assert_eq!(config(&[("SOLIDQ_ON_PROCESS_DEATH", "retry")]).unwrap().on_process_death, DeathPolicy::Retry);
 }

@@ -94,4 +94,3 @@ impl Handler<StopChild> for Dispatcher {
         ctx.stop();
     }
 }
-

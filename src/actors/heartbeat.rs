@@ -152,7 +152,8 @@ impl Heartbeat {
         self.in_progress = true;
         let old = self.process;
         let new = Self::describe(&self.settings.details);
-        let call = blocking(&self.store, move |s| s.register_process(&new, Utc::now().naive_utc()).map(|id| (id, new.name)));
+        let call =
+            blocking(&self.store, move |s| s.register_process(&new, Utc::now().naive_utc()).map(|id| (id, new.name)));
         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
             act.in_progress = false;
             match result {
@@ -228,9 +229,13 @@ impl Handler<Deregister> for Heartbeat {
         });
         Box::pin(call.into_actor(self).map(move |result, act, _| {
             match &result {
-                Ok(released) => info!(act.logger, "process deregistered"; "process_id" => process, "released" => released),
-                Err(err) => error!(act.logger, "deregistering failed; the watchdog of another process will release the claims";
-                    "process_id" => process, "error" => %err),
+                Ok(released) => {
+                    info!(act.logger, "process deregistered"; "process_id" => process, "released" => released)
+                }
+                Err(err) => {
+                    error!(act.logger, "deregistering failed; the watchdog of another process will release the claims";
+                    "process_id" => process, "error" => %err)
+                }
             }
             result.map_err(|e| e.to_string())
         }))

@@ -18,7 +18,10 @@ use std::time::Duration;
 use crate::store::{SharedStore, StoreResult};
 
 /// Runs a blocking store call on the blocking pool, off the actor's event loop.
-pub(crate) fn blocking<T, F>(store: &SharedStore, call: F) -> impl std::future::Future<Output = StoreResult<T>> + 'static
+pub(crate) fn blocking<T, F>(
+    store: &SharedStore,
+    call: F,
+) -> impl std::future::Future<Output = StoreResult<T>> + 'static
 where
     T: Send + 'static,
     F: FnOnce(&dyn crate::store::Store) -> StoreResult<T> + Send + 'static,

@@ -179,7 +179,8 @@ impl Supervisor {
             }
             ChildKind::Dispatcher => {
                 let (interval, batch) = (self.settings.dispatcher_interval, self.settings.dispatcher_batch);
-                let addr = Dispatcher::start_in_arbiter(&handle, move |_| Dispatcher::new(store, interval, batch, &logger));
+                let addr =
+                    Dispatcher::start_in_arbiter(&handle, move |_| Dispatcher::new(store, interval, batch, &logger));
                 Running {
                     arbiter,
                     ping: addr.clone().recipient(),
@@ -192,8 +193,9 @@ impl Supervisor {
             }
             ChildKind::Watchdog => {
                 let (sweep, interval) = (self.settings.sweep.clone(), self.settings.watchdog_interval);
-                let addr =
-                    Watchdog::start_in_arbiter(&handle, move |_| Watchdog::new(store, sweep, interval, process, &logger));
+                let addr = Watchdog::start_in_arbiter(&handle, move |_| {
+                    Watchdog::new(store, sweep, interval, process, &logger)
+                });
                 Running {
                     arbiter,
                     ping: addr.clone().recipient(),
@@ -243,9 +245,13 @@ impl Supervisor {
             });
             actix_rt::spawn(async move {
                 match call.await {
-                    Ok(()) => warn!(logger, "claims of the crashed worker returned to ready"; "child" => name, "claims" => count),
-                    Err(err) => error!(logger, "could not release the crashed worker's claims; the watchdog will once this process is gone";
-                        "child" => name, "error" => %err),
+                    Ok(()) => {
+                        warn!(logger, "claims of the crashed worker returned to ready"; "child" => name, "claims" => count)
+                    }
+                    Err(err) => {
+                        error!(logger, "could not release the crashed worker's claims; the watchdog will once this process is gone";
+                        "child" => name, "error" => %err)
+                    }
                 }
             });
         }

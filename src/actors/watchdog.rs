@@ -98,7 +98,8 @@ pub fn sweep(
         let since = *suspects.0.entry(id).or_insert(clock);
         if clock.duration_since(since) >= settings.session_confirmation {
             let name = others.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
-            let reason = format!("its database session ended (session lock free for {} ms)", (clock - since).as_millis());
+            let reason =
+                format!("its database session ended (session lock free for {} ms)", (clock - since).as_millis());
             verdicts.push((id, name, DeathCause::Proven(reason)));
             suspects.0.remove(&id);
         }

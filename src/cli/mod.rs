@@ -120,12 +120,7 @@ where
 /// assert_eq!(code, 2);
 /// assert!(String::from_utf8(err).unwrap().starts_with("error: the payload is not valid JSON"));
 /// ```
-pub fn run_with<I, T>(
-    args: I,
-    lookup: impl Fn(&str) -> Option<String>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32
+pub fn run_with<I, T>(args: I, lookup: impl Fn(&str) -> Option<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -164,11 +159,7 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let text = e.render().to_string();
-            let _ = if e.use_stderr() {
-                write!(err, "{text}")
-            } else {
-                write!(out, "{text}")
-            };
+            let _ = if e.use_stderr() { write!(err, "{text}") } else { write!(out, "{text}") };
             return e.exit_code();
         }
     };
@@ -187,11 +178,7 @@ where
                 err,
                 "error: invalid configuration ({} {}):",
                 config_error.problems.len(),
-                if config_error.problems.len() == 1 {
-                    "problem"
-                } else {
-                    "problems"
-                }
+                if config_error.problems.len() == 1 { "problem" } else { "problems" }
             );
             for problem in &config_error.problems {
                 let _ = writeln!(err, "  {problem}");
@@ -206,10 +193,7 @@ where
 }
 
 fn connect(config: &Config) -> Result<SharedStore, Failure> {
-    Ok(store::connect(
-        &config.database_url,
-        config.pool_size.min(CLI_POOL_SIZE),
-    )?)
+    Ok(store::connect(&config.database_url, config.pool_size.min(CLI_POOL_SIZE))?)
 }
 
 /// Connects and, when `SOLIDQ_AUTO_MIGRATE` is on, applies pending migrations.
@@ -233,11 +217,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
             let _ = writeln!(
                 out,
                 "applied {applied} {} to {}",
-                if applied == 1 {
-                    "migration"
-                } else {
-                    "migrations"
-                },
+                if applied == 1 { "migration" } else { "migrations" },
                 config.database_url
             );
         }
@@ -253,8 +233,8 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
                     now: now(),
                     alive_threshold: config.alive_threshold,
                 };
-                let mut text = serde_json::to_string_pretty(&status::render_json(&view))
-                    .expect("a JSON value serializes");
+                let mut text =
+                    serde_json::to_string_pretty(&status::render_json(&view)).expect("a JSON value serializes");
                 text.push('\n');
                 text
             } else {
@@ -262,14 +242,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
             };
             let _ = out.write_all(text.as_bytes());
         }
-        Command::Enqueue {
-            kind,
-            payload,
-            queue,
-            priority,
-            delay,
-            max_attempts,
-        } => {
+        Command::Enqueue { kind, payload, queue, priority, delay, max_attempts } => {
             let arguments: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| Failure::Usage(format!("the payload is not valid JSON: {e}")))?;
             let mut opts = EnqueueOptions::new();
@@ -298,25 +271,14 @@ mod tests {
     use super::*;
 
     fn run_test(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut argv = vec!["solidq"];
         argv.extend_from_slice(args);
-        let code = run_with(
-            argv,
-            |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-            &mut out,
-            &mut err,
-        );
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+        let code =
+            run_with(argv, |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()), &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
     #[test]
@@ -324,10 +286,7 @@ mod tests {
         let (code, out, err) = run_test(&["enqueue", "ping", "{\"n\": "], &[]);
         assert_eq!(code, EXIT_USAGE);
         assert_eq!(out, "");
-        assert!(
-            err.starts_with("error: the payload is not valid JSON: "),
-            "{err}"
-        );
+        assert!(err.starts_with("error: the payload is not valid JSON: "), "{err}");
     }
 
     #[test]
@@ -345,19 +304,11 @@ mod tests {
 
     #[test]
     fn every_configuration_problem_is_printed() {
-        let (code, out, err) = run_test(
-            &["status"],
-            &[
-                ("SOLIDQ_POOL_SIZE", "abc"),
-                ("SOLIDQ_DATABASE_URL", "mysql://x"),
-            ],
-        );
+        let (code, out, err) =
+            run_test(&["status"], &[("SOLIDQ_POOL_SIZE", "abc"), ("SOLIDQ_DATABASE_URL", "mysql://x")]);
         assert_eq!(code, EXIT_USAGE);
         assert_eq!(out, "");
-        assert!(
-            err.starts_with("error: invalid configuration (2 problems):\n"),
-            "{err}"
-        );
+        assert!(err.starts_with("error: invalid configuration (2 problems):\n"), "{err}");
         assert!(err.contains("  SOLIDQ_POOL_SIZE=\"abc\""), "{err}");
         assert!(err.contains("\"mysql\""), "{err}");
     }
@@ -377,24 +328,9 @@ mod tests {
 
     #[test]
     fn negative_priorities_and_delays_parse() {
-        let cli = Cli::try_parse_from([
-            "solidq",
-            "enqueue",
-            "k",
-            "-1",
-            "--priority",
-            "-5",
-            "--in",
-            "1m30s",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["solidq", "enqueue", "k", "-1", "--priority", "-5", "--in", "1m30s"]).unwrap();
         match cli.command {
-            Command::Enqueue {
-                payload,
-                priority,
-                delay,
-                ..
-            } => {
+            Command::Enqueue { payload, priority, delay, .. } => {
                 assert_eq!(payload, "-1");
                 assert_eq!(priority, Some(-5));
                 assert_eq!(delay, Some(Duration::from_secs(90)));

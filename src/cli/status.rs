@@ -69,9 +69,7 @@ fn utc(at: NaiveDateTime) -> String {
 
 /// Replaces control characters so a stored name cannot break the table or the terminal.
 fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// Lays out rows under headers; columns whose flag in `right` is set are right-aligned.
@@ -204,14 +202,7 @@ pub fn render_table(view: &StatusView<'_>) -> String {
             })
             .collect();
         out.push_str(&table(
-            &[
-                "QUEUE",
-                "READY",
-                "SCHEDULED",
-                "CLAIMED",
-                "FAILED",
-                "FINISHED",
-            ],
+            &["QUEUE", "READY", "SCHEDULED", "CLAIMED", "FAILED", "FINISHED"],
             &rows,
             &[false, true, true, true, true, true],
         ));
@@ -269,10 +260,7 @@ mod tests {
     use chrono::NaiveDate;
 
     fn now() -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(2026, 11, 26)
-            .unwrap()
-            .and_hms_milli_opt(12, 0, 0, 0)
-            .unwrap()
+        NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_milli_opt(12, 0, 0, 0).unwrap()
     }
 
     fn process(id: i64, name: &str, age: TimeDelta) -> ProcessRow {
@@ -289,13 +277,7 @@ mod tests {
     }
 
     fn counts(ready: i64, failed: i64) -> JobCounts {
-        JobCounts {
-            ready,
-            scheduled: 2,
-            claimed: 3,
-            failed,
-            finished: 100,
-        }
+        JobCounts { ready, scheduled: 2, claimed: 3, failed, finished: 100 }
     }
 
     #[test]
@@ -326,14 +308,8 @@ mod tests {
         ];
         let totals = counts(5, 1);
         let queues = vec![
-            QueueCounts {
-                queue: "default".into(),
-                counts: counts(4, 1),
-            },
-            QueueCounts {
-                queue: "reports-monthly".into(),
-                counts: counts(1, 0),
-            },
+            QueueCounts { queue: "default".into(), counts: counts(4, 1) },
+            QueueCounts { queue: "reports-monthly".into(), counts: counts(1, 0) },
         ];
         let text = render_table(&StatusView {
             processes: &processes,
@@ -343,22 +319,10 @@ mod tests {
             alive_threshold: Duration::from_secs(60),
         });
         let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            lines[0].starts_with("Processes: 2 (1 alive, 1 dead; dead = no heartbeat for over 1m"),
-            "{text}"
-        );
-        assert_eq!(
-            lines[1],
-            "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE"
-        );
-        assert_eq!(
-            lines[2],
-            " 1  Runtime  solidq-web1-1001-aaaa  web1  1001         3s  alive"
-        );
-        assert_eq!(
-            lines[3],
-            "22  Runtime  solidq-web1-1022-bbbb  web1  1022      2m10s  dead"
-        );
+        assert!(lines[0].starts_with("Processes: 2 (1 alive, 1 dead; dead = no heartbeat for over 1m"), "{text}");
+        assert_eq!(lines[1], "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE");
+        assert_eq!(lines[2], " 1  Runtime  solidq-web1-1001-aaaa  web1  1001         3s  alive");
+        assert_eq!(lines[3], "22  Runtime  solidq-web1-1022-bbbb  web1  1022      2m10s  dead");
         assert!(text.contains("Jobs: 5 ready, 2 scheduled, 3 claimed, 1 failed, 100 finished"));
         assert!(text.contains("QUEUE            READY  SCHEDULED  CLAIMED  FAILED  FINISHED"));
         assert!(text.contains("default              4          2        3       1       100"));
@@ -374,10 +338,7 @@ mod tests {
             now: now(),
             alive_threshold: Duration::from_secs(300),
         });
-        assert_eq!(
-            text,
-            "Processes: none registered\n\nJobs: 0 ready, 0 scheduled, 0 claimed, 0 failed, 0 finished\n"
-        );
+        assert_eq!(text, "Processes: none registered\n\nJobs: 0 ready, 0 scheduled, 0 claimed, 0 failed, 0 finished\n");
     }
 
     #[test]
@@ -395,15 +356,9 @@ mod tests {
 
     #[test]
     fn json_has_processes_and_jobs() {
-        let processes = vec![
-            process(1, "a", TimeDelta::milliseconds(1500)),
-            process(2, "b", TimeDelta::seconds(600)),
-        ];
+        let processes = vec![process(1, "a", TimeDelta::milliseconds(1500)), process(2, "b", TimeDelta::seconds(600))];
         let totals = counts(1, 0);
-        let queues = vec![QueueCounts {
-            queue: "default".into(),
-            counts: counts(1, 0),
-        }];
+        let queues = vec![QueueCounts { queue: "default".into(), counts: counts(1, 0) }];
         let value = render_json(&StatusView {
             processes: &processes,
             totals: &totals,

@@ -307,8 +307,13 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` ready jobs for `process`, taking queues in the order of `queues`,
     /// then priority, then job id. Claims nothing if the process row does not exist.
     /// Each claimed job's `attempts` is incremented.
-    fn claim(&self, process: ProcessId, queues: &[QueuePattern], limit: usize, now: NaiveDateTime)
-        -> StoreResult<Vec<ClaimedJob>>;
+    fn claim(
+        &self,
+        process: ProcessId,
+        queues: &[QueuePattern],
+        limit: usize,
+        now: NaiveDateTime,
+    ) -> StoreResult<Vec<ClaimedJob>>;
 
     /// Marks the job finished, if the claim is still ours.
     fn finish(&self, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced>;
@@ -318,8 +323,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records `error` as the job's last error and schedules it again at `run_at` (ready at once
     /// if `run_at <= now`), if the claim is still ours.
-    fn retry(&self, token: ClaimToken, error: &FailureRecord, run_at: NaiveDateTime, now: NaiveDateTime)
-        -> StoreResult<Fenced>;
+    fn retry(
+        &self,
+        token: ClaimToken,
+        error: &FailureRecord,
+        run_at: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> StoreResult<Fenced>;
 
     /// Returns an unfinished claim to ready (e.g. the handler was stopped before running it),
     /// if the claim is still ours.
@@ -338,10 +348,7 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the process's session-liveness connection and, if it broke (e.g. the database
     /// restarted), reconnects and takes the session lock again. Returns whether it had to.
     /// Backends without session liveness return `Ok(false)`.
-    fn keep_session(&self, process: ProcessId) -> StoreResult<bool> {
-        let _ = process;
-        Ok(false)
-    }
+    fn keep_session(&self, process: ProcessId) -> StoreResult<bool>;
 
     /// Graceful exit: returns every claim of `process` to ready and deletes its row (and drops
     /// its session lock). Returns the number of claims released.
@@ -357,8 +364,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a dead process and hands its claims back per `policy` (to failed in any case once
     /// a job reached its max attempts), in one transaction. Safe to run from several watchdogs
     /// at once: only one of them reaps a given process.
-    fn reap_process(&self, process: ProcessId, cause: &DeathCause, policy: DeathPolicy, now: NaiveDateTime)
-        -> StoreResult<ReapOutcome>;
+    fn reap_process(
+        &self,
+        process: ProcessId,
+        cause: &DeathCause,
+        policy: DeathPolicy,
+        now: NaiveDateTime,
+    ) -> StoreResult<ReapOutcome>;
 
     /// Returns claims whose process row is missing to ready; returns how many.
     fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize>;
@@ -367,10 +379,7 @@ pub trait Store: Send + Sync + 'static {
     fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)>;
 
     /// The claims `process` holds, by job id.
-    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
-        let _ = process;
-        Ok(Vec::new())
-    }
+    fn claimed_by(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>>;
 
     /// One job, if it exists.
     fn job(&self, id: JobId) -> StoreResult<Option<JobRow>>;
