@@ -137,6 +137,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("enqueued {} jobs (3 scheduled 3 s out, one that panics once)", ids.len());
 
     let view_store = store.clone();
+    let alive_threshold = runtime.config().alive_threshold;
     let system = System::new();
     let outcome = system.block_on(async move {
         let handle = runtime.start()?;
@@ -170,12 +171,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 break false;
             }
         };
+        let view = view_store.clone();
+        let threshold = alive_threshold;
+        let status = actix_rt::task::spawn_blocking(move || solidq::cli::status::status_text(view.as_ref(), threshold))
+            .await??;
+        println!("\n{status}");
         let report = handle.shutdown().await;
         println!("shutdown: {report:?}");
         Ok::<_, Box<dyn std::error::Error>>(done)
     })?;
 
-    println!("\n{}", solidq::cli::status::status_text(store.as_ref(), solidq::Config::from_env()?.alive_threshold)?);
+    let (counts, _) = store.counts()?;
+    println!(
+        "after shutdown: {} ready, {} claimed, {} finished, {} failed",
+        counts.ready, counts.claimed, counts.finished, counts.failed
+    );
     if !outcome {
         return Err("not every demo job finished".into());
     }

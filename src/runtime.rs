@@ -159,7 +159,7 @@ impl Runtime {
         let groups: Vec<_> = c
             .workers
             .iter()
-            .map(|g| json!({"queues": g.queues.iter().map(|q| format!("{q:?}")).collect::<Vec<_>>(), "concurrency": g.concurrency}))
+            .map(|g| json!({"queues": g.queues.iter().map(|q| q.to_string()).collect::<Vec<_>>(), "concurrency": g.concurrency}))
             .collect();
         SupervisorSettings {
             workers: c

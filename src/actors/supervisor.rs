@@ -91,6 +91,8 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     store: SharedStore,
     registry: Arc<Registry>,
+    /// The runtime's logger, for children (they add their own `actor` key).
+    root_logger: Logger,
     logger: Logger,
     children: Vec<Child>,
     process: Option<ProcessId>,
@@ -126,6 +128,7 @@ impl Supervisor {
             settings,
             store,
             registry,
+            root_logger: logger.clone(),
             logger: logger.new(o!("actor" => "supervisor")),
             children,
             process: None,
@@ -139,7 +142,7 @@ impl Supervisor {
         let child = &self.children[index];
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
-        let (store, logger, process) = (self.store.clone(), self.logger.clone(), self.process);
+        let (store, logger, process) = (self.store.clone(), self.root_logger.clone(), self.process);
         let started_at = Instant::now();
         match child.kind {
             ChildKind::Heartbeat => {

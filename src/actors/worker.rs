@@ -131,7 +131,7 @@ impl Worker {
         process: Option<ProcessId>,
         logger: &Logger,
     ) -> Self {
-        let queues: Vec<String> = settings.group.queues.iter().map(|q| format!("{q:?}")).collect();
+        let queues: Vec<String> = settings.group.queues.iter().map(|q| q.to_string()).collect();
         Worker {
             logger: logger.new(o!("actor" => "worker", "queues" => queues.join(","))),
             settings,

@@ -84,6 +84,16 @@ pub enum QueuePattern {
     Prefix(String),
 }
 
+impl std::fmt::Display for QueuePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueuePattern::All => f.write_str("*"),
+            QueuePattern::Exact(name) => f.write_str(name),
+            QueuePattern::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
 impl QueuePattern {
     /// Parses `*`, `prefix*` or an exact name.
     ///
