@@ -116,6 +116,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `SOLIDQ_AUTO_MIGRATE`: apply pending migrations at start.
     pub auto_migrate: bool,
+    /// `SOLIDQ_PID_PROBE`: judge processes registered from this host and PID namespace dead as
+    /// soon as their pid is gone. Turn off to rely on session locks and heartbeats only.
+    pub pid_probe: bool,
     /// `SOLIDQ_ON_PROCESS_DEATH`: `retry` or `fail`.
     pub on_process_death: DeathPolicy,
     /// `SOLIDQ_LOG`: `trace`, `debug`, `info`, `warn`, `error` or `critical`.
@@ -226,6 +229,7 @@ impl Default for Config {
             watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             auto_migrate: true,
+            pid_probe: true,
             on_process_death: DeathPolicy::Retry,
             log_level: slog::Level::Info,
             log_format: LogFormat::Term,
@@ -330,6 +334,7 @@ impl Config {
         let watchdog_interval = r.read_duration("SOLIDQ_WATCHDOG_INTERVAL", defaults.watchdog_interval, false);
         let shutdown_timeout = r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, true);
         let auto_migrate = r.read("SOLIDQ_AUTO_MIGRATE", defaults.auto_migrate, parse_bool);
+        let pid_probe = r.read("SOLIDQ_PID_PROBE", defaults.pid_probe, parse_bool);
         let on_process_death = r.read("SOLIDQ_ON_PROCESS_DEATH", defaults.on_process_death, |text| {
             match text.to_ascii_lowercase().as_str() {
                 "retry" => Ok(DeathPolicy::Retry),
@@ -378,7 +383,7 @@ impl Config {
             alive_threshold,
             watchdog_interval,
             shutdown_timeout,
-            auto_migrate,
+            (auto_migrate, pid_probe),
             on_process_death,
             log_level,
             log_format,
@@ -394,7 +399,7 @@ impl Config {
                 Some((alive_threshold, _)),
                 Some((watchdog_interval, _)),
                 Some((shutdown_timeout, _)),
-                Some(auto_migrate),
+                (Some(auto_migrate), Some(pid_probe)),
                 Some(on_process_death),
                 Some(log_level),
                 Some(log_format),
@@ -410,6 +415,7 @@ impl Config {
                 watchdog_interval,
                 shutdown_timeout,
                 auto_migrate,
+                pid_probe,
                 on_process_death,
                 log_level,
                 log_format,

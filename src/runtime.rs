@@ -183,6 +183,7 @@ impl Runtime {
                 alive_threshold: c.alive_threshold,
                 policy: c.on_process_death,
                 session_confirmation: SESSION_CONFIRMATION,
+                pid_probe: c.pid_probe,
             },
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: std::time::Duration::from_secs(15),

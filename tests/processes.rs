@@ -146,6 +146,7 @@ fn quit_exits_at_once_and_leaves_claims_to_the_watchdog(db: TestDb) {
         alive_threshold: Duration::from_secs(60),
         policy: DeathPolicy::Retry,
         session_confirmation: Duration::ZERO,
+        pid_probe: true,
     };
     let outcome = sweep(
         db.store.as_ref(),
@@ -164,8 +165,10 @@ fn quit_exits_at_once_and_leaves_claims_to_the_watchdog(db: TestDb) {
 
 fn sigkill_mid_job_loses_nothing(db: TestDb) {
     let ids = enqueue_sleeps(&db, 40, 150);
-    let mut victim = spawn_child(&db, &[]);
-    let mut survivor = spawn_child(&db, &[]);
+    // On PostgreSQL the pid probe is off, so the session lock alone must detect the death.
+    let probe: &[(&str, &str)] = if db.store.backend() == "postgres" { &[("SOLIDQ_PID_PROBE", "false")] } else { &[] };
+    let mut victim = spawn_child(&db, probe);
+    let mut survivor = spawn_child(&db, probe);
     let victim_pid = victim.id() as i32;
     let victim_process = || db.store.processes().unwrap().into_iter().find(|p| p.pid == victim_pid).map(|p| p.id);
     wait_until("the victim to hold claims", Duration::from_secs(30), || {

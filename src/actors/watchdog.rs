@@ -35,6 +35,8 @@ pub struct SweepSettings {
     pub policy: DeathPolicy,
     /// How long a free session lock must stay free.
     pub session_confirmation: Duration,
+    /// Whether to check the pids of processes registered from this host and PID namespace.
+    pub pid_probe: bool,
 }
 
 /// Processes whose session lock was found free, and since when (monotonic clock).
@@ -85,7 +87,7 @@ pub fn sweep(
     for row in &others {
         if row.last_heartbeat_at < cutoff {
             verdicts.push((row.id, row.name.clone(), DeathCause::HeartbeatOlderThan(cutoff)));
-        } else if let Some(reason) = liveness::local_death(row, host) {
+        } else if let Some(reason) = liveness::local_death(row, host).filter(|_| settings.pid_probe) {
             verdicts.push((row.id, row.name.clone(), DeathCause::Proven(reason)));
         } else {
             undecided.push(row.id);

@@ -1,0 +1,644 @@
+//! Database outages in the middle of a run (Solid Queue #683, #512, #133, #309, #385):
+//! - PostgreSQL unreachable for 20 s: the runtime connects through a TCP proxy that the test
+//!   cuts (every open connection closed, new ones closed at once) and restores. 20 s is longer
+//!   than the alive threshold, so the heartbeat also fences the process and lifts the fence.
+//! - A SQLite file locked by another process (the `sqlite3` shell if installed, otherwise a
+//!   second connection on a thread) for longer than the store's busy timeout.
+//!
+//! In both: nothing panics, no job is lost, at most the jobs running at the cut run twice,
+//! processing resumes within 5 s of the database returning, errors are logged with backoff
+//! (not once per poll), the runtime fences itself and resumes, the host's actix System and
+//! its actors keep running, and the runtime still shuts down cleanly.
+//!
+//! The two tests run one after the other (they count panics process-wide and measure times).
+//! `SOLIDQ_TEST_LOG=1` echoes the runtime's log to stderr.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use common::TestDb;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+use serde::{Deserialize, Serialize};
+use solidq::config::{Config, DatabaseUrl, WorkerGroup};
+use solidq::store::{pool::SQLITE_BUSY_TIMEOUT, QueuePattern};
+use solidq::{Job, JobError, Perform, Runtime};
+
+/// Jobs run at once by the runtime under test: the most that may run twice.
+const CONCURRENCY: usize = 3;
+/// Jobs per scenario.
+const JOBS: i64 = 200;
+/// Each job's run time.
+const JOB_MS: u64 = 20;
+/// The requirement: processing resumes this soon after the database returns.
+const RESUME_WITHIN: Duration = Duration::from_secs(5);
+/// Error lines allowed during an outage. One line per failed poll would be about a thousand
+/// (a 20 ms polling interval over 20 s); backoff logs the 1st, 2nd, 4th, 8th... failure of
+/// each of the ~6 periodic calls.
+const MAX_ERROR_LINES: usize = 60;
+
+// --- serialisation and panic counting ---------------------------------------------------------
+
+/// Held by each test for its whole run.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Panics in this process (any thread) since the hook was installed.
+fn panics() -> &'static AtomicUsize {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            COUNT.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    &COUNT
+}
+
+// --- a log drain that keeps every record --------------------------------------------------------
+
+struct LogLine {
+    at: Instant,
+    level: slog::Level,
+    text: String,
+}
+
+/// Keeps every record (message and key-values) with its time; echoes to stderr when
+/// `SOLIDQ_TEST_LOG` is set.
+#[derive(Clone)]
+struct LogRecorder {
+    lines: Arc<Mutex<Vec<LogLine>>>,
+    echo: bool,
+}
+
+impl LogRecorder {
+    fn new() -> Self {
+        LogRecorder { lines: Arc::default(), echo: std::env::var_os("SOLIDQ_TEST_LOG").is_some() }
+    }
+
+    fn logger(&self) -> slog::Logger {
+        slog::Logger::root(self.clone(), slog::o!())
+    }
+
+    /// Error-level (and critical) lines logged in `[from, to)`.
+    fn errors_between(&self, from: Instant, to: Instant) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.level.is_at_least(slog::Level::Error) && l.at >= from && l.at < to)
+            .map(|l| l.text.clone())
+            .collect()
+    }
+
+    /// When a line containing `needle` was first logged at or after `from`.
+    fn first(&self, needle: &str, from: Instant) -> Option<Instant> {
+        self.lines.lock().unwrap().iter().find(|l| l.at >= from && l.text.contains(needle)).map(|l| l.at)
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.text.contains(needle)).count()
+    }
+}
+
+struct KvText<'a>(&'a mut String);
+
+impl slog::Serializer for KvText<'_> {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+        let _ = write!(self.0, " {key}={val}");
+        Ok(())
+    }
+}
+
+impl slog::Drain for LogRecorder {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let mut text = record.msg().to_string();
+        let _ = slog::KV::serialize(&record.kv(), record, &mut KvText(&mut text));
+        let _ = slog::KV::serialize(values, record, &mut KvText(&mut text));
+        if self.echo {
+            eprintln!("{} {text}", record.level().as_short_str());
+        }
+        let line = LogLine { at: Instant::now(), level: record.level(), text };
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
+        Ok(())
+    }
+}
+
+// --- a TCP proxy that can play a database outage -------------------------------------------------
+
+/// Forwards 127.0.0.1:<port> to `target`, two copy threads per connection. `cut` closes every
+/// open connection and closes new ones as soon as they are accepted; `restore` forwards again.
+struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    target: SocketAddr,
+    /// Whether connections are forwarded; its lock also guards registration, so that no
+    /// connection set up concurrently with a cut survives it.
+    up: Mutex<bool>,
+    /// One handle per side of every forwarded connection.
+    open: Mutex<Vec<TcpStream>>,
+    stopped: AtomicBool,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(ProxyShared {
+            target,
+            up: Mutex::new(true),
+            open: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+        });
+        let accepting = shared.clone();
+        std::thread::Builder::new()
+            .name("outage-proxy".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if accepting.stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(client) = client {
+                        accepting.forward(client);
+                    }
+                }
+            })
+            .unwrap();
+        Proxy { addr, shared }
+    }
+
+    /// The database is gone: open connections die, new ones are closed at once.
+    fn cut(&self) {
+        let mut up = self.shared.up.lock().unwrap();
+        *up = false;
+        for stream in self.shared.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The database is back.
+    fn restore(&self) {
+        *self.shared.up.lock().unwrap() = true;
+    }
+}
+
+impl ProxyShared {
+    fn forward(&self, client: TcpStream) {
+        let up = self.up.lock().unwrap();
+        if !*up {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        let Ok(server) = TcpStream::connect(self.target) else {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        };
+        let _ = (client.set_nodelay(true), server.set_nodelay(true));
+        let clones = (client.try_clone(), client.try_clone(), server.try_clone(), server.try_clone());
+        let (Ok(client2), Ok(client_handle), Ok(server2), Ok(server_handle)) = clones else { return };
+        {
+            let mut open = self.open.lock().unwrap();
+            open.retain(|s| s.peer_addr().is_ok());
+            open.push(client_handle);
+            open.push(server_handle);
+        }
+        drop(up);
+        pipe(client, server);
+        pipe(server2, client2);
+    }
+}
+
+/// Copies `from` to `to` on a thread; when either side ends, both are closed.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.cut();
+        // Wake the accept loop so that it sees `stopped`.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// `url` (`postgres://[user@]host[:port]/db?...`) with host and port replaced by `addr`, and
+/// the address it named.
+fn via_proxy(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((user, host_port)) => (format!("{user}@"), host_port),
+        None => (String::new(), authority),
+    };
+    let host_port = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:5432") };
+    let target = host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("{} names no TCP address (the proxy needs host:port)", common::POSTGRES_URL_VAR));
+    (format!("{scheme}://{user}{addr}{tail}"), target)
+}
+
+// --- a SQLite lock held by another process -------------------------------------------------------
+
+/// An exclusive write lock on a SQLite file, held by the `sqlite3` shell when it is installed
+/// (a real other process), otherwise by a second connection on a thread.
+enum SqliteLocker {
+    Shell { child: Child, stdin: ChildStdin, lines: Receiver<String> },
+    Thread { release: mpsc::Sender<()>, lines: Receiver<String>, thread: Option<std::thread::JoinHandle<()>> },
+}
+
+impl SqliteLocker {
+    /// Starts taking the lock; [`SqliteLocker::locked`] says when it is held.
+    fn start(path: &std::path::Path) -> SqliteLocker {
+        let spawned = Command::new("sqlite3")
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let mut stdin = child.stdin.take().unwrap();
+                let stdout = child.stdout.take().unwrap();
+                let (tx, lines) = mpsc::channel();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                });
+                // `.bail on`: if BEGIN fails the shell exits instead of printing "locked".
+                stdin.write_all(b".bail on\n.timeout 5000\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n").unwrap();
+                stdin.flush().unwrap();
+                SqliteLocker::Shell { child, stdin, lines }
+            }
+            Err(err) => {
+                eprintln!("sqlite3 shell not available ({err}); holding the lock from a second connection");
+                let path = path.to_str().unwrap().to_string();
+                let (tx, lines) = mpsc::channel();
+                let (release, released) = mpsc::channel::<()>();
+                let thread = std::thread::spawn(move || {
+                    let mut conn = SqliteConnection::establish(&path).expect("opening the locking connection");
+                    conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
+                    diesel::RunQueryDsl::execute(diesel::sql_query("BEGIN EXCLUSIVE"), &mut conn)
+                        .expect("BEGIN EXCLUSIVE");
+                    tx.send("locked".to_string()).unwrap();
+                    let _ = released.recv();
+                    diesel::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut conn).expect("COMMIT");
+                });
+                SqliteLocker::Thread { release, lines, thread: Some(thread) }
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            SqliteLocker::Shell { .. } => "the sqlite3 shell (another process)",
+            SqliteLocker::Thread { .. } => "a second connection on a thread",
+        }
+    }
+
+    /// Whether the lock is held now (panics if taking it failed).
+    fn locked(&mut self) -> bool {
+        let lines = match self {
+            SqliteLocker::Shell { lines, .. } | SqliteLocker::Thread { lines, .. } => lines,
+        };
+        match lines.try_recv() {
+            Ok(line) => line == "locked",
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => panic!("the locker could not take the lock"),
+        }
+    }
+
+    /// Commits (releasing the lock) and waits for the locker to end.
+    fn release(self) {
+        match self {
+            SqliteLocker::Shell { mut child, mut stdin, .. } => {
+                stdin.write_all(b"COMMIT;\n.quit\n").unwrap();
+                stdin.flush().unwrap();
+                drop(stdin);
+                let status = child.wait().unwrap();
+                assert!(status.success(), "sqlite3 ended with {status}");
+            }
+            SqliteLocker::Thread { release, mut thread, .. } => {
+                release.send(()).unwrap();
+                thread.take().unwrap().join().expect("the locking thread");
+            }
+        }
+    }
+}
+
+// --- the job, its handler, and a host actor ------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Tick {
+    n: i64,
+    sleep_ms: u64,
+}
+
+impl Job for Tick {
+    const KIND: &'static str = "outage.tick";
+}
+
+/// Every execution: the job's number and when it started.
+type Executions = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+struct Ticker {
+    seen: Executions,
+}
+
+impl Actor for Ticker {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Tick>> for Ticker {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
+        self.seen.lock().unwrap().push((msg.job.n, Instant::now()));
+        Box::pin(async move {
+            actix_rt::time::sleep(Duration::from_millis(msg.job.sleep_ms)).await;
+            Ok(())
+        })
+    }
+}
+
+/// The host application's own actor, on the System's arbiter: ticks every 50 ms and keeps the
+/// longest gap between ticks (the event loop was blocked or the System stopped).
+struct HostPulse {
+    last: Instant,
+    longest_gap: Duration,
+    ticks: usize,
+}
+
+impl Actor for HostPulse {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_millis(50), |act, _| {
+            act.longest_gap = act.longest_gap.max(act.last.elapsed());
+            act.last = Instant::now();
+            act.ticks += 1;
+        });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "(usize, Duration)")]
+struct HowAreYou;
+
+impl Handler<HowAreYou> for HostPulse {
+    type Result = MessageResult<HowAreYou>;
+    fn handle(&mut self, _: HowAreYou, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.ticks, self.longest_gap.max(self.last.elapsed())))
+    }
+}
+
+// --- the scenario -----------------------------------------------------------------------------------
+
+fn config(url: DatabaseUrl, alive_threshold: Duration) -> Config {
+    Config {
+        database_url: url,
+        pool_size: 4,
+        workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: CONCURRENCY }],
+        polling_interval: Duration::from_millis(20),
+        dispatcher_polling_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(200),
+        alive_threshold,
+        watchdog_interval: Duration::from_millis(100),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn finished(db: &TestDb) -> i64 {
+    db.store.counts().expect("counting jobs (direct connection)").0.finished
+}
+
+/// How the database goes away and comes back.
+trait Outage {
+    /// Makes the database unavailable to the runtime; returns once it is.
+    async fn begin(&mut self);
+    /// Makes it available again; returns the moment it was given back.
+    async fn end(&mut self) -> Instant;
+}
+
+struct ProxyOutage(Proxy);
+
+impl Outage for ProxyOutage {
+    async fn begin(&mut self) {
+        self.0.cut();
+    }
+    async fn end(&mut self) -> Instant {
+        self.0.restore();
+        Instant::now()
+    }
+}
+
+struct LockOutage {
+    path: std::path::PathBuf,
+    locker: Option<SqliteLocker>,
+}
+
+impl Outage for LockOutage {
+    async fn begin(&mut self) {
+        let mut locker = SqliteLocker::start(&self.path);
+        eprintln!("locking the SQLite file with {}", locker.kind());
+        wait_for("the other process to hold the lock", Duration::from_secs(10), || locker.locked()).await;
+        self.locker = Some(locker);
+    }
+    async fn end(&mut self) -> Instant {
+        let released = Instant::now();
+        let locker = self.locker.take().expect("a lock to release");
+        actix_rt::task::spawn_blocking(move || locker.release()).await.expect("releasing the lock");
+        released
+    }
+}
+
+/// Runs `JOBS` jobs on a runtime connected to `runtime_url`; `outage` strikes for `length`
+/// once some are finished. `db.store` (direct) is the test's view of the database.
+async fn outage_scenario(
+    name: &str,
+    db: &TestDb,
+    runtime_url: DatabaseUrl,
+    alive_threshold: Duration,
+    length: Duration,
+    mut outage: impl Outage,
+) {
+    let panics_before = panics().load(Ordering::SeqCst);
+    let host = HostPulse { last: Instant::now(), longest_gap: Duration::ZERO, ticks: 0 }.start();
+    let log = LogRecorder::new();
+    let seen: Executions = Arc::default();
+    let handler_seen = seen.clone();
+    let runtime = Runtime::new(config(runtime_url, alive_threshold), log.logger())
+        .expect("building the runtime")
+        .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
+    let ids = runtime.queue().enqueue_all((1..=JOBS).map(|n| Tick { n, sleep_ms: JOB_MS })).await.unwrap();
+    let started = Instant::now();
+    let handle = runtime.start().expect("starting the runtime");
+
+    wait_for("20 jobs to finish", Duration::from_secs(20), || finished(db) >= 20).await;
+    outage.begin().await;
+    let cut_at = Instant::now();
+    let finished_at_cut = finished(db);
+    assert!(finished_at_cut < JOBS - 20, "the outage must strike while jobs are pending ({finished_at_cut} done)");
+    actix_rt::time::sleep(length).await;
+    let finished_at_restore = finished(db);
+    let executions_at_restore = seen.lock().unwrap().len();
+    let restored_at = outage.end().await;
+    assert!(System::try_current().is_some(), "the host's System is gone");
+
+    // Processing resumes: an outcome is recorded, and a job is claimed and starts.
+    let (mut recorded_after, mut started_after) = (None, None);
+    let deadline = restored_at + Duration::from_secs(20);
+    while recorded_after.is_none() || started_after.is_none() {
+        assert!(Instant::now() < deadline, "[{name}] processing did not resume within 20 s of the database returning");
+        if recorded_after.is_none() && finished(db) > finished_at_restore {
+            recorded_after = Some(restored_at.elapsed());
+        }
+        if started_after.is_none() {
+            started_after =
+                seen.lock().unwrap().iter().find(|(_, at)| *at > restored_at).map(|(_, at)| *at - restored_at);
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (recorded_after, started_after) = (recorded_after.unwrap(), started_after.unwrap());
+
+    wait_for("every job to finish", Duration::from_secs(30), || finished(db) == JOBS).await;
+    let all_done = started.elapsed();
+    let report = handle.shutdown().await;
+
+    // --- what happened -----------------------------------------------------------------
+    let outage_errors = log.errors_between(cut_at, restored_at);
+    let errors_after = log.errors_between(restored_at, Instant::now());
+    let fenced_at = log.first("fencing this process", cut_at);
+    let resumed_at = log.first("resuming", cut_at).or_else(|| log.first("registered again", cut_at));
+    let restarts = log.count("child actor is down");
+    let executions = seen.lock().unwrap().clone();
+    let mut runs: BTreeMap<i64, Vec<Instant>> = BTreeMap::new();
+    for (n, at) in &executions {
+        runs.entry(*n).or_default().push(*at);
+    }
+    let duplicated: Vec<i64> = runs.iter().filter(|(_, at)| at.len() > 1).map(|(n, _)| *n).collect();
+    let duplicates = executions.len() - runs.len();
+    let (host_ticks, host_gap) = host.send(HowAreYou).await.expect("the host actor answers after the outage");
+    let states: HashSet<String> =
+        ids.iter().map(|id| db.store.job(*id).unwrap().map(|j| j.state).unwrap_or_else(|| "missing".into())).collect();
+
+    eprintln!(
+        "[{name}] outage {length:?}: finished at cut {finished_at_cut}, at restore {finished_at_restore} \
+         (executions by then {executions_at_restore}); after restore: first outcome recorded in {recorded_after:?}, \
+         first new job started in {started_after:?}; all {JOBS} finished {all_done:?} after start"
+    );
+    eprintln!(
+        "[{name}] error lines: {} during the outage, {} after it; fenced {:?} into the outage, resumed {:?} after \
+         the restore; executions {} for {} jobs (duplicates {duplicates}: {duplicated:?}); child restarts \
+         {restarts}; host actor ticks {host_ticks}, longest gap {host_gap:?}; shutdown {report:?}",
+        outage_errors.len(),
+        errors_after.len(),
+        fenced_at.map(|at| at - cut_at),
+        resumed_at.map(|at| at.saturating_duration_since(restored_at)),
+        executions.len(),
+        runs.len(),
+    );
+    for line in &outage_errors {
+        eprintln!("[{name}]   error during the outage: {line}");
+    }
+    for line in &errors_after {
+        eprintln!("[{name}]   error after the outage: {line}");
+    }
+
+    // --- the requirements ----------------------------------------------------------------
+    assert_eq!(panics().load(Ordering::SeqCst), panics_before, "something panicked");
+    assert_eq!(restarts, 0, "no child actor may crash or get stuck because of the outage");
+    assert_eq!(states, HashSet::from(["finished".to_string()]), "every job finished, none lost");
+    assert_eq!(runs.len() as i64, JOBS, "every job ran");
+    assert!(duplicates <= CONCURRENCY, "{duplicates} duplicate executions; at most the {CONCURRENCY} running jobs");
+    for n in &duplicated {
+        assert!(runs[n][0] < cut_at, "job {n} ran twice but was not running when the outage began");
+    }
+    assert!(recorded_after < RESUME_WITHIN, "first outcome recorded {recorded_after:?} after the database returned");
+    assert!(started_after < RESUME_WITHIN, "first new job started {started_after:?} after the database returned");
+    assert!(
+        outage_errors.len() < MAX_ERROR_LINES,
+        "{} error lines during a {length:?} outage: errors must be logged with backoff",
+        outage_errors.len()
+    );
+    assert!(!outage_errors.is_empty(), "the outage must be visible in the log");
+    let fenced_at = fenced_at.expect("longer than the alive threshold without a heartbeat: the process fences itself");
+    assert!(fenced_at < restored_at, "fenced during the outage");
+    let resumed_at = resumed_at.expect("the fence is lifted once the database answers");
+    assert!(resumed_at >= restored_at);
+    assert!(host_gap < Duration::from_secs(2), "the host's event loop stalled for {host_gap:?}");
+    assert!(System::try_current().is_some(), "the host's System is gone");
+    assert!(report.deregistered, "clean shutdown after the outage: {report:?}");
+    assert_eq!((report.abandoned, report.released), (0, 0), "nothing left running at shutdown: {report:?}");
+    assert!(db.store.processes().unwrap().is_empty(), "the process deregistered");
+}
+
+#[test]
+fn postgres_outage_of_20s_loses_nothing_and_resumes_quickly() {
+    let _serial = serial();
+    let Some(db) = common::postgres_db() else { return };
+    let (_, target) = via_proxy(db.postgres_url().unwrap(), "127.0.0.1:1".parse().unwrap());
+    let proxy = Proxy::start(target);
+    let (url, _) = via_proxy(db.postgres_url().unwrap(), proxy.addr);
+    System::new().block_on(outage_scenario(
+        "postgres",
+        &db,
+        DatabaseUrl::Postgres(url),
+        Duration::from_secs(10),
+        Duration::from_secs(20),
+        ProxyOutage(proxy),
+    ));
+}
+
+#[test]
+fn sqlite_file_locked_by_another_process_loses_nothing_and_resumes() {
+    let _serial = serial();
+    let db = common::sqlite_db();
+    let DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
+    // Held past the busy timeout, so that store calls really fail; the alive threshold is
+    // shorter than the busy timeout, so that the first failed heartbeat fences the process.
+    let length = SQLITE_BUSY_TIMEOUT + Duration::from_secs(2);
+    System::new().block_on(outage_scenario(
+        "sqlite",
+        &db,
+        db.url.clone(),
+        Duration::from_secs(4),
+        length,
+        LockOutage { path, locker: None },
+    ));
+}
