@@ -2,6 +2,7 @@
 //! graceful stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
@@ -75,7 +76,11 @@ pub struct Runtime {
     registry: Registry,
     duplicate: Option<&'static str>,
     guard: Option<LoggingGuard>,
+    stuck_after: Duration,
 }
+
+/// Default for [`Runtime::stuck_after`].
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(15);
 
 impl Runtime {
     /// Reads `SOLIDQ_*`, sets up logging (bridging the `log` crate), opens the database and,
@@ -91,13 +96,27 @@ impl Runtime {
     /// A runtime from an explicit configuration and logger (tests, custom setups).
     pub fn new(config: Config, logger: Logger) -> Result<Runtime, RuntimeError> {
         let store = store::connect(&config.database_url, config.pool_size)?;
+        Runtime::with_store(config, store, logger)
+    }
+
+    /// A runtime over an already opened store (a wrapped or instrumented one, in tests);
+    /// `config.database_url` is not used. Applies migrations unless `auto_migrate` is off.
+    pub fn with_store(config: Config, store: SharedStore, logger: Logger) -> Result<Runtime, RuntimeError> {
         if config.auto_migrate {
             let applied = store.migrate()?;
             if applied > 0 {
                 info!(logger, "migrations applied"; "count" => applied, "backend" => store.backend());
             }
         }
-        Ok(Runtime { config, store, logger, registry: Registry::default(), duplicate: None, guard: None })
+        Ok(Runtime {
+            config,
+            store,
+            logger,
+            registry: Registry::default(),
+            duplicate: None,
+            guard: None,
+            stuck_after: DEFAULT_STUCK_AFTER,
+        })
     }
 
     /// Registers an async actor (`Context<A>`) for jobs of type `J`. The runtime starts it from
@@ -132,6 +151,13 @@ impl Runtime {
         if !self.registry.insert(kind, handler) {
             self.duplicate.get_or_insert(kind);
         }
+    }
+
+    /// The shortest time without progress after which the supervisor treats a child actor as
+    /// stuck and replaces it (each child uses at least ten of its own intervals).
+    pub fn stuck_after(mut self, after: Duration) -> Self {
+        self.stuck_after = after;
+        self
     }
 
     /// A handle for enqueueing jobs.
@@ -186,7 +212,7 @@ impl Runtime {
                 pid_probe: c.pid_probe,
             },
             shutdown_timeout: c.shutdown_timeout,
-            stuck_after: std::time::Duration::from_secs(15),
+            stuck_after: self.stuck_after,
             standalone,
         }
     }

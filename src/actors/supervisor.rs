@@ -238,7 +238,7 @@ impl Supervisor {
         error!(self.logger, "child actor is down; restarting"; "child" => &name, "reason" => why,
             "restart_in_ms" => delay.as_millis() as u64, "restarts_so_far" => child.restarts);
         // Jobs the crashed worker was running can no longer be recorded: hand them back.
-        let orphaned = child.ledger.drain();
+        let orphaned = child.ledger.retire();
         if !orphaned.is_empty() {
             let logger = self.logger.clone();
             let count = orphaned.len();
@@ -302,6 +302,7 @@ impl Supervisor {
     }
 
     fn start_child(&mut self, index: usize, ctx: &mut Context<Self>) {
+        self.children[index].ledger = ClaimLedger::default();
         let running = self.spawn(index, &ctx.address());
         let child = &mut self.children[index];
         if child.restart_at.take().is_some() {

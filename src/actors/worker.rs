@@ -6,7 +6,7 @@
 //! An outcome the database refused stays pending and is written again with backoff: a claim is
 //! never forgotten because a write failed (Solid Queue #748).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,27 +23,46 @@ use crate::store::{ClaimToken, ClaimedJob, Fenced, ProcessId, SharedStore, Store
 /// Longest wait between retries of a failing database call.
 pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
 
-/// Claims held by one worker slot, kept outside the actor so that after the worker crashes the
-/// supervisor can hand them back instead of leaving them claimed by a live process.
+/// Claims held by one worker instance, kept outside the actor so that after the worker crashes
+/// or hangs the supervisor can hand them back instead of leaving them with a live process.
+///
+/// Once the supervisor retires a ledger, a claim call still under way when the worker was
+/// replaced releases what it claimed itself, the moment it returns.
 #[derive(Debug, Default, Clone)]
-pub struct ClaimLedger(Arc<Mutex<HashMap<ClaimToken, ProcessId>>>);
+pub struct ClaimLedger(Arc<Mutex<LedgerState>>);
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    claims: HashSet<ClaimToken>,
+    retired: bool,
+}
 
 impl ClaimLedger {
-    fn insert(&self, token: ClaimToken, process: ProcessId) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(token, process);
+    /// Records freshly claimed jobs; false if the ledger was retired (the caller must release them).
+    fn admit(&self, jobs: &[ClaimedJob]) -> bool {
+        let Ok(mut state) = self.0.lock() else { return false };
+        if state.retired {
+            return false;
         }
+        state.claims.extend(jobs.iter().map(|j| j.token));
+        true
     }
 
     fn remove(&self, token: &ClaimToken) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(token);
+        if let Ok(mut state) = self.0.lock() {
+            state.claims.remove(token);
         }
     }
 
-    /// Removes and returns every claim held.
-    pub fn drain(&self) -> Vec<ClaimToken> {
-        self.0.lock().map(|mut map| map.drain().map(|(token, _)| token).collect()).unwrap_or_default()
+    /// Retires the ledger and returns every claim it held.
+    pub fn retire(&self) -> Vec<ClaimToken> {
+        self.0
+            .lock()
+            .map(|mut state| {
+                state.retired = true;
+                state.claims.drain().collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -175,7 +194,19 @@ impl Worker {
         }
         let limit = self.free_slots();
         let queues = self.settings.group.queues.clone();
-        let call = blocking(&self.store, move |s| s.claim(process, &queues, limit, Utc::now().naive_utc()));
+        let ledger = self.ledger.clone();
+        let call = blocking(&self.store, move |s| {
+            let now = Utc::now().naive_utc();
+            let jobs = s.claim(process, &queues, limit, now)?;
+            if ledger.admit(&jobs) {
+                return Ok(jobs);
+            }
+            // This worker was replaced while the claim was under way: nobody will run these.
+            for job in jobs {
+                s.release(job.token, now)?;
+            }
+            Ok(Vec::new())
+        });
         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| match result {
             Ok(jobs) => {
                 act.claims.succeeded(&act.logger);
@@ -193,7 +224,6 @@ impl Worker {
 
     fn start_job(&mut self, process: ProcessId, job: ClaimedJob, ctx: &mut Context<Self>) {
         let token = job.token;
-        self.ledger.insert(token, process);
         debug!(self.logger, "job started"; "job_id" => token.job_id, "kind" => &job.kind,
             "queue" => &job.queue, "attempt" => job.attempts);
         let run = self.registry.perform(&job, &format!("{process}"));
