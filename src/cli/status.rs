@@ -254,6 +254,27 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
     })
 }
 
+/// Reads every process and the job counts from `store` and renders the status table, as
+/// `solidq status` prints it.
+///
+/// ```no_run
+/// # fn demo(store: &dyn solidq::store::Store) -> Result<(), solidq::store::StoreError> {
+/// println!("{}", solidq::cli::status::status_text(store, std::time::Duration::from_secs(300))?);
+/// # Ok(()) }
+/// ```
+pub fn status_text(store: &dyn crate::store::Store, alive_threshold: Duration) -> crate::store::StoreResult<String> {
+    let processes = store.processes()?;
+    let (totals, queues) = store.counts()?;
+    let view = StatusView {
+        processes: &processes,
+        totals: &totals,
+        queues: &queues,
+        now: chrono::Utc::now().naive_utc(),
+        alive_threshold,
+    };
+    Ok(render_table(&view))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,25 +406,4 @@ mod tests {
         assert_eq!(value["alive_threshold_secs"], 300.0);
         assert_eq!(value["now"], "2026-11-26T12:00:00.000Z");
     }
-}
-
-/// Reads every process and the job counts from `store` and renders the status table, as
-/// `solidq status` prints it.
-///
-/// ```no_run
-/// # fn demo(store: &dyn solidq::store::Store) -> Result<(), solidq::store::StoreError> {
-/// println!("{}", solidq::cli::status::status_text(store, std::time::Duration::from_secs(300))?);
-/// # Ok(()) }
-/// ```
-pub fn status_text(store: &dyn crate::store::Store, alive_threshold: Duration) -> crate::store::StoreResult<String> {
-    let processes = store.processes()?;
-    let (totals, queues) = store.counts()?;
-    let view = StatusView {
-        processes: &processes,
-        totals: &totals,
-        queues: &queues,
-        now: chrono::Utc::now().naive_utc(),
-        alive_threshold,
-    };
-    Ok(render_table(&view))
 }
