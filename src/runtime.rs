@@ -219,6 +219,10 @@ impl Runtime {
 
     /// Starts the runtime inside the current actix `System` (e.g. next to an actix-web
     /// server). Signals are left to the application; stop with [`RuntimeHandle::shutdown`].
+    ///
+    /// actix-web's `HttpServer` stops the whole System on SIGINT/SIGTERM, which would cut the
+    /// drain short: build it with `.disable_signals()`, stop it on your own signal handling, then
+    /// await [`RuntimeHandle::shutdown`] (see `examples/actix_web.rs`).
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
         self.start_with(false)
     }

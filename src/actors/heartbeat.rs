@@ -95,8 +95,11 @@ impl Heartbeat {
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.in_progress {
+            return;
+        }
         self.last_progress = Instant::now();
-        if self.in_progress || self.deregistered {
+        if self.deregistered {
             return;
         }
         self.in_progress = true;
@@ -107,6 +110,7 @@ impl Heartbeat {
         });
         ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
             act.in_progress = false;
+            act.last_progress = Instant::now();
             match result {
                 Ok(Beat::Stamped) => {
                     act.beat_ok();

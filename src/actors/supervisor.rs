@@ -51,10 +51,23 @@ pub struct SupervisorSettings {
     /// How long a drain waits for running jobs.
     pub shutdown_timeout: Duration,
     /// Minimum time without progress before a child counts as stuck (raised per child to ten
-    /// of its intervals).
+    /// of its intervals, three for the heartbeat).
     pub stuck_after: Duration,
     /// Handle TERM/INT (drain) and QUIT (exit at once) and stop the System when done.
     pub standalone: bool,
+}
+
+/// How long `kind` may go without progress before it counts as stuck: at least
+/// `stuck_after`, and at least ten of its own ticks (three for the heartbeat, which ticks once
+/// per heartbeat interval).
+fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
+    let ticks = match kind {
+        ChildKind::Heartbeat => settings.heartbeat.interval * 3,
+        ChildKind::Worker(i) => settings.workers[i].polling_interval * 10,
+        ChildKind::Dispatcher => settings.dispatcher_interval * 10,
+        ChildKind::Watchdog => settings.watchdog_interval * 10,
+    };
+    settings.stuck_after.max(ticks)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +117,12 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor for the given children.
     pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
-        let stuck = |interval: Duration| settings.stuck_after.max(interval * 10);
-        let mut kinds = vec![(ChildKind::Heartbeat, stuck(settings.heartbeat.interval.min(Duration::from_secs(1))))];
-        for (i, w) in settings.workers.iter().enumerate() {
-            kinds.push((ChildKind::Worker(i), stuck(w.polling_interval)));
-        }
-        kinds.push((ChildKind::Dispatcher, stuck(settings.dispatcher_interval)));
-        kinds.push((ChildKind::Watchdog, stuck(settings.watchdog_interval)));
+        let mut kinds = vec![ChildKind::Heartbeat];
+        kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
+        kinds.extend([ChildKind::Dispatcher, ChildKind::Watchdog]);
         let children = kinds
             .into_iter()
+            .map(|kind| (kind, stuck_limit(&settings, kind)))
             .map(|(kind, stuck_after)| Child {
                 kind,
                 running: None,
@@ -459,5 +469,45 @@ impl Handler<Shutdown> for Supervisor {
             }
             report
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WorkerGroup;
+    use crate::store::{DeathPolicy, QueuePattern};
+
+    #[test]
+    fn no_child_counts_as_stuck_between_two_of_its_ticks() {
+        let settings = SupervisorSettings {
+            workers: vec![WorkerSettings {
+                group: WorkerGroup { queues: vec![QueuePattern::All], concurrency: 1 },
+                polling_interval: Duration::from_millis(100),
+            }],
+            heartbeat: HeartbeatSettings {
+                interval: Duration::from_secs(30),
+                alive_threshold: Duration::from_secs(300),
+                details: serde_json::Value::Null,
+            },
+            dispatcher_interval: Duration::from_secs(1),
+            dispatcher_batch: 500,
+            watchdog_interval: Duration::from_millis(500),
+            sweep: SweepSettings {
+                alive_threshold: Duration::from_secs(300),
+                policy: DeathPolicy::Retry,
+                session_confirmation: Duration::from_millis(400),
+                pid_probe: true,
+            },
+            shutdown_timeout: Duration::from_secs(5),
+            stuck_after: Duration::from_secs(15),
+            standalone: false,
+        };
+        // The heartbeat beats every 30 s: a 15 s limit would restart it while idle.
+        assert_eq!(stuck_limit(&settings, ChildKind::Heartbeat), Duration::from_secs(90));
+        assert_eq!(stuck_limit(&settings, ChildKind::Worker(0)), Duration::from_secs(15));
+        assert_eq!(stuck_limit(&settings, ChildKind::Dispatcher), Duration::from_secs(15));
+        let slow = SupervisorSettings { dispatcher_interval: Duration::from_secs(60), ..settings };
+        assert_eq!(stuck_limit(&slow, ChildKind::Dispatcher), Duration::from_secs(600));
     }
 }

@@ -53,7 +53,14 @@ pub struct PgStore {
     sessions: Mutex<HashMap<ProcessId, Arc<Mutex<Session>>>>,
     /// First advisory-lock key: a stable hash of `current_schema()`.
     schema_key: OnceLock<i32>,
+    /// When one of this store's own sessions was last found broken. A session lost by this
+    /// process too means the server probably restarted and every live process is re-taking
+    /// its lock: free locks prove nothing until [`SESSION_RESTART_GRACE`] has passed.
+    session_lost_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after losing one of its own sessions a store reports no session as gone.
+pub const SESSION_RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,7 +200,13 @@ impl PgStore {
     pub fn connect(url: &str, pool_size: u32) -> StoreResult<Self> {
         let url = with_connect_timeout(url);
         let pool = pg_pool(&url, pool_size)?;
-        Ok(PgStore { url, pool, sessions: Mutex::new(HashMap::new()), schema_key: OnceLock::new() })
+        Ok(PgStore {
+            url,
+            pool,
+            sessions: Mutex::new(HashMap::new()),
+            schema_key: OnceLock::new(),
+            session_lost_at: Mutex::new(None),
+        })
     }
 
     /// Runs `f` in a transaction on a pooled connection.
@@ -262,6 +275,9 @@ impl PgStore {
         };
         if alive && session.locked {
             return Ok(false);
+        }
+        if !alive || !session.locked {
+            *lock_or_recover(&self.session_lost_at) = Some(std::time::Instant::now());
         }
         if !alive {
             session.locked = false;
@@ -484,6 +500,11 @@ impl Store for PgStore {
 
     fn sessions_gone(&self, candidates: &[ProcessId]) -> StoreResult<Vec<ProcessId>> {
         if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recently_lost =
+            lock_or_recover(&self.session_lost_at).is_some_and(|at| at.elapsed() < SESSION_RESTART_GRACE);
+        if recently_lost {
             return Ok(Vec::new());
         }
         let action = "probing process sessions";

@@ -1,0 +1,96 @@
+//! PostgreSQL session liveness when the server drops every session at once (as a restart or
+//! failover does): live processes take their locks again and nobody reaps anybody.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use solidq::config::{Config, WorkerGroup};
+use solidq::store::postgres::PgStore;
+use solidq::store::{QueuePattern, SharedStore};
+use solidq::{Job, JobError, Perform, Runtime, RuntimeHandle};
+
+#[derive(Serialize, Deserialize)]
+struct Tick(u32);
+
+impl Job for Tick {
+    const KIND: &'static str = "test.tick";
+}
+
+struct TickHandler;
+
+impl Actor for TickHandler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Tick>> for TickHandler {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, _: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
+    }
+}
+
+fn start(db: &common::TestDb, store: Arc<PgStore>) -> RuntimeHandle {
+    let config = Config {
+        database_url: db.url.clone(),
+        workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 2 }],
+        polling_interval: Duration::from_millis(20),
+        heartbeat_interval: Duration::from_millis(200),
+        alive_threshold: Duration::from_secs(60),
+        watchdog_interval: Duration::from_millis(50),
+        // Both runtimes share this test's pid: only the session lock can judge them.
+        pid_probe: false,
+        ..Config::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let shared: SharedStore = store;
+    Runtime::with_store(config, shared, logger).unwrap().register::<Tick, _, _>(|| TickHandler).start().unwrap()
+}
+
+#[actix_rt::test]
+async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reaped() {
+    let Some(db) = common::postgres_db() else { return };
+    let common::TestDb { url, .. } = &db;
+    let solidq::config::DatabaseUrl::Postgres(pg_url) = url else { unreachable!() };
+    let stores: Vec<Arc<PgStore>> = (0..2).map(|_| Arc::new(PgStore::connect(pg_url, 3).unwrap())).collect();
+    let handles: Vec<RuntimeHandle> = stores.iter().map(|s| start(&db, s.clone())).collect();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for h in &handles {
+        loop {
+            if let Some(id) = h.process_id().await {
+                ids.push(id);
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "registration");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The server ends both lock sessions, as a restart would.
+    let mut admin = PgConnection::establish(pg_url).unwrap();
+    for (store, id) in stores.iter().zip(&ids) {
+        let pid = store.session_backend_pid(*id).expect("a lock session");
+        diesel::sql_query(format!("SELECT pg_terminate_backend({pid})")).execute(&mut admin).unwrap();
+    }
+    // Well past the watchdogs' confirmation window: both must still be registered as themselves.
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    let alive: Vec<i64> = db.store.processes().unwrap().iter().map(|p| p.id).collect();
+    assert_eq!(alive, ids, "no live process was reaped");
+    for (store, id) in stores.iter().zip(&ids) {
+        assert!(store.session_backend_pid(*id).is_some(), "process {id} holds its lock again");
+    }
+    // And work goes on.
+    let job = handles[0].queue().enqueue(Tick(1)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.store.job(job).unwrap().unwrap().state != "finished" {
+        assert!(Instant::now() < deadline);
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in &handles {
+        h.shutdown().await;
+    }
+}
