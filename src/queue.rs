@@ -40,8 +40,7 @@ impl Queue {
     /// Enqueues `job` with `opts` (queue, priority, run at / run in, attempts).
     pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<JobId, EnqueueError> {
         let new = NewJob::from_job(&job, opts)?;
-        let ids = self.insert(vec![new]).await?;
-        Ok(ids[0])
+        first_id(self.insert(vec![new]).await?)
     }
 
     /// Enqueues all `jobs` with one INSERT, in one transaction; ids in the order given.
@@ -83,8 +82,7 @@ impl Queue {
         opts: EnqueueOptions,
     ) -> Result<JobId, EnqueueError> {
         let new = NewJob::from_job(job, opts)?;
-        let ids = conn.enqueue_jobs(std::slice::from_ref(&new), Utc::now().naive_utc())?;
-        Ok(ids[0])
+        first_id(conn.enqueue_jobs(std::slice::from_ref(&new), Utc::now().naive_utc())?)
     }
 
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, EnqueueError> {
@@ -100,4 +98,14 @@ impl Queue {
             })?
             .map_err(EnqueueError::from)
     }
+}
+
+/// The id of the single job just inserted.
+fn first_id(ids: Vec<JobId>) -> Result<JobId, EnqueueError> {
+    ids.first().copied().ok_or_else(|| {
+        EnqueueError::Store(StoreError::Connection {
+            action: "enqueueing a job",
+            message: "the database returned no id for the inserted job".into(),
+        })
+    })
 }

@@ -33,6 +33,9 @@ pub enum RuntimeError {
     /// Two handlers were registered for one job kind.
     #[error("job kind {0:?} has two handlers registered")]
     DuplicateKind(&'static str),
+    /// The actix System failed to run.
+    #[error("the actix system failed: {0}")]
+    System(String),
 }
 
 /// A solidq runtime: a supervisor with workers, dispatcher, heartbeat and watchdog, and the
@@ -248,10 +251,7 @@ impl Runtime {
         match code {
             Ok(0) => Ok(()),
             Ok(code) => std::process::exit(code),
-            Err(err) => Err(RuntimeError::Store(StoreError::Connection {
-                action: "running the system",
-                message: err.to_string(),
-            })),
+            Err(err) => Err(RuntimeError::System(err.to_string())),
         }
     }
 }
