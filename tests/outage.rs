@@ -10,14 +10,17 @@
 //! (not once per poll), the runtime fences itself and resumes, the host's actix System and
 //! its actors keep running, and the runtime still shuts down cleanly.
 //!
-//! The two tests run one after the other (they count panics process-wide and measure times).
+//! A third test cuts PostgreSQL exactly between a claim's COMMIT and its reply (Solid Queue
+//! #748's cousin): the claim is committed but the worker saw an error; the job must still run.
+//!
+//! The tests run one after another (they count panics process-wide and measure times).
 //! `SOLIDQ_TEST_LOG=1` echoes the runtime's log to stderr.
 
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -157,6 +160,20 @@ struct ProxyShared {
     /// One handle per side of every forwarded connection.
     open: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
+    /// Armed: the next claim reply (rows holding a job's arguments) marks its connection, and
+    /// that connection's next COMMIT is forwarded while every reply after it is dropped.
+    armed: AtomicBool,
+    /// The trap went off: a claim's COMMIT went to the server and its reply will never arrive.
+    sprung: AtomicBool,
+}
+
+/// What the trap knows about one connection.
+#[derive(Default)]
+struct ConnFlags {
+    /// The server sent claimed jobs on it; the client's next COMMIT ends that claim.
+    claim_seen: AtomicBool,
+    /// Drop everything the server sends from now on.
+    swallow: AtomicBool,
 }
 
 impl Proxy {
@@ -168,6 +185,8 @@ impl Proxy {
             up: Mutex::new(true),
             open: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
+            sprung: AtomicBool::new(false),
         });
         let accepting = shared.clone();
         std::thread::Builder::new()
@@ -199,10 +218,20 @@ impl Proxy {
     fn restore(&self) {
         *self.shared.up.lock().unwrap() = true;
     }
+
+    /// Sets the trap for the next claim's COMMIT (needs `sslmode=disable`: it reads the bytes).
+    fn arm_claim_commit_trap(&self) {
+        self.shared.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a claim's COMMIT has gone to the server with its reply dropped.
+    fn trap_sprung(&self) -> bool {
+        self.shared.sprung.load(Ordering::SeqCst)
+    }
 }
 
 impl ProxyShared {
-    fn forward(&self, client: TcpStream) {
+    fn forward(self: &Arc<Self>, client: TcpStream) {
         let up = self.up.lock().unwrap();
         if !*up {
             let _ = client.shutdown(Shutdown::Both);
@@ -222,15 +251,47 @@ impl ProxyShared {
             open.push(server_handle);
         }
         drop(up);
-        pipe(client, server);
-        pipe(server2, client2);
+        let flags = Arc::new(ConnFlags::default());
+        pipe(client, server, true, flags.clone(), self.clone());
+        pipe(server2, client2, false, flags, self.clone());
     }
 }
 
-/// Copies `from` to `to` on a thread; when either side ends, both are closed.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Copies `from` to `to` on a thread (`upstream`: client to server), springing the trap if
+/// armed; when either side ends, both are closed.
+fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: bool, flags: Arc<ConnFlags>, proxy: Arc<ProxyShared>) {
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let chunk = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => &buf[..n],
+            };
+            if upstream {
+                if proxy.armed.load(Ordering::SeqCst)
+                    && flags.claim_seen.load(Ordering::SeqCst)
+                    && contains(chunk, b"COMMIT")
+                {
+                    flags.swallow.store(true, Ordering::SeqCst);
+                    proxy.armed.store(false, Ordering::SeqCst);
+                    proxy.sprung.store(true, Ordering::SeqCst);
+                }
+            } else {
+                if flags.swallow.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if proxy.armed.load(Ordering::SeqCst) && contains(chunk, b"sleep_ms") {
+                    flags.claim_seen.store(true, Ordering::SeqCst);
+                }
+            }
+            if to.write_all(chunk).is_err() {
+                break;
+            }
+        }
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
     });
@@ -245,9 +306,8 @@ impl Drop for Proxy {
     }
 }
 
-/// `url` (`postgres://[user@]host[:port]/db?...`) with host and port replaced by `addr`, and
-/// the address it named.
-fn via_proxy(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
+/// `url` (`postgres://[user@]host[:port]/db?...`) split around its `host[:port]`.
+fn split_authority(url: &str) -> (String, String, String) {
     let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
@@ -255,13 +315,25 @@ fn via_proxy(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
         Some((user, host_port)) => (format!("{user}@"), host_port),
         None => (String::new(), authority),
     };
-    let host_port = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:5432") };
-    let target = host_port
+    (format!("{scheme}://{user}"), host_port.to_string(), tail.to_string())
+}
+
+/// The TCP address of the server `url` names (port 5432 unless given).
+fn server_of(url: &str) -> SocketAddr {
+    let (_, host_port, _) = split_authority(url);
+    let host_port = if host_port.contains(':') { host_port } else { format!("{host_port}:5432") };
+    host_port
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .unwrap_or_else(|| panic!("{} names no TCP address (the proxy needs host:port)", common::POSTGRES_URL_VAR));
-    (format!("{scheme}://{user}{addr}{tail}"), target)
+        .unwrap_or_else(|| panic!("{} names no TCP address (the proxy needs host:port)", common::POSTGRES_URL_VAR))
+}
+
+/// `url` with its host and port replaced by `addr`; the database and query (the test schema's
+/// `search_path`) stay.
+fn via(url: &str, addr: SocketAddr) -> String {
+    let (head, _, tail) = split_authority(url);
+    format!("{head}{addr}{tail}")
 }
 
 // --- a SQLite lock held by another process -------------------------------------------------------
@@ -536,7 +608,30 @@ async fn outage_scenario(
     }
     let (recorded_after, started_after) = (recorded_after.unwrap(), started_after.unwrap());
 
-    wait_for("every job to finish", Duration::from_secs(30), || finished(db) == JOBS).await;
+    let finish_deadline = Instant::now() + Duration::from_secs(30);
+    while finished(db) < JOBS && Instant::now() < finish_deadline {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    if finished(db) < JOBS {
+        let process = handle.process_id().await;
+        let claims = process.map(|p| db.store.claimed_by(p).unwrap());
+        let ran: HashSet<i64> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
+        let unfinished: Vec<String> = ids
+            .iter()
+            .zip(1..)
+            .filter_map(|(id, n)| {
+                let job = db.store.job(*id).unwrap()?;
+                (job.state != "finished").then(|| {
+                    format!("job {id} (n={n}): {} attempts={} executed={}", job.state, job.attempts, ran.contains(&n))
+                })
+            })
+            .collect();
+        panic!(
+            "[{name}] not every job finished 30 s after the restore: {:?}; unfinished: {unfinished:?}; process \
+             {process:?} holds claims {claims:?}",
+            db.store.counts().unwrap().0
+        );
+    }
     let all_done = started.elapsed();
     let report = handle.shutdown().await;
 
@@ -612,9 +707,10 @@ async fn outage_scenario(
 fn postgres_outage_of_20s_loses_nothing_and_resumes_quickly() {
     let _serial = serial();
     let Some(db) = common::postgres_db() else { return };
-    let (_, target) = via_proxy(db.postgres_url().unwrap(), "127.0.0.1:1".parse().unwrap());
-    let proxy = Proxy::start(target);
-    let (url, _) = via_proxy(db.postgres_url().unwrap(), proxy.addr);
+    let direct = db.postgres_url().unwrap().to_string();
+    let proxy = Proxy::start(server_of(&direct));
+    let url = via(&direct, proxy.addr);
+    eprintln!("runtime connects through the proxy: {url}");
     System::new().block_on(outage_scenario(
         "postgres",
         &db,
@@ -641,4 +737,75 @@ fn sqlite_file_locked_by_another_process_loses_nothing_and_resumes() {
         length,
         LockOutage { path, locker: None },
     ));
+}
+
+/// The connection drops after a claim's COMMIT reached the server but before its reply came
+/// back: the claim is committed, the worker saw an error. The job must still run.
+async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
+    let panics_before = panics().load(Ordering::SeqCst);
+    let log = LogRecorder::new();
+    let seen: Executions = Arc::default();
+    let handler_seen = seen.clone();
+    let runtime = Runtime::new(config(DatabaseUrl::Postgres(url), Duration::from_secs(10)), log.logger())
+        .expect("building the runtime")
+        .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
+    let jobs = 30;
+    let ids = runtime.queue().enqueue_all((1..=jobs).map(|n| Tick { n, sleep_ms: JOB_MS })).await.unwrap();
+    let handle = runtime.start().expect("starting the runtime");
+    wait_for("5 jobs to finish", Duration::from_secs(20), || finished(db) >= 5).await;
+    let process = handle.process_id().await.expect("registered");
+
+    proxy.arm_claim_commit_trap();
+    wait_for("a claim's COMMIT to reach the server", Duration::from_secs(10), || proxy.trap_sprung()).await;
+    // Let the server commit, then the connection drops with the reply unsent.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    let executed: HashSet<i64> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
+    let in_doubt: Vec<i64> = db
+        .store
+        .claimed_by(process)
+        .unwrap()
+        .iter()
+        .filter_map(|token| ids.iter().position(|id| *id == token.job_id).map(|i| i as i64 + 1))
+        .filter(|n| !executed.contains(n))
+        .collect();
+    eprintln!("[claim reply lost] committed claims the runtime never heard of: jobs {in_doubt:?}");
+    assert!(!in_doubt.is_empty(), "the trap should leave a committed, unacknowledged claim");
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    let restored_at = Instant::now();
+
+    let deadline = restored_at + Duration::from_secs(20);
+    while finished(db) < jobs && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = db.store.counts().unwrap().0;
+    let stuck: Vec<String> = ids
+        .iter()
+        .filter_map(|id| db.store.job(*id).unwrap())
+        .filter(|job| job.state != "finished")
+        .map(|job| format!("job {} {} attempts={}", job.id, job.state, job.attempts))
+        .collect();
+    let report = handle.shutdown().await;
+    eprintln!("[claim reply lost] after restore: {counts:?}, unfinished {stuck:?}, shutdown {report:?}");
+    assert!(
+        stuck.is_empty(),
+        "jobs {in_doubt:?} were claimed by a COMMIT whose reply was lost; 20 s after the database returned \
+         they are still unfinished ({stuck:?}) although process {process} is alive and registered: the worker \
+         treated the claim as failed and nobody reconciles it (shutdown then released {} claim(s))",
+        report.released
+    );
+    assert_eq!(panics().load(Ordering::SeqCst), panics_before, "something panicked");
+    assert!(report.deregistered);
+}
+
+#[test]
+fn postgres_claim_whose_commit_reply_is_lost_still_runs() {
+    let _serial = serial();
+    let Some(db) = common::postgres_db() else { return };
+    let direct = db.postgres_url().unwrap().to_string();
+    let proxy = Proxy::start(server_of(&direct));
+    // Plain text, so that the proxy can see the COMMIT.
+    let url = format!("{}&sslmode=disable", via(&direct, proxy.addr));
+    System::new().block_on(claim_commit_reply_lost(&db, proxy, url));
 }
