@@ -6,6 +6,7 @@
 //! [`heartbeat::Heartbeat`] stamps the process row, [`dispatcher::Dispatcher`] moves due
 //! scheduled jobs to ready and [`watchdog::Watchdog`] hands back the jobs of dead processes.
 
+pub mod claim_book;
 pub mod dispatcher;
 pub mod heartbeat;
 pub mod messages;

@@ -14,11 +14,12 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{error, info, o, warn, Logger};
 
+use super::claim_book::{ClaimBook, Seat};
 use super::dispatcher::Dispatcher;
 use super::heartbeat::{Heartbeat, HeartbeatSettings};
 use super::messages::*;
 use super::watchdog::{SweepSettings, Watchdog};
-use super::worker::{ClaimLedger, Worker, WorkerSettings};
+use super::worker::{Worker, WorkerSettings};
 use crate::registry::Registry;
 use crate::store::{ProcessId, SharedStore};
 
@@ -96,7 +97,8 @@ struct Child {
     restart_at: Option<Instant>,
     ping_in_flight: bool,
     stuck_after: Duration,
-    ledger: ClaimLedger,
+    /// The seat of the running worker instance (workers only).
+    seat: Seat,
 }
 
 /// The supervisor actor. Start it with [`crate::Runtime::start`].
@@ -104,6 +106,8 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     store: SharedStore,
     registry: Arc<Registry>,
+    /// Which worker instance holds which claim.
+    claims: Arc<ClaimBook>,
     /// The runtime's logger, for children (they add their own `actor` key).
     root_logger: Logger,
     logger: Logger,
@@ -131,13 +135,14 @@ impl Supervisor {
                 restart_at: None,
                 ping_in_flight: false,
                 stuck_after,
-                ledger: ClaimLedger::default(),
+                seat: 0,
             })
             .collect();
         Supervisor {
             settings,
             store,
             registry,
+            claims: Arc::new(ClaimBook::default()),
             root_logger: logger.clone(),
             logger: logger.new(o!("actor" => "supervisor")),
             children,
@@ -173,9 +178,9 @@ impl Supervisor {
             }
             ChildKind::Worker(i) => {
                 let settings = self.settings.workers[i].clone();
-                let (registry, ledger) = (self.registry.clone(), child.ledger.clone());
+                let (registry, book, seat) = (self.registry.clone(), self.claims.clone(), child.seat);
                 let addr = Worker::start_in_arbiter(&handle, move |_| {
-                    Worker::new(settings, store, registry, ledger, process, &logger)
+                    Worker::new(settings, store, registry, book, seat, process, &logger)
                 });
                 if self.fenced || self.stopping {
                     addr.do_send(StopClaiming);
@@ -248,7 +253,7 @@ impl Supervisor {
         error!(self.logger, "child actor is down; restarting"; "child" => &name, "reason" => why,
             "restart_in_ms" => delay.as_millis() as u64, "restarts_so_far" => child.restarts);
         // Jobs the crashed worker was running can no longer be recorded: hand them back.
-        let orphaned = child.ledger.retire();
+        let orphaned = self.claims.retire(child.seat);
         if !orphaned.is_empty() {
             let logger = self.logger.clone();
             let count = orphaned.len();
@@ -312,7 +317,7 @@ impl Supervisor {
     }
 
     fn start_child(&mut self, index: usize, ctx: &mut Context<Self>) {
-        self.children[index].ledger = ClaimLedger::default();
+        self.children[index].seat = self.claims.seat();
         let running = self.spawn(index, &ctx.address());
         let child = &mut self.children[index];
         if child.restart_at.take().is_some() {

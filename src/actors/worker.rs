@@ -6,14 +6,15 @@
 //! An outcome the database refused stays pending and is written again with backoff: a claim is
 //! never forgotten because a write failed (Solid Queue #748).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
 use slog::{debug, info, o, warn, Logger};
 
+use super::claim_book::{ClaimBook, ClaimPass, Seat};
 use super::messages::{InFlight, Ping, ResumeClaiming, SetProcess, StopChild, StopClaiming, Wake};
 use super::{blocking, PeriodicCall};
 use crate::config::WorkerGroup;
@@ -21,50 +22,7 @@ use crate::registry::{Outcome, Registry};
 use crate::store::{ClaimToken, ClaimedJob, Fenced, ProcessId, SharedStore, StoreResult};
 
 /// Longest wait between retries of a failing database call.
-pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
-
-/// Claims held by one worker instance, kept outside the actor so that after the worker crashes
-/// or hangs the supervisor can hand them back instead of leaving them with a live process.
-///
-/// Once the supervisor retires a ledger, a claim call still under way when the worker was
-/// replaced releases what it claimed itself, the moment it returns.
-#[derive(Debug, Default, Clone)]
-pub struct ClaimLedger(Arc<Mutex<LedgerState>>);
-
-#[derive(Debug, Default)]
-struct LedgerState {
-    claims: HashSet<ClaimToken>,
-    retired: bool,
-}
-
-impl ClaimLedger {
-    /// Records freshly claimed jobs; false if the ledger was retired (the caller must release them).
-    fn admit(&self, jobs: &[ClaimedJob]) -> bool {
-        let Ok(mut state) = self.0.lock() else { return false };
-        if state.retired {
-            return false;
-        }
-        state.claims.extend(jobs.iter().map(|j| j.token));
-        true
-    }
-
-    fn remove(&self, token: &ClaimToken) {
-        if let Ok(mut state) = self.0.lock() {
-            state.claims.remove(token);
-        }
-    }
-
-    /// Retires the ledger and returns every claim it held.
-    pub fn retire(&self) -> Vec<ClaimToken> {
-        self.0
-            .lock()
-            .map(|mut state| {
-                state.retired = true;
-                state.claims.drain().collect()
-            })
-            .unwrap_or_default()
-    }
-}
+pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What to write for a finished execution.
 #[derive(Debug, Clone)]
@@ -124,7 +82,10 @@ pub struct Worker {
     settings: WorkerSettings,
     store: SharedStore,
     registry: Arc<Registry>,
-    ledger: ClaimLedger,
+    book: Arc<ClaimBook>,
+    seat: Seat,
+    /// A claim failed with the database unreachable: it may have committed without our knowing.
+    claims_in_doubt: bool,
     logger: Logger,
     process: Option<ProcessId>,
     claiming: bool,
@@ -146,7 +107,8 @@ impl Worker {
         settings: WorkerSettings,
         store: SharedStore,
         registry: Arc<Registry>,
-        ledger: ClaimLedger,
+        book: Arc<ClaimBook>,
+        seat: Seat,
         process: Option<ProcessId>,
         logger: &Logger,
     ) -> Self {
@@ -156,7 +118,9 @@ impl Worker {
             settings,
             store,
             registry,
-            ledger,
+            book,
+            seat,
+            claims_in_doubt: false,
             process,
             claiming: true,
             claims: PeriodicCall::new(MAX_ERROR_BACKOFF),
@@ -194,22 +158,27 @@ impl Worker {
         }
         let limit = self.free_slots();
         let queues = self.settings.group.queues.clone();
-        let ledger = self.ledger.clone();
+        let (book, seat, settle) = (self.book.clone(), self.seat, self.claims_in_doubt);
         let call = blocking(&self.store, move |s| {
-            let now = Utc::now().naive_utc();
-            let jobs = s.claim(process, &queues, limit, now)?;
-            if ledger.admit(&jobs) {
-                return Ok(jobs);
-            }
-            // This worker was replaced while the claim was under way: nobody will run these.
-            for job in jobs {
-                s.release(job.token, now)?;
-            }
-            Ok(Vec::new())
+            book.claim(s, seat, process, &queues, limit, settle, Utc::now().naive_utc())
         });
         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(jobs) => {
+            Ok(ClaimPass { jobs, settled }) => {
                 act.claims.succeeded(&act.logger);
+                match settled {
+                    Some(0) => act.claims_in_doubt = false,
+                    Some(released) => {
+                        act.claims_in_doubt = false;
+                        warn!(act.logger, "claims left by a claim whose answer was lost returned to ready";
+                            "process_id" => process, "released" => released);
+                    }
+                    None => {}
+                }
+                if act.records.failing() {
+                    // The database answers again: write pending outcomes now, not after backoff.
+                    act.records.succeeded(&act.logger);
+                    act.record_pending(ctx);
+                }
                 act.more_ready = jobs.len() == limit;
                 for job in jobs {
                     act.start_job(process, job, ctx);
@@ -218,7 +187,10 @@ impl Worker {
                     act.tick(ctx);
                 }
             }
-            Err(err) => act.claims.failed(&act.logger, "claiming jobs", &err),
+            Err(err) => {
+                act.claims_in_doubt = true;
+                act.claims.failed(&act.logger, "claiming jobs", &err);
+            }
         }));
     }
 
@@ -256,11 +228,11 @@ impl Worker {
             act.recording -= 1;
             match result {
                 Ok(Fenced::Applied) => {
-                    act.ledger.remove(&token);
+                    act.book.settled(&token);
                     debug!(act.logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => record.label());
                 }
                 Ok(Fenced::Stale) => {
-                    act.ledger.remove(&token);
+                    act.book.settled(&token);
                     act.stale_discarded += 1;
                     warn!(act.logger, "outcome discarded: the claim is no longer this process's";
                         "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => record.label(),
