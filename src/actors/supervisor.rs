@@ -89,6 +89,24 @@ struct Running {
     started_at: Instant,
 }
 
+impl Running {
+    /// The handles every child has; `worker`/`heartbeat` are filled in by the caller.
+    fn new<A>(arbiter: Arbiter, addr: &Addr<A>) -> Running
+    where
+        A: Actor<Context = Context<A>> + Handler<Ping> + Handler<SetProcess> + Handler<StopChild>,
+    {
+        Running {
+            arbiter,
+            ping: addr.clone().recipient(),
+            set_process: addr.clone().recipient(),
+            stop: addr.clone().recipient(),
+            worker: None,
+            heartbeat: None,
+            started_at: Instant::now(),
+        }
+    }
+}
+
 struct Child {
     kind: ChildKind,
     running: Option<Running>,
@@ -158,7 +176,6 @@ impl Supervisor {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let (store, logger, process) = (self.store.clone(), self.root_logger.clone(), self.process);
-        let started_at = Instant::now();
         match child.kind {
             ChildKind::Heartbeat => {
                 let settings = self.settings.heartbeat.clone();
@@ -166,15 +183,7 @@ impl Supervisor {
                 let addr = Heartbeat::start_in_arbiter(&handle, move |_| {
                     Heartbeat::new(settings, store, replaced, fenced, process, &logger)
                 });
-                Running {
-                    arbiter,
-                    ping: addr.clone().recipient(),
-                    set_process: addr.clone().recipient(),
-                    stop: addr.clone().recipient(),
-                    worker: None,
-                    heartbeat: Some(addr),
-                    started_at,
-                }
+                Running { heartbeat: Some(addr.clone()), ..Running::new(arbiter, &addr) }
             }
             ChildKind::Worker(i) => {
                 let settings = self.settings.workers[i].clone();
@@ -185,44 +194,20 @@ impl Supervisor {
                 if self.fenced || self.stopping {
                     addr.do_send(StopClaiming);
                 }
-                Running {
-                    arbiter,
-                    ping: addr.clone().recipient(),
-                    set_process: addr.clone().recipient(),
-                    stop: addr.clone().recipient(),
-                    worker: Some(addr),
-                    heartbeat: None,
-                    started_at,
-                }
+                Running { worker: Some(addr.clone()), ..Running::new(arbiter, &addr) }
             }
             ChildKind::Dispatcher => {
                 let (interval, batch) = (self.settings.dispatcher_interval, self.settings.dispatcher_batch);
                 let addr =
                     Dispatcher::start_in_arbiter(&handle, move |_| Dispatcher::new(store, interval, batch, &logger));
-                Running {
-                    arbiter,
-                    ping: addr.clone().recipient(),
-                    set_process: addr.clone().recipient(),
-                    stop: addr.clone().recipient(),
-                    worker: None,
-                    heartbeat: None,
-                    started_at,
-                }
+                Running::new(arbiter, &addr)
             }
             ChildKind::Watchdog => {
                 let (sweep, interval) = (self.settings.sweep.clone(), self.settings.watchdog_interval);
                 let addr = Watchdog::start_in_arbiter(&handle, move |_| {
                     Watchdog::new(store, sweep, interval, process, &logger)
                 });
-                Running {
-                    arbiter,
-                    ping: addr.clone().recipient(),
-                    set_process: addr.clone().recipient(),
-                    stop: addr.clone().recipient(),
-                    worker: None,
-                    heartbeat: None,
-                    started_at,
-                }
+                Running::new(arbiter, &addr)
             }
         }
     }
