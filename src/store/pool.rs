@@ -65,6 +65,8 @@ pub fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(SqlitePool, Sql
         Pool::builder()
             .max_size(size.max(1))
             .connection_timeout(SQLITE_POOL_TIMEOUT)
+            // The store's callers log failures with backoff; r2d2 would log every attempt.
+            .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<SqliteConnection>::new(location))
             .map_err(StoreError::connection(action))
@@ -81,6 +83,8 @@ pub fn pg_pool(url: &str, pool_size: u32) -> StoreResult<PgPool> {
     Pool::builder()
         .max_size(pool_size.max(1))
         .connection_timeout(PG_POOL_TIMEOUT)
+        // The store's callers log failures with backoff; r2d2 would log every attempt.
+        .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
         .build(ConnectionManager::<PgConnection>::new(url))
         .map_err(StoreError::connection("connecting to PostgreSQL"))
 }
