@@ -23,6 +23,9 @@ use solidq::{Job, JobError, Perform, Runtime};
 #[derive(Serialize, Deserialize)]
 struct Sleep {
     ms: u64,
+    /// SIGKILL the worker running it (a poison job, as an OOM kill would look).
+    #[serde(default)]
+    kill_worker: bool,
 }
 
 impl Job for Sleep {
@@ -39,6 +42,12 @@ impl Actor for Sleeper {
 impl Handler<Perform<Sleep>> for Sleeper {
     type Result = Result<(), JobError>;
     fn handle(&mut self, msg: Perform<Sleep>, _: &mut SyncContext<Self>) -> Self::Result {
+        if msg.job.kill_worker {
+            // SAFETY: signalling our own process.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
         std::thread::sleep(Duration::from_millis(msg.job.ms));
         Ok(())
     }
@@ -112,7 +121,9 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 }
 
 fn enqueue_sleeps(db: &TestDb, n: usize, ms: u64) -> Vec<i64> {
-    let jobs: Vec<_> = (0..n).map(|_| solidq::NewJob::from_job(&Sleep { ms }, Default::default()).unwrap()).collect();
+    let jobs: Vec<_> = (0..n)
+        .map(|_| solidq::NewJob::from_job(&Sleep { ms, kill_worker: false }, Default::default()).unwrap())
+        .collect();
     db.store.enqueue(&jobs, Utc::now().naive_utc()).unwrap()
 }
 
@@ -188,6 +199,39 @@ fn sigkill_mid_job_loses_nothing(db: TestDb) {
     assert!(wait_exit(&mut survivor, Duration::from_secs(20)).success());
 }
 
+fn poison_job_that_kills_its_worker_ends_in_failed(db: TestDb) {
+    let poison =
+        solidq::NewJob::from_job(&Sleep { ms: 0, kill_worker: true }, solidq::EnqueueOptions::new().max_attempts(2))
+            .unwrap();
+    let id = db.store.enqueue(&[poison], Utc::now().naive_utc()).unwrap()[0];
+    let healthy = enqueue_sleeps(&db, 5, 10);
+    // Two workers at a time; every one the poison job kills is replaced.
+    let mut workers = vec![spawn_child(&db, &[]), spawn_child(&db, &[])];
+    let started = Instant::now();
+    let mut killed = 0;
+    while db.store.job(id).unwrap().unwrap().state != "failed" {
+        assert!(started.elapsed() < Duration::from_secs(60), "poison job never failed");
+        for w in workers.iter_mut() {
+            if w.try_wait().unwrap().is_some() {
+                killed += 1;
+                *w = spawn_child(&db, &[]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let job = db.store.job(id).unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    let error: solidq::store::FailureRecord = serde_json::from_str(job.last_error.as_deref().unwrap()).unwrap();
+    assert_eq!(error.class, "ProcessDied");
+    assert!(error.message.contains("last heartbeat"), "{}", error.message);
+    assert!(killed >= 1);
+    wait_until("the healthy jobs", Duration::from_secs(30), || states(&db, &healthy).iter().all(|s| s == "finished"));
+    for mut w in workers {
+        send(&w, libc::SIGTERM);
+        wait_exit(&mut w, Duration::from_secs(20));
+    }
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $db:expr) => {
         mod $backend {
@@ -201,6 +245,12 @@ macro_rules! backend_tests {
             fn quit_exits_at_once_and_leaves_claims_to_the_watchdog() {
                 let Some(db) = $db else { return };
                 super::quit_exits_at_once_and_leaves_claims_to_the_watchdog(db);
+            }
+
+            #[test]
+            fn poison_job_that_kills_its_worker_ends_in_failed() {
+                let Some(db) = $db else { return };
+                super::poison_job_that_kills_its_worker_ends_in_failed(db);
             }
 
             #[test]
