@@ -153,6 +153,9 @@ impl Heartbeat {
 
     /// Registers a new identity: at start, or after the row was pruned.
     fn register(&mut self, ctx: &mut Context<Self>) {
+        if self.deregistered {
+            return;
+        }
         self.in_progress = true;
         let old = self.process;
         let new = Self::describe(&self.settings.details);
