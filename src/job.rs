@@ -38,7 +38,7 @@ pub type JobId = i64;
 ///     const PRIORITY: i32 = 10;
 /// }
 /// ```
-pub trait Job: Serialize + DeserializeOwned + Send + Unpin + 'static {
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// Stable name of this kind of job, e.g. `"mailer.welcome"`.
     const KIND: &'static str;
     /// Queue a job goes to unless [`EnqueueOptions::queue`] says otherwise.
