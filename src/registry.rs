@@ -227,9 +227,50 @@ fn take_panic(threads: &HashSet<ThreadId>) -> Option<String> {
     log.remove(&thread)
 }
 
-// --- async actors on a dedicated arbiter ---------------------------------------------------
+// --- handler actors and how they are started ------------------------------------------------
 
-type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
+/// A handler actor's factory.
+pub type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
+
+/// How a registration starts its actor(s): at start, and again each time they stop.
+pub trait Launcher<A: Actor>: Send + Sync + 'static {
+    /// Starts actor(s) made by `factory` and returns their address.
+    fn launch(&self, factory: Factory<A>) -> Addr<A>;
+    /// Releases what `launch` set up (threads).
+    fn shutdown(&self) {}
+}
+
+/// Async actors (`Context<A>`) on an arbiter thread of their own, so a panic on that thread can
+/// be attributed to this registration. The arbiter survives a panicking actor and hosts its
+/// replacement.
+#[derive(Default)]
+pub struct OwnArbiter(Mutex<Option<Arbiter>>);
+
+impl<A: Actor<Context = Context<A>>> Launcher<A> for OwnArbiter {
+    fn launch(&self, factory: Factory<A>) -> Addr<A> {
+        let mut arbiter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let handle = arbiter.get_or_insert_with(Arbiter::new).handle();
+        A::start_in_arbiter(&handle, move |_| factory())
+    }
+
+    fn shutdown(&self) {
+        let arbiter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(arbiter) = arbiter {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Blocking actors (`SyncContext<A>`) on a `SyncArbiter` of this many threads. A panicking
+/// thread is gone for good, so a restart launches a whole new pool; the old one drains its
+/// queue and exits once its address is dropped.
+pub struct SyncPool(pub usize);
+
+impl<A: Actor<Context = SyncContext<A>>> Launcher<A> for SyncPool {
+    fn launch(&self, factory: Factory<A>) -> Addr<A> {
+        SyncArbiter::start(self.0.max(1), move || factory())
+    }
+}
 
 struct Live<A: Actor> {
     generation: u64,
@@ -237,149 +278,67 @@ struct Live<A: Actor> {
     threads: Arc<Mutex<HashSet<ThreadId>>>,
 }
 
-/// Handler for async actors (`Context<A>`), each registration on its own arbiter thread so a
-/// panic can be attributed to it.
-pub struct AsyncHandler<J, A: Actor> {
+/// A registered handler actor for jobs of type `J`, started by launcher `L`.
+pub struct ActorHandler<J, A: Actor, L> {
     factory: Factory<A>,
-    state: Mutex<Option<(Arbiter, Live<A>)>>,
+    launcher: L,
+    state: Mutex<Option<Live<A>>>,
     logger: Logger,
     _job: std::marker::PhantomData<fn(J)>,
 }
 
-impl<J, A> AsyncHandler<J, A>
+impl<J, A, L> ActorHandler<J, A, L>
 where
     J: Job,
-    A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+    A: Actor,
+    L: Launcher<A>,
 {
-    /// A handler that will start actors from `factory`.
-    pub fn new(factory: impl Fn() -> A + Send + Sync + 'static, logger: &Logger) -> Self {
-        AsyncHandler {
+    /// A handler that will start actors from `factory` with `launcher`.
+    pub fn new(factory: impl Fn() -> A + Send + Sync + 'static, launcher: L, logger: &Logger) -> Self {
+        ActorHandler {
             factory: Arc::new(factory),
+            launcher,
             state: Mutex::new(None),
             logger: logger.new(o!("kind" => J::KIND)),
             _job: std::marker::PhantomData,
         }
     }
 
-    fn spawn_actor(&self, arbiter: &ArbiterHandle, generation: u64) -> Live<A> {
+    /// Launches actors whose factory records the threads they run on.
+    fn spawn(&self, generation: u64) -> Live<A> {
         let threads = Arc::new(Mutex::new(HashSet::new()));
         let seen = threads.clone();
         let factory = self.factory.clone();
-        let addr = A::start_in_arbiter(arbiter, move |_| {
+        let addr = self.launcher.launch(Arc::new(move || {
             if let Ok(mut seen) = seen.lock() {
                 seen.insert(std::thread::current().id());
             }
             factory()
-        });
+        }));
         Live { generation, addr, threads }
     }
 
-    /// After a closed mailbox: start a new actor unless another caller already did.
+    /// After a closed mailbox: start new actors unless another caller already did.
     fn restart_after(&self, generation: u64) {
         let Ok(mut state) = self.state.lock() else { return };
-        if let Some((arbiter, live)) = state.as_mut() {
+        if let Some(live) = state.as_mut() {
             if live.generation == generation {
-                let handle = arbiter.handle();
-                *live = self.spawn_actor(&handle, generation + 1);
+                *live = self.spawn(generation + 1);
                 warn!(self.logger, "handler actor restarted after it stopped"; "restarts" => generation + 1);
             }
         }
     }
 }
 
-impl<J, A> ErasedHandler for Arc<AsyncHandler<J, A>>
+impl<J, A, L> ErasedHandler for Arc<ActorHandler<J, A, L>>
 where
     J: Job,
-    A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+    A: Actor + Handler<Perform<J>>,
+    A::Context: ToEnvelope<A, Perform<J>>,
+    L: Launcher<A>,
 {
     fn start(&self) {
-        let arbiter = Arbiter::new();
-        let live = self.spawn_actor(&arbiter.handle(), 0);
-        if let Ok(mut state) = self.state.lock() {
-            *state = Some((arbiter, live));
-        }
-    }
-
-    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture {
-        let live = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|s| s.as_ref().map(|(_, live)| (live.generation, live.addr.clone(), live.threads.clone())));
-        let this = self.clone();
-        dispatch::<J, A>(job, live, move |generation| this.restart_after(generation))
-    }
-
-    fn stop(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            if let Some((arbiter, _)) = state.take() {
-                arbiter.stop();
-            }
-        }
-    }
-}
-
-// --- blocking actors on a SyncArbiter --------------------------------------------------------
-
-/// Handler for blocking actors on a `SyncArbiter` of `threads` threads. A panicking thread is
-/// gone for good, so after a panic the whole pool is replaced (the old one drains and exits).
-pub struct SyncHandler<J, A: Actor> {
-    factory: Factory<A>,
-    threads: usize,
-    state: Mutex<Option<Live<A>>>,
-    logger: Logger,
-    _job: std::marker::PhantomData<fn(J)>,
-}
-
-impl<J, A> SyncHandler<J, A>
-where
-    J: Job,
-    A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
-    SyncContext<A>: ToEnvelope<A, Perform<J>>,
-{
-    /// A handler that will start `threads` actors from `factory`.
-    pub fn new(threads: usize, factory: impl Fn() -> A + Send + Sync + 'static, logger: &Logger) -> Self {
-        SyncHandler {
-            factory: Arc::new(factory),
-            threads: threads.max(1),
-            state: Mutex::new(None),
-            logger: logger.new(o!("kind" => J::KIND)),
-            _job: std::marker::PhantomData,
-        }
-    }
-
-    fn spawn_pool(&self, generation: u64) -> Live<A> {
-        let threads = Arc::new(Mutex::new(HashSet::new()));
-        let seen = threads.clone();
-        let factory = self.factory.clone();
-        let addr = SyncArbiter::start(self.threads, move || {
-            if let Ok(mut seen) = seen.lock() {
-                seen.insert(std::thread::current().id());
-            }
-            factory()
-        });
-        Live { generation, addr, threads }
-    }
-
-    fn restart_after(&self, generation: u64) {
-        let Ok(mut state) = self.state.lock() else { return };
-        if let Some(live) = state.as_mut() {
-            if live.generation == generation {
-                *live = self.spawn_pool(generation + 1);
-                warn!(self.logger, "blocking handler pool replaced after a thread stopped"; "restarts" => generation + 1);
-            }
-        }
-    }
-}
-
-impl<J, A> ErasedHandler for Arc<SyncHandler<J, A>>
-where
-    J: Job,
-    A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
-    SyncContext<A>: ToEnvelope<A, Perform<J>>,
-{
-    fn start(&self) {
-        let live = self.spawn_pool(0);
+        let live = self.spawn(0);
         if let Ok(mut state) = self.state.lock() {
             *state = Some(live);
         }
@@ -396,9 +355,9 @@ where
     }
 
     fn stop(&self) {
-        // Dropping the last address lets the SyncArbiter threads finish their queue and exit.
         if let Ok(mut state) = self.state.lock() {
             state.take();
         }
+        self.launcher.shutdown();
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
 use crate::queue::Queue;
-use crate::registry::{self, AsyncHandler, ErasedHandler, Registry, SyncHandler};
+use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};
 use crate::store::{self, ProcessId, SharedStore, StoreError};
 
 /// Why a runtime could not be built or started.
@@ -130,7 +130,8 @@ impl Runtime {
         A: Actor<Context = Context<A>> + Handler<Perform<J>>,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let handler: Arc<dyn ErasedHandler> = Arc::new(Arc::new(AsyncHandler::<J, A>::new(factory, &self.logger)));
+        let handler: Arc<dyn ErasedHandler> =
+            Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, OwnArbiter::default(), &self.logger)));
         self.insert(J::KIND, handler);
         self
     }
@@ -145,7 +146,7 @@ impl Runtime {
         F: Fn() -> A + Send + Sync + 'static,
     {
         let handler: Arc<dyn ErasedHandler> =
-            Arc::new(Arc::new(SyncHandler::<J, A>::new(threads, factory, &self.logger)));
+            Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, SyncPool(threads), &self.logger)));
         self.insert(J::KIND, handler);
         self
     }

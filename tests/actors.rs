@@ -259,9 +259,17 @@ async fn unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on(db: TestD
 async fn heartbeat_advances(db: TestDb) {
     let runtime = Runtime::new(fast_config(&db), logger()).unwrap();
     let handle = runtime.start().unwrap();
-    wait_for("registration", Duration::from_secs(10), || !db.store.processes().unwrap().is_empty()).await;
+    // The row is written before the supervisor hears of it: wait for both.
+    let started = Instant::now();
+    let id = loop {
+        if let Some(id) = handle.process_id().await {
+            break id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "registration");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
     let first = db.store.processes().unwrap()[0].clone();
-    assert_eq!(Some(first.id), handle.process_id().await);
+    assert_eq!(first.id, id);
     wait_for("a newer heartbeat", Duration::from_secs(10), || {
         db.store.processes().unwrap()[0].last_heartbeat_at > first.last_heartbeat_at
     })
