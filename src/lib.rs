@@ -4,6 +4,44 @@
 //! runs workers that claim ready jobs and hand them to the job-handler actors an application
 //! registers, a dispatcher for scheduled jobs, a heartbeat for the process row and a watchdog
 //! that hands the jobs of dead processes back.
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//! use solidq::{EnqueueOptions, Job, JobError, Perform, Runtime};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Resize { image: u32 }
+//!
+//! impl Job for Resize {
+//!     const KIND: &'static str = "media.resize"; // stored with the job: keep it stable
+//!     const QUEUE: &'static str = "media";
+//! }
+//!
+//! // A blocking handler on a SyncArbiter; `register` takes async (`Context`) actors.
+//! struct Resizer;
+//! impl Actor for Resizer { type Context = SyncContext<Self>; }
+//! impl Handler<Perform<Resize>> for Resizer {
+//!     type Result = Result<(), JobError>;
+//!     fn handle(&mut self, msg: Perform<Resize>, _: &mut SyncContext<Self>) -> Self::Result {
+//!         if msg.job.image == 0 {
+//!             return Err(JobError::permanent("image 0 does not exist"));
+//!         }
+//!         Ok(()) // a panic here fails this attempt with the panic message; the pool is replaced
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // SOLIDQ_DATABASE_URL, SOLIDQ_WORKERS, ...; applies migrations.
+//!     let runtime = Runtime::from_env()?.register_sync::<Resize, _, _>(2, || Resizer);
+//!     runtime.queue().enqueue_new_blocking(&[
+//!         solidq::NewJob::from_job(&Resize { image: 7 }, EnqueueOptions::new().priority(-1))?,
+//!     ])?;
+//!     // Standalone: TERM/INT drain and exit 0, QUIT exits at once.
+//!     runtime.run()?;
+//!     Ok(())
+//! }
+//! ```
 #![warn(missing_docs)]
 
 pub mod actors;
