@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::pool::{pg_pool, with_connect_timeout, PgPool};
@@ -509,19 +509,32 @@ impl Store for PgStore {
         }
         let action = "probing process sessions";
         let mut conn = self.pool.get().map_err(StoreError::connection(action))?;
-        let mut gone = Vec::new();
-        for &process in candidates {
-            if self.try_lock(&mut conn, process).map_err(StoreError::query(action))? {
-                let key = self.schema_key(&mut conn).map_err(StoreError::query(action))?;
-                sql_query("SELECT pg_advisory_unlock($1, $2)")
-                    .bind::<Integer, _>(key)
-                    .bind::<Integer, _>(process_key(process))
-                    .execute(&mut conn)
-                    .map_err(StoreError::query(action))?;
-                gone.push(process);
-            }
+        let schema = self.schema_key(&mut conn).map_err(StoreError::query(action))?;
+        let by_key: HashMap<i32, ProcessId> = candidates.iter().map(|&p| (process_key(p), p)).collect();
+        let keys: Vec<i32> = by_key.keys().copied().collect();
+        // One round trip whatever the number of processes: try every lock, keep the ones taken,
+        // and give those straight back.
+        #[derive(QueryableByName)]
+        struct Taken {
+            #[diesel(sql_type = Integer)]
+            key: i32,
         }
-        Ok(gone)
+        let taken: Vec<Taken> =
+            sql_query("SELECT k AS key FROM unnest($2::int4[]) AS k WHERE pg_try_advisory_lock($1, k)")
+                .bind::<Integer, _>(schema)
+                .bind::<Array<Integer>, _>(&keys)
+                .load(&mut conn)
+                .map_err(StoreError::query(action))?;
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let taken: Vec<i32> = taken.into_iter().map(|t| t.key).collect();
+        sql_query("SELECT pg_advisory_unlock($1, k) FROM unnest($2::int4[]) AS k")
+            .bind::<Integer, _>(schema)
+            .bind::<Array<Integer>, _>(&taken)
+            .execute(&mut conn)
+            .map_err(StoreError::query(action))?;
+        Ok(taken.iter().filter_map(|key| by_key.get(key).copied()).collect())
     }
 
     fn reap_process(
