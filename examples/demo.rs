@@ -189,6 +189,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !outcome {
         return Err("not every demo job finished".into());
     }
+    if counts.ready + counts.claimed > 0 {
+        return Err(format!("{} jobs left ready and {} claimed", counts.ready, counts.claimed).into());
+    }
     println!("all demo jobs finished");
     Ok(())
 }
