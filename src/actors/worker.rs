@@ -196,7 +196,7 @@ impl Worker {
 
     fn start_job(&mut self, process: ProcessId, job: ClaimedJob, ctx: &mut Context<Self>) {
         let token = job.token;
-        debug!(self.logger, "job started"; "job_id" => token.job_id, "kind" => &job.kind,
+        debug!(self.logger, "job started"; "process_id" => process, "job_id" => token.job_id, "kind" => &job.kind,
             "queue" => &job.queue, "attempt" => job.attempts);
         let run = self.registry.perform(&job, &format!("{process}"));
         self.running.insert(token, (job, Instant::now()));
@@ -207,13 +207,19 @@ impl Worker {
         let Some((job, started)) = self.running.remove(&token) else { return };
         let duration_ms = started.elapsed().as_millis() as u64;
         match &outcome {
-            Outcome::Succeeded => debug!(self.logger, "job succeeded"; "job_id" => token.job_id,
-                "kind" => &job.kind, "attempt" => job.attempts, "duration_ms" => duration_ms),
-            Outcome::Failed { error, .. } => warn!(self.logger, "job failed"; "job_id" => token.job_id,
+            Outcome::Succeeded => {
+                debug!(self.logger, "job succeeded"; "process_id" => self.process, "job_id" => token.job_id,
+                "kind" => &job.kind, "attempt" => job.attempts, "duration_ms" => duration_ms)
+            }
+            Outcome::Failed { error, .. } => {
+                warn!(self.logger, "job failed"; "process_id" => self.process, "job_id" => token.job_id,
                 "kind" => &job.kind, "attempt" => job.attempts, "max_attempts" => job.max_attempts,
-                "class" => &error.class, "error" => &error.message, "duration_ms" => duration_ms),
-            Outcome::Interrupted(why) => warn!(self.logger, "job interrupted"; "job_id" => token.job_id,
-                "kind" => &job.kind, "reason" => why),
+                "class" => &error.class, "error" => &error.message, "duration_ms" => duration_ms)
+            }
+            Outcome::Interrupted(why) => {
+                warn!(self.logger, "job interrupted"; "process_id" => self.process, "job_id" => token.job_id,
+                "kind" => &job.kind, "reason" => why)
+            }
         }
         let record = Record::from_outcome(outcome, &job);
         self.write_record(job, record, ctx);
