@@ -182,3 +182,44 @@ async fn postgres_stuck_worker_is_replaced_and_its_late_claims_are_released() {
     let Some(db) = common::postgres_db() else { return };
     stuck_worker_is_replaced_and_its_late_claims_are_released(db).await;
 }
+
+/// A drain that starts while a claim is under way waits for the jobs it brings back instead of
+/// deregistering (and releasing them) underneath a worker about to run them.
+async fn drain_waits_for_a_claim_under_way(db: TestDb) {
+    let store: SharedStore = Arc::new(HangingStore {
+        inner: db.store.clone(),
+        claims: AtomicUsize::new(0),
+        hang: Duration::from_millis(800),
+    });
+    let config = Config {
+        database_url: db.url.clone(),
+        polling_interval: Duration::from_millis(20),
+        heartbeat_interval: Duration::from_millis(100),
+        alive_threshold: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let runtime = Runtime::with_store(config, store, logger).unwrap().register::<Noop, _, _>(|| NoopHandler);
+    let id = runtime.queue().enqueue(Noop(1)).await.unwrap();
+    let handle = runtime.start().unwrap();
+    let started = Instant::now();
+    // The first claim has committed and is still on its way back.
+    while state(&db, id) != "claimed" {
+        assert!(started.elapsed() < Duration::from_secs(10), "never claimed");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = handle.shutdown().await;
+    assert_eq!((report.abandoned, report.released, report.deregistered), (0, 0, true));
+    assert_eq!(state(&db, id), "finished");
+}
+
+#[actix_rt::test]
+async fn sqlite_drain_waits_for_a_claim_under_way() {
+    drain_waits_for_a_claim_under_way(common::sqlite_db()).await;
+}
+
+#[actix_rt::test]
+async fn postgres_drain_waits_for_a_claim_under_way() {
+    let Some(db) = common::postgres_db() else { return };
+    drain_waits_for_a_claim_under_way(db).await;
+}

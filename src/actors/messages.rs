@@ -35,7 +35,8 @@ pub struct StopClaiming;
 #[rtype(result = "()")]
 pub struct ResumeClaiming;
 
-/// Supervisor → worker: how many claims are running or waiting to be recorded?
+/// Supervisor → worker: how many claims are running or waiting to be recorded (a claim call
+/// under way counts as one)?
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "usize")]
 pub struct InFlight;

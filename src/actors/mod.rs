@@ -112,6 +112,11 @@ impl PeriodicCall {
         true
     }
 
+    /// Whether a call is under way.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.in_progress
+    }
+
     /// Marks an idle pass (nothing to do) as progress.
     pub(crate) fn idle(&mut self) {
         self.last_progress = std::time::Instant::now();

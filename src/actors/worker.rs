@@ -316,7 +316,9 @@ impl Handler<ResumeClaiming> for Worker {
 impl Handler<InFlight> for Worker {
     type Result = usize;
     fn handle(&mut self, _: InFlight, _: &mut Context<Self>) -> usize {
-        self.busy()
+        // A claim under way counts too: the jobs it brings back will run, so a drain must wait
+        // for them rather than deregister (and release them) underneath.
+        self.busy() + usize::from(self.claims.in_progress())
     }
 }
 
