@@ -89,14 +89,7 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let store = self.store.clone();
-        actix_rt::task::spawn_blocking(move || store.enqueue(&jobs, Utc::now().naive_utc()))
-            .await
-            .map_err(|_| StoreError::Connection {
-                action: "enqueueing jobs",
-                message: "the insert task was cancelled".into(),
-            })?
-            .map_err(EnqueueError::from)
+        Ok(crate::actors::blocking(&self.store, move |s| s.enqueue(&jobs, Utc::now().naive_utc())).await?)
     }
 }
 
