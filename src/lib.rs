@@ -48,6 +48,7 @@ pub mod actors;
 pub mod cli;
 pub mod config;
 pub mod job;
+mod lifecycle;
 pub mod liveness;
 pub mod logging;
 pub mod queue;

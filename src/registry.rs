@@ -35,7 +35,11 @@ pub enum Outcome {
         /// Backoff before the next attempt.
         retry_in: Duration,
     },
-    /// The handler actor went away before it ran the job; the claim goes back to ready.
+    /// The job never reached a handler (none was running); the claim goes back to ready
+    /// without counting an attempt.
+    NotStarted(String),
+    /// The handler actor stopped while the job was with it (another message made it panic):
+    /// the execution may have started, so it counts as an attempt and the job runs again.
     Interrupted(String),
 }
 
@@ -162,7 +166,7 @@ where
         Err(err) => return Box::pin(std::future::ready(bad_arguments(job, err))),
     };
     let Some((generation, addr, threads)) = live else {
-        return Box::pin(std::future::ready(Outcome::Interrupted("handler is not running".into())));
+        return Box::pin(std::future::ready(Outcome::NotStarted("the handler actor is not running".into())));
     };
     let attempt = job.attempts;
     let request = addr.send(Perform { job: parsed, meta: meta(job) });

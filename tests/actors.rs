@@ -357,6 +357,9 @@ async fn shutdown_timeout_returns_unfinished_claims_to_ready(db: TestDb) {
     let report = handle.shutdown().await;
     assert_eq!((report.abandoned, report.released, report.deregistered), (2, 2, true));
     assert!(ids.iter().all(|id| state(&db, *id) == "ready"));
+    for id in &ids {
+        assert_eq!(db.store.job(*id).unwrap().unwrap().attempts, 0, "a run cut short by a drain uses no attempt");
+    }
 }
 
 async fn scheduled_job_runs_when_due(db: TestDb) {

@@ -39,6 +39,7 @@ macro_rules! conformance {
                 claim_escapes_like_wildcards_in_prefixes,
                 claim_never_takes_a_job_twice_across_overlapping_patterns,
                 claim_increments_attempts,
+                release_and_deregister_give_the_attempt_back,
                 claim_for_a_missing_process_claims_nothing,
                 concurrent_claims_never_hand_out_a_job_twice,
                 finish_marks_the_job_finished_once,
@@ -374,10 +375,29 @@ fn claim_increments_attempts(db: &TestDb) {
     let p = register(store, "worker");
     let first = claim(store, p, &["*"], 1);
     assert_eq!((first[0].attempts, first[0].max_attempts), (1, 5));
-    assert_eq!(store.release(first[0].token, t(2)).unwrap(), Fenced::Applied);
+    assert_eq!(store.retry(first[0].token, &error("x"), t(2), t(2)).unwrap(), Fenced::Applied);
     let second = claim(store, p, &["*"], 1);
     assert_eq!(second[0].attempts, 2);
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
+}
+
+/// A claim handed back unstarted (or a run a graceful drain cut short) costs no attempt: only
+/// executions that started and ended, and process deaths, count.
+fn release_and_deregister_give_the_attempt_back(db: &TestDb) {
+    let store = &*db.store;
+    let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0)]);
+    let p = register(store, "worker");
+    let first = claim(store, p, &["*"], 2);
+    assert_eq!(first.iter().map(|j| j.attempts).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(store.release(first[0].token, t(2)).unwrap(), Fenced::Applied);
+    assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 0);
+    // A stale release gives nothing back twice.
+    assert_eq!(store.release(first[0].token, t(2)).unwrap(), Fenced::Stale);
+    assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 0);
+    assert_eq!(claim(store, p, &["*"], 1)[0].attempts, 1, "the next run is attempt 1 again");
+    assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
+    assert_eq!(ids.iter().map(|id| store.job(*id).unwrap().unwrap().attempts).collect::<Vec<_>>(), [0, 0]);
+    assert_eq!(totals(store), counts(2, 0, 0, 0, 0));
 }
 
 fn claim_for_a_missing_process_claims_nothing(db: &TestDb) {

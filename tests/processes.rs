@@ -42,6 +42,12 @@ impl Actor for Sleeper {
 impl Handler<Perform<Sleep>> for Sleeper {
     type Result = Result<(), JobError>;
     fn handle(&mut self, msg: Perform<Sleep>, _: &mut SyncContext<Self>) -> Self::Result {
+        if let Some(path) = std::env::var_os(EXEC_LOG_VAR) {
+            // One short O_APPEND write per execution: lines from several processes never mix.
+            let line = format!("{} {} {}\n", msg.meta.id, msg.meta.attempt, std::process::id());
+            let mut log = std::fs::OpenOptions::new().append(true).create(true).open(path).expect("execution log");
+            std::io::Write::write_all(&mut log, line.as_bytes()).expect("execution log write");
+        }
         if msg.job.kill_worker {
             // SAFETY: signalling our own process.
             unsafe {
@@ -53,6 +59,11 @@ impl Handler<Perform<Sleep>> for Sleeper {
     }
 }
 
+/// A file the child workers append `job_id attempt pid` to when an execution starts.
+const EXEC_LOG_VAR: &str = "SOLIDQ_TEST_EXEC_LOG";
+/// The child's `Runtime::stuck_after`, in milliseconds.
+const STUCK_AFTER_VAR: &str = "SOLIDQ_TEST_STUCK_AFTER_MS";
+
 /// Entry point of the worker processes the tests below start; does nothing unless
 /// `SOLIDQ_TEST_CHILD=1` (it is `#[ignore]`d so a normal run never starts it).
 #[test]
@@ -61,8 +72,23 @@ fn child_worker() {
     if std::env::var("SOLIDQ_TEST_CHILD").as_deref() != Ok("1") {
         return;
     }
-    let runtime = Runtime::from_env().expect("child runtime").register_sync::<Sleep, _, _>(4, || Sleeper);
+    let mut runtime = Runtime::from_env().expect("child runtime").register_sync::<Sleep, _, _>(4, || Sleeper);
+    if let Some(ms) = std::env::var(STUCK_AFTER_VAR).ok().and_then(|ms| ms.parse().ok()) {
+        runtime = runtime.stuck_after(Duration::from_millis(ms));
+    }
     runtime.run().expect("child run");
+}
+
+/// Executions started per job id, from the execution log, each as (attempt, pid).
+fn executions(log: &std::path::Path) -> std::collections::BTreeMap<i64, Vec<(i32, u32)>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut runs = std::collections::BTreeMap::<i64, Vec<(i32, u32)>>::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [id, attempt, pid] = fields[..] else { panic!("bad execution log line {line:?}") };
+        runs.entry(id.parse().unwrap()).or_default().push((attempt.parse().unwrap(), pid.parse().unwrap()));
+    }
+    runs
 }
 
 fn url_text(url: &DatabaseUrl) -> String {
@@ -232,6 +258,72 @@ fn poison_job_that_kills_its_worker_ends_in_failed(db: TestDb) {
     }
 }
 
+/// A whole process frozen (SIGSTOP, as a VM pause or a starved container) for longer than its
+/// stuck limit but shorter than the alive threshold is not dead and none of its children is
+/// stuck: no job it runs is handed to the idle process next to it, and every job runs exactly
+/// once, with attempts equal to the executions started.
+fn frozen_process_runs_every_job_exactly_once(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let log_text = log.to_str().unwrap();
+    // Stuck limits: 1 s for the worker, 3 s for the heartbeat; the freeze lasts 4 s.
+    let knobs = [(EXEC_LOG_VAR, log_text), (STUCK_AFTER_VAR, "1000")];
+    // Two jobs for four slots: the frozen worker keeps polling for more, so its loop has a claim
+    // under way when it resumes, as a busy worker would.
+    let ids = enqueue_sleeps(&db, 2, 6_000);
+    let mut frozen = spawn_child(&db, &knobs);
+    let frozen_pid = frozen.id() as i32;
+    wait_until("both jobs claimed by the first process", Duration::from_secs(30), || {
+        states(&db, &ids).iter().all(|s| s == "claimed")
+    });
+    let mut idle = spawn_child(&db, &knobs);
+    wait_until("the idle process to register", Duration::from_secs(30), || db.store.processes().unwrap().len() == 2);
+    send(&frozen, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(4));
+    send(&frozen, libc::SIGCONT);
+    wait_until("every job to finish", Duration::from_secs(60), || states(&db, &ids).iter().all(|s| s == "finished"));
+    let runs = executions(&log);
+    for id in &ids {
+        let runs = &runs[id];
+        assert_eq!(runs.len(), 1, "job {id} ran more than once: {runs:?}");
+        assert_eq!(runs[0], (1, frozen_pid as u32), "job {id} ran on the frozen process as attempt 1");
+        assert_eq!(db.store.job(*id).unwrap().unwrap().attempts, 1, "attempts equal executions started");
+    }
+    assert!(
+        db.store.processes().unwrap().iter().any(|p| p.pid == frozen_pid),
+        "the frozen process was never reaped or re-registered"
+    );
+    for child in [&frozen, &idle] {
+        send(child, libc::SIGTERM);
+    }
+    assert!(wait_exit(&mut frozen, Duration::from_secs(20)).success());
+    assert!(wait_exit(&mut idle, Duration::from_secs(20)).success());
+}
+
+/// A graceful TERM that cuts a long job short (shutdown timeout) returns it to ready without
+/// using an attempt; the next run is attempt 1 and the only one counted.
+fn term_during_a_long_job_costs_no_attempt(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let knobs = [(EXEC_LOG_VAR, log.to_str().unwrap()), ("SOLIDQ_SHUTDOWN_TIMEOUT", "200ms")];
+    let ids = enqueue_sleeps(&db, 1, 3_000);
+    for round in 1..=2 {
+        let mut child = spawn_child(&db, &knobs);
+        wait_until("the job to be claimed", Duration::from_secs(30), || states(&db, &ids) == ["claimed"]);
+        send(&child, libc::SIGTERM);
+        assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+        let job = db.store.job(ids[0]).unwrap().unwrap();
+        assert_eq!((job.state.as_str(), job.attempts), ("ready", 0), "after TERM number {round}");
+    }
+    let mut child = spawn_child(&db, &[(EXEC_LOG_VAR, log.to_str().unwrap())]);
+    wait_until("the job to finish", Duration::from_secs(30), || states(&db, &ids) == ["finished"]);
+    assert_eq!(db.store.job(ids[0]).unwrap().unwrap().attempts, 1);
+    let attempts: Vec<i32> = executions(&log)[&ids[0]].iter().map(|(attempt, _)| *attempt).collect();
+    assert_eq!(attempts, [1, 1, 1], "every run, cut short or not, was attempt 1");
+    send(&child, libc::SIGTERM);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $db:expr) => {
         mod $backend {
@@ -251,6 +343,18 @@ macro_rules! backend_tests {
             fn poison_job_that_kills_its_worker_ends_in_failed() {
                 let Some(db) = $db else { return };
                 super::poison_job_that_kills_its_worker_ends_in_failed(db);
+            }
+
+            #[test]
+            fn frozen_process_runs_every_job_exactly_once() {
+                let Some(db) = $db else { return };
+                super::frozen_process_runs_every_job_exactly_once(db);
+            }
+
+            #[test]
+            fn term_during_a_long_job_costs_no_attempt() {
+                let Some(db) = $db else { return };
+                super::term_during_a_long_job_costs_no_attempt(db);
             }
 
             #[test]

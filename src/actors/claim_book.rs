@@ -1,34 +1,88 @@
-//! The process's book of claims: which worker instance (seat) holds which claim.
+//! The process's book of claims: every claim this process holds, from the claim until its
+//! outcome is in the database, whichever actor happens to be alive.
 //!
-//! Every claim goes through the book, so the book knows every claim the process holds (the
-//! lock is never held across a database call: one hung call must not stop the others). That
-//! lets the process
-//! - hand back the claims of a worker that crashed or hung (its seat is retired; a claim call
-//!   still under way for a retired seat releases what it got the moment it returns), and
+//! A claim belongs to the process, not to the worker instance that took it: while its
+//! execution runs, or its outcome waits to be written, the claim stays in the book, and the
+//! replacement of a crashed or stuck worker finds it there. Only a claim that never started
+//! (its worker was replaced between the claim and the start) is handed back, and a drain waits
+//! for the book to empty. The book lets the process
+//! - count the busy slots of each worker group across worker restarts,
+//! - hand back the unstarted claims of a retired worker seat (a claim call still under way for
+//!   a retired seat releases what it got the moment it returns),
+//! - pass ended executions to the completer, which writes their outcomes, and
 //! - settle claims "in doubt": a claim whose COMMIT reached the server but whose reply was lost
-//!   leaves jobs claimed by this live process that no worker knows about. After such an error,
+//!   leaves jobs claimed by this live process that nobody knows about. After such an error,
 //!   the next claim first releases every claim of the process that the book does not know,
 //!   provided no other claim ran meanwhile (else it tries again on the next claim).
+//!
+//! The lock is never held across a database call: one hung call must not stop the others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
+use actix::prelude::*;
 use chrono::NaiveDateTime;
+use slog::{warn, Logger};
 
-use crate::store::{ClaimToken, ClaimedJob, ProcessId, QueuePattern, Store, StoreResult};
+use crate::job::JobId;
+use crate::lifecycle::Transition;
+use crate::store::{ClaimToken, ClaimedJob, Fenced, ProcessId, QueuePattern, Store, StoreResult};
 
 /// Identifies one worker instance; a restarted worker gets a new seat.
 pub type Seat = u64;
 
-#[derive(Debug, Default)]
+/// Index of a worker group (`SOLIDQ_WORKERS` entry).
+pub type Group = usize;
+
+/// Book → completer: executions ended; their outcomes wait to be written. `retry_now` asks
+/// a completer that is backing off after database errors to try at once (the database was
+/// just seen answering).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct OutcomesReady {
+    /// Skip the completer's error backoff.
+    pub retry_now: bool,
+}
+
+/// Book → worker: slots of its group were freed (outcomes written).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SlotsFreed;
+
+/// Where a held claim is in its life.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Claimed; no execution started yet.
+    Claimed,
+    /// An execution runs in this process.
+    Running,
+    /// The execution ended; its transition waits to be written.
+    Ended(Transition),
+    /// A completer is writing the transition.
+    Writing,
+}
+
+#[derive(Debug)]
+struct Held {
+    job: ClaimedJob,
+    group: Group,
+    seat: Seat,
+    phase: Phase,
+    since: Instant,
+}
+
+#[derive(Default)]
 struct BookState {
-    owners: HashMap<ClaimToken, Seat>,
+    held: HashMap<ClaimToken, Held>,
     retired: HashSet<Seat>,
     next_seat: Seat,
     /// Claim calls under way.
     in_flight: usize,
     /// Claim calls ever started, to tell whether one started during a settle.
     started: u64,
+    completer: Option<Recipient<OutcomesReady>>,
+    workers: HashMap<Group, Recipient<SlotsFreed>>,
 }
 
 /// What one [`ClaimBook::claim`] call did.
@@ -42,9 +96,47 @@ pub struct ClaimPass {
     pub settled: Option<usize>,
 }
 
-/// Shared by the supervisor and all workers of one process.
-#[derive(Debug, Default)]
+/// What releasing a set of claims changed, as the store reported it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Claims returned to ready.
+    pub released: usize,
+    /// Claims that were no longer this process's (reaped meanwhile): nothing changed.
+    pub fenced: usize,
+}
+
+/// Releases `tokens` one by one; stops at the first database error.
+pub fn release_all(store: &dyn Store, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Released> {
+    let mut outcome = Released::default();
+    for token in tokens {
+        match store.release(*token, now)? {
+            Fenced::Applied => outcome.released += 1,
+            Fenced::Stale => outcome.fenced += 1,
+        }
+    }
+    Ok(outcome)
+}
+
+/// A held claim whose outcome the completer is to write.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingOutcome {
+    /// The claim.
+    pub(crate) job: ClaimedJob,
+    /// What to write.
+    pub(crate) transition: Transition,
+    /// Which group's slot it holds.
+    pub(crate) group: Group,
+}
+
+/// Shared by the supervisor, the workers, the completer and the executions of one process.
+#[derive(Default)]
 pub struct ClaimBook(Mutex<BookState>);
+
+impl std::fmt::Debug for ClaimBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimBook").field("held", &self.len()).finish_non_exhaustive()
+    }
+}
 
 impl ClaimBook {
     fn state(&self) -> MutexGuard<'_, BookState> {
@@ -58,18 +150,30 @@ impl ClaimBook {
         state.next_seat
     }
 
-    /// Claims up to `limit` jobs for `seat`. With `settle`, first returns to ready every claim of
-    /// `process` the book does not know (left by a claim whose reply was lost). Blocking.
+    /// Where ended executions are announced (the completer, set again when it restarts).
+    pub fn set_completer(&self, completer: Recipient<OutcomesReady>) {
+        self.state().completer = Some(completer);
+    }
+
+    /// Where `group`'s freed slots are announced (its worker, set again when it restarts).
+    pub fn set_worker(&self, group: Group, worker: Recipient<SlotsFreed>) {
+        self.state().workers.insert(group, worker);
+    }
+
+    /// Claims up to `limit` jobs for `seat` of `group`. With `settle`, first returns to ready
+    /// every claim of `process` the book does not know (left by a claim whose reply was lost).
+    /// Blocking.
     #[allow(clippy::too_many_arguments)]
     pub fn claim(
         &self,
         store: &dyn Store,
-        seat: Seat,
+        (group, seat): (Group, Seat),
         process: ProcessId,
         queues: &[QueuePattern],
         limit: usize,
         settle: bool,
         now: NaiveDateTime,
+        logger: &Logger,
     ) -> StoreResult<ClaimPass> {
         let mut pass = ClaimPass::default();
         if settle {
@@ -87,12 +191,20 @@ impl ClaimBook {
         if state.retired.contains(&seat) {
             drop(state);
             // The worker was replaced while this call was under way: nobody will run these.
-            for job in jobs {
-                store.release(job.token, now)?;
+            let tokens: Vec<ClaimToken> = jobs.iter().map(|job| job.token).collect();
+            let outcome = release_all(store, &tokens, now)?;
+            if !tokens.is_empty() {
+                warn!(logger, "a replaced worker's late claim returned unstarted to ready";
+                    "released" => outcome.released, "fenced" => outcome.fenced,
+                    "job_ids" => ?tokens.iter().map(|t| t.job_id).collect::<Vec<_>>());
             }
             return Ok(pass);
         }
-        state.owners.extend(jobs.iter().map(|job| (job.token, seat)));
+        let since = Instant::now();
+        for job in &jobs {
+            let held = Held { job: job.clone(), group, seat, phase: Phase::Claimed, since };
+            state.held.insert(job.token, held);
+        }
         pass.jobs = jobs;
         Ok(pass)
     }
@@ -112,37 +224,126 @@ impl ClaimBook {
             if state.in_flight > 0 || state.started != started {
                 return Ok(None);
             }
-            held.into_iter().filter(|token| !state.owners.contains_key(token)).collect()
+            held.into_iter().filter(|token| !state.held.contains_key(token)).collect()
         };
-        // A token settled by its worker meanwhile is released as stale: no harm done.
-        for token in &unknown {
-            store.release(*token, now)?;
+        Ok(Some(release_all(store, &unknown, now)?.released))
+    }
+
+    /// Marks a claim as running, unless it was handed back meanwhile (its seat retired).
+    /// Returns whether the execution may start.
+    pub fn start(&self, token: ClaimToken) -> bool {
+        let mut state = self.state();
+        match state.held.get_mut(&token) {
+            Some(held) if matches!(held.phase, Phase::Claimed) => {
+                held.phase = Phase::Running;
+                held.since = Instant::now();
+                true
+            }
+            _ => false,
         }
-        Ok(Some(unknown.len()))
     }
 
-    /// The claim's outcome is in the database (or it was found stale): forget it.
-    pub fn settled(&self, token: &ClaimToken) {
-        self.state().owners.remove(token);
+    /// Records how a running execution ended and tells the completer. Returns when it started,
+    /// or `None` if the claim is no longer in the book (released at shutdown): the caller
+    /// reports the outcome as dropped.
+    pub(crate) fn ended(&self, token: ClaimToken, transition: Transition) -> Option<Instant> {
+        let mut state = self.state();
+        let held = state.held.get_mut(&token)?;
+        held.phase = Phase::Ended(transition);
+        let since = held.since;
+        if let Some(completer) = &state.completer {
+            completer.do_send(OutcomesReady { retry_now: false });
+        }
+        Some(since)
     }
 
-    /// Retires `seat` and returns the claims it held, for the caller to release.
+    /// Takes every ended execution for writing (they stay held, as being written).
+    pub(crate) fn take_ended(&self) -> Vec<PendingOutcome> {
+        let mut state = self.state();
+        let mut taken = Vec::new();
+        for held in state.held.values_mut() {
+            if let Phase::Ended(transition) = &held.phase {
+                taken.push(PendingOutcome { job: held.job.clone(), transition: transition.clone(), group: held.group });
+                held.phase = Phase::Writing;
+            }
+        }
+        taken
+    }
+
+    /// The outcome of `token` is in the database, or was refused as stale: forget the claim.
+    pub fn written(&self, token: &ClaimToken) {
+        self.state().held.remove(token);
+    }
+
+    /// Writing `pending` failed: it waits to be written again.
+    pub(crate) fn unwritten(&self, pending: PendingOutcome) {
+        if let Some(held) = self.state().held.get_mut(&pending.job.token) {
+            held.phase = Phase::Ended(pending.transition);
+        }
+    }
+
+    /// Tells the workers of `groups` that slots were freed.
+    pub fn slots_freed(&self, groups: impl IntoIterator<Item = Group>) {
+        let state = self.state();
+        for group in groups {
+            if let Some(worker) = state.workers.get(&group) {
+                worker.do_send(SlotsFreed);
+            }
+        }
+    }
+
+    /// The database answered (a claim succeeded): a completer backing off may write now.
+    pub fn database_answered(&self) {
+        if let Some(completer) = &self.state().completer {
+            completer.do_send(OutcomesReady { retry_now: true });
+        }
+    }
+
+    /// Retires `seat` and takes the claims it holds that never started, for the caller to
+    /// release. Running executions and outcomes still to be written stay: they belong to the
+    /// process, and the seat's replacement counts them as busy slots.
     pub fn retire(&self, seat: Seat) -> Vec<ClaimToken> {
         let mut state = self.state();
         state.retired.insert(seat);
-        let tokens: Vec<ClaimToken> = state.owners.iter().filter(|(_, s)| **s == seat).map(|(t, _)| *t).collect();
-        for token in &tokens {
-            state.owners.remove(token);
+        let unstarted: Vec<ClaimToken> = state
+            .held
+            .iter()
+            .filter(|(_, held)| held.seat == seat && matches!(held.phase, Phase::Claimed))
+            .map(|(token, _)| *token)
+            .collect();
+        for token in &unstarted {
+            state.held.remove(token);
         }
-        tokens
+        unstarted
     }
 
-    /// Claims currently known.
+    /// Slots of `group` in use: claims held in any phase.
+    pub fn held(&self, group: Group) -> usize {
+        self.state().held.values().filter(|held| held.group == group).count()
+    }
+
+    /// Claims held plus claim calls under way: what a drain waits for.
+    pub fn open(&self) -> usize {
+        let state = self.state();
+        state.held.len() + state.in_flight
+    }
+
+    /// Forgets every claim (the process deregistered, which released them) and returns their
+    /// job ids, for the log: executions still running, or outcomes not yet written.
+    pub fn clear(&self) -> Vec<JobId> {
+        let mut state = self.state();
+        let mut ids: Vec<JobId> = state.held.keys().map(|token| token.job_id).collect();
+        ids.sort_unstable();
+        state.held.clear();
+        ids
+    }
+
+    /// Claims currently held.
     pub fn len(&self) -> usize {
-        self.state().owners.len()
+        self.state().held.len()
     }
 
-    /// Whether no claim is known.
+    /// Whether no claim is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -153,7 +354,7 @@ mod tests {
     use super::*;
     use crate::job::{EnqueueOptions, NewJob};
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Fenced, NewProcess};
+    use crate::store::NewProcess;
 
     fn setup(jobs: usize) -> (tempfile::TempDir, SqliteStore, ProcessId, NaiveDateTime) {
         let dir = tempfile::tempdir().unwrap();
@@ -174,21 +375,38 @@ mod tests {
         (dir, store, id, now)
     }
 
+    fn logger() -> Logger {
+        Logger::root(slog::Discard, slog::o!())
+    }
+
     #[test]
-    fn retired_seat_hands_back_its_claims_and_later_claims_release_themselves() {
-        let (_dir, store, process, now) = setup(3);
+    fn retiring_a_seat_hands_back_only_unstarted_claims() {
+        let (_dir, store, process, now) = setup(4);
         let book = ClaimBook::default();
         let seat = book.seat();
-        let pass = book.claim(&store, seat, process, &[QueuePattern::All], 2, false, now).unwrap();
-        assert_eq!(pass.jobs.len(), 2);
-        let mut handed_back = book.retire(seat);
-        handed_back.sort_by_key(|t| t.claim_id);
-        assert_eq!(handed_back, pass.jobs.iter().map(|j| j.token).collect::<Vec<_>>());
-        assert!(book.is_empty());
-        // A claim that completes for the retired seat releases what it got at once.
-        let late = book.claim(&store, seat, process, &[QueuePattern::All], 5, false, now).unwrap();
+        let pass = book.claim(&store, (0, seat), process, &[QueuePattern::All], 3, false, now, &logger()).unwrap();
+        assert_eq!(pass.jobs.len(), 3);
+        let [running, ended, unstarted] = [pass.jobs[0].token, pass.jobs[1].token, pass.jobs[2].token];
+        assert!(book.start(running));
+        assert!(book.start(ended));
+        assert!(book.ended(ended, Transition::Complete).is_some());
+        assert_eq!(book.retire(seat), vec![unstarted], "running and ended executions stay with the process");
+        assert!(!book.start(unstarted), "a handed-back claim never starts");
+        assert_eq!((book.held(0), book.open()), (2, 2));
+        // A claim that completes for the retired seat releases what it got at once, unstarted.
+        let late = book.claim(&store, (0, seat), process, &[QueuePattern::All], 5, false, now, &logger()).unwrap();
         assert!(late.jobs.is_empty());
-        assert_eq!(store.claimed_by(process).unwrap().len(), 2, "only the retired seat's first claims remain");
+        assert_eq!(store.claimed_by(process).unwrap().len(), 3, "the late claim's job went back");
+        let pending = book.take_ended();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].job.token, ended);
+        assert!(book.take_ended().is_empty(), "an outcome is taken for writing once");
+        book.unwritten(pending[0].clone());
+        assert_eq!(book.take_ended().len(), 1, "a failed write is taken again");
+        book.written(&ended);
+        assert_eq!(book.clear(), vec![running.job_id]);
+        assert_eq!(book.ended(running, Transition::Complete), None, "an outcome after the drain is dropped");
+        assert!(book.is_empty());
     }
 
     #[test]
@@ -198,13 +416,14 @@ mod tests {
         let seat = book.seat();
         // A claim that committed but whose answer never reached the book.
         let lost = store.claim(process, &[QueuePattern::All], 1, now).unwrap();
-        let pass = book.claim(&store, seat, process, &[QueuePattern::All], 1, true, now).unwrap();
+        let pass = book.claim(&store, (0, seat), process, &[QueuePattern::All], 1, true, now, &logger()).unwrap();
         assert_eq!(pass.settled, Some(1));
         assert_eq!(pass.jobs.len(), 1, "the released job is claimed again, now known to the book");
         assert_ne!(pass.jobs[0].token, lost[0].token);
+        assert_eq!(pass.jobs[0].attempts, 1, "the lost claim's attempt was given back");
         assert_eq!(store.finish(lost[0].token, now).unwrap(), Fenced::Stale);
         // Known claims are never settled away.
-        let again = book.claim(&store, seat, process, &[QueuePattern::All], 1, true, now).unwrap();
+        let again = book.claim(&store, (0, seat), process, &[QueuePattern::All], 1, true, now, &logger()).unwrap();
         assert_eq!(again.settled, Some(0));
         assert_eq!(store.claimed_by(process).unwrap(), vec![pass.jobs[0].token]);
     }

@@ -35,17 +35,6 @@ pub struct StopClaiming;
 #[rtype(result = "()")]
 pub struct ResumeClaiming;
 
-/// Supervisor → worker: how many claims are running or waiting to be recorded (a claim call
-/// under way counts as one)?
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "usize")]
-pub struct InFlight;
-
-/// Anyone → worker: there may be new ready jobs, poll now.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Wake;
-
 /// Heartbeat → supervisor: the process row was gone (pruned while alive) and the process has
 /// registered again under a new id.
 #[derive(Message, Debug, Clone, Copy)]

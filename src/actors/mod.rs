@@ -7,6 +7,7 @@
 //! scheduled jobs to ready and [`watchdog::Watchdog`] hands back the jobs of dead processes.
 
 pub mod claim_book;
+pub mod completer;
 pub mod dispatcher;
 pub mod heartbeat;
 pub mod messages;
@@ -112,11 +113,6 @@ impl PeriodicCall {
         true
     }
 
-    /// Whether a call is under way.
-    pub(crate) fn in_progress(&self) -> bool {
-        self.in_progress
-    }
-
     /// Marks an idle pass (nothing to do) as progress.
     pub(crate) fn idle(&mut self) {
         self.last_progress = std::time::Instant::now();
@@ -125,6 +121,11 @@ impl PeriodicCall {
     /// Whether the database is currently failing (a backoff is running).
     pub(crate) fn failing(&self) -> bool {
         self.errors.failures > 0
+    }
+
+    /// Ends a running backoff: the next call may start at once.
+    pub(crate) fn retry_now(&mut self) {
+        self.retry_at = None;
     }
 
     /// Whether the call may run now (no call under way, no backoff running), without starting it.

@@ -1,11 +1,18 @@
-//! Supervisor: starts the heartbeat, workers, dispatcher and watchdog, each on its own arbiter
-//! thread; restarts any that stops, panics or gets stuck, with backoff; and runs the shutdown
-//! sequence: stop claiming → wait for running jobs up to the shutdown timeout → stop the
-//! dispatcher and watchdog → deregister (claims still open go back to ready) → stop.
+//! Supervisor: starts the heartbeat, workers, completer, dispatcher and watchdog, each on its
+//! own arbiter thread; restarts any that stops, panics or gets stuck, with backoff; and runs the
+//! shutdown sequence: stop claiming → wait for running jobs and their outcomes up to the
+//! shutdown timeout → deregister (claims still open go back to ready) → stop.
 //!
 //! actix's own `Supervisor` restarts an actor only when it stops itself; a panic drops the actor
 //! and closes its mailbox. So this supervisor watches every child's mailbox and pings it, and
 //! builds a new child (on a new arbiter, in case the old thread is blocked) when one is gone.
+//!
+//! A child is stuck when it made no progress for its stuck limit *while the process ran*. When
+//! the supervisor's own checks come late (the whole process was stopped, frozen in a VM pause or
+//! starved of CPU), every child was late by the same gap: the supervisor counts progress again
+//! from the moment it resumed instead of replacing children that merely did not run. Replacing
+//! a worker never hands back a job that is running: executions belong to the process (see
+//! [`ClaimBook`]), so only claims that never started go back to ready.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +21,13 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{error, info, o, warn, Logger};
 
-use super::claim_book::{ClaimBook, Seat};
+use super::claim_book::{release_all, ClaimBook, Seat};
+use super::completer::{self, Completer};
 use super::dispatcher::Dispatcher;
 use super::heartbeat::{Heartbeat, HeartbeatSettings};
 use super::messages::*;
 use super::watchdog::{SweepSettings, Watchdog};
-use super::worker::{Worker, WorkerSettings};
+use super::worker::{Worker, WorkerContext, WorkerSettings};
 use crate::registry::Registry;
 use crate::store::{ProcessId, SharedStore};
 
@@ -33,6 +41,9 @@ pub const MIN_RESTART_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
 /// A child that ran this long without trouble starts again from the shortest backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// A check this much later than [`CHECK_INTERVAL`] means the process (or at least the
+/// supervisor's thread) did not run meanwhile: no child is judged on that gap.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything the supervisor needs to build its children.
 #[derive(Clone)]
@@ -65,6 +76,7 @@ fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
     let ticks = match kind {
         ChildKind::Heartbeat => settings.heartbeat.interval * 3,
         ChildKind::Worker(i) => settings.workers[i].polling_interval * 10,
+        ChildKind::Completer => completer::RETRY_TICK * 10,
         ChildKind::Dispatcher => settings.dispatcher_interval * 10,
         ChildKind::Watchdog => settings.watchdog_interval * 10,
     };
@@ -75,6 +87,7 @@ fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
 enum ChildKind {
     Heartbeat,
     Worker(usize),
+    Completer,
     Dispatcher,
     Watchdog,
 }
@@ -124,8 +137,10 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     store: SharedStore,
     registry: Arc<Registry>,
-    /// Which worker instance holds which claim.
+    /// Every claim of the process, from claim to recorded outcome.
     claims: Arc<ClaimBook>,
+    /// Where executions run: lives as long as the supervisor, whatever the workers do.
+    executions: Option<Arbiter>,
     /// The runtime's logger, for children (they add their own `actor` key).
     root_logger: Logger,
     logger: Logger,
@@ -134,6 +149,10 @@ pub struct Supervisor {
     fenced: bool,
     stopping: bool,
     last_ping: Instant,
+    /// When the last check of the children ran.
+    last_check: Instant,
+    /// When the process last resumed after a pause (or started): progress counts from here.
+    resumed_at: Instant,
 }
 
 impl Supervisor {
@@ -141,7 +160,7 @@ impl Supervisor {
     pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
         let mut kinds = vec![ChildKind::Heartbeat];
         kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
-        kinds.extend([ChildKind::Dispatcher, ChildKind::Watchdog]);
+        kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog]);
         let children = kinds
             .into_iter()
             .map(|kind| (kind, stuck_limit(&settings, kind)))
@@ -161,6 +180,7 @@ impl Supervisor {
             store,
             registry,
             claims: Arc::new(ClaimBook::default()),
+            executions: None,
             root_logger: logger.clone(),
             logger: logger.new(o!("actor" => "supervisor")),
             children,
@@ -168,6 +188,8 @@ impl Supervisor {
             fenced: false,
             stopping: false,
             last_ping: Instant::now(),
+            last_check: Instant::now(),
+            resumed_at: Instant::now(),
         }
     }
 
@@ -187,14 +209,25 @@ impl Supervisor {
             }
             ChildKind::Worker(i) => {
                 let settings = self.settings.workers[i].clone();
-                let (registry, book, seat) = (self.registry.clone(), self.claims.clone(), child.seat);
+                let executions = match &self.executions {
+                    Some(arbiter) => arbiter.handle(),
+                    None => handle.clone(),
+                };
+                let shared =
+                    WorkerContext { store, registry: self.registry.clone(), book: self.claims.clone(), executions };
+                let seat = child.seat;
                 let addr = Worker::start_in_arbiter(&handle, move |_| {
-                    Worker::new(settings, store, registry, book, seat, process, &logger)
+                    Worker::new(settings, shared, (i, seat), process, &logger)
                 });
                 if self.fenced || self.stopping {
                     addr.do_send(StopClaiming);
                 }
                 Running { worker: Some(addr.clone()), ..Running::new(arbiter, &addr) }
+            }
+            ChildKind::Completer => {
+                let book = self.claims.clone();
+                let addr = Completer::start_in_arbiter(&handle, move |_| Completer::new(store, book, &logger));
+                Running::new(arbiter, &addr)
             }
             ChildKind::Dispatcher => {
                 let (interval, batch) = (self.settings.dispatcher_interval, self.settings.dispatcher_batch);
@@ -216,6 +249,7 @@ impl Supervisor {
         match kind {
             ChildKind::Heartbeat => "heartbeat".into(),
             ChildKind::Worker(i) => format!("worker-{i}"),
+            ChildKind::Completer => "completer".into(),
             ChildKind::Dispatcher => "dispatcher".into(),
             ChildKind::Watchdog => "watchdog".into(),
         }
@@ -237,27 +271,40 @@ impl Supervisor {
         let name = Self::child_name(child.kind);
         error!(self.logger, "child actor is down; restarting"; "child" => &name, "reason" => why,
             "restart_in_ms" => delay.as_millis() as u64, "restarts_so_far" => child.restarts);
-        // Jobs the crashed worker was running can no longer be recorded: hand them back.
-        let orphaned = self.claims.retire(child.seat);
-        if !orphaned.is_empty() {
+        // Claims the replaced worker took but never started: nobody will run them. Running
+        // executions stay with the process; the replacement counts them.
+        let unstarted = self.claims.retire(child.seat);
+        if !unstarted.is_empty() {
             let logger = self.logger.clone();
-            let count = orphaned.len();
-            let call = super::blocking(&self.store, move |s| {
-                let now = Utc::now().naive_utc();
-                orphaned.into_iter().try_for_each(|token| s.release(token, now).map(|_| ()))
-            });
+            let call = super::blocking(&self.store, move |s| release_all(s, &unstarted, Utc::now().naive_utc()));
             actix_rt::spawn(async move {
                 match call.await {
-                    Ok(()) => {
-                        warn!(logger, "claims of the crashed worker returned to ready"; "child" => name, "claims" => count)
-                    }
-                    Err(err) => {
-                        error!(logger, "could not release the crashed worker's claims; the watchdog will once this process is gone";
-                        "child" => name, "error" => %err)
-                    }
+                    Ok(outcome) => warn!(logger, "unstarted claims of the replaced worker returned to ready";
+                        "child" => name, "released" => outcome.released, "fenced" => outcome.fenced),
+                    Err(err) => error!(logger,
+                        "could not release the replaced worker's unstarted claims; they go back when this process deregisters or dies";
+                        "child" => name, "error" => %err),
                 }
             });
         }
+    }
+
+    /// Notes a pause: the checks came late by more than [`PAUSE_AFTER`], so the process (or
+    /// this thread) did not run and its children could not make progress either.
+    fn observe_pause(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last_check);
+        if gap > CHECK_INTERVAL + PAUSE_AFTER {
+            warn!(self.logger, "this process did not run for a while (stopped, frozen or starved of CPU); children's progress counts from now";
+                "paused_ms" => gap.as_millis() as u64);
+            self.resumed_at = now;
+            self.last_check = now;
+        }
+    }
+
+    /// Whether a child whose loop last progressed at `last_progress` is stuck: no progress for
+    /// longer than `limit` while the process ran.
+    fn stuck(&self, last_progress: Instant, limit: Duration) -> bool {
+        last_progress.max(self.resumed_at).elapsed() > limit
     }
 
     fn check_children(&mut self, ctx: &mut Context<Self>) {
@@ -265,6 +312,8 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
+        self.observe_pause(now);
+        self.last_check = now;
         let ping_now = now.duration_since(self.last_ping) >= PING_INTERVAL;
         if ping_now {
             self.last_ping = now;
@@ -286,8 +335,13 @@ impl Supervisor {
                     self.children[index].ping_in_flight = true;
                     ctx.spawn(request.into_actor(self).map(move |answer, act, _| {
                         act.children[index].ping_in_flight = false;
+                        // An answer (or a timeout) that spans a pause says nothing about the child.
+                        act.observe_pause(Instant::now());
+                        if act.resumed_at > now {
+                            return;
+                        }
                         let stuck = match answer {
-                            Ok(last_progress) => last_progress.elapsed() > stuck_after,
+                            Ok(last_progress) => act.stuck(last_progress, stuck_after),
                             Err(MailboxError::Timeout) => true,
                             Err(MailboxError::Closed) => false,
                         };
@@ -363,6 +417,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(self.logger, "supervisor starting"; "workers" => self.settings.workers.len());
         self.registry.start_all();
+        self.executions = Some(Arbiter::new());
         for index in 0..self.children.len() {
             self.start_child(index, ctx);
         }
@@ -414,31 +469,29 @@ impl Handler<Shutdown> for Supervisor {
         let timeout = if msg.immediate { Duration::ZERO } else { self.settings.shutdown_timeout };
         let heartbeat = self.children.iter().find_map(|c| c.running.as_ref().and_then(|r| r.heartbeat.clone()));
         let deregister = !msg.immediate;
-        let logger = self.logger.clone();
+        let (logger, book) = (self.logger.clone(), self.claims.clone());
         let drain = async move {
             let deadline = Instant::now() + timeout;
-            let mut in_flight;
-            loop {
-                in_flight = 0;
-                for w in &workers {
-                    in_flight += w.send(InFlight).await.unwrap_or(0);
-                }
-                if in_flight == 0 || Instant::now() >= deadline {
-                    break;
-                }
+            while book.open() > 0 && Instant::now() < deadline {
                 actix_rt::time::sleep(Duration::from_millis(25)).await;
             }
-            if in_flight > 0 {
-                warn!(logger, "shutdown timeout reached with jobs still running; their claims are released";
-                    "running" => in_flight);
+            let open = book.open();
+            if open > 0 && deregister {
+                warn!(logger, "shutdown timeout reached with jobs still running or unrecorded; their claims are released";
+                    "open" => open);
             }
-            let mut report = ShutdownReport { abandoned: in_flight, ..Default::default() };
-            // Workers and handlers stop before deregistering so nothing claims or records after.
+            let mut report = ShutdownReport { abandoned: open, ..Default::default() };
+            // Workers stop before deregistering so nothing claims after.
             workers.iter().for_each(|w| w.do_send(StopChild));
             if let (true, Some(heartbeat)) = (deregister, heartbeat) {
                 if let Ok(Ok(released)) = heartbeat.send(Deregister).await {
                     report.released = released;
                     report.deregistered = true;
+                    let cut_short = book.clear();
+                    if !cut_short.is_empty() {
+                        warn!(logger, "claims still open went back to ready without using an attempt; outcomes that arrive later are dropped";
+                            "job_ids" => ?cut_short);
+                    }
                 }
             }
             report
@@ -451,6 +504,9 @@ impl Handler<Shutdown> for Supervisor {
                 }
             }
             act.registry.stop_all();
+            if let Some(executions) = act.executions.take() {
+                executions.stop();
+            }
             info!(act.logger, "stopped"; "abandoned" => report.abandoned, "released" => report.released,
                 "deregistered" => report.deregistered);
             ctx.stop();

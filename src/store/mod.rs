@@ -341,8 +341,10 @@ pub trait Store: Send + Sync + 'static {
         now: NaiveDateTime,
     ) -> StoreResult<Fenced>;
 
-    /// Returns an unfinished claim to ready (e.g. the handler was stopped before running it),
-    /// if the claim is still ours.
+    /// Returns a claim to ready, if it is still ours, and gives back the attempt the claim
+    /// counted: the job was never started (a claim handed back unstarted, a handler that was not
+    /// running) or a graceful drain cut its run short. Only a process death counts an attempt
+    /// without an outcome.
     fn release(&self, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced>;
 
     /// Moves due scheduled jobs (scheduled_at <= now) to ready, at most `batch`; returns how many.
@@ -360,8 +362,9 @@ pub trait Store: Send + Sync + 'static {
     /// Backends without session liveness return `Ok(false)`.
     fn keep_session(&self, process: ProcessId) -> StoreResult<bool>;
 
-    /// Graceful exit: returns every claim of `process` to ready and deletes its row (and drops
-    /// its session lock). Returns the number of claims released.
+    /// Graceful exit: returns every claim of `process` to ready, giving their attempts back as
+    /// [`Store::release`] does, and deletes its row (and drops its session lock). Returns the
+    /// number of claims released.
     fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize>;
 
     /// All process rows, oldest first.

@@ -487,7 +487,7 @@ impl Store for PgStore {
             // next statement sees them.
             shared::delete_process(conn, process)?;
             let ids = take_claims_of(conn, process)?;
-            shared::insert_ready(conn, &ids, now)?;
+            shared::hand_back(conn, &ids, now)?;
             Ok(ids.len())
         })?;
         self.drop_session(process);

@@ -318,13 +318,24 @@ macro_rules! shared_queries {
             Ok(Fenced::Applied)
         }
 
-        /// Returns the job to ready if the claim is still ours.
+        /// Returns the job to ready if the claim is still ours, giving its attempt back.
         pub(super) fn release(conn: &mut $conn, token: ClaimToken, now: NaiveDateTime) -> QueryResult<Fenced> {
             if !take_claim(conn, token)? {
                 return Ok(Fenced::Stale);
             }
-            insert_ready(conn, &[token.job_id], now)?;
+            hand_back(conn, &[token.job_id], now)?;
             Ok(Fenced::Applied)
+        }
+
+        /// Returns jobs whose claims were just deleted to ready without counting the attempt
+        /// their claim counted: they were never started, or a graceful drain cut them short.
+        pub(super) fn hand_back(conn: &mut $conn, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
+            for chunk in ids.chunks(ID_CHUNK) {
+                diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::attempts.gt(0)))
+                    .set((jobs::attempts.eq(jobs::attempts - 1), jobs::updated_at.eq(now)))
+                    .execute(conn)?;
+            }
+            insert_ready(conn, ids, now)
         }
 
         /// Stamps the process's heartbeat.

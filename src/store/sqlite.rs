@@ -297,7 +297,7 @@ impl Store for SqliteStore {
     fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
         self.write("deregistering the process", |conn| {
             let ids = take_claims_of(conn, process)?;
-            shared::insert_ready(conn, &ids, now)?;
+            shared::hand_back(conn, &ids, now)?;
             shared::delete_process(conn, process)?;
             Ok(ids.len())
         })

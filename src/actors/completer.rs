@@ -1,0 +1,154 @@
+//! Completer: writes the outcomes of ended executions, with their claim tokens.
+//!
+//! Executions report to the [`ClaimBook`], not to an actor, so an outcome survives the restart
+//! of whichever actor would have written it. The completer takes every ended execution from
+//! the book in one pass and writes them; while one pass is under way, new outcomes gather for
+//! the next. A pass updates the book itself, on the blocking thread, so a pass that returns
+//! after its completer was replaced still settles its claims. An outcome the database refused
+//! stays in the book and is written again with backoff (Solid Queue #748); one refused as
+//! stale (the claim was reaped meanwhile) is logged with its job id.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use slog::{debug, o, warn, Logger};
+
+use super::claim_book::{ClaimBook, OutcomesReady, PendingOutcome};
+use super::messages::{Ping, SetProcess, StopChild};
+use super::{blocking, PeriodicCall};
+use crate::store::{Fenced, SharedStore, Store, StoreResult};
+
+/// How often pending outcomes are retried while the database refuses them.
+pub const RETRY_TICK: Duration = Duration::from_millis(100);
+/// Longest wait between writes the database refused.
+pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What one pass wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// Outcomes written.
+    pub applied: usize,
+    /// Outcomes refused because the claim was no longer this process's.
+    pub stale: usize,
+    /// Worker groups whose slots were freed.
+    pub groups: BTreeSet<usize>,
+}
+
+/// Writes `pending` in order, settling each in `book`; on a database error the rest go back
+/// to the book to be written again, and the error is returned. Blocking.
+pub(crate) fn write_outcomes(
+    store: &dyn Store,
+    book: &ClaimBook,
+    pending: Vec<PendingOutcome>,
+    logger: &Logger,
+) -> StoreResult<PassOutcome> {
+    let now = Utc::now().naive_utc();
+    let mut pass = PassOutcome::default();
+    let mut rest = pending.into_iter();
+    while let Some(outcome) = rest.next() {
+        let token = outcome.job.token;
+        match outcome.transition.apply(store, token, now) {
+            Ok(Fenced::Applied) => {
+                pass.applied += 1;
+                debug!(logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => outcome.transition.label());
+            }
+            Ok(Fenced::Stale) => {
+                pass.stale += 1;
+                warn!(logger, "outcome discarded: the claim is no longer this process's (it was reaped)";
+                    "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => outcome.transition.label());
+            }
+            Err(err) => {
+                book.unwritten(outcome);
+                rest.for_each(|outcome| book.unwritten(outcome));
+                return Err(err);
+            }
+        }
+        book.written(&token);
+        pass.groups.insert(outcome.group);
+    }
+    Ok(pass)
+}
+
+/// The completer actor.
+pub struct Completer {
+    store: SharedStore,
+    book: Arc<ClaimBook>,
+    logger: Logger,
+    call: PeriodicCall,
+}
+
+impl Completer {
+    /// A completer writing the outcomes `book` collects.
+    pub fn new(store: SharedStore, book: Arc<ClaimBook>, logger: &Logger) -> Self {
+        Completer {
+            store,
+            book,
+            logger: logger.new(o!("actor" => "completer")),
+            call: PeriodicCall::new(MAX_ERROR_BACKOFF),
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.call.may_run() {
+            return;
+        }
+        let pending = self.book.take_ended();
+        if pending.is_empty() {
+            self.call.idle();
+            return;
+        }
+        self.call.begin();
+        let (book, logger) = (self.book.clone(), self.logger.clone());
+        let call = blocking(&self.store, move |s| write_outcomes(s, &book, pending, &logger));
+        ctx.spawn(call.into_actor(self).map(|result, act, ctx| match result {
+            Ok(pass) => {
+                act.call.succeeded(&act.logger);
+                act.book.slots_freed(pass.groups);
+                act.flush(ctx);
+            }
+            Err(err) => act.call.failed(&act.logger, "recording job outcomes", &err),
+        }));
+    }
+}
+
+impl Actor for Completer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.book.set_completer(ctx.address().recipient());
+        ctx.run_interval(RETRY_TICK, |act, ctx| act.flush(ctx));
+        self.flush(ctx);
+    }
+}
+
+impl Handler<OutcomesReady> for Completer {
+    type Result = ();
+    fn handle(&mut self, msg: OutcomesReady, ctx: &mut Context<Self>) {
+        if msg.retry_now {
+            self.call.retry_now();
+        }
+        self.flush(ctx);
+    }
+}
+
+impl Handler<SetProcess> for Completer {
+    type Result = ();
+    fn handle(&mut self, _: SetProcess, _: &mut Context<Self>) {}
+}
+
+impl Handler<Ping> for Completer {
+    type Result = MessageResult<Ping>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.call.last_progress)
+    }
+}
+
+impl Handler<StopChild> for Completer {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
