@@ -214,6 +214,7 @@ impl Runtime {
                 policy: c.on_process_death,
                 session_confirmation: SESSION_CONFIRMATION,
                 pid_probe: c.pid_probe,
+                observation_gap: SweepSettings::observation_gap_for(c.watchdog_interval, c.alive_threshold),
             },
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,

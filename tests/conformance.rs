@@ -652,14 +652,28 @@ fn reap_with_heartbeat_cutoff_skips_a_process_that_beat_after_it(db: &TestDb) {
     let p = register(store, "slow");
     claim(store, p, &["*"], 1);
     assert_eq!(store.heartbeat(p, t(100)).unwrap(), Beat::Stamped);
-    let skipped = store.reap_process(p, &DeathCause::HeartbeatOlderThan(t(50)), DeathPolicy::Retry, t(120)).unwrap();
+    let skipped = store
+        .reap_process(p, &DeathCause::HeartbeatOlderThan { cutoff: t(50), deadline: None }, DeathPolicy::Retry, t(120))
+        .unwrap();
     assert_eq!(skipped, ReapOutcome { reaped: false, retried: 0, failed: 0 });
     assert_eq!(store.processes().unwrap().len(), 1);
     assert_eq!(state(store, id), "claimed");
+    // A verdict that expired before the store could act on it (the judge waited for a lock or
+    // a lost connection meanwhile) changes nothing.
+    let expired = DeathCause::HeartbeatOlderThan {
+        cutoff: t(101),
+        deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+    };
+    assert!(!store.reap_process(p, &expired, DeathPolicy::Retry, t(120)).unwrap().reaped);
+    assert_eq!((store.processes().unwrap().len(), state(store, id).as_str()), (1, "claimed"));
     // Equal to the cutoff is not older than it.
-    let equal = store.reap_process(p, &DeathCause::HeartbeatOlderThan(t(100)), DeathPolicy::Retry, t(120)).unwrap();
+    let equal = store
+        .reap_process(p, &DeathCause::HeartbeatOlderThan { cutoff: t(100), deadline: None }, DeathPolicy::Retry, t(120))
+        .unwrap();
     assert!(!equal.reaped);
-    let reaped = store.reap_process(p, &DeathCause::HeartbeatOlderThan(t(101)), DeathPolicy::Retry, t(120)).unwrap();
+    let reaped = store
+        .reap_process(p, &DeathCause::HeartbeatOlderThan { cutoff: t(101), deadline: None }, DeathPolicy::Retry, t(120))
+        .unwrap();
     assert_eq!(reaped, ReapOutcome { reaped: true, retried: 1, failed: 0 });
     assert_eq!(state(store, id), "ready");
     assert!(store.processes().unwrap().is_empty());
@@ -692,7 +706,7 @@ fn reap_fail_policy_moves_claims_to_failed(db: &TestDb) {
     let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0)]);
     let p = register(store, "victim");
     claim(store, p, &["*"], 2);
-    let cutoff = DeathCause::HeartbeatOlderThan(t(60));
+    let cutoff = DeathCause::HeartbeatOlderThan { cutoff: t(60), deadline: None };
     let outcome = store.reap_process(p, &cutoff, DeathPolicy::Fail, t(61)).unwrap();
     assert_eq!(outcome, ReapOutcome { reaped: true, retried: 0, failed: 2 });
     for &id in &ids {
@@ -739,7 +753,12 @@ fn concurrent_reaps_of_one_process_release_its_claims_once(db: &TestDb) {
                 thread::spawn(move || {
                     barrier.wait();
                     store
-                        .reap_process(victim, &DeathCause::HeartbeatOlderThan(t(1_000)), DeathPolicy::Retry, t(1_000))
+                        .reap_process(
+                            victim,
+                            &DeathCause::HeartbeatOlderThan { cutoff: t(1_000), deadline: None },
+                            DeathPolicy::Retry,
+                            t(1_000),
+                        )
                         .expect("reap_process")
                 })
             })

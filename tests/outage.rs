@@ -739,6 +739,111 @@ fn sqlite_file_locked_by_another_process_loses_nothing_and_resumes() {
     ));
 }
 
+/// Three live processes share the database through an outage longer than their alive
+/// threshold. Each one's heartbeat is old when the database returns only because nobody could
+/// write: the first watchdog back must not reap the others, and a job whose outcome was kept
+/// through the outage must not run again elsewhere.
+async fn live_processes_outlast_an_outage(
+    name: &str,
+    db: &TestDb,
+    runtime_url: DatabaseUrl,
+    alive_threshold: Duration,
+    length: Duration,
+    mut outage: impl Outage,
+) {
+    const FLEET: usize = 3;
+    const FLEET_JOBS: i64 = 60;
+    let log = LogRecorder::new();
+    let seen: Executions = Arc::default();
+    let mut handles = Vec::new();
+    let mut queue = None;
+    for _ in 0..FLEET {
+        let handler_seen = seen.clone();
+        let runtime = Runtime::new(config(runtime_url.clone(), alive_threshold), log.logger())
+            .expect("building a runtime")
+            .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
+        queue.get_or_insert_with(|| runtime.queue());
+        handles.push(runtime.start().expect("starting a runtime"));
+    }
+    let ids = queue.unwrap().enqueue_all((1..=FLEET_JOBS).map(|n| Tick { n, sleep_ms: 300 })).await.unwrap();
+    let mut identities = Vec::new();
+    for handle in &handles {
+        let started = Instant::now();
+        let id = loop {
+            if let Some(id) = handle.process_id().await {
+                break id;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "[{name}] a runtime never registered");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        identities.push(id);
+    }
+    wait_for("10 jobs to finish", Duration::from_secs(20), || finished(db) >= 10).await;
+    outage.begin().await;
+    actix_rt::time::sleep(length).await;
+    let restored_at = outage.end().await;
+    wait_for("every job to finish", Duration::from_secs(60), || finished(db) == FLEET_JOBS).await;
+    // Well past the threshold after the restore: every watchdog had its chance to reap.
+    let settle = (alive_threshold * 2).saturating_sub(restored_at.elapsed());
+    actix_rt::time::sleep(settle).await;
+    let mut after = Vec::new();
+    for handle in &handles {
+        after.push(handle.process_id().await.expect("still registered"));
+    }
+    let executions = seen.lock().unwrap().clone();
+    let mut runs: BTreeMap<i64, usize> = BTreeMap::new();
+    for (n, _) in &executions {
+        *runs.entry(*n).or_default() += 1;
+    }
+    let twice: Vec<i64> = runs.iter().filter(|(_, count)| **count > 1).map(|(n, _)| *n).collect();
+    let reaped = log.count("dead process reaped");
+    let resumed = log.count("heartbeat ages count from now");
+    eprintln!(
+        "[{name}] {FLEET} processes through a {length:?} outage (threshold {alive_threshold:?}): identities before {identities:?}, after {after:?}; reaped {reaped}; watches resumed {resumed}; jobs run twice {twice:?}"
+    );
+    for handle in &handles {
+        assert!(handle.shutdown().await.deregistered);
+    }
+    assert_eq!(reaped, 0, "[{name}] a live process was reaped after the outage");
+    assert_eq!(identities, after, "[{name}] no live process had to register again");
+    assert!(twice.is_empty(), "[{name}] jobs {twice:?} ran twice");
+    assert_eq!(runs.len() as i64, FLEET_JOBS, "[{name}] every job ran");
+    let states: HashSet<String> = ids.iter().map(|id| db.store.job(*id).unwrap().unwrap().state).collect();
+    assert_eq!(states, HashSet::from(["finished".to_string()]));
+}
+
+#[test]
+fn postgres_outage_longer_than_the_threshold_reaps_no_live_process() {
+    let _serial = serial();
+    let Some(db) = common::postgres_db() else { return };
+    let direct = db.postgres_url().unwrap().to_string();
+    let proxy = Proxy::start(server_of(&direct));
+    let url = via(&direct, proxy.addr);
+    System::new().block_on(live_processes_outlast_an_outage(
+        "postgres fleet",
+        &db,
+        DatabaseUrl::Postgres(url),
+        Duration::from_secs(3),
+        Duration::from_secs(8),
+        ProxyOutage(proxy),
+    ));
+}
+
+#[test]
+fn sqlite_lock_longer_than_the_threshold_reaps_no_live_process() {
+    let _serial = serial();
+    let db = common::sqlite_db();
+    let DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
+    System::new().block_on(live_processes_outlast_an_outage(
+        "sqlite fleet",
+        &db,
+        db.url.clone(),
+        Duration::from_secs(3),
+        SQLITE_BUSY_TIMEOUT + Duration::from_secs(2),
+        LockOutage { path, locker: None },
+    ));
+}
+
 /// The connection drops after a claim's COMMIT reached the server but before its reply came
 /// back: the claim is committed, the worker saw an error. The job must still run.
 async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {

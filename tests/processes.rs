@@ -14,7 +14,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use common::TestDb;
 use serde::{Deserialize, Serialize};
-use solidq::actors::watchdog::{sweep, SessionSuspects, SweepSettings};
+use solidq::actors::watchdog::{sweep, SweepSettings, SweepState};
 use solidq::config::DatabaseUrl;
 use solidq::liveness::HostIdentity;
 use solidq::store::DeathPolicy;
@@ -184,13 +184,14 @@ fn quit_exits_at_once_and_leaves_claims_to_the_watchdog(db: TestDb) {
         policy: DeathPolicy::Retry,
         session_confirmation: Duration::ZERO,
         pid_probe: true,
+        observation_gap: Duration::from_secs(5),
     };
     let outcome = sweep(
         db.store.as_ref(),
         None,
         &HostIdentity::current(),
         &settings,
-        &mut SessionSuspects::default(),
+        &mut SweepState::default(),
         Utc::now().naive_utc(),
         Instant::now(),
     )

@@ -544,6 +544,7 @@ mod tests {
                 policy: DeathPolicy::Retry,
                 session_confirmation: Duration::from_millis(400),
                 pid_probe: true,
+                observation_gap: Duration::from_secs(5),
             },
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),

@@ -230,11 +230,27 @@ pub enum DeathPolicy {
 /// Why a process is being reaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeathCause {
-    /// Its heartbeat is older than the cutoff; the store re-checks this in the same
-    /// transaction and does nothing if the process beat meanwhile.
-    HeartbeatOlderThan(NaiveDateTime),
+    /// Its heartbeat is older than `cutoff`. The store re-checks this in the same transaction
+    /// and does nothing if the process beat meanwhile, or if the transaction only got its locks
+    /// after `deadline`: a verdict that had to wait that long for the database was made blind
+    /// (the database was locked or unreachable, so the process may not have been able to beat
+    /// either).
+    HeartbeatOlderThan {
+        /// Heartbeats before this are too old.
+        cutoff: NaiveDateTime,
+        /// When the verdict expires (monotonic clock); `None`: never.
+        deadline: Option<std::time::Instant>,
+    },
     /// A liveness probe (session lock free, pid gone) proved it dead: no heartbeat check.
     Proven(String),
+}
+
+impl DeathCause {
+    /// Whether the verdict expired before the store could act on it.
+    pub(crate) fn expired(&self) -> bool {
+        matches!(self, DeathCause::HeartbeatOlderThan { deadline: Some(deadline), .. }
+            if std::time::Instant::now() > *deadline)
+    }
 }
 
 /// Counts from reaping one dead process.

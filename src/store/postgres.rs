@@ -544,12 +544,12 @@ impl Store for PgStore {
         policy: DeathPolicy,
         now: NaiveDateTime,
     ) -> StoreResult<ReapOutcome> {
-        let outcome = self.run("reaping a dead process", |conn| {
+        let reaped = self.run("reaping a dead process", |conn| {
             let returned = (processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at);
             // The row delete decides who reaps: a second reaper waits for the first to commit
             // and then deletes nothing; a heartbeat committed first makes the cutoff fail.
             let dead: Option<DeadProcess> = match cause {
-                DeathCause::HeartbeatOlderThan(cutoff) => diesel::delete(
+                DeathCause::HeartbeatOlderThan { cutoff, .. } => diesel::delete(
                     processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(*cutoff)),
                 )
                 .returning(returned)
@@ -563,11 +563,19 @@ impl Store for PgStore {
             let Some(dead) = dead else {
                 return Ok(ReapOutcome::default());
             };
+            // The row lock is ours now: a verdict that waited too long for it is void.
+            if cause.expired() {
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
             let ids = take_claims_of(conn, process)?;
             let error = failure_json(&death_record(process, &dead, cause));
             let (retried, failed) = shared::dispose_claims(conn, &ids, &error, policy, now)?;
             Ok(ReapOutcome { reaped: true, retried, failed })
-        })?;
+        });
+        let outcome = match reaped {
+            Err(StoreError::Query { source: diesel::result::Error::RollbackTransaction, .. }) => ReapOutcome::default(),
+            other => other?,
+        };
         if outcome.reaped {
             self.drop_session(process);
         }

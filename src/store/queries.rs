@@ -122,7 +122,7 @@ pub(crate) fn failure_json(record: &FailureRecord) -> String {
 /// The failure recorded with the claims of a reaped process.
 pub(crate) fn death_record(process: ProcessId, dead: &DeadProcess, cause: &DeathCause) -> FailureRecord {
     let cause = match cause {
-        DeathCause::HeartbeatOlderThan(cutoff) => {
+        DeathCause::HeartbeatOlderThan { cutoff, .. } => {
             format!("no heartbeat since {} (cutoff {})", dead.last_heartbeat_at, cutoff)
         }
         DeathCause::Proven(reason) => reason.clone(),

@@ -323,8 +323,12 @@ impl Store for SqliteStore {
                 .find(process)
                 .select((processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at))
                 .into_boxed();
-            if let DeathCause::HeartbeatOlderThan(cutoff) = cause {
+            if let DeathCause::HeartbeatOlderThan { cutoff, .. } = cause {
                 query = query.filter(processes::last_heartbeat_at.lt(*cutoff));
+            }
+            // The write lock is ours now: a verdict that waited too long for it is void.
+            if cause.expired() {
+                return Ok(ReapOutcome::default());
             }
             let Some(dead) = query.first::<DeadProcess>(conn).optional()? else {
                 return Ok(ReapOutcome::default());
