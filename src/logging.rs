@@ -101,11 +101,11 @@ fn build(level: slog::Level, format: LogFormat, sink: Sink) -> (Logger, LoggingG
     let formatted: Box<dyn Drain<Ok = (), Err = Never> + Send> = match (format, sink) {
         (LogFormat::Term, Sink::Stderr) => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
-            Box::new(term_format(decorator).ignore_res())
+            Box::new(OneLine(term_format(decorator).ignore_res()))
         }
         (LogFormat::Term, Sink::Writer(writer)) => {
             let decorator = slog_term::PlainDecorator::new(writer);
-            Box::new(term_format(decorator).ignore_res())
+            Box::new(OneLine(term_format(decorator).ignore_res()))
         }
         (LogFormat::Json, Sink::Stderr) => Box::new(json_format(io::stderr()).ignore_res()),
         (LogFormat::Json, Sink::Writer(writer)) => Box::new(json_format(writer).ignore_res()),
@@ -120,6 +120,59 @@ fn build(level: slog::Level, format: LogFormat, sink: Sink) -> (Logger, LoggingG
     let logger = Logger::root(drain, slog::o!());
     let guard = LoggingGuard { generation: None, scope: None, async_guard: Some(async_guard) };
     (logger, guard)
+}
+
+/// Keeps a record on one line in the term format: line breaks in the message or in a value
+/// (a PostgreSQL error carries several) are written as `\n`, so the keys that follow stay on
+/// the record's line. JSON escapes them by itself.
+struct OneLine<D>(D);
+
+/// The record's key-value pairs (and the logger's), rendered and with line breaks escaped.
+#[derive(Default)]
+struct EscapedPairs(Vec<(slog::Key, String)>);
+
+fn escape_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\\n").replace('\n', "\\n").replace('\r', "\\r"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+impl slog::Serializer for EscapedPairs {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+        self.0.push((key, escape_breaks(&val.to_string()).into_owned()));
+        Ok(())
+    }
+}
+
+impl slog::KV for EscapedPairs {
+    fn serialize(&self, _: &slog::Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
+        for (key, value) in &self.0 {
+            serializer.emit_str(key, value)?;
+        }
+        Ok(())
+    }
+}
+
+impl<D: Drain<Ok = (), Err = Never>> Drain for OneLine<D> {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), Never> {
+        let mut pairs = EscapedPairs::default();
+        // In the order the term format prints them: the record's pairs, then the logger's.
+        let rendered = slog::KV::serialize(&record.kv(), record, &mut pairs)
+            .and_then(|()| slog::KV::serialize(values, record, &mut pairs));
+        if rendered.is_err() {
+            return self.0.log(record, values);
+        }
+        let message = record.msg().to_string();
+        let message = escape_breaks(&message);
+        let info = slog::RecordStatic { location: record.location(), level: record.level(), tag: record.tag() };
+        let kv = slog::BorrowedKV(&pairs);
+        self.0.log(&slog::Record::new(&info, &format_args!("{message}"), kv), &slog::OwnedKVList::from(slog::o!()))
+    }
 }
 
 fn term_format<D: slog_term::Decorator>(decorator: D) -> slog_term::FullFormat<D> {
@@ -267,6 +320,27 @@ mod tests {
         assert!(second.contains("to the second logger"), "{second}");
         assert!(second.contains("through slog-scope"), "{second}");
         assert!(!second.contains("after everything"), "{second}");
+    }
+
+    #[test]
+    fn a_record_with_line_breaks_stays_on_one_line_in_both_formats() {
+        let error = "connection to server failed\nserver closed the connection unexpectedly\r\n\tbefore or while";
+        for format in [LogFormat::Term, LogFormat::Json] {
+            let buffer = Buffer::default();
+            let (log, guard) = build(slog::Level::Info, format, Sink::Writer(Box::new(buffer.clone())));
+            let log = log.new(slog::o!("actor" => "worker"));
+            slog::error!(log, "claim failed\nbadly"; "error" => error, "failures" => 1);
+            drop(log);
+            drop(guard);
+            let text = buffer.text();
+            assert_eq!(text.lines().count(), 1, "{format:?}: {text}");
+            assert!(text.contains("actor"), "{text}");
+            if format == LogFormat::Term {
+                assert!(text.contains("claim failed\\nbadly"), "{text}");
+                assert!(text.contains("failed\\nserver closed the connection unexpectedly\\n\tbefore"), "{text}");
+                assert!(text.contains("failures: 1") && text.contains("actor: worker"), "{text}");
+            }
+        }
     }
 
     #[test]
