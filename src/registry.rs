@@ -18,6 +18,7 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use slog::{o, warn, Logger};
 
+use crate::actors::StoppedArbiters;
 use crate::job::{Job, JobError, JobMeta, Perform};
 use crate::store::{ClaimedJob, FailureRecord};
 
@@ -246,9 +247,16 @@ pub trait Launcher<A: Actor>: Send + Sync + 'static {
 
 /// Async actors (`Context<A>`) on an arbiter thread of their own, so a panic on that thread can
 /// be attributed to this registration. The arbiter survives a panicking actor and hosts its
-/// replacement.
+/// replacement. Once stopped, it is kept in the runtime's [`StoppedArbiters`] to be joined.
 #[derive(Default)]
-pub struct OwnArbiter(Mutex<Option<Arbiter>>);
+pub struct OwnArbiter(Mutex<Option<Arbiter>>, StoppedArbiters);
+
+impl OwnArbiter {
+    /// An arbiter that, once stopped, is kept in `stopped` for the runtime to join.
+    pub fn joined_by(stopped: StoppedArbiters) -> Self {
+        OwnArbiter(Mutex::new(None), stopped)
+    }
+}
 
 impl<A: Actor<Context = Context<A>>> Launcher<A> for OwnArbiter {
     fn launch(&self, factory: Factory<A>) -> Addr<A> {
@@ -260,7 +268,7 @@ impl<A: Actor<Context = Context<A>>> Launcher<A> for OwnArbiter {
     fn shutdown(&self) {
         let arbiter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(arbiter) = arbiter {
-            arbiter.stop();
+            self.1.stop(arbiter);
         }
     }
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use serde_json::json;
-use slog::{info, Logger};
+use slog::{info, warn, Logger};
 
 use crate::actors::heartbeat::HeartbeatSettings;
 use crate::actors::messages::{CurrentProcess, Shutdown, ShutdownReport};
 use crate::actors::supervisor::{Supervisor, SupervisorSettings};
 use crate::actors::watchdog::{SweepSettings, SESSION_CONFIRMATION};
 use crate::actors::worker::WorkerSettings;
+use crate::actors::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
@@ -80,6 +81,9 @@ pub struct Runtime {
     duplicate: Option<&'static str>,
     guard: Option<LoggingGuard>,
     stuck_after: Duration,
+    /// Arbiters stopped by the supervisor and the registry, joined before `run()`/`shutdown()`
+    /// return.
+    stopped: StoppedArbiters,
 }
 
 /// Default for [`Runtime::stuck_after`].
@@ -119,6 +123,7 @@ impl Runtime {
             duplicate: None,
             guard: None,
             stuck_after: DEFAULT_STUCK_AFTER,
+            stopped: StoppedArbiters::default(),
         })
     }
 
@@ -130,8 +135,11 @@ impl Runtime {
         A: Actor<Context = Context<A>> + Handler<Perform<J>>,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let handler: Arc<dyn ErasedHandler> =
-            Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, OwnArbiter::default(), &self.logger)));
+        let handler: Arc<dyn ErasedHandler> = Arc::new(Arc::new(ActorHandler::<J, A, _>::new(
+            factory,
+            OwnArbiter::joined_by(self.stopped.clone()),
+            &self.logger,
+        )));
         self.insert(J::KIND, handler);
         self
     }
@@ -239,8 +247,16 @@ impl Runtime {
         registry::install_panic_hook();
         let settings = self.settings(standalone);
         let registry = Arc::new(self.registry);
-        let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger).start();
-        Ok(RuntimeHandle { supervisor, queue: Queue::new(self.store), _guard: self.guard.map(Arc::new) })
+        let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger)
+            .with_stopped_arbiters(self.stopped.clone())
+            .start();
+        Ok(RuntimeHandle {
+            supervisor,
+            queue: Queue::new(self.store),
+            stopped: self.stopped,
+            logger: self.logger,
+            _guard: self.guard.map(Arc::new),
+        })
     }
 
     /// Runs standalone: creates a System, starts, and blocks until TERM or INT has drained the
@@ -249,6 +265,9 @@ impl Runtime {
         let system = System::new();
         let handle = system.block_on(async move { self.start_with(true) })?;
         let code = system.run_with_code();
+        // The System is gone; the children's and handlers' arbiter threads may still be
+        // finishing database calls. Returning now could let the process exit under them.
+        join_stopped(&handle.stopped, &handle.logger);
         drop(handle);
         match code {
             Ok(0) => Ok(()),
@@ -263,6 +282,8 @@ impl Runtime {
 pub struct RuntimeHandle {
     supervisor: Addr<Supervisor>,
     queue: Queue,
+    stopped: StoppedArbiters,
+    logger: Logger,
     _guard: Option<Arc<LoggingGuard>>,
 }
 
@@ -279,13 +300,35 @@ impl RuntimeHandle {
 
     /// Graceful stop: no new claims, running jobs get up to `SOLIDQ_SHUTDOWN_TIMEOUT`, the rest
     /// go back to ready, then the process deregisters.
+    ///
+    /// Returns once the runtime's threads have ended (up to [`THREAD_JOIN_TIMEOUT`]), so that
+    /// the process may exit right after.
     pub async fn shutdown(&self) -> ShutdownReport {
-        self.supervisor.send(Shutdown { immediate: false }).await.unwrap_or_default()
+        let report = self.supervisor.send(Shutdown { immediate: false }).await.unwrap_or_default();
+        self.join_stopped_async().await;
+        report
     }
 
     /// Stops at once without deregistering (as after SIGQUIT): claims stay with the process
     /// row until a watchdog reaps it.
     pub async fn abort(&self) -> ShutdownReport {
-        self.supervisor.send(Shutdown { immediate: true }).await.unwrap_or_default()
+        let report = self.supervisor.send(Shutdown { immediate: true }).await.unwrap_or_default();
+        self.join_stopped_async().await;
+        report
+    }
+
+    /// [`join_stopped`] off the caller's event loop.
+    async fn join_stopped_async(&self) {
+        let (stopped, logger) = (self.stopped.clone(), self.logger.clone());
+        let _ = actix_rt::task::spawn_blocking(move || join_stopped(&stopped, &logger)).await;
+    }
+}
+
+/// Joins the threads of the arbiters stopped so far, waiting up to [`THREAD_JOIN_TIMEOUT`].
+fn join_stopped(stopped: &StoppedArbiters, logger: &Logger) {
+    let left = stopped.join(THREAD_JOIN_TIMEOUT);
+    if left > 0 {
+        warn!(logger, "runtime threads still running after the shutdown; exiting now may crash the process";
+            "threads" => left, "waited_ms" => THREAD_JOIN_TIMEOUT.as_millis() as u64);
     }
 }

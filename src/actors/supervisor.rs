@@ -28,6 +28,7 @@ use super::heartbeat::{Heartbeat, HeartbeatSettings};
 use super::messages::*;
 use super::watchdog::{SweepSettings, Watchdog};
 use super::worker::{Worker, WorkerContext, WorkerSettings};
+use super::StoppedArbiters;
 use crate::registry::Registry;
 use crate::store::{ProcessId, SharedStore};
 
@@ -153,6 +154,8 @@ pub struct Supervisor {
     last_check: Instant,
     /// When the process last resumed after a pause (or started): progress counts from here.
     resumed_at: Instant,
+    /// Children's arbiters stopped so far, for the runtime to join at shutdown.
+    stopped: StoppedArbiters,
 }
 
 impl Supervisor {
@@ -190,7 +193,14 @@ impl Supervisor {
             last_ping: Instant::now(),
             last_check: Instant::now(),
             resumed_at: Instant::now(),
+            stopped: StoppedArbiters::default(),
         }
+    }
+
+    /// Keeps the children's stopped arbiters in `stopped` (the runtime joins them at shutdown).
+    pub(crate) fn with_stopped_arbiters(mut self, stopped: StoppedArbiters) -> Self {
+        self.stopped = stopped;
+        self
     }
 
     fn spawn(&self, index: usize, me: &Addr<Self>) -> Running {
@@ -260,7 +270,7 @@ impl Supervisor {
         let child = &mut self.children[index];
         let Some(old) = child.running.take() else { return };
         old.stop.do_send(StopChild);
-        old.arbiter.stop();
+        self.stopped.stop(old.arbiter);
         if old.started_at.elapsed() > STABLE_AFTER {
             child.backoff = MIN_RESTART_BACKOFF;
         }
@@ -500,12 +510,12 @@ impl Handler<Shutdown> for Supervisor {
             for child in act.children.iter_mut() {
                 if let Some(running) = child.running.take() {
                     running.stop.do_send(StopChild);
-                    running.arbiter.stop();
+                    act.stopped.stop(running.arbiter);
                 }
             }
             act.registry.stop_all();
             if let Some(executions) = act.executions.take() {
-                executions.stop();
+                act.stopped.stop(executions);
             }
             info!(act.logger, "stopped"; "abandoned" => report.abandoned, "released" => report.released,
                 "deregistered" => report.deregistered);

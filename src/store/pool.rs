@@ -77,9 +77,21 @@ pub fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(SqlitePool, Sql
     Ok((writer, reader))
 }
 
+/// Initialises OpenSSL (once per process) before libpq first does, without the cleanup that
+/// OpenSSL otherwise registers with `atexit`: that cleanup frees per-thread state while other
+/// threads may still be inside libpq or OpenSSL (r2d2's connection threads, a second SIGTERM's
+/// immediate exit), which crashed processes at exit with SIGSEGV in libcrypto. The process
+/// frees everything at exit anyway. It has no effect if something in the process started
+/// OpenSSL earlier; the runtime also joins its own threads before `run()` or `shutdown()`
+/// return.
+pub fn init_tls() {
+    openssl_sys::init();
+}
+
 /// A pool of `pool_size` connections to `url` (which should carry `connect_timeout`, see
 /// [`with_connect_timeout`]).
 pub fn pg_pool(url: &str, pool_size: u32) -> StoreResult<PgPool> {
+    init_tls();
     Pool::builder()
         .max_size(pool_size.max(1))
         .connection_timeout(PG_POOL_TIMEOUT)
