@@ -20,9 +20,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
 use diesel::{PgConnection, SqliteConnection};
 use serde::{Deserialize, Serialize};
-use solidq::config::DatabaseUrl;
-use solidq::store::{SharedStore, Store};
-use solidq::{Config, EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
+use solidq::{Config, DatabaseUrl, EnqueueOptions, Job, JobError, NewJob, Perform, Runtime, SharedStore, Store};
 
 #[derive(Serialize, Deserialize)]
 struct ChaosJob {
@@ -217,11 +215,11 @@ fn signal(child: &Child, sig: libc::c_int) {
     }
 }
 
-fn process_ids_of(store: &dyn Store, pid: u32) -> Vec<i64> {
-    let host = solidq::liveness::hostname();
+/// The process rows of the worker with OS pid `pid` (the workers all run on this host).
+fn process_ids_of(store: &Store, pid: u32) -> Vec<i64> {
     store
         .processes()
-        .map(|rows| rows.into_iter().filter(|p| p.pid == pid as i32 && p.hostname == host).map(|p| p.id).collect())
+        .map(|rows| rows.into_iter().filter(|p| p.pid == pid as i32).map(|p| p.id).collect())
         .unwrap_or_default()
 }
 
@@ -261,7 +259,7 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         let (name, sig) =
             [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM), ("SIGQUIT", libc::SIGQUIT)][fastrand::usize(..3)];
-        let claimed_before: usize = processes.iter().map(|p| store.claimed_by(*p).map(|c| c.len()).unwrap_or(0)).sum();
+        let claimed_before: usize = processes.iter().map(|p| store.claims_of(*p).map(|c| c.len()).unwrap_or(0)).sum();
         let sent = Instant::now();
         signal(&workers[index], sig);
         let mut victim = workers.swap_remove(index);
@@ -282,7 +280,7 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             // Recovery: until the dead process holds no claim any more.
             loop {
                 let held: usize =
-                    processes.iter().map(|p| store.claimed_by(*p).map(|c| c.len()).unwrap_or(usize::MAX)).sum();
+                    processes.iter().map(|p| store.claims_of(*p).map(|c| c.len()).unwrap_or(usize::MAX)).sum();
                 if held == 0 {
                     break;
                 }
@@ -325,7 +323,7 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut completed = 0;
     for id in &ids {
-        if store.job(*id)?.is_some_and(|j| j.state == "finished") {
+        if store.job(*id)?.is_some_and(|j| j.state == Some(solidq::model::JobState::Finished)) {
             completed += 1;
         }
     }

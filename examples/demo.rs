@@ -148,10 +148,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let ids = ids.clone();
             let view = view_store.clone();
             let states = actix_rt::task::spawn_blocking(move || {
-                ids.iter().map(|id| view.job(*id).map(|j| j.map(|j| j.state))).collect::<Result<Vec<_>, _>>()
+                ids.iter().map(|id| view.job(*id).map(|j| j.and_then(|j| j.state))).collect::<Result<Vec<_>, _>>()
             })
             .await??;
-            let count = |s: &str| states.iter().filter(|st| st.as_deref() == Some(s)).count();
+            let count = |s: &str| states.iter().filter(|st| st.is_some_and(|st| st.as_str() == s)).count();
             let line = format!(
                 "progress: ready={} scheduled={} claimed={} finished={} failed={}",
                 count("ready"),
@@ -173,8 +173,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         let view = view_store.clone();
         let threshold = alive_threshold;
-        let status = actix_rt::task::spawn_blocking(move || solidq::cli::status::status_text(view.as_ref(), threshold))
-            .await??;
+        let status =
+            actix_rt::task::spawn_blocking(move || solidq::status::status_text(view.as_ref(), threshold)).await??;
         println!("\n{status}");
         let report = handle.shutdown().await;
         println!("shutdown: {report:?}");

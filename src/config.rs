@@ -40,7 +40,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::{DeathPolicy, QueuePattern};
+pub use crate::model::DatabaseUrl;
+use crate::model::{DeathPolicy, QueuePattern};
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
@@ -62,15 +63,6 @@ pub const DEFAULT_ALIVE_THRESHOLD: Duration = Duration::from_secs(300);
 pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(500);
 /// Default `SOLIDQ_SHUTDOWN_TIMEOUT`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where the jobs live, chosen by the URL's scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `sqlite://relative/path` or `sqlite:///absolute/path`.
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`, kept whole for libpq.
-    Postgres(String),
-}
 
 /// One worker group: the queues it serves, in order, and how many jobs it runs at once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 use actix::Message;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::model::{JobId, NewJob};
 
 /// Default number of executions a job may start before it is failed for good.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
@@ -15,9 +17,6 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
 pub const DEFAULT_QUEUE: &str = "default";
 /// Longest delay [`default_backoff`] ever returns.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
-
-/// Id of a row in `solidq_jobs`.
-pub type JobId = i64;
 
 /// A unit of background work: a serde-serializable struct with a stable kind name.
 ///
@@ -272,32 +271,6 @@ pub enum EnqueueError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-}
-
-/// A job ready to be inserted: kind, JSON arguments and where/when to run.
-///
-/// Built from a typed [`Job`] with [`NewJob::from_job`], or from a raw kind and JSON value
-/// (the CLI does this) with [`NewJob::from_json`].
-///
-/// ```
-/// let job = solidq::NewJob::from_json("ping", serde_json::json!({"n": 1}), solidq::EnqueueOptions::new()).unwrap();
-/// assert_eq!(job.queue, "default");
-/// assert!(job.scheduled_at.is_none());
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewJob {
-    /// Kind name, selects the handler.
-    pub kind: String,
-    /// Arguments as a JSON text.
-    pub arguments: String,
-    /// Queue name.
-    pub queue: String,
-    /// Lower runs first.
-    pub priority: i32,
-    /// Executions allowed.
-    pub max_attempts: i32,
-    /// `None`: ready now; `Some`: held as scheduled until then (UTC).
-    pub scheduled_at: Option<NaiveDateTime>,
 }
 
 impl NewJob {

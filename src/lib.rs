@@ -44,19 +44,35 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod actors;
-pub mod cli;
-pub mod config;
-pub mod job;
-mod lifecycle;
-pub mod liveness;
-pub mod logging;
-pub mod queue;
-pub mod registry;
-pub mod runtime;
+// The layers, bottom up: `model` (plain types), `lifecycle` (what an outcome means), `store`
+// (all SQL), `maintenance` (periodic services over the store), the actors, the public API
+// (`job`, `queue`, `runtime`), and the surface on top (`status`, and `cli` behind its feature).
+pub mod model;
+
+pub mod lifecycle;
+
 pub mod store;
 
+pub mod maintenance;
+
+mod actors;
+mod arbiters;
+mod liveness;
+mod registry;
+
+pub mod config;
+pub mod job;
+pub mod logging;
+mod queue;
+mod runtime;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod status;
+
 pub use config::Config;
-pub use job::{EnqueueError, EnqueueOptions, Job, JobError, JobMeta, NewJob, Perform};
+pub use job::{EnqueueError, EnqueueOptions, Job, JobError, JobMeta, Perform};
+pub use model::{DatabaseUrl, JobId, NewJob};
 pub use queue::Queue;
-pub use runtime::{Runtime, RuntimeHandle};
+pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
+pub use store::{EnqueueConnection, SharedStore, Store, StoreError};

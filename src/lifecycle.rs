@@ -1,36 +1,58 @@
-//! What an execution's outcome means for its job: the one place that turns a handler's
-//! [`Outcome`] into a store transition.
+//! What the end of an execution means for its job: the one place that turns how a run ended
+//! ([`Outcome`]) or a process death into a [`Transition`] the store writes.
 //!
 //! Attempts are counted when an execution starts (the claim counts it). A claim handed back
 //! unstarted gives its attempt back ([`Transition::Release`]); an execution that started and
-//! ended keeps it, whatever the ending.
+//! ended keeps it, whatever the ending; a process death keeps the attempts of every job it held,
+//! so that a job that crashes its workers ends in failed.
 
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
+use crate::model::{DeathPolicy, FailureRecord};
 
-use crate::registry::Outcome;
-use crate::store::{ClaimToken, ClaimedJob, FailureRecord, Fenced, Store, StoreResult};
-
-/// The change an outcome asks of the store, written with the claim's token.
+/// How one execution ended, as far as the job's life is concerned.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Transition {
+pub enum Outcome {
+    /// The handler returned `Ok(())`.
+    Succeeded,
+    /// The execution failed; retry after `retry_in` if `retryable` and attempts remain.
+    Failed {
+        /// What to record.
+        error: FailureRecord,
+        /// Whether another attempt may help.
+        retryable: bool,
+        /// Backoff before the next attempt.
+        retry_in: Duration,
+    },
+    /// The job never reached a handler (none was running); the claim goes back to ready
+    /// without counting an attempt.
+    NotStarted(String),
+    /// The handler actor stopped while the job was with it (another message made it panic):
+    /// the execution may have started, so it counts as an attempt and the job runs again.
+    Interrupted(String),
+}
+
+/// The change the store makes to a claimed job, written with the claim's token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
     /// The job is done.
     Complete,
-    /// Run again after the delay; the attempt stays counted.
+    /// Run again after the delay with `error` as its last error; the attempt stays counted.
     Retry(FailureRecord, Duration),
     /// Failed for good.
     Fail(FailureRecord),
-    /// Back to ready without counting the attempt: the job never started.
+    /// Back to ready without counting the attempt: the job never started, or a graceful drain
+    /// cut its run short.
     Release,
 }
 
 impl Transition {
-    /// The transition for `outcome` of an execution of `job`: errors and panics are retried
-    /// while attempts remain, an execution cut short after it may have started is retried at
-    /// once (its attempt counted), a job that never started is released.
-    pub(crate) fn decide(outcome: Outcome, job: &ClaimedJob) -> Transition {
-        let attempts_left = job.attempts < job.max_attempts;
+    /// The transition for `outcome` of an execution that was attempt `attempt` of
+    /// `max_attempts`: errors and panics are retried while attempts remain, an execution cut
+    /// short after it may have started is retried at once (its attempt counted), a job that
+    /// never started is released.
+    pub fn after(outcome: Outcome, attempt: i32, max_attempts: i32) -> Transition {
+        let attempts_left = attempt < max_attempts;
         match outcome {
             Outcome::Succeeded => Transition::Complete,
             Outcome::Failed { error, retryable, retry_in } if retryable && attempts_left => {
@@ -39,7 +61,7 @@ impl Transition {
             Outcome::Failed { error, .. } => Transition::Fail(error),
             Outcome::NotStarted(_) => Transition::Release,
             Outcome::Interrupted(why) => {
-                let error = FailureRecord { class: "Interrupted".into(), message: why, backtrace: None };
+                let error = FailureRecord::new("Interrupted", why);
                 if attempts_left {
                     Transition::Retry(error, Duration::ZERO)
                 } else {
@@ -49,24 +71,19 @@ impl Transition {
         }
     }
 
-    /// Writes the transition if the claim behind `token` is still this process's.
-    pub(crate) fn apply(&self, store: &dyn Store, token: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
-        match self {
-            Transition::Complete => store.finish(token, now),
-            Transition::Fail(error) => store.fail(token, error, now),
-            Transition::Retry(error, delay) => {
-                let run_at = chrono::Duration::from_std(*delay)
-                    .ok()
-                    .and_then(|delay| now.checked_add_signed(delay))
-                    .unwrap_or(NaiveDateTime::MAX);
-                store.retry(token, error, run_at, now)
-            }
-            Transition::Release => store.release(token, now),
+    /// The transition for a job held by a process found dead, `error` naming the death: back
+    /// to ready at once with the policy `Retry` while attempts remain (the attempt the dead
+    /// process used stays counted), otherwise failed.
+    pub fn after_death(policy: DeathPolicy, attempts: i32, max_attempts: i32, error: FailureRecord) -> Transition {
+        if policy == DeathPolicy::Retry && attempts < max_attempts {
+            Transition::Retry(error, Duration::ZERO)
+        } else {
+            Transition::Fail(error)
         }
     }
 
     /// What the transition does, for logs.
-    pub(crate) fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Transition::Complete => "finished",
             Transition::Fail(_) => "failed",
@@ -80,39 +97,33 @@ impl Transition {
 mod tests {
     use super::*;
 
-    fn job(attempts: i32, max_attempts: i32) -> ClaimedJob {
-        ClaimedJob {
-            token: ClaimToken { job_id: 1, claim_id: 1 },
-            kind: "k".into(),
-            arguments: "{}".into(),
-            queue: "q".into(),
-            priority: 0,
-            attempts,
-            max_attempts,
-        }
-    }
-
     fn failed(retryable: bool) -> Outcome {
-        Outcome::Failed {
-            error: FailureRecord { class: "JobError".into(), message: "boom".into(), backtrace: None },
-            retryable,
-            retry_in: Duration::from_secs(2),
-        }
+        Outcome::Failed { error: FailureRecord::new("JobError", "boom"), retryable, retry_in: Duration::from_secs(2) }
     }
 
     #[test]
     fn errors_retry_while_attempts_remain_then_fail() {
-        assert!(matches!(Transition::decide(failed(true), &job(1, 3)), Transition::Retry(_, d) if d.as_secs() == 2));
-        assert!(matches!(Transition::decide(failed(true), &job(3, 3)), Transition::Fail(_)));
-        assert!(matches!(Transition::decide(failed(false), &job(1, 3)), Transition::Fail(_)));
-        assert_eq!(Transition::decide(Outcome::Succeeded, &job(3, 3)), Transition::Complete);
+        assert!(matches!(Transition::after(failed(true), 1, 3), Transition::Retry(_, d) if d.as_secs() == 2));
+        assert!(matches!(Transition::after(failed(true), 3, 3), Transition::Fail(_)));
+        assert!(matches!(Transition::after(failed(false), 1, 3), Transition::Fail(_)));
+        assert_eq!(Transition::after(Outcome::Succeeded, 3, 3), Transition::Complete);
     }
 
     #[test]
     fn unstarted_jobs_are_released_and_interrupted_runs_keep_their_attempt() {
-        assert_eq!(Transition::decide(Outcome::NotStarted("no handler".into()), &job(3, 3)), Transition::Release);
-        let retry = Transition::decide(Outcome::Interrupted("actor stopped".into()), &job(1, 3));
+        assert_eq!(Transition::after(Outcome::NotStarted("no handler".into()), 3, 3), Transition::Release);
+        let retry = Transition::after(Outcome::Interrupted("actor stopped".into()), 1, 3);
         assert!(matches!(retry, Transition::Retry(ref e, d) if e.class == "Interrupted" && d.is_zero()));
-        assert!(matches!(Transition::decide(Outcome::Interrupted("x".into()), &job(3, 3)), Transition::Fail(_)));
+        assert!(matches!(Transition::after(Outcome::Interrupted("x".into()), 3, 3), Transition::Fail(_)));
+    }
+
+    #[test]
+    fn a_death_retries_by_policy_while_attempts_remain() {
+        let died = || FailureRecord::new("ProcessDied", "gone");
+        assert!(
+            matches!(Transition::after_death(DeathPolicy::Retry, 1, 3, died()), Transition::Retry(_, d) if d.is_zero())
+        );
+        assert!(matches!(Transition::after_death(DeathPolicy::Retry, 3, 3, died()), Transition::Fail(_)));
+        assert!(matches!(Transition::after_death(DeathPolicy::Fail, 1, 3, died()), Transition::Fail(_)));
     }
 }

@@ -9,7 +9,7 @@ use std::fs;
 
 use serde_json::{json, Value};
 
-use crate::store::ProcessRow;
+use crate::model::ProcessRow;
 
 /// Where a process runs: enough to tell whether its pid can be checked from here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +24,6 @@ pub struct HostIdentity {
 
 impl HostIdentity {
     /// The identity of the calling process's host, boot and PID namespace.
-    ///
-    /// ```
-    /// let me = solidq::liveness::HostIdentity::current();
-    /// assert!(!me.hostname.is_empty());
-    /// ```
     pub fn current() -> HostIdentity {
         HostIdentity {
             hostname: hostname(),

@@ -2,7 +2,8 @@
 
 use chrono::Utc;
 
-use crate::job::{EnqueueError, EnqueueOptions, Job, JobId, NewJob};
+use crate::job::{EnqueueError, EnqueueOptions, Job};
+use crate::model::{JobId, NewJob};
 use crate::store::{EnqueueConnection, SharedStore, StoreError};
 
 /// A cloneable handle for enqueueing jobs.

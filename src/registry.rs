@@ -18,31 +18,10 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use slog::{o, warn, Logger};
 
-use crate::actors::StoppedArbiters;
+use crate::arbiters::StoppedArbiters;
 use crate::job::{Job, JobError, JobMeta, Perform};
-use crate::store::{ClaimedJob, FailureRecord};
-
-/// How one execution ended, as far as the store needs to know.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The handler returned `Ok(())`.
-    Succeeded,
-    /// The execution failed; retry after `retry_in` if `retryable` and attempts remain.
-    Failed {
-        /// What to record.
-        error: FailureRecord,
-        /// Whether another attempt may help.
-        retryable: bool,
-        /// Backoff before the next attempt.
-        retry_in: Duration,
-    },
-    /// The job never reached a handler (none was running); the claim goes back to ready
-    /// without counting an attempt.
-    NotStarted(String),
-    /// The handler actor stopped while the job was with it (another message made it panic):
-    /// the execution may have started, so it counts as an attempt and the job runs again.
-    Interrupted(String),
-}
+use crate::lifecycle::Outcome;
+use crate::model::{ClaimedJob, FailureRecord};
 
 /// A future resolving to an execution's outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
@@ -253,7 +232,7 @@ pub struct OwnArbiter(Mutex<Option<Arbiter>>, StoppedArbiters);
 
 impl OwnArbiter {
     /// An arbiter that, once stopped, is kept in `stopped` for the runtime to join.
-    pub fn joined_by(stopped: StoppedArbiters) -> Self {
+    pub(crate) fn joined_by(stopped: StoppedArbiters) -> Self {
         OwnArbiter(Mutex::new(None), stopped)
     }
 }

@@ -10,17 +10,19 @@ use serde_json::json;
 use slog::{info, warn, Logger};
 
 use crate::actors::heartbeat::HeartbeatSettings;
-use crate::actors::messages::{CurrentProcess, Shutdown, ShutdownReport};
-use crate::actors::supervisor::{Supervisor, SupervisorSettings};
-use crate::actors::watchdog::{SweepSettings, SESSION_CONFIRMATION};
+pub use crate::actors::supervisor::ShutdownReport;
+use crate::actors::supervisor::{CurrentProcess, Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::worker::WorkerSettings;
-use crate::actors::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
+use crate::arbiters::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
+use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
+use crate::maintenance::reaper::{ReaperConfig, DEFAULT_SESSION_CONFIRMATION};
+use crate::model::ProcessId;
 use crate::queue::Queue;
 use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};
-use crate::store::{self, ProcessId, SharedStore, StoreError};
+use crate::store::{self, SharedStore, StoreError};
 
 /// Why a runtime could not be built or started.
 #[derive(Debug, thiserror::Error)]
@@ -214,15 +216,18 @@ impl Runtime {
                     "backend": self.store.backend(),
                 }),
             },
-            dispatcher_interval: c.dispatcher_polling_interval,
-            dispatcher_batch: c.dispatcher_batch_size,
-            watchdog_interval: c.watchdog_interval,
-            sweep: SweepSettings {
+            dispatcher: DispatcherConfig {
+                batch_size: c.dispatcher_batch_size,
+                interval: c.dispatcher_polling_interval,
+                max_batches_per_pass: DEFAULT_MAX_BATCHES_PER_PASS,
+            },
+            reaper: ReaperConfig {
+                interval: c.watchdog_interval,
                 alive_threshold: c.alive_threshold,
                 policy: c.on_process_death,
-                session_confirmation: SESSION_CONFIRMATION,
+                session_confirmation: DEFAULT_SESSION_CONFIRMATION,
                 pid_probe: c.pid_probe,
-                observation_gap: SweepSettings::observation_gap_for(c.watchdog_interval, c.alive_threshold),
+                observation_gap: ReaperConfig::observation_gap_for(c.watchdog_interval, c.alive_threshold),
             },
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,

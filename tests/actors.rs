@@ -12,19 +12,12 @@ use chrono::Utc;
 use common::TestDb;
 use serde::{Deserialize, Serialize};
 use solidq::config::{Config, WorkerGroup};
-use solidq::store::{ClaimedJob, DeathCause, DeathPolicy, FailureRecord, NewProcess, QueuePattern};
+use solidq::model::{ClaimedJob, DeathPolicy, FailureRecord, NewProcess, QueuePattern};
+use solidq::store::DeathCause;
 use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
 
-fn logger() -> slog::Logger {
-    use slog::Drain;
-    if std::env::var_os("SOLIDQ_TEST_LOG").is_some() {
-        let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
-        let drain = slog_term::FullFormat::new(decorator).build().fuse();
-        slog::Logger::root(drain, slog::o!())
-    } else {
-        slog::Logger::root(slog::Discard, slog::o!())
-    }
-}
+use common::fixtures::logger;
+use common::{backend_tests, wait_for};
 
 /// Fast intervals so every test finishes in a few seconds.
 fn fast_config(db: &TestDb) -> Config {
@@ -42,16 +35,8 @@ fn fast_config(db: &TestDb) -> Config {
     }
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn state(db: &TestDb, id: i64) -> String {
-    db.store.job(id).unwrap().map(|j| j.state).unwrap_or_else(|| "missing".into())
+    db.state(id)
 }
 
 fn last_error(db: &TestDb, id: i64) -> FailureRecord {
@@ -317,9 +302,9 @@ async fn pruned_process_late_finish_is_discarded(db: TestDb) {
     // Another watchdog decides this process is dead while its job is running.
     let reaped = db
         .store
-        .reap_process(first, &DeathCause::Proven("test".into()), DeathPolicy::Retry, Utc::now().naive_utc())
+        .reap_dead(&[(first, DeathCause::Proven("test".into()))], DeathPolicy::Retry, Utc::now().naive_utc())
         .unwrap();
-    assert!(reaped.reaped && reaped.retried == 1);
+    assert!(reaped.len() == 1 && reaped[0].retried == 1);
     // The process notices its row is gone, registers anew and runs the job again; the first
     // execution's finish arrives with a stale token and changes nothing.
     wait_for("a new identity", Duration::from_secs(10), || db.store.processes().unwrap().iter().any(|p| p.id != first))
@@ -405,36 +390,17 @@ async fn worker_groups_take_queues_in_order(db: TestDb) {
     handle.shutdown().await;
 }
 
-macro_rules! backend_tests {
-    ($backend:ident, $db:expr) => {
-        mod $backend {
-            use super::*;
-
-            macro_rules! case {
-                ($name:ident) => {
-                    #[actix_rt::test]
-                    async fn $name() {
-                        let Some(db) = $db else { return };
-                        super::$name(db).await;
-                    }
-                };
-            }
-
-            case!(handler_panic_fails_job_with_message_and_next_job_runs);
-            case!(blocking_handler_panic_fails_job_and_pool_is_replaced);
-            case!(panic_with_attempts_left_is_retried);
-            case!(handler_error_retries_until_max_attempts_then_fails);
-            case!(unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on);
-            case!(heartbeat_advances);
-            case!(watchdog_reaps_stale_process_and_its_jobs_run_again);
-            case!(pruned_process_late_finish_is_discarded);
-            case!(shutdown_drains_running_jobs);
-            case!(shutdown_timeout_returns_unfinished_claims_to_ready);
-            case!(scheduled_job_runs_when_due);
-            case!(worker_groups_take_queues_in_order);
-        }
-    };
-}
-
-backend_tests!(sqlite, Some(common::sqlite_db()));
-backend_tests!(postgres, common::postgres_db());
+backend_tests!(actix:
+    handler_panic_fails_job_with_message_and_next_job_runs,
+    blocking_handler_panic_fails_job_and_pool_is_replaced,
+    panic_with_attempts_left_is_retried,
+    handler_error_retries_until_max_attempts_then_fails,
+    unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on,
+    heartbeat_advances,
+    watchdog_reaps_stale_process_and_its_jobs_run_again,
+    pruned_process_late_finish_is_discarded,
+    shutdown_drains_running_jobs,
+    shutdown_timeout_returns_unfinished_claims_to_ready,
+    scheduled_job_runs_when_due,
+    worker_groups_take_queues_in_order,
+);

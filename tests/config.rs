@@ -11,7 +11,7 @@ use solidq::config::{
     DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WATCHDOG_INTERVAL,
 };
-use solidq::store::{DeathPolicy, QueuePattern};
+use solidq::model::{DeathPolicy, QueuePattern};
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

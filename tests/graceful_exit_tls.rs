@@ -121,7 +121,7 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 #[test]
 fn many_graceful_exits_over_tls_all_exit_0() {
     use std::os::unix::process::ExitStatusExt;
-    let Some(db) = common::postgres_db() else { return };
+    let Some(db) = common::TestDb::postgres() else { return };
     let DatabaseUrl::Postgres(url) = &db.url else { unreachable!() };
     let url = format!("{url}&sslmode=require");
     if let Err(err) = PgConnection::establish(&url) {

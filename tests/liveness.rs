@@ -6,35 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
+use common::fixtures::{Noop, NoopHandler};
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
 use solidq::config::{Config, WorkerGroup};
-use solidq::store::postgres::PgStore;
-use solidq::store::{QueuePattern, SharedStore};
-use solidq::{Job, JobError, Perform, Runtime, RuntimeHandle};
+use solidq::model::{JobState, QueuePattern};
+use solidq::{Runtime, RuntimeHandle, SharedStore, Store};
 
-#[derive(Serialize, Deserialize)]
-struct Tick(u32);
-
-impl Job for Tick {
-    const KIND: &'static str = "test.tick";
-}
-
-struct TickHandler;
-
-impl Actor for TickHandler {
-    type Context = Context<Self>;
-}
-
-impl Handler<Perform<Tick>> for TickHandler {
-    type Result = Result<(), JobError>;
-    fn handle(&mut self, _: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
-        Ok(())
-    }
-}
-
-fn start(db: &common::TestDb, store: Arc<PgStore>) -> RuntimeHandle {
+fn start(db: &common::TestDb, store: SharedStore) -> RuntimeHandle {
     let config = Config {
         database_url: db.url.clone(),
         workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 2 }],
@@ -47,16 +25,14 @@ fn start(db: &common::TestDb, store: Arc<PgStore>) -> RuntimeHandle {
         ..Config::default()
     };
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let shared: SharedStore = store;
-    Runtime::with_store(config, shared, logger).unwrap().register::<Tick, _, _>(|| TickHandler).start().unwrap()
+    Runtime::with_store(config, store, logger).unwrap().register::<Noop, _, _>(|| NoopHandler).start().unwrap()
 }
 
 #[actix_rt::test]
 async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reaped() {
-    let Some(db) = common::postgres_db() else { return };
-    let common::TestDb { url, .. } = &db;
-    let solidq::config::DatabaseUrl::Postgres(pg_url) = url else { unreachable!() };
-    let stores: Vec<Arc<PgStore>> = (0..2).map(|_| Arc::new(PgStore::connect(pg_url, 3).unwrap())).collect();
+    let Some(db) = common::TestDb::postgres() else { return };
+    let pg_url = db.postgres_url().unwrap();
+    let stores: Vec<SharedStore> = (0..2).map(|_| Arc::new(Store::connect(&db.url, 3).unwrap())).collect();
     let handles: Vec<RuntimeHandle> = stores.iter().map(|s| start(&db, s.clone())).collect();
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -73,7 +49,7 @@ async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reape
     // The server ends both lock sessions, as a restart would.
     let mut admin = PgConnection::establish(pg_url).unwrap();
     for (store, id) in stores.iter().zip(&ids) {
-        let pid = store.session_backend_pid(*id).expect("a lock session");
+        let pid = store.session_id(*id).expect("a lock session");
         diesel::sql_query(format!("SELECT pg_terminate_backend({pid})")).execute(&mut admin).unwrap();
     }
     // Well past the watchdogs' confirmation window: both must still be registered as themselves.
@@ -83,12 +59,12 @@ async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reape
     expected.sort_unstable();
     assert_eq!(alive, expected, "no live process was reaped");
     for (store, id) in stores.iter().zip(&ids) {
-        assert!(store.session_backend_pid(*id).is_some(), "process {id} holds its lock again");
+        assert!(store.session_id(*id).is_some(), "process {id} holds its lock again");
     }
     // And work goes on.
-    let job = handles[0].queue().enqueue(Tick(1)).await.unwrap();
+    let job = handles[0].queue().enqueue(Noop(1)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while db.store.job(job).unwrap().unwrap().state != "finished" {
+    while db.store.job(job).unwrap().unwrap().state != Some(JobState::Finished) {
         assert!(Instant::now() < deadline);
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }

@@ -19,23 +19,19 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use common::TestDb;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, SqliteConnection};
-use serde::{Deserialize, Serialize};
-use solidq::config::{Config, DatabaseUrl, WorkerGroup};
-use solidq::store::{pool::SQLITE_BUSY_TIMEOUT, QueuePattern};
-use solidq::{Job, JobError, Perform, Runtime};
+use common::fixtures::{Executions, Tick, Ticker};
+use common::log::LogRecorder;
+use common::outage::{server_of, via, LockOutage, Outage, Proxy, ProxyOutage};
+use common::{wait_for, TestDb};
+use solidq::config::{Config, WorkerGroup};
+use solidq::model::QueuePattern;
+use solidq::store::connection::SQLITE_BUSY_TIMEOUT;
+use solidq::{DatabaseUrl, Runtime};
 
 /// Jobs run at once by the runtime under test: the most that may run twice.
 const CONCURRENCY: usize = 3;
@@ -72,392 +68,7 @@ fn panics() -> &'static AtomicUsize {
     &COUNT
 }
 
-// --- a log drain that keeps every record --------------------------------------------------------
-
-struct LogLine {
-    at: Instant,
-    level: slog::Level,
-    text: String,
-}
-
-/// Keeps every record (message and key-values) with its time; echoes to stderr when
-/// `SOLIDQ_TEST_LOG` is set.
-#[derive(Clone)]
-struct LogRecorder {
-    lines: Arc<Mutex<Vec<LogLine>>>,
-    echo: bool,
-}
-
-impl LogRecorder {
-    fn new() -> Self {
-        LogRecorder { lines: Arc::default(), echo: std::env::var_os("SOLIDQ_TEST_LOG").is_some() }
-    }
-
-    fn logger(&self) -> slog::Logger {
-        slog::Logger::root(self.clone(), slog::o!())
-    }
-
-    /// Error-level (and critical) lines logged in `[from, to)`.
-    fn errors_between(&self, from: Instant, to: Instant) -> Vec<String> {
-        let lines = self.lines.lock().unwrap();
-        lines
-            .iter()
-            .filter(|l| l.level.is_at_least(slog::Level::Error) && l.at >= from && l.at < to)
-            .map(|l| l.text.clone())
-            .collect()
-    }
-
-    /// When a line containing `needle` was first logged at or after `from`.
-    fn first(&self, needle: &str, from: Instant) -> Option<Instant> {
-        self.lines.lock().unwrap().iter().find(|l| l.at >= from && l.text.contains(needle)).map(|l| l.at)
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| l.text.contains(needle)).count()
-    }
-}
-
-struct KvText<'a>(&'a mut String);
-
-impl slog::Serializer for KvText<'_> {
-    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
-        let _ = write!(self.0, " {key}={val}");
-        Ok(())
-    }
-}
-
-impl slog::Drain for LogRecorder {
-    type Ok = ();
-    type Err = slog::Never;
-
-    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
-        let mut text = record.msg().to_string();
-        let _ = slog::KV::serialize(&record.kv(), record, &mut KvText(&mut text));
-        let _ = slog::KV::serialize(values, record, &mut KvText(&mut text));
-        if self.echo {
-            eprintln!("{} {text}", record.level().as_short_str());
-        }
-        let line = LogLine { at: Instant::now(), level: record.level(), text };
-        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
-        Ok(())
-    }
-}
-
-// --- a TCP proxy that can play a database outage -------------------------------------------------
-
-/// Forwards 127.0.0.1:<port> to `target`, two copy threads per connection. `cut` closes every
-/// open connection and closes new ones as soon as they are accepted; `restore` forwards again.
-struct Proxy {
-    addr: SocketAddr,
-    shared: Arc<ProxyShared>,
-}
-
-struct ProxyShared {
-    target: SocketAddr,
-    /// Whether connections are forwarded; its lock also guards registration, so that no
-    /// connection set up concurrently with a cut survives it.
-    up: Mutex<bool>,
-    /// One handle per side of every forwarded connection.
-    open: Mutex<Vec<TcpStream>>,
-    stopped: AtomicBool,
-    /// Armed: the next claim reply (rows holding a job's arguments) marks its connection, and
-    /// that connection's next COMMIT is forwarded while every reply after it is dropped.
-    armed: AtomicBool,
-    /// The trap went off: a claim's COMMIT went to the server and its reply will never arrive.
-    sprung: AtomicBool,
-}
-
-/// What the trap knows about one connection.
-#[derive(Default)]
-struct ConnFlags {
-    /// The server sent claimed jobs on it; the client's next COMMIT ends that claim.
-    claim_seen: AtomicBool,
-    /// Drop everything the server sends from now on.
-    swallow: AtomicBool,
-}
-
-impl Proxy {
-    fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
-        let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(ProxyShared {
-            target,
-            up: Mutex::new(true),
-            open: Mutex::new(Vec::new()),
-            stopped: AtomicBool::new(false),
-            armed: AtomicBool::new(false),
-            sprung: AtomicBool::new(false),
-        });
-        let accepting = shared.clone();
-        std::thread::Builder::new()
-            .name("outage-proxy".into())
-            .spawn(move || {
-                for client in listener.incoming() {
-                    if accepting.stopped.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(client) = client {
-                        accepting.forward(client);
-                    }
-                }
-            })
-            .unwrap();
-        Proxy { addr, shared }
-    }
-
-    /// The database is gone: open connections die, new ones are closed at once.
-    fn cut(&self) {
-        let mut up = self.shared.up.lock().unwrap();
-        *up = false;
-        for stream in self.shared.open.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// The database is back.
-    fn restore(&self) {
-        *self.shared.up.lock().unwrap() = true;
-    }
-
-    /// Sets the trap for the next claim's COMMIT (needs `sslmode=disable`: it reads the bytes).
-    fn arm_claim_commit_trap(&self) {
-        self.shared.armed.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a claim's COMMIT has gone to the server with its reply dropped.
-    fn trap_sprung(&self) -> bool {
-        self.shared.sprung.load(Ordering::SeqCst)
-    }
-}
-
-impl ProxyShared {
-    fn forward(self: &Arc<Self>, client: TcpStream) {
-        let up = self.up.lock().unwrap();
-        if !*up {
-            let _ = client.shutdown(Shutdown::Both);
-            return;
-        }
-        let Ok(server) = TcpStream::connect(self.target) else {
-            let _ = client.shutdown(Shutdown::Both);
-            return;
-        };
-        let _ = (client.set_nodelay(true), server.set_nodelay(true));
-        let clones = (client.try_clone(), client.try_clone(), server.try_clone(), server.try_clone());
-        let (Ok(client2), Ok(client_handle), Ok(server2), Ok(server_handle)) = clones else { return };
-        {
-            let mut open = self.open.lock().unwrap();
-            open.retain(|s| s.peer_addr().is_ok());
-            open.push(client_handle);
-            open.push(server_handle);
-        }
-        drop(up);
-        let flags = Arc::new(ConnFlags::default());
-        pipe(client, server, true, flags.clone(), self.clone());
-        pipe(server2, client2, false, flags, self.clone());
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
-
-/// Copies `from` to `to` on a thread (`upstream`: client to server), springing the trap if
-/// armed; when either side ends, both are closed.
-fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: bool, flags: Arc<ConnFlags>, proxy: Arc<ProxyShared>) {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let chunk = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => &buf[..n],
-            };
-            if upstream {
-                if proxy.armed.load(Ordering::SeqCst)
-                    && flags.claim_seen.load(Ordering::SeqCst)
-                    && contains(chunk, b"COMMIT")
-                {
-                    flags.swallow.store(true, Ordering::SeqCst);
-                    proxy.armed.store(false, Ordering::SeqCst);
-                    proxy.sprung.store(true, Ordering::SeqCst);
-                }
-            } else {
-                if flags.swallow.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if proxy.armed.load(Ordering::SeqCst) && contains(chunk, b"sleep_ms") {
-                    flags.claim_seen.store(true, Ordering::SeqCst);
-                }
-            }
-            if to.write_all(chunk).is_err() {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
-    });
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        self.cut();
-        // Wake the accept loop so that it sees `stopped`.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-/// `url` (`postgres://[user@]host[:port]/db?...`) split around its `host[:port]`.
-fn split_authority(url: &str) -> (String, String, String) {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let (user, host_port) = match authority.rsplit_once('@') {
-        Some((user, host_port)) => (format!("{user}@"), host_port),
-        None => (String::new(), authority),
-    };
-    (format!("{scheme}://{user}"), host_port.to_string(), tail.to_string())
-}
-
-/// The TCP address of the server `url` names (port 5432 unless given).
-fn server_of(url: &str) -> SocketAddr {
-    let (_, host_port, _) = split_authority(url);
-    let host_port = if host_port.contains(':') { host_port } else { format!("{host_port}:5432") };
-    host_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .unwrap_or_else(|| panic!("{} names no TCP address (the proxy needs host:port)", common::POSTGRES_URL_VAR))
-}
-
-/// `url` with its host and port replaced by `addr`; the database and query (the test schema's
-/// `search_path`) stay.
-fn via(url: &str, addr: SocketAddr) -> String {
-    let (head, _, tail) = split_authority(url);
-    format!("{head}{addr}{tail}")
-}
-
-// --- a SQLite lock held by another process -------------------------------------------------------
-
-/// An exclusive write lock on a SQLite file, held by the `sqlite3` shell when it is installed
-/// (a real other process), otherwise by a second connection on a thread.
-enum SqliteLocker {
-    Shell { child: Child, stdin: ChildStdin, lines: Receiver<String> },
-    Thread { release: mpsc::Sender<()>, lines: Receiver<String>, thread: Option<std::thread::JoinHandle<()>> },
-}
-
-impl SqliteLocker {
-    /// Starts taking the lock; [`SqliteLocker::locked`] says when it is held.
-    fn start(path: &std::path::Path) -> SqliteLocker {
-        let spawned = Command::new("sqlite3")
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        match spawned {
-            Ok(mut child) => {
-                let mut stdin = child.stdin.take().unwrap();
-                let stdout = child.stdout.take().unwrap();
-                let (tx, lines) = mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                        let _ = tx.send(line);
-                    }
-                });
-                // `.bail on`: if BEGIN fails the shell exits instead of printing "locked".
-                stdin.write_all(b".bail on\n.timeout 5000\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n").unwrap();
-                stdin.flush().unwrap();
-                SqliteLocker::Shell { child, stdin, lines }
-            }
-            Err(err) => {
-                eprintln!("sqlite3 shell not available ({err}); holding the lock from a second connection");
-                let path = path.to_str().unwrap().to_string();
-                let (tx, lines) = mpsc::channel();
-                let (release, released) = mpsc::channel::<()>();
-                let thread = std::thread::spawn(move || {
-                    let mut conn = SqliteConnection::establish(&path).expect("opening the locking connection");
-                    conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
-                    diesel::RunQueryDsl::execute(diesel::sql_query("BEGIN EXCLUSIVE"), &mut conn)
-                        .expect("BEGIN EXCLUSIVE");
-                    tx.send("locked".to_string()).unwrap();
-                    let _ = released.recv();
-                    diesel::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut conn).expect("COMMIT");
-                });
-                SqliteLocker::Thread { release, lines, thread: Some(thread) }
-            }
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            SqliteLocker::Shell { .. } => "the sqlite3 shell (another process)",
-            SqliteLocker::Thread { .. } => "a second connection on a thread",
-        }
-    }
-
-    /// Whether the lock is held now (panics if taking it failed).
-    fn locked(&mut self) -> bool {
-        let lines = match self {
-            SqliteLocker::Shell { lines, .. } | SqliteLocker::Thread { lines, .. } => lines,
-        };
-        match lines.try_recv() {
-            Ok(line) => line == "locked",
-            Err(TryRecvError::Empty) => false,
-            Err(TryRecvError::Disconnected) => panic!("the locker could not take the lock"),
-        }
-    }
-
-    /// Commits (releasing the lock) and waits for the locker to end.
-    fn release(self) {
-        match self {
-            SqliteLocker::Shell { mut child, mut stdin, .. } => {
-                stdin.write_all(b"COMMIT;\n.quit\n").unwrap();
-                stdin.flush().unwrap();
-                drop(stdin);
-                let status = child.wait().unwrap();
-                assert!(status.success(), "sqlite3 ended with {status}");
-            }
-            SqliteLocker::Thread { release, mut thread, .. } => {
-                release.send(()).unwrap();
-                thread.take().unwrap().join().expect("the locking thread");
-            }
-        }
-    }
-}
-
-// --- the job, its handler, and a host actor ------------------------------------------------------
-
-#[derive(Serialize, Deserialize)]
-struct Tick {
-    n: i64,
-    sleep_ms: u64,
-}
-
-impl Job for Tick {
-    const KIND: &'static str = "outage.tick";
-}
-
-/// Every execution: the job's number and when it started.
-type Executions = Arc<Mutex<Vec<(i64, Instant)>>>;
-
-struct Ticker {
-    seen: Executions,
-}
-
-impl Actor for Ticker {
-    type Context = Context<Self>;
-}
-
-impl Handler<Perform<Tick>> for Ticker {
-    type Result = ResponseFuture<Result<(), JobError>>;
-    fn handle(&mut self, msg: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
-        self.seen.lock().unwrap().push((msg.job.n, Instant::now()));
-        Box::pin(async move {
-            actix_rt::time::sleep(Duration::from_millis(msg.job.sleep_ms)).await;
-            Ok(())
-        })
-    }
-}
+// --- a host actor ---------------------------------------------------------------------------------
 
 /// The host application's own actor, on the System's arbiter: ticks every 50 ms and keeps the
 /// longest gap between ticks (the event loop was blocked or the System stopped).
@@ -506,61 +117,11 @@ fn config(url: DatabaseUrl, alive_threshold: Duration) -> Config {
     }
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
-}
-
 fn finished(db: &TestDb) -> i64 {
     db.store.counts().expect("counting jobs (direct connection)").0.finished
 }
 
 /// How the database goes away and comes back.
-trait Outage {
-    /// Makes the database unavailable to the runtime; returns once it is.
-    async fn begin(&mut self);
-    /// Makes it available again; returns the moment it was given back.
-    async fn end(&mut self) -> Instant;
-}
-
-struct ProxyOutage(Proxy);
-
-impl Outage for ProxyOutage {
-    async fn begin(&mut self) {
-        self.0.cut();
-    }
-    async fn end(&mut self) -> Instant {
-        self.0.restore();
-        Instant::now()
-    }
-}
-
-struct LockOutage {
-    path: std::path::PathBuf,
-    locker: Option<SqliteLocker>,
-}
-
-impl Outage for LockOutage {
-    async fn begin(&mut self) {
-        let mut locker = SqliteLocker::start(&self.path);
-        eprintln!("locking the SQLite file with {}", locker.kind());
-        wait_for("the other process to hold the lock", Duration::from_secs(10), || locker.locked()).await;
-        self.locker = Some(locker);
-    }
-    async fn end(&mut self) -> Instant {
-        let released = Instant::now();
-        let locker = self.locker.take().expect("a lock to release");
-        actix_rt::task::spawn_blocking(move || locker.release()).await.expect("releasing the lock");
-        released
-    }
-}
-
-/// Runs `JOBS` jobs on a runtime connected to `runtime_url`; `outage` strikes for `length`
-/// once some are finished. `db.store` (direct) is the test's view of the database.
 async fn outage_scenario(
     name: &str,
     db: &TestDb,
@@ -614,15 +175,15 @@ async fn outage_scenario(
     }
     if finished(db) < JOBS {
         let process = handle.process_id().await;
-        let claims = process.map(|p| db.store.claimed_by(p).unwrap());
+        let claims = process.map(|p| db.store.claims_of(p).unwrap());
         let ran: HashSet<i64> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
         let unfinished: Vec<String> = ids
             .iter()
             .zip(1..)
             .filter_map(|(id, n)| {
                 let job = db.store.job(*id).unwrap()?;
-                (job.state != "finished").then(|| {
-                    format!("job {id} (n={n}): {} attempts={} executed={}", job.state, job.attempts, ran.contains(&n))
+                (job.state != Some(solidq::model::JobState::Finished)).then(|| {
+                    format!("job {id} (n={n}): {:?} attempts={} executed={}", job.state, job.attempts, ran.contains(&n))
                 })
             })
             .collect();
@@ -649,8 +210,7 @@ async fn outage_scenario(
     let duplicated: Vec<i64> = runs.iter().filter(|(_, at)| at.len() > 1).map(|(n, _)| *n).collect();
     let duplicates = executions.len() - runs.len();
     let (host_ticks, host_gap) = host.send(HowAreYou).await.expect("the host actor answers after the outage");
-    let states: HashSet<String> =
-        ids.iter().map(|id| db.store.job(*id).unwrap().map(|j| j.state).unwrap_or_else(|| "missing".into())).collect();
+    let states: HashSet<String> = ids.iter().map(|id| db.state(*id)).collect();
 
     eprintln!(
         "[{name}] outage {length:?}: finished at cut {finished_at_cut}, at restore {finished_at_restore} \
@@ -716,7 +276,7 @@ async fn outage_scenario(
 #[test]
 fn postgres_outage_of_20s_loses_nothing_and_resumes_quickly() {
     let _serial = serial();
-    let Some(db) = common::postgres_db() else { return };
+    let Some(db) = TestDb::postgres() else { return };
     let direct = db.postgres_url().unwrap().to_string();
     let proxy = Proxy::start(server_of(&direct));
     let url = via(&direct, proxy.addr);
@@ -734,7 +294,7 @@ fn postgres_outage_of_20s_loses_nothing_and_resumes_quickly() {
 #[test]
 fn sqlite_file_locked_by_another_process_loses_nothing_and_resumes() {
     let _serial = serial();
-    let db = common::sqlite_db();
+    let db = TestDb::sqlite();
     let DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
     // Held past the busy timeout, so that store calls really fail; the alive threshold is
     // shorter than the busy timeout, so that the first failed heartbeat fences the process.
@@ -818,14 +378,14 @@ async fn live_processes_outlast_an_outage(
     assert_eq!(identities, after, "[{name}] no live process had to register again");
     assert!(twice.is_empty(), "[{name}] jobs {twice:?} ran twice");
     assert_eq!(runs.len() as i64, FLEET_JOBS, "[{name}] every job ran");
-    let states: HashSet<String> = ids.iter().map(|id| db.store.job(*id).unwrap().unwrap().state).collect();
+    let states: HashSet<String> = ids.iter().map(|id| db.state(*id)).collect();
     assert_eq!(states, HashSet::from(["finished".to_string()]));
 }
 
 #[test]
 fn postgres_outage_longer_than_the_threshold_reaps_no_live_process() {
     let _serial = serial();
-    let Some(db) = common::postgres_db() else { return };
+    let Some(db) = TestDb::postgres() else { return };
     let direct = db.postgres_url().unwrap().to_string();
     let proxy = Proxy::start(server_of(&direct));
     let url = via(&direct, proxy.addr);
@@ -842,7 +402,7 @@ fn postgres_outage_longer_than_the_threshold_reaps_no_live_process() {
 #[test]
 fn sqlite_lock_longer_than_the_threshold_reaps_no_live_process() {
     let _serial = serial();
-    let db = common::sqlite_db();
+    let db = TestDb::sqlite();
     let DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
     System::new().block_on(live_processes_outlast_an_outage(
         "sqlite fleet",
@@ -878,7 +438,7 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     let executed: HashSet<i64> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
     let in_doubt: Vec<i64> = db
         .store
-        .claimed_by(process)
+        .claims_of(process)
         .unwrap()
         .iter()
         .filter_map(|token| ids.iter().position(|id| *id == token.job_id).map(|i| i as i64 + 1))
@@ -898,8 +458,8 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     let stuck: Vec<String> = ids
         .iter()
         .filter_map(|id| db.store.job(*id).unwrap())
-        .filter(|job| job.state != "finished")
-        .map(|job| format!("job {} {} attempts={}", job.id, job.state, job.attempts))
+        .filter(|job| job.state != Some(solidq::model::JobState::Finished))
+        .map(|job| format!("job {} {:?} attempts={}", job.id, job.state, job.attempts))
         .collect();
     let report = handle.shutdown().await;
     eprintln!("[claim reply lost] after restore: {counts:?}, unfinished {stuck:?}, shutdown {report:?}");
@@ -917,7 +477,7 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
 #[test]
 fn postgres_claim_whose_commit_reply_is_lost_still_runs() {
     let _serial = serial();
-    let Some(db) = common::postgres_db() else { return };
+    let Some(db) = TestDb::postgres() else { return };
     let direct = db.postgres_url().unwrap().to_string();
     let proxy = Proxy::start(server_of(&direct));
     // Plain text, so that the proxy can see the COMMIT.

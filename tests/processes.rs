@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use common::TestDb;
+use common::{backend_tests, wait_until};
 use serde::{Deserialize, Serialize};
-use solidq::actors::watchdog::{sweep, SweepSettings, SweepState};
-use solidq::config::DatabaseUrl;
-use solidq::liveness::HostIdentity;
-use solidq::store::DeathPolicy;
+use solidq::maintenance::reaper::{Reaper, ReaperConfig};
+use solidq::maintenance::{Pass, Service};
 use solidq::{Job, JobError, Perform, Runtime};
 
 #[derive(Serialize, Deserialize)]
@@ -91,18 +90,11 @@ fn executions(log: &std::path::Path) -> std::collections::BTreeMap<i64, Vec<(i32
     runs
 }
 
-fn url_text(url: &DatabaseUrl) -> String {
-    match url {
-        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-        DatabaseUrl::Postgres(url) => url.clone(),
-    }
-}
-
 fn spawn_child(db: &TestDb, extra: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_worker", "--ignored", "--nocapture", "--test-threads=1", "-q"])
         .env("SOLIDQ_TEST_CHILD", "1")
-        .env("SOLIDQ_DATABASE_URL", url_text(&db.url))
+        .env("SOLIDQ_DATABASE_URL", db.url_text())
         .env("SOLIDQ_WORKERS", "*:4")
         .env("SOLIDQ_POLLING_INTERVAL", "20ms")
         .env("SOLIDQ_HEARTBEAT_INTERVAL", "1s")
@@ -121,14 +113,6 @@ fn send(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) on a child we spawned.
     unsafe {
         libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -154,7 +138,7 @@ fn enqueue_sleeps(db: &TestDb, n: usize, ms: u64) -> Vec<i64> {
 }
 
 fn states(db: &TestDb, ids: &[i64]) -> Vec<String> {
-    ids.iter().map(|id| db.store.job(*id).unwrap().map(|j| j.state).unwrap_or_default()).collect()
+    ids.iter().map(|id| db.state(*id)).collect()
 }
 
 fn term_drains_running_jobs_and_exits_0(db: TestDb) {
@@ -178,24 +162,13 @@ fn quit_exits_at_once_and_leaves_claims_to_the_watchdog(db: TestDb) {
     assert!(sent.elapsed() < Duration::from_secs(5), "QUIT does not wait for the 20 s jobs");
     assert!(states(&db, &ids).iter().all(|s| s == "claimed"), "claims left in place");
     assert_eq!(db.store.processes().unwrap().len(), 1, "row left in place");
-    // A watchdog on this host sees the pid is gone (and on PostgreSQL, the session too).
-    let settings = SweepSettings {
+    // A reaper on this host sees the pid is gone (and on PostgreSQL, the session too).
+    let config = ReaperConfig {
         alive_threshold: Duration::from_secs(60),
-        policy: DeathPolicy::Retry,
         session_confirmation: Duration::ZERO,
-        pid_probe: true,
-        observation_gap: Duration::from_secs(5),
+        ..ReaperConfig::default()
     };
-    let outcome = sweep(
-        db.store.as_ref(),
-        None,
-        &HostIdentity::current(),
-        &settings,
-        &mut SweepState::default(),
-        Utc::now().naive_utc(),
-        Instant::now(),
-    )
-    .unwrap();
+    let outcome = Reaper::new(config).run_once(&db.store, Pass::now(None)).unwrap();
     assert_eq!(outcome.reaped.len(), 1);
     assert_eq!(outcome.reaped[0].retried, 2);
     assert!(states(&db, &ids).iter().all(|s| s == "ready"));
@@ -210,7 +183,7 @@ fn sigkill_mid_job_loses_nothing(db: TestDb) {
     let victim_pid = victim.id() as i32;
     let victim_process = || db.store.processes().unwrap().into_iter().find(|p| p.pid == victim_pid).map(|p| p.id);
     wait_until("the victim to hold claims", Duration::from_secs(30), || {
-        victim_process().is_some_and(|p| !db.store.claimed_by(p).unwrap().is_empty())
+        victim_process().is_some_and(|p| !db.store.claims_of(p).unwrap().is_empty())
     });
     let process = victim_process().unwrap();
     let killed_at = Instant::now();
@@ -218,7 +191,7 @@ fn sigkill_mid_job_loses_nothing(db: TestDb) {
     wait_exit(&mut victim, Duration::from_secs(5));
     // The alive threshold is 60 s: only session or pid detection can free these claims in time.
     wait_until("the victim's claims to be handed back", Duration::from_secs(20), || {
-        db.store.claimed_by(process).unwrap().is_empty()
+        db.store.claims_of(process).unwrap().is_empty()
     });
     eprintln!("claims of the SIGKILLed worker handed back after {} ms", killed_at.elapsed().as_millis());
     wait_until("every job to finish", Duration::from_secs(60), || states(&db, &ids).iter().all(|s| s == "finished"));
@@ -236,7 +209,7 @@ fn poison_job_that_kills_its_worker_ends_in_failed(db: TestDb) {
     let mut workers = vec![spawn_child(&db, &[]), spawn_child(&db, &[])];
     let started = Instant::now();
     let mut killed = 0;
-    while db.store.job(id).unwrap().unwrap().state != "failed" {
+    while db.state(id) != "failed" {
         assert!(started.elapsed() < Duration::from_secs(60), "poison job never failed");
         for w in workers.iter_mut() {
             if w.try_wait().unwrap().is_some() {
@@ -248,7 +221,7 @@ fn poison_job_that_kills_its_worker_ends_in_failed(db: TestDb) {
     }
     let job = db.store.job(id).unwrap().unwrap();
     assert_eq!(job.attempts, 2);
-    let error: solidq::store::FailureRecord = serde_json::from_str(job.last_error.as_deref().unwrap()).unwrap();
+    let error: solidq::model::FailureRecord = serde_json::from_str(job.last_error.as_deref().unwrap()).unwrap();
     assert_eq!(error.class, "ProcessDied");
     assert!(error.message.contains("last heartbeat"), "{}", error.message);
     assert!(killed >= 1);
@@ -314,7 +287,7 @@ fn term_during_a_long_job_costs_no_attempt(db: TestDb) {
         send(&child, libc::SIGTERM);
         assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
         let job = db.store.job(ids[0]).unwrap().unwrap();
-        assert_eq!((job.state.as_str(), job.attempts), ("ready", 0), "after TERM number {round}");
+        assert_eq!((db.state(ids[0]), job.attempts), ("ready".to_string(), 0), "after TERM number {round}");
     }
     let mut child = spawn_child(&db, &[(EXEC_LOG_VAR, log.to_str().unwrap())]);
     wait_until("the job to finish", Duration::from_secs(30), || states(&db, &ids) == ["finished"]);
@@ -325,47 +298,11 @@ fn term_during_a_long_job_costs_no_attempt(db: TestDb) {
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
 }
 
-macro_rules! backend_tests {
-    ($backend:ident, $db:expr) => {
-        mod $backend {
-            #[test]
-            fn term_drains_running_jobs_and_exits_0() {
-                let Some(db) = $db else { return };
-                super::term_drains_running_jobs_and_exits_0(db);
-            }
-
-            #[test]
-            fn quit_exits_at_once_and_leaves_claims_to_the_watchdog() {
-                let Some(db) = $db else { return };
-                super::quit_exits_at_once_and_leaves_claims_to_the_watchdog(db);
-            }
-
-            #[test]
-            fn poison_job_that_kills_its_worker_ends_in_failed() {
-                let Some(db) = $db else { return };
-                super::poison_job_that_kills_its_worker_ends_in_failed(db);
-            }
-
-            #[test]
-            fn frozen_process_runs_every_job_exactly_once() {
-                let Some(db) = $db else { return };
-                super::frozen_process_runs_every_job_exactly_once(db);
-            }
-
-            #[test]
-            fn term_during_a_long_job_costs_no_attempt() {
-                let Some(db) = $db else { return };
-                super::term_during_a_long_job_costs_no_attempt(db);
-            }
-
-            #[test]
-            fn sigkill_mid_job_loses_nothing() {
-                let Some(db) = $db else { return };
-                super::sigkill_mid_job_loses_nothing(db);
-            }
-        }
-    };
-}
-
-backend_tests!(sqlite, Some(super::common::sqlite_db()));
-backend_tests!(postgres, super::common::postgres_db());
+backend_tests!(owned:
+    term_drains_running_jobs_and_exits_0,
+    quit_exits_at_once_and_leaves_claims_to_the_watchdog,
+    poison_job_that_kills_its_worker_ends_in_failed,
+    frozen_process_runs_every_job_exactly_once,
+    term_during_a_long_job_costs_no_attempt,
+    sigkill_mid_job_loses_nothing,
+);

@@ -7,129 +7,42 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use chrono::NaiveDateTime;
-use common::TestDb;
-use serde::{Deserialize, Serialize};
+use common::fixtures::{Noop, NoopHandler};
+use common::{backend_tests, TestDb};
 use solidq::config::{Config, WorkerGroup};
-use solidq::job::{JobId, NewJob};
-use solidq::store::*;
-use solidq::{Job, JobError, Perform, Runtime};
+use solidq::model::QueuePattern;
+use solidq::store::{Observer, StoreEvent};
+use solidq::{Runtime, SharedStore, Store};
 
-/// Delegates to a real store, but the first `claim` hangs for `hang` after claiming, as a
-/// claim whose answer is stuck on a half-open connection would.
-struct HangingStore {
-    inner: SharedStore,
+/// Makes the first claim hang for `hang` after it committed, as a claim whose answer is stuck
+/// on a half-open connection would: the store's observer runs on the claiming thread before
+/// the claim returns.
+struct HangFirstClaim {
     claims: AtomicUsize,
     hang: Duration,
 }
 
-impl Store for HangingStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn migrate(&self) -> StoreResult<usize> {
-        self.inner.migrate()
-    }
-    fn enqueue(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
-        self.inner.enqueue(jobs, now)
-    }
-    fn claim(
-        &self,
-        p: ProcessId,
-        q: &[QueuePattern],
-        limit: usize,
-        now: NaiveDateTime,
-    ) -> StoreResult<Vec<ClaimedJob>> {
-        let claimed = self.inner.claim(p, q, limit, now);
-        if self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
+impl Observer for HangFirstClaim {
+    fn finished(&self, event: &StoreEvent) {
+        if event.operation == "claiming jobs" && self.claims.fetch_add(1, Ordering::SeqCst) == 0 {
             std::thread::sleep(self.hang);
         }
-        claimed
-    }
-    fn finish(&self, t: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.inner.finish(t, now)
-    }
-    fn fail(&self, t: ClaimToken, e: &FailureRecord, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.inner.fail(t, e, now)
-    }
-    fn retry(&self, t: ClaimToken, e: &FailureRecord, at: NaiveDateTime, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.inner.retry(t, e, at, now)
-    }
-    fn release(&self, t: ClaimToken, now: NaiveDateTime) -> StoreResult<Fenced> {
-        self.inner.release(t, now)
-    }
-    fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
-        self.inner.dispatch_due(now, batch)
-    }
-    fn register_process(&self, p: &NewProcess, now: NaiveDateTime) -> StoreResult<ProcessId> {
-        self.inner.register_process(p, now)
-    }
-    fn heartbeat(&self, p: ProcessId, now: NaiveDateTime) -> StoreResult<Beat> {
-        self.inner.heartbeat(p, now)
-    }
-    fn keep_session(&self, p: ProcessId) -> StoreResult<bool> {
-        self.inner.keep_session(p)
-    }
-    fn deregister(&self, p: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
-        self.inner.deregister(p, now)
-    }
-    fn processes(&self) -> StoreResult<Vec<ProcessRow>> {
-        self.inner.processes()
-    }
-    fn sessions_gone(&self, c: &[ProcessId]) -> StoreResult<Vec<ProcessId>> {
-        self.inner.sessions_gone(c)
-    }
-    fn reap_process(
-        &self,
-        p: ProcessId,
-        c: &DeathCause,
-        d: DeathPolicy,
-        now: NaiveDateTime,
-    ) -> StoreResult<ReapOutcome> {
-        self.inner.reap_process(p, c, d, now)
-    }
-    fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
-        self.inner.release_orphans(now)
-    }
-    fn counts(&self) -> StoreResult<(JobCounts, Vec<QueueCounts>)> {
-        self.inner.counts()
-    }
-    fn claimed_by(&self, p: ProcessId) -> StoreResult<Vec<ClaimToken>> {
-        self.inner.claimed_by(p)
-    }
-    fn job(&self, id: JobId) -> StoreResult<Option<JobRow>> {
-        self.inner.job(id)
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Noop(u32);
-
-impl Job for Noop {
-    const KIND: &'static str = "test.noop";
-}
-
-struct NoopHandler;
-
-impl Actor for NoopHandler {
-    type Context = Context<Self>;
-}
-
-impl Handler<Perform<Noop>> for NoopHandler {
-    type Result = Result<(), JobError>;
-    fn handle(&mut self, _: Perform<Noop>, _: &mut Context<Self>) -> Self::Result {
-        Ok(())
-    }
+/// A second store on `db` whose first claim hangs for `hang`.
+fn hanging_store(db: &TestDb, hang: Duration) -> SharedStore {
+    let observer = Arc::new(HangFirstClaim { claims: AtomicUsize::new(0), hang });
+    Arc::new(Store::connect(&db.url, common::TEST_POOL_SIZE).unwrap().observed_by(observer))
 }
 
 fn state(db: &TestDb, id: i64) -> String {
-    db.store.job(id).unwrap().map(|j| j.state).unwrap_or_default()
+    db.state(id)
 }
 
 async fn stuck_worker_is_replaced_and_its_late_claims_are_released(db: TestDb) {
     let hang = Duration::from_secs(4);
-    let store: SharedStore = Arc::new(HangingStore { inner: db.store.clone(), claims: AtomicUsize::new(0), hang });
+    let store = hanging_store(&db, hang);
     let config = Config {
         database_url: db.url.clone(),
         workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 2 }],
@@ -172,25 +85,10 @@ async fn stuck_worker_is_replaced_and_its_late_claims_are_released(db: TestDb) {
     handle.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn sqlite_stuck_worker_is_replaced_and_its_late_claims_are_released() {
-    stuck_worker_is_replaced_and_its_late_claims_are_released(common::sqlite_db()).await;
-}
-
-#[actix_rt::test]
-async fn postgres_stuck_worker_is_replaced_and_its_late_claims_are_released() {
-    let Some(db) = common::postgres_db() else { return };
-    stuck_worker_is_replaced_and_its_late_claims_are_released(db).await;
-}
-
 /// A drain that starts while a claim is under way waits for the jobs it brings back instead of
 /// deregistering (and releasing them) underneath a worker about to run them.
 async fn drain_waits_for_a_claim_under_way(db: TestDb) {
-    let store: SharedStore = Arc::new(HangingStore {
-        inner: db.store.clone(),
-        claims: AtomicUsize::new(0),
-        hang: Duration::from_millis(800),
-    });
+    let store = hanging_store(&db, Duration::from_millis(800));
     let config = Config {
         database_url: db.url.clone(),
         polling_interval: Duration::from_millis(20),
@@ -213,13 +111,7 @@ async fn drain_waits_for_a_claim_under_way(db: TestDb) {
     assert_eq!(state(&db, id), "finished");
 }
 
-#[actix_rt::test]
-async fn sqlite_drain_waits_for_a_claim_under_way() {
-    drain_waits_for_a_claim_under_way(common::sqlite_db()).await;
-}
-
-#[actix_rt::test]
-async fn postgres_drain_waits_for_a_claim_under_way() {
-    let Some(db) = common::postgres_db() else { return };
-    drain_waits_for_a_claim_under_way(db).await;
-}
+backend_tests!(actix:
+    stuck_worker_is_replaced_and_its_late_claims_are_released,
+    drain_waits_for_a_claim_under_way,
+);

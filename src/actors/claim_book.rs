@@ -18,16 +18,15 @@
 //! The lock is never held across a database call: one hung call must not stop the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use actix::prelude::*;
 use chrono::NaiveDateTime;
 use slog::{warn, Logger};
 
-use crate::job::JobId;
 use crate::lifecycle::Transition;
-use crate::store::{ClaimToken, ClaimedJob, Fenced, ProcessId, QueuePattern, Store, StoreResult};
+use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId, QueuePattern};
+use crate::store::{Store, StoreResult};
 
 /// Identifies one worker instance; a restarted worker gets a new seat.
 pub type Seat = u64;
@@ -35,20 +34,9 @@ pub type Seat = u64;
 /// Index of a worker group (`SOLIDQ_WORKERS` entry).
 pub type Group = usize;
 
-/// Book → completer: executions ended; their outcomes wait to be written. `retry_now` asks
-/// a completer that is backing off after database errors to try at once (the database was
-/// just seen answering).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct OutcomesReady {
-    /// Skip the completer's error backoff.
-    pub retry_now: bool,
-}
-
-/// Book → worker: slots of its group were freed (outcomes written).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct SlotsFreed;
+/// How the book wakes an actor: a function that sends the actor its message (the completer's
+/// and the workers' own messages, so that the book names none of them).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// Where a held claim is in its life.
 #[derive(Debug, Clone)]
@@ -81,8 +69,10 @@ struct BookState {
     in_flight: usize,
     /// Claim calls ever started, to tell whether one started during a settle.
     started: u64,
-    completer: Option<Recipient<OutcomesReady>>,
-    workers: HashMap<Group, Recipient<SlotsFreed>>,
+    /// Tells the completer that outcomes wait, and with `true` that the database answers again.
+    completer: Option<Arc<dyn Fn(bool) + Send + Sync>>,
+    /// Tells a group's worker that slots were freed.
+    workers: HashMap<Group, Wake>,
 }
 
 /// What one [`ClaimBook::claim`] call did.
@@ -105,16 +95,10 @@ pub struct Released {
     pub fenced: usize,
 }
 
-/// Releases `tokens` one by one; stops at the first database error.
-pub fn release_all(store: &dyn Store, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Released> {
-    let mut outcome = Released::default();
-    for token in tokens {
-        match store.release(*token, now)? {
-            Fenced::Applied => outcome.released += 1,
-            Fenced::Stale => outcome.fenced += 1,
-        }
-    }
-    Ok(outcome)
+/// Releases `tokens` (never started) in one transaction.
+pub fn release_all(store: &Store, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Released> {
+    let settled = store.release(tokens, now)?;
+    Ok(Released { released: settled.applied.len(), fenced: settled.fenced.len() })
 }
 
 /// A held claim whose outcome the completer is to write.
@@ -150,14 +134,15 @@ impl ClaimBook {
         state.next_seat
     }
 
-    /// Where ended executions are announced (the completer, set again when it restarts).
-    pub fn set_completer(&self, completer: Recipient<OutcomesReady>) {
-        self.state().completer = Some(completer);
+    /// How ended executions are announced (to the completer, set again when it restarts);
+    /// `notify(true)` also means the database answers again.
+    pub fn set_completer(&self, notify: Arc<dyn Fn(bool) + Send + Sync>) {
+        self.state().completer = Some(notify);
     }
 
-    /// Where `group`'s freed slots are announced (its worker, set again when it restarts).
-    pub fn set_worker(&self, group: Group, worker: Recipient<SlotsFreed>) {
-        self.state().workers.insert(group, worker);
+    /// How `group`'s freed slots are announced (to its worker, set again when it restarts).
+    pub fn set_worker(&self, group: Group, wake: Wake) {
+        self.state().workers.insert(group, wake);
     }
 
     /// Claims up to `limit` jobs for `seat` of `group`. With `settle`, first returns to ready
@@ -166,7 +151,7 @@ impl ClaimBook {
     #[allow(clippy::too_many_arguments)]
     pub fn claim(
         &self,
-        store: &dyn Store,
+        store: &Store,
         (group, seat): (Group, Seat),
         process: ProcessId,
         queues: &[QueuePattern],
@@ -210,7 +195,7 @@ impl ClaimBook {
     }
 
     /// Releases the claims of `process` that no seat knows, unless a claim call overlapped.
-    fn settle(&self, store: &dyn Store, process: ProcessId, now: NaiveDateTime) -> StoreResult<Option<usize>> {
+    fn settle(&self, store: &Store, process: ProcessId, now: NaiveDateTime) -> StoreResult<Option<usize>> {
         let started = {
             let state = self.state();
             if state.in_flight > 0 {
@@ -218,15 +203,15 @@ impl ClaimBook {
             }
             state.started
         };
-        let held = store.claimed_by(process)?;
-        let unknown: Vec<ClaimToken> = {
+        // Inside the store's transaction, after it read the process's claims: a claim call that
+        // started meanwhile may have committed claims the book does not know yet.
+        store.settle_lost_claims(process, now, |held| {
             let state = self.state();
             if state.in_flight > 0 || state.started != started {
-                return Ok(None);
+                return None;
             }
-            held.into_iter().filter(|token| !state.held.contains_key(token)).collect()
-        };
-        Ok(Some(release_all(store, &unknown, now)?.released))
+            Some(held.into_iter().filter(|token| !state.held.contains_key(token)).collect())
+        })
     }
 
     /// Marks a claim as running, unless it was handed back meanwhile (its seat retired).
@@ -252,7 +237,7 @@ impl ClaimBook {
         held.phase = Phase::Ended(transition);
         let since = held.since;
         if let Some(completer) = &state.completer {
-            completer.do_send(OutcomesReady { retry_now: false });
+            completer(false);
         }
         Some(since)
     }
@@ -286,8 +271,8 @@ impl ClaimBook {
     pub fn slots_freed(&self, groups: impl IntoIterator<Item = Group>) {
         let state = self.state();
         for group in groups {
-            if let Some(worker) = state.workers.get(&group) {
-                worker.do_send(SlotsFreed);
+            if let Some(wake) = state.workers.get(&group) {
+                wake();
             }
         }
     }
@@ -295,7 +280,7 @@ impl ClaimBook {
     /// The database answered (a claim succeeded): a completer backing off may write now.
     pub fn database_answered(&self) {
         if let Some(completer) = &self.state().completer {
-            completer.do_send(OutcomesReady { retry_now: true });
+            completer(true);
         }
     }
 
@@ -342,23 +327,17 @@ impl ClaimBook {
     pub fn len(&self) -> usize {
         self.state().held.len()
     }
-
-    /// Whether no claim is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{EnqueueOptions, NewJob};
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::NewProcess;
+    use crate::model::{DatabaseUrl, NewJob, NewProcess};
+    use crate::EnqueueOptions;
 
-    fn setup(jobs: usize) -> (tempfile::TempDir, SqliteStore, ProcessId, NaiveDateTime) {
+    fn setup(jobs: usize) -> (tempfile::TempDir, Store, ProcessId, NaiveDateTime) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("book.sqlite3"), 2).unwrap();
+        let store = Store::connect(&DatabaseUrl::Sqlite(dir.path().join("book.sqlite3")), 2).unwrap();
         store.migrate().unwrap();
         let now = chrono::Utc::now().naive_utc();
         let new: Vec<_> =
@@ -396,7 +375,7 @@ mod tests {
         // A claim that completes for the retired seat releases what it got at once, unstarted.
         let late = book.claim(&store, (0, seat), process, &[QueuePattern::All], 5, false, now, &logger()).unwrap();
         assert!(late.jobs.is_empty());
-        assert_eq!(store.claimed_by(process).unwrap().len(), 3, "the late claim's job went back");
+        assert_eq!(store.claims_of(process).unwrap().len(), 3, "the late claim's job went back");
         let pending = book.take_ended();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].job.token, ended);
@@ -406,7 +385,7 @@ mod tests {
         book.written(&ended);
         assert_eq!(book.clear(), vec![running.job_id]);
         assert_eq!(book.ended(running, Transition::Complete), None, "an outcome after the drain is dropped");
-        assert!(book.is_empty());
+        assert_eq!(book.len(), 0);
     }
 
     #[test]
@@ -421,10 +400,10 @@ mod tests {
         assert_eq!(pass.jobs.len(), 1, "the released job is claimed again, now known to the book");
         assert_ne!(pass.jobs[0].token, lost[0].token);
         assert_eq!(pass.jobs[0].attempts, 1, "the lost claim's attempt was given back");
-        assert_eq!(store.finish(lost[0].token, now).unwrap(), Fenced::Stale);
+        assert_eq!(store.complete(&[lost[0].token], now).unwrap().fenced, vec![lost[0].token]);
         // Known claims are never settled away.
         let again = book.claim(&store, (0, seat), process, &[QueuePattern::All], 1, true, now, &logger()).unwrap();
         assert_eq!(again.settled, Some(0));
-        assert_eq!(store.claimed_by(process).unwrap(), vec![pass.jobs[0].token]);
+        assert_eq!(store.claims_of(process).unwrap(), vec![pass.jobs[0].token]);
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! Executions report to the [`ClaimBook`], not to an actor, so an outcome survives the restart
 //! of whichever actor would have written it. The completer takes every ended execution from
-//! the book in one pass and writes them; while one pass is under way, new outcomes gather for
-//! the next. A pass updates the book itself, on the blocking thread, so a pass that returns
-//! after its completer was replaced still settles its claims. An outcome the database refused
-//! stays in the book and is written again with backoff (Solid Queue #748); one refused as
-//! stale (the claim was reaped meanwhile) is logged with its job id.
+//! the book in one pass and writes them in one transaction ([`Store::record`]); while one pass
+//! is under way, new outcomes gather for the next. A pass updates the book itself, on the
+//! blocking thread, so a pass that returns after its completer was replaced still settles its
+//! claims. Outcomes the database refused stay in the book and are written again with backoff
+//! (Solid Queue #748); one refused as fenced (the claim was reaped meanwhile) is logged with
+//! its job id.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,15 +17,24 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{debug, o, warn, Logger};
 
-use super::claim_book::{ClaimBook, OutcomesReady, PendingOutcome};
-use super::messages::{Ping, SetProcess, StopChild};
-use super::{blocking, PeriodicCall};
-use crate::store::{Fenced, SharedStore, Store, StoreResult};
+use super::claim_book::{ClaimBook, PendingOutcome};
+use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use crate::store::{SharedStore, Store, StoreResult};
 
 /// How often pending outcomes are retried while the database refuses them.
 pub const RETRY_TICK: Duration = Duration::from_millis(100);
 /// Longest wait between writes the database refused.
 pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Book → completer: executions ended and their outcomes wait to be written; `retry_now` asks
+/// a completer that is backing off after database errors to try at once (the database was
+/// just seen answering).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct OutcomesReady {
+    /// Skip the error backoff.
+    pub retry_now: bool,
+}
 
 /// What one pass wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,34 +47,33 @@ pub struct PassOutcome {
     pub groups: BTreeSet<usize>,
 }
 
-/// Writes `pending` in order, settling each in `book`; on a database error the rest go back
-/// to the book to be written again, and the error is returned. Blocking.
+/// Writes `pending` in one transaction and settles each in `book`; on a database error they
+/// all go back to the book to be written again, and the error is returned. Blocking.
 pub(crate) fn write_outcomes(
-    store: &dyn Store,
+    store: &Store,
     book: &ClaimBook,
     pending: Vec<PendingOutcome>,
     logger: &Logger,
 ) -> StoreResult<PassOutcome> {
     let now = Utc::now().naive_utc();
+    let batch: Vec<_> = pending.iter().map(|p| (p.job.token, p.transition.clone())).collect();
+    let settled = match store.record(&batch, now) {
+        Ok(settled) => settled,
+        Err(err) => {
+            pending.into_iter().for_each(|outcome| book.unwritten(outcome));
+            return Err(err);
+        }
+    };
     let mut pass = PassOutcome::default();
-    let mut rest = pending.into_iter();
-    while let Some(outcome) = rest.next() {
+    for outcome in pending {
         let token = outcome.job.token;
-        match outcome.transition.apply(store, token, now) {
-            Ok(Fenced::Applied) => {
-                pass.applied += 1;
-                debug!(logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => outcome.transition.label());
-            }
-            Ok(Fenced::Stale) => {
-                pass.stale += 1;
-                warn!(logger, "outcome discarded: the claim is no longer this process's (it was reaped)";
-                    "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => outcome.transition.label());
-            }
-            Err(err) => {
-                book.unwritten(outcome);
-                rest.for_each(|outcome| book.unwritten(outcome));
-                return Err(err);
-            }
+        if settled.applied(&token) {
+            pass.applied += 1;
+            debug!(logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => outcome.transition.label());
+        } else {
+            pass.stale += 1;
+            warn!(logger, "outcome discarded: the claim is no longer this process's (it was reaped)";
+                "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => outcome.transition.label());
         }
         book.written(&token);
         pass.groups.insert(outcome.group);
@@ -118,7 +127,8 @@ impl Actor for Completer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.book.set_completer(ctx.address().recipient());
+        let me = ctx.address();
+        self.book.set_completer(std::sync::Arc::new(move |retry_now| me.do_send(OutcomesReady { retry_now })));
         ctx.run_interval(RETRY_TICK, |act, ctx| act.flush(ctx));
         self.flush(ctx);
     }

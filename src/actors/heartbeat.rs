@@ -16,14 +16,21 @@ use chrono::Utc;
 use serde_json::Value;
 use slog::{error, info, o, warn, Logger};
 
-use super::messages::{Deregister, Fenced, Ping, ProcessReplaced, SetProcess, StopChild};
-use super::{blocking, Backoff};
+use super::supervisor::{LostContact, ProcessReplaced};
+use super::{blocking, Backoff, Ping, SetProcess, StopChild};
 use crate::liveness;
-use crate::store::{Beat, NewProcess, ProcessId, SharedStore};
+use crate::model::{NewProcess, ProcessId};
+use crate::store::{Beat, SharedStore};
 
 /// How often the session-liveness connection is checked (PostgreSQL), so that after a database
 /// restart a live process re-takes its lock long before a watchdog could confirm it dead.
 pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Supervisor → heartbeat: deregister the process (release its claims, delete its row).
+/// Answers the number of claims released, or the error text.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<usize, String>")]
+pub struct Deregister;
 
 /// Settings of the heartbeat.
 #[derive(Clone)]
@@ -41,7 +48,7 @@ pub struct Heartbeat {
     settings: HeartbeatSettings,
     store: SharedStore,
     supervisor: Recipient<ProcessReplaced>,
-    fence: Recipient<Fenced>,
+    fence: Recipient<LostContact>,
     logger: Logger,
     process: Option<ProcessId>,
     last_ok: Instant,
@@ -59,7 +66,7 @@ impl Heartbeat {
         settings: HeartbeatSettings,
         store: SharedStore,
         supervisor: Recipient<ProcessReplaced>,
-        fence: Recipient<Fenced>,
+        fence: Recipient<LostContact>,
         process: Option<ProcessId>,
         logger: &Logger,
     ) -> Self {
@@ -105,7 +112,7 @@ impl Heartbeat {
         self.in_progress = true;
         let process = self.process;
         let call = blocking(&self.store, move |s| match process {
-            Some(id) => s.heartbeat(id, Utc::now().naive_utc()),
+            Some(id) => s.beat(id, Utc::now().naive_utc()),
             None => Ok(Beat::Missing),
         });
         ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
@@ -117,7 +124,7 @@ impl Heartbeat {
                     if std::mem::take(&mut act.fenced) {
                         if let Some(id) = act.process {
                             info!(act.logger, "database answers and the process row survived: resuming"; "process_id" => id);
-                            act.supervisor.do_send(ProcessReplaced { old: Some(id), new: id });
+                            act.supervisor.do_send(ProcessReplaced { id });
                         }
                     }
                 }
@@ -146,7 +153,7 @@ impl Heartbeat {
             self.fenced = true;
             warn!(self.logger, "no heartbeat for longer than the alive threshold: fencing this process";
                 "process_id" => self.process, "silent_for_ms" => silent_for.as_millis() as u64);
-            self.fence.do_send(Fenced { silent_for });
+            self.fence.do_send(LostContact { silent_for });
         }
         ctx.run_later(retry_in, |act, ctx| act.beat(ctx));
     }
@@ -174,7 +181,7 @@ impl Heartbeat {
                     act.process = Some(id);
                     act.fenced = false;
                     act.beat_ok();
-                    act.supervisor.do_send(ProcessReplaced { old, new: id });
+                    act.supervisor.do_send(ProcessReplaced { id });
                 }
                 Err(err) => act.beat_failed(&err.to_string(), ctx),
             }

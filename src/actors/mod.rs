@@ -1,23 +1,45 @@
 //! The actors of a solidq process. The [`supervisor::Supervisor`] starts and restarts the
-//! others; each periodic actor calls one store function per tick and logs its outcome.
+//! others.
 //!
-//! A job's path: [`worker::Worker`] claims it, the [`crate::registry::Registry`] hands it to the
-//! application's handler actor, the worker records the outcome. Meanwhile
-//! [`heartbeat::Heartbeat`] stamps the process row, [`dispatcher::Dispatcher`] moves due
-//! scheduled jobs to ready and [`watchdog::Watchdog`] hands back the jobs of dead processes.
+//! A job's path: [`worker::Worker`] claims it into the process's [`claim_book::ClaimBook`],
+//! the [`crate::registry::Registry`] hands it to the application's handler actor, and the
+//! [`completer::Completer`] writes how it ended. Meanwhile [`heartbeat::Heartbeat`] stamps the
+//! process row, and [`periodic::Periodic`] runs the maintenance services (the dispatcher moves
+//! due scheduled jobs to ready, the watchdog's reaper hands back the jobs of dead processes).
+//!
+//! Each actor's file declares the messages it receives; the three that every child of the
+//! supervisor receives ([`SetProcess`], [`Ping`], [`StopChild`]) are here.
 
-pub mod claim_book;
-pub mod completer;
-pub mod dispatcher;
-pub mod heartbeat;
-pub mod messages;
-pub mod supervisor;
-pub mod watchdog;
-pub mod worker;
+pub(crate) mod claim_book;
+pub(crate) mod completer;
+pub(crate) mod heartbeat;
+pub(crate) mod periodic;
+pub(crate) mod supervisor;
+pub(crate) mod worker;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::store::{SharedStore, StoreResult};
+use actix::prelude::*;
+
+use crate::model::ProcessId;
+use crate::store::{SharedStore, Store, StoreResult};
+
+/// Supervisor → every child: the process id to work for; `None` while the process is not yet
+/// registered.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub(crate) struct SetProcess(pub Option<ProcessId>);
+
+/// Supervisor → child: when did your loop last make progress? A child that does not answer
+/// in time, or whose answer is too old while the process ran, is stuck and gets replaced.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Instant")]
+pub(crate) struct Ping;
+
+/// Supervisor → child: stop now (replacement or final shutdown).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub(crate) struct StopChild;
 
 /// Runs a blocking store call on the blocking pool, off the actor's event loop.
 pub(crate) fn blocking<T, F>(
@@ -26,7 +48,7 @@ pub(crate) fn blocking<T, F>(
 ) -> impl std::future::Future<Output = StoreResult<T>> + 'static
 where
     T: Send + 'static,
-    F: FnOnce(&dyn crate::store::Store) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
 {
     let store = store.clone();
     async move {
@@ -154,57 +176,5 @@ impl PeriodicCall {
             slog::error!(logger, "database call failed, backing off"; "action" => action, "error" => %err,
                 "failures" => self.errors.failures, "retry_in_ms" => delay.as_millis() as u64);
         }
-    }
-}
-
-/// How long [`StoppedArbiters::join`] waits for the threads of stopped arbiters.
-pub const THREAD_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The arbiters the runtime stopped, kept so that shutdown can join their threads.
-///
-/// Stopping an arbiter only asks its thread to end: the thread then drops its actors and waits
-/// for its blocking pool (database calls still under way, TLS connections closing). A process
-/// that calls `exit()` meanwhile runs OpenSSL's atexit cleanup while those threads are still
-/// inside libpq/OpenSSL or exiting (their OpenSSL thread-state destructors), which crashes the
-/// process with SIGSEGV in libcrypto. So `run()` and `shutdown()` join them before returning.
-#[derive(Clone, Default)]
-pub struct StoppedArbiters(std::sync::Arc<std::sync::Mutex<Vec<actix::Arbiter>>>);
-
-impl StoppedArbiters {
-    /// Stops `arbiter` and keeps it for [`StoppedArbiters::join`].
-    pub fn stop(&self, arbiter: actix::Arbiter) {
-        arbiter.stop();
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(arbiter);
-    }
-
-    /// Waits up to `timeout` for the threads of every arbiter stopped so far to end; returns
-    /// how many were still running when it gave up (they are then left to themselves).
-    pub fn join(&self, timeout: Duration) -> usize {
-        let arbiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let total = arbiters.len();
-        if total == 0 {
-            return 0;
-        }
-        let (done, joined) = std::sync::mpsc::channel();
-        // `Arbiter::join` has no timeout: join on a helper thread, wait for it here.
-        let spawned = std::thread::Builder::new().name("solidq-join".into()).spawn(move || {
-            for arbiter in arbiters {
-                let _ = arbiter.join();
-                let _ = done.send(());
-            }
-        });
-        if spawned.is_err() {
-            return total;
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        let mut left = total;
-        while left > 0 {
-            let wait = deadline.saturating_duration_since(std::time::Instant::now());
-            match joined.recv_timeout(wait) {
-                Ok(()) => left -= 1,
-                Err(_) => break,
-            }
-        }
-        left
     }
 }

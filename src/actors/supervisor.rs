@@ -21,16 +21,65 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{error, info, o, warn, Logger};
 
+use serde::Serialize;
+
 use super::claim_book::{release_all, ClaimBook, Seat};
 use super::completer::{self, Completer};
-use super::dispatcher::Dispatcher;
-use super::heartbeat::{Heartbeat, HeartbeatSettings};
-use super::messages::*;
-use super::watchdog::{SweepSettings, Watchdog};
-use super::worker::{Worker, WorkerContext, WorkerSettings};
-use super::StoppedArbiters;
+use super::heartbeat::{Deregister, Heartbeat, HeartbeatSettings};
+use super::periodic::Periodic;
+use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerContext, WorkerSettings};
+use super::{Ping, SetProcess, StopChild};
+use crate::arbiters::StoppedArbiters;
+use crate::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
+use crate::maintenance::reaper::{Reaper, ReaperConfig};
+use crate::maintenance::Service;
+use crate::model::ProcessId;
 use crate::registry::Registry;
-use crate::store::{ProcessId, SharedStore};
+use crate::store::SharedStore;
+
+/// Heartbeat → supervisor: the process works under `id` from now on: it registered (at start,
+/// or again after its row was reaped while it was alive), or its row survived a loss of
+/// contact.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ProcessReplaced {
+    /// The id of the process row.
+    pub id: ProcessId,
+}
+
+/// Heartbeat → supervisor: no heartbeat could be written for longer than the alive threshold;
+/// others may already consider this process dead, so it stops claiming until the database
+/// confirms its row.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct LostContact {
+    /// How long since the last successful heartbeat.
+    pub silent_for: Duration,
+}
+
+/// Anyone → supervisor: the current process id, if registered.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<ProcessId>")]
+pub struct CurrentProcess;
+
+/// Anyone → supervisor: drain and stop. `immediate` skips the drain (SIGQUIT).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    /// Skip waiting for running jobs.
+    pub immediate: bool,
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// Jobs still running (or with outcomes not yet written) when the shutdown timeout expired.
+    pub abandoned: usize,
+    /// Claims returned to ready by deregistration.
+    pub released: usize,
+    /// Whether the process row was deleted.
+    pub deregistered: bool,
+}
 
 /// How often children are checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
@@ -53,14 +102,10 @@ pub struct SupervisorSettings {
     pub workers: Vec<WorkerSettings>,
     /// Heartbeat settings.
     pub heartbeat: HeartbeatSettings,
-    /// Dispatcher polling interval.
-    pub dispatcher_interval: Duration,
-    /// Dispatcher batch size.
-    pub dispatcher_batch: usize,
-    /// Watchdog interval.
-    pub watchdog_interval: Duration,
-    /// Watchdog sweep settings.
-    pub sweep: SweepSettings,
+    /// The dispatcher service.
+    pub dispatcher: DispatcherConfig,
+    /// The watchdog's reaper service.
+    pub reaper: ReaperConfig,
     /// How long a drain waits for running jobs.
     pub shutdown_timeout: Duration,
     /// Minimum time without progress before a child counts as stuck (raised per child to ten
@@ -78,8 +123,8 @@ fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
         ChildKind::Heartbeat => settings.heartbeat.interval * 3,
         ChildKind::Worker(i) => settings.workers[i].polling_interval * 10,
         ChildKind::Completer => completer::RETRY_TICK * 10,
-        ChildKind::Dispatcher => settings.dispatcher_interval * 10,
-        ChildKind::Watchdog => settings.watchdog_interval * 10,
+        ChildKind::Dispatcher => settings.dispatcher.interval * 10,
+        ChildKind::Watchdog => settings.reaper.interval * 10,
     };
     settings.stuck_after.max(ticks)
 }
@@ -240,16 +285,15 @@ impl Supervisor {
                 Running::new(arbiter, &addr)
             }
             ChildKind::Dispatcher => {
-                let (interval, batch) = (self.settings.dispatcher_interval, self.settings.dispatcher_batch);
+                let service = Dispatcher::new(self.settings.dispatcher.clone());
                 let addr =
-                    Dispatcher::start_in_arbiter(&handle, move |_| Dispatcher::new(store, interval, batch, &logger));
+                    Periodic::start_in_arbiter(&handle, move |_| Periodic::new(service, store, process, &logger));
                 Running::new(arbiter, &addr)
             }
             ChildKind::Watchdog => {
-                let (sweep, interval) = (self.settings.sweep.clone(), self.settings.watchdog_interval);
-                let addr = Watchdog::start_in_arbiter(&handle, move |_| {
-                    Watchdog::new(store, sweep, interval, process, &logger)
-                });
+                let service = Reaper::new(self.settings.reaper.clone());
+                let addr =
+                    Periodic::start_in_arbiter(&handle, move |_| Periodic::new(service, store, process, &logger));
                 Running::new(arbiter, &addr)
             }
         }
@@ -260,8 +304,8 @@ impl Supervisor {
             ChildKind::Heartbeat => "heartbeat".into(),
             ChildKind::Worker(i) => format!("worker-{i}"),
             ChildKind::Completer => "completer".into(),
-            ChildKind::Dispatcher => "dispatcher".into(),
-            ChildKind::Watchdog => "watchdog".into(),
+            ChildKind::Dispatcher => Dispatcher::NAME.into(),
+            ChildKind::Watchdog => Reaper::NAME.into(),
         }
     }
 
@@ -441,10 +485,10 @@ impl Actor for Supervisor {
 impl Handler<ProcessReplaced> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: ProcessReplaced, _: &mut Context<Self>) {
-        self.process = Some(msg.new);
+        self.process = Some(msg.id);
         let was_fenced = std::mem::take(&mut self.fenced);
         for running in self.children.iter().filter_map(|c| c.running.as_ref()) {
-            running.set_process.do_send(SetProcess(Some(msg.new)));
+            running.set_process.do_send(SetProcess(Some(msg.id)));
         }
         if was_fenced && !self.stopping {
             self.workers().iter().for_each(|w| w.do_send(ResumeClaiming));
@@ -452,9 +496,9 @@ impl Handler<ProcessReplaced> for Supervisor {
     }
 }
 
-impl Handler<Fenced> for Supervisor {
+impl Handler<LostContact> for Supervisor {
     type Result = ();
-    fn handle(&mut self, msg: Fenced, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: LostContact, _: &mut Context<Self>) {
         warn!(self.logger, "fenced: claiming stops until the database confirms this process";
             "silent_for_ms" => msg.silent_for.as_millis() as u64);
         self.fenced = true;
@@ -532,7 +576,7 @@ impl Handler<Shutdown> for Supervisor {
 mod tests {
     use super::*;
     use crate::config::WorkerGroup;
-    use crate::store::{DeathPolicy, QueuePattern};
+    use crate::model::QueuePattern;
 
     #[test]
     fn no_child_counts_as_stuck_between_two_of_its_ticks() {
@@ -546,16 +590,8 @@ mod tests {
                 alive_threshold: Duration::from_secs(300),
                 details: serde_json::Value::Null,
             },
-            dispatcher_interval: Duration::from_secs(1),
-            dispatcher_batch: 500,
-            watchdog_interval: Duration::from_millis(500),
-            sweep: SweepSettings {
-                alive_threshold: Duration::from_secs(300),
-                policy: DeathPolicy::Retry,
-                session_confirmation: Duration::from_millis(400),
-                pid_probe: true,
-                observation_gap: Duration::from_secs(5),
-            },
+            dispatcher: DispatcherConfig::default(),
+            reaper: ReaperConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),
             standalone: false,
@@ -564,7 +600,10 @@ mod tests {
         assert_eq!(stuck_limit(&settings, ChildKind::Heartbeat), Duration::from_secs(90));
         assert_eq!(stuck_limit(&settings, ChildKind::Worker(0)), Duration::from_secs(15));
         assert_eq!(stuck_limit(&settings, ChildKind::Dispatcher), Duration::from_secs(15));
-        let slow = SupervisorSettings { dispatcher_interval: Duration::from_secs(60), ..settings };
+        let slow = SupervisorSettings {
+            dispatcher: DispatcherConfig { interval: Duration::from_secs(60), ..DispatcherConfig::default() },
+            ..settings
+        };
         assert_eq!(stuck_limit(&slow, ChildKind::Dispatcher), Duration::from_secs(600));
     }
 }

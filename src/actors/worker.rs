@@ -16,16 +16,32 @@ use actix_rt::ArbiterHandle;
 use chrono::Utc;
 use slog::{debug, info, o, warn, Logger};
 
-use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, SlotsFreed};
-use super::messages::{Ping, ResumeClaiming, SetProcess, StopChild, StopClaiming};
-use super::{blocking, PeriodicCall};
+use super::claim_book::{ClaimBook, ClaimPass, Group, Seat};
+use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
 use crate::config::WorkerGroup;
-use crate::lifecycle::Transition;
-use crate::registry::{Outcome, Registry};
-use crate::store::{ClaimedJob, ProcessId, SharedStore};
+use crate::lifecycle::{Outcome, Transition};
+use crate::model::{ClaimedJob, ProcessId};
+use crate::registry::Registry;
+use crate::store::SharedStore;
 
 /// Longest wait between retries of a failing claim.
 pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Supervisor → worker: stop claiming new jobs (drain, or the process cannot prove it is
+/// alive).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopClaiming;
+
+/// Supervisor → worker: claim again (the process proved it is alive).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ResumeClaiming;
+
+/// Claim book → worker: slots of its group were freed (outcomes written).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SlotsFreed;
 
 /// Settings of one worker.
 #[derive(Clone)]
@@ -184,7 +200,7 @@ fn execution_ended(book: &ClaimBook, logger: &Logger, process: ProcessId, job: C
                 "reason" => why)
         }
     }
-    let transition = Transition::decide(outcome, &job);
+    let transition = Transition::after(outcome, job.attempts, job.max_attempts);
     match book.ended(job.token, transition.clone()) {
         Some(started) => {
             debug!(logger, "execution ended"; "job_id" => job_id, "duration_ms" => started.elapsed().as_millis() as u64,
@@ -200,7 +216,8 @@ impl Actor for Worker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(self.logger, "worker started"; "concurrency" => self.settings.group.concurrency);
-        self.shared.book.set_worker(self.group, ctx.address().recipient());
+        let me = ctx.address();
+        self.shared.book.set_worker(self.group, std::sync::Arc::new(move || me.do_send(SlotsFreed)));
         ctx.run_interval(self.settings.polling_interval, |act, ctx| act.tick(ctx));
         self.tick(ctx);
     }

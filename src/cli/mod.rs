@@ -21,10 +21,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{parse_duration, Config, ConfigError};
-use crate::job::{EnqueueError, EnqueueOptions, NewJob};
+use crate::job::{EnqueueError, EnqueueOptions};
+use crate::model::NewJob;
+use crate::status;
 use crate::store::{self, SharedStore, StoreError};
-
-pub mod status;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;

@@ -1,23 +1,89 @@
-//! Test databases shared by the integration tests: a fresh SQLite file in a temporary
-//! directory, or a fresh schema in the PostgreSQL database named by
-//! `SOLIDQ_TEST_POSTGRES_URL`. Each `TestDb` is private to one test, so tests run in parallel.
-#![allow(dead_code)]
+//! What the integration tests share: test databases and the one list of backends every
+//! backend test runs on ([`for_each_backend!`]), test jobs and handlers, a log recorder and
+//! database outages on demand.
+//!
+//! A [`TestDb`] is a fresh SQLite file in a temporary directory, or a fresh schema in the
+//! PostgreSQL database named by `SOLIDQ_TEST_POSTGRES_URL`; each is private to one test, so
+//! tests run in parallel. Without the variable, PostgreSQL tests print `SKIPPED: …` and pass.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+pub mod fixtures;
+pub mod log;
+pub mod outage;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
-use solidq::config::DatabaseUrl;
-use solidq::store::postgres::PgStore;
-use solidq::store::sqlite::SqliteStore;
-use solidq::store::{SharedStore, Store};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use solidq::{DatabaseUrl, SharedStore, Store};
 
 /// Environment variable naming the PostgreSQL database tests may create schemas in.
 pub const POSTGRES_URL_VAR: &str = "SOLIDQ_TEST_POSTGRES_URL";
 
 /// Connections per test pool: small, many tests run at once.
 pub const TEST_POOL_SIZE: u32 = 4;
+
+/// Calls `$callback!(backend_name, test_db_expression, args…)` once per backend: the one list
+/// of backends. `test_db_expression` is an `Option<TestDb>` (`None`: skipped, and said so).
+/// Adding a backend adds one line here.
+macro_rules! for_each_backend {
+    ($($callback:ident)::+ ! ($($args:tt)*)) => {
+        $($callback)::+!(sqlite, Some($crate::common::TestDb::sqlite()), $($args)*);
+        $($callback)::+!(postgres, $crate::common::TestDb::postgres(), $($args)*);
+    };
+}
+pub(crate) use for_each_backend;
+
+/// One test per backend for each named function of the enclosing module:
+/// `backend_tests!(by_ref: f, g)` for `fn f(db: &TestDb)`, `backend_tests!(owned: f)` for
+/// `fn f(db: TestDb)`, `backend_tests!(actix: f)` for `async fn f(db: TestDb)` run in an actix
+/// System.
+macro_rules! backend_tests {
+    ($kind:ident: $($name:ident),* $(,)?) => {
+        $crate::common::for_each_backend!(crate::common::backend_module!($kind: $($name),*));
+    };
+}
+pub(crate) use backend_tests;
+
+/// One backend's module of [`backend_tests!`].
+macro_rules! backend_module {
+    ($backend:ident, $db:expr, by_ref: $($name:ident),*) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $db else { return };
+                    super::$name(&db);
+                }
+            )*
+        }
+    };
+    ($backend:ident, $db:expr, owned: $($name:ident),*) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = $db else { return };
+                    super::$name(db);
+                }
+            )*
+        }
+    };
+    ($backend:ident, $db:expr, actix: $($name:ident),*) => {
+        mod $backend {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    let Some(db) = $db else { return };
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_module;
 
 /// A migrated, private database and a store connected to it. Dropping it removes the database
 /// (the SQLite directory, or the PostgreSQL schema).
@@ -36,6 +102,33 @@ enum Guard {
 }
 
 impl TestDb {
+    /// A fresh, migrated SQLite database in its own temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let url = DatabaseUrl::Sqlite(dir.path().join("solidq.sqlite3"));
+        let store = Store::connect(&url, TEST_POOL_SIZE).expect("opening the SQLite database");
+        store.migrate().expect("migrating the SQLite database");
+        TestDb { url, store: Arc::new(store), _guard: Guard::Sqlite(dir) }
+    }
+
+    /// A fresh, migrated schema in the database named by `SOLIDQ_TEST_POSTGRES_URL`, or `None`
+    /// (after saying so on stderr) when the variable is unset.
+    pub fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+            eprintln!("SKIPPED: {POSTGRES_URL_VAR} is not set, PostgreSQL test skipped");
+            return None;
+        };
+        let schema = unique_schema_name();
+        let mut admin =
+            PgConnection::establish(&base).unwrap_or_else(|err| panic!("connecting to {POSTGRES_URL_VAR}: {err}"));
+        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("creating the test schema");
+        let guard = SchemaGuard { base, schema };
+        let url = DatabaseUrl::Postgres(guard.url());
+        let store = Store::connect(&url, TEST_POOL_SIZE).expect("connecting to PostgreSQL");
+        store.migrate().expect("migrating the PostgreSQL schema");
+        Some(TestDb { url, store: Arc::new(store), _guard: Guard::Postgres(guard) })
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
@@ -54,33 +147,39 @@ impl TestDb {
             DatabaseUrl::Sqlite(_) => None,
         }
     }
-}
 
-/// A fresh, migrated SQLite database in its own temporary directory.
-pub fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().expect("creating a temporary directory");
-    let path = dir.path().join("solidq.sqlite3");
-    let store = SqliteStore::open(&path, TEST_POOL_SIZE).expect("opening the SQLite database");
-    store.migrate().expect("migrating the SQLite database");
-    TestDb { url: DatabaseUrl::Sqlite(path), store: Arc::new(store), _guard: Guard::Sqlite(dir) }
-}
+    /// The URL as `SOLIDQ_DATABASE_URL` takes it (for processes the test starts).
+    pub fn url_text(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.clone(),
+        }
+    }
 
-/// A fresh, migrated schema in the database named by `SOLIDQ_TEST_POSTGRES_URL`, or `None`
-/// (after saying so on stderr) when the variable is unset.
-pub fn postgres_db() -> Option<TestDb> {
-    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("SKIPPED: {POSTGRES_URL_VAR} is not set, PostgreSQL test skipped");
-        return None;
-    };
-    let schema = unique_schema_name();
-    let mut admin =
-        PgConnection::establish(&base).unwrap_or_else(|err| panic!("connecting to {POSTGRES_URL_VAR}: {err}"));
-    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("creating the test schema");
-    let guard = SchemaGuard { base, schema };
-    let url = guard.url();
-    let store = PgStore::connect(&url, TEST_POOL_SIZE).expect("connecting to PostgreSQL");
-    store.migrate().expect("migrating the PostgreSQL schema");
-    Some(TestDb { url: DatabaseUrl::Postgres(url), store: Arc::new(store), _guard: Guard::Postgres(guard) })
+    /// Runs `sql` on a fresh connection to the test database, outside the store.
+    pub fn execute_sql(&self, sql: &str) {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn =
+                    SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("connecting to SQLite");
+                conn.batch_execute("PRAGMA busy_timeout = 10000;").expect("pragma");
+                conn.batch_execute(sql).expect("executing SQL");
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).expect("connecting to PostgreSQL");
+                conn.batch_execute(sql).expect("executing SQL");
+            }
+        }
+    }
+
+    /// The state of job `id` as text (`ready`, …), `missing` if there is no such job, or
+    /// `inconsistent` if no table holds it.
+    pub fn state(&self, id: i64) -> String {
+        match self.store.job(id).expect("reading a job") {
+            None => "missing".into(),
+            Some(row) => row.state.map_or_else(|| "inconsistent".into(), |state| state.to_string()),
+        }
+    }
 }
 
 /// `solidq_t_<pid>_<counter>_<random>`: unique across parallel tests and test processes.
@@ -108,5 +207,25 @@ impl Drop for SchemaGuard {
         if let Ok(mut conn) = PgConnection::establish(&self.base) {
             let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         }
+    }
+}
+
+/// Waits (in an actix System) until `done`, failing the test after `timeout`; returns how long
+/// it took.
+pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Waits (blocking the thread) until `done`, failing the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,5 +1,7 @@
-//! Rendering of `solidq status`: pure functions of the rows and `now`, testable without a
-//! database.
+//! The status view (what `solidq status` prints, and what an application can serve from its own
+//! endpoint): every process with its heartbeat age, and job counts per state and queue. The
+//! rendering is pure functions of the rows and `now`, testable without a database;
+//! [`status_text`] reads them from a store.
 
 use std::time::Duration;
 
@@ -7,7 +9,8 @@ use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
 use serde_json::{json, Value};
 
 use crate::config::format_duration;
-use crate::store::{JobCounts, ProcessRow, QueueCounts};
+use crate::model::ProcessRow;
+use crate::store::{JobCounts, QueueCounts};
 
 /// Everything `solidq status` shows, read at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +46,7 @@ pub fn is_alive(age: TimeDelta, alive_threshold: Duration) -> bool {
 ///
 /// ```
 /// use chrono::TimeDelta;
-/// use solidq::cli::status::format_age;
+/// use solidq::status::format_age;
 ///
 /// assert_eq!(format_age(TimeDelta::seconds(3)), "3s");
 /// assert_eq!(format_age(TimeDelta::seconds(130)), "2m10s");
@@ -123,8 +126,9 @@ fn count_cells(counts: &JobCounts) -> [String; 5] {
 /// ```
 /// use std::time::Duration;
 /// use chrono::NaiveDate;
-/// use solidq::cli::status::{render_table, StatusView};
-/// use solidq::store::{JobCounts, ProcessRow, QueueCounts};
+/// use solidq::status::{render_table, StatusView};
+/// use solidq::model::ProcessRow;
+/// use solidq::store::{JobCounts, QueueCounts};
 ///
 /// let now = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
 /// let process = ProcessRow {
@@ -258,11 +262,11 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
 /// `solidq status` prints it.
 ///
 /// ```no_run
-/// # fn demo(store: &dyn solidq::store::Store) -> Result<(), solidq::store::StoreError> {
-/// println!("{}", solidq::cli::status::status_text(store, std::time::Duration::from_secs(300))?);
+/// # fn demo(store: &solidq::Store) -> Result<(), solidq::store::StoreError> {
+/// println!("{}", solidq::status::status_text(store, std::time::Duration::from_secs(300))?);
 /// # Ok(()) }
 /// ```
-pub fn status_text(store: &dyn crate::store::Store, alive_threshold: Duration) -> crate::store::StoreResult<String> {
+pub fn status_text(store: &crate::store::Store, alive_threshold: Duration) -> crate::store::StoreResult<String> {
     let processes = store.processes()?;
     let (totals, queues) = store.counts()?;
     let view = StatusView {

@@ -1,0 +1,206 @@
+//! The application: a signup that enqueues its welcome mail in the same transaction, the job's
+//! handler, and the HTTP routes. `tests/actix_web.rs` runs these same routes.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpResponse, ResponseError};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PoolError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{BigInt, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+use serde::{Deserialize, Serialize};
+use solidq::store::connection::{sqlite_pragmas, with_connect_timeout};
+use solidq::{DatabaseUrl, EnqueueError, EnqueueOptions, Job, JobError, Perform, Queue, SharedStore, StoreError};
+
+/// Sent after a signup has been committed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WelcomeEmail {
+    pub user_id: i64,
+    pub email: String,
+}
+
+impl Job for WelcomeEmail {
+    const KIND: &'static str = "app.welcome_email";
+}
+
+/// An async actor that "sends" welcome mails; an `Err` would be retried with backoff.
+pub struct Mailer;
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<WelcomeEmail>> for Mailer {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: Perform<WelcomeEmail>, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            println!("mailer: welcome, {} (user {}, attempt {})", msg.job.email, msg.job.user_id, msg.meta.attempt);
+            Ok(())
+        })
+    }
+}
+
+/// The application's own pool, to the database solidq uses.
+pub enum AppDb {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Postgres(Pool<ConnectionManager<PgConnection>>),
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// The user row and its job are committed together or not at all: `Queue::enqueue_in` runs on
+/// the transaction's own connection. A duplicate email fails the INSERT, the transaction rolls
+/// back and nothing is enqueued.
+macro_rules! signup_in {
+    ($conn:expr, $begin:ident, $email:expr) => {
+        $conn.$begin(|conn| {
+            let user: Inserted = diesel::sql_query("INSERT INTO app_users (email) VALUES ($1) RETURNING id")
+                .bind::<Text, _>($email)
+                .get_result(conn)?;
+            let welcome = WelcomeEmail { user_id: user.id, email: $email.to_string() };
+            let job_id = Queue::enqueue_in(conn, &welcome, EnqueueOptions::new())?;
+            Ok::<_, AppError>(Signup { user_id: user.id, job_id })
+        })
+    };
+}
+
+impl AppDb {
+    /// Opens a small pool to `url` and creates `app_users` if missing.
+    pub fn open(url: &DatabaseUrl) -> Result<AppDb, AppError> {
+        const USERS: &str =
+            "CREATE TABLE IF NOT EXISTS app_users (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE)";
+        Ok(match url {
+            DatabaseUrl::Sqlite(path) => {
+                let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+                let pool = Pool::builder().max_size(4).build(manager)?;
+                // solidq's workers write to the same file: wait for locks instead of failing.
+                let mut conn = pool.get()?;
+                conn.batch_execute(&sqlite_pragmas())?;
+                conn.batch_execute(&USERS.replace("BIGSERIAL", "INTEGER"))?;
+                AppDb::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let manager = ConnectionManager::<PgConnection>::new(with_connect_timeout(url));
+                let pool = Pool::builder().max_size(4).build(manager)?;
+                pool.get()?.batch_execute(USERS)?;
+                AppDb::Postgres(pool)
+            }
+        })
+    }
+
+    /// Blocking: registers `email` and enqueues its welcome mail, atomically.
+    fn signup(&self, email: &str) -> Result<Signup, AppError> {
+        match self {
+            AppDb::Sqlite(pool) => {
+                let mut conn = pool.get()?;
+                let conn: &mut SqliteConnection = &mut conn;
+                conn.batch_execute(&sqlite_pragmas())?;
+                // IMMEDIATE: take the write lock up front, never fail half-way with BUSY.
+                signup_in!(conn, immediate_transaction, email)
+            }
+            AppDb::Postgres(pool) => {
+                let mut conn = pool.get()?;
+                let conn: &mut PgConnection = &mut conn;
+                signup_in!(conn, transaction, email)
+            }
+        }
+    }
+}
+
+/// A committed signup.
+#[derive(Debug, Serialize)]
+pub struct Signup {
+    pub user_id: i64,
+    pub job_id: i64,
+}
+
+/// Shared by the HTTP workers.
+pub struct AppState {
+    pub db: AppDb,
+    pub store: SharedStore,
+}
+
+/// What a request can fail with, as a status code and `{"error": …}`.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0:?} is not an email address")]
+    NotAnEmail(String),
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("job {0} not found")]
+    JobNotFound(i64),
+    #[error("database error: {0}")]
+    Database(DieselError),
+    #[error("no database connection: {0}")]
+    Pool(#[from] PoolError),
+    #[error("could not enqueue: {0}")]
+    Enqueue(#[from] EnqueueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the blocking thread pool failed")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl From<DieselError> for AppError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => AppError::EmailTaken,
+            other => AppError::Database(other),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::NotAnEmail(_) => StatusCode::BAD_REQUEST,
+            AppError::EmailTaken => StatusCode::CONFLICT,
+            AppError::JobNotFound(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+#[derive(Deserialize)]
+struct SignupParams {
+    email: String,
+}
+
+/// `POST /signup?email=…`: 201 with `{"user_id", "job_id"}`, 409 for a known email.
+#[post("/signup")]
+async fn signup(state: web::Data<AppState>, params: web::Query<SignupParams>) -> Result<HttpResponse, AppError> {
+    let email = params.into_inner().email.trim().to_string();
+    if !email.contains('@') {
+        return Err(AppError::NotAnEmail(email));
+    }
+    // Diesel blocks: run the transaction on actix-web's blocking pool.
+    let created = web::block(move || state.db.signup(&email)).await??;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// `GET /jobs/{id}`: the job as solidq's store sees it.
+#[get("/jobs/{id}")]
+async fn job_status(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, AppError> {
+    let (id, store) = (id.into_inner(), state.store.clone());
+    match web::block(move || store.job(id)).await?? {
+        Some(job) => Ok(HttpResponse::Ok().json(job)),
+        None => Err(AppError::JobNotFound(id)),
+    }
+}
+
+/// The application's routes.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(signup).service(job_status);
+}

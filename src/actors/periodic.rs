@@ -1,0 +1,104 @@
+//! Periodic: the one actor that runs a maintenance [`Service`] on its schedule. It only ticks,
+//! runs one pass at a time on the blocking pool, backs off on database errors (logging the
+//! 1st, 2nd, 4th, 8th… failure, not every tick) and has the service report what a pass did;
+//! what a pass does is the service's.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use slog::{o, Logger};
+
+use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use crate::maintenance::{Pass, Service};
+use crate::model::ProcessId;
+use crate::store::SharedStore;
+
+/// Longest wait between passes that failed.
+pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Runs the service `S` every `S::interval()`.
+pub struct Periodic<S: Service> {
+    /// The service between passes; taken while a pass runs on the blocking pool.
+    service: Option<S>,
+    /// The service as configured, to start over from if a pass was lost (it panicked).
+    pristine: S,
+    store: SharedStore,
+    own: Option<ProcessId>,
+    logger: Logger,
+    call: PeriodicCall,
+}
+
+impl<S: Service> Periodic<S> {
+    /// Runs `service` for the process `own` (not yet registered: `None`).
+    pub fn new(service: S, store: SharedStore, own: Option<ProcessId>, logger: &Logger) -> Self {
+        Periodic {
+            service: Some(service.clone()),
+            pristine: service,
+            store,
+            own,
+            logger: logger.new(o!("actor" => S::NAME)),
+            call: PeriodicCall::new(MAX_ERROR_BACKOFF),
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.call.begin() {
+            return;
+        }
+        let mut service = self.service.take().unwrap_or_else(|| self.pristine.clone());
+        let own = self.own;
+        let call = blocking(&self.store, move |store| {
+            let outcome = service.run_once(store, Pass::now(own));
+            Ok((service, outcome))
+        });
+        ctx.spawn(call.into_actor(self).map(|result, act, _| {
+            let outcome = match result {
+                Ok((service, outcome)) => {
+                    act.service = Some(service);
+                    outcome
+                }
+                Err(lost) => Err(lost),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    act.call.succeeded(&act.logger);
+                    S::report(&outcome, &act.logger);
+                }
+                Err(err) => act.call.failed(&act.logger, S::NAME, &err),
+            }
+        }));
+    }
+}
+
+impl<S: Service> Actor for Periodic<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.pristine.interval();
+        ctx.run_interval(interval, |act, ctx| act.tick(ctx));
+        self.tick(ctx);
+    }
+}
+
+impl<S: Service> Handler<SetProcess> for Periodic<S> {
+    type Result = ();
+    fn handle(&mut self, msg: SetProcess, _: &mut Context<Self>) {
+        if msg.0.is_some() {
+            self.own = msg.0;
+        }
+    }
+}
+
+impl<S: Service> Handler<Ping> for Periodic<S> {
+    type Result = MessageResult<Ping>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.call.last_progress)
+    }
+}
+
+impl<S: Service> Handler<StopChild> for Periodic<S> {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,55 @@
+//! Maintenance services: the periodic work a process does beside running jobs. Each service
+//! has a config with documented defaults and a `run_once` that makes one pass over the store
+//! and returns what it did, so it is tested directly with a chosen time; the actor that runs
+//! it on a schedule (`actors/periodic.rs`) only ticks, backs off on database errors and
+//! logs.
+//!
+//! - [`dispatcher`]: moves due scheduled jobs (and retries whose backoff passed) to ready.
+//! - [`reaper`]: finds dead processes, hands their claims back, returns orphaned claims.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use slog::Logger;
+
+use crate::model::ProcessId;
+use crate::store::{Store, StoreResult};
+
+pub mod dispatcher;
+pub mod reaper;
+
+/// When and for whom a pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// The process running the service (a reaper never judges its own process).
+    pub own: Option<ProcessId>,
+    /// Wall clock (UTC), for the database's timestamps.
+    pub now: NaiveDateTime,
+    /// Monotonic clock, for durations measured in this process.
+    pub clock: Instant,
+}
+
+impl Pass {
+    /// A pass at the current time.
+    pub fn now(own: Option<ProcessId>) -> Pass {
+        Pass { own, now: chrono::Utc::now().naive_utc(), clock: Instant::now() }
+    }
+}
+
+/// A maintenance service: one pass at a time, on a schedule.
+pub trait Service: Clone + Send + Unpin + 'static {
+    /// What one pass did.
+    type Outcome: Send + 'static;
+
+    /// Name for logs and the supervisor (`dispatcher`, `reaper`).
+    const NAME: &'static str;
+
+    /// Time between passes.
+    fn interval(&self) -> Duration;
+
+    /// One pass over the store. Blocking.
+    fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<Self::Outcome>;
+
+    /// Logs what a pass did worth telling (nothing for a pass that changed nothing).
+    fn report(outcome: &Self::Outcome, logger: &Logger);
+}

@@ -1,0 +1,249 @@
+//! The plain types every layer shares: ids, a job to insert, a claim and its token, a failure
+//! record, queue patterns, the death policy, process rows and job states. This module depends
+//! on nothing else in the crate; the store, the lifecycle, the actors, the API and the
+//! configuration all build on it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+/// Id of a row in `solidq_jobs`.
+pub type JobId = i64;
+
+/// Id of a row in `solidq_processes`.
+pub type ProcessId = i64;
+
+/// Where the jobs live, chosen by the URL's scheme (see `DatabaseUrl::parse` in
+/// [`crate::config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://relative/path` or `sqlite:///absolute/path`.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, kept whole for libpq.
+    Postgres(String),
+}
+
+/// A job ready to be inserted: kind, JSON arguments and where/when to run.
+///
+/// Built from a typed [`Job`](crate::Job) with [`NewJob::from_job`], or from a raw kind and
+/// JSON value (the CLI does this) with [`NewJob::from_json`].
+///
+/// ```
+/// let job = solidq::NewJob::from_json("ping", serde_json::json!({"n": 1}), solidq::EnqueueOptions::new()).unwrap();
+/// assert_eq!(job.queue, "default");
+/// assert!(job.scheduled_at.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Kind name, selects the handler.
+    pub kind: String,
+    /// Arguments as a JSON text.
+    pub arguments: String,
+    /// Queue name.
+    pub queue: String,
+    /// Lower runs first.
+    pub priority: i32,
+    /// Executions allowed.
+    pub max_attempts: i32,
+    /// `None`: ready now; `Some`: held as scheduled until then (UTC).
+    pub scheduled_at: Option<NaiveDateTime>,
+}
+
+/// One entry of a worker's queue list, as configured by `SOLIDQ_WORKERS`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum QueuePattern {
+    /// `*`: every queue.
+    All,
+    /// A queue by its exact name.
+    Exact(String),
+    /// `name*`: every queue whose name starts with the prefix.
+    Prefix(String),
+}
+
+impl fmt::Display for QueuePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueuePattern::All => f.write_str("*"),
+            QueuePattern::Exact(name) => f.write_str(name),
+            QueuePattern::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
+impl QueuePattern {
+    /// Parses `*`, `prefix*` or an exact name.
+    ///
+    /// ```
+    /// use solidq::model::QueuePattern;
+    /// assert_eq!(QueuePattern::parse("*"), QueuePattern::All);
+    /// assert_eq!(QueuePattern::parse("reports*"), QueuePattern::Prefix("reports".into()));
+    /// assert_eq!(QueuePattern::parse("default"), QueuePattern::Exact("default".into()));
+    /// ```
+    pub fn parse(text: &str) -> QueuePattern {
+        match text.strip_suffix('*') {
+            Some("") => QueuePattern::All,
+            Some(prefix) => QueuePattern::Prefix(prefix.to_string()),
+            None => QueuePattern::Exact(text.to_string()),
+        }
+    }
+
+    /// Whether `queue` matches this pattern.
+    pub fn matches(&self, queue: &str) -> bool {
+        match self {
+            QueuePattern::All => true,
+            QueuePattern::Exact(name) => name == queue,
+            QueuePattern::Prefix(prefix) => queue.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// Proof of a claim: the claimed execution's id (never reused) and its job.
+///
+/// A transition written with a token whose claim row is gone (the process was found dead and
+/// the job handed back, perhaps claimed again elsewhere) changes nothing: the token is fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ClaimToken {
+    /// `solidq_jobs.id`.
+    pub job_id: JobId,
+    /// `solidq_claimed_executions.id`, unique over the table's life.
+    pub claim_id: i64,
+}
+
+/// A job claimed for a process, with everything needed to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    /// Fencing token of this claim.
+    pub token: ClaimToken,
+    /// Kind name.
+    pub kind: String,
+    /// JSON text of the arguments.
+    pub arguments: String,
+    /// Queue it was claimed from.
+    pub queue: String,
+    /// Priority (lower first).
+    pub priority: i32,
+    /// This execution's attempt number: executions started so far, this one included.
+    pub attempts: i32,
+    /// Executions allowed.
+    pub max_attempts: i32,
+}
+
+/// The error recorded with a failed or retried job, Solid Queue's `{class, message, backtrace}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Category: `JobError`, `Panic`, `UnknownKind`, `BadArguments`, `ProcessDied`, ...
+    pub class: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Extra context (panic location, process details), if any.
+    pub backtrace: Option<String>,
+}
+
+impl FailureRecord {
+    /// A record of `class` with `message` and no backtrace.
+    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
+        FailureRecord { class: class.into(), message: message.into(), backtrace: None }
+    }
+
+    /// The record as the JSON text stored in `last_error` and `solidq_failed_executions.error`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|err| {
+            serde_json::json!({
+                "class": self.class,
+                "message": format!("unserializable failure record: {err}"),
+                "backtrace": null,
+            })
+            .to_string()
+        })
+    }
+}
+
+/// What to do with the claims of a process found dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum DeathPolicy {
+    /// Back to ready (the attempt stays counted); failed once max attempts are reached.
+    #[default]
+    Retry,
+    /// Straight to failed, as Solid Queue does.
+    Fail,
+}
+
+/// What a process writes about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewProcess {
+    /// `Runtime` for a solidq runtime process.
+    pub kind: String,
+    /// Unique name, e.g. `runtime-host-1234-ab12cd34`.
+    pub name: String,
+    /// OS pid.
+    pub pid: i32,
+    /// Host name.
+    pub hostname: String,
+    /// JSON metadata: worker groups, boot id, pid namespace, start time.
+    pub metadata: serde_json::Value,
+}
+
+/// A row of `solidq_processes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessRow {
+    /// Row id.
+    pub id: ProcessId,
+    /// Process kind.
+    pub kind: String,
+    /// Unique name.
+    pub name: String,
+    /// OS pid.
+    pub pid: i32,
+    /// Host name.
+    pub hostname: String,
+    /// Metadata written at registration.
+    pub metadata: serde_json::Value,
+    /// Last successful heartbeat (UTC).
+    pub last_heartbeat_at: NaiveDateTime,
+    /// Registration time (UTC).
+    pub created_at: NaiveDateTime,
+}
+
+/// Where a job is in its life: which execution table holds it (as in Solid Queue), or none
+/// with `finished_at` set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Ready,
+    /// Waiting for its time (scheduled, or a retry after its backoff).
+    Scheduled,
+    /// Held by a process.
+    Claimed,
+    /// Failed for good.
+    Failed,
+    /// Done.
+    Finished,
+}
+
+impl JobState {
+    /// The lowercase name used in status output and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Scheduled => "scheduled",
+            JobState::Claimed => "claimed",
+            JobState::Failed => "failed",
+            JobState::Finished => "finished",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}

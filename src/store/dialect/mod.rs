@@ -1,0 +1,168 @@
+//! The dialect seam: what differs between backends, and nothing else. The store's roles
+//! (`jobs`, `processes`, `maintenance`, `inspect`) are written once against [`DbConnection`];
+//! they call a [`Dialect`] only where a backend needs its own SQL:
+//!
+//! - **Transactions**: how a write transaction begins (SQLite `BEGIN IMMEDIATE`, so that a
+//!   writer never fails to upgrade a read lock; PostgreSQL `BEGIN`), and which failures mean
+//!   "run the transaction again" (deadlocks, serialization failures).
+//! - **How ids come back** from a multi-row insert (`enqueue`): PostgreSQL `RETURNING`;
+//!   SQLite reads the newest ids under its write lock.
+//! - **The claim statement**: PostgreSQL one statement with `FOR UPDATE SKIP LOCKED`; SQLite
+//!   plain statements under the write lock.
+//! - **Taking rows that decide a race** (`take_claims`, `take_claims_of`, `delete_process`,
+//!   `take_orphan_claims`, `take_due`): the row that is deleted decides who acted, so two
+//!   processes never both act on it. PostgreSQL deletes `RETURNING` (with `SKIP LOCKED` where
+//!   waiting is pointless); SQLite selects and deletes under its write lock.
+//! - **Session liveness** ([`SessionLiveness`]): proving that a process's database session is
+//!   still open, so that its death is seen at once (PostgreSQL: a session advisory lock on a
+//!   dedicated connection). SQLite has none; the pid probe and the heartbeat decide there.
+//!
+//! # MySQL/MariaDB (a later backend), as this seam expects it
+//! - `DbConnection` gains a `Mysql(MysqlConnection)` variant behind the `mysql` feature, and
+//!   `dialect/mysql.rs` implements this trait; the roles stay untouched.
+//! - **No `RETURNING`**: `take_claims` and friends run `SELECT … FOR UPDATE` (`SKIP LOCKED`
+//!   where the PostgreSQL dialect uses it) and then `DELETE` by primary key in the same
+//!   transaction (deleting by key is what kept Solid Queue's MySQL claims from deadlocking);
+//!   `enqueue` reads `LAST_INSERT_ID()` (the first id of a multi-row insert; with
+//!   `innodb_autoinc_lock_mode=2` the ids of concurrent inserts may interleave, so it selects
+//!   the rows back by id range and insertion order instead of assuming them consecutive); the
+//!   claim selects the claimed rows back by process and claim time.
+//! - **Session liveness** through named locks: `GET_LOCK('solidq:<schema>:<process>', 0)` on
+//!   the dedicated connection at registration, `IS_FREE_LOCK(…)` for the watchdog's probe
+//!   (`IS_USED_LOCK` names the holder's connection id, for diagnostics).
+//! - **Deadlocks to retry**: [`Dialect::retryable`] returns true for error 1213 (deadlock) and
+//!   1205 (lock wait timeout); the store then runs the whole transaction again, a bounded
+//!   number of times. Claims run under `READ COMMITTED` so that `SKIP LOCKED` skips rather
+//!   than gap-locks.
+
+use chrono::NaiveDateTime;
+use diesel::QueryResult;
+
+use super::connection::DbConnection;
+use super::StoreResult;
+use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// What is read about a process when it is reaped.
+#[derive(Debug, Clone, diesel::Queryable)]
+pub struct DeadProcess {
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub hostname: String,
+    /// Its OS pid.
+    pub pid: i32,
+    /// Its last heartbeat.
+    pub last_heartbeat_at: NaiveDateTime,
+}
+
+/// The SQL of one backend, for the statements where backends differ. Every method runs inside
+/// a transaction the store opened with [`Dialect::begin_write`], except where it says
+/// otherwise.
+pub trait Dialect: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn name(&self) -> &'static str;
+
+    /// Begins a write transaction on `conn`.
+    fn begin_write(&self, conn: &mut DbConnection) -> QueryResult<()>;
+
+    /// Begins a read-only transaction on `conn` that sees one snapshot.
+    fn begin_read(&self, conn: &mut DbConnection) -> QueryResult<()>;
+
+    /// Whether a transaction that failed with `err` may simply be run again.
+    fn retryable(&self, err: &diesel::result::Error) -> bool;
+
+    /// Applies pending embedded migrations on `conn`, in one transaction, serialized across
+    /// processes; returns how many ran. Runs outside any transaction the store opened.
+    fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String>;
+
+    /// Inserts `jobs` with their ready or scheduled executions; returns the new ids in the
+    /// order given.
+    fn enqueue(&self, conn: &mut DbConnection, jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>>;
+
+    /// Claims up to `limit` ready jobs for `process`, queues in the order of `queues`, then
+    /// priority, then job id; counts each claimed job's attempt. Claims nothing if the
+    /// process row does not exist, and never a job another transaction is claiming.
+    fn claim(
+        &self,
+        conn: &mut DbConnection,
+        process: ProcessId,
+        queues: &[QueuePattern],
+        limit: usize,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ClaimedJob>>;
+
+    /// Deletes the claims of `tokens` that still exist and returns those tokens: the deletion
+    /// decides, so a concurrent reaper and this transaction never both act on one claim.
+    fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>>;
+
+    /// Deletes every claim of `process` and returns their job ids.
+    fn take_claims_of(&self, conn: &mut DbConnection, process: ProcessId) -> QueryResult<Vec<JobId>>;
+
+    /// Deletes the claims whose process row is missing and returns their job ids.
+    fn take_orphan_claims(&self, conn: &mut DbConnection) -> QueryResult<Vec<JobId>>;
+
+    /// Deletes up to `batch` scheduled executions due at `now`, earliest first, and returns
+    /// their job ids (to be made ready). Never waits for rows another dispatcher is taking.
+    fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>>;
+
+    /// Deletes the row of `process` (if its heartbeat is older than `cutoff`, when given) and
+    /// returns what it said: the deletion decides which reaper reaps, and a heartbeat that
+    /// committed first makes the cutoff fail.
+    fn delete_process(
+        &self,
+        conn: &mut DbConnection,
+        process: ProcessId,
+        cutoff: Option<NaiveDateTime>,
+    ) -> QueryResult<Option<DeadProcess>>;
+
+    /// Session liveness, if this backend can prove it.
+    fn sessions(&self) -> Option<&dyn SessionLiveness> {
+        None
+    }
+}
+
+/// Proof that a process's database session is open, held on a connection of its own for the
+/// process's life. When the process dies, the server ends the session and the proof is gone
+/// long before its heartbeat expires.
+pub trait SessionLiveness: Send + Sync {
+    /// Opens the process's dedicated connection and runs `insert` (which writes the process
+    /// row and returns its id) on it, in one transaction with taking the proof: nobody can
+    /// see the row while its proof is missing. Runs outside any store transaction.
+    fn register(&self, insert: &mut dyn FnMut(&mut DbConnection) -> QueryResult<ProcessId>) -> StoreResult<ProcessId>;
+
+    /// Checks the dedicated connection of `process` (if this store registered it) and, if it
+    /// broke (the server restarted), reconnects and takes the proof again. Returns whether it
+    /// had to. Runs outside any store transaction.
+    fn keep(&self, process: ProcessId) -> StoreResult<bool>;
+
+    /// Ids among `candidates` whose proof is missing, i.e. whose session ended. Runs on a
+    /// pooled connection, outside any transaction.
+    fn gone(&self, conn: &mut DbConnection, candidates: &[ProcessId]) -> QueryResult<Vec<ProcessId>>;
+
+    /// Closes the dedicated connection of `process` (deregistered or reaped), giving up its
+    /// proof.
+    fn release(&self, process: ProcessId);
+
+    /// The server's id of the session holding the proof of `process`, if this store
+    /// registered it and the session is up (PostgreSQL: the backend pid).
+    fn session_id(&self, process: ProcessId) -> Option<i32>;
+}
+
+/// The connection of the variant a dialect expects; a mismatch is a bug in the store.
+macro_rules! expect_variant {
+    ($conn:expr, $variant:ident) => {
+        match $conn {
+            $crate::store::connection::DbConnection::$variant(conn) => conn,
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(diesel::result::Error::QueryBuilderError(
+                    concat!("a ", stringify!($variant), " dialect was given another backend's connection").into(),
+                ))
+            }
+        }
+    };
+}
+pub(crate) use expect_variant;

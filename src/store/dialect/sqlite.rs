@@ -1,0 +1,306 @@
+//! SQLite: every write in an `IMMEDIATE` transaction on the one writer connection, so writes
+//! never race for the lock inside a process and wait (busy timeout) for other processes on the
+//! same file instead of failing. Under that lock nothing else writes, so a select followed by a
+//! delete decides a race as a `DELETE … RETURNING` would. Ids of new jobs are the newest ids
+//! (AUTOINCREMENT never reuses one). No session liveness: the pid probe and the heartbeat
+//! decide.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::{expect_variant, DeadProcess, Dialect};
+use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
+use crate::store::connection::DbConnection;
+use crate::store::jobs::{like_prefix, JobInsert, ID_CHUNK};
+use crate::store::schema::{
+    solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes,
+    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
+};
+use crate::store::{EnqueueConnection, StoreError, StoreResult};
+
+/// The SQLite migrations, embedded at build time.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// SQLite's limit on bind parameters per statement (the default since SQLite 3.32).
+const MAX_BINDS: usize = 32_766;
+
+/// The SQLite dialect.
+#[derive(Debug, Default)]
+pub struct Sqlite;
+
+/// A row of `solidq_claimed_executions` to insert.
+#[derive(Insertable)]
+#[diesel(table_name = claimed)]
+struct ClaimInsert {
+    job_id: i64,
+    process_id: i64,
+    created_at: NaiveDateTime,
+}
+
+/// Inserts the jobs and their executions; the caller holds a transaction.
+fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
+    let mut ids = Vec::with_capacity(new_jobs.len());
+    for chunk in new_jobs.chunks(JobInsert::rows_per_statement(MAX_BINDS)) {
+        let rows: Vec<JobInsert<'_>> = chunk.iter().map(|job| JobInsert::new(job, now)).collect();
+        diesel::insert_into(jobs::table).values(&rows).execute(conn)?;
+        // The insert holds SQLite's write lock until the transaction ends, and AUTOINCREMENT
+        // gives new rows ids above every id ever used, in insertion order: the newest
+        // `chunk.len()` ids are ours, in input order once reversed.
+        let mut chunk_ids: Vec<JobId> =
+            jobs::table.select(jobs::id).order(jobs::id.desc()).limit(chunk.len() as i64).load(conn)?;
+        chunk_ids.reverse();
+        ids.extend(chunk_ids);
+    }
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::insert_into(ready::table)
+            .values(
+                jobs::table
+                    .filter(jobs::id.eq_any(chunk))
+                    .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
+                    .select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>())),
+            )
+            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
+            .execute(conn)?;
+        diesel::insert_into(scheduled::table)
+            .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
+                jobs::id,
+                jobs::queue_name,
+                jobs::priority,
+                jobs::scheduled_at.assume_not_null(),
+                now.into_sql::<Timestamp>(),
+            )))
+            .into_columns((
+                scheduled::job_id,
+                scheduled::queue_name,
+                scheduled::priority,
+                scheduled::scheduled_at,
+                scheduled::created_at,
+            ))
+            .execute(conn)?;
+    }
+    Ok(ids)
+}
+
+impl EnqueueConnection for SqliteConnection {
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
+    }
+}
+
+/// Claims for `process` under the write lock.
+fn claim_on(
+    conn: &mut SqliteConnection,
+    process: ProcessId,
+    queues: &[QueuePattern],
+    limit: usize,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<ClaimedJob>> {
+    let alive: bool = diesel::select(diesel::dsl::exists(processes::table.find(process))).get_result(conn)?;
+    if !alive {
+        return Ok(Vec::new());
+    }
+    let mut picked: Vec<JobId> = Vec::new();
+    for pattern in queues {
+        let remaining = limit.saturating_sub(picked.len());
+        if remaining == 0 {
+            break;
+        }
+        let mut query = ready::table
+            .select((ready::id, ready::job_id))
+            .order((ready::priority, ready::job_id))
+            .limit(i64::try_from(remaining).unwrap_or(i64::MAX))
+            .into_boxed();
+        match pattern {
+            QueuePattern::All => {}
+            QueuePattern::Exact(name) => query = query.filter(ready::queue_name.eq(name.clone())),
+            QueuePattern::Prefix(prefix) => {
+                query = query.filter(ready::queue_name.like(like_prefix(prefix)).escape('\\'))
+            }
+        }
+        let rows: Vec<(i64, JobId)> = query.load(conn)?;
+        // Deleted at once so that a later pattern cannot pick the same rows.
+        let ready_ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        for chunk in ready_ids.chunks(ID_CHUNK) {
+            diesel::delete(ready::table.filter(ready::id.eq_any(chunk))).execute(conn)?;
+        }
+        picked.extend(rows.into_iter().map(|(_, job_id)| job_id));
+    }
+    let mut claims: HashMap<JobId, i64> = HashMap::with_capacity(picked.len());
+    #[allow(clippy::type_complexity)]
+    let mut details: HashMap<JobId, (String, String, String, i32, i32, i32)> = HashMap::with_capacity(picked.len());
+    for chunk in picked.chunks(ID_CHUNK) {
+        let rows: Vec<ClaimInsert> =
+            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
+        diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(now)))
+            .execute(conn)?;
+        let ids: Vec<(JobId, i64)> =
+            claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
+        claims.extend(ids);
+        let rows: Vec<(JobId, String, String, String, i32, i32, i32)> = jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select((
+                jobs::id,
+                jobs::class_name,
+                jobs::arguments,
+                jobs::queue_name,
+                jobs::priority,
+                jobs::attempts,
+                jobs::max_attempts,
+            ))
+            .load(conn)?;
+        details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
+    }
+    let mut out = Vec::with_capacity(picked.len());
+    for job_id in picked {
+        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
+            (claims.get(&job_id).copied(), details.remove(&job_id))
+        else {
+            // Both rows were written in this transaction; a miss means the schema is broken.
+            return Err(diesel::result::Error::NotFound);
+        };
+        out.push(ClaimedJob {
+            token: ClaimToken { job_id, claim_id },
+            kind,
+            arguments,
+            queue,
+            priority,
+            attempts,
+            max_attempts,
+        });
+    }
+    Ok(out)
+}
+
+impl Dialect for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn begin_write(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        AnsiTransactionManager::begin_transaction_sql(expect_variant!(conn, Sqlite), "BEGIN IMMEDIATE")
+    }
+
+    fn begin_read(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        <DbConnection as Connection>::TransactionManager::begin_transaction(conn)
+    }
+
+    fn retryable(&self, _err: &diesel::result::Error) -> bool {
+        // Lock waits are the busy timeout's job; an IMMEDIATE transaction cannot deadlock.
+        false
+    }
+
+    fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String> {
+        let conn = match conn {
+            DbConnection::Sqlite(conn) => conn,
+            DbConnection::Postgres(_) => return Err("the SQLite dialect was given a PostgreSQL connection".into()),
+        };
+        // One IMMEDIATE transaction around all pending migrations (each runs in a savepoint):
+        // several processes migrating the same file at once apply them exactly once.
+        conn.immediate_transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
+            Ok(conn.run_pending_migrations(MIGRATIONS)?.len())
+        })
+        .map_err(|err| err.to_string())
+    }
+
+    fn enqueue(&self, conn: &mut DbConnection, jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
+        enqueue_on(expect_variant!(conn, Sqlite), jobs, now)
+    }
+
+    fn claim(
+        &self,
+        conn: &mut DbConnection,
+        process: ProcessId,
+        queues: &[QueuePattern],
+        limit: usize,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ClaimedJob>> {
+        claim_on(expect_variant!(conn, Sqlite), process, queues, limit, now)
+    }
+
+    fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>> {
+        let conn = expect_variant!(conn, Sqlite);
+        let mut taken = Vec::with_capacity(tokens.len());
+        for chunk in tokens.chunks(ID_CHUNK) {
+            let claim_ids: Vec<i64> = chunk.iter().map(|t| t.claim_id).collect();
+            let present: Vec<(i64, JobId)> = claimed::table
+                .filter(claimed::id.eq_any(&claim_ids))
+                .select((claimed::id, claimed::job_id))
+                .load(conn)?;
+            let mine: Vec<ClaimToken> = present
+                .into_iter()
+                .map(|(claim_id, job_id)| ClaimToken { job_id, claim_id })
+                .filter(|token| chunk.contains(token))
+                .collect();
+            let ids: Vec<i64> = mine.iter().map(|t| t.claim_id).collect();
+            diesel::delete(claimed::table.filter(claimed::id.eq_any(&ids))).execute(conn)?;
+            taken.extend(mine);
+        }
+        Ok(taken)
+    }
+
+    fn take_claims_of(&self, conn: &mut DbConnection, process: ProcessId) -> QueryResult<Vec<JobId>> {
+        let conn = expect_variant!(conn, Sqlite);
+        let ids = claimed::table.filter(claimed::process_id.eq(process)).select(claimed::job_id).load(conn)?;
+        diesel::delete(claimed::table.filter(claimed::process_id.eq(process))).execute(conn)?;
+        Ok(ids)
+    }
+
+    fn take_orphan_claims(&self, conn: &mut DbConnection) -> QueryResult<Vec<JobId>> {
+        let conn = expect_variant!(conn, Sqlite);
+        let orphans: Vec<(i64, JobId)> = claimed::table
+            .filter(claimed::process_id.ne_all(processes::table.select(processes::id)))
+            .select((claimed::id, claimed::job_id))
+            .load(conn)?;
+        let ids: Vec<i64> = orphans.iter().map(|(id, _)| *id).collect();
+        for chunk in ids.chunks(ID_CHUNK) {
+            diesel::delete(claimed::table.filter(claimed::id.eq_any(chunk))).execute(conn)?;
+        }
+        Ok(orphans.into_iter().map(|(_, job_id)| job_id).collect())
+    }
+
+    fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
+        let conn = expect_variant!(conn, Sqlite);
+        let due: Vec<(i64, JobId)> = scheduled::table
+            .filter(scheduled::scheduled_at.le(now))
+            .order((scheduled::scheduled_at, scheduled::priority, scheduled::job_id))
+            .limit(i64::try_from(batch).unwrap_or(i64::MAX))
+            .select((scheduled::id, scheduled::job_id))
+            .load(conn)?;
+        let ids: Vec<i64> = due.iter().map(|(id, _)| *id).collect();
+        for chunk in ids.chunks(ID_CHUNK) {
+            diesel::delete(scheduled::table.filter(scheduled::id.eq_any(chunk))).execute(conn)?;
+        }
+        Ok(due.into_iter().map(|(_, job_id)| job_id).collect())
+    }
+
+    fn delete_process(
+        &self,
+        conn: &mut DbConnection,
+        process: ProcessId,
+        cutoff: Option<NaiveDateTime>,
+    ) -> QueryResult<Option<DeadProcess>> {
+        let conn = expect_variant!(conn, Sqlite);
+        let mut query = processes::table
+            .find(process)
+            .select((processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at))
+            .into_boxed();
+        if let Some(cutoff) = cutoff {
+            query = query.filter(processes::last_heartbeat_at.lt(cutoff));
+        }
+        let Some(dead) = query.first::<DeadProcess>(conn).optional()? else {
+            return Ok(None);
+        };
+        diesel::delete(processes::table.find(process)).execute(conn)?;
+        Ok(Some(dead))
+    }
+}

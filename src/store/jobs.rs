@@ -1,0 +1,339 @@
+//! Jobs: enqueue, claim, and the transitions of claimed jobs.
+//!
+//! Every transition takes a batch of claim tokens and runs in one transaction: the claims that
+//! still exist are deleted first (the deletion decides, see [`Dialect::take_claims`]), the
+//! jobs behind them change, and the tokens whose claims were gone are reported as fenced
+//! (their process was found dead and the job handed back, perhaps claimed elsewhere): nothing
+//! changed for those.
+//!
+//! [`Dialect::take_claims`]: super::dialect::Dialect::take_claims
+
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+use serde::Serialize;
+
+use super::connection::DbConnection;
+use super::schema::{
+    solidq_failed_executions as failed, solidq_jobs as jobs, solidq_ready_executions as ready,
+    solidq_scheduled_executions as scheduled,
+};
+use super::{Store, StoreResult};
+use crate::lifecycle::Transition;
+use crate::model::{ClaimToken, ClaimedJob, FailureRecord, JobId, NewJob, ProcessId, QueuePattern};
+
+/// Ids bound per statement when a list of ids is sent (SQLite binds each one).
+pub(crate) const ID_CHUNK: usize = 5_000;
+
+/// A connection on which jobs can be enqueued inside the caller's own transaction: the jobs
+/// exist only if that transaction commits.
+///
+/// Implemented for diesel's `SqliteConnection` and `PgConnection`; used by
+/// [`Queue::enqueue_in`](crate::Queue::enqueue_in).
+pub trait EnqueueConnection {
+    /// Inserts `jobs` and their executions on this connection (in a savepoint when a
+    /// transaction is open); returns the new ids in the order given.
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>>;
+}
+
+/// Which claims of a batch a transition changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Settled {
+    /// Claims that were still this process's: their jobs changed.
+    pub applied: Vec<ClaimToken>,
+    /// Claims that were gone (reaped, released): nothing changed for them.
+    pub fenced: Vec<ClaimToken>,
+}
+
+impl Settled {
+    /// Whether `token` was applied.
+    pub fn applied(&self, token: &ClaimToken) -> bool {
+        self.applied.contains(token)
+    }
+}
+
+/// A row of `solidq_jobs` to insert (every column bound, so SQLite gets one multi-row INSERT).
+#[derive(Insertable)]
+#[diesel(table_name = jobs, treat_none_as_default_value = false)]
+pub(crate) struct JobInsert<'a> {
+    queue_name: &'a str,
+    class_name: &'a str,
+    arguments: &'a str,
+    priority: i32,
+    attempts: i32,
+    max_attempts: i32,
+    scheduled_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl<'a> JobInsert<'a> {
+    /// Bind parameters per row.
+    const BINDS: usize = 9;
+
+    pub(crate) fn new(job: &'a NewJob, now: NaiveDateTime) -> Self {
+        JobInsert {
+            queue_name: &job.queue,
+            class_name: &job.kind,
+            arguments: &job.arguments,
+            priority: job.priority,
+            attempts: 0,
+            max_attempts: job.max_attempts,
+            scheduled_at: job.scheduled_at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Rows per INSERT for a backend allowing `max_binds` bind parameters per statement.
+    pub(crate) fn rows_per_statement(max_binds: usize) -> usize {
+        (max_binds / Self::BINDS).max(1)
+    }
+}
+
+/// A LIKE pattern matching every string that starts with `prefix`, with `\` as escape.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// When a job delayed by `delay` from `now` runs.
+fn run_at(now: NaiveDateTime, delay: std::time::Duration) -> NaiveDateTime {
+    chrono::Duration::from_std(delay).ok().and_then(|delay| now.checked_add_signed(delay)).unwrap_or(NaiveDateTime::MAX)
+}
+
+/// Inserts ready executions for `ids` (whatever their scheduled_at); returns how many.
+pub(crate) fn insert_ready(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in ids.chunks(ID_CHUNK) {
+        inserted += diesel::insert_into(ready::table)
+            .values(jobs::table.filter(jobs::id.eq_any(chunk)).select((
+                jobs::id,
+                jobs::queue_name,
+                jobs::priority,
+                now.into_sql::<Timestamp>(),
+            )))
+            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+/// Inserts a ready execution for each of `ids` due at `now` and a scheduled one for the rest,
+/// reading queue, priority and time from the job rows.
+pub(crate) fn insert_executions(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::insert_into(ready::table)
+            .values(
+                jobs::table
+                    .filter(jobs::id.eq_any(chunk))
+                    .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
+                    .select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>())),
+            )
+            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
+            .execute(conn)?;
+        diesel::insert_into(scheduled::table)
+            .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
+                jobs::id,
+                jobs::queue_name,
+                jobs::priority,
+                jobs::scheduled_at.assume_not_null(),
+                now.into_sql::<Timestamp>(),
+            )))
+            .into_columns((
+                scheduled::job_id,
+                scheduled::queue_name,
+                scheduled::priority,
+                scheduled::scheduled_at,
+                scheduled::created_at,
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Returns jobs whose claims were just taken to ready without counting the attempt their claim
+/// counted: they were never started, or a graceful drain cut them short.
+pub(crate) fn hand_back(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::attempts.gt(0)))
+            .set((jobs::attempts.eq(jobs::attempts - 1), jobs::updated_at.eq(now)))
+            .execute(conn)?;
+    }
+    insert_ready(conn, ids, now)
+}
+
+/// Applies `transitions` to jobs whose claims were just taken.
+pub(crate) fn apply(
+    conn: &mut DbConnection,
+    transitions: &[(JobId, &Transition)],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let mut complete = Vec::new();
+    let mut release = Vec::new();
+    let mut again = Vec::new();
+    for (job_id, transition) in transitions {
+        match transition {
+            Transition::Complete => complete.push(*job_id),
+            Transition::Release => release.push(*job_id),
+            Transition::Retry(error, delay) => {
+                diesel::update(jobs::table.find(job_id))
+                    .set((
+                        jobs::last_error.eq(error.to_json()),
+                        jobs::scheduled_at.eq(run_at(now, *delay)),
+                        jobs::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                again.push(*job_id);
+            }
+            Transition::Fail(error) => fail_one(conn, *job_id, error, now)?,
+        }
+    }
+    for chunk in complete.chunks(ID_CHUNK) {
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now)))
+            .execute(conn)?;
+    }
+    hand_back(conn, &release, now)?;
+    insert_executions(conn, &again, now)
+}
+
+/// Moves one job (its claim already taken) to failed with `error`.
+fn fail_one(conn: &mut DbConnection, job_id: JobId, error: &FailureRecord, now: NaiveDateTime) -> QueryResult<()> {
+    let json = error.to_json();
+    diesel::insert_into(failed::table)
+        .values((failed::job_id.eq(job_id), failed::error.eq(&json), failed::created_at.eq(now)))
+        .execute(conn)?;
+    diesel::update(jobs::table.find(job_id))
+        .set((jobs::last_error.eq(&json), jobs::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+impl Store {
+    /// Inserts `jobs` (one multi-row INSERT per chunk) and their ready or scheduled executions
+    /// in one transaction; returns the new ids in the order given.
+    pub fn enqueue(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("enqueueing jobs", |conn| self.dialect().enqueue(conn, jobs, now))
+    }
+
+    /// Claims up to `limit` ready jobs for `process`, taking queues in the order of `queues`,
+    /// then priority, then job id, and counts each claimed job's attempt. Claims nothing if the
+    /// process row does not exist.
+    pub fn claim(
+        &self,
+        process: ProcessId,
+        queues: &[QueuePattern],
+        limit: usize,
+        now: NaiveDateTime,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        if limit == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("claiming jobs", |conn| self.dialect().claim(conn, process, queues, limit, now))
+    }
+
+    /// Writes each claim's transition, in one transaction, for the claims that are still
+    /// this process's.
+    pub fn record(&self, batch: &[(ClaimToken, Transition)], now: NaiveDateTime) -> StoreResult<Settled> {
+        if batch.is_empty() {
+            return Ok(Settled::default());
+        }
+        self.write("recording job outcomes", |conn| {
+            let tokens: Vec<ClaimToken> = batch.iter().map(|(token, _)| *token).collect();
+            let taken: HashSet<ClaimToken> = self.dialect().take_claims(conn, &tokens)?.into_iter().collect();
+            let mut settled = Settled::default();
+            let mut transitions = Vec::with_capacity(taken.len());
+            for (token, transition) in batch {
+                if taken.contains(token) {
+                    settled.applied.push(*token);
+                    transitions.push((token.job_id, transition));
+                } else {
+                    settled.fenced.push(*token);
+                }
+            }
+            apply(conn, &transitions, now)?;
+            Ok(settled)
+        })
+    }
+
+    /// Marks the jobs of `tokens` finished.
+    pub fn complete(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+        self.record(&tokens.iter().map(|token| (*token, Transition::Complete)).collect::<Vec<_>>(), now)
+    }
+
+    /// Records `error` as each job's last error and runs it again at `run_at` (ready at once
+    /// if `run_at <= now`); the attempt stays counted.
+    pub fn retry(
+        &self,
+        tokens: &[ClaimToken],
+        error: &FailureRecord,
+        run_at: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> StoreResult<Settled> {
+        let delay = (run_at - now).to_std().unwrap_or_default();
+        let transition = Transition::Retry(error.clone(), delay);
+        self.record(&tokens.iter().map(|token| (*token, transition.clone())).collect::<Vec<_>>(), now)
+    }
+
+    /// Moves the jobs to failed with `error`.
+    pub fn fail(&self, tokens: &[ClaimToken], error: &FailureRecord, now: NaiveDateTime) -> StoreResult<Settled> {
+        let transition = Transition::Fail(error.clone());
+        self.record(&tokens.iter().map(|token| (*token, transition.clone())).collect::<Vec<_>>(), now)
+    }
+
+    /// Returns the jobs to ready and gives back the attempt each claim counted: they were
+    /// never started (a claim handed back unstarted, a handler that was not running), or a
+    /// graceful drain cut their run short. Only a process death counts an attempt without an
+    /// outcome.
+    pub fn release(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+        self.record(&tokens.iter().map(|token| (*token, Transition::Release)).collect::<Vec<_>>(), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_inserted_with_one_statement_on_both_backends() {
+        let now = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        let new_jobs: Vec<NewJob> = (0..3)
+            .map(|i| NewJob {
+                kind: "k".into(),
+                arguments: "{}".into(),
+                queue: "q".into(),
+                priority: 0,
+                max_attempts: 1,
+                scheduled_at: (i == 1).then_some(now),
+            })
+            .collect();
+        let rows: Vec<JobInsert<'_>> = new_jobs.iter().map(|job| JobInsert::new(job, now)).collect();
+        let query = diesel::insert_into(jobs::table).values(&rows);
+        let sqlite = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+        let pg = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+        for sql in [sqlite, pg] {
+            assert_eq!(sql.matches("INSERT INTO").count(), 1, "{sql}");
+            assert_eq!(sql.matches("), (").count(), 2, "{sql}");
+            assert!(!sql.contains("DEFAULT"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn like_prefix_escapes_wildcards_and_the_escape_character() {
+        assert_eq!(like_prefix("reports"), "reports%");
+        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
+}

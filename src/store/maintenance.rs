@@ -1,0 +1,182 @@
+//! Maintenance: the store side of the periodic services. Each method is one transaction and
+//! returns what it changed.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::dialect::DeadProcess;
+use super::inspect::claims_of_on;
+use super::jobs::{apply, hand_back, insert_ready};
+use super::schema::solidq_jobs as jobs;
+use super::{Store, StoreResult};
+use crate::lifecycle::Transition;
+use crate::model::{ClaimToken, DeathPolicy, FailureRecord, JobId, ProcessId};
+
+/// Why a process is being reaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeathCause {
+    /// Its heartbeat is older than `cutoff`. The store re-checks this in the same transaction
+    /// and does nothing if the process beat meanwhile, or if the transaction only got its locks
+    /// after `deadline`: a verdict that had to wait that long for the database was made blind
+    /// (the database was locked or unreachable, so the process may not have been able to beat
+    /// either).
+    HeartbeatOlderThan {
+        /// Heartbeats before this are too old.
+        cutoff: NaiveDateTime,
+        /// When the verdict expires (monotonic clock); `None`: never.
+        deadline: Option<Instant>,
+    },
+    /// A liveness probe (session gone, pid gone) proved it dead: no heartbeat check.
+    Proven(String),
+}
+
+impl DeathCause {
+    /// Whether the verdict expired before the store could act on it.
+    fn expired(&self) -> bool {
+        matches!(self, DeathCause::HeartbeatOlderThan { deadline: Some(deadline), .. } if Instant::now() > *deadline)
+    }
+
+    fn cutoff(&self) -> Option<NaiveDateTime> {
+        match self {
+            DeathCause::HeartbeatOlderThan { cutoff, .. } => Some(*cutoff),
+            DeathCause::Proven(_) => None,
+        }
+    }
+
+    /// The failure recorded with the claims of `process`, reaped for this cause.
+    fn record(&self, process: ProcessId, dead: &DeadProcess) -> FailureRecord {
+        let cause = match self {
+            DeathCause::HeartbeatOlderThan { cutoff, .. } => {
+                format!("no heartbeat since {} (cutoff {})", dead.last_heartbeat_at, cutoff)
+            }
+            DeathCause::Proven(reason) => reason.clone(),
+        };
+        FailureRecord {
+            class: "ProcessDied".to_string(),
+            message: format!(
+                "process {} ({}) on host {} with pid {} died; last heartbeat at {} UTC",
+                process, dead.name, dead.hostname, dead.pid, dead.last_heartbeat_at
+            ),
+            backtrace: Some(cause),
+        }
+    }
+}
+
+/// One process removed by [`Store::reap_dead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReapedProcess {
+    /// Its id.
+    pub process: ProcessId,
+    /// Its name.
+    pub name: String,
+    /// Its claims returned to ready.
+    pub retried: usize,
+    /// Its claims moved to failed.
+    pub failed: usize,
+}
+
+impl Store {
+    /// Moves up to `batch` scheduled jobs due at `now` to ready (retries whose backoff passed
+    /// among them); returns how many.
+    pub fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.write("dispatching scheduled jobs", |conn| {
+            let due = self.dialect().take_due(conn, now, batch)?;
+            insert_ready(conn, &due, now)
+        })
+    }
+
+    /// Removes the processes judged dead and hands their claims back per `policy` (and as
+    /// [`Transition::after_death`] decides: failed once a job reached its max attempts), in one
+    /// transaction. A process whose verdict no longer holds (it beat meanwhile, or another
+    /// watchdog reaped it first) is left alone; a verdict that expired makes the whole pass
+    /// change nothing. Returns the processes this call removed.
+    pub fn reap_dead(
+        &self,
+        verdicts: &[(ProcessId, DeathCause)],
+        policy: DeathPolicy,
+        now: NaiveDateTime,
+    ) -> StoreResult<Vec<ReapedProcess>> {
+        if verdicts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reaped = self.write("reaping dead processes", |conn| {
+            let mut reaped = Vec::new();
+            for (process, cause) in verdicts {
+                if cause.expired() {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                let Some(dead) = self.dialect().delete_process(conn, *process, cause.cutoff())? else { continue };
+                // The row is ours now; a verdict that waited too long for it is void.
+                if cause.expired() {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                let ids = self.dialect().take_claims_of(conn, *process)?;
+                let attempts: Vec<(JobId, i32, i32)> = jobs::table
+                    .filter(jobs::id.eq_any(&ids))
+                    .select((jobs::id, jobs::attempts, jobs::max_attempts))
+                    .load(conn)?;
+                let error = cause.record(*process, &dead);
+                let transitions: Vec<(JobId, Transition)> = attempts
+                    .into_iter()
+                    .map(|(id, attempts, max)| (id, Transition::after_death(policy, attempts, max, error.clone())))
+                    .collect();
+                let failed = transitions.iter().filter(|(_, t)| matches!(t, Transition::Fail(_))).count();
+                apply(conn, &transitions.iter().map(|(id, t)| (*id, t)).collect::<Vec<_>>(), now)?;
+                reaped.push(ReapedProcess {
+                    process: *process,
+                    name: dead.name,
+                    retried: transitions.len() - failed,
+                    failed,
+                });
+            }
+            Ok(reaped)
+        });
+        let reaped = match reaped {
+            Err(super::StoreError::Query { source: diesel::result::Error::RollbackTransaction, .. }) => Vec::new(),
+            other => other?,
+        };
+        if let Some(sessions) = self.dialect().sessions() {
+            reaped.iter().for_each(|r| sessions.release(r.process));
+        }
+        Ok(reaped)
+    }
+
+    /// Returns claims whose process row is missing to ready (their attempts stay counted, as
+    /// for a death); returns how many.
+    pub fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
+        self.write("releasing orphaned claims", |conn| {
+            let ids = self.dialect().take_orphan_claims(conn)?;
+            insert_ready(conn, &ids, now)
+        })
+    }
+
+    /// Returns to ready, without counting their attempts, the claims of live `process` that
+    /// its claim book does not know: claims whose COMMIT reached the server while the reply
+    /// was lost. `unknown` sees the claims the process holds and the book does not know, and
+    /// returns those to release, or `None` to change nothing (a claim of the process was
+    /// under way meanwhile, whose jobs would look unknown). Returns how many were released.
+    pub fn settle_lost_claims(
+        &self,
+        process: ProcessId,
+        now: NaiveDateTime,
+        mut unknown: impl FnMut(Vec<ClaimToken>) -> Option<Vec<ClaimToken>>,
+    ) -> StoreResult<Option<usize>> {
+        self.write("settling lost claims", |conn| {
+            let held = claims_of_on(conn, process)?;
+            let Some(lost) = unknown(held) else { return Ok(None) };
+            if lost.is_empty() {
+                return Ok(Some(0));
+            }
+            let taken: HashSet<ClaimToken> = self.dialect().take_claims(conn, &lost)?.into_iter().collect();
+            let ids: Vec<JobId> = taken.iter().map(|token| token.job_id).collect();
+            hand_back(conn, &ids, now)?;
+            Ok(Some(ids.len()))
+        })
+    }
+}

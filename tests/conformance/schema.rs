@@ -1,0 +1,63 @@
+//! Migrations and opening a database.
+
+use super::*;
+use crate::common::{backend_tests, TestDb};
+
+backend_tests!(by_ref:
+    migrate_is_idempotent,
+);
+
+fn migrate_is_idempotent(db: &TestDb) {
+    assert_eq!(db.store.migrate().expect("second migrate"), 0);
+    let again = db.connect_again();
+    assert_eq!(again.migrate().expect("migrate from another store"), 0);
+}
+
+#[test]
+fn unreachable_postgres_server_gives_a_connection_error_within_the_timeout() {
+    let started = Instant::now();
+    let result = Store::connect(&DatabaseUrl::Postgres("postgres://postgres@127.0.0.1:1/solidq".into()), 1);
+    assert!(matches!(result, Err(solidq::store::StoreError::Connection { .. })), "expected a connection error");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn sqlite_open_reports_a_directory_it_cannot_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let result = Store::connect(&DatabaseUrl::Sqlite(blocker.join("db.sqlite3")), 1);
+    assert!(matches!(result, Err(solidq::store::StoreError::Connection { .. })));
+}
+
+/// What only PostgreSQL has: session locks, `SKIP LOCKED`, row locks between claims and reaps.
+mod postgres_only {
+    use super::*;
+
+    #[test]
+    fn migrations_create_the_tables_in_the_url_schema() {
+        let Some(db) = TestDb::postgres() else { return };
+        migrations_create_the_tables_in_the_url_schema_on(&db);
+    }
+}
+
+fn migrations_create_the_tables_in_the_url_schema_on(db: &TestDb) {
+    let mut conn = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        schema: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        tables: i64,
+    }
+    let row: Row = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT current_schema() AS schema, (SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name LIKE 'solidq\\_%') AS tables",
+        ),
+        &mut conn,
+    )
+    .unwrap();
+    assert!(row.schema.starts_with("solidq_t_"), "{}", row.schema);
+    assert_eq!(row.tables, 6);
+}
