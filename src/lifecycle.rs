@@ -44,6 +44,9 @@ pub enum Transition {
     /// Back to ready without counting the attempt: the job never started, or a graceful drain
     /// cut its run short.
     Release,
+    /// Run again after the delay without counting the attempt and without an error (the
+    /// handler asked to wait, as River's and Oban's snooze).
+    Snooze(Duration),
 }
 
 impl Transition {
@@ -89,6 +92,7 @@ impl Transition {
             Transition::Fail(_) => "failed",
             Transition::Retry(..) => "retry scheduled",
             Transition::Release => "released",
+            Transition::Snooze(_) => "snoozed",
         }
     }
 }

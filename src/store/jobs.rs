@@ -181,6 +181,7 @@ pub(crate) fn apply(
     let mut complete = Vec::new();
     let mut release = Vec::new();
     let mut again = Vec::new();
+    let mut snoozed = Vec::new();
     for (job_id, transition) in transitions {
         match transition {
             Transition::Complete => complete.push(*job_id),
@@ -196,6 +197,15 @@ pub(crate) fn apply(
                 again.push(*job_id);
             }
             Transition::Fail(error) => fail_one(conn, *job_id, error, now)?,
+            Transition::Snooze(delay) => {
+                diesel::update(jobs::table.find(job_id).filter(jobs::attempts.gt(0)))
+                    .set(jobs::attempts.eq(jobs::attempts - 1))
+                    .execute(conn)?;
+                diesel::update(jobs::table.find(job_id))
+                    .set((jobs::scheduled_at.eq(run_at(now, *delay)), jobs::updated_at.eq(now)))
+                    .execute(conn)?;
+                snoozed.push(*job_id);
+            }
         }
     }
     for chunk in complete.chunks(ID_CHUNK) {
@@ -204,7 +214,8 @@ pub(crate) fn apply(
             .execute(conn)?;
     }
     hand_back(conn, &release, now)?;
-    insert_executions(conn, &again, now)
+    insert_executions(conn, &again, now)?;
+    insert_executions(conn, &snoozed, now)
 }
 
 /// Moves one job (its claim already taken) to failed with `error`.

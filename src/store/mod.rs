@@ -1,8 +1,8 @@
 //! Storage: the only code that writes SQL.
 //!
 //! One [`Store`] serves every backend. Its methods are split by role, one file each:
-//! - [`jobs`]: enqueue, claim, and the transitions of claimed jobs (complete, retry, fail,
-//!   release), each on a batch of claim tokens, reporting which tokens were fenced;
+//! - [`jobs`]: enqueue, claim, and the transitions of claimed jobs (complete, retry, snooze,
+//!   fail, release), each on a batch of claim tokens, reporting which tokens were fenced;
 //! - [`processes`]: register, beat, session liveness, deregister;
 //! - [`maintenance`]: dispatch due jobs, reap dead processes, release orphaned claims, settle
 //!   lost claims; each one transaction returning counts;

@@ -426,10 +426,14 @@ fn claim_waits_for_an_in_flight_reap_and_then_claims_nothing_on(db: &TestDb) {
 fn record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens(db: &TestDb) {
     use solidq::lifecycle::Transition;
     let store = &db.store;
-    let ids = enqueue(store, &[job("done", "q", 0), job("again", "q", 0), job("broken", "q", 0), job("back", "q", 0)]);
+    let ids = enqueue(
+        store,
+        &[job("done", "q", 0), job("again", "q", 0), job("broken", "q", 0), job("back", "q", 0), job("later", "q", 0)],
+    );
     let p = register(store, "worker");
-    let claims = claim(store, p, &["*"], 4);
-    let [done, again, broken, back] = [claims[0].token, claims[1].token, claims[2].token, claims[3].token];
+    let claims = claim(store, p, &["*"], 5);
+    let [done, again, broken, back, later] =
+        [claims[0].token, claims[1].token, claims[2].token, claims[3].token, claims[4].token];
     // A token of a claim that is gone: released by someone else first.
     assert!(applied(store.release(&[back], t(2)).unwrap()));
     let batch = vec![
@@ -437,15 +441,19 @@ fn record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens(db: 
         (again, Transition::Retry(error("flaky"), Duration::from_secs(30))),
         (broken, Transition::Fail(error("bad input"))),
         (back, Transition::Complete),
+        (later, Transition::Snooze(Duration::from_secs(60))),
     ];
     let settled = store.record(&batch, t(3)).unwrap();
-    assert_eq!(settled.applied, [done, again, broken]);
+    assert_eq!(settled.applied, [done, again, broken, later]);
     assert_eq!(settled.fenced, [back]);
     assert_eq!(state(store, ids[0]), "finished");
     assert_eq!(store.job(ids[1]).unwrap().unwrap().scheduled_at, Some(t(33)));
     assert_eq!((state(store, ids[1]), last_error(store, ids[1])), ("scheduled".into(), error("flaky")));
     assert_eq!((state(store, ids[2]), last_error(store, ids[2])), ("failed".into(), error("bad input")));
     assert_eq!(state(store, ids[3]), "ready", "the fenced token changed nothing");
+    let snoozed = store.job(ids[4]).unwrap().unwrap();
+    assert_eq!((snoozed.scheduled_at, snoozed.attempts, snoozed.last_error), (Some(t(63)), 0, None), "no attempt");
+    assert_eq!(state(store, ids[4]), "scheduled");
     // Written once: the same batch again is fenced as a whole.
     assert_eq!(store.record(&batch, t(4)).unwrap().applied, []);
     assert_eq!(store.record(&[], t(4)).unwrap(), Settled::default());
