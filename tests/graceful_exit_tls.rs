@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
+use common::wait_exit;
 use diesel::{Connection, PgConnection};
 use serde::{Deserialize, Serialize};
 use solidq::config::DatabaseUrl;
@@ -102,20 +103,6 @@ fn spawn_child(url: &str, dir: &std::path::Path) -> Child {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn child worker")
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("child did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use common::TestDb;
-use common::{backend_tests, wait_until};
+use common::{backend_tests, send, wait_exit, wait_until};
 use serde::{Deserialize, Serialize};
 use solidq::maintenance::reaper::{Reaper, ReaperConfig};
 use solidq::maintenance::{Pass, Service};
@@ -107,27 +107,6 @@ fn spawn_child(db: &TestDb, extra: &[(&str, &str)]) -> Child {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn child worker")
-}
-
-fn send(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("child did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn enqueue_sleeps(db: &TestDb, n: usize, ms: u64) -> Vec<i64> {

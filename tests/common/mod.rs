@@ -229,3 +229,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Sends `signal` to a child process the test started.
+pub fn send(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+}
+
+/// Waits for a child process to exit, killing it and failing the test after `timeout`.
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("child did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
-use diesel::sql_types::Timestamp;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{expect_variant, DeadProcess, Dialect};
@@ -42,6 +41,27 @@ struct ClaimInsert {
     created_at: NaiveDateTime,
 }
 
+/// A row of `solidq_ready_executions` to insert.
+#[derive(Insertable)]
+#[diesel(table_name = ready)]
+struct ReadyInsert<'a> {
+    job_id: i64,
+    queue_name: &'a str,
+    priority: i32,
+    created_at: NaiveDateTime,
+}
+
+/// A row of `solidq_scheduled_executions` to insert.
+#[derive(Insertable)]
+#[diesel(table_name = scheduled)]
+struct ScheduledInsert<'a> {
+    job_id: i64,
+    queue_name: &'a str,
+    priority: i32,
+    scheduled_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+}
+
 /// Inserts the jobs and their executions; the caller holds a transaction.
 fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
@@ -56,32 +76,22 @@ fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTi
         chunk_ids.reverse();
         ids.extend(chunk_ids);
     }
-    for chunk in ids.chunks(ID_CHUNK) {
-        diesel::insert_into(ready::table)
-            .values(
-                jobs::table
-                    .filter(jobs::id.eq_any(chunk))
-                    .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
-                    .select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>())),
-            )
-            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
-            .execute(conn)?;
-        diesel::insert_into(scheduled::table)
-            .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
-                jobs::id,
-                jobs::queue_name,
-                jobs::priority,
-                jobs::scheduled_at.assume_not_null(),
-                now.into_sql::<Timestamp>(),
-            )))
-            .into_columns((
-                scheduled::job_id,
-                scheduled::queue_name,
-                scheduled::priority,
-                scheduled::scheduled_at,
-                scheduled::created_at,
-            ))
-            .execute(conn)?;
+    // The executions straight from the jobs given: no need to read the rows back.
+    let (mut due, mut later) = (Vec::new(), Vec::new());
+    for (&job_id, job) in ids.iter().zip(new_jobs) {
+        let (queue_name, priority) = (job.queue.as_str(), job.priority);
+        match job.scheduled_at.filter(|at| *at > now) {
+            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: now }),
+            Some(scheduled_at) => {
+                later.push(ScheduledInsert { job_id, queue_name, priority, scheduled_at, created_at: now })
+            }
+        }
+    }
+    for chunk in due.chunks(MAX_BINDS / 4) {
+        diesel::insert_into(ready::table).values(chunk).execute(conn)?;
+    }
+    for chunk in later.chunks(MAX_BINDS / 5) {
+        diesel::insert_into(scheduled::table).values(chunk).execute(conn)?;
     }
     Ok(ids)
 }
