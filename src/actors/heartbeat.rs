@@ -16,7 +16,6 @@ use chrono::Utc;
 use serde_json::Value;
 use slog::{error, info, o, warn, Logger};
 
-use super::supervisor::{LostContact, ProcessReplaced};
 use super::{blocking, Backoff, Ping, SetProcess, StopChild};
 use crate::liveness;
 use crate::model::{NewProcess, ProcessId};
@@ -25,6 +24,27 @@ use crate::store::{Beat, SharedStore};
 /// How often the session-liveness connection is checked (PostgreSQL), so that after a database
 /// restart a live process re-takes its lock long before a watchdog could confirm it dead.
 pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Heartbeat → supervisor (a notification the heartbeat sends up, declared here so that the
+/// heartbeat does not depend on its supervisor): the process works under `id` from now on: it registered (at start,
+/// or again after its row was reaped while it was alive), or its row survived a loss of
+/// contact.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ProcessReplaced {
+    /// The id of the process row.
+    pub id: ProcessId,
+}
+
+/// Heartbeat → supervisor: no heartbeat could be written for longer than the alive threshold;
+/// others may already consider this process dead, so it stops claiming until the database
+/// confirms its row.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct LostContact {
+    /// How long since the last successful heartbeat.
+    pub silent_for: Duration,
+}
 
 /// Supervisor → heartbeat: deregister the process (release its claims, delete its row).
 /// Answers the number of claims released, or the error text.

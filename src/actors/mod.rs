@@ -7,8 +7,9 @@
 //! process row, and [`periodic::Periodic`] runs the maintenance services (the dispatcher moves
 //! due scheduled jobs to ready, the watchdog's reaper hands back the jobs of dead processes).
 //!
-//! Each actor's file declares the messages it receives; the three that every child of the
-//! supervisor receives ([`SetProcess`], [`Ping`], [`StopChild`]) are here.
+//! Each actor's file declares the messages it receives, and a child declares the notifications
+//! it sends up to the supervisor (so that no child depends on its supervisor); the three that
+//! every child of the supervisor receives ([`SetProcess`], [`Ping`], [`StopChild`]) are here.
 
 pub(crate) mod claim_book;
 pub(crate) mod completer;

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::claim_book::{release_all, ClaimBook, Seat};
 use super::completer::{self, Completer};
-use super::heartbeat::{Deregister, Heartbeat, HeartbeatSettings};
+use super::heartbeat::{Deregister, Heartbeat, HeartbeatSettings, LostContact, ProcessReplaced};
 use super::periodic::Periodic;
 use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerContext, WorkerSettings};
 use super::{Ping, SetProcess, StopChild};
@@ -36,26 +36,6 @@ use crate::maintenance::Service;
 use crate::model::ProcessId;
 use crate::registry::Registry;
 use crate::store::SharedStore;
-
-/// Heartbeat → supervisor: the process works under `id` from now on: it registered (at start,
-/// or again after its row was reaped while it was alive), or its row survived a loss of
-/// contact.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct ProcessReplaced {
-    /// The id of the process row.
-    pub id: ProcessId,
-}
-
-/// Heartbeat → supervisor: no heartbeat could be written for longer than the alive threshold;
-/// others may already consider this process dead, so it stops claiming until the database
-/// confirms its row.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct LostContact {
-    /// How long since the last successful heartbeat.
-    pub silent_for: Duration,
-}
 
 /// Anyone → supervisor: the current process id, if registered.
 #[derive(Message, Debug, Clone, Copy)]
