@@ -119,6 +119,34 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The accepted range of each knob: wide enough for any real deployment, narrow enough that
+/// a typo (a pool of 100000 connections, a 1 µs polling interval, 99999999999 h) is named at
+/// start instead of exhausting the database server or a CPU.
+pub mod limits {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    /// `SOLIDQ_POOL_SIZE`: connections per pool.
+    pub const POOL_SIZE: RangeInclusive<u32> = 1..=512;
+    /// The concurrency of one `SOLIDQ_WORKERS` group.
+    pub const CONCURRENCY: RangeInclusive<usize> = 1..=10_000;
+    /// `SOLIDQ_DISPATCHER_BATCH_SIZE`.
+    pub const DISPATCHER_BATCH_SIZE: RangeInclusive<usize> = 1..=10_000;
+    /// `SOLIDQ_POLLING_INTERVAL`.
+    pub const POLLING_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(3600);
+    /// `SOLIDQ_DISPATCHER_POLLING_INTERVAL`.
+    pub const DISPATCHER_POLLING_INTERVAL: RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3600);
+    /// `SOLIDQ_HEARTBEAT_INTERVAL`.
+    pub const HEARTBEAT_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
+    /// `SOLIDQ_ALIVE_THRESHOLD`.
+    pub const ALIVE_THRESHOLD: RangeInclusive<Duration> = Duration::from_millis(200)..=Duration::from_secs(86_400);
+    /// `SOLIDQ_WATCHDOG_INTERVAL`.
+    pub const WATCHDOG_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(3600);
+    /// `SOLIDQ_SHUTDOWN_TIMEOUT` (0: do not wait).
+    pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
+}
+
 /// How to write a duration, shown in error messages.
 const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m or bare seconds";
 /// The database URLs accepted, shown in error messages.
@@ -163,7 +191,7 @@ impl fmt::Display for ConfigProblem {
 ///     r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#
 /// ));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The problems, in the order the variables are read.
     pub problems: Vec<ConfigProblem>,
@@ -189,6 +217,14 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The same readable text as `Display`: a `main` that returns this error prints it with
+/// `Debug`, and a structure dump would hide the variable names.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 /// Why a value did not parse: what is wrong and the accepted form.
 #[derive(Debug)]
@@ -272,13 +308,20 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         &mut self,
         variable: &'static str,
         default: Duration,
-        allow_zero: bool,
+        range: std::ops::RangeInclusive<Duration>,
     ) -> Option<(Duration, String)> {
         let raw = (self.lookup)(variable);
         let parsed = self.read(variable, default, |text| {
             let duration = parse_duration_detail(text)?;
-            if duration.is_zero() && !allow_zero {
-                return Err(Invalid::new("must be greater than zero", DURATION_FORM));
+            if !range.contains(&duration) {
+                let problem = if duration < *range.start() { "is too short" } else { "is too long" };
+                let expected = format!(
+                    "use from {} to {}, e.g. {}",
+                    format_duration(*range.start()),
+                    format_duration(*range.end()),
+                    format_duration(default)
+                );
+                return Err(Invalid::new(problem, expected));
             }
             Ok(duration)
         })?;
@@ -314,17 +357,27 @@ impl Config {
         let mut r = Reader { lookup, problems: Vec::new() };
 
         let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url.clone(), parse_url_detail);
-        let pool_size = r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| parse_count(text, "e.g. 8"));
+        let pool_size =
+            r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| parse_count(text, limits::POOL_SIZE, "8"));
         let workers = r.read("SOLIDQ_WORKERS", defaults.workers.clone(), parse_workers_detail);
-        let polling_interval = r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, false);
-        let dispatcher_batch_size = r
-            .read("SOLIDQ_DISPATCHER_BATCH_SIZE", defaults.dispatcher_batch_size, |text| parse_count(text, "e.g. 500"));
-        let dispatcher_polling_interval =
-            r.read_duration("SOLIDQ_DISPATCHER_POLLING_INTERVAL", defaults.dispatcher_polling_interval, false);
-        let heartbeat_interval = r.read_duration("SOLIDQ_HEARTBEAT_INTERVAL", defaults.heartbeat_interval, false);
-        let alive_threshold = r.read_duration("SOLIDQ_ALIVE_THRESHOLD", defaults.alive_threshold, false);
-        let watchdog_interval = r.read_duration("SOLIDQ_WATCHDOG_INTERVAL", defaults.watchdog_interval, false);
-        let shutdown_timeout = r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, true);
+        let polling_interval =
+            r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, limits::POLLING_INTERVAL);
+        let dispatcher_batch_size = r.read("SOLIDQ_DISPATCHER_BATCH_SIZE", defaults.dispatcher_batch_size, |text| {
+            parse_count(text, limits::DISPATCHER_BATCH_SIZE, "500")
+        });
+        let dispatcher_polling_interval = r.read_duration(
+            "SOLIDQ_DISPATCHER_POLLING_INTERVAL",
+            defaults.dispatcher_polling_interval,
+            limits::DISPATCHER_POLLING_INTERVAL,
+        );
+        let heartbeat_interval =
+            r.read_duration("SOLIDQ_HEARTBEAT_INTERVAL", defaults.heartbeat_interval, limits::HEARTBEAT_INTERVAL);
+        let alive_threshold =
+            r.read_duration("SOLIDQ_ALIVE_THRESHOLD", defaults.alive_threshold, limits::ALIVE_THRESHOLD);
+        let watchdog_interval =
+            r.read_duration("SOLIDQ_WATCHDOG_INTERVAL", defaults.watchdog_interval, limits::WATCHDOG_INTERVAL);
+        let shutdown_timeout =
+            r.read_duration("SOLIDQ_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, limits::SHUTDOWN_TIMEOUT);
         let auto_migrate = r.read("SOLIDQ_AUTO_MIGRATE", defaults.auto_migrate, parse_bool);
         let pid_probe = r.read("SOLIDQ_PID_PROBE", defaults.pid_probe, parse_bool);
         let on_process_death = r.read("SOLIDQ_ON_PROCESS_DEATH", defaults.on_process_death, |text| {
@@ -435,15 +488,18 @@ fn default_note(lookup: &impl Fn(&str) -> Option<String>, variable: &str, note: 
     }
 }
 
-/// Parses a whole number of at least 1.
-fn parse_count<T>(text: &str, example: &str) -> Result<T, Invalid>
+/// Parses a whole number in `range`.
+fn parse_count<T>(text: &str, range: std::ops::RangeInclusive<T>, example: &str) -> Result<T, Invalid>
 where
-    T: std::str::FromStr + PartialOrd + From<u8>,
+    T: std::str::FromStr + PartialOrd + fmt::Display,
 {
-    let expected = format!("use a whole number of at least 1, {example}");
-    let value: T = text.parse().map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
-    if value < T::from(1) {
-        return Err(Invalid::new("is less than 1", expected));
+    let expected = format!("use a whole number from {} to {}, e.g. {example}", range.start(), range.end());
+    let value: T = text.trim().parse().map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
+    if value < *range.start() {
+        return Err(Invalid::new(format!("is less than {}", range.start()), expected));
+    }
+    if value > *range.end() {
+        return Err(Invalid::new(format!("is more than {}", range.end()), expected));
     }
     Ok(value)
 }
@@ -607,10 +663,17 @@ fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
         return Err("has no :concurrency".to_string());
     };
     let concurrency = concurrency.trim();
+    let range = limits::CONCURRENCY;
     let concurrency = match concurrency.parse::<usize>() {
-        Ok(0) => return Err("has concurrency 0 (at least 1 is needed)".to_string()),
-        Ok(n) => n,
-        Err(_) => return Err(format!("has concurrency {concurrency:?}, not a whole number")),
+        Ok(n) if range.contains(&n) => n,
+        Ok(n) => return Err(format!("has concurrency {n}, outside {} to {}", range.start(), range.end())),
+        Err(_) => {
+            return Err(format!(
+                "has concurrency {concurrency:?}, not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        }
     };
     let mut patterns = Vec::new();
     for queue in queues.split(',').map(str::trim) {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{JobId, NewJob};
+use crate::model::{latest_schedule, JobId, NewJob};
 
 /// Default number of executions a job may start before it is failed for good.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
@@ -205,8 +205,12 @@ pub struct EnqueueOptions {
     pub queue: Option<String>,
     /// Priority instead of [`Job::PRIORITY`]; lower runs first.
     pub priority: Option<i32>,
-    /// Earliest time to run; `None` means now.
+    /// Earliest time to run; `None` means now. [`EnqueueOptions::run_in`] replaces it.
     pub run_at: Option<DateTime<Utc>>,
+    /// Earliest time to run as a delay from when the job is built; replaces `run_at`. A delay
+    /// that reaches past [`latest_schedule`](crate::model::latest_schedule) is refused with
+    /// [`EnqueueError::Invalid`] when the job is built, not a panic.
+    pub run_in: Option<Duration>,
     /// Attempts instead of [`Job::MAX_ATTEMPTS`].
     pub max_attempts: Option<i32>,
 }
@@ -232,13 +236,15 @@ impl EnqueueOptions {
     /// Run no earlier than `at`.
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.run_at = Some(at);
+        self.run_in = None;
         self
     }
 
-    /// Run no earlier than `delay` from now.
+    /// Run no earlier than `delay` from now (from when the job is built). Any delay is
+    /// accepted here; one too long to store is an [`EnqueueError::Invalid`] at enqueue.
     pub fn run_in(mut self, delay: Duration) -> Self {
-        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        self.run_at = Some(Utc::now() + delay);
+        self.run_in = Some(delay);
+        self.run_at = None;
         self
     }
 
@@ -249,8 +255,8 @@ impl EnqueueOptions {
     }
 }
 
-/// Why a job could not be enqueued.
-#[derive(Debug, thiserror::Error)]
+/// Why a job could not be enqueued. `Debug` prints the same text as `Display`.
+#[derive(thiserror::Error)]
 pub enum EnqueueError {
     /// The job's arguments did not serialize to JSON.
     #[error("job of kind {kind} does not serialize to JSON: {source}")]
@@ -271,6 +277,12 @@ pub enum EnqueueError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl fmt::Debug for EnqueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl NewJob {
@@ -295,26 +307,35 @@ impl NewJob {
         opts: EnqueueOptions,
     ) -> Result<NewJob, EnqueueError> {
         let invalid = |problem: String| EnqueueError::Invalid { kind: kind.to_string(), problem };
-        if kind.trim().is_empty() {
-            return Err(invalid("the kind is empty".into()));
-        }
-        let queue = opts.queue.unwrap_or_else(|| default_queue.to_string());
-        if queue.is_empty() || queue.contains('*') || queue.contains(',') {
-            return Err(invalid(format!("queue name {queue:?} must be non-empty without '*' or ','")));
-        }
-        let max_attempts = opts.max_attempts.unwrap_or(default_attempts);
-        if max_attempts < 1 {
-            return Err(invalid(format!("max attempts must be at least 1, got {max_attempts}")));
-        }
-        let scheduled_at = opts.run_at.filter(|at| *at > Utc::now()).map(|at| at.naive_utc());
-        Ok(NewJob {
+        let now = Utc::now();
+        let run_at = match (opts.run_in, opts.run_at) {
+            (Some(delay), _) => Some(
+                chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|delay| now.checked_add_signed(delay))
+                    .filter(|at| at.naive_utc() <= latest_schedule())
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "a delay of {} reaches past {} UTC, the latest time solidq stores",
+                            crate::config::format_duration(delay),
+                            latest_schedule()
+                        ))
+                    })?,
+            ),
+            (None, at) => at,
+        };
+        let job = NewJob {
             kind: kind.to_string(),
             arguments,
-            queue,
+            queue: opts.queue.unwrap_or_else(|| default_queue.to_string()),
             priority: opts.priority.unwrap_or(default_priority),
-            max_attempts,
-            scheduled_at,
-        })
+            max_attempts: opts.max_attempts.unwrap_or(default_attempts),
+            scheduled_at: run_at.filter(|at| *at > now).map(|at| at.naive_utc()),
+        };
+        match job.problem() {
+            Some(problem) => Err(invalid(problem)),
+            None => Ok(job),
+        }
     }
 }
 
@@ -332,5 +353,22 @@ mod tests {
         let later = NewJob::from_json("k", serde_json::json!(1), EnqueueOptions::new().run_in(Duration::from_secs(60)))
             .unwrap();
         assert!(later.scheduled_at.is_some());
+    }
+
+    #[test]
+    fn a_delay_too_long_to_store_is_a_named_error_not_a_panic() {
+        let opts = || EnqueueOptions::new().run_in(Duration::from_secs(u64::MAX));
+        let err = NewJob::from_json("report", serde_json::json!({}), opts()).unwrap_err();
+        assert!(
+            matches!(&err, EnqueueError::Invalid { kind, problem } if kind == "report"
+            && problem.contains("reaches past 9999-12-31 23:59:59 UTC")),
+            "{err}"
+        );
+        let far = chrono::DateTime::<Utc>::MAX_UTC;
+        let err = NewJob::from_json("report", serde_json::json!({}), EnqueueOptions::new().run_at(far)).unwrap_err();
+        assert!(err.to_string().contains("the latest time solidq stores"), "{err}");
+        // The last builder call wins.
+        let now = NewJob::from_json("k", serde_json::json!(1), opts().run_at(Utc::now())).unwrap();
+        assert_eq!(now.scheduled_at, None);
     }
 }

@@ -25,6 +25,15 @@ pub enum DatabaseUrl {
     Postgres(String),
 }
 
+/// The latest time a job may be scheduled for, 9999-12-31 23:59:59 UTC. Later times have
+/// five-digit years, which SQLite (times as text) would sort before earlier ones; every backend
+/// refuses them the same way.
+pub fn latest_schedule() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .unwrap_or(NaiveDateTime::MAX)
+}
+
 /// A job ready to be inserted: kind, JSON arguments and where/when to run.
 ///
 /// Built from a typed [`Job`](crate::Job) with [`NewJob::from_job`], or from a raw kind and
@@ -47,8 +56,33 @@ pub struct NewJob {
     pub priority: i32,
     /// Executions allowed.
     pub max_attempts: i32,
-    /// `None`: ready now; `Some`: held as scheduled until then (UTC).
+    /// `None`: ready now; `Some`: held as scheduled until then (UTC), at the latest
+    /// [`latest_schedule`].
     pub scheduled_at: Option<NaiveDateTime>,
+}
+
+impl NewJob {
+    /// What is wrong with this job, if anything: an empty kind, a queue name the claim
+    /// patterns could not match exactly (empty, or with `*` or `,`), fewer than one attempt, or a
+    /// time after [`latest_schedule`]. The store refuses such jobs on every backend.
+    pub fn problem(&self) -> Option<String> {
+        if self.kind.trim().is_empty() {
+            return Some("the kind is empty".into());
+        }
+        if self.queue.is_empty() || self.queue.contains('*') || self.queue.contains(',') {
+            return Some(format!("queue name {:?} must be non-empty without '*' or ','", self.queue));
+        }
+        if self.max_attempts < 1 {
+            return Some(format!("max attempts must be at least 1, got {}", self.max_attempts));
+        }
+        match self.scheduled_at {
+            Some(at) if at > latest_schedule() => Some(format!(
+                "it would run at {at} UTC, later than {} UTC, the latest time solidq stores",
+                latest_schedule()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// One entry of a worker's queue list, as configured by `SOLIDQ_WORKERS`.

@@ -74,18 +74,12 @@ impl Registry {
     pub fn perform(&self, job: &ClaimedJob, process_label: &str) -> OutcomeFuture {
         match self.handlers.get(job.kind.as_str()) {
             Some(handler) => handler.perform(job),
-            None => {
-                let error = FailureRecord {
-                    class: "UnknownKind".into(),
-                    message: format!(
-                        "no handler is registered for job kind {:?} in process {process_label} (registered: {})",
-                        job.kind,
-                        self.kinds().join(", ")
-                    ),
-                    backtrace: None,
-                };
-                Box::pin(std::future::ready(Outcome::Failed { error, retryable: false, retry_in: Duration::ZERO }))
-            }
+            // Claims take only registered kinds; should one slip through, it goes back unrun.
+            None => Box::pin(std::future::ready(Outcome::NotStarted(format!(
+                "no handler is registered for job kind {:?} in process {process_label} (registered: {})",
+                job.kind,
+                self.kinds().join(", ")
+            )))),
         }
     }
 }

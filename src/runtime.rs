@@ -25,7 +25,10 @@ use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, S
 use crate::store::{self, SharedStore, StoreError};
 
 /// Why a runtime could not be built or started.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` prints the same text as `Display`, so that an application's
+/// `fn main() -> Result<(), Box<dyn Error>>` shows a bad setting as a readable message.
+#[derive(thiserror::Error)]
 pub enum RuntimeError {
     /// A `SOLIDQ_*` variable is malformed.
     #[error("invalid configuration:\n{0}")]
@@ -39,6 +42,12 @@ pub enum RuntimeError {
     /// The actix System failed to run.
     #[error("the actix system failed: {0}")]
     System(String),
+}
+
+impl std::fmt::Debug for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// A solidq runtime: a supervisor with workers, dispatcher, heartbeat and watchdog, and the

@@ -9,8 +9,8 @@ use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
 use serde_json::{json, Value};
 
 use crate::config::format_duration;
-use crate::model::ProcessRow;
-use crate::store::{JobCounts, QueueCounts};
+use crate::model::{ProcessRow, QueuePattern};
+use crate::store::{JobCounts, QueueCounts, Waiting};
 
 /// Everything `solidq status` shows, read at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,8 @@ pub struct StatusView<'a> {
     pub totals: &'a JobCounts,
     /// Job counts per queue.
     pub queues: &'a [QueueCounts],
+    /// Jobs waiting to run, per kind and queue (to find those no live process can run).
+    pub waiting: &'a [Waiting],
     /// The time the rows were read (UTC).
     pub now: NaiveDateTime,
     /// `SOLIDQ_ALIVE_THRESHOLD`: a process whose heartbeat is older is dead.
@@ -40,6 +42,81 @@ pub fn is_alive(age: TimeDelta, alive_threshold: Duration) -> bool {
         // Negative: a heartbeat from the future is not an old one.
         Err(_) => true,
     }
+}
+
+/// What a process serves, as it registered it: the queue patterns of its worker groups and the
+/// kinds it has handlers for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Queue patterns of all its worker groups.
+    pub queues: Vec<QueuePattern>,
+    /// Kinds it has handlers for.
+    pub kinds: Vec<String>,
+}
+
+impl Served {
+    /// Reads what `process` registered in its metadata (nothing, for a row without it).
+    pub fn by(process: &ProcessRow) -> Served {
+        let details = &process.metadata["details"];
+        let queues = details["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["queues"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .map(QueuePattern::parse)
+            .collect();
+        let kinds =
+            details["kinds"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
+        Served { queues, kinds }
+    }
+
+    /// Whether this process would run a job of `kind` on `queue`.
+    pub fn runs(&self, kind: &str, queue: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind) && self.queues.iter().any(|pattern| pattern.matches(queue))
+    }
+}
+
+/// Jobs waiting that no live process can run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unservable {
+    /// Their kind.
+    pub kind: String,
+    /// Their queue.
+    pub queue: String,
+    /// How many wait (ready or scheduled).
+    pub jobs: i64,
+    /// Why none of the live processes runs them.
+    pub reason: &'static str,
+}
+
+/// The waiting jobs that no live process (heartbeat within `alive_threshold`) can run: no live
+/// process has a handler for their kind, or none that has one works their queue.
+pub fn unservable(
+    processes: &[ProcessRow],
+    waiting: &[Waiting],
+    now: NaiveDateTime,
+    alive_threshold: Duration,
+) -> Vec<Unservable> {
+    let live: Vec<Served> = processes
+        .iter()
+        .filter(|p| is_alive(heartbeat_age(now, p.last_heartbeat_at), alive_threshold))
+        .map(Served::by)
+        .collect();
+    waiting
+        .iter()
+        .filter(|w| !live.iter().any(|served| served.runs(&w.kind, &w.queue)))
+        .map(|w| Unservable {
+            kind: w.kind.clone(),
+            queue: w.queue.clone(),
+            jobs: w.ready + w.scheduled,
+            reason: if live.iter().any(|served| served.kinds.contains(&w.kind)) {
+                "no live process with a handler for this kind works this queue"
+            } else {
+                "no live process has a handler for this kind"
+            },
+        })
+        .collect()
 }
 
 /// A heartbeat age in whole units, short: `0s`, `3s`, `2m10s`, `1h5m`, `3d4h`.
@@ -147,6 +224,7 @@ fn count_cells(counts: &JobCounts) -> [String; 5] {
 ///     processes: &[process],
 ///     totals: &totals,
 ///     queues: &queues,
+///     waiting: &[],
 ///     now,
 ///     alive_threshold: Duration::from_secs(60),
 /// });
@@ -211,6 +289,16 @@ pub fn render_table(view: &StatusView<'_>) -> String {
             &[false, true, true, true, true, true],
         ));
     }
+    let stuck = unservable(view.processes, view.waiting, view.now, view.alive_threshold);
+    if !stuck.is_empty() {
+        let total: i64 = stuck.iter().map(|u| u.jobs).sum();
+        out.push_str(&format!("\nWaiting with no live process to run them: {total}\n"));
+        let rows: Vec<Vec<String>> = stuck
+            .iter()
+            .map(|u| vec![printable(&u.kind), printable(&u.queue), u.jobs.to_string(), u.reason.to_string()])
+            .collect();
+        out.push_str(&table(&["KIND", "QUEUE", "JOBS", "WHY"], &rows, &[false, false, true, false]));
+    }
     out
 }
 
@@ -221,6 +309,8 @@ pub fn render_table(view: &StatusView<'_>) -> String {
 ///   negative under clock skew) and `alive`;
 /// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished` and `queues`, a list of
 ///   objects with `queue` and the same five counts;
+/// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
+///   `jobs` and `reason`;
 /// - `now` (RFC 3339, UTC) and `alive_threshold_secs`, to interpret `alive`.
 pub fn render_json(view: &StatusView<'_>) -> Value {
     let processes: Vec<Value> = view
@@ -255,6 +345,7 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
             "finished": t.finished,
             "queues": view.queues,
         },
+        "unservable": unservable(view.processes, view.waiting, view.now, view.alive_threshold),
     })
 }
 
@@ -269,10 +360,12 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
 pub fn status_text(store: &crate::store::Store, alive_threshold: Duration) -> crate::store::StoreResult<String> {
     let processes = store.processes()?;
     let (totals, queues) = store.counts()?;
+    let waiting = store.waiting()?;
     let view = StatusView {
         processes: &processes,
         totals: &totals,
         queues: &queues,
+        waiting: &waiting,
         now: chrono::Utc::now().naive_utc(),
         alive_threshold,
     };
@@ -340,6 +433,7 @@ mod tests {
             processes: &processes,
             totals: &totals,
             queues: &queues,
+            waiting: &[],
             now: now(),
             alive_threshold: Duration::from_secs(60),
         });
@@ -360,6 +454,7 @@ mod tests {
             processes: &[],
             totals: &JobCounts::default(),
             queues: &[],
+            waiting: &[],
             now: now(),
             alive_threshold: Duration::from_secs(300),
         });
@@ -373,6 +468,7 @@ mod tests {
             processes: &processes,
             totals: &JobCounts::default(),
             queues: &[],
+            waiting: &[],
             now: now(),
             alive_threshold: Duration::from_secs(60),
         });
@@ -388,6 +484,7 @@ mod tests {
             processes: &processes,
             totals: &totals,
             queues: &queues,
+            waiting: &[],
             now: now(),
             alive_threshold: Duration::from_secs(300),
         });
@@ -409,5 +506,25 @@ mod tests {
         assert_eq!(value["jobs"]["queues"][0]["claimed"], 3);
         assert_eq!(value["alive_threshold_secs"], 300.0);
         assert_eq!(value["now"], "2026-11-26T12:00:00.000Z");
+    }
+
+    #[test]
+    fn unservable_names_kinds_without_a_live_handler_and_queues_nobody_works() {
+        let mut web = process(1, "web", TimeDelta::seconds(1));
+        web.metadata =
+            json!({"details": {"kinds": ["mail", "report"], "workers": [{"queues": ["mailers", "default"]}]}});
+        let mut gone = process(2, "gone", TimeDelta::hours(1));
+        gone.metadata = json!({"details": {"kinds": ["image"], "workers": [{"queues": ["*"]}]}});
+        let waiting =
+            |kind: &str, queue: &str, ready| Waiting { kind: kind.into(), queue: queue.into(), ready, scheduled: 1 };
+        let rows = [waiting("mail", "mailers", 2), waiting("report", "reports", 3), waiting("image", "default", 4)];
+        let found = unservable(&[web, gone], &rows, now(), Duration::from_secs(60));
+        assert_eq!(
+            found.iter().map(|u| (u.kind.as_str(), u.queue.as_str(), u.jobs, u.reason)).collect::<Vec<_>>(),
+            [
+                ("report", "reports", 4, "no live process with a handler for this kind works this queue"),
+                ("image", "default", 5, "no live process has a handler for this kind"),
+            ]
+        );
     }
 }

@@ -215,30 +215,44 @@ async fn handler_error_retries_until_max_attempts_then_fails(db: TestDb) {
     handle.shutdown().await;
 }
 
-async fn unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on(db: TestDb) {
+/// A job of a kind only a newer release knows (a rolling deploy): the old process leaves it
+/// ready, unattempted, for a process that can run it. Bad arguments fail at once.
+async fn unknown_kind_waits_for_a_process_that_can_run_it_and_bad_arguments_fail(db: TestDb) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let runtime = stepper_runtime(&db, fast_config(&db), &seen);
     let ids = runtime
         .queue()
         .enqueue_new(vec![
-            NewJob::from_json("nobody.handles.this", serde_json::json!({}), EnqueueOptions::new()).unwrap(),
+            NewJob::from_job(&common::fixtures::Noop(1), EnqueueOptions::new()).unwrap(),
             NewJob::from_json(Step::KIND, serde_json::json!({"n": "not a number"}), EnqueueOptions::new()).unwrap(),
             step(9, false, 0, EnqueueOptions::new().priority(10)),
         ])
         .await
         .unwrap();
-    let handle = runtime.start().unwrap();
-    wait_for("all three to end", Duration::from_secs(10), || {
-        state(&db, ids[0]) == "failed" && state(&db, ids[1]) == "failed" && state(&db, ids[2]) == "finished"
+    let old_release = runtime.start().unwrap();
+    wait_for("the known kinds to end", Duration::from_secs(10), || {
+        state(&db, ids[1]) == "failed" && state(&db, ids[2]) == "finished"
     })
     .await;
-    let unknown = last_error(&db, ids[0]);
-    assert_eq!(unknown.class, "UnknownKind");
-    assert!(unknown.message.contains("nobody.handles.this") && unknown.message.contains("process"));
     let bad = last_error(&db, ids[1]);
     assert_eq!(bad.class, "BadArguments");
     assert!(bad.message.contains(Step::KIND));
-    handle.shutdown().await;
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let waiting = db.store.job(ids[0]).unwrap().unwrap();
+    assert_eq!((db.state(ids[0]).as_str(), waiting.attempts), ("ready", 0), "left for a process that can run it");
+    let status = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
+    assert!(status.contains("Waiting with no live process to run them: 1"), "{status}");
+    assert!(status.contains("test.noop") && status.contains("no live process has a handler for this kind"), "{status}");
+
+    let new_release = Runtime::new(fast_config(&db), logger())
+        .unwrap()
+        .register::<common::fixtures::Noop, _, _>(|| common::fixtures::NoopHandler)
+        .start()
+        .unwrap();
+    wait_for("the new release to run it", Duration::from_secs(10), || state(&db, ids[0]) == "finished").await;
+    assert_eq!(db.store.job(ids[0]).unwrap().unwrap().attempts, 1);
+    old_release.shutdown().await;
+    new_release.shutdown().await;
 }
 
 async fn heartbeat_advances(db: TestDb) {
@@ -280,7 +294,8 @@ async fn watchdog_reaps_stale_process_and_its_jobs_run_again(db: TestDb) {
     let runtime = stepper_runtime(&db, fast_config(&db), &seen);
     let id = runtime.queue().enqueue(Step { n: 7, panic: false, sleep_ms: 0 }).await.unwrap();
     let ghost = fake_process(&db, Duration::from_secs(60));
-    let claimed: Vec<ClaimedJob> = db.store.claim(ghost, &[QueuePattern::All], 10, Utc::now().naive_utc()).unwrap();
+    let claimed: Vec<ClaimedJob> =
+        db.store.claim(ghost, &[QueuePattern::All], &[Step::KIND.into()], 10, Utc::now().naive_utc()).unwrap();
     assert_eq!(claimed.len(), 1);
     let handle = runtime.start().unwrap();
     wait_for("the ghost's job to run here", Duration::from_secs(10), || state(&db, id) == "finished").await;
@@ -395,7 +410,7 @@ backend_tests!(actix:
     blocking_handler_panic_fails_job_and_pool_is_replaced,
     panic_with_attempts_left_is_retried,
     handler_error_retries_until_max_attempts_then_fails,
-    unknown_kind_and_bad_arguments_fail_and_the_worker_carries_on,
+    unknown_kind_waits_for_a_process_that_can_run_it_and_bad_arguments_fail,
     heartbeat_advances,
     watchdog_reaps_stale_process_and_its_jobs_run_again,
     pruned_process_late_finish_is_discarded,

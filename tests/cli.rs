@@ -281,3 +281,99 @@ fn usage_errors_exit_2_and_help_exits_0() {
         assert!(run.stdout.contains(command), "{}", run.stdout);
     }
 }
+
+/// `solidq status` only reads: a SQLite path where nothing exists is no database, and the
+/// command says so instead of creating directories and an empty database that shows 0 jobs.
+#[test]
+fn status_of_a_missing_sqlite_file_says_there_is_no_database_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not/yet/jobs.sqlite3");
+    let url = format!("sqlite://{}", path.display());
+    let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", &url)], &["status"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("there is no database at") && run.stderr.contains("not/yet/jobs.sqlite3"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("not").exists(), "status created directories");
+}
+
+/// Payloads too large for a command line come from a file (`@path`) or standard input (`-`).
+#[test]
+fn enqueue_reads_the_payload_from_a_file_or_standard_input() {
+    let (db, _) = sqlite_db();
+    let big = serde_json::json!({ "blob": "x".repeat(300_000) }).to_string();
+    let file = db.dir.path().join("payload.json");
+    std::fs::write(&file, &big).unwrap();
+    let from_file = enqueue(&db, &["blob.store", &format!("@{}", file.display())]);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_solidq"));
+    command.current_dir(db.dir.path()).args(["enqueue", "blob.store", "-"]).env("SOLIDQ_DATABASE_URL", &db.url);
+    command.env("SOLIDQ_LOG", "error").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), big.as_bytes()).unwrap();
+    let run: Run = child.wait_with_output().unwrap().into();
+    run.assert_ok();
+    let from_stdin: i64 = run.stdout.trim().parse().unwrap();
+    assert_ne!(from_file, from_stdin);
+    let missing = db.run(&["enqueue", "blob.store", "@/no/such/payload.json"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("cannot read the payload file /no/such/payload.json"), "{}", missing.stderr);
+}
+
+/// `--in` names its accepted forms for a negative delay, and a delay too long to store is a
+/// named error (exit 2), not a panic (exit 101).
+#[test]
+fn enqueue_delays_out_of_range_are_named_errors() {
+    let (db, path) = sqlite_db();
+    let negative = db.run(&["enqueue", "ping", "{}", "--in", "-5s"]);
+    assert_eq!(negative.code, 2, "{}", negative.stderr);
+    assert!(negative.stderr.contains("a delay cannot be negative (use e.g. 500ms, 10s"), "{}", negative.stderr);
+    for huge in ["99999999999h", "80000000h"] {
+        let run = db.run(&["enqueue", "ping", "{}", "--in", huge]);
+        assert_eq!(run.code, 2, "--in {huge}: {}", run.stderr);
+        assert!(run.stderr.contains("the latest time solidq stores"), "--in {huge}: {}", run.stderr);
+    }
+    assert!(!path.exists(), "nothing was written for the refused jobs");
+}
+
+/// Enqueueing to a queue or a kind that no live process serves succeeds, with a warning that
+/// says why the job will wait.
+#[test]
+fn enqueue_warns_when_no_live_process_would_run_the_job() {
+    let (db, path) = sqlite_db();
+    let run = db.run(&["enqueue", "report.weekly", "{}"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("warning: no live process is registered"), "{}", run.stderr);
+
+    let store = solidq::Store::connect(&solidq::DatabaseUrl::Sqlite(path), 1).unwrap();
+    let metadata = serde_json::json!({"details": {
+        "kinds": ["mailer.welcome"],
+        "workers": [{"queues": ["mailers"], "concurrency": 3}],
+    }});
+    let process = solidq::model::NewProcess {
+        kind: "Runtime".into(),
+        name: "web-1".into(),
+        pid: 1,
+        hostname: "web".into(),
+        metadata,
+    };
+    store.register_process(&process, chrono::Utc::now().naive_utc()).unwrap();
+
+    let unserved = db.run(&["enqueue", "report.weekly", "{}"]);
+    unserved.assert_ok();
+    assert!(
+        unserved.stderr.contains(r#"no live process works queue "default" (live processes work mailers)"#),
+        "{}",
+        unserved.stderr
+    );
+    assert!(
+        unserved.stderr.contains(r#"no live process has a handler for kind "report.weekly""#),
+        "{}",
+        unserved.stderr
+    );
+    let served = db.run(&["enqueue", "mailer.welcome", "{}", "--queue", "mailers"]);
+    served.assert_ok();
+    assert_eq!(served.stderr, "", "a job a live process runs gets no warning");
+}

@@ -152,7 +152,7 @@ fn zero_and_empty_values_are_rejected() {
     ] {
         let err = config(&[(variable, "0s")]).expect_err(variable);
         assert!(err.mentions(variable), "{err}");
-        assert!(err.to_string().contains("greater than zero"), "{err}");
+        assert!(err.to_string().contains("is too short (use from "), "{err}");
     }
     for variable in ["SOLIDQ_POOL_SIZE", "SOLIDQ_DISPATCHER_BATCH_SIZE"] {
         let err = config(&[(variable, "0")]).expect_err(variable);
@@ -165,6 +165,33 @@ fn zero_and_empty_values_are_rejected() {
     let err = config(&[("SOLIDQ_DATABASE_URL", "")]).unwrap_err();
     assert_eq!(problem_variables(&err), vec!["SOLIDQ_DATABASE_URL"]);
     assert!(err.to_string().contains("is empty"), "{err}");
+}
+
+/// A typo must not exhaust the database server or a CPU: every knob has a range, named in the
+/// error with the variable.
+#[test]
+fn every_knob_has_a_range_named_in_its_error() {
+    let cases = [
+        ("SOLIDQ_POOL_SIZE", "100000", "is more than 512 (use a whole number from 1 to 512"),
+        ("SOLIDQ_WORKERS", "*:99999999999", "outside 1 to 10000"),
+        ("SOLIDQ_DISPATCHER_BATCH_SIZE", "1000000", "is more than 10000"),
+        ("SOLIDQ_POLLING_INTERVAL", "0.000001", "is too short (use from 1ms to 1h"),
+        ("SOLIDQ_POLLING_INTERVAL", "99999999999h", "is too long (use from 1ms to 1h"),
+        ("SOLIDQ_DISPATCHER_POLLING_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),
+        ("SOLIDQ_HEARTBEAT_INTERVAL", "2h", "is too long (use from 100ms to 1h"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "30d", "is not a duration"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "25h", "is too long (use from 200ms to 24h"),
+        ("SOLIDQ_WATCHDOG_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),
+        ("SOLIDQ_SHUTDOWN_TIMEOUT", "48h", "is too long (use from 0s to 24h"),
+    ];
+    for (variable, value, expected) in cases {
+        let err = config(&[(variable, value)]).expect_err(variable);
+        assert_eq!(problem_variables(&err), vec![variable], "{err}");
+        assert!(err.to_string().contains(expected), "{variable}={value}: {err}");
+    }
+    let within =
+        config(&[("SOLIDQ_POOL_SIZE", "512"), ("SOLIDQ_WORKERS", "*:10000"), ("SOLIDQ_POLLING_INTERVAL", "1ms")]);
+    assert!(within.is_ok(), "{within:?}");
 }
 
 #[test]
@@ -268,4 +295,20 @@ fn booleans_levels_and_policies_accept_their_spellings() {
         assert_eq!(config(&[("SOLIDQ_LOG", text)]).unwrap().log_level, level, "{text}");
     }
     assert_eq!(config(&[("SOLIDQ_ON_PROCESS_DEATH", "retry")]).unwrap().on_process_death, DeathPolicy::Retry);
+}
+
+/// `fn main() -> Result<(), Box<dyn Error>>` prints the error it returns with `Debug`: that
+/// must read as the CLI's message, not as a structure dump.
+#[test]
+fn an_error_returned_from_main_prints_as_readable_text() {
+    let err = config(&[("SOLIDQ_POOL_SIZE", "lots"), ("SOLIDQ_LOG", "loud")]).unwrap_err();
+    let from_main: Box<dyn std::error::Error> = Box::new(solidq::RuntimeError::from(err.clone()));
+    let printed = format!("{from_main:?}");
+    assert_eq!(printed, from_main.to_string());
+    assert!(printed.contains("SOLIDQ_POOL_SIZE=\"lots\" is not a whole number"), "{printed}");
+    assert!(printed.contains("SOLIDQ_LOG"), "{printed}");
+    assert!(!printed.contains("ConfigProblem") && !printed.contains("problems:"), "{printed}");
+    assert_eq!(format!("{err:?}"), err.to_string());
+    let store_error: Box<dyn std::error::Error> = Box::new(solidq::StoreError::Migration("no".into()));
+    assert_eq!(format!("{store_error:?}"), "migrating the database failed: no");
 }

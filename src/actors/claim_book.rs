@@ -25,7 +25,8 @@ use chrono::NaiveDateTime;
 use slog::{warn, Logger};
 
 use crate::lifecycle::Transition;
-use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId, QueuePattern};
+use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId};
+use crate::store::jobs::Claim;
 use crate::store::{Store, StoreResult};
 
 /// Identifies one worker instance; a restarted worker gets a new seat.
@@ -149,17 +150,15 @@ impl ClaimBook {
     /// every claim of `process` the book does not know (left by a claim whose reply was lost).
     /// Blocking.
     #[allow(clippy::too_many_arguments)]
-    pub fn claim(
+    pub(crate) fn claim(
         &self,
         store: &Store,
         (group, seat): (Group, Seat),
-        process: ProcessId,
-        queues: &[QueuePattern],
-        limit: usize,
+        claim: &Claim<'_>,
         settle: bool,
-        now: NaiveDateTime,
         logger: &Logger,
     ) -> StoreResult<ClaimPass> {
+        let Claim { process, queues, kinds, limit, now } = *claim;
         let mut pass = ClaimPass::default();
         if settle {
             pass.settled = self.settle(store, process, now)?;
@@ -169,7 +168,7 @@ impl ClaimBook {
             state.in_flight += 1;
             state.started += 1;
         }
-        let claimed = store.claim(process, queues, limit, now);
+        let claimed = store.claim(process, queues, kinds, limit, now);
         let mut state = self.state();
         state.in_flight -= 1;
         let jobs = claimed?;
@@ -332,7 +331,7 @@ impl ClaimBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DatabaseUrl, NewJob, NewProcess};
+    use crate::model::{DatabaseUrl, NewJob, NewProcess, QueuePattern};
     use crate::EnqueueOptions;
 
     fn setup(jobs: usize) -> (tempfile::TempDir, Store, ProcessId, NaiveDateTime) {
@@ -354,6 +353,12 @@ mod tests {
         (dir, store, id, now)
     }
 
+    fn claim(process: ProcessId, limit: usize, now: NaiveDateTime) -> Claim<'static> {
+        static KINDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let kinds = KINDS.get_or_init(|| vec!["k".to_string()]);
+        Claim { process, queues: &[QueuePattern::All], kinds, limit, now }
+    }
+
     fn logger() -> Logger {
         Logger::root(slog::Discard, slog::o!())
     }
@@ -363,7 +368,7 @@ mod tests {
         let (_dir, store, process, now) = setup(4);
         let book = ClaimBook::default();
         let seat = book.seat();
-        let pass = book.claim(&store, (0, seat), process, &[QueuePattern::All], 3, false, now, &logger()).unwrap();
+        let pass = book.claim(&store, (0, seat), &claim(process, 3, now), false, &logger()).unwrap();
         assert_eq!(pass.jobs.len(), 3);
         let [running, ended, unstarted] = [pass.jobs[0].token, pass.jobs[1].token, pass.jobs[2].token];
         assert!(book.start(running));
@@ -373,7 +378,7 @@ mod tests {
         assert!(!book.start(unstarted), "a handed-back claim never starts");
         assert_eq!((book.held(0), book.open()), (2, 2));
         // A claim that completes for the retired seat releases what it got at once, unstarted.
-        let late = book.claim(&store, (0, seat), process, &[QueuePattern::All], 5, false, now, &logger()).unwrap();
+        let late = book.claim(&store, (0, seat), &claim(process, 5, now), false, &logger()).unwrap();
         assert!(late.jobs.is_empty());
         assert_eq!(store.claims_of(process).unwrap().len(), 3, "the late claim's job went back");
         let pending = book.take_ended();
@@ -394,15 +399,15 @@ mod tests {
         let book = ClaimBook::default();
         let seat = book.seat();
         // A claim that committed but whose answer never reached the book.
-        let lost = store.claim(process, &[QueuePattern::All], 1, now).unwrap();
-        let pass = book.claim(&store, (0, seat), process, &[QueuePattern::All], 1, true, now, &logger()).unwrap();
+        let lost = store.claim(process, &[QueuePattern::All], &["k".into()], 1, now).unwrap();
+        let pass = book.claim(&store, (0, seat), &claim(process, 1, now), true, &logger()).unwrap();
         assert_eq!(pass.settled, Some(1));
         assert_eq!(pass.jobs.len(), 1, "the released job is claimed again, now known to the book");
         assert_ne!(pass.jobs[0].token, lost[0].token);
         assert_eq!(pass.jobs[0].attempts, 1, "the lost claim's attempt was given back");
         assert_eq!(store.complete(&[lost[0].token], now).unwrap().fenced, vec![lost[0].token]);
         // Known claims are never settled away.
-        let again = book.claim(&store, (0, seat), process, &[QueuePattern::All], 1, true, now, &logger()).unwrap();
+        let again = book.claim(&store, (0, seat), &claim(process, 1, now), true, &logger()).unwrap();
         assert_eq!(again.settled, Some(0));
         assert_eq!(store.claims_of(process).unwrap(), vec![pass.jobs[0].token]);
     }

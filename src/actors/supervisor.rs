@@ -248,8 +248,9 @@ impl Supervisor {
                     Some(arbiter) => arbiter.handle(),
                     None => handle.clone(),
                 };
-                let shared =
-                    WorkerContext { store, registry: self.registry.clone(), book: self.claims.clone(), executions };
+                let kinds = Arc::new(self.registry.kinds().into_iter().map(String::from).collect());
+                let (registry, book) = (self.registry.clone(), self.claims.clone());
+                let shared = WorkerContext { store, registry, book, executions, kinds };
                 let seat = child.seat;
                 let addr = Worker::start_in_arbiter(&handle, move |_| {
                     Worker::new(settings, shared, (i, seat), process, &logger)

@@ -22,6 +22,7 @@ use crate::config::WorkerGroup;
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::{ClaimedJob, ProcessId};
 use crate::registry::Registry;
+use crate::store::jobs::Claim;
 use crate::store::SharedStore;
 
 /// Longest wait between retries of a failing claim.
@@ -63,6 +64,8 @@ pub struct WorkerContext {
     pub book: Arc<ClaimBook>,
     /// Where executions run: an arbiter that lives as long as the runtime.
     pub executions: ArbiterHandle,
+    /// The kinds the registry has handlers for: the only ones this process claims.
+    pub kinds: Arc<Vec<String>>,
 }
 
 /// The worker actor of one worker group.
@@ -125,8 +128,10 @@ impl Worker {
         let queues = self.settings.group.queues.clone();
         let (book, place, settle, logger) =
             (self.shared.book.clone(), (self.group, self.seat), self.claims_in_doubt, self.logger.clone());
+        let kinds = self.shared.kinds.clone();
         let call = blocking(&self.shared.store, move |s| {
-            book.claim(s, place, process, &queues, limit, settle, Utc::now().naive_utc(), &logger)
+            let claim = Claim { process, queues: &queues, kinds: &kinds, limit, now: Utc::now().naive_utc() };
+            book.claim(s, place, &claim, settle, &logger)
         });
         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| match result {
             Ok(ClaimPass { jobs, settled }) => {

@@ -69,7 +69,8 @@ pub enum Command {
     Enqueue {
         /// The job's kind, which selects its handler, e.g. mailer.welcome.
         kind: String,
-        /// The job's arguments as JSON, e.g. '{"user_id": 42}'.
+        /// The job's arguments as JSON, e.g. '{"user_id": 42}'; `-` reads them from standard
+        /// input and `@path` from a file (for payloads too large for a command line).
         #[arg(value_name = "JSON", allow_hyphen_values = true)]
         payload: String,
         /// Queue to put the job on [default: default].
@@ -79,12 +80,37 @@ pub enum Command {
         #[arg(long, value_name = "P", allow_negative_numbers = true)]
         priority: Option<i32>,
         /// Run no earlier than this from now: 500ms, 10s, 5m, 1h or bare seconds.
-        #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long = "in", value_name = "DURATION", value_parser = parse_delay, allow_hyphen_values = true)]
         delay: Option<Duration>,
         /// Executions allowed before the job is failed for good [default: 5].
         #[arg(long, value_name = "N")]
         max_attempts: Option<i32>,
     },
+}
+
+/// A delay for `--in`: a duration, never negative (clap would otherwise take `-5s` for an
+/// option and say something confusing).
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err("a delay cannot be negative (use e.g. 500ms, 10s, 5m, 1h or bare seconds; leave out --in to run \
+                    the job now)"
+            .to_string());
+    }
+    parse_duration(text)
+}
+
+/// The payload as given: JSON text, `-` for standard input, or `@path` for a file.
+fn read_payload(payload: &str) -> Result<String, Failure> {
+    if payload == "-" {
+        let mut text = String::new();
+        io::Read::read_to_string(&mut io::stdin(), &mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read the payload from standard input: {e}")))?;
+        Ok(text)
+    } else if let Some(path) = payload.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read the payload file {path}: {e}")))
+    } else {
+        Ok(payload.to_string())
+    }
 }
 
 /// Runs the command line with `args` (program name first) against the process environment,
@@ -165,7 +191,7 @@ where
     };
     let outcome = load_config().map_err(Failure::Config).and_then(|config| {
         let _logging = init_logging.then(|| crate::logging::init(&config));
-        execute_command(cli.command, &config, out)
+        execute_command(cli.command, &config, out, err)
     });
     match outcome {
         Ok(()) => EXIT_OK,
@@ -196,6 +222,66 @@ fn connect(config: &Config) -> Result<SharedStore, Failure> {
     Ok(store::connect(&config.database_url, config.pool_size.min(CLI_POOL_SIZE))?)
 }
 
+/// For commands that only read: a SQLite file that does not exist is no database (opening it
+/// would create an empty one and report nothing).
+fn connect_existing(config: &Config) -> Result<SharedStore, Failure> {
+    if let crate::model::DatabaseUrl::Sqlite(path) = &config.database_url {
+        if !path.exists() {
+            return Err(Failure::Store(StoreError::Connection {
+                action: "reading the status",
+                message: format!(
+                    "there is no database at {} (nothing has created it: run `solidq migrate`, enqueue a job or \
+                     start the application first, or check SOLIDQ_DATABASE_URL)",
+                    path.display()
+                ),
+            }));
+        }
+    }
+    let store = connect(config)?;
+    if config.auto_migrate {
+        store.migrate()?;
+    }
+    Ok(store)
+}
+
+/// Warnings for a job of `kind` just enqueued on `queue` that no live process would run.
+fn unserved_warnings(store: &crate::store::Store, config: &Config, kind: &str, queue: &str) -> Vec<String> {
+    let Ok(processes) = store.processes() else { return Vec::new() };
+    let now = now();
+    let live: Vec<status::Served> = processes
+        .iter()
+        .filter(|p| status::is_alive(status::heartbeat_age(now, p.last_heartbeat_at), config.alive_threshold))
+        .map(status::Served::by)
+        .collect();
+    if live.is_empty() {
+        return vec![format!(
+            "no live process is registered on {}: the job waits until one starts",
+            config.database_url
+        )];
+    }
+    if live.iter().any(|served| served.runs(kind, queue)) {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    if !live.iter().any(|served| served.queues.iter().any(|pattern| pattern.matches(queue))) {
+        let mut served: Vec<String> = live.iter().flat_map(|s| s.queues.iter().map(|q| q.to_string())).collect();
+        served.sort();
+        served.dedup();
+        warnings.push(format!(
+            "no live process works queue {queue:?} (live processes work {}): the job waits until one does",
+            served.join(", ")
+        ));
+    }
+    if !live.iter().any(|served| served.kinds.iter().any(|k| k == kind)) {
+        warnings.push(format!("no live process has a handler for kind {kind:?}: the job waits until one does"));
+    } else if warnings.is_empty() {
+        warnings.push(format!(
+            "the live processes with a handler for {kind:?} do not work queue {queue:?}: the job waits until one does"
+        ));
+    }
+    warnings
+}
+
 /// Connects and, when `SOLIDQ_AUTO_MIGRATE` is on, applies pending migrations.
 fn connect_ready(config: &Config) -> Result<SharedStore, Failure> {
     let store = connect(config)?;
@@ -209,7 +295,7 @@ fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
-fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Result<(), Failure> {
+fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
     match command {
         Command::Migrate => {
             let store = connect(config)?;
@@ -222,14 +308,16 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
             );
         }
         Command::Status { json } => {
-            let store = connect_ready(config)?;
+            let store = connect_existing(config)?;
             let text = if json {
                 let processes = store.processes()?;
                 let (totals, queues) = store.counts()?;
+                let waiting = store.waiting()?;
                 let view = status::StatusView {
                     processes: &processes,
                     totals: &totals,
                     queues: &queues,
+                    waiting: &waiting,
                     now: now(),
                     alive_threshold: config.alive_threshold,
                 };
@@ -243,6 +331,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
             let _ = out.write_all(text.as_bytes());
         }
         Command::Enqueue { kind, payload, queue, priority, delay, max_attempts } => {
+            let payload = read_payload(&payload)?;
             let arguments: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| Failure::Usage(format!("the payload is not valid JSON: {e}")))?;
             let mut opts = EnqueueOptions::new();
@@ -260,6 +349,9 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write) -> Re
             let ids = store.enqueue(std::slice::from_ref(&job), now())?;
             for id in ids {
                 let _ = writeln!(out, "{id}");
+            }
+            for warning in unserved_warnings(&store, config, &job.kind, &job.queue) {
+                let _ = writeln!(err, "warning: {warning}");
             }
         }
     }

@@ -53,6 +53,45 @@ pub struct QueueCounts {
     pub counts: JobCounts,
 }
 
+/// Jobs of one kind on one queue that wait to run (ready or scheduled).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Waiting {
+    /// The jobs' kind.
+    pub kind: String,
+    /// Their queue.
+    pub queue: String,
+    /// Ready now.
+    pub ready: i64,
+    /// Waiting for their time.
+    pub scheduled: i64,
+}
+
+fn waiting_on(conn: &mut DbConnection) -> QueryResult<Vec<Waiting>> {
+    let ready: Vec<(String, String, i64)> = ready::table
+        .group_by((ready::class_name, ready::queue_name))
+        .select((ready::class_name, ready::queue_name, count_star()))
+        .load(conn)?;
+    let scheduled: Vec<(String, String, i64)> = scheduled::table
+        .inner_join(jobs::table)
+        .group_by((jobs::class_name, jobs::queue_name))
+        .select((jobs::class_name, jobs::queue_name, count_star()))
+        .load(conn)?;
+    let mut by_key: BTreeMap<(String, String), Waiting> = BTreeMap::new();
+    for (kind, queue, count) in ready {
+        by_key
+            .entry((kind.clone(), queue.clone()))
+            .or_insert_with(|| Waiting { kind, queue, ..Waiting::default() })
+            .ready += count;
+    }
+    for (kind, queue, count) in scheduled {
+        by_key
+            .entry((kind.clone(), queue.clone()))
+            .or_insert_with(|| Waiting { kind, queue, ..Waiting::default() })
+            .scheduled += count;
+    }
+    Ok(by_key.into_values().collect())
+}
+
 /// A job row as a status view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRow {
@@ -248,6 +287,12 @@ impl Store {
     /// The claims `process` holds, by job id.
     pub fn claims_of(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
         self.read("listing claims", |conn| claims_of_on(conn, process))
+    }
+
+    /// The jobs waiting to run (ready or scheduled) per kind and queue, sorted by kind then
+    /// queue: what the status view compares with the kinds and queues live processes serve.
+    pub fn waiting(&self) -> StoreResult<Vec<Waiting>> {
+        self.read("counting waiting jobs", waiting_on)
     }
 
     /// All process rows, oldest first.

@@ -93,6 +93,17 @@ impl<'a> JobInsert<'a> {
     }
 }
 
+/// What a claim asks for: up to `limit` ready jobs of `kinds` on `queues` (in that order) for
+/// `process`, at `now`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    pub(crate) process: ProcessId,
+    pub(crate) queues: &'a [QueuePattern],
+    pub(crate) kinds: &'a [String],
+    pub(crate) limit: usize,
+    pub(crate) now: NaiveDateTime,
+}
+
 /// A LIKE pattern matching every string that starts with `prefix`, with `\` as escape.
 pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
@@ -106,9 +117,14 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
     pattern
 }
 
-/// When a job delayed by `delay` from `now` runs.
+/// When a job delayed by `delay` from `now` runs: no later than the latest time the store
+/// keeps ordered on every backend.
 fn run_at(now: NaiveDateTime, delay: std::time::Duration) -> NaiveDateTime {
-    chrono::Duration::from_std(delay).ok().and_then(|delay| now.checked_add_signed(delay)).unwrap_or(NaiveDateTime::MAX)
+    let latest = crate::model::latest_schedule();
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        .map_or(latest, |at| at.min(latest))
 }
 
 /// Inserts ready executions for `ids` (whatever their scheduled_at); returns how many.
@@ -121,8 +137,9 @@ pub(crate) fn insert_ready(conn: &mut DbConnection, ids: &[JobId], now: NaiveDat
                 jobs::queue_name,
                 jobs::priority,
                 now.into_sql::<Timestamp>(),
+                jobs::class_name,
             )))
-            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
+            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
             .execute(conn)?;
     }
     Ok(inserted)
@@ -137,9 +154,15 @@ pub(crate) fn insert_executions(conn: &mut DbConnection, ids: &[JobId], now: Nai
                 jobs::table
                     .filter(jobs::id.eq_any(chunk))
                     .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
-                    .select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>())),
+                    .select((
+                        jobs::id,
+                        jobs::queue_name,
+                        jobs::priority,
+                        now.into_sql::<Timestamp>(),
+                        jobs::class_name,
+                    )),
             )
-            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at))
+            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
             .execute(conn)?;
         diesel::insert_into(scheduled::table)
             .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
@@ -237,23 +260,27 @@ impl Store {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        super::check_jobs(jobs)?;
         self.write("enqueueing jobs", |conn| self.dialect().enqueue(conn, jobs, now))
     }
 
-    /// Claims up to `limit` ready jobs for `process`, taking queues in the order of `queues`,
-    /// then priority, then job id, and counts each claimed job's attempt. Claims nothing if the
-    /// process row does not exist.
+    /// Claims up to `limit` ready jobs of the given `kinds` (those the process has handlers
+    /// for) for `process`, taking queues in the order of `queues`, then priority, then job id,
+    /// and counts each claimed job's attempt. Claims nothing if the process row does not exist.
+    /// A job of another kind stays ready for a process that can run it.
     pub fn claim(
         &self,
         process: ProcessId,
         queues: &[QueuePattern],
+        kinds: &[String],
         limit: usize,
         now: NaiveDateTime,
     ) -> StoreResult<Vec<ClaimedJob>> {
-        if limit == 0 || queues.is_empty() {
+        if limit == 0 || queues.is_empty() || kinds.is_empty() {
             return Ok(Vec::new());
         }
-        self.write("claiming jobs", |conn| self.dialect().claim(conn, process, queues, limit, now))
+        let claim = Claim { process, queues, kinds, limit, now };
+        self.write("claiming jobs", |conn| self.dialect().claim(conn, &claim))
     }
 
     /// Writes each claim's transition, in one transaction, for the claims that are still

@@ -34,7 +34,7 @@ pub mod processes;
 pub(crate) mod schema;
 
 pub(crate) use connection::DbConnection;
-pub use inspect::{JobCounts, JobRow, QueueCounts};
+pub use inspect::{JobCounts, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, ReapedProcess};
 pub use processes::Beat;
@@ -46,8 +46,9 @@ use dialect::Dialect;
 /// failure) is run again before the error is returned.
 pub const MAX_TRANSACTION_RETRIES: usize = 3;
 
-/// Errors from the database layer, with what was being done.
-#[derive(Debug, thiserror::Error)]
+/// Errors from the database layer, with what was being done. `Debug` prints the same text
+/// as `Display`.
+#[derive(thiserror::Error)]
 pub enum StoreError {
     /// No connection could be had from the pool (database down, pool exhausted).
     #[error("no database connection for {action}: {message}")]
@@ -68,6 +69,22 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migrating the database failed: {0}")]
     Migration(String),
+    /// A job the store refuses to insert (see [`NewJob::problem`](crate::model::NewJob::problem)).
+    #[error("job of kind {kind:?} refused: {problem}")]
+    InvalidJob {
+        /// The job's kind.
+        kind: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Refuses the first job of `jobs` that has a problem, on every backend alike.
+pub(crate) fn check_jobs(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
+    match jobs.iter().find_map(|job| job.problem().map(|problem| (job, problem))) {
+        Some((job, problem)) => Err(StoreError::InvalidJob { kind: job.kind.clone(), problem }),
+        None => Ok(()),
+    }
 }
 
 impl StoreError {
@@ -79,6 +96,12 @@ impl StoreError {
     /// Wraps a pool or connection error with what was being done.
     pub fn connection(action: &'static str) -> impl FnOnce(diesel::r2d2::PoolError) -> StoreError {
         move |err| StoreError::Connection { action, message: err.to_string() }
+    }
+}
+
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

@@ -33,6 +33,8 @@ diesel::table! {
         queue_name -> Text,
         priority -> Integer,
         created_at -> Timestamp,
+        /// The job's kind: workers claim only kinds they have handlers for.
+        class_name -> Text,
     }
 }
 

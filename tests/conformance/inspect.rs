@@ -4,6 +4,7 @@ use super::*;
 use crate::common::{backend_tests, TestDb};
 
 backend_tests!(by_ref:
+    waiting_counts_ready_and_scheduled_jobs_per_kind_and_queue,
     counts_report_totals_and_per_queue_states_sorted_by_queue,
     job_reports_state_and_claiming_process,
     claims_of_lists_the_claims_of_a_process_by_job_id,
@@ -87,4 +88,25 @@ fn processes_lists_rows_in_registration_order_with_metadata(db: &TestDb) {
     assert_eq!((rows[0].kind.as_str(), rows[0].name.as_str()), ("Runtime", "first"));
     assert_eq!((rows[1].pid, rows[1].hostname.as_str()), (7, "other"));
     assert_eq!((rows[1].created_at, rows[1].last_heartbeat_at), (t(3), t(3)));
+}
+
+fn waiting_counts_ready_and_scheduled_jobs_per_kind_and_queue(db: &TestDb) {
+    use solidq::store::Waiting;
+    let store = &db.store;
+    assert!(store.waiting().unwrap().is_empty());
+    enqueue(
+        store,
+        &[job("mail", "mailers", 0), job("mail", "mailers", 0), job("report", "reports", 0), job("mail", "default", 0)],
+    );
+    enqueue(store, &[NewJob { queue: "reports".into(), ..scheduled("report", t(600)) }]);
+    let p = register(store, "worker");
+    claim(store, p, &["default"], 1);
+    let waiting = store.waiting().unwrap();
+    let row = |kind: &str, queue: &str, ready, scheduled| Waiting {
+        kind: kind.into(),
+        queue: queue.into(),
+        ready,
+        scheduled,
+    };
+    assert_eq!(waiting, [row("mail", "mailers", 2, 0), row("report", "reports", 1, 1)]);
 }

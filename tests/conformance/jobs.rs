@@ -4,6 +4,8 @@ use super::*;
 use crate::common::{backend_tests, TestDb};
 
 backend_tests!(by_ref:
+    times_past_the_latest_schedule_are_refused_and_the_latest_sorts_last,
+    claim_takes_only_the_kinds_it_is_given,
     record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens,
     enqueue_puts_due_jobs_in_ready_and_future_jobs_in_scheduled,
     enqueue_returns_ids_in_input_order,
@@ -260,7 +262,7 @@ fn concurrent_claims_never_hand_out_a_job_twice(db: &TestDb) {
                 barrier.wait();
                 let mut got = Vec::new();
                 loop {
-                    let batch = store.claim(p, &[QueuePattern::All], 7, t(1)).expect("claim");
+                    let batch = store.claim(p, &[QueuePattern::All], &["c".into()], 7, t(1)).expect("claim");
                     if batch.is_empty() {
                         break;
                     }
@@ -317,7 +319,7 @@ fn retry_schedules_the_job_again_or_readies_it_when_due(db: &TestDb) {
     assert_eq!(last_error(store, id), error("later"));
 
     assert_eq!(store.dispatch_due(t(60), 10).unwrap(), 1);
-    let token = store.claim(p, &[QueuePattern::All], 1, t(61)).unwrap()[0].token;
+    let token = store.claim(p, &[QueuePattern::All], &["k".into()], 1, t(61)).unwrap()[0].token;
     assert!(applied(store.retry(&[token], &error("now"), t(61), t(61)).unwrap()));
     assert_eq!(state(store, id), "ready");
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
@@ -414,7 +416,7 @@ fn claim_waits_for_an_in_flight_reap_and_then_claims_nothing_on(db: &TestDb) {
     let mut reaper = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
     reaper.batch_execute(&format!("BEGIN; DELETE FROM solidq_processes WHERE id = {p};")).unwrap();
     let store = db.store.clone();
-    let claimer = thread::spawn(move || store.claim(p, &[QueuePattern::All], 10, t(1)));
+    let claimer = thread::spawn(move || store.claim(p, &[QueuePattern::All], &["k".into()], 10, t(1)));
     thread::sleep(Duration::from_millis(300));
     assert!(!claimer.is_finished(), "the claim waits for the reap");
     reaper.batch_execute("COMMIT").unwrap();
@@ -457,4 +459,47 @@ fn record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens(db: 
     // Written once: the same batch again is fenced as a whole.
     assert_eq!(store.record(&batch, t(4)).unwrap().applied, []);
     assert_eq!(store.record(&[], t(4)).unwrap(), Settled::default());
+}
+
+fn claim_takes_only_the_kinds_it_is_given(db: &TestDb) {
+    let store = &db.store;
+    let ids = enqueue(store, &[job("old", "q", 0), job("new", "q", -5), job("old", "q", 1)]);
+    let p = register(store, "old-release");
+    let got = store.claim(p, &[QueuePattern::All], &["old".into()], 10, t(1)).unwrap();
+    assert_eq!(got.iter().map(|c| c.token.job_id).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    assert!(store.claim(p, &[QueuePattern::All], &[], 10, t(1)).unwrap().is_empty(), "no handlers, no claims");
+    let row = store.job(ids[1]).unwrap().unwrap();
+    assert_eq!((row.state, row.attempts), (Some(JobState::Ready), 0), "the unknown kind waits, unattempted");
+    let got = store.claim(p, &[QueuePattern::parse("q")], &["new".into(), "old".into()], 10, t(1)).unwrap();
+    assert_eq!(got.iter().map(|c| c.token.job_id).collect::<Vec<_>>(), [ids[1]]);
+}
+
+/// SQLite keeps times as text: a five-digit year would sort before every four-digit one and
+/// the job would run at once. Every backend refuses such times the same way, keeps the latest
+/// allowed one scheduled, and clamps retry delays to it.
+fn times_past_the_latest_schedule_are_refused_and_the_latest_sorts_last(db: &TestDb) {
+    use solidq::model::latest_schedule;
+    use solidq::StoreError;
+    let store = &db.store;
+    let too_late = latest_schedule() + chrono::Duration::seconds(1);
+    let refused = store.enqueue(&[NewJob { scheduled_at: Some(too_late), ..job("far", "q", 0) }], t(0));
+    match refused {
+        Err(StoreError::InvalidJob { kind, problem }) => {
+            assert_eq!(kind, "far");
+            assert!(problem.contains("the latest time solidq stores"), "{problem}");
+        }
+        other => panic!("expected InvalidJob, got {other:?}"),
+    }
+    assert_eq!(totals(store), counts(0, 0, 0, 0, 0));
+    let latest = enqueue_one(store, NewJob { scheduled_at: Some(latest_schedule()), ..job("latest", "q", 0) });
+    let soon = enqueue_one(store, job("soon", "q", 0));
+    assert_eq!(store.dispatch_due(t(1_000_000), 10).unwrap(), 0, "the latest time is not due");
+    assert_eq!(state(store, latest), "scheduled");
+    let p = register(store, "worker");
+    let token = claim(store, p, &["*"], 1)[0].token;
+    assert_eq!(token.job_id, soon);
+    assert!(applied(store.retry(&[token], &error("later"), latest_schedule(), t(2)).unwrap()));
+    let retried = store.job(soon).unwrap().unwrap();
+    assert_eq!((retried.state, retried.scheduled_at), (Some(JobState::Scheduled), Some(latest_schedule())));
+    assert_eq!(store.dispatch_due(t(1_000_000), 10).unwrap(), 0);
 }

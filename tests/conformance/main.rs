@@ -108,7 +108,14 @@ pub fn enqueue_one(store: &Store, new_job: NewJob) -> JobId {
 
 pub fn claim(store: &Store, process: ProcessId, queues: &[&str], limit: usize) -> Vec<ClaimedJob> {
     let patterns: Vec<QueuePattern> = queues.iter().map(|q| QueuePattern::parse(q)).collect();
-    store.claim(process, &patterns, limit, t(1)).expect("claim")
+    store.claim(process, &patterns, &all_kinds(store), limit, t(1)).expect("claim")
+}
+
+/// Every kind that has jobs waiting: a claim for a process with handlers for all of them.
+pub fn all_kinds(store: &Store) -> Vec<String> {
+    let mut kinds: Vec<String> = store.waiting().expect("waiting").into_iter().map(|w| w.kind).collect();
+    kinds.dedup();
+    kinds
 }
 
 pub fn kinds(claims: &[ClaimedJob]) -> Vec<&str> {

@@ -39,8 +39,9 @@ use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
 use super::connection::DbConnection;
+use super::jobs::Claim;
 use super::StoreResult;
-use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
+use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
 pub mod postgres;
 pub mod sqlite;
@@ -82,17 +83,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// order given.
     fn enqueue(&self, conn: &mut DbConnection, jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>>;
 
-    /// Claims up to `limit` ready jobs for `process`, queues in the order of `queues`, then
-    /// priority, then job id; counts each claimed job's attempt. Claims nothing if the
-    /// process row does not exist, and never a job another transaction is claiming.
-    fn claim(
-        &self,
-        conn: &mut DbConnection,
-        process: ProcessId,
-        queues: &[QueuePattern],
-        limit: usize,
-        now: NaiveDateTime,
-    ) -> QueryResult<Vec<ClaimedJob>>;
+    /// Claims what `claim` asks for: ready jobs of its kinds, queues in the order given, then
+    /// priority, then job id; counts each claimed job's attempt. Claims nothing if the process
+    /// row does not exist, and never a job another transaction is claiming.
+    fn claim(&self, conn: &mut DbConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>>;
 
     /// Deletes the claims of `tokens` that still exist and returns those tokens: the deletion
     /// decides, so a concurrent reaper and this transaction never both act on one claim.

@@ -19,7 +19,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::{expect_variant, DeadProcess, Dialect, SessionLiveness};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{init_tls, DbConnection};
-use crate::store::jobs::{like_prefix, JobInsert};
+use crate::store::jobs::{like_prefix, Claim, JobInsert};
 use crate::store::schema::{solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes};
 use crate::store::{EnqueueConnection, StoreError, StoreResult};
 
@@ -108,12 +108,12 @@ struct Acquired {
     acquired: bool,
 }
 
-/// Takes up to `$3` ready rows (filtered by `{filter}`), claims them for process `$1` at `$2`
-/// and counts the attempt, in one statement.
+/// Takes up to `$3` ready rows of the kinds `$4` (filtered by `{filter}`, which may use `$5`),
+/// claims them for process `$1` at `$2` and counts the attempt, in one statement.
 const CLAIM_SQL: &str = "
 WITH picked AS (
     SELECT id, job_id FROM solidq_ready_executions
-    WHERE {filter}
+    WHERE {filter} AND class_name = ANY($4)
     ORDER BY priority, job_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -155,10 +155,10 @@ RETURNING c.job_id";
 
 /// Ready and scheduled executions for the jobs `$1` (with `$2` as now).
 const INSERT_EXECUTIONS_SQL: &str = "
-WITH new_jobs AS (SELECT id, queue_name, priority, scheduled_at FROM solidq_jobs WHERE id = ANY($1)),
+WITH new_jobs AS (SELECT id, queue_name, priority, scheduled_at, class_name FROM solidq_jobs WHERE id = ANY($1)),
 ready AS (
-    INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at)
-    SELECT id, queue_name, priority, $2 FROM new_jobs WHERE scheduled_at IS NULL OR scheduled_at <= $2
+    INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name)
+    SELECT id, queue_name, priority, $2, class_name FROM new_jobs WHERE scheduled_at IS NULL OR scheduled_at <= $2
 )
 INSERT INTO solidq_scheduled_executions (job_id, queue_name, priority, scheduled_at, created_at)
 SELECT id, queue_name, priority, scheduled_at, $2 FROM new_jobs WHERE scheduled_at > $2";
@@ -198,6 +198,7 @@ impl EnqueueConnection for PgConnection {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        crate::store::check_jobs(jobs)?;
         self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
@@ -285,14 +286,8 @@ impl Dialect for Postgres {
         enqueue_on(expect_variant!(conn, Postgres), jobs, now)
     }
 
-    fn claim(
-        &self,
-        conn: &mut DbConnection,
-        process: ProcessId,
-        queues: &[QueuePattern],
-        limit: usize,
-        now: NaiveDateTime,
-    ) -> QueryResult<Vec<ClaimedJob>> {
+    fn claim(&self, conn: &mut DbConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
+        let Claim { process, queues, kinds, limit, now } = *claim;
         let conn = expect_variant!(conn, Postgres);
         // KEY SHARE: a concurrent reap (DELETE) waits for this claim to commit and then sees
         // its claims, while heartbeats (UPDATE of non-key columns) do not wait.
@@ -314,14 +309,15 @@ impl Dialect for Postgres {
             }
             let (filter, bind) = match pattern {
                 QueuePattern::All => ("TRUE", None),
-                QueuePattern::Exact(name) => ("queue_name = $4", Some(name.clone())),
-                QueuePattern::Prefix(prefix) => ("queue_name LIKE $4 ESCAPE '\\'", Some(like_prefix(prefix))),
+                QueuePattern::Exact(name) => ("queue_name = $5", Some(name.clone())),
+                QueuePattern::Prefix(prefix) => ("queue_name LIKE $5 ESCAPE '\\'", Some(like_prefix(prefix))),
             };
             let mut query = sql_query(CLAIM_SQL.replace("{filter}", filter))
                 .into_boxed::<diesel::pg::Pg>()
                 .bind::<BigInt, _>(process)
                 .bind::<Timestamp, _>(now)
-                .bind::<BigInt, _>(i64::try_from(remaining).unwrap_or(i64::MAX));
+                .bind::<BigInt, _>(i64::try_from(remaining).unwrap_or(i64::MAX))
+                .bind::<Array<Text>, _>(kinds);
             if let Some(value) = bind {
                 query = query.bind::<Text, _>(value);
             }

@@ -15,7 +15,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::{expect_variant, DeadProcess, Dialect};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::DbConnection;
-use crate::store::jobs::{like_prefix, JobInsert, ID_CHUNK};
+use crate::store::jobs::{like_prefix, Claim, JobInsert, ID_CHUNK};
 use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
@@ -49,6 +49,7 @@ struct ReadyInsert<'a> {
     queue_name: &'a str,
     priority: i32,
     created_at: NaiveDateTime,
+    class_name: &'a str,
 }
 
 /// A row of `solidq_scheduled_executions` to insert.
@@ -81,13 +82,13 @@ fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTi
     for (&job_id, job) in ids.iter().zip(new_jobs) {
         let (queue_name, priority) = (job.queue.as_str(), job.priority);
         match job.scheduled_at.filter(|at| *at > now) {
-            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: now }),
+            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: now, class_name: &job.kind }),
             Some(scheduled_at) => {
                 later.push(ScheduledInsert { job_id, queue_name, priority, scheduled_at, created_at: now })
             }
         }
     }
-    for chunk in due.chunks(MAX_BINDS / 4) {
+    for chunk in due.chunks(MAX_BINDS / 5) {
         diesel::insert_into(ready::table).values(chunk).execute(conn)?;
     }
     for chunk in later.chunks(MAX_BINDS / 5) {
@@ -101,18 +102,14 @@ impl EnqueueConnection for SqliteConnection {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        crate::store::check_jobs(jobs)?;
         self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
 
 /// Claims for `process` under the write lock.
-fn claim_on(
-    conn: &mut SqliteConnection,
-    process: ProcessId,
-    queues: &[QueuePattern],
-    limit: usize,
-    now: NaiveDateTime,
-) -> QueryResult<Vec<ClaimedJob>> {
+fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
+    let Claim { process, queues, kinds, limit, now } = *claim;
     let alive: bool = diesel::select(diesel::dsl::exists(processes::table.find(process))).get_result(conn)?;
     if !alive {
         return Ok(Vec::new());
@@ -126,6 +123,7 @@ fn claim_on(
         let mut query = ready::table
             .select((ready::id, ready::job_id))
             .order((ready::priority, ready::job_id))
+            .filter(ready::class_name.eq_any(kinds))
             .limit(i64::try_from(remaining).unwrap_or(i64::MAX))
             .into_boxed();
         match pattern {
@@ -226,15 +224,8 @@ impl Dialect for Sqlite {
         enqueue_on(expect_variant!(conn, Sqlite), jobs, now)
     }
 
-    fn claim(
-        &self,
-        conn: &mut DbConnection,
-        process: ProcessId,
-        queues: &[QueuePattern],
-        limit: usize,
-        now: NaiveDateTime,
-    ) -> QueryResult<Vec<ClaimedJob>> {
-        claim_on(expect_variant!(conn, Sqlite), process, queues, limit, now)
+    fn claim(&self, conn: &mut DbConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
+        claim_on(expect_variant!(conn, Sqlite), claim)
     }
 
     fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>> {

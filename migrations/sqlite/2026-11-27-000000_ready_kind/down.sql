@@ -1,0 +1,1 @@
+ALTER TABLE solidq_ready_executions DROP COLUMN class_name;
