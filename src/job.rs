@@ -279,6 +279,14 @@ pub enum EnqueueError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// So that an enqueue can end the caller's own diesel transaction closure with `?`:
+/// `conn.transaction(|conn| Queue::enqueue_in(conn, &job, opts))`.
+impl From<diesel::result::Error> for EnqueueError {
+    fn from(source: diesel::result::Error) -> Self {
+        EnqueueError::Store(crate::store::StoreError::Query { action: "the application's transaction", source })
+    }
+}
+
 impl fmt::Debug for EnqueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)

@@ -75,4 +75,4 @@ pub use job::{EnqueueError, EnqueueOptions, Job, JobError, JobMeta, Perform};
 pub use model::{DatabaseUrl, JobId, NewJob};
 pub use queue::Queue;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
-pub use store::{EnqueueConnection, SharedStore, Store, StoreError};
+pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};

@@ -140,6 +140,20 @@ impl Runtime {
 
     /// Registers an async actor (`Context<A>`) for jobs of type `J`. The runtime starts it from
     /// `factory` on an arbiter of its own, and starts a fresh one if it panics.
+    ///
+    /// How many jobs of this kind run at once depends on the handler's `Result` type, because
+    /// one actor handles one message at a time:
+    /// - `type Result = Result<(), JobError>`: **one at a time**. `handle` runs to its end
+    ///   before the next job is handed over, so a handler that blocks or sleeps holds all the
+    ///   others back (and blocking there also blocks the actor's thread).
+    /// - `type Result = ResponseFuture<Result<(), JobError>>` (or `ResponseActFuture`): `handle`
+    ///   returns a future at once and the jobs' futures **run concurrently**, up to the worker
+    ///   groups' concurrency (`SOLIDQ_WORKERS`). Use this for I/O (HTTP calls, database
+    ///   queries with an async client).
+    /// - For blocking work use [`Runtime::register_sync`]: `threads` jobs at once, one per
+    ///   thread of a `SyncArbiter`.
+    ///
+    /// In every case the worker groups' concurrency caps the jobs this process holds.
     pub fn register<J, A, F>(mut self, factory: F) -> Self
     where
         J: Job,
@@ -156,7 +170,8 @@ impl Runtime {
     }
 
     /// Registers a blocking actor (`SyncContext<A>`) for jobs of type `J`, run on a
-    /// `SyncArbiter` of `threads` threads; a panicking thread gets the pool replaced.
+    /// `SyncArbiter` of `threads` threads: up to `threads` jobs of this kind run at once (and no
+    /// more than the worker groups' concurrency); a panicking thread gets the pool replaced.
     pub fn register_sync<J, A, F>(mut self, threads: usize, factory: F) -> Self
     where
         J: Job,

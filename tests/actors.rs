@@ -418,4 +418,96 @@ backend_tests!(actix:
     shutdown_timeout_returns_unfinished_claims_to_ready,
     scheduled_job_runs_when_due,
     worker_groups_take_queues_in_order,
+    jobs_of_one_kind_run_at_once_only_with_a_response_future,
 );
+
+/// A SQLite file deleted under a running process (with its -wal and -shm): the process notices
+/// on its next heartbeat, logs the path at error level, refuses enqueues with a named error and
+/// stops claiming, instead of writing on into an unlinked file whose contents vanish at exit.
+#[actix_rt::test]
+async fn sqlite_file_deleted_under_a_running_process_is_noticed_and_nothing_more_is_written() {
+    let db = TestDb::sqlite();
+    let solidq::DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
+    let log = common::log::LogRecorder::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler_seen = seen.clone();
+    let runtime = Runtime::new(fast_config(&db), log.logger())
+        .unwrap()
+        .register::<Step, _, _>(move || Stepper { seen: handler_seen.clone() });
+    let queue = runtime.queue();
+    let handle = runtime.start().unwrap();
+    let first = queue.enqueue(Step { n: 1, panic: false, sleep_ms: 0 }).await.unwrap();
+    wait_for("a first job to run", Duration::from_secs(10), || db.state(first) == "finished").await;
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let refused = queue.enqueue(Step { n: 2, panic: false, sleep_ms: 0 }).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains(&path.display().to_string()) && message.contains("was deleted"), "{message}");
+    assert!(matches!(refused, solidq::EnqueueError::Store(solidq::StoreError::DatabaseGone(_))), "{refused:?}");
+    wait_for("the heartbeat to notice and fence the process", Duration::from_secs(5), || {
+        log.count("the database is gone") > 0 && log.count("fenced") > 0
+    })
+    .await;
+    let errors = log.errors_between(std::time::Instant::now() - Duration::from_secs(60), std::time::Instant::now());
+    assert!(errors.iter().any(|line| line.contains(&path.display().to_string())), "{errors:?}");
+    assert!(!path.exists(), "nothing recreated the file");
+    handle.shutdown().await;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Slow(i64);
+
+impl Job for Slow {
+    const KIND: &'static str = "test.slow";
+}
+
+/// A plain `Result` handler: `handle` runs to its end before the actor takes the next job.
+struct SlowHandler {
+    seen: common::fixtures::Executions,
+}
+
+impl Actor for SlowHandler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Slow>> for SlowHandler {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Slow>, _: &mut Context<Self>) -> Self::Result {
+        self.seen.lock().unwrap().push((msg.job.0, std::time::Instant::now()));
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    }
+}
+
+/// What `Runtime::register`'s documentation promises: with three slots, three jobs of a kind
+/// whose handler returns a `ResponseFuture` run at once, while a plain `Result` handler runs
+/// them one after another.
+async fn jobs_of_one_kind_run_at_once_only_with_a_response_future(db: TestDb) {
+    use common::fixtures::{Executions, Tick, Ticker};
+    let (concurrent, sequential): (Executions, Executions) = Default::default();
+    let (c, s) = (concurrent.clone(), sequential.clone());
+    let runtime = Runtime::new(fast_config(&db), logger())
+        .unwrap()
+        .register::<Tick, _, _>(move || Ticker { seen: c.clone() })
+        .register::<Slow, _, _>(move || SlowHandler { seen: s.clone() });
+    let queue = runtime.queue();
+    queue.enqueue_all((1..=3).map(|n| Tick { n, sleep_ms: 300 })).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the ticks", Duration::from_secs(10), || db.store.counts().unwrap().0.finished == 3).await;
+    queue.enqueue_all((1..=3).map(Slow)).await.unwrap();
+    wait_for("the slow ones", Duration::from_secs(10), || db.store.counts().unwrap().0.finished == 6).await;
+    let spread = |runs: &Executions| {
+        let runs = runs.lock().unwrap();
+        let first = runs.iter().map(|(_, at)| *at).min().unwrap();
+        runs.iter().map(|(_, at)| at.duration_since(first)).max().unwrap()
+    };
+    assert!(
+        spread(&concurrent) < Duration::from_millis(150),
+        "ResponseFuture jobs started {:?} apart",
+        spread(&concurrent)
+    );
+    assert!(spread(&sequential) >= Duration::from_millis(400), "plain handlers overlapped: {:?}", spread(&sequential));
+    handle.shutdown().await;
+}

@@ -7,13 +7,14 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PoolError};
+use diesel::prelude::*;
+use diesel::r2d2::PoolError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Text};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use serde::{Deserialize, Serialize};
-use solidq::store::connection::{sqlite_pragmas, with_connect_timeout};
-use solidq::{DatabaseUrl, EnqueueError, EnqueueOptions, Job, JobError, Perform, Queue, SharedStore, StoreError};
+use solidq::store::connection::{app_pool, write_transaction, AppPool};
+use solidq::{
+    DatabaseUrl, DbConnection, EnqueueError, EnqueueOptions, Job, JobError, Perform, Queue, SharedStore, StoreError,
+};
 
 /// Sent after a signup has been committed.
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,74 +45,44 @@ impl Handler<Perform<WelcomeEmail>> for Mailer {
     }
 }
 
-/// The application's own pool, to the database solidq uses.
-pub enum AppDb {
-    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
-    Postgres(Pool<ConnectionManager<PgConnection>>),
+diesel::table! {
+    /// The application's own table.
+    app_users (id) {
+        id -> BigInt,
+        email -> Text,
+    }
 }
 
-#[derive(QueryableByName)]
-struct Inserted {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-/// The user row and its job are committed together or not at all: `Queue::enqueue_in` runs on
-/// the transaction's own connection. A duplicate email fails the INSERT, the transaction rolls
-/// back and nothing is enqueued.
-macro_rules! signup_in {
-    ($conn:expr, $begin:ident, $email:expr) => {
-        $conn.$begin(|conn| {
-            let user: Inserted = diesel::sql_query("INSERT INTO app_users (email) VALUES ($1) RETURNING id")
-                .bind::<Text, _>($email)
-                .get_result(conn)?;
-            let welcome = WelcomeEmail { user_id: user.id, email: $email.to_string() };
-            let job_id = Queue::enqueue_in(conn, &welcome, EnqueueOptions::new())?;
-            Ok::<_, AppError>(Signup { user_id: user.id, job_id })
-        })
-    };
-}
+/// The application's own pool, to the database solidq uses, set up as solidq's own. Its code
+/// is written once for SQLite and PostgreSQL against `DbConnection`.
+pub struct AppDb(AppPool);
 
 impl AppDb {
     /// Opens a small pool to `url` and creates `app_users` if missing.
     pub fn open(url: &DatabaseUrl) -> Result<AppDb, AppError> {
-        const USERS: &str =
-            "CREATE TABLE IF NOT EXISTS app_users (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE)";
-        Ok(match url {
-            DatabaseUrl::Sqlite(path) => {
-                let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
-                let pool = Pool::builder().max_size(4).build(manager)?;
-                // solidq's workers write to the same file: wait for locks instead of failing.
-                let mut conn = pool.get()?;
-                conn.batch_execute(&sqlite_pragmas())?;
-                conn.batch_execute(&USERS.replace("BIGSERIAL", "INTEGER"))?;
-                AppDb::Sqlite(pool)
-            }
-            DatabaseUrl::Postgres(url) => {
-                let manager = ConnectionManager::<PgConnection>::new(with_connect_timeout(url));
-                let pool = Pool::builder().max_size(4).build(manager)?;
-                pool.get()?.batch_execute(USERS)?;
-                AppDb::Postgres(pool)
-            }
-        })
+        let pool = app_pool(url, 4)?;
+        let mut conn = pool.get()?;
+        // The one statement that differs: how each backend spells an auto-incremented key.
+        let id = match &*conn {
+            DbConnection::Sqlite(_) => "INTEGER PRIMARY KEY",
+            DbConnection::Postgres(_) => "BIGSERIAL PRIMARY KEY",
+        };
+        conn.batch_execute(&format!("CREATE TABLE IF NOT EXISTS app_users (id {id}, email TEXT NOT NULL UNIQUE)"))?;
+        Ok(AppDb(pool))
     }
 
-    /// Blocking: registers `email` and enqueues its welcome mail, atomically.
+    /// Blocking: registers `email` and enqueues its welcome mail in one transaction, on any
+    /// backend. A duplicate email fails the INSERT, the transaction rolls back and nothing is
+    /// enqueued; the job becomes visible to the workers only when the user row commits.
     fn signup(&self, email: &str) -> Result<Signup, AppError> {
-        match self {
-            AppDb::Sqlite(pool) => {
-                let mut conn = pool.get()?;
-                let conn: &mut SqliteConnection = &mut conn;
-                conn.batch_execute(&sqlite_pragmas())?;
-                // IMMEDIATE: take the write lock up front, never fail half-way with BUSY.
-                signup_in!(conn, immediate_transaction, email)
-            }
-            AppDb::Postgres(pool) => {
-                let mut conn = pool.get()?;
-                let conn: &mut PgConnection = &mut conn;
-                signup_in!(conn, transaction, email)
-            }
-        }
+        let mut conn = self.0.get()?;
+        write_transaction(&mut conn, |conn| {
+            diesel::insert_into(app_users::table).values(app_users::email.eq(email)).execute(conn)?;
+            let user_id = app_users::table.filter(app_users::email.eq(email)).select(app_users::id).first(conn)?;
+            let welcome = WelcomeEmail { user_id, email: email.to_string() };
+            let job_id = Queue::enqueue_in(conn, &welcome, EnqueueOptions::new())?;
+            Ok(Signup { user_id, job_id })
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use slog::{error, info, o, warn, Logger};
 use super::{blocking, Backoff, Ping, SetProcess, StopChild};
 use crate::liveness;
 use crate::model::{NewProcess, ProcessId};
-use crate::store::{Beat, SharedStore};
+use crate::store::{Beat, SharedStore, StoreError};
 
 /// How often the session-liveness connection is checked (PostgreSQL), so that after a database
 /// restart a live process re-takes its lock long before a watchdog could confirm it dead.
@@ -149,9 +149,24 @@ impl Heartbeat {
                     }
                 }
                 Ok(Beat::Missing) => act.register(ctx),
+                Err(StoreError::DatabaseGone(reason)) => act.database_gone(&reason),
                 Err(err) => act.beat_failed(&err.to_string(), ctx),
             }
         }));
+    }
+
+    /// The database file was deleted or replaced under this process: nothing it writes can be
+    /// kept, so it stops claiming at once and says so (beats continue, to keep saying so).
+    fn database_gone(&mut self, reason: &str) {
+        self.errors.fail();
+        if self.errors.should_log() {
+            error!(self.logger, "the database is gone; this process is fenced and writes nothing"; "reason" => reason,
+                "process_id" => self.process);
+        }
+        if !self.fenced {
+            self.fenced = true;
+            self.fence.do_send(LostContact { silent_for: self.last_ok.elapsed() });
+        }
     }
 
     fn beat_ok(&mut self) {

@@ -1,7 +1,31 @@
-//! Connections: one diesel connection type for every backend (`DbConnection`, a
+//! Connections: one diesel connection type for every backend ([`DbConnection`], a
 //! `MultiConnection`), opened for the backend that the URL's scheme names (never by trial), and
-//! the r2d2 pools built on it. The settings an application needs for its own connections to the
-//! same database (the SQLite pragmas and busy timeout, libpq's connect timeout) are public.
+//! the r2d2 pools built on it.
+//!
+//! An application uses the same for its own tables ([`app_pool`], [`write_transaction`]): its
+//! connections are set up as solidq's (SQLite: WAL, a busy timeout so that a write waits for
+//! solidq's workers instead of failing with `database is locked`, foreign keys; PostgreSQL: a
+//! connect timeout), its diesel code is written once for every backend against
+//! [`DbConnection`], and [`Queue::enqueue_in`](crate::Queue::enqueue_in) takes the same
+//! connection inside the application's transaction:
+//!
+//! ```no_run
+//! use diesel::prelude::*;
+//! use solidq::store::connection::{app_pool, write_transaction};
+//! use solidq::{DatabaseUrl, EnqueueOptions, NewJob, Queue};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Welcome { user: i64 }
+//! # impl solidq::Job for Welcome { const KIND: &'static str = "welcome"; }
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = app_pool(&DatabaseUrl::parse("sqlite://app.sqlite3")?, 4)?;
+//! let mut conn = pool.get()?;
+//! // BEGIN IMMEDIATE on SQLite: the transaction takes the write lock up front.
+//! write_transaction(&mut conn, |conn| {
+//!     diesel::sql_query("INSERT INTO users (id) VALUES (7)").execute(conn)?;
+//!     Queue::enqueue_in(conn, &Welcome { user: 7 }, EnqueueOptions::new())?;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(()) }
+//! ```
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,8 +35,9 @@ use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 
 use super::{StoreError, StoreResult};
+use crate::model::DatabaseUrl;
 
-pub(crate) use multi::DbConnection;
+pub use multi::DbConnection;
 
 // The derive generates undocumented items (its backend and query builder types).
 #[allow(missing_docs)]
@@ -34,6 +59,9 @@ mod multi {
 /// A pool of connections to one database.
 pub(crate) type DbPool = Pool<Manager>;
 
+/// A pool of the application's own connections, set up as solidq sets up its own.
+pub type AppPool = Pool<Manager>;
+
 /// How long SQLite waits for a lock held by another connection or process.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a caller waits for a pooled SQLite connection.
@@ -44,9 +72,9 @@ pub const PG_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// libpq's `connect_timeout` (seconds) added to PostgreSQL URLs that do not set one.
 pub const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
 
-/// Opens connections of one backend for a pool.
+/// Opens connections of one backend for a pool (see [`app_pool`]).
 #[derive(Debug, Clone)]
-pub(crate) enum Manager {
+pub enum Manager {
     /// SQLite file at this path; every connection gets [`sqlite_pragmas`].
     Sqlite(String),
     /// PostgreSQL at this URL (with `connect_timeout`).
@@ -55,10 +83,15 @@ pub(crate) enum Manager {
 
 impl Manager {
     /// Opens one connection.
-    pub(crate) fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+    pub fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match self {
             Manager::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path).map_err(diesel::r2d2::Error::ConnectionError)?;
+                let mut conn = SqliteConnection::establish(path).map_err(|err| {
+                    diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(explain_sqlite_open(
+                        Path::new(path),
+                        &err,
+                    )))
+                })?;
                 conn.batch_execute(&sqlite_pragmas()).map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -85,6 +118,25 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         conn.is_broken()
     }
+}
+
+/// Why SQLite could not open `path`, in words that name the file: SQLite says only "unable to
+/// open database file", so ask the operating system the same question.
+fn explain_sqlite_open(path: &Path, err: &diesel::ConnectionError) -> String {
+    let why = if path.is_dir() {
+        "it is a directory".to_string()
+    } else if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
+        format!("its directory {} does not exist", dir.display())
+    } else {
+        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path) {
+            Err(io) if matches!(io.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                format!("{io}: the limit of open files is reached, see ulimit -n")
+            }
+            Err(io) => io.to_string(),
+            Ok(_) => "the operating system can open it, SQLite cannot".to_string(),
+        }
+    };
+    format!("cannot open the SQLite database {}: {err} ({why})", path.display())
 }
 
 /// The pragmas applied to each SQLite connection: busy timeout first (changing the journal
@@ -136,10 +188,76 @@ pub(crate) fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(DbPool, 
         action,
         message: format!("path {} is not valid UTF-8", path.display()),
     })?;
-    // The writer first: it switches a new file to WAL before readers open it.
-    let writer = pool(Manager::Sqlite(location.to_string()), 1, SQLITE_POOL_TIMEOUT, action)?;
+    // One connection first, so that a file SQLite cannot open is reported at once, by name,
+    // rather than after the pool's timeout. It also switches a new file to WAL before the
+    // pools open it.
+    let manager = Manager::Sqlite(location.to_string());
+    manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
+    let writer = pool(manager, 1, SQLITE_POOL_TIMEOUT, action)?;
     let reader = pool(Manager::Sqlite(location.to_string()), pool_size, SQLITE_POOL_TIMEOUT, action)?;
     Ok((writer, reader))
+}
+
+/// A pool of `size` connections to the database at `url`, for the application's own tables,
+/// set up as solidq's own (see the module documentation).
+pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
+    let action = "opening the application's pool";
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let location = path.to_str().ok_or_else(|| StoreError::Connection {
+                action,
+                message: format!("path {} is not valid UTF-8", path.display()),
+            })?;
+            let manager = Manager::Sqlite(location.to_string());
+            manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
+            pool(manager, size, SQLITE_POOL_TIMEOUT, action)
+        }
+        DatabaseUrl::Postgres(url) => pool(Manager::Postgres(with_connect_timeout(url)), size, PG_POOL_TIMEOUT, action),
+    }
+}
+
+/// Runs `f` in a transaction meant to write: `BEGIN IMMEDIATE` on SQLite (the write lock is
+/// taken up front, waiting up to the busy timeout, so the transaction never fails half-way
+/// with `database is locked`), a plain transaction on PostgreSQL. Commits if `f` returns `Ok`,
+/// rolls back otherwise.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let begin = |conn: &mut DbConnection| match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
+        other => <DbConnection as Connection>::TransactionManager::begin_transaction(other),
+    };
+    in_transaction(conn, begin, f)
+}
+
+/// Runs `f` between `begin` and a commit (a rollback if it fails), as diesel's
+/// `Connection::transaction` does, but with the caller's way to begin.
+pub(crate) fn in_transaction<T, E>(
+    conn: &mut DbConnection,
+    begin: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<()>,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::TransactionManager;
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    begin(conn)?;
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(err) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(err),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
 }
 
 /// `url` with libpq's `connect_timeout` set, unless it sets one already, so that establishing

@@ -38,6 +38,27 @@ pub trait EnqueueConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>>;
 }
 
+impl EnqueueConnection for DbConnection {
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        match self {
+            DbConnection::Sqlite(conn) => conn.enqueue_jobs(jobs, now),
+            DbConnection::Postgres(conn) => conn.enqueue_jobs(jobs, now),
+        }
+    }
+}
+
+/// A pooled connection enqueues as the connection it holds, so that code written with an r2d2
+/// pool (`conn.transaction(|conn| Queue::enqueue_in(conn, …))`) compiles as is.
+impl<M> EnqueueConnection for diesel::r2d2::PooledConnection<M>
+where
+    M: diesel::r2d2::ManageConnection,
+    M::Connection: EnqueueConnection,
+{
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        (**self).enqueue_jobs(jobs, now)
+    }
+}
+
 /// Which claims of a batch a transition changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Settled {
@@ -261,6 +282,7 @@ impl Store {
             return Ok(Vec::new());
         }
         super::check_jobs(jobs)?;
+        self.check_database()?;
         self.write("enqueueing jobs", |conn| self.dialect().enqueue(conn, jobs, now))
     }
 

@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::{Connection, TransactionManager};
 use diesel::QueryResult;
 
 use crate::model::DatabaseUrl;
@@ -33,7 +32,7 @@ pub mod maintenance;
 pub mod processes;
 pub(crate) mod schema;
 
-pub(crate) use connection::DbConnection;
+pub use connection::DbConnection;
 pub use inspect::{JobCounts, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, ReapedProcess};
@@ -69,6 +68,11 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migrating the database failed: {0}")]
     Migration(String),
+    /// The database this store opened is no longer where its URL points: the SQLite file was
+    /// deleted or replaced while the process had it open. Everything written since would be
+    /// lost with the unlinked file, so the store refuses every write from then on.
+    #[error("{0}")]
+    DatabaseGone(String),
     /// A job the store refuses to insert (see [`NewJob::problem`](crate::model::NewJob::problem)).
     #[error("job of kind {kind:?} refused: {problem}")]
     InvalidJob {
@@ -159,7 +163,8 @@ impl Store {
         match url {
             DatabaseUrl::Sqlite(path) => {
                 let (writer, reader) = connection::sqlite_pools(path, pool_size)?;
-                Ok(Store { dialect: Box::new(dialect::sqlite::Sqlite), writer, reader, observer: None })
+                let dialect = Box::new(dialect::sqlite::Sqlite::opened(path));
+                Ok(Store { dialect, writer, reader, observer: None })
             }
             DatabaseUrl::Postgres(url) => {
                 let url = connection::with_connect_timeout(url);
@@ -194,17 +199,28 @@ impl Store {
         self.dialect.as_ref()
     }
 
+    /// Checks that the database is still where the URL points (SQLite: the path still names
+    /// the file this store opened, by device and inode). Once it is not, every write fails
+    /// with [`StoreError::DatabaseGone`]; the heartbeat checks on every beat and `enqueue` on
+    /// every call.
+    pub fn check_database(&self) -> StoreResult<()> {
+        self.dialect.check_database().map_err(StoreError::DatabaseGone)
+    }
+
     /// Runs `f` in a write transaction, again if it fails with a retryable error.
     pub(crate) fn write<T>(
         &self,
         action: &'static str,
         mut f: impl FnMut(&mut DbConnection) -> QueryResult<T>,
     ) -> StoreResult<T> {
+        if let Some(gone) = self.dialect.database_gone() {
+            return Err(StoreError::DatabaseGone(gone));
+        }
         self.observed(action, || {
             let mut conn = self.writer.get().map_err(StoreError::connection(action))?;
             let mut retries = 0;
             loop {
-                match in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut f) {
+                match connection::in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut f) {
                     Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => retries += 1,
                     result => return result.map_err(StoreError::query(action)),
                 }
@@ -220,7 +236,8 @@ impl Store {
     ) -> StoreResult<T> {
         self.observed(action, || {
             let mut conn = self.reader.get().map_err(StoreError::connection(action))?;
-            in_transaction(&mut conn, |conn| self.dialect.begin_read(conn), &mut f).map_err(StoreError::query(action))
+            connection::in_transaction(&mut conn, |conn| self.dialect.begin_read(conn), &mut f)
+                .map_err(StoreError::query(action))
         })
     }
 
@@ -243,26 +260,5 @@ impl Store {
         let result = f();
         observer.finished(&StoreEvent { operation, elapsed: started.elapsed(), ok: result.is_ok() });
         result
-    }
-}
-
-/// Runs `f` between `begin` and a commit (a rollback if it fails), as diesel's
-/// `Connection::transaction` does, but with the dialect's way to begin.
-fn in_transaction<T>(
-    conn: &mut DbConnection,
-    begin: impl FnOnce(&mut DbConnection) -> QueryResult<()>,
-    f: &mut impl FnMut(&mut DbConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
-    type Manager = <DbConnection as Connection>::TransactionManager;
-    begin(conn)?;
-    match f(conn) {
-        Ok(value) => {
-            Manager::commit_transaction(conn)?;
-            Ok(value)
-        }
-        Err(err) => match Manager::rollback_transaction(conn) {
-            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(err),
-            Err(rollback) => Err(rollback),
-        },
     }
 }

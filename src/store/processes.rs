@@ -60,8 +60,10 @@ impl Store {
         }
     }
 
-    /// Stamps the process's `last_heartbeat_at`.
+    /// Stamps the process's `last_heartbeat_at`, after checking that the database is still
+    /// the one this store opened ([`Store::check_database`]).
     pub fn beat(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<Beat> {
+        self.check_database()?;
         let stamped = self.write("writing the heartbeat", |conn| {
             diesel::update(processes::table.find(process)).set(processes::last_heartbeat_at.eq(now)).execute(conn)
         })?;

@@ -4,6 +4,7 @@ use super::*;
 use crate::common::{backend_tests, TestDb};
 
 backend_tests!(by_ref:
+    enqueue_in_takes_a_pooled_connection_inside_its_transaction,
     times_past_the_latest_schedule_are_refused_and_the_latest_sorts_last,
     claim_takes_only_the_kinds_it_is_given,
     record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens,
@@ -502,4 +503,39 @@ fn times_past_the_latest_schedule_are_refused_and_the_latest_sorts_last(db: &Tes
     let retried = store.job(soon).unwrap().unwrap();
     assert_eq!((retried.state, retried.scheduled_at), (Some(JobState::Scheduled), Some(latest_schedule())));
     assert_eq!(store.dispatch_due(t(1_000_000), 10).unwrap(), 0);
+}
+
+/// The natural code with an r2d2 pool compiles and works on every backend: the transaction's
+/// connection is a `PooledConnection`.
+fn enqueue_in_takes_a_pooled_connection_inside_its_transaction(db: &TestDb) {
+    use diesel::r2d2::{ConnectionManager, Pool};
+    use solidq::{EnqueueOptions, Queue};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping;
+    impl solidq::Job for Ping {
+        const KIND: &'static str = "ping";
+    }
+    let id = match &db.url {
+        DatabaseUrl::Sqlite(path) => {
+            let pool = Pool::builder()
+                .max_size(1)
+                .build(ConnectionManager::<SqliteConnection>::new(path.to_string_lossy()))
+                .unwrap();
+            let mut conn = pool.get().unwrap();
+            conn.transaction(|conn| Queue::enqueue_in(conn, &Ping, EnqueueOptions::new())).unwrap()
+        }
+        DatabaseUrl::Postgres(url) => {
+            let pool = Pool::builder().max_size(1).build(ConnectionManager::<PgConnection>::new(url)).unwrap();
+            let mut conn = pool.get().unwrap();
+            conn.transaction(|conn| Queue::enqueue_in(conn, &Ping, EnqueueOptions::new())).unwrap()
+        }
+    };
+    assert_eq!(state(&db.store, id), "ready");
+    let app = solidq::store::connection::app_pool(&db.url, 1).unwrap();
+    let mut conn = app.get().unwrap();
+    let id = solidq::store::connection::write_transaction(&mut conn, |conn| {
+        Queue::enqueue_in(conn, &Ping, EnqueueOptions::new())
+    })
+    .unwrap();
+    assert_eq!(state(&db.store, id), "ready");
 }

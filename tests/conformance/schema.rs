@@ -61,3 +61,13 @@ fn migrations_create_the_tables_in_the_url_schema_on(db: &TestDb) {
     assert!(row.schema.starts_with("solidq_t_"), "{}", row.schema);
     assert_eq!(row.tables, 6);
 }
+
+#[test]
+fn sqlite_errors_from_the_file_name_the_path_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let as_directory = dir.path().join("jobs.sqlite3");
+    std::fs::create_dir(&as_directory).unwrap();
+    let err = Store::connect(&DatabaseUrl::Sqlite(as_directory.clone()), 1).unwrap_err().to_string();
+    assert!(err.contains(&format!("cannot open the SQLite database {}", as_directory.display())), "{err}");
+    assert!(err.contains("it is a directory"), "{err}");
+}

@@ -112,6 +112,18 @@ pub trait Dialect: Send + Sync + 'static {
         cutoff: Option<NaiveDateTime>,
     ) -> QueryResult<Option<DeadProcess>>;
 
+    /// Whether the database is still the one this store opened; the reason if not (sticky:
+    /// once gone, always gone). Backends reached over a network answer `Ok`.
+    fn check_database(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The reason given by the last failed [`Dialect::check_database`], without checking
+    /// again.
+    fn database_gone(&self) -> Option<String> {
+        None
+    }
+
     /// Session liveness, if this backend can prove it.
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         None

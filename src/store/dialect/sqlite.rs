@@ -6,6 +6,8 @@
 //! decide.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -28,9 +30,29 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite"
 /// SQLite's limit on bind parameters per statement (the default since SQLite 3.32).
 const MAX_BINDS: usize = 32_766;
 
-/// The SQLite dialect.
-#[derive(Debug, Default)]
-pub struct Sqlite;
+/// The SQLite dialect, with the identity of the file it opened.
+#[derive(Debug)]
+pub struct Sqlite {
+    path: PathBuf,
+    /// Device and inode of the file when the store opened it.
+    identity: Option<(u64, u64)>,
+    /// Set once the path no longer names that file.
+    gone: Mutex<Option<String>>,
+}
+
+impl Sqlite {
+    /// The dialect for the database file at `path`, which the store has just opened.
+    pub fn opened(path: &Path) -> Self {
+        Sqlite { path: path.to_path_buf(), identity: file_identity(path).ok(), gone: Mutex::new(None) }
+    }
+}
+
+/// Device and inode of the file at `path`.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
 
 /// A row of `solidq_claimed_executions` to insert.
 #[derive(Insertable)]
@@ -192,6 +214,32 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
 impl Dialect for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn check_database(&self) -> Result<(), String> {
+        let mut gone = self.gone.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(reason) = gone.as_ref() {
+            return Err(reason.clone());
+        }
+        let path = self.path.display();
+        let reason = match (file_identity(&self.path), self.identity) {
+            (Ok(now), Some(opened)) if now == opened => return Ok(()),
+            (Ok(_), None) => return Ok(()),
+            (Ok(_), Some(_)) => format!(
+                "the SQLite database {path} was replaced by another file while this process had it open; it \
+                 writes nothing more (restart it to use the new file)"
+            ),
+            (Err(err), _) => format!(
+                "the SQLite database {path} was deleted while this process had it open ({err}); everything \
+                 written to it since is gone with the file, and this process writes nothing more (restart it)"
+            ),
+        };
+        *gone = Some(reason.clone());
+        Err(reason)
+    }
+
+    fn database_gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn begin_write(&self, conn: &mut DbConnection) -> QueryResult<()> {
