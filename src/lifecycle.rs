@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::model::{DeathPolicy, FailureRecord};
+use crate::model::{DeathPolicy, FailureKind, FailureRecord};
 
 /// How one execution ended, as far as the job's life is concerned.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ impl Transition {
             Outcome::Failed { error, .. } => Transition::Fail(error),
             Outcome::NotStarted(_) => Transition::Release,
             Outcome::Interrupted(why) => {
-                let error = FailureRecord::new("Interrupted", why);
+                let error = FailureRecord::new(FailureKind::Interrupted, why);
                 if attempts_left {
                     Transition::Retry(error, Duration::ZERO)
                 } else {
@@ -102,7 +102,11 @@ mod tests {
     use super::*;
 
     fn failed(retryable: bool) -> Outcome {
-        Outcome::Failed { error: FailureRecord::new("JobError", "boom"), retryable, retry_in: Duration::from_secs(2) }
+        Outcome::Failed {
+            error: FailureRecord::new(FailureKind::Error, "boom"),
+            retryable,
+            retry_in: Duration::from_secs(2),
+        }
     }
 
     #[test]
@@ -117,13 +121,13 @@ mod tests {
     fn unstarted_jobs_are_released_and_interrupted_runs_keep_their_attempt() {
         assert_eq!(Transition::after(Outcome::NotStarted("no handler".into()), 3, 3), Transition::Release);
         let retry = Transition::after(Outcome::Interrupted("actor stopped".into()), 1, 3);
-        assert!(matches!(retry, Transition::Retry(ref e, d) if e.class == "Interrupted" && d.is_zero()));
+        assert!(matches!(retry, Transition::Retry(ref e, d) if e.kind == FailureKind::Interrupted && d.is_zero()));
         assert!(matches!(Transition::after(Outcome::Interrupted("x".into()), 3, 3), Transition::Fail(_)));
     }
 
     #[test]
     fn a_death_retries_by_policy_while_attempts_remain() {
-        let died = || FailureRecord::new("ProcessDied", "gone");
+        let died = || FailureRecord::new(FailureKind::ProcessDied, "gone");
         assert!(
             matches!(Transition::after_death(DeathPolicy::Retry, 1, 3, died()), Transition::Retry(_, d) if d.is_zero())
         );

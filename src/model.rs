@@ -164,33 +164,60 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
 }
 
-/// The error recorded with a failed or retried job, Solid Queue's `{class, message, backtrace}`.
+/// What kind of ending a [`FailureRecord`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The handler returned an error.
+    #[serde(alias = "JobError")]
+    Error,
+    /// The handler panicked.
+    Panic,
+    /// The job's arguments do not deserialize into its type.
+    BadArguments,
+    /// The process holding the job died (or was judged dead).
+    ProcessDied,
+    /// The handler actor stopped while the job was with it.
+    Interrupted,
+    /// Recorded by another version, or by hand.
+    #[serde(other)]
+    Other,
+}
+
+/// Why a job failed or is retried, as stored with it (`last_error`, and the failed execution).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
-    /// Category: `JobError`, `Panic`, `UnknownKind`, `BadArguments`, `ProcessDied`, ...
-    pub class: String,
-    /// Human-readable message.
+    /// What kind of ending.
+    #[serde(alias = "class")]
+    pub kind: FailureKind,
+    /// What happened, in words: the handler's error, the panic message, the deserialization
+    /// error, the process that died.
     pub message: String,
-    /// Extra context (panic location, process details), if any.
+    /// Where a panic happened (file and line); nothing else goes here.
+    #[serde(default)]
     pub backtrace: Option<String>,
+    /// For a process death: why the process was judged dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl FailureRecord {
-    /// A record of `class` with `message` and no backtrace.
-    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
-        FailureRecord { class: class.into(), message: message.into(), backtrace: None }
+    /// A record of `kind` with `message` and nothing more.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        FailureRecord { kind, message: message.into(), backtrace: None, cause: None }
     }
 
     /// The record as the JSON text stored in `last_error` and `solidq_failed_executions.error`.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|err| {
-            serde_json::json!({
-                "class": self.class,
-                "message": format!("unserializable failure record: {err}"),
-                "backtrace": null,
-            })
-            .to_string()
+            serde_json::json!({ "kind": "Other", "message": format!("unserializable failure record: {err}") })
+                .to_string()
         })
+    }
+
+    /// Reads a record from its stored JSON text; text that is not one (written by hand, or by
+    /// another program) comes back whole as the message of an `Other` record.
+    pub fn from_json(text: &str) -> FailureRecord {
+        serde_json::from_str(text).unwrap_or_else(|_| FailureRecord::new(FailureKind::Other, text))
     }
 }
 
@@ -279,5 +306,26 @@ impl fmt::Display for JobState {
 impl PartialEq<&str> for JobState {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_records_are_typed_and_read_what_earlier_versions_wrote() {
+        let died = FailureRecord {
+            kind: FailureKind::ProcessDied,
+            message: "process 7 died".into(),
+            backtrace: None,
+            cause: Some("pid 42 is gone".into()),
+        };
+        assert_eq!(FailureRecord::from_json(&died.to_json()), died);
+        let older = r#"{"class":"JobError","message":"smtp timeout","backtrace":null}"#;
+        assert_eq!(FailureRecord::from_json(older), FailureRecord::new(FailureKind::Error, "smtp timeout"));
+        let unknown = r#"{"class":"UnknownKind","message":"no handler"}"#;
+        assert_eq!(FailureRecord::from_json(unknown).kind, FailureKind::Other);
+        assert_eq!(FailureRecord::from_json("not json"), FailureRecord::new(FailureKind::Other, "not json"));
     }
 }

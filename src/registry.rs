@@ -21,7 +21,7 @@ use slog::{o, warn, Logger};
 use crate::arbiters::StoppedArbiters;
 use crate::job::{Job, JobError, JobMeta, Perform};
 use crate::lifecycle::Outcome;
-use crate::model::{ClaimedJob, FailureRecord};
+use crate::model::{ClaimedJob, FailureKind, FailureRecord};
 
 /// A future resolving to an execution's outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
@@ -86,11 +86,10 @@ impl Registry {
 
 fn bad_arguments(job: &ClaimedJob, err: serde_json::Error) -> Outcome {
     Outcome::Failed {
-        error: FailureRecord {
-            class: "BadArguments".into(),
-            message: format!("arguments of job {} (kind {:?}) do not deserialize: {err}", job.token.job_id, job.kind),
-            backtrace: Some(job.arguments.chars().take(500).collect()),
-        },
+        error: FailureRecord::new(
+            FailureKind::BadArguments,
+            format!("arguments of job {} (kind {:?}) do not deserialize: {err}", job.token.job_id, job.kind),
+        ),
         retryable: false,
         retry_in: Duration::ZERO,
     }
@@ -110,16 +109,16 @@ fn handler_result<J: Job>(attempt: i32, result: Result<(), JobError>) -> Outcome
     match result {
         Ok(()) => Outcome::Succeeded,
         Err(err) => Outcome::Failed {
-            error: FailureRecord { class: "JobError".into(), message: err.message().to_string(), backtrace: None },
+            error: FailureRecord::new(FailureKind::Error, err.message()),
             retryable: err.is_retryable(),
             retry_in: J::backoff(attempt),
         },
     }
 }
 
-fn panicked<J: Job>(attempt: i32, message: String) -> Outcome {
+fn panicked<J: Job>(attempt: i32, message: String, location: Option<String>) -> Outcome {
     Outcome::Failed {
-        error: FailureRecord { class: "Panic".into(), message, backtrace: None },
+        error: FailureRecord { kind: FailureKind::Panic, message, backtrace: location, cause: None },
         retryable: true,
         retry_in: J::backoff(attempt),
     }
@@ -152,7 +151,9 @@ where
                 let message = take_panic(&threads.lock().map(|t| t.clone()).unwrap_or_default());
                 restart(generation);
                 match message {
-                    Some(message) => panicked::<J>(attempt, format!("handler panicked: {message}")),
+                    Some((message, location)) => {
+                        panicked::<J>(attempt, format!("handler panicked: {message}"), location)
+                    }
                     None => Outcome::Interrupted("the handler actor stopped before finishing the job".into()),
                 }
             }
@@ -162,8 +163,11 @@ where
 
 // --- panic capture -------------------------------------------------------------------------
 
-fn panic_log() -> &'static Mutex<HashMap<ThreadId, String>> {
-    static LOG: OnceLock<Mutex<HashMap<ThreadId, String>>> = OnceLock::new();
+/// A panic's message and where it happened (`file:line`), by thread.
+type PanicLog = Mutex<HashMap<ThreadId, (String, Option<String>)>>;
+
+fn panic_log() -> &'static PanicLog {
+    static LOG: OnceLock<PanicLog> = OnceLock::new();
     LOG.get_or_init(Default::default)
 }
 
@@ -175,12 +179,9 @@ pub fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let message = payload_text(info.payload());
-            let text = match info.location() {
-                Some(loc) => format!("{message} (at {}:{})", loc.file(), loc.line()),
-                None => message,
-            };
+            let location = info.location().map(|loc| format!("{}:{}", loc.file(), loc.line()));
             if let Ok(mut log) = panic_log().lock() {
-                log.insert(std::thread::current().id(), text);
+                log.insert(std::thread::current().id(), (message, location));
             }
             previous(info);
         }));
@@ -199,7 +200,7 @@ pub fn payload_text(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Takes the recorded panic message of any of `threads`.
-fn take_panic(threads: &HashSet<ThreadId>) -> Option<String> {
+fn take_panic(threads: &HashSet<ThreadId>) -> Option<(String, Option<String>)> {
     let mut log = panic_log().lock().ok()?;
     let thread = threads.iter().find(|t| log.contains_key(t)).copied()?;
     log.remove(&thread)

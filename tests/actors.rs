@@ -12,7 +12,7 @@ use chrono::Utc;
 use common::TestDb;
 use serde::{Deserialize, Serialize};
 use solidq::config::{Config, WorkerGroup};
-use solidq::model::{ClaimedJob, DeathPolicy, FailureRecord, NewProcess, QueuePattern};
+use solidq::model::{ClaimedJob, DeathPolicy, FailureKind, FailureRecord, NewProcess, QueuePattern};
 use solidq::store::DeathCause;
 use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
 
@@ -40,8 +40,7 @@ fn state(db: &TestDb, id: i64) -> String {
 }
 
 fn last_error(db: &TestDb, id: i64) -> FailureRecord {
-    let text = db.store.job(id).unwrap().and_then(|j| j.last_error).expect("a recorded error");
-    serde_json::from_str(&text).unwrap()
+    db.store.job(id).unwrap().and_then(|j| j.last_error).expect("a recorded error")
 }
 
 // --- jobs and handlers used below ------------------------------------------------------------
@@ -159,8 +158,9 @@ async fn handler_panic_fails_job_with_message_and_next_job_runs(db: TestDb) {
     let handle = runtime.start().unwrap();
     wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
     let error = last_error(&db, boom);
-    assert_eq!(error.class, "Panic");
+    assert_eq!(error.kind, FailureKind::Panic);
     assert!(error.message.contains("step 1 exploded"), "message was {:?}", error.message);
+    assert!(error.backtrace.as_deref().is_some_and(|at| at.starts_with("tests/actors.rs:")), "{error:?}");
     // The actor was replaced: later jobs of the same kind still run.
     let next = queue.enqueue(Step { n: 2, panic: false, sleep_ms: 0 }).await.unwrap();
     wait_for("the next job to finish", Duration::from_secs(10), || state(&db, next) == "finished").await;
@@ -210,7 +210,7 @@ async fn handler_error_retries_until_max_attempts_then_fails(db: TestDb) {
     wait_for("the job to fail for good", Duration::from_secs(10), || state(&db, id) == "failed").await;
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     let error = last_error(&db, id);
-    assert_eq!(error.class, "JobError");
+    assert_eq!(error.kind, FailureKind::Error);
     assert!(error.message.contains("attempt 3"));
     handle.shutdown().await;
 }
@@ -235,8 +235,9 @@ async fn unknown_kind_waits_for_a_process_that_can_run_it_and_bad_arguments_fail
     })
     .await;
     let bad = last_error(&db, ids[1]);
-    assert_eq!(bad.class, "BadArguments");
+    assert_eq!(bad.kind, FailureKind::BadArguments);
     assert!(bad.message.contains(Step::KIND));
+    assert_eq!((bad.backtrace, bad.cause), (None, None), "the arguments stay in the job, not in its error");
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     let waiting = db.store.job(ids[0]).unwrap().unwrap();
     assert_eq!((db.state(ids[0]).as_str(), waiting.attempts), ("ready", 0), "left for a process that can run it");
@@ -302,7 +303,7 @@ async fn watchdog_reaps_stale_process_and_its_jobs_run_again(db: TestDb) {
     assert!(db.store.processes().unwrap().iter().all(|p| p.id != ghost), "ghost reaped");
     let job = db.store.job(id).unwrap().unwrap();
     assert_eq!(job.attempts, 2, "the ghost's attempt stays counted");
-    assert!(job.last_error.unwrap().contains("ProcessDied"));
+    assert_eq!(job.last_error.unwrap().kind, FailureKind::ProcessDied);
     handle.shutdown().await;
 }
 

@@ -200,8 +200,8 @@ fn poison_job_that_kills_its_worker_ends_in_failed(db: TestDb) {
     }
     let job = db.store.job(id).unwrap().unwrap();
     assert_eq!(job.attempts, 2);
-    let error: solidq::model::FailureRecord = serde_json::from_str(job.last_error.as_deref().unwrap()).unwrap();
-    assert_eq!(error.class, "ProcessDied");
+    let error = job.last_error.unwrap();
+    assert_eq!(error.kind, solidq::model::FailureKind::ProcessDied);
     assert!(error.message.contains("last heartbeat"), "{}", error.message);
     assert!(killed >= 1);
     wait_until("the healthy jobs", Duration::from_secs(30), || states(&db, &healthy).iter().all(|s| s == "finished"));

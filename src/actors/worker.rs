@@ -197,7 +197,7 @@ fn execution_ended(book: &ClaimBook, logger: &Logger, process: ProcessId, job: C
         }
         Outcome::Failed { error, .. } => {
             warn!(logger, "job failed"; "process_id" => process, "job_id" => job_id, "kind" => &job.kind,
-                "attempt" => job.attempts, "max_attempts" => job.max_attempts, "class" => &error.class,
+                "attempt" => job.attempts, "max_attempts" => job.max_attempts, "failure" => ?error.kind,
                 "error" => &error.message)
         }
         Outcome::NotStarted(why) | Outcome::Interrupted(why) => {

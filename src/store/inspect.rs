@@ -14,7 +14,7 @@ use super::schema::{
     solidq_processes as processes, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
 use super::{Store, StoreResult};
-use crate::model::{ClaimToken, JobId, JobState, ProcessId, ProcessRow};
+use crate::model::{ClaimToken, FailureRecord, JobId, JobState, ProcessId, ProcessRow};
 
 /// Counts of jobs by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -116,9 +116,8 @@ pub struct JobRow {
     pub scheduled_at: Option<NaiveDateTime>,
     /// When it finished.
     pub finished_at: Option<NaiveDateTime>,
-    /// The last error recorded (retry or failure), as JSON text of a
-    /// [`FailureRecord`](crate::model::FailureRecord).
-    pub last_error: Option<String>,
+    /// The last error recorded (retry or failure).
+    pub last_error: Option<FailureRecord>,
     /// The process holding its claim, if claimed.
     pub process_id: Option<ProcessId>,
 }
@@ -178,7 +177,7 @@ fn job_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobRow>> {
         state,
         scheduled_at,
         finished_at,
-        last_error,
+        last_error: last_error.as_deref().map(FailureRecord::from_json),
         process_id,
     }))
 }

@@ -13,7 +13,7 @@ use super::jobs::{apply, hand_back, insert_ready};
 use super::schema::solidq_jobs as jobs;
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
-use crate::model::{ClaimToken, DeathPolicy, FailureRecord, JobId, ProcessId};
+use crate::model::{ClaimToken, DeathPolicy, FailureKind, FailureRecord, JobId, ProcessId};
 
 /// Why a process is being reaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +55,13 @@ impl DeathCause {
             DeathCause::Proven(reason) => reason.clone(),
         };
         FailureRecord {
-            class: "ProcessDied".to_string(),
+            kind: FailureKind::ProcessDied,
             message: format!(
                 "process {} ({}) on host {} with pid {} died; last heartbeat at {} UTC",
                 process, dead.name, dead.hostname, dead.pid, dead.last_heartbeat_at
             ),
-            backtrace: Some(cause),
+            backtrace: None,
+            cause: Some(cause),
         }
     }
 }

@@ -298,7 +298,12 @@ fn fail_moves_the_job_to_failed_with_its_error(db: &TestDb) {
     let id = enqueue_one(store, job("k", "default", 0));
     let p = register(store, "worker");
     let token = claim(store, p, &["*"], 1)[0].token;
-    let record = FailureRecord { class: "Panic".into(), message: "boom".into(), backtrace: Some("src/x.rs:1".into()) };
+    let record = FailureRecord {
+        kind: FailureKind::Panic,
+        message: "boom".into(),
+        backtrace: Some("src/x.rs:1".into()),
+        cause: None,
+    };
     assert!(applied(store.fail(&[token], &record, t(5)).unwrap()));
     assert_eq!(state(store, id), "failed");
     assert_eq!(last_error(store, id), record);

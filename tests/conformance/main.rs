@@ -22,7 +22,9 @@ pub use chrono::{NaiveDate, NaiveDateTime};
 pub use diesel::connection::SimpleConnection;
 pub use diesel::{Connection, PgConnection, SqliteConnection};
 pub use serde_json::json;
-pub use solidq::model::{ClaimedJob, DeathPolicy, FailureRecord, JobState, NewProcess, ProcessId, QueuePattern};
+pub use solidq::model::{
+    ClaimedJob, DeathPolicy, FailureKind, FailureRecord, JobState, NewProcess, ProcessId, QueuePattern,
+};
 pub use solidq::store::{Beat, DeathCause, JobCounts, QueueCounts, Settled, StoreResult};
 pub use solidq::{DatabaseUrl, EnqueueConnection, JobId, NewJob, SharedStore, Store};
 
@@ -135,12 +137,11 @@ pub fn counts(ready: i64, scheduled: i64, claimed: i64, failed: i64, finished: i
 }
 
 pub fn error(message: &str) -> FailureRecord {
-    FailureRecord { class: "JobError".to_string(), message: message.to_string(), backtrace: None }
+    FailureRecord::new(FailureKind::Error, message)
 }
 
 pub fn last_error(store: &Store, id: JobId) -> FailureRecord {
-    let text = store.job(id).expect("job").expect("job exists").last_error.expect("last_error set");
-    serde_json::from_str(&text).expect("last_error is a FailureRecord")
+    store.job(id).expect("job").expect("job exists").last_error.expect("last_error set")
 }
 
 pub fn wait_until(what: &str, done: impl FnMut() -> bool) {

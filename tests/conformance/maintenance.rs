@@ -103,11 +103,11 @@ fn reap_retry_returns_claims_to_ready_with_a_process_died_record(db: &TestDb) {
         let row = store.job(id).unwrap().unwrap();
         assert_eq!((row.state.unwrap().as_str(), row.attempts, row.process_id), ("ready", 1, None));
         let record = last_error(store, id);
-        assert_eq!(record.class, "ProcessDied");
+        assert_eq!(record.kind, FailureKind::ProcessDied);
         for part in [p.to_string().as_str(), "victim-7", "testhost", "4242"] {
             assert!(record.message.contains(part), "{part:?} in {:?}", record.message);
         }
-        assert_eq!(record.backtrace.as_deref(), Some("pid 4242 is gone"));
+        assert_eq!((record.cause.as_deref(), record.backtrace), (Some("pid 4242 is gone"), None));
     }
     assert!(store.processes().unwrap().is_empty());
     assert_eq!(totals(store), counts(2, 0, 0, 0, 0));
@@ -124,9 +124,9 @@ fn reap_fail_policy_moves_claims_to_failed(db: &TestDb) {
     for &id in &ids {
         assert_eq!(state(store, id), "failed");
         let record = last_error(store, id);
-        assert_eq!(record.class, "ProcessDied");
+        assert_eq!(record.kind, FailureKind::ProcessDied);
         assert!(record.message.contains("victim"));
-        assert!(record.backtrace.is_some());
+        assert!(record.cause.is_some());
     }
     assert_eq!(totals(store), counts(0, 0, 0, 2, 0));
 }
@@ -140,7 +140,7 @@ fn reap_retry_fails_jobs_that_reached_max_attempts(db: &TestDb) {
     let outcome = reap_process(store, p, &DeathCause::Proven("gone".into()), DeathPolicy::Retry, t(9)).unwrap();
     assert_eq!(outcome, ReapOutcome { reaped: true, retried: 1, failed: 1 });
     assert_eq!(state(store, last_try), "failed");
-    assert_eq!(last_error(store, last_try).class, "ProcessDied");
+    assert_eq!(last_error(store, last_try).kind, FailureKind::ProcessDied);
     assert_eq!(state(store, more), "ready");
 }
 
