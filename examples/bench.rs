@@ -1,0 +1,421 @@
+//! The benchmark: `cargo run --release --example bench -- --backend sqlite|postgres
+//! [--scenario drain|enqueue|latency|idle|all] [--jobs N]`.
+//!
+//! Runs against `SOLIDQ_DATABASE_URL` when it is set, otherwise against a fresh database it
+//! creates (a SQLite file in a temporary directory, or a PostgreSQL database named
+//! `solidq_bench_<pid>` on `SOLIDQ_BENCH_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, dropped at the end). The runtime runs with the
+//! configuration a user gets (the `SOLIDQ_*` variables, defaults otherwise): handler actors,
+//! heartbeat and watchdog on, durable commits. Prints one JSON line per scenario:
+//!
+//! - `enqueue`: `single_per_s` (one `enqueue` call per job) and `bulk_per_s` (`enqueue_all`)
+//!   into the new database, and `bulk_big_per_s` again once it holds the jobs of the first pass;
+//! - `drain`: N no-op jobs seeded in bulk, then drained by the runtime; `drain_per_s` from the
+//!   start to the last finish confirmed in the database;
+//! - `latency`: enqueue-to-start `p50_ms`, `p95_ms`, `p99_ms` at low load (one job at a time);
+//! - `idle`: operations per second of one idle process over 10 s, heartbeats counted apart, and
+//!   on PostgreSQL the server's transactions per second in the database;
+//!
+//! each with `rss_mb` (resident now) and `peak_rss_mb`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use solidq::config::Config;
+use solidq::store::{Observer, StoreEvent};
+use solidq::{DatabaseUrl, Job, JobError, NewJob, Perform, Runtime, SharedStore, Store};
+
+/// A job that does nothing: what the benchmark measures is the queue.
+#[derive(Serialize, Deserialize)]
+struct Nothing(u64);
+
+impl Job for Nothing {
+    const KIND: &'static str = "bench.nothing";
+}
+
+/// Counts executions and, for the latency scenario, when each started.
+#[derive(Clone, Default)]
+struct Counter {
+    runs: Arc<AtomicUsize>,
+    started: Arc<Mutex<Vec<Instant>>>,
+    record_starts: bool,
+}
+
+struct Noop(Counter);
+
+impl Actor for Noop {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Nothing>> for Noop {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, _: Perform<Nothing>, _: &mut Context<Self>) -> Self::Result {
+        if self.0.record_starts {
+            self.0.started.lock().unwrap().push(Instant::now());
+        }
+        self.0.runs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Counts store operations by name.
+#[derive(Default)]
+struct Operations(Mutex<std::collections::BTreeMap<&'static str, usize>>);
+
+impl Observer for Operations {
+    fn finished(&self, event: &StoreEvent) {
+        *self.0.lock().unwrap().entry(event.operation).or_default() += 1;
+    }
+}
+
+struct Args {
+    backend: String,
+    scenario: String,
+    jobs: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { backend: "sqlite".into(), scenario: "all".into(), jobs: 100_000 };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--backend" => args.backend = value()?,
+            "--scenario" => args.scenario = value()?,
+            "--jobs" => args.jobs = value()?.parse().map_err(|e| format!("--jobs: {e}"))?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if !["sqlite", "postgres"].contains(&args.backend.as_str()) {
+        return Err(format!("--backend is sqlite or postgres, not {:?}", args.backend));
+    }
+    if !["drain", "enqueue", "latency", "idle", "all"].contains(&args.scenario.as_str()) {
+        return Err(format!("--scenario is drain, enqueue, latency, idle or all, not {:?}", args.scenario));
+    }
+    Ok(args)
+}
+
+/// A database for one scenario, and what removes it.
+struct Database {
+    url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    drop_pg: Option<(String, String)>,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.drop_pg.take() {
+            if let Ok(mut conn) = PgConnection::establish(&admin) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn fresh_database(backend: &str, scenario: &str) -> Database {
+    if let Ok(url) = std::env::var("SOLIDQ_DATABASE_URL") {
+        return Database { url: DatabaseUrl::parse(&url).expect("SOLIDQ_DATABASE_URL"), _dir: None, drop_pg: None };
+    }
+    match backend {
+        "sqlite" => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let url = DatabaseUrl::Sqlite(dir.path().join("bench.sqlite3"));
+            Database { url, _dir: Some(dir), drop_pg: None }
+        }
+        _ => {
+            let admin = std::env::var("SOLIDQ_BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let name = format!("solidq_bench_{}_{scenario}", std::process::id());
+            let mut conn = PgConnection::establish(&admin).expect("connecting to SOLIDQ_BENCH_POSTGRES_URL");
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("dropping");
+            conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("creating the bench database");
+            let (base, _) = admin.rsplit_once('/').expect("a database name in the URL");
+            let url = DatabaseUrl::Postgres(format!("{base}/{name}"));
+            Database { url, _dir: None, drop_pg: Some((admin, name)) }
+        }
+    }
+}
+
+fn config(url: &DatabaseUrl) -> Config {
+    let mut config = Config::from_env().expect("valid SOLIDQ_* variables");
+    config.database_url = url.clone();
+    config
+}
+
+fn quiet() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// Resident and peak resident memory in MB.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(key))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+fn nothing_jobs(range: std::ops::Range<usize>) -> Vec<NewJob> {
+    range.map(|n| NewJob::from_job(&Nothing(n as u64), Default::default()).expect("a job")).collect()
+}
+
+/// Enqueues `jobs` in chunks of at most 10,000 (one `enqueue_all` each).
+fn seed(store: &Store, jobs: usize, offset: usize) -> Duration {
+    let started = Instant::now();
+    let mut next = 0;
+    while next < jobs {
+        let end = (next + 10_000).min(jobs);
+        store.enqueue(&nothing_jobs(offset + next..offset + end), chrono::Utc::now().naive_utc()).expect("enqueue");
+        next = end;
+    }
+    started.elapsed()
+}
+
+fn per_s(count: usize, took: Duration) -> u64 {
+    (count as f64 / took.as_secs_f64()) as u64
+}
+
+fn emit(mut line: serde_json::Value, backend: &str, scenario: &str) {
+    let (rss, peak) = memory();
+    line["backend"] = json!(backend);
+    line["scenario"] = json!(scenario);
+    line["rss_mb"] = json!((rss * 10.0).round() / 10.0);
+    line["peak_rss_mb"] = json!((peak * 10.0).round() / 10.0);
+    println!("{line}");
+}
+
+fn open(url: &DatabaseUrl, observer: Option<Arc<dyn Observer>>) -> SharedStore {
+    let config = config(url);
+    let store = Store::connect(url, config.pool_size).expect("connecting");
+    let store = match observer {
+        Some(observer) => store.observed_by(observer),
+        None => store,
+    };
+    store.migrate().expect("migrating");
+    Arc::new(store)
+}
+
+fn enqueue_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "enqueue");
+    let store = open(&db.url, None);
+    let single = 2_000.min(args.jobs);
+    let started = Instant::now();
+    for n in 0..single {
+        store.enqueue(&nothing_jobs(n..n + 1), chrono::Utc::now().naive_utc()).expect("enqueue");
+    }
+    let single_per_s = per_s(single, started.elapsed());
+    let bulk = seed(&store, args.jobs, single);
+    let big = seed(&store, args.jobs, single + args.jobs);
+    emit(
+        json!({
+            "jobs": args.jobs,
+            "single_per_s": single_per_s,
+            "bulk_per_s": per_s(args.jobs, bulk),
+            "bulk_big_per_s": per_s(args.jobs, big),
+            "rows_before_big": single + args.jobs,
+        }),
+        &args.backend,
+        "enqueue",
+    );
+}
+
+/// Starts a runtime with the no-op handler inside `system`.
+fn start(system: &SystemRunner, url: &DatabaseUrl, store: SharedStore, counter: &Counter) -> solidq::RuntimeHandle {
+    let counter = counter.clone();
+    system.block_on(async move {
+        Runtime::with_store(config(url), store, quiet())
+            .expect("a runtime")
+            .register::<Nothing, _, _>(move || Noop(counter.clone()))
+            .start()
+            .expect("starting")
+    })
+}
+
+fn drain_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "drain");
+    let store = open(&db.url, None);
+    let seeded = seed(&store, args.jobs, 0);
+    if let DatabaseUrl::Postgres(url) = &db.url {
+        // As after any bulk load: without statistics the planner scans tables whole.
+        PgConnection::establish(url).expect("connecting").batch_execute("ANALYZE").expect("ANALYZE");
+    }
+    let system = System::new();
+    let counter = Counter::default();
+    let started = Instant::now();
+    let handle = start(&system, &db.url, store.clone(), &counter);
+    let mut peak_rss: f64 = 0.0;
+    system.block_on(async {
+        while counter.runs.load(Ordering::Relaxed) < args.jobs {
+            peak_rss = peak_rss.max(memory().0);
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let handled = started.elapsed();
+    loop {
+        let (counts, _) = store.counts().expect("counts");
+        if counts.finished as usize >= args.jobs {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = started.elapsed();
+    let report = system.block_on(handle.shutdown());
+    emit(
+        json!({
+            "jobs": args.jobs,
+            "seed_per_s": per_s(args.jobs, seeded),
+            "drain_per_s": per_s(args.jobs, took),
+            "handler_per_s": per_s(args.jobs, handled),
+            "drain_s": (took.as_secs_f64() * 100.0).round() / 100.0,
+            "rss_during_mb": (peak_rss * 10.0).round() / 10.0,
+            "deregistered": report.deregistered,
+        }),
+        &args.backend,
+        "drain",
+    );
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    (sorted[index] * 100.0).round() / 100.0
+}
+
+fn latency_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "latency");
+    let store = open(&db.url, None);
+    let system = System::new();
+    let counter = Counter { record_starts: true, ..Counter::default() };
+    let handle = start(&system, &db.url, store.clone(), &counter);
+    let samples = 200;
+    let queue = solidq::Queue::new(store);
+    let mut latencies = Vec::with_capacity(samples);
+    system.block_on(async {
+        // Let the process register and settle.
+        actix_rt::time::sleep(Duration::from_millis(1500)).await;
+        for n in 0..samples {
+            let before = counter.started.lock().unwrap().len();
+            queue.enqueue(Nothing(n as u64)).await.expect("enqueue");
+            let enqueued = Instant::now();
+            let deadline = enqueued + Duration::from_secs(10);
+            loop {
+                if let Some(start) = counter.started.lock().unwrap().get(before).copied() {
+                    latencies.push(start.saturating_duration_since(enqueued).as_secs_f64() * 1000.0);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "job {n} did not start within 10 s");
+                actix_rt::time::sleep(Duration::from_micros(200)).await;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    system.block_on(handle.shutdown());
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    emit(
+        json!({
+            "samples": samples,
+            "p50_ms": percentile(&latencies, 0.5),
+            "p95_ms": percentile(&latencies, 0.95),
+            "p99_ms": percentile(&latencies, 0.99),
+            "max_ms": percentile(&latencies, 1.0),
+        }),
+        &args.backend,
+        "latency",
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Transactions {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn server_transactions(url: &DatabaseUrl) -> Option<i64> {
+    let DatabaseUrl::Postgres(url) = url else { return None };
+    let mut conn = PgConnection::establish(url).ok()?;
+    let row: Transactions = diesel::sql_query(
+        "SELECT (xact_commit + xact_rollback)::int8 AS n FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .get_result(&mut conn)
+    .ok()?;
+    Some(row.n)
+}
+
+fn idle_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "idle");
+    let operations = Arc::new(Operations::default());
+    let store = open(&db.url, Some(operations.clone()));
+    let system = System::new();
+    let handle = start(&system, &db.url, store, &Counter::default());
+    system.block_on(async { actix_rt::time::sleep(Duration::from_secs(3)).await });
+    let window = Duration::from_secs(10);
+    let before = operations.0.lock().unwrap().clone();
+    // pg_stat_database is updated by the server with a delay: read it around a longer window.
+    let server_before = server_transactions(&db.url);
+    system.block_on(async { actix_rt::time::sleep(window).await });
+    let after = operations.0.lock().unwrap().clone();
+    std::thread::sleep(Duration::from_millis(600));
+    let server_after = server_transactions(&db.url);
+    let mut per_operation = serde_json::Map::new();
+    let (mut total, mut heartbeats) = (0usize, 0usize);
+    for (operation, count) in &after {
+        let count = count - before.get(operation).copied().unwrap_or(0);
+        if count == 0 {
+            continue;
+        }
+        if *operation == "writing the heartbeat" {
+            heartbeats += count;
+        } else {
+            total += count;
+        }
+        per_operation.insert(operation.to_string(), json!(count as f64 / window.as_secs_f64()));
+    }
+    let (rss, _) = memory();
+    system.block_on(handle.shutdown());
+    emit(
+        json!({
+            "window_s": window.as_secs(),
+            "operations_per_s": total as f64 / window.as_secs_f64(),
+            "heartbeats_per_s": heartbeats as f64 / window.as_secs_f64(),
+            "by_operation_per_s": per_operation,
+            "server_transactions_per_s": server_before.zip(server_after).map(|(b, a)| (a - b) as f64 / window.as_secs_f64()),
+            "idle_rss_mb": (rss * 10.0).round() / 10.0,
+            "worker_slots": config(&db.url).total_concurrency(),
+        }),
+        &args.backend,
+        "idle",
+    );
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            std::process::exit(2);
+        }
+    };
+    let all = args.scenario == "all";
+    if all || args.scenario == "idle" {
+        idle_scenario(&args);
+    }
+    if all || args.scenario == "enqueue" {
+        enqueue_scenario(&args);
+    }
+    if all || args.scenario == "latency" {
+        latency_scenario(&args);
+    }
+    if all || args.scenario == "drain" {
+        drain_scenario(&args);
+    }
+}
