@@ -10,7 +10,7 @@
 //! (not once per poll), the runtime fences itself and resumes, the host's actix System and
 //! its actors keep running, and the runtime still shuts down cleanly.
 //!
-//! A third test cuts PostgreSQL exactly between a claim's COMMIT and its reply (Solid Queue
+//! A third test cuts PostgreSQL exactly between a claim's commit and its reply (Solid Queue
 //! #748's cousin): the claim is committed but the worker saw an error; the job must still run.
 //!
 //! The tests run one after another (they count panics process-wide and measure times).
@@ -414,7 +414,7 @@ fn sqlite_lock_longer_than_the_threshold_reaps_no_live_process() {
     ));
 }
 
-/// The connection drops after a claim's COMMIT reached the server but before its reply came
+/// The connection drops after a claim committed on the server but before its reply came
 /// back: the claim is committed, the worker saw an error. The job must still run.
 async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     let panics_before = panics().load(Ordering::SeqCst);
@@ -431,7 +431,7 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     let process = handle.process_id().await.expect("registered");
 
     proxy.arm_claim_commit_trap();
-    wait_for("a claim's COMMIT to reach the server", Duration::from_secs(10), || proxy.trap_sprung()).await;
+    wait_for("a claim's reply to be dropped", Duration::from_secs(10), || proxy.trap_sprung()).await;
     // Let the server commit, then the connection drops with the reply unsent.
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     proxy.cut();
@@ -465,7 +465,7 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     eprintln!("[claim reply lost] after restore: {counts:?}, unfinished {stuck:?}, shutdown {report:?}");
     assert!(
         stuck.is_empty(),
-        "jobs {in_doubt:?} were claimed by a COMMIT whose reply was lost; 20 s after the database returned \
+        "jobs {in_doubt:?} were claimed by a commit whose reply was lost; 20 s after the database returned \
          they are still unfinished ({stuck:?}) although process {process} is alive and registered: the worker \
          treated the claim as failed and nobody reconciles it (shutdown then released {} claim(s))",
         report.released
@@ -480,7 +480,7 @@ fn postgres_claim_whose_commit_reply_is_lost_still_runs() {
     let Some(db) = TestDb::postgres() else { return };
     let direct = db.postgres_url().unwrap().to_string();
     let proxy = Proxy::start(server_of(&direct));
-    // Plain text, so that the proxy can see the COMMIT.
+    // Plain text, so that the proxy can see the claim's reply.
     let url = format!("{}&sslmode=disable", via(&direct, proxy.addr));
     System::new().block_on(claim_commit_reply_lost(&db, proxy, url));
 }

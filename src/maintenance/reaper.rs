@@ -142,6 +142,9 @@ impl Reaper {
             std::mem::take(&mut self.broken) || blind_for.is_some_and(|blind| blind > self.config.observation_gap);
         if self.watching_since.is_none() || broken {
             self.watching_since = Some(clock);
+            // A session seen gone before the break proves nothing after it: its process may
+            // have been cut off with the rest and be taking its lock again.
+            self.suspects.clear();
             return blind_for.filter(|_| broken);
         }
         None

@@ -162,11 +162,24 @@ pub(crate) fn init_tls() {
     openssl_sys::init();
 }
 
-/// A pool of `size` connections opened by `manager`, waiting at most `timeout` for one.
+/// A pool of the store's own: `size` connections opened by `manager`, waiting at most
+/// `timeout` for one. No `SELECT 1` before every use (a round trip per transaction): the store
+/// drops a connection that failed instead (see [`discard_after_error`]).
 pub(crate) fn pool(manager: Manager, size: u32, timeout: Duration, action: &'static str) -> StoreResult<DbPool> {
+    build_pool(manager, size, timeout, false, action)
+}
+
+fn build_pool(
+    manager: Manager,
+    size: u32,
+    timeout: Duration,
+    test_on_check_out: bool,
+    action: &'static str,
+) -> StoreResult<DbPool> {
     Pool::builder()
         .max_size(size.max(1))
         .connection_timeout(timeout)
+        .test_on_check_out(test_on_check_out)
         // The store's callers log failures with backoff; r2d2 would log every attempt.
         .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
         .build(manager)
@@ -210,9 +223,12 @@ pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
             })?;
             let manager = Manager::Sqlite(location.to_string());
             manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
-            pool(manager, size, SQLITE_POOL_TIMEOUT, action)
+            build_pool(manager, size, SQLITE_POOL_TIMEOUT, true, action)
         }
-        DatabaseUrl::Postgres(url) => pool(Manager::Postgres(with_connect_timeout(url)), size, PG_POOL_TIMEOUT, action),
+        // The application's code does not tell the pool which connection failed: test each.
+        DatabaseUrl::Postgres(url) => {
+            build_pool(Manager::Postgres(with_connect_timeout(url)), size, PG_POOL_TIMEOUT, true, action)
+        }
     }
 }
 
@@ -257,6 +273,18 @@ where
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(err),
             Err(rollback) => Err(rollback.into()),
         },
+    }
+}
+
+/// Makes the pool drop `conn` when it is returned, after a failed operation on PostgreSQL: the
+/// error may have been the connection itself (the server restarted, a network cut), and a
+/// pool that does not test connections on check-out would hand the dead one out again.
+/// Reconnecting costs a few milliseconds, and errors are rare. A SQLite connection is a file
+/// handle that stays good.
+pub(crate) fn discard_after_error(conn: &mut DbConnection) {
+    if let DbConnection::Postgres(pg) = conn {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::transaction_manager_status_mut(pg).set_in_error();
     }
 }
 

@@ -16,6 +16,7 @@ use diesel::sql_types::Timestamp;
 use serde::Serialize;
 
 use super::connection::DbConnection;
+use super::dialect::HotPath;
 use super::schema::{
     solidq_failed_executions as failed, solidq_jobs as jobs, solidq_ready_executions as ready,
     solidq_scheduled_executions as scheduled,
@@ -216,6 +217,17 @@ pub(crate) fn hand_back(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTi
     insert_ready(conn, ids, now)
 }
 
+/// Marks the jobs of `tokens` (their claims just taken) finished at `now`.
+pub(crate) fn mark_finished(conn: &mut DbConnection, tokens: &[ClaimToken], now: NaiveDateTime) -> QueryResult<()> {
+    let ids: Vec<JobId> = tokens.iter().map(|token| token.job_id).collect();
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// Applies `transitions` to jobs whose claims were just taken.
 pub(crate) fn apply(
     conn: &mut DbConnection,
@@ -283,7 +295,8 @@ impl Store {
         }
         super::check_jobs(jobs)?;
         self.check_database()?;
-        self.write("enqueueing jobs", |conn| self.dialect().enqueue(conn, jobs, now))
+        let transaction = !self.dialect().one_statement(HotPath::Enqueue(jobs.len()));
+        self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))
     }
 
     /// Claims up to `limit` ready jobs of the given `kinds` (those the process has handlers
@@ -302,7 +315,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let claim = Claim { process, queues, kinds, limit, now };
-        self.write("claiming jobs", |conn| self.dialect().claim(conn, &claim))
+        let transaction = !self.dialect().one_statement(HotPath::Claim(&claim));
+        self.write_as("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))
     }
 
     /// Writes each claim's transition, in one transaction, for the claims that are still
@@ -311,15 +325,29 @@ impl Store {
         if batch.is_empty() {
             return Ok(Settled::default());
         }
-        self.write("recording job outcomes", |conn| {
-            let tokens: Vec<ClaimToken> = batch.iter().map(|(token, _)| *token).collect();
-            let taken: HashSet<ClaimToken> = self.dialect().take_claims(conn, &tokens)?.into_iter().collect();
+        // Completions, the common case, go through the dialect's one-statement path; the other
+        // transitions take their claims and change their jobs beside them.
+        let (complete, other): (Vec<_>, Vec<_>) =
+            batch.iter().partition(|(_, transition)| matches!(transition, Transition::Complete));
+        let complete: Vec<ClaimToken> = complete.iter().map(|(token, _)| *token).collect();
+        let other: Vec<ClaimToken> = other.iter().map(|(token, _)| *token).collect();
+        let transaction = !other.is_empty() || !self.dialect().one_statement(HotPath::Complete);
+        self.write_as("recording job outcomes", transaction, |conn| {
+            let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
+            if !complete.is_empty() {
+                taken.extend(self.dialect().complete_claims(conn, &complete, now)?);
+            }
+            if !other.is_empty() {
+                taken.extend(self.dialect().take_claims(conn, &other)?);
+            }
             let mut settled = Settled::default();
             let mut transitions = Vec::with_capacity(taken.len());
             for (token, transition) in batch {
                 if taken.contains(token) {
                     settled.applied.push(*token);
-                    transitions.push((token.job_id, transition));
+                    if !matches!(transition, Transition::Complete) {
+                        transitions.push((token.job_id, transition));
+                    }
                 } else {
                     settled.fenced.push(*token);
                 }

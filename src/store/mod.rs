@@ -211,6 +211,17 @@ impl Store {
     pub(crate) fn write<T>(
         &self,
         action: &'static str,
+        f: impl FnMut(&mut DbConnection) -> QueryResult<T>,
+    ) -> StoreResult<T> {
+        self.write_as(action, true, f)
+    }
+
+    /// Runs `f` as [`Store::write`] does, in a transaction only with `transaction`: without,
+    /// `f` must be one statement (atomic by itself).
+    pub(crate) fn write_as<T>(
+        &self,
+        action: &'static str,
+        transaction: bool,
         mut f: impl FnMut(&mut DbConnection) -> QueryResult<T>,
     ) -> StoreResult<T> {
         if let Some(gone) = self.dialect.database_gone() {
@@ -220,9 +231,18 @@ impl Store {
             let mut conn = self.writer.get().map_err(StoreError::connection(action))?;
             let mut retries = 0;
             loop {
-                match connection::in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut f) {
+                let result = if transaction {
+                    connection::in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut f)
+                } else {
+                    f(&mut conn)
+                };
+                match result {
                     Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => retries += 1,
-                    result => return result.map_err(StoreError::query(action)),
+                    Err(err) => {
+                        connection::discard_after_error(&mut conn);
+                        return Err(StoreError::query(action)(err));
+                    }
+                    Ok(value) => return Ok(value),
                 }
             }
         })
@@ -236,8 +256,10 @@ impl Store {
     ) -> StoreResult<T> {
         self.observed(action, || {
             let mut conn = self.reader.get().map_err(StoreError::connection(action))?;
-            connection::in_transaction(&mut conn, |conn| self.dialect.begin_read(conn), &mut f)
-                .map_err(StoreError::query(action))
+            connection::in_transaction(&mut conn, |conn| self.dialect.begin_read(conn), &mut f).map_err(|err| {
+                connection::discard_after_error(&mut conn);
+                StoreError::query(action)(err)
+            })
         })
     }
 
@@ -249,7 +271,10 @@ impl Store {
     ) -> StoreResult<T> {
         self.observed(action, || {
             let mut conn = self.reader.get().map_err(StoreError::connection(action))?;
-            f(&mut conn).map_err(StoreError::query(action))
+            f(&mut conn).map_err(|err| {
+                connection::discard_after_error(&mut conn);
+                StoreError::query(action)(err)
+            })
         })
     }
 

@@ -1,5 +1,5 @@
 //! Database outages on demand: a TCP proxy in front of PostgreSQL that can be cut (and can drop
-//! the reply to a claim's COMMIT), and a SQLite file locked by another process.
+//! the reply to a committed claim), and a SQLite file locked by another process.
 
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -27,18 +27,17 @@ struct ProxyShared {
     /// One handle per side of every forwarded connection.
     open: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
-    /// Armed: the next claim reply (rows holding a job's arguments) marks its connection, and
-    /// that connection's next COMMIT is forwarded while every reply after it is dropped.
+    /// Armed: the next claim reply (rows holding a job's arguments) is dropped, with every
+    /// reply after it on that connection. A claim of one queue pattern is one statement,
+    /// committed by the server as it answers: the claim commits and the worker never hears.
     armed: AtomicBool,
-    /// The trap went off: a claim's COMMIT went to the server and its reply will never arrive.
+    /// The trap went off: a committed claim's reply will never arrive.
     sprung: AtomicBool,
 }
 
 /// What the trap knows about one connection.
 #[derive(Default)]
 struct ConnFlags {
-    /// The server sent claimed jobs on it; the client's next COMMIT ends that claim.
-    claim_seen: AtomicBool,
     /// Drop everything the server sends from now on.
     swallow: AtomicBool,
 }
@@ -86,12 +85,12 @@ impl Proxy {
         *self.shared.up.lock().unwrap() = true;
     }
 
-    /// Sets the trap for the next claim's COMMIT (needs `sslmode=disable`: it reads the bytes).
+    /// Sets the trap for the next claim's reply (needs `sslmode=disable`: it reads the bytes).
     pub fn arm_claim_commit_trap(&self) {
         self.shared.armed.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a claim's COMMIT has gone to the server with its reply dropped.
+    /// Whether a claim's reply was dropped.
     pub fn trap_sprung(&self) -> bool {
         self.shared.sprung.load(Ordering::SeqCst)
     }
@@ -138,21 +137,14 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, upstream: bool, flags: Arc<ConnF
                 Ok(0) | Err(_) => break,
                 Ok(n) => &buf[..n],
             };
-            if upstream {
-                if proxy.armed.load(Ordering::SeqCst)
-                    && flags.claim_seen.load(Ordering::SeqCst)
-                    && contains(chunk, b"COMMIT")
-                {
+            if !upstream {
+                if proxy.armed.load(Ordering::SeqCst) && contains(chunk, b"sleep_ms") {
                     flags.swallow.store(true, Ordering::SeqCst);
                     proxy.armed.store(false, Ordering::SeqCst);
                     proxy.sprung.store(true, Ordering::SeqCst);
                 }
-            } else {
                 if flags.swallow.load(Ordering::SeqCst) {
                     continue;
-                }
-                if proxy.armed.load(Ordering::SeqCst) && contains(chunk, b"sleep_ms") {
-                    flags.claim_seen.store(true, Ordering::SeqCst);
                 }
             }
             if to.write_all(chunk).is_err() {

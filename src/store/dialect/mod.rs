@@ -44,6 +44,7 @@ use super::StoreResult;
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
 pub mod postgres;
+mod prepared;
 pub mod sqlite;
 
 /// What is read about a process when it is reaped.
@@ -57,6 +58,18 @@ pub struct DeadProcess {
     pub pid: i32,
     /// Its last heartbeat.
     pub last_heartbeat_at: NaiveDateTime,
+}
+
+/// Work on the hot path that a dialect may do in one statement (see
+/// [`Dialect::one_statement`]).
+#[derive(Debug, Clone, Copy)]
+pub enum HotPath<'a> {
+    /// [`Dialect::enqueue`] of this many jobs.
+    Enqueue(usize),
+    /// [`Dialect::claim`].
+    Claim(&'a Claim<'a>),
+    /// [`Dialect::complete_claims`].
+    Complete,
 }
 
 /// The SQL of one backend, for the statements where backends differ. Every method runs inside
@@ -91,6 +104,26 @@ pub trait Dialect: Send + Sync + 'static {
     /// Deletes the claims of `tokens` that still exist and returns those tokens: the deletion
     /// decides, so a concurrent reaper and this transaction never both act on one claim.
     fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>>;
+
+    /// Deletes the claims of `tokens` that still exist, marks their jobs finished at `now`,
+    /// and returns those tokens (the deletion decides, as in [`Dialect::take_claims`]).
+    fn complete_claims(
+        &self,
+        conn: &mut DbConnection,
+        tokens: &[ClaimToken],
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ClaimToken>> {
+        let taken = self.take_claims(conn, tokens)?;
+        crate::store::jobs::mark_finished(conn, &taken, now)?;
+        Ok(taken)
+    }
+
+    /// Whether `work` runs as one statement here, atomic without a transaction around it: the
+    /// store then spares the BEGIN and COMMIT round trips on the hot path.
+    fn one_statement(&self, work: HotPath<'_>) -> bool {
+        let _ = work;
+        false
+    }
 
     /// Deletes every claim of `process` and returns their job ids.
     fn take_claims_of(&self, conn: &mut DbConnection, process: ProcessId) -> QueryResult<Vec<JobId>>;

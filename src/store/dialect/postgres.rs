@@ -13,21 +13,19 @@ use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{expect_variant, DeadProcess, Dialect, SessionLiveness};
+use super::prepared::{Bind, Prepared};
+use super::{expect_variant, DeadProcess, Dialect, HotPath, SessionLiveness};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{init_tls, DbConnection};
-use crate::store::jobs::{like_prefix, Claim, JobInsert};
-use crate::store::schema::{solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes};
+use crate::store::jobs::{like_prefix, Claim};
+use crate::store::schema::{solidq_claimed_executions as claimed, solidq_processes as processes};
 use crate::store::{EnqueueConnection, StoreError, StoreResult};
 
 /// The PostgreSQL migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-
-/// PostgreSQL's limit on bind parameters per statement.
-const MAX_BINDS: usize = 65_535;
 
 /// How long after losing one of its own sessions a store reports no session as gone: a
 /// session lost by this process too means the server probably restarted and every live
@@ -109,11 +107,16 @@ struct Acquired {
 }
 
 /// Takes up to `$3` ready rows of the kinds `$4` (filtered by `{filter}`, which may use `$5`),
-/// claims them for process `$1` at `$2` and counts the attempt, in one statement.
+/// claims them for process `$1` at `$2` and counts the attempt, in one statement; nothing if
+/// the process row is gone. KEY SHARE on the process row: a concurrent reap (DELETE) waits
+/// for this claim to commit and then sees its claims, while heartbeats (UPDATE of non-key
+/// columns) do not wait.
 const CLAIM_SQL: &str = "
-WITH picked AS (
+WITH alive AS (
+    SELECT id FROM solidq_processes WHERE id = $1 FOR KEY SHARE
+), picked AS (
     SELECT id, job_id FROM solidq_ready_executions
-    WHERE {filter} AND class_name = ANY($4)
+    WHERE EXISTS (SELECT 1 FROM alive) AND {filter} AND class_name = ANY($4)
     ORDER BY priority, job_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -129,6 +132,19 @@ UPDATE solidq_jobs j SET attempts = j.attempts + 1, updated_at = $2
 FROM claims WHERE j.id = claims.job_id
 RETURNING j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
           j.priority, j.attempts, j.max_attempts";
+
+/// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
+/// jobs finished at `$3`, and returns the claims taken: one statement for a batch of finishes.
+const COMPLETE_SQL: &str = "
+WITH taken AS (
+    DELETE FROM solidq_claimed_executions c
+    USING unnest($1::int8[], $2::int8[]) AS t(claim_id, job_id)
+    WHERE c.id = t.claim_id AND c.job_id = t.job_id
+    RETURNING c.id AS claim_id, c.job_id
+), finished AS (
+    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3 FROM taken WHERE j.id = taken.job_id
+)
+SELECT claim_id, job_id FROM taken";
 
 /// Deletes up to `$2` scheduled rows due at `$1`, earliest first, skipping rows another
 /// dispatcher holds.
@@ -154,14 +170,28 @@ DELETE FROM solidq_claimed_executions c USING orphans WHERE c.id = orphans.id
 RETURNING c.job_id";
 
 /// Ready and scheduled executions for the jobs `$1` (with `$2` as now).
-const INSERT_EXECUTIONS_SQL: &str = "
-WITH new_jobs AS (SELECT id, queue_name, priority, scheduled_at, class_name FROM solidq_jobs WHERE id = ANY($1)),
-ready AS (
+const ENQUEUE_SQL: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::timestamp[])
+        WITH ORDINALITY AS t(queue_name, class_name, arguments, priority, max_attempts, scheduled_at, n)
+), new_jobs AS (
+    INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, scheduled_at,
+                             created_at, updated_at)
+    SELECT queue_name, class_name, arguments, priority, 0, max_attempts, scheduled_at, $7, $7
+    FROM input ORDER BY n
+    RETURNING id, queue_name, priority, scheduled_at, class_name
+), ready AS (
     INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name)
-    SELECT id, queue_name, priority, $2, class_name FROM new_jobs WHERE scheduled_at IS NULL OR scheduled_at <= $2
+    SELECT id, queue_name, priority, $7, class_name FROM new_jobs WHERE scheduled_at IS NULL OR scheduled_at <= $7
+), later AS (
+    INSERT INTO solidq_scheduled_executions (job_id, queue_name, priority, scheduled_at, created_at)
+    SELECT id, queue_name, priority, scheduled_at, $7 FROM new_jobs WHERE scheduled_at > $7
 )
-INSERT INTO solidq_scheduled_executions (job_id, queue_name, priority, scheduled_at, created_at)
-SELECT id, queue_name, priority, scheduled_at, $2 FROM new_jobs WHERE scheduled_at > $2";
+SELECT id AS job_id FROM new_jobs";
+
+/// Jobs per enqueue statement: arrays are bound as one parameter each, so this bounds only
+/// the size of one statement.
+const ENQUEUE_CHUNK: usize = 10_000;
 
 /// FNV-1a: a 32-bit hash that is the same in every build and on every machine.
 fn stable_hash(text: &str) -> u32 {
@@ -177,19 +207,32 @@ fn lock_or_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Inserts the jobs and their executions; the caller holds a transaction.
+/// Inserts the jobs and their executions, one statement per chunk of arrays (no lookup of
+/// the new rows, so it is as fast into a never-analyzed table as into a big one); the caller
+/// holds a transaction.
 fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
-    for chunk in new_jobs.chunks(JobInsert::rows_per_statement(MAX_BINDS)) {
-        let rows: Vec<JobInsert<'_>> = chunk.iter().map(|job| JobInsert::new(job, now)).collect();
-        let mut chunk_ids: Vec<JobId> =
-            diesel::insert_into(jobs::table).values(&rows).returning(jobs::id).get_results(conn)?;
-        // Ids are drawn from the sequence row by row in VALUES order, so ascending ids are
+    for chunk in new_jobs.chunks(ENQUEUE_CHUNK) {
+        let column = |get: fn(&NewJob) -> &str| Bind::Texts(chunk.iter().map(get).collect());
+        let rows: Vec<JobIdRow> = Prepared::new(
+            ENQUEUE_SQL,
+            vec![
+                column(|job| &job.queue),
+                column(|job| &job.kind),
+                column(|job| &job.arguments),
+                Bind::Integers(chunk.iter().map(|job| job.priority).collect()),
+                Bind::Integers(chunk.iter().map(|job| job.max_attempts).collect()),
+                Bind::NullableTimestamps(chunk.iter().map(|job| job.scheduled_at).collect()),
+                Bind::Timestamp(now),
+            ],
+        )
+        .load(conn)?;
+        // Ids are drawn from the sequence row by row in input order, so ascending ids are
         // input order whatever order RETURNING uses.
+        let mut chunk_ids: Vec<JobId> = rows.into_iter().map(|row| row.job_id).collect();
         chunk_ids.sort_unstable();
         ids.extend(chunk_ids);
     }
-    sql_query(INSERT_EXECUTIONS_SQL).bind::<Array<BigInt>, _>(&ids).bind::<Timestamp, _>(now).execute(conn)?;
     Ok(ids)
 }
 
@@ -289,18 +332,6 @@ impl Dialect for Postgres {
     fn claim(&self, conn: &mut DbConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
         let Claim { process, queues, kinds, limit, now } = *claim;
         let conn = expect_variant!(conn, Postgres);
-        // KEY SHARE: a concurrent reap (DELETE) waits for this claim to commit and then sees
-        // its claims, while heartbeats (UPDATE of non-key columns) do not wait.
-        let alive = processes::table
-            .find(process)
-            .select(processes::id)
-            .for_key_share()
-            .first::<i64>(conn)
-            .optional()?
-            .is_some();
-        if !alive {
-            return Ok(Vec::new());
-        }
         let mut out: Vec<ClaimedJob> = Vec::new();
         for pattern in queues {
             let remaining = limit.saturating_sub(out.len());
@@ -312,16 +343,14 @@ impl Dialect for Postgres {
                 QueuePattern::Exact(name) => ("queue_name = $5", Some(name.clone())),
                 QueuePattern::Prefix(prefix) => ("queue_name LIKE $5 ESCAPE '\\'", Some(like_prefix(prefix))),
             };
-            let mut query = sql_query(CLAIM_SQL.replace("{filter}", filter))
-                .into_boxed::<diesel::pg::Pg>()
-                .bind::<BigInt, _>(process)
-                .bind::<Timestamp, _>(now)
-                .bind::<BigInt, _>(i64::try_from(remaining).unwrap_or(i64::MAX))
-                .bind::<Array<Text>, _>(kinds);
-            if let Some(value) = bind {
-                query = query.bind::<Text, _>(value);
-            }
-            let mut rows: Vec<ClaimedRow> = query.load(conn)?;
+            let mut binds = vec![
+                Bind::BigInt(process),
+                Bind::Timestamp(now),
+                Bind::BigInt(i64::try_from(remaining).unwrap_or(i64::MAX)),
+                Bind::Texts(kinds.iter().map(String::as_str).collect()),
+            ];
+            binds.extend(bind.map(Bind::Text));
+            let mut rows: Vec<ClaimedRow> = Prepared::new(CLAIM_SQL.replace("{filter}", filter), binds).load(conn)?;
             rows.sort_unstable_by_key(|row| (row.priority, row.job_id));
             out.extend(rows.into_iter().map(|row| ClaimedJob {
                 token: ClaimToken { job_id: row.job_id, claim_id: row.claim_id },
@@ -341,16 +370,36 @@ impl Dialect for Postgres {
         let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
         let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
         // Pairs, so that a claim id never matches another job's token.
-        let rows: Vec<TokenRow> = sql_query(
+        let rows: Vec<TokenRow> = Prepared::new(
             "DELETE FROM solidq_claimed_executions c
              USING unnest($1::int8[], $2::int8[]) AS t(claim_id, job_id)
              WHERE c.id = t.claim_id AND c.job_id = t.job_id
              RETURNING c.id AS claim_id, c.job_id",
+            vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids)],
         )
-        .bind::<Array<BigInt>, _>(&claim_ids)
-        .bind::<Array<BigInt>, _>(&job_ids)
         .load(conn)?;
         Ok(rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect())
+    }
+
+    fn complete_claims(
+        &self,
+        conn: &mut DbConnection,
+        tokens: &[ClaimToken],
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<ClaimToken>> {
+        let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
+        let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
+        let binds = vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids), Bind::Timestamp(now)];
+        let rows: Vec<TokenRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
+        Ok(rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect())
+    }
+
+    fn one_statement(&self, work: HotPath<'_>) -> bool {
+        match work {
+            HotPath::Enqueue(jobs) => jobs <= ENQUEUE_CHUNK,
+            HotPath::Claim(claim) => claim.queues.len() == 1,
+            HotPath::Complete => true,
+        }
     }
 
     fn take_claims_of(&self, conn: &mut DbConnection, process: ProcessId) -> QueryResult<Vec<JobId>> {
@@ -366,10 +415,8 @@ impl Dialect for Postgres {
     }
 
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
-        let rows: Vec<JobIdRow> = sql_query(TAKE_DUE_SQL)
-            .bind::<Timestamp, _>(now)
-            .bind::<BigInt, _>(i64::try_from(batch).unwrap_or(i64::MAX))
-            .load(expect_variant!(conn, Postgres))?;
+        let binds = vec![Bind::Timestamp(now), Bind::BigInt(i64::try_from(batch).unwrap_or(i64::MAX))];
+        let rows: Vec<JobIdRow> = Prepared::new(TAKE_DUE_SQL, binds).load(expect_variant!(conn, Postgres))?;
         Ok(rows.into_iter().map(|row| row.job_id).collect())
     }
 
@@ -481,7 +528,11 @@ impl SessionLiveness for Postgres {
         let conn = expect_variant!(conn, Postgres);
         let schema = self.schema_key(conn)?;
         let by_key: HashMap<i32, ProcessId> = candidates.iter().map(|&p| (process_key(p), p)).collect();
-        let keys: Vec<i32> = by_key.keys().copied().collect();
+        // This store's own processes too, in the same round trip: if one of their locks is
+        // free, the sessions were cut here as well (a network cut, a server restart) and the
+        // others' free locks prove nothing yet.
+        let own: Vec<i32> = lock_or_recover(&self.sessions).keys().map(|&p| process_key(p)).collect();
+        let keys: Vec<i32> = by_key.keys().chain(&own).copied().collect();
         // One round trip whatever the number of processes: try every lock, keep the ones taken,
         // and give those straight back.
         #[derive(QueryableByName)]
@@ -502,6 +553,10 @@ impl SessionLiveness for Postgres {
             .bind::<Integer, _>(schema)
             .bind::<Array<Integer>, _>(&taken)
             .execute(conn)?;
+        if taken.iter().any(|key| own.contains(key)) {
+            *lock_or_recover(&self.session_lost_at) = Some(Instant::now());
+            return Ok(Vec::new());
+        }
         Ok(taken.iter().filter_map(|key| by_key.get(key).copied()).collect())
     }
 
