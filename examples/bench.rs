@@ -66,11 +66,33 @@ impl Handler<Perform<Nothing>> for Noop {
 
 /// Counts store operations by name.
 #[derive(Default)]
-struct Operations(Mutex<std::collections::BTreeMap<&'static str, usize>>);
+struct Operations(
+    Mutex<std::collections::BTreeMap<&'static str, usize>>,
+    Mutex<std::collections::BTreeMap<&'static str, Duration>>,
+);
 
 impl Observer for Operations {
     fn finished(&self, event: &StoreEvent) {
         *self.0.lock().unwrap().entry(event.operation).or_default() += 1;
+        *self.1.lock().unwrap().entry(event.operation).or_default() += event.elapsed;
+    }
+}
+
+impl Operations {
+    /// Per operation: count per job and mean milliseconds.
+    fn per_job(&self, jobs: usize) -> serde_json::Value {
+        let counts = self.0.lock().unwrap();
+        let elapsed = self.1.lock().unwrap();
+        let mut out = serde_json::Map::new();
+        for (operation, count) in counts.iter() {
+            let mean_ms = elapsed[operation].as_secs_f64() * 1000.0 / *count as f64;
+            out.insert(
+                operation.to_string(),
+                json!({"per_job": (*count as f64 / jobs as f64 * 10_000.0).round() / 10_000.0,
+                       "mean_ms": (mean_ms * 100.0).round() / 100.0}),
+            );
+        }
+        serde_json::Value::Object(out)
     }
 }
 
@@ -244,8 +266,9 @@ fn start(system: &SystemRunner, url: &DatabaseUrl, store: SharedStore, counter: 
 
 fn drain_scenario(args: &Args) {
     let db = fresh_database(&args.backend, "drain");
-    let store = open(&db.url, None);
-    let seeded = seed(&store, args.jobs, 0);
+    let seeded = seed(&open(&db.url, None), args.jobs, 0);
+    let operations = Arc::new(Operations::default());
+    let store = open(&db.url, Some(operations.clone()));
     if let DatabaseUrl::Postgres(url) = &db.url {
         // As after any bulk load: without statistics the planner scans tables whole.
         PgConnection::establish(url).expect("connecting").batch_execute("ANALYZE").expect("ANALYZE");
@@ -271,6 +294,8 @@ fn drain_scenario(args: &Args) {
     }
     let took = started.elapsed();
     let report = system.block_on(handle.shutdown());
+    operations.0.lock().unwrap().remove("counting jobs");
+    let transactions: usize = operations.0.lock().unwrap().values().sum();
     emit(
         json!({
             "jobs": args.jobs,
@@ -280,6 +305,8 @@ fn drain_scenario(args: &Args) {
             "drain_s": (took.as_secs_f64() * 100.0).round() / 100.0,
             "rss_during_mb": (peak_rss * 10.0).round() / 10.0,
             "deregistered": report.deregistered,
+            "store_transactions_per_job": (transactions as f64 / args.jobs as f64 * 10_000.0).round() / 10_000.0,
+            "by_operation": operations.per_job(args.jobs),
         }),
         &args.backend,
         "drain",

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `SOLIDQ_DATABASE_URL` | `sqlite://relative/path`, `sqlite:///absolute/path`, `postgres://…`, `postgresql://…` | `sqlite://solidq.sqlite3` |
 //! | `SOLIDQ_POOL_SIZE` | whole number ≥ 1 | `8` |
-//! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:3` |
+//! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:100` |
 //! | `SOLIDQ_POLLING_INTERVAL` | duration > 0 | `100ms` |
 //! | `SOLIDQ_DISPATCHER_BATCH_SIZE` | whole number ≥ 1 | `500` |
 //! | `SOLIDQ_DISPATCHER_POLLING_INTERVAL` | duration > 0 | `1s` |
@@ -45,8 +45,12 @@ use crate::model::{DeathPolicy, QueuePattern};
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
-/// Default `SOLIDQ_WORKERS`.
-pub const DEFAULT_WORKERS: &str = "*:3";
+/// Default `SOLIDQ_WORKERS`: one group for every queue, up to 100 jobs at once. Async
+/// handlers wait side by side on one thread, so a hundred waiting jobs cost little, and a
+/// busy process claims and finishes jobs in batches of dozens (see BENCHMARKS.md). Set a
+/// lower number when each job holds something scarce (a pooled connection, a CPU core), or
+/// register such handlers with `register_sync(n, …)`, which runs at most `n`.
+pub const DEFAULT_WORKERS: &str = "*:100";
 /// Default `SOLIDQ_POOL_SIZE`.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// Default `SOLIDQ_POLLING_INTERVAL`.
@@ -248,7 +252,7 @@ impl Default for Config {
         Config {
             database_url: DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")),
             pool_size: DEFAULT_POOL_SIZE,
-            workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }],
+            workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 100 }],
             polling_interval: DEFAULT_POLLING_INTERVAL,
             dispatcher_batch_size: DEFAULT_DISPATCHER_BATCH_SIZE,
             dispatcher_polling_interval: DEFAULT_DISPATCHER_POLLING_INTERVAL,
@@ -472,7 +476,7 @@ impl Config {
     /// Jobs run at once by this process: the sum of every worker group's concurrency.
     ///
     /// ```
-    /// assert_eq!(solidq::Config::default().total_concurrency(), 3);
+    /// assert_eq!(solidq::Config::default().total_concurrency(), 100);
     /// ```
     pub fn total_concurrency(&self) -> usize {
         self.workers.iter().map(|group| group.concurrency).sum()

@@ -46,10 +46,8 @@ enum Phase {
     Claimed,
     /// An execution runs in this process.
     Running,
-    /// The execution ended; its transition waits to be written.
-    Ended(Transition),
-    /// A completer is writing the transition.
-    Writing,
+    /// The execution ended; its outcome is in the queue for the completer, or being written.
+    Ended,
 }
 
 #[derive(Debug)]
@@ -64,6 +62,13 @@ struct Held {
 #[derive(Default)]
 struct BookState {
     held: HashMap<ClaimToken, Held>,
+    /// Slots per group.
+    groups: HashMap<Group, Slots>,
+    /// Outcomes waiting for the completer, in the order executions ended.
+    ended: Vec<PendingOutcome>,
+    /// The completer was told about the outcomes waiting and has not taken them yet: one
+    /// message for any number of ended executions.
+    completer_told: bool,
     retired: HashSet<Seat>,
     next_seat: Seat,
     /// Claim calls under way.
@@ -72,8 +77,67 @@ struct BookState {
     started: u64,
     /// Tells the completer that outcomes wait, and with `true` that the database answers again.
     completer: Option<Arc<dyn Fn(bool) + Send + Sync>>,
-    /// Tells a group's worker that slots were freed.
-    workers: HashMap<Group, Wake>,
+}
+
+/// The slots of one worker group.
+///
+/// A slot is busy from the claim until the execution ends. An ended execution's outcome
+/// still holds its claim until it is written, but not a slot: the next jobs run while the
+/// last ones are written. Outcomes waiting to be written hold back claims once there are more
+/// of them than the concurrency (the database is slow or away): at most twice the
+/// concurrency of claims is ever held.
+#[derive(Default)]
+struct Slots {
+    /// Claimed or running.
+    busy: usize,
+    /// Ended, outcome not yet written.
+    unwritten: usize,
+    /// The group's worker: its concurrency, the free slots worth a claim, and how it is woken.
+    worker: Option<(usize, usize, Wake)>,
+}
+
+impl Slots {
+    fn free(&self) -> usize {
+        let Some((concurrency, _, _)) = &self.worker else { return 0 };
+        let over = self.unwritten.saturating_sub(*concurrency);
+        concurrency.saturating_sub(self.busy + over)
+    }
+
+    /// Applies `change`, waking the worker when the free slots reach a batch: once as the
+    /// count crosses the threshold, not for every slot after it.
+    fn change(&mut self, change: impl FnOnce(&mut Slots)) {
+        let before = self.free();
+        change(self);
+        if let Some((_, batch, wake)) = &self.worker {
+            if before < *batch && self.free() >= *batch {
+                wake();
+            }
+        }
+    }
+}
+
+impl BookState {
+    fn slots(&mut self, group: Group) -> &mut Slots {
+        self.groups.entry(group).or_default()
+    }
+
+    fn insert(&mut self, held: Held) {
+        self.slots(held.group).busy += 1;
+        self.held.insert(held.job.token, held);
+    }
+
+    fn remove(&mut self, token: &ClaimToken) -> Option<Held> {
+        let held = self.held.remove(token)?;
+        let ended = matches!(held.phase, Phase::Ended);
+        self.slots(held.group).change(|slots| {
+            if ended {
+                slots.unwritten -= 1;
+            } else {
+                slots.busy -= 1;
+            }
+        });
+        Some(held)
+    }
 }
 
 /// What one [`ClaimBook::claim`] call did.
@@ -109,8 +173,6 @@ pub(crate) struct PendingOutcome {
     pub(crate) job: ClaimedJob,
     /// What to write.
     pub(crate) transition: Transition,
-    /// Which group's slot it holds.
-    pub(crate) group: Group,
 }
 
 /// Shared by the supervisor, the workers, the completer and the executions of one process.
@@ -141,9 +203,10 @@ impl ClaimBook {
         self.state().completer = Some(notify);
     }
 
-    /// How `group`'s freed slots are announced (to its worker, set again when it restarts).
-    pub fn set_worker(&self, group: Group, wake: Wake) {
-        self.state().workers.insert(group, wake);
+    /// `group`'s worker (set again when it restarts): it runs up to `concurrency` jobs at
+    /// once, and `wake` runs when at least `batch` slots are free again.
+    pub fn set_worker(&self, group: Group, concurrency: usize, batch: usize, wake: Wake) {
+        self.state().slots(group).worker = Some((concurrency, batch.max(1), wake));
     }
 
     /// Claims up to `limit` jobs for `seat` of `group`. With `settle`, first returns to ready
@@ -186,8 +249,7 @@ impl ClaimBook {
         }
         let since = Instant::now();
         for job in &jobs {
-            let held = Held { job: job.clone(), group, seat, phase: Phase::Claimed, since };
-            state.held.insert(job.token, held);
+            state.insert(Held { job: job.clone(), group, seat, phase: Phase::Claimed, since });
         }
         pass.jobs = jobs;
         Ok(pass)
@@ -233,47 +295,48 @@ impl ClaimBook {
     pub(crate) fn ended(&self, token: ClaimToken, transition: Transition) -> Option<Instant> {
         let mut state = self.state();
         let held = state.held.get_mut(&token)?;
-        held.phase = Phase::Ended(transition);
-        let since = held.since;
-        if let Some(completer) = &state.completer {
-            completer(false);
+        if matches!(held.phase, Phase::Ended) {
+            return Some(held.since);
+        }
+        held.phase = Phase::Ended;
+        let (since, group) = (held.since, held.group);
+        let pending = PendingOutcome { job: held.job.clone(), transition };
+        state.ended.push(pending);
+        state.slots(group).change(|slots| {
+            slots.busy -= 1;
+            slots.unwritten += 1;
+        });
+        if !state.completer_told {
+            if let Some(completer) = state.completer.clone() {
+                state.completer_told = true;
+                completer(false);
+            }
         }
         Some(since)
     }
 
-    /// Takes every ended execution for writing (they stay held, as being written).
+    /// Takes every ended execution for writing (they stay held until written).
     pub(crate) fn take_ended(&self) -> Vec<PendingOutcome> {
         let mut state = self.state();
-        let mut taken = Vec::new();
-        for held in state.held.values_mut() {
-            if let Phase::Ended(transition) = &held.phase {
-                taken.push(PendingOutcome { job: held.job.clone(), transition: transition.clone(), group: held.group });
-                held.phase = Phase::Writing;
-            }
-        }
-        taken
+        state.completer_told = false;
+        std::mem::take(&mut state.ended)
     }
 
-    /// The outcome of `token` is in the database, or was refused as stale: forget the claim.
-    pub fn written(&self, token: &ClaimToken) {
-        self.state().held.remove(token);
-    }
-
-    /// Writing `pending` failed: it waits to be written again.
-    pub(crate) fn unwritten(&self, pending: PendingOutcome) {
-        if let Some(held) = self.state().held.get_mut(&pending.job.token) {
-            held.phase = Phase::Ended(pending.transition);
+    /// The outcomes of `tokens` are in the database, or were refused as stale: forget the
+    /// claims (their slots are free).
+    pub fn written(&self, tokens: &[ClaimToken]) {
+        let mut state = self.state();
+        for token in tokens {
+            state.remove(token);
         }
     }
 
-    /// Tells the workers of `groups` that slots were freed.
-    pub fn slots_freed(&self, groups: impl IntoIterator<Item = Group>) {
-        let state = self.state();
-        for group in groups {
-            if let Some(wake) = state.workers.get(&group) {
-                wake();
-            }
-        }
+    /// Writing `pending` failed: they wait to be written again (claims released meanwhile, at
+    /// shutdown, are not).
+    pub(crate) fn unwritten(&self, pending: Vec<PendingOutcome>) {
+        let mut state = self.state();
+        let state = &mut *state;
+        state.ended.extend(pending.into_iter().filter(|outcome| state.held.contains_key(&outcome.job.token)));
     }
 
     /// The database answered (a claim succeeded): a completer backing off may write now.
@@ -296,14 +359,20 @@ impl ClaimBook {
             .map(|(token, _)| *token)
             .collect();
         for token in &unstarted {
-            state.held.remove(token);
+            state.remove(token);
         }
         unstarted
     }
 
-    /// Slots of `group` in use: claims held in any phase.
-    pub fn held(&self, group: Group) -> usize {
-        self.state().held.values().filter(|held| held.group == group).count()
+    /// Slots of `group` free for new claims (none before its worker is set).
+    pub fn free(&self, group: Group) -> usize {
+        self.state().groups.get(&group).map_or(0, Slots::free)
+    }
+
+    /// Claims of `group` held, in any phase.
+    #[cfg(test)]
+    pub fn held_by(&self, group: Group) -> usize {
+        self.state().groups.get(&group).map_or(0, |slots| slots.busy + slots.unwritten)
     }
 
     /// Claims held plus claim calls under way: what a drain waits for.
@@ -319,6 +388,10 @@ impl ClaimBook {
         let mut ids: Vec<JobId> = state.held.keys().map(|token| token.job_id).collect();
         ids.sort_unstable();
         state.held.clear();
+        state.ended.clear();
+        for slots in state.groups.values_mut() {
+            (slots.busy, slots.unwritten) = (0, 0);
+        }
         ids
     }
 
@@ -376,7 +449,7 @@ mod tests {
         assert!(book.ended(ended, Transition::Complete).is_some());
         assert_eq!(book.retire(seat), vec![unstarted], "running and ended executions stay with the process");
         assert!(!book.start(unstarted), "a handed-back claim never starts");
-        assert_eq!((book.held(0), book.open()), (2, 2));
+        assert_eq!((book.held_by(0), book.open()), (2, 2));
         // A claim that completes for the retired seat releases what it got at once, unstarted.
         let late = book.claim(&store, (0, seat), &claim(process, 5, now), false, &logger()).unwrap();
         assert!(late.jobs.is_empty());
@@ -385,9 +458,10 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].job.token, ended);
         assert!(book.take_ended().is_empty(), "an outcome is taken for writing once");
-        book.unwritten(pending[0].clone());
+        book.unwritten(pending);
         assert_eq!(book.take_ended().len(), 1, "a failed write is taken again");
-        book.written(&ended);
+        book.written(&[ended]);
+        assert_eq!(book.held_by(0), 1);
         assert_eq!(book.clear(), vec![running.job_id]);
         assert_eq!(book.ended(running, Transition::Complete), None, "an outcome after the drain is dropped");
         assert_eq!(book.len(), 0);

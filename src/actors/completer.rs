@@ -9,7 +9,6 @@
 //! (Solid Queue #748); one refused as fenced (the claim was reaped meanwhile) is logged with
 //! its job id.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +42,6 @@ pub struct PassOutcome {
     pub applied: usize,
     /// Outcomes refused because the claim was no longer this process's.
     pub stale: usize,
-    /// Worker groups whose slots were freed.
-    pub groups: BTreeSet<usize>,
 }
 
 /// Writes `pending` in one transaction and settles each in `book`; on a database error they
@@ -60,24 +57,21 @@ pub(crate) fn write_outcomes(
     let settled = match store.record(&batch, now) {
         Ok(settled) => settled,
         Err(err) => {
-            pending.into_iter().for_each(|outcome| book.unwritten(outcome));
+            book.unwritten(pending);
             return Err(err);
         }
     };
-    let mut pass = PassOutcome::default();
-    for outcome in pending {
-        let token = outcome.job.token;
-        if settled.applied(&token) {
-            pass.applied += 1;
-            debug!(logger, "outcome recorded"; "job_id" => token.job_id, "outcome" => outcome.transition.label());
-        } else {
-            pass.stale += 1;
+    let pass = PassOutcome { applied: settled.applied.len(), stale: settled.fenced.len() };
+    if !settled.fenced.is_empty() {
+        let fenced: std::collections::HashSet<_> = settled.fenced.iter().collect();
+        for outcome in pending.iter().filter(|outcome| fenced.contains(&outcome.job.token)) {
+            let token = outcome.job.token;
             warn!(logger, "outcome discarded: the claim is no longer this process's (it was reaped)";
                 "job_id" => token.job_id, "claim_id" => token.claim_id, "outcome" => outcome.transition.label());
         }
-        book.written(&token);
-        pass.groups.insert(outcome.group);
     }
+    debug!(logger, "outcomes recorded"; "applied" => pass.applied, "fenced" => pass.stale);
+    book.written(&batch.iter().map(|(token, _)| *token).collect::<Vec<_>>());
     Ok(pass)
 }
 
@@ -113,9 +107,8 @@ impl Completer {
         let (book, logger) = (self.book.clone(), self.logger.clone());
         let call = blocking(&self.store, move |s| write_outcomes(s, &book, pending, &logger));
         ctx.spawn(call.into_actor(self).map(|result, act, ctx| match result {
-            Ok(pass) => {
+            Ok(_) => {
                 act.call.succeeded(&act.logger);
-                act.book.slots_freed(pass.groups);
                 act.flush(ctx);
             }
             Err(err) => act.call.failed(&act.logger, "recording job outcomes", &err),

@@ -39,7 +39,7 @@ pub struct StopClaiming;
 #[rtype(result = "()")]
 pub struct ResumeClaiming;
 
-/// Claim book → worker: slots of its group were freed (outcomes written).
+/// Claim book → worker: enough slots of its group were freed for a batch (outcomes written).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct SlotsFreed;
@@ -109,7 +109,14 @@ impl Worker {
     }
 
     fn free_slots(&self) -> usize {
-        self.settings.group.concurrency.saturating_sub(self.shared.book.held(self.group))
+        self.shared.book.free(self.group)
+    }
+
+    /// Free slots worth a claim while jobs are known to wait: a quarter of the group's
+    /// concurrency, so that a busy group claims in batches, not slot by slot, and claims the
+    /// next batch while the last one still runs.
+    fn batch(&self) -> usize {
+        (self.settings.group.concurrency / 2).max(1)
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -150,10 +157,8 @@ impl Worker {
                     None => {}
                 }
                 act.more_ready = jobs.len() == limit;
-                for job in jobs {
-                    act.start_job(process, job);
-                }
-                if act.more_ready && act.free_slots() > 0 {
+                act.start_jobs(process, jobs);
+                if act.more_ready && act.free_slots() >= act.batch() {
                     act.tick(ctx);
                 }
             }
@@ -164,25 +169,35 @@ impl Worker {
         }));
     }
 
-    /// Starts `job` as a task on the executions arbiter, unless its claim was handed back.
-    fn start_job(&mut self, process: ProcessId, job: ClaimedJob) {
-        let token = job.token;
-        if !self.shared.book.start(token) {
+    /// Starts `jobs` as tasks on the executions arbiter (one hand-over for the batch), except
+    /// those whose claims were handed back.
+    fn start_jobs(&mut self, process: ProcessId, jobs: Vec<ClaimedJob>) {
+        let jobs: Vec<ClaimedJob> = jobs.into_iter().filter(|job| self.shared.book.start(job.token)).collect();
+        if jobs.is_empty() {
             return;
         }
-        debug!(self.logger, "job started"; "process_id" => process, "job_id" => token.job_id, "kind" => &job.kind,
-            "queue" => &job.queue, "attempt" => job.attempts);
+        for job in &jobs {
+            debug!(self.logger, "job started"; "process_id" => process, "job_id" => job.token.job_id,
+                "kind" => &job.kind, "queue" => &job.queue, "attempt" => job.attempts);
+        }
+        let tokens: Vec<_> = jobs.iter().map(|job| job.token).collect();
         let (registry, book, logger) = (self.shared.registry.clone(), self.shared.book.clone(), self.logger.clone());
         let spawned = self.shared.executions.spawn_fn(move || {
-            let run = registry.perform(&job, &process.to_string());
-            actix_rt::spawn(async move {
-                let outcome = run.await;
-                execution_ended(&book, &logger, process, job, outcome);
-            });
+            let process_name = process.to_string();
+            for job in jobs {
+                let run = registry.perform(&job, &process_name);
+                let (book, logger) = (book.clone(), logger.clone());
+                actix_rt::spawn(async move {
+                    let outcome = run.await;
+                    execution_ended(&book, &logger, process, job, outcome);
+                });
+            }
         });
         if !spawned {
-            // The executions arbiter is gone (the runtime is stopping): hand the job back.
-            self.shared.book.ended(token, Transition::Release);
+            // The executions arbiter is gone (the runtime is stopping): hand the jobs back.
+            for token in tokens {
+                self.shared.book.ended(token, Transition::Release);
+            }
         }
     }
 }
@@ -222,7 +237,8 @@ impl Actor for Worker {
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(self.logger, "worker started"; "concurrency" => self.settings.group.concurrency);
         let me = ctx.address();
-        self.shared.book.set_worker(self.group, std::sync::Arc::new(move || me.do_send(SlotsFreed)));
+        let wake = std::sync::Arc::new(move || me.do_send(SlotsFreed));
+        self.shared.book.set_worker(self.group, self.settings.group.concurrency, self.batch(), wake);
         ctx.run_interval(self.settings.polling_interval, |act, ctx| act.tick(ctx));
         self.tick(ctx);
     }
