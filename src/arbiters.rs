@@ -14,13 +14,37 @@ pub(crate) const THREAD_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// inside libpq/OpenSSL or exiting (their OpenSSL thread-state destructors), which crashes the
 /// process with SIGSEGV in libcrypto. So `run()` and `shutdown()` join them before returning.
 #[derive(Clone, Default)]
-pub(crate) struct StoppedArbiters(std::sync::Arc<std::sync::Mutex<Vec<actix::Arbiter>>>);
+pub(crate) struct StoppedArbiters(std::sync::Arc<std::sync::Mutex<Vec<Stopped>>>);
+
+/// A thread asked to end.
+enum Stopped {
+    Arbiter(actix::Arbiter),
+    Thread(std::thread::JoinHandle<()>),
+}
+
+impl Stopped {
+    fn join(self) {
+        match self {
+            Stopped::Arbiter(arbiter) => {
+                let _ = arbiter.join();
+            }
+            Stopped::Thread(thread) => {
+                let _ = thread.join();
+            }
+        }
+    }
+}
 
 impl StoppedArbiters {
     /// Stops `arbiter` and keeps it for [`StoppedArbiters::join`].
     pub(crate) fn stop(&self, arbiter: actix::Arbiter) {
         arbiter.stop();
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(arbiter);
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Stopped::Arbiter(arbiter));
+    }
+
+    /// Keeps `thread`, already told to end, for [`StoppedArbiters::join`].
+    pub(crate) fn ended(&self, thread: std::thread::JoinHandle<()>) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Stopped::Thread(thread));
     }
 
     /// Waits up to `timeout` for the threads of every arbiter stopped so far to end; returns
@@ -34,8 +58,8 @@ impl StoppedArbiters {
         let (done, joined) = std::sync::mpsc::channel();
         // `Arbiter::join` has no timeout: join on a helper thread, wait for it here.
         let spawned = std::thread::Builder::new().name("solidq-join".into()).spawn(move || {
-            for arbiter in arbiters {
-                let _ = arbiter.join();
+            for stopped in arbiters {
+                stopped.join();
                 let _ = done.send(());
             }
         });

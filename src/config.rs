@@ -11,7 +11,7 @@
 //! | `SOLIDQ_DISPATCHER_POLLING_INTERVAL` | duration > 0 | `1s` |
 //! | `SOLIDQ_HEARTBEAT_INTERVAL` | duration > 0 | `30s` |
 //! | `SOLIDQ_ALIVE_THRESHOLD` | duration ≥ 2 × `SOLIDQ_HEARTBEAT_INTERVAL` | `5m` |
-//! | `SOLIDQ_WATCHDOG_INTERVAL` | duration > 0 | `500ms` |
+//! | `SOLIDQ_WATCHDOG_INTERVAL` | duration > 0 | `1s` |
 //! | `SOLIDQ_SHUTDOWN_TIMEOUT` | duration (`0` = do not wait) | `5s` |
 //! | `SOLIDQ_AUTO_MIGRATE` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
 //! | `SOLIDQ_ON_PROCESS_DEATH` | `retry` or `fail` | `retry` |
@@ -64,7 +64,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Default `SOLIDQ_ALIVE_THRESHOLD`.
 pub const DEFAULT_ALIVE_THRESHOLD: Duration = Duration::from_secs(300);
 /// Default `SOLIDQ_WATCHDOG_INTERVAL`.
-pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(500);
+pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Default `SOLIDQ_SHUTDOWN_TIMEOUT`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 

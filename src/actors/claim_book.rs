@@ -37,7 +37,16 @@ pub type Group = usize;
 
 /// How the book wakes an actor: a function that sends the actor its message (the completer's
 /// and the workers' own messages, so that the book names none of them).
-pub type Wake = Arc<dyn Fn() + Send + Sync>;
+pub type Wake = Arc<dyn Fn(WakeReason) + Send + Sync>;
+
+/// Why the book wakes a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeReason {
+    /// A batch of the group's slots is free again.
+    SlotsFreed,
+    /// Jobs were made ready (in this process, or another one told the listener).
+    JobsReady,
+}
 
 /// Where a held claim is in its life.
 #[derive(Debug, Clone)]
@@ -110,7 +119,7 @@ impl Slots {
         change(self);
         if let Some((_, batch, wake)) = &self.worker {
             if before < *batch && self.free() >= *batch {
-                wake();
+                wake(WakeReason::SlotsFreed);
             }
         }
     }
@@ -337,6 +346,16 @@ impl ClaimBook {
         let mut state = self.state();
         let state = &mut *state;
         state.ended.extend(pending.into_iter().filter(|outcome| state.held.contains_key(&outcome.job.token)));
+    }
+
+    /// Jobs were made ready: every worker claims now rather than at its next poll.
+    pub fn jobs_ready(&self) {
+        let state = self.state();
+        for slots in state.groups.values() {
+            if let Some((_, _, wake)) = &slots.worker {
+                wake(WakeReason::JobsReady);
+            }
+        }
     }
 
     /// The database answered (a claim succeeded): a completer backing off may write now.

@@ -136,6 +136,11 @@ impl PeriodicCall {
         true
     }
 
+    /// Whether a call is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.in_progress
+    }
+
     /// Marks an idle pass (nothing to do) as progress.
     pub(crate) fn idle(&mut self) {
         self.last_progress = std::time::Instant::now();

@@ -14,6 +14,7 @@
 //! a worker never hands back a job that is running: executions belong to the process (see
 //! [`ClaimBook`]), so only claims that never started go back to ready.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -181,6 +182,10 @@ pub struct Supervisor {
     resumed_at: Instant,
     /// Children's arbiters stopped so far, for the runtime to join at shutdown.
     stopped: StoppedArbiters,
+    /// Wakes the workers when the store makes jobs ready; the store holds it weakly.
+    jobs_ready: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The thread listening for jobs made ready by other processes, and its stop flag.
+    listener: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl Supervisor {
@@ -219,7 +224,36 @@ impl Supervisor {
             last_check: Instant::now(),
             resumed_at: Instant::now(),
             stopped: StoppedArbiters::default(),
+            jobs_ready: None,
+            listener: None,
         }
+    }
+
+    /// Subscribes the workers to jobs made ready by this process's store, and starts the
+    /// listener for those made ready elsewhere when the backend has one.
+    fn listen_for_ready_jobs(&mut self) {
+        let book = self.claims.clone();
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || book.jobs_ready());
+        self.store.on_jobs_ready(&wake);
+        if let Some(listen) = self.store.ready_listener() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (flag, thread_wake) = (stop.clone(), wake.clone());
+            match std::thread::Builder::new().name("solidq-listener".into()).spawn(move || listen(&*thread_wake, &flag))
+            {
+                Ok(thread) => self.listener = Some((stop, thread)),
+                Err(err) => warn!(self.logger, "no listener for new jobs: workers poll"; "error" => %err),
+            }
+        }
+        self.jobs_ready = Some(wake);
+    }
+
+    /// Stops the listener; the runtime joins its thread with the arbiters'.
+    fn stop_listening(&mut self) {
+        if let Some((stop, thread)) = self.listener.take() {
+            stop.store(true, Ordering::Relaxed);
+            self.stopped.ended(thread);
+        }
+        self.jobs_ready = None;
     }
 
     /// Keeps the children's stopped arbiters in `stopped` (the runtime joins them at shutdown).
@@ -250,7 +284,8 @@ impl Supervisor {
                 };
                 let kinds = Arc::new(self.registry.kinds().into_iter().map(String::from).collect());
                 let (registry, book) = (self.registry.clone(), self.claims.clone());
-                let shared = WorkerContext { store, registry, book, executions, kinds };
+                let listening = self.listener.is_some();
+                let shared = WorkerContext { store, registry, book, executions, kinds, listening };
                 let seat = child.seat;
                 let addr = Worker::start_in_arbiter(&handle, move |_| {
                     Worker::new(settings, shared, (i, seat), process, &logger)
@@ -453,6 +488,7 @@ impl Actor for Supervisor {
         info!(self.logger, "supervisor starting"; "workers" => self.settings.workers.len());
         self.registry.start_all();
         self.executions = Some(Arbiter::new());
+        self.listen_for_ready_jobs();
         for index in 0..self.children.len() {
             self.start_child(index, ctx);
         }
@@ -460,6 +496,11 @@ impl Actor for Supervisor {
         if self.settings.standalone {
             self.listen_for_signals(ctx);
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Stopped without a shutdown (its System ended): the listener must still end.
+        self.stop_listening();
     }
 }
 
@@ -539,6 +580,7 @@ impl Handler<Shutdown> for Supervisor {
                 }
             }
             act.registry.stop_all();
+            act.stop_listening();
             if let Some(executions) = act.executions.take() {
                 act.stopped.stop(executions);
             }

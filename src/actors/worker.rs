@@ -9,14 +9,14 @@
 //! the book and counts their slots as busy.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use chrono::Utc;
 use slog::{debug, info, o, warn, Logger};
 
-use super::claim_book::{ClaimBook, ClaimPass, Group, Seat};
+use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
 use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
 use crate::config::WorkerGroup;
 use crate::lifecycle::{Outcome, Transition};
@@ -39,10 +39,17 @@ pub struct StopClaiming;
 #[rtype(result = "()")]
 pub struct ResumeClaiming;
 
-/// Claim book → worker: enough slots of its group were freed for a batch (outcomes written).
+/// Claim book → worker: a batch of its group's slots is free, or jobs were made ready.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct SlotsFreed;
+pub struct Woken(pub WakeReason);
+
+/// Longest wait between polls of an idle worker when nothing tells it of new jobs (SQLite,
+/// whose other processes cannot notify): each empty claim doubles the wait from the polling
+/// interval up to this.
+pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
+/// The same with a listener (PostgreSQL's LISTEN/NOTIFY): polling is then only a fallback.
+pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
 
 /// Settings of one worker.
 #[derive(Clone)]
@@ -66,6 +73,8 @@ pub struct WorkerContext {
     pub executions: ArbiterHandle,
     /// The kinds the registry has handlers for: the only ones this process claims.
     pub kinds: Arc<Vec<String>>,
+    /// Whether a listener tells of jobs made ready by other processes.
+    pub listening: bool,
 }
 
 /// The worker actor of one worker group.
@@ -82,6 +91,10 @@ pub struct Worker {
     claims: PeriodicCall,
     /// The last claim filled every free slot, so more jobs may be waiting.
     more_ready: bool,
+    /// Jobs were made ready while a claim was under way: claim again after it.
+    recheck: bool,
+    /// Empty claims in a row, and the time before which an idle worker does not poll.
+    idle: (u32, Option<Instant>),
 }
 
 impl Worker {
@@ -105,6 +118,8 @@ impl Worker {
             claiming: true,
             claims: PeriodicCall::new(MAX_ERROR_BACKOFF),
             more_ready: false,
+            recheck: false,
+            idle: (0, None),
         }
     }
 
@@ -117,6 +132,31 @@ impl Worker {
     /// next batch while the last one still runs.
     fn batch(&self) -> usize {
         (self.settings.group.concurrency / 2).max(1)
+    }
+
+    /// A poll: skipped while an idle worker waits out its backoff.
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.idle.1.is_some_and(|until| Instant::now() < until) {
+            self.claims.idle();
+            return;
+        }
+        self.tick(ctx);
+    }
+
+    /// After a claim: empty ones double the wait before the next poll, up to a cap.
+    fn note_claimed(&mut self, claimed: usize) {
+        if claimed > 0 {
+            self.idle = (0, None);
+            return;
+        }
+        let streak = self.idle.0.saturating_add(1).min(16);
+        let cap = if self.shared.listening { MAX_IDLE_POLL_LISTENING } else { MAX_IDLE_POLL };
+        let wait = self
+            .settings
+            .polling_interval
+            .saturating_mul(1 << (streak - 1))
+            .min(cap.max(self.settings.polling_interval));
+        self.idle = (streak, Some(Instant::now() + wait));
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -157,8 +197,11 @@ impl Worker {
                     None => {}
                 }
                 act.more_ready = jobs.len() == limit;
+                act.note_claimed(jobs.len());
                 act.start_jobs(process, jobs);
-                if act.more_ready && act.free_slots() >= act.batch() {
+                let recheck = std::mem::take(&mut act.recheck);
+                let free = act.free_slots();
+                if (act.more_ready && free >= act.batch()) || (recheck && free > 0) {
                     act.tick(ctx);
                 }
             }
@@ -237,9 +280,9 @@ impl Actor for Worker {
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(self.logger, "worker started"; "concurrency" => self.settings.group.concurrency);
         let me = ctx.address();
-        let wake = std::sync::Arc::new(move || me.do_send(SlotsFreed));
+        let wake = std::sync::Arc::new(move |reason| me.do_send(Woken(reason)));
         self.shared.book.set_worker(self.group, self.settings.group.concurrency, self.batch(), wake);
-        ctx.run_interval(self.settings.polling_interval, |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.settings.polling_interval, |act, ctx| act.poll(ctx));
         self.tick(ctx);
     }
 }
@@ -274,12 +317,21 @@ impl Handler<ResumeClaiming> for Worker {
     }
 }
 
-impl Handler<SlotsFreed> for Worker {
+impl Handler<Woken> for Worker {
     type Result = ();
-    fn handle(&mut self, _: SlotsFreed, ctx: &mut Context<Self>) {
-        // Without a full last claim the queue looked empty: the polling interval will do.
-        if self.more_ready {
-            self.tick(ctx);
+    fn handle(&mut self, Woken(reason): Woken, ctx: &mut Context<Self>) {
+        match reason {
+            // Without a full last claim the queue looked empty: only news of jobs wakes it.
+            WakeReason::SlotsFreed if self.more_ready => self.tick(ctx),
+            WakeReason::SlotsFreed => {}
+            WakeReason::JobsReady => {
+                self.idle = (0, None);
+                if self.claims.running() {
+                    self.recheck = true;
+                } else {
+                    self.tick(ctx);
+                }
+            }
         }
     }
 }

@@ -296,7 +296,11 @@ impl Store {
         super::check_jobs(jobs)?;
         self.check_database()?;
         let transaction = !self.dialect().one_statement(HotPath::Enqueue(jobs.len()));
-        self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))
+        let ids = self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))?;
+        if jobs.iter().any(|job| job.scheduled_at.is_none_or(|at| at <= now)) {
+            self.jobs_ready();
+        }
+        Ok(ids)
     }
 
     /// Claims up to `limit` ready jobs of the given `kinds` (those the process has handlers
@@ -332,7 +336,7 @@ impl Store {
         let complete: Vec<ClaimToken> = complete.iter().map(|(token, _)| *token).collect();
         let other: Vec<ClaimToken> = other.iter().map(|(token, _)| *token).collect();
         let transaction = !other.is_empty() || !self.dialect().one_statement(HotPath::Complete);
-        self.write_as("recording job outcomes", transaction, |conn| {
+        let settled = self.write_as("recording job outcomes", transaction, |conn| {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
             if !complete.is_empty() {
                 taken.extend(self.dialect().complete_claims(conn, &complete, now)?);
@@ -354,7 +358,12 @@ impl Store {
             }
             apply(conn, &transitions, now)?;
             Ok(settled)
-        })
+        })?;
+        // A release or an immediate retry made a job ready again.
+        if !other.is_empty() && settled.applied.len() > complete.len() {
+            self.jobs_ready();
+        }
+        Ok(settled)
     }
 
     /// Marks the jobs of `tokens` finished.

@@ -86,10 +86,14 @@ impl Store {
         if batch == 0 {
             return Ok(0);
         }
-        self.write("dispatching scheduled jobs", |conn| {
+        let moved = self.write("dispatching scheduled jobs", |conn| {
             let due = self.dialect().take_due(conn, now, batch)?;
             insert_ready(conn, &due, now)
-        })
+        })?;
+        if moved > 0 {
+            self.jobs_ready();
+        }
+        Ok(moved)
     }
 
     /// Removes the processes judged dead and hands their claims back per `policy` (and as
@@ -145,16 +149,23 @@ impl Store {
         if let Some(sessions) = self.dialect().sessions() {
             reaped.iter().for_each(|r| sessions.release(r.process));
         }
+        if reaped.iter().any(|r| r.retried > 0) {
+            self.jobs_ready();
+        }
         Ok(reaped)
     }
 
     /// Returns claims whose process row is missing to ready (their attempts stay counted, as
     /// for a death); returns how many.
     pub fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
-        self.write("releasing orphaned claims", |conn| {
+        let released = self.write("releasing orphaned claims", |conn| {
             let ids = self.dialect().take_orphan_claims(conn)?;
             insert_ready(conn, &ids, now)
-        })
+        })?;
+        if released > 0 {
+            self.jobs_ready();
+        }
+        Ok(released)
     }
 
     /// Returns to ready, without counting their attempts, the claims of live `process` that

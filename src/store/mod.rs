@@ -17,7 +17,7 @@
 //! A job's state is which execution table holds it (as in Solid Queue): ready, scheduled,
 //! claimed, failed, or none with `finished_at` set.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use diesel::QueryResult;
@@ -140,6 +140,8 @@ pub struct Store {
     /// Where reads go.
     reader: DbPool,
     observer: Option<Arc<dyn Observer>>,
+    /// Told, in this process, when this store made jobs ready (see [`Store::on_jobs_ready`]).
+    ready_wakers: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
 }
 
 /// A shared store.
@@ -164,7 +166,7 @@ impl Store {
             DatabaseUrl::Sqlite(path) => {
                 let (writer, reader) = connection::sqlite_pools(path, pool_size)?;
                 let dialect = Box::new(dialect::sqlite::Sqlite::opened(path));
-                Ok(Store { dialect, writer, reader, observer: None })
+                Ok(Store { dialect, writer, reader, observer: None, ready_wakers: Mutex::default() })
             }
             DatabaseUrl::Postgres(url) => {
                 let url = connection::with_connect_timeout(url);
@@ -172,9 +174,42 @@ impl Store {
                 let pool =
                     connection::pool(manager, pool_size, connection::PG_POOL_TIMEOUT, "connecting to PostgreSQL")?;
                 let dialect = Box::new(dialect::postgres::Postgres::new(url));
-                Ok(Store { dialect, writer: pool.clone(), reader: pool, observer: None })
+                Ok(Store {
+                    dialect,
+                    writer: pool.clone(),
+                    reader: pool,
+                    observer: None,
+                    ready_wakers: Mutex::default(),
+                })
             }
         }
+    }
+
+    /// Calls `wake` whenever this store (any clone of its `Arc`) has committed jobs that are
+    /// ready now: an enqueue, a dispatch of due jobs, a retry or release, a reap. The workers
+    /// of a runtime sharing the store claim at once instead of at their next poll. Holds
+    /// `wake` weakly: dropping it unsubscribes. `wake` runs on the thread that wrote; it must
+    /// not block.
+    pub fn on_jobs_ready(&self, wake: &Arc<dyn Fn() + Send + Sync>) {
+        let mut wakers = self.ready_wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        wakers.retain(|waker| waker.strong_count() > 0);
+        wakers.push(Arc::downgrade(wake));
+    }
+
+    /// Tells the subscribers of [`Store::on_jobs_ready`].
+    pub(crate) fn jobs_ready(&self) {
+        let wakers: Vec<_> = {
+            let wakers = self.ready_wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            wakers.iter().filter_map(Weak::upgrade).collect()
+        };
+        wakers.iter().for_each(|wake| wake());
+    }
+
+    /// Runs, until `stop` is set, a loop that calls `wake` when another process made jobs
+    /// ready (PostgreSQL: LISTEN on the schema's channel, with reconnects); `None` when the
+    /// backend cannot tell (SQLite: the workers poll). The caller runs it on its own thread.
+    pub fn ready_listener(&self) -> Option<dialect::ReadyListener> {
+        self.dialect.ready_listener()
     }
 
     /// The same store, reporting every operation to `observer`.

@@ -60,6 +60,10 @@ pub struct DeadProcess {
     pub last_heartbeat_at: NaiveDateTime,
 }
 
+/// A loop that runs until its flag is set and calls its function whenever another process
+/// made jobs ready (see [`Dialect::ready_listener`]).
+pub type ReadyListener = Box<dyn FnOnce(&dyn Fn(), &std::sync::atomic::AtomicBool) + Send>;
+
 /// Work on the hot path that a dialect may do in one statement (see
 /// [`Dialect::one_statement`]).
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +127,12 @@ pub trait Dialect: Send + Sync + 'static {
     fn one_statement(&self, work: HotPath<'_>) -> bool {
         let _ = work;
         false
+    }
+
+    /// A loop telling when other processes make jobs ready, if the backend can (PostgreSQL's
+    /// LISTEN/NOTIFY); `None` makes workers rely on polling for those.
+    fn ready_listener(&self) -> Option<ReadyListener> {
+        None
     }
 
     /// Deletes every claim of `process` and returns their job ids.
