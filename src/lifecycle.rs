@@ -1,10 +1,12 @@
 //! What the end of an execution means for its job: the one place that turns how a run ended
 //! ([`Outcome`]) or a process death into a [`Transition`] the store writes.
 //!
-//! Attempts are counted when an execution starts (the claim counts it). A claim handed back
-//! unstarted gives its attempt back ([`Transition::Release`]); an execution that started and
-//! ended keeps it, whatever the ending; a process death keeps the attempts of every job it held,
-//! so that a job that crashes its workers ends in failed.
+//! An attempt is an execution that started: a claimed job runs as attempt `attempts + 1`, and
+//! the store writes that count with the transition that ends it (one write per job row), so a
+//! claim handed back unstarted, or cut short by a graceful drain ([`Transition::Release`]),
+//! counts nothing; an execution that started and ended counts, whatever the ending; a process
+//! death counts the attempt of every job it held, so that a job that crashes its workers ends
+//! in failed.
 
 use std::time::Duration;
 

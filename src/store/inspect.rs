@@ -105,7 +105,7 @@ pub struct JobRow {
     pub priority: i32,
     /// JSON text of the arguments.
     pub arguments: String,
-    /// Executions started.
+    /// Executions started: those that ended or died, plus the one running while claimed.
     pub attempts: i32,
     /// Executions allowed.
     pub max_attempts: i32,
@@ -172,7 +172,8 @@ fn job_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobRow>> {
         queue,
         priority,
         arguments,
-        attempts,
+        // The store writes an attempt when it ends; a claimed job's is under way.
+        attempts: attempts + i32::from(process_id.is_some()),
         max_attempts,
         state,
         scheduled_at,

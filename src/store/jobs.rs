@@ -206,23 +206,33 @@ pub(crate) fn insert_executions(conn: &mut DbConnection, ids: &[JobId], now: Nai
     Ok(())
 }
 
-/// Returns jobs whose claims were just taken to ready without counting the attempt their claim
-/// counted: they were never started, or a graceful drain cut them short.
+/// Returns jobs whose claims were just taken to ready without counting an attempt: they were
+/// never started, or a graceful drain cut them short.
 pub(crate) fn hand_back(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
-    for chunk in ids.chunks(ID_CHUNK) {
-        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::attempts.gt(0)))
-            .set((jobs::attempts.eq(jobs::attempts - 1), jobs::updated_at.eq(now)))
-            .execute(conn)?;
-    }
     insert_ready(conn, ids, now)
 }
 
-/// Marks the jobs of `tokens` (their claims just taken) finished at `now`.
-pub(crate) fn mark_finished(conn: &mut DbConnection, tokens: &[ClaimToken], now: NaiveDateTime) -> QueryResult<()> {
-    let ids: Vec<JobId> = tokens.iter().map(|token| token.job_id).collect();
+/// Counts one more attempt for each of `ids` (an execution ended or its process died).
+pub(crate) fn count_attempt(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
     for chunk in ids.chunks(ID_CHUNK) {
         diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now)))
+            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(now)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Marks the jobs of `tokens` (their claims just taken) finished at `now`, their attempt
+/// counted.
+pub(crate) fn mark_finished(conn: &mut DbConnection, tokens: &[ClaimToken], now: NaiveDateTime) -> QueryResult<()> {
+    let ids: Vec<JobId> = tokens.iter().map(|token| token.job_id).collect();
+    finish(conn, &ids, now)
+}
+
+fn finish(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now), jobs::attempts.eq(jobs::attempts + 1)))
             .execute(conn)?;
     }
     Ok(())
@@ -245,6 +255,7 @@ pub(crate) fn apply(
             Transition::Retry(error, delay) => {
                 diesel::update(jobs::table.find(job_id))
                     .set((
+                        jobs::attempts.eq(jobs::attempts + 1),
                         jobs::last_error.eq(error.to_json()),
                         jobs::scheduled_at.eq(run_at(now, *delay)),
                         jobs::updated_at.eq(now),
@@ -254,9 +265,6 @@ pub(crate) fn apply(
             }
             Transition::Fail(error) => fail_one(conn, *job_id, error, now)?,
             Transition::Snooze(delay) => {
-                diesel::update(jobs::table.find(job_id).filter(jobs::attempts.gt(0)))
-                    .set(jobs::attempts.eq(jobs::attempts - 1))
-                    .execute(conn)?;
                 diesel::update(jobs::table.find(job_id))
                     .set((jobs::scheduled_at.eq(run_at(now, *delay)), jobs::updated_at.eq(now)))
                     .execute(conn)?;
@@ -264,11 +272,7 @@ pub(crate) fn apply(
             }
         }
     }
-    for chunk in complete.chunks(ID_CHUNK) {
-        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now)))
-            .execute(conn)?;
-    }
+    finish(conn, &complete, now)?;
     hand_back(conn, &release, now)?;
     insert_executions(conn, &again, now)?;
     insert_executions(conn, &snoozed, now)
@@ -281,7 +285,7 @@ fn fail_one(conn: &mut DbConnection, job_id: JobId, error: &FailureRecord, now: 
         .values((failed::job_id.eq(job_id), failed::error.eq(&json), failed::created_at.eq(now)))
         .execute(conn)?;
     diesel::update(jobs::table.find(job_id))
-        .set((jobs::last_error.eq(&json), jobs::updated_at.eq(now)))
+        .set((jobs::attempts.eq(jobs::attempts + 1), jobs::last_error.eq(&json), jobs::updated_at.eq(now)))
         .execute(conn)?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::dialect::DeadProcess;
 use super::inspect::claims_of_on;
-use super::jobs::{apply, hand_back, insert_ready};
+use super::jobs::{apply, count_attempt, hand_back, insert_ready};
 use super::schema::solidq_jobs as jobs;
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
@@ -129,7 +129,8 @@ impl Store {
                 let error = cause.record(*process, &dead);
                 let transitions: Vec<(JobId, Transition)> = attempts
                     .into_iter()
-                    .map(|(id, attempts, max)| (id, Transition::after_death(policy, attempts, max, error.clone())))
+                    // The death counts the attempt its claim was (written by the transition).
+                    .map(|(id, attempts, max)| (id, Transition::after_death(policy, attempts + 1, max, error.clone())))
                     .collect();
                 let failed = transitions.iter().filter(|(_, t)| matches!(t, Transition::Fail(_))).count();
                 apply(conn, &transitions.iter().map(|(id, t)| (*id, t)).collect::<Vec<_>>(), now)?;
@@ -160,6 +161,7 @@ impl Store {
     pub fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
         let released = self.write("releasing orphaned claims", |conn| {
             let ids = self.dialect().take_orphan_claims(conn)?;
+            count_attempt(conn, &ids, now)?;
             insert_ready(conn, &ids, now)
         })?;
         if released > 0 {

@@ -17,7 +17,8 @@ backend_tests!(by_ref:
     claim_matches_prefix_and_all_patterns_case_sensitively,
     claim_escapes_like_wildcards_in_prefixes,
     claim_never_takes_a_job_twice_across_overlapping_patterns,
-    claim_increments_attempts,
+    a_claimed_job_runs_the_next_attempt,
+    finishing_writes_the_attempt_with_the_outcome,
     release_and_deregister_give_the_attempt_back,
     claim_for_a_missing_process_claims_nothing,
     concurrent_claims_never_hand_out_a_job_twice,
@@ -204,7 +205,7 @@ fn claim_never_takes_a_job_twice_across_overlapping_patterns(db: &TestDb) {
     assert_eq!(totals(store), counts(0, 0, 3, 0, 0));
 }
 
-fn claim_increments_attempts(db: &TestDb) {
+fn a_claimed_job_runs_the_next_attempt(db: &TestDb) {
     let store = &db.store;
     let id = enqueue_one(store, job("k", "default", 0));
     let p = register(store, "worker");
@@ -214,6 +215,26 @@ fn claim_increments_attempts(db: &TestDb) {
     let second = claim(store, p, &["*"], 1);
     assert_eq!(second[0].attempts, 2);
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
+}
+
+/// The claim does not write the job row; the finish writes it once, with the attempt counted.
+fn finishing_writes_the_attempt_with_the_outcome(db: &TestDb) {
+    let store = &db.store;
+    let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0)]);
+    let p = register(store, "worker");
+    let claimed = claim(store, p, &["*"], 2);
+    assert_eq!(claimed.iter().map(|j| j.attempts).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 1, "shown with the running attempt");
+    let tokens: Vec<_> = claimed.iter().map(|j| j.token).collect();
+    let settled = store.complete(&tokens, t(5)).unwrap();
+    assert_eq!((settled.applied.len(), settled.fenced.len()), (2, 0));
+    for id in &ids {
+        let row = store.job(*id).unwrap().unwrap();
+        assert_eq!((row.state, row.attempts, row.finished_at), (Some(JobState::Finished), 1, Some(t(5))));
+    }
+    // A finish whose claim is gone writes nothing, attempts included.
+    assert!(fenced(store.complete(&tokens[..1], t(6)).unwrap()));
+    assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 1);
 }
 
 /// A claim handed back unstarted (or a run a graceful drain cut short) costs no attempt: only

@@ -107,7 +107,8 @@ struct Acquired {
 }
 
 /// Takes up to `$3` ready rows of the kinds `$4` (filtered by `{filter}`, which may use `$5`),
-/// claims them for process `$1` at `$2` and counts the attempt, in one statement; nothing if
+/// claims them for process `$1` at `$2`, in one statement, without writing the job rows (the
+/// attempt is counted when it ends, see `lifecycle`); nothing if
 /// the process row is gone. KEY SHARE on the process row: a concurrent reap (DELETE) waits
 /// for this claim to commit and then sees its claims, while heartbeats (UPDATE of non-key
 /// columns) do not wait.
@@ -128,13 +129,13 @@ WITH alive AS (
     SELECT job_id, $1, $2 FROM taken ORDER BY job_id
     RETURNING id, job_id
 )
-UPDATE solidq_jobs j SET attempts = j.attempts + 1, updated_at = $2
-FROM claims WHERE j.id = claims.job_id
-RETURNING j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
-          j.priority, j.attempts, j.max_attempts";
+SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
+       j.priority, j.attempts + 1 AS attempts, j.max_attempts
+FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
 
 /// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
-/// jobs finished at `$3`, and returns the claims taken: one statement for a batch of finishes.
+/// jobs finished at `$3` with the attempt counted, and returns the claims taken: one statement
+/// for a batch of finishes, one write per job row.
 const COMPLETE_SQL: &str = "
 WITH taken AS (
     DELETE FROM solidq_claimed_executions c
@@ -142,7 +143,8 @@ WITH taken AS (
     WHERE c.id = t.claim_id AND c.job_id = t.job_id
     RETURNING c.id AS claim_id, c.job_id
 ), finished AS (
-    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3 FROM taken WHERE j.id = taken.job_id
+    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1
+    FROM taken WHERE j.id = taken.job_id
 )
 SELECT claim_id, job_id FROM taken";
 

@@ -170,9 +170,6 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
         let rows: Vec<ClaimInsert> =
             chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
         diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
-        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(now)))
-            .execute(conn)?;
         let ids: Vec<(JobId, i64)> =
             claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
         claims.extend(ids);
@@ -204,7 +201,8 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
             arguments,
             queue,
             priority,
-            attempts,
+            // The attempt this execution is; it is written when it ends (see `lifecycle`).
+            attempts: attempts + 1,
             max_attempts,
         });
     }
