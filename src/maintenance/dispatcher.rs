@@ -1,5 +1,5 @@
 //! Dispatcher: moves due scheduled jobs (and retries whose backoff has passed) to ready, in
-//! batches.
+//! batches, and tidies the queue tables after many claims ([`Store::tidy`]).
 
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub struct DispatchOutcome {
     pub moved: usize,
     /// Transactions it took.
     pub batches: usize,
+    /// Whether the pass tidied the queue tables (see [`Store::tidy`]).
+    pub tidied: bool,
 }
 
 /// The dispatcher service.
@@ -79,12 +81,16 @@ impl Service for Dispatcher {
                 break;
             }
         }
+        outcome.tidied = store.tidy()?;
         Ok(outcome)
     }
 
     fn report(outcome: &DispatchOutcome, logger: &Logger) {
         if outcome.moved > 0 {
             debug!(logger, "scheduled jobs dispatched"; "moved" => outcome.moved, "batches" => outcome.batches);
+        }
+        if outcome.tidied {
+            debug!(logger, "queue tables tidied");
         }
     }
 }

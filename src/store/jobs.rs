@@ -324,7 +324,9 @@ impl Store {
         }
         let claim = Claim { process, queues, kinds, limit, now };
         let transaction = !self.dialect().one_statement(HotPath::Claim(&claim));
-        self.write_as("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))
+        let claimed = self.write_as("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
+        self.count_claimed(claimed.len());
+        Ok(claimed)
     }
 
     /// Writes each claim's transition, in one transaction, for the claims that are still

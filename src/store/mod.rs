@@ -17,6 +17,7 @@
 //! A job's state is which execution table holds it (as in Solid Queue): ready, scheduled,
 //! claimed, failed, or none with `finished_at` set.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -140,9 +141,14 @@ pub struct Store {
     /// Where reads go.
     reader: DbPool,
     observer: Option<Arc<dyn Observer>>,
+    /// Jobs claimed through this store since the queue tables were last tidied.
+    claimed_since_tidy: AtomicUsize,
     /// Told, in this process, when this store made jobs ready (see [`Store::on_jobs_ready`]).
     ready_wakers: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
 }
+
+/// Jobs claimed through one store between two tidies of the queue tables ([`Store::tidy`]).
+pub const TIDY_AFTER_CLAIMS: usize = 50_000;
 
 /// A shared store.
 pub type SharedStore = Arc<Store>;
@@ -166,7 +172,14 @@ impl Store {
             DatabaseUrl::Sqlite(path) => {
                 let (writer, reader) = connection::sqlite_pools(path, pool_size)?;
                 let dialect = Box::new(dialect::sqlite::Sqlite::opened(path));
-                Ok(Store { dialect, writer, reader, observer: None, ready_wakers: Mutex::default() })
+                Ok(Store {
+                    dialect,
+                    writer,
+                    reader,
+                    observer: None,
+                    claimed_since_tidy: AtomicUsize::new(0),
+                    ready_wakers: Mutex::default(),
+                })
             }
             DatabaseUrl::Postgres(url) => {
                 let url = connection::with_connect_timeout(url);
@@ -179,6 +192,7 @@ impl Store {
                     writer: pool.clone(),
                     reader: pool,
                     observer: None,
+                    claimed_since_tidy: AtomicUsize::new(0),
                     ready_wakers: Mutex::default(),
                 })
             }
@@ -194,6 +208,22 @@ impl Store {
         let mut wakers = self.ready_wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         wakers.retain(|waker| waker.strong_count() > 0);
         wakers.push(Arc::downgrade(wake));
+    }
+
+    /// Tidies the queue tables once this store has claimed [`TIDY_AFTER_CLAIMS`] jobs since
+    /// the last time (PostgreSQL: a vacuum of the ready and claimed tables, so that claims do
+    /// not slow down with the rows earlier claims deleted, whatever autovacuum does); returns
+    /// whether it ran. The dispatcher calls it on each pass.
+    pub fn tidy(&self) -> StoreResult<bool> {
+        if self.claimed_since_tidy.load(Ordering::Relaxed) < TIDY_AFTER_CLAIMS {
+            return Ok(false);
+        }
+        self.claimed_since_tidy.store(0, Ordering::Relaxed);
+        self.with_connection("tidying the queue tables", |conn| self.dialect.tidy(conn))
+    }
+
+    pub(crate) fn count_claimed(&self, jobs: usize) {
+        self.claimed_since_tidy.fetch_add(jobs, Ordering::Relaxed);
     }
 
     /// Tells the subscribers of [`Store::on_jobs_ready`].

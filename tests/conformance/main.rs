@@ -25,7 +25,7 @@ pub use serde_json::json;
 pub use solidq::model::{
     ClaimedJob, DeathPolicy, FailureKind, FailureRecord, JobState, NewProcess, ProcessId, QueuePattern,
 };
-pub use solidq::store::{Beat, DeathCause, JobCounts, QueueCounts, Settled, StoreResult};
+pub use solidq::store::{Beat, DeathCause, JobCounts, QueueCounts, Settled, StoreResult, TIDY_AFTER_CLAIMS};
 pub use solidq::{DatabaseUrl, EnqueueConnection, JobId, NewJob, SharedStore, Store};
 
 /// What reaping one process did, as the tests compare it.

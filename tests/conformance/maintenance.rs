@@ -16,7 +16,22 @@ backend_tests!(by_ref:
     reap_of_a_missing_process_changes_nothing,
     concurrent_reaps_of_one_process_release_its_claims_once,
     release_orphans_returns_claims_of_vanished_processes,
+    tidy_runs_once_enough_jobs_were_claimed,
 );
+
+/// PostgreSQL vacuums its queue tables after `TIDY_AFTER_CLAIMS` claims through one store (so
+/// that claims keep their speed without autovacuum); SQLite has nothing to tidy.
+fn tidy_runs_once_enough_jobs_were_claimed(db: &TestDb) {
+    let store = &db.store;
+    assert!(!store.tidy().unwrap(), "nothing claimed yet");
+    let jobs: Vec<NewJob> = (0..TIDY_AFTER_CLAIMS).map(|_| job("k", "q", 0)).collect();
+    enqueue(store, &jobs);
+    let p = register(store, "worker");
+    assert_eq!(claim(store, p, &["*"], TIDY_AFTER_CLAIMS).len(), TIDY_AFTER_CLAIMS);
+    assert_eq!(store.tidy().unwrap(), store.backend() == "postgres");
+    assert!(!store.tidy().unwrap(), "the count starts again");
+    assert_eq!(totals(store), counts(0, 0, TIDY_AFTER_CLAIMS as i64, 0, 0), "tidying changes no job");
+}
 
 fn dispatch_due_moves_only_due_jobs_in_order_up_to_the_batch(db: &TestDb) {
     let store = &db.store;
@@ -297,10 +312,10 @@ fn dispatcher_service_moves_due_jobs_in_batches_until_one_comes_back_short(db: &
     let config = DispatcherConfig { batch_size: 3, max_batches_per_pass: 2, ..DispatcherConfig::default() };
     let mut dispatcher = Dispatcher::new(config);
     let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
-    assert_eq!(dispatcher.run_once(store, pass(5)).unwrap(), DispatchOutcome { moved: 0, batches: 1 });
+    assert_eq!(dispatcher.run_once(store, pass(5)).unwrap(), DispatchOutcome { moved: 0, batches: 1, tidied: false });
     // Two full batches, then the pass stops; the next pass takes the rest.
-    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 6, batches: 2 });
-    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 1, batches: 1 });
+    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 6, batches: 2, tidied: false });
+    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 1, batches: 1, tidied: false });
     assert_eq!(totals(store), counts(7, 1, 0, 0, 0));
 }
 

@@ -129,6 +129,15 @@ pub trait Dialect: Send + Sync + 'static {
         false
     }
 
+    /// Clears what claims and finishes leave behind in the queue tables, outside any
+    /// transaction; returns whether it did anything. PostgreSQL keeps deleted rows until a
+    /// vacuum, and a claim walks past their index entries: without one (autovacuum off, or
+    /// behind) claims slow down as a drain goes on.
+    fn tidy(&self, conn: &mut DbConnection) -> QueryResult<bool> {
+        let _ = conn;
+        Ok(false)
+    }
+
     /// A loop telling when other processes make jobs ready, if the backend can (PostgreSQL's
     /// LISTEN/NOTIFY); `None` makes workers rely on polling for those.
     fn ready_listener(&self) -> Option<ReadyListener> {

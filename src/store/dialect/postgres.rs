@@ -473,6 +473,16 @@ impl Dialect for Postgres {
         }
     }
 
+    fn tidy(&self, conn: &mut DbConnection) -> QueryResult<bool> {
+        // SKIP_LOCKED: a vacuum another process runs now does the work for both.
+        let conn = expect_variant!(conn, Postgres);
+        diesel::connection::SimpleConnection::batch_execute(
+            conn,
+            "VACUUM (SKIP_LOCKED) solidq_ready_executions, solidq_claimed_executions",
+        )?;
+        Ok(true)
+    }
+
     fn ready_listener(&self) -> Option<super::ReadyListener> {
         let url = self.url.clone();
         Some(Box::new(move |wake, stop| listen_for_ready(&url, wake, stop)))
