@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{latest_schedule, JobId, NewJob};
+use crate::model::{latest_schedule, ConcurrencyLimit, JobId, NewJob};
 
 /// Default number of executions a job may start before it is failed for good.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
@@ -47,23 +47,57 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// How many executions may start before the job is failed for good.
     const MAX_ATTEMPTS: i32 = DEFAULT_MAX_ATTEMPTS;
 
-    /// Delay before the next attempt after attempt number `attempt` (1-based) failed.
+    /// Delay before the next attempt after attempt number `attempt` (1-based) failed;
+    /// [`default_backoff`] unless overridden.
     fn backoff(attempt: i32) -> Duration {
         default_backoff(attempt)
     }
+
+    /// A key that makes this job unique: while a job with the same key may still run
+    /// (scheduled, ready, running or blocked), enqueueing this one returns that job's id
+    /// instead (see [`Queue::enqueue_unique`](crate::Queue::enqueue_unique) to tell which
+    /// happened). `None` (the default): no uniqueness. [`EnqueueOptions::unique_key`]
+    /// overrides it per enqueue.
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+
+    /// A concurrency limit derived from the arguments, e.g. at most 2 jobs per account at
+    /// once (see [`ConcurrencyLimit`]). `None` (the default): no limit.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use solidq::model::ConcurrencyLimit;
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Sync { account: i64 }
+    /// impl solidq::Job for Sync {
+    ///     const KIND: &'static str = "account.sync";
+    ///     fn concurrency(&self) -> Option<ConcurrencyLimit> {
+    ///         Some(ConcurrencyLimit::new(format!("account:{}", self.account), 2))
+    ///     }
+    /// }
+    /// ```
+    fn concurrency(&self) -> Option<ConcurrencyLimit> {
+        None
+    }
 }
 
-/// Exponential backoff: 2, 4, 8, ... seconds, capped at [`MAX_BACKOFF`].
+/// Exponential backoff with jitter: about 2, 4, 8, ... seconds after attempts 1, 2, 3, ...,
+/// each between 75% and 125% of that (so that jobs that failed together do not all retry
+/// together), never more than [`MAX_BACKOFF`].
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(solidq::job::default_backoff(1), Duration::from_secs(2));
-/// assert_eq!(solidq::job::default_backoff(3), Duration::from_secs(8));
-/// assert_eq!(solidq::job::default_backoff(50), solidq::job::MAX_BACKOFF);
+/// let first = solidq::job::default_backoff(1);
+/// assert!(first >= Duration::from_millis(1500) && first <= Duration::from_millis(2500));
+/// let third = solidq::job::default_backoff(3);
+/// assert!(third >= Duration::from_secs(6) && third <= Duration::from_secs(10));
+/// assert!(solidq::job::default_backoff(50) <= solidq::job::MAX_BACKOFF);
 /// ```
 pub fn default_backoff(attempt: i32) -> Duration {
     let exponent = attempt.clamp(1, 20) as u32;
-    Duration::from_secs(2u64.saturating_pow(exponent)).min(MAX_BACKOFF)
+    let base = Duration::from_secs(2u64.saturating_pow(exponent));
+    base.mul_f64(0.75 + fastrand::f64() * 0.5).min(MAX_BACKOFF)
 }
 
 /// What a handler knows about the execution it is running.
@@ -117,33 +151,76 @@ impl<J: Job> Message for Perform<J> {
     type Result = Result<(), JobError>;
 }
 
-/// Why a handler did not complete a job.
+/// Why a handler did not complete a job, and what should happen to it.
 ///
-/// A retryable error (the default) schedules another attempt after [`Job::backoff`] while
-/// attempts remain; [`JobError::permanent`] fails the job at once.
+/// | Constructor | The job |
+/// |---|---|
+/// | [`JobError::new`] (or `?` on any error) | retried after [`Job::backoff`] while attempts remain, then failed |
+/// | [`JobError::retry_in`] | retried after the given delay while attempts remain, then failed |
+/// | [`JobError::permanent`] | failed now, whatever attempts remain (it can be retried by hand) |
+/// | [`JobError::discard`] | ended as discarded: kept with the message, never retried |
+/// | [`JobError::snooze`] | run again after the delay; the attempt is not counted |
+///
+/// A panic counts as [`JobError::new`] with the panic message.
 ///
 /// ```
+/// use std::time::Duration;
 /// use solidq::JobError;
 /// let transient = JobError::new("smtp timeout");
 /// assert!(transient.is_retryable());
 /// let permanent = JobError::permanent("no such user");
 /// assert!(!permanent.is_retryable());
+/// let later = JobError::retry_in("rate limited", Duration::from_secs(30));
+/// assert_eq!(later.delay(), Some(Duration::from_secs(30)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     message: String,
-    retryable: bool,
+    action: ErrorAction,
+}
+
+/// What a [`JobError`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorAction {
+    /// Retry after the kind's backoff, or after the delay given.
+    Retry(Option<Duration>),
+    /// Fail now.
+    Fail,
+    /// End as discarded.
+    Discard,
+    /// Run again after the delay without counting the attempt.
+    Snooze(Duration),
 }
 
 impl JobError {
-    /// A retryable failure.
+    /// A retryable failure: retried after [`Job::backoff`] while attempts remain.
     pub fn new(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), retryable: true }
+        JobError { message: message.into(), action: ErrorAction::Retry(None) }
+    }
+
+    /// A retryable failure to retry after `delay` (not the kind's backoff).
+    pub fn retry_in(message: impl Into<String>, delay: Duration) -> Self {
+        JobError { message: message.into(), action: ErrorAction::Retry(Some(delay)) }
     }
 
     /// A failure that no retry can fix: the job goes to failed at once.
     pub fn permanent(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), retryable: false }
+        JobError { message: message.into(), action: ErrorAction::Fail }
+    }
+
+    /// The job is not worth running again: it ends as discarded with `message` kept as its
+    /// last error (listed by `solidq jobs list --state discarded`), and is never retried.
+    pub fn discard(message: impl Into<String>) -> Self {
+        JobError { message: message.into(), action: ErrorAction::Discard }
+    }
+
+    /// Not now: run the job again after `delay` without counting this attempt and without
+    /// recording an error (River's and Oban's snooze), e.g. while a resource is busy.
+    pub fn snooze(delay: Duration) -> Self {
+        JobError {
+            message: format!("snoozed for {}", crate::config::format_duration(delay)),
+            action: ErrorAction::Snooze(delay),
+        }
     }
 
     /// The message recorded with the failure.
@@ -151,9 +228,23 @@ impl JobError {
         &self.message
     }
 
-    /// Whether another attempt may be scheduled.
+    /// What the error asks for.
+    pub fn action(&self) -> ErrorAction {
+        self.action
+    }
+
+    /// Whether another attempt may be scheduled (a retry or a snooze).
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        matches!(self.action, ErrorAction::Retry(_) | ErrorAction::Snooze(_))
+    }
+
+    /// The delay asked for by [`JobError::retry_in`] or [`JobError::snooze`].
+    pub fn delay(&self) -> Option<Duration> {
+        match self.action {
+            ErrorAction::Retry(delay) => delay,
+            ErrorAction::Snooze(delay) => Some(delay),
+            ErrorAction::Fail | ErrorAction::Discard => None,
+        }
     }
 }
 
@@ -213,6 +304,10 @@ pub struct EnqueueOptions {
     pub run_in: Option<Duration>,
     /// Attempts instead of [`Job::MAX_ATTEMPTS`].
     pub max_attempts: Option<i32>,
+    /// Uniqueness key instead of [`Job::unique_key`].
+    pub unique_key: Option<String>,
+    /// Concurrency limit instead of [`Job::concurrency`].
+    pub concurrency: Option<ConcurrencyLimit>,
 }
 
 impl EnqueueOptions {
@@ -251,6 +346,18 @@ impl EnqueueOptions {
     /// Allow `attempts` executions.
     pub fn max_attempts(mut self, attempts: i32) -> Self {
         self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Make the job unique by `key` (see [`Job::unique_key`]).
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Limit the job's concurrency (see [`Job::concurrency`]).
+    pub fn concurrency(mut self, limit: ConcurrencyLimit) -> Self {
+        self.concurrency = Some(limit);
         self
     }
 }
@@ -295,9 +402,15 @@ impl fmt::Debug for EnqueueError {
 
 impl NewJob {
     /// Serializes `job` and applies its defaults and `opts`.
-    pub fn from_job<J: Job>(job: &J, opts: EnqueueOptions) -> Result<NewJob, EnqueueError> {
+    pub fn from_job<J: Job>(job: &J, mut opts: EnqueueOptions) -> Result<NewJob, EnqueueError> {
         let arguments = serde_json::to_string(job)
             .map_err(|source| EnqueueError::Serialize { kind: J::KIND.to_string(), source })?;
+        if opts.unique_key.is_none() {
+            opts.unique_key = job.unique_key();
+        }
+        if opts.concurrency.is_none() {
+            opts.concurrency = job.concurrency();
+        }
         Self::build(J::KIND, arguments, J::QUEUE, J::PRIORITY, J::MAX_ATTEMPTS, opts)
     }
 
@@ -339,6 +452,8 @@ impl NewJob {
             priority: opts.priority.unwrap_or(default_priority),
             max_attempts: opts.max_attempts.unwrap_or(default_attempts),
             scheduled_at: run_at.filter(|at| *at > now).map(|at| at.naive_utc()),
+            unique_key: opts.unique_key,
+            concurrency: opts.concurrency,
         };
         match job.problem() {
             Some(problem) => Err(invalid(problem)),

@@ -32,6 +32,13 @@ pub enum Outcome {
     /// The handler actor stopped while the job was with it (another message made it panic):
     /// the execution may have started, so it counts as an attempt and the job runs again.
     Interrupted(String),
+    /// The handler asked to run again after the delay without counting the attempt.
+    Snoozed(Duration),
+    /// The handler asked not to retry: the job ends as discarded, `error` kept with it.
+    Discarded(FailureRecord),
+    /// An operator cancelled the job while it ran; whatever the handler returned, it ends as
+    /// cancelled.
+    Cancelled,
 }
 
 /// The change the store makes to a claimed job, written with the claim's token.
@@ -49,6 +56,10 @@ pub enum Transition {
     /// Run again after the delay without counting the attempt and without an error (the
     /// handler asked to wait, as River's and Oban's snooze).
     Snooze(Duration),
+    /// Ended for good without finishing, `error` saying why: kept as discarded, never retried.
+    Discard(FailureRecord),
+    /// Ended for good by an operator's cancel.
+    Cancel,
 }
 
 impl Transition {
@@ -65,6 +76,9 @@ impl Transition {
             }
             Outcome::Failed { error, .. } => Transition::Fail(error),
             Outcome::NotStarted(_) => Transition::Release,
+            Outcome::Snoozed(delay) => Transition::Snooze(delay),
+            Outcome::Discarded(error) => Transition::Discard(error),
+            Outcome::Cancelled => Transition::Cancel,
             Outcome::Interrupted(why) => {
                 let error = FailureRecord::new(FailureKind::Interrupted, why);
                 if attempts_left {
@@ -95,6 +109,8 @@ impl Transition {
             Transition::Retry(..) => "retry scheduled",
             Transition::Release => "released",
             Transition::Snooze(_) => "snoozed",
+            Transition::Discard(_) => "discarded",
+            Transition::Cancel => "cancelled",
         }
     }
 }
@@ -125,6 +141,15 @@ mod tests {
         let retry = Transition::after(Outcome::Interrupted("actor stopped".into()), 1, 3);
         assert!(matches!(retry, Transition::Retry(ref e, d) if e.kind == FailureKind::Interrupted && d.is_zero()));
         assert!(matches!(Transition::after(Outcome::Interrupted("x".into()), 3, 3), Transition::Fail(_)));
+    }
+
+    #[test]
+    fn snoozes_discards_and_cancels_map_one_to_one() {
+        let delay = Duration::from_secs(5);
+        assert_eq!(Transition::after(Outcome::Snoozed(delay), 3, 3), Transition::Snooze(delay));
+        let why = FailureRecord::new(FailureKind::Discarded, "no such user");
+        assert_eq!(Transition::after(Outcome::Discarded(why.clone()), 1, 3), Transition::Discard(why));
+        assert_eq!(Transition::after(Outcome::Cancelled, 1, 3), Transition::Cancel);
     }
 
     #[test]

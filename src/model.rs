@@ -59,9 +59,115 @@ pub struct NewJob {
     /// `None`: ready now; `Some`: held as scheduled until then (UTC), at the latest
     /// [`latest_schedule`].
     pub scheduled_at: Option<NaiveDateTime>,
+    /// While a job with this key may still run (scheduled, ready, claimed or blocked), enqueueing
+    /// another with the same key inserts nothing and returns the existing job's id.
+    pub unique_key: Option<String>,
+    /// How many jobs sharing a key may be ready or running at once.
+    pub concurrency: Option<ConcurrencyLimit>,
+}
+
+/// What a job over its concurrency limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Waits as blocked until a job holding the key ends (the default).
+    #[default]
+    Block,
+    /// Ends at once as discarded.
+    Discard,
+}
+
+impl OnConflict {
+    /// `block` or `discard`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnConflict::Block => "block",
+            OnConflict::Discard => "discard",
+        }
+    }
+}
+
+/// A concurrency limit: at most `limit` jobs with the same `key` are ready or claimed at once;
+/// the others wait as blocked (or are discarded) and are let in, highest priority first, as
+/// soon as a holder finishes, fails, is retried later, is cancelled or its process is found
+/// dead. A holder claimed longer than `duration` ago stops counting: the safety net for a
+/// job stuck in a live process, as Solid Queue's semaphore expiry.
+///
+/// ```
+/// use std::time::Duration;
+/// use solidq::model::ConcurrencyLimit;
+/// let limit = ConcurrencyLimit::new("account:42", 2).duration(Duration::from_secs(600));
+/// assert_eq!(limit.limit, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrencyLimit {
+    /// Jobs with equal keys share the limit (derive it from the arguments).
+    pub key: String,
+    /// Jobs admitted at once, at least 1.
+    pub limit: i32,
+    /// How long a holder counts after it was claimed.
+    pub duration: std::time::Duration,
+    /// What a job over the limit does.
+    pub on_conflict: OnConflict,
+}
+
+/// Default [`ConcurrencyLimit::duration`]: longer than any job should run.
+pub const DEFAULT_CONCURRENCY_DURATION: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl ConcurrencyLimit {
+    /// `limit` jobs with `key` at once, blocking the others, for [`DEFAULT_CONCURRENCY_DURATION`].
+    pub fn new(key: impl Into<String>, limit: i32) -> Self {
+        ConcurrencyLimit {
+            key: key.into(),
+            limit,
+            duration: DEFAULT_CONCURRENCY_DURATION,
+            on_conflict: OnConflict::Block,
+        }
+    }
+
+    /// How long a holder counts after it was claimed.
+    pub fn duration(mut self, duration: std::time::Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// Discard jobs over the limit instead of blocking them.
+    pub fn discard_on_conflict(mut self) -> Self {
+        self.on_conflict = OnConflict::Discard;
+        self
+    }
+}
+
+/// What an enqueue did with one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase", tag = "result", content = "id")]
+pub enum Enqueued {
+    /// Inserted as a new job with this id.
+    New(JobId),
+    /// Not inserted: the job with this id holds the same unique key.
+    Existing(JobId),
+}
+
+impl Enqueued {
+    /// The id of the new job, or of the existing one.
+    pub fn id(self) -> JobId {
+        match self {
+            Enqueued::New(id) | Enqueued::Existing(id) => id,
+        }
+    }
+
+    /// Whether a new job was inserted.
+    pub fn is_new(self) -> bool {
+        matches!(self, Enqueued::New(_))
+    }
 }
 
 impl NewJob {
+    /// Whether the job has a unique key or a concurrency limit (enqueued one at a time).
+    pub fn has_options(&self) -> bool {
+        self.unique_key.is_some() || self.concurrency.is_some()
+    }
+
     /// What is wrong with this job, if anything: an empty kind, a queue name the claim
     /// patterns could not match exactly (empty, or with `*` or `,`), fewer than one attempt, or a
     /// time after [`latest_schedule`]. The store refuses such jobs on every backend.
@@ -74,6 +180,20 @@ impl NewJob {
         }
         if self.max_attempts < 1 {
             return Some(format!("max attempts must be at least 1, got {}", self.max_attempts));
+        }
+        if self.unique_key.as_deref().is_some_and(str::is_empty) {
+            return Some("the unique key is empty".into());
+        }
+        if let Some(limit) = &self.concurrency {
+            if limit.key.is_empty() {
+                return Some("the concurrency key is empty".into());
+            }
+            if limit.limit < 1 {
+                return Some(format!("the concurrency limit must be at least 1, got {}", limit.limit));
+            }
+            if limit.duration.is_zero() || limit.duration.as_millis() > i64::MAX as u128 {
+                return Some("the concurrency duration must be more than 0 and fit in i64 milliseconds".into());
+            }
         }
         match self.scheduled_at {
             Some(at) if at > latest_schedule() => Some(format!(
@@ -178,9 +298,34 @@ pub enum FailureKind {
     ProcessDied,
     /// The handler actor stopped while the job was with it.
     Interrupted,
+    /// The handler ran past its kind's timeout.
+    Timeout,
+    /// The handler asked not to retry: the job is kept as discarded.
+    Discarded,
     /// Recorded by another version, or by hand.
     #[serde(other)]
     Other,
+}
+
+impl FailureKind {
+    /// The name stored in `solidq_failed_executions.error_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Error => "Error",
+            FailureKind::Panic => "Panic",
+            FailureKind::BadArguments => "BadArguments",
+            FailureKind::ProcessDied => "ProcessDied",
+            FailureKind::Interrupted => "Interrupted",
+            FailureKind::Timeout => "Timeout",
+            FailureKind::Discarded => "Discarded",
+            FailureKind::Other => "Other",
+        }
+    }
+
+    /// The kind named `name`; names it does not know (another version's) are `Other`.
+    pub fn parse(name: &str) -> FailureKind {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(FailureKind::Other)
+    }
 }
 
 /// Why a job failed or is retried, as stored with it (`last_error`, and the failed execution).
@@ -278,10 +423,17 @@ pub enum JobState {
     Scheduled,
     /// Held by a process.
     Claimed,
-    /// Failed for good.
+    /// Waiting for a job holding its concurrency key to end.
+    Blocked,
+    /// Failed for good (until retried by hand).
     Failed,
     /// Done.
     Finished,
+    /// Ended without finishing: the handler or an operator discarded it, or it was over its
+    /// concurrency limit with `discard` on conflict.
+    Discarded,
+    /// Ended by an operator's cancel.
+    Cancelled,
 }
 
 impl JobState {
@@ -291,9 +443,29 @@ impl JobState {
             JobState::Ready => "ready",
             JobState::Scheduled => "scheduled",
             JobState::Claimed => "claimed",
+            JobState::Blocked => "blocked",
             JobState::Failed => "failed",
             JobState::Finished => "finished",
+            JobState::Discarded => "discarded",
+            JobState::Cancelled => "cancelled",
         }
+    }
+
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 8] = [
+        JobState::Scheduled,
+        JobState::Blocked,
+        JobState::Ready,
+        JobState::Claimed,
+        JobState::Failed,
+        JobState::Finished,
+        JobState::Discarded,
+        JobState::Cancelled,
+    ];
+
+    /// The state named `name` (as [`JobState::as_str`] prints it).
+    pub fn parse(name: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == name)
     }
 }
 

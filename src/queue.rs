@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use crate::job::{EnqueueError, EnqueueOptions, Job};
-use crate::model::{JobId, NewJob};
+use crate::model::{Enqueued, JobId, NewJob};
 use crate::store::{EnqueueConnection, SharedStore, StoreError};
 
 /// A cloneable handle for enqueueing jobs.
@@ -42,6 +42,33 @@ impl Queue {
     pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<JobId, EnqueueError> {
         let new = NewJob::from_job(&job, opts)?;
         first_id(self.insert(vec![new]).await?)
+    }
+
+    /// Enqueues `job` with `opts` and tells whether it was inserted or a job holding its
+    /// unique key ([`Job::unique_key`], [`EnqueueOptions::unique_key`]) already existed, whose
+    /// id comes back instead.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Report { day: u32 }
+    /// # impl solidq::Job for Report { const KIND: &'static str = "report"; }
+    /// # async fn demo(queue: solidq::Queue) -> Result<(), solidq::EnqueueError> {
+    /// let opts = || solidq::EnqueueOptions::new().unique_key("report:2026-11-27");
+    /// let first = queue.enqueue_unique(Report { day: 27 }, opts()).await?;
+    /// let again = queue.enqueue_unique(Report { day: 27 }, opts()).await?;
+    /// assert!(first.is_new() && !again.is_new() && first.id() == again.id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_unique<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<Enqueued, EnqueueError> {
+        let new = NewJob::from_job(&job, opts)?;
+        let mut enqueued =
+            crate::actors::blocking(&self.store, move |s| s.enqueue_reporting(&[new], Utc::now().naive_utc())).await?;
+        enqueued.pop().ok_or_else(|| {
+            EnqueueError::Store(StoreError::Connection {
+                action: "enqueueing a job",
+                message: "the database returned no id for the inserted job".into(),
+            })
+        })
     }
 
     /// Enqueues all `jobs` with one INSERT, in one transaction; ids in the order given.

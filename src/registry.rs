@@ -19,7 +19,7 @@ use actix::prelude::*;
 use slog::{o, warn, Logger};
 
 use crate::arbiters::StoppedArbiters;
-use crate::job::{Job, JobError, JobMeta, Perform};
+use crate::job::{ErrorAction, Job, JobError, JobMeta, Perform};
 use crate::lifecycle::Outcome;
 use crate::model::{ClaimedJob, FailureKind, FailureRecord};
 
@@ -106,13 +106,18 @@ fn meta(job: &ClaimedJob) -> JobMeta {
 }
 
 fn handler_result<J: Job>(attempt: i32, result: Result<(), JobError>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Succeeded,
-        Err(err) => Outcome::Failed {
-            error: FailureRecord::new(FailureKind::Error, err.message()),
-            retryable: err.is_retryable(),
-            retry_in: J::backoff(attempt),
-        },
+    let err = match result {
+        Ok(()) => return Outcome::Succeeded,
+        Err(err) => err,
+    };
+    let error = FailureRecord::new(FailureKind::Error, err.message());
+    match err.action() {
+        ErrorAction::Retry(delay) => {
+            Outcome::Failed { error, retryable: true, retry_in: delay.unwrap_or_else(|| J::backoff(attempt)) }
+        }
+        ErrorAction::Fail => Outcome::Failed { error, retryable: false, retry_in: Duration::ZERO },
+        ErrorAction::Discard => Outcome::Discarded(FailureRecord::new(FailureKind::Discarded, err.message())),
+        ErrorAction::Snooze(delay) => Outcome::Snoozed(delay),
     }
 }
 

@@ -395,7 +395,7 @@ mod tests {
     }
 
     fn counts(ready: i64, failed: i64) -> JobCounts {
-        JobCounts { ready, scheduled: 2, claimed: 3, failed, finished: 100 }
+        JobCounts { ready, scheduled: 2, claimed: 3, failed, finished: 100, ..JobCounts::default() }
     }
 
     #[test]

@@ -262,6 +262,18 @@ fn execution_ended(book: &ClaimBook, logger: &Logger, process: ProcessId, job: C
             warn!(logger, "job interrupted"; "process_id" => process, "job_id" => job_id, "kind" => &job.kind,
                 "reason" => why)
         }
+        Outcome::Snoozed(delay) => {
+            debug!(logger, "job snoozed"; "process_id" => process, "job_id" => job_id, "kind" => &job.kind,
+                "delay_ms" => delay.as_millis() as u64)
+        }
+        Outcome::Discarded(error) => {
+            warn!(logger, "job discarded by its handler"; "process_id" => process, "job_id" => job_id,
+                "kind" => &job.kind, "error" => &error.message)
+        }
+        Outcome::Cancelled => {
+            info!(logger, "job cancelled while running"; "process_id" => process, "job_id" => job_id,
+                "kind" => &job.kind)
+        }
     }
     let transition = Transition::after(outcome, job.attempts, job.max_attempts);
     match book.ended(job.token, transition.clone()) {

@@ -1,7 +1,7 @@
 //! Inspection: the reads that status views, the CLI and a dashboard need. Each read sees one
 //! snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::dsl::count_star;
@@ -10,11 +10,12 @@ use serde::Serialize;
 
 use super::connection::DbConnection;
 use super::schema::{
-    solidq_claimed_executions as claimed, solidq_failed_executions as failed, solidq_jobs as jobs,
-    solidq_processes as processes, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
+    solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
+    solidq_jobs as jobs, solidq_processes as processes, solidq_ready_executions as ready,
+    solidq_scheduled_executions as scheduled,
 };
 use super::{Store, StoreResult};
-use crate::model::{ClaimToken, FailureRecord, JobId, JobState, ProcessId, ProcessRow};
+use crate::model::{ClaimToken, FailureKind, FailureRecord, JobId, JobState, ProcessId, ProcessRow};
 
 /// Counts of jobs by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -27,8 +28,14 @@ pub struct JobCounts {
     pub claimed: i64,
     /// In `solidq_failed_executions`.
     pub failed: i64,
-    /// `finished_at` set.
+    /// `finished_at` set, no end state.
     pub finished: i64,
+    /// In `solidq_blocked_executions`.
+    pub blocked: i64,
+    /// Ended as discarded.
+    pub discarded: i64,
+    /// Ended as cancelled.
+    pub cancelled: i64,
 }
 
 impl JobCounts {
@@ -39,6 +46,9 @@ impl JobCounts {
             JobState::Claimed => &mut self.claimed,
             JobState::Failed => &mut self.failed,
             JobState::Finished => &mut self.finished,
+            JobState::Blocked => &mut self.blocked,
+            JobState::Discarded => &mut self.discarded,
+            JobState::Cancelled => &mut self.cancelled,
         }
     }
 }
@@ -114,20 +124,92 @@ pub struct JobRow {
     pub state: Option<JobState>,
     /// When it runs or ran at the earliest.
     pub scheduled_at: Option<NaiveDateTime>,
-    /// When it finished.
+    /// When it ended (finished, discarded or cancelled).
     pub finished_at: Option<NaiveDateTime>,
-    /// The last error recorded (retry or failure).
+    /// When it was enqueued.
+    pub created_at: NaiveDateTime,
+    /// The last error recorded (retry, failure or discard).
     pub last_error: Option<FailureRecord>,
     /// The process holding its claim, if claimed.
     pub process_id: Option<ProcessId>,
+    /// Its uniqueness key, while it holds it.
+    pub unique_key: Option<String>,
+    /// Its concurrency key.
+    pub concurrency_key: Option<String>,
+    /// When a cancel was asked for while it ran.
+    pub cancel_requested_at: Option<NaiveDateTime>,
 }
 
-type JobColumns =
-    (i64, String, String, i32, String, i32, i32, Option<NaiveDateTime>, Option<NaiveDateTime>, Option<String>);
+/// The state a job that ended has, from its `end_state` column.
+pub(crate) fn end_state(end: Option<&str>) -> JobState {
+    match end {
+        Some("discarded") => JobState::Discarded,
+        Some("cancelled") => JobState::Cancelled,
+        _ => JobState::Finished,
+    }
+}
 
-fn job_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobRow>> {
-    let row: Option<JobColumns> = jobs::table
-        .find(id)
+/// Which jobs [`Store::list_jobs`] returns: one state, optionally one queue and one kind,
+/// in id order after `after` (for paging), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// The state.
+    pub state: JobState,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids above this one.
+    pub after: Option<JobId>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+impl JobFilter {
+    /// The first 100 jobs in `state`.
+    pub fn new(state: JobState) -> Self {
+        JobFilter { state, queue: None, kind: None, after: None, limit: 100 }
+    }
+}
+
+#[derive(Queryable)]
+struct JobColumns {
+    id: i64,
+    kind: String,
+    queue: String,
+    priority: i32,
+    arguments: String,
+    attempts: i32,
+    max_attempts: i32,
+    scheduled_at: Option<NaiveDateTime>,
+    finished_at: Option<NaiveDateTime>,
+    last_error: Option<String>,
+    created_at: NaiveDateTime,
+    end_state: Option<String>,
+    unique_key: Option<String>,
+    concurrency_key: Option<String>,
+    cancel_requested_at: Option<NaiveDateTime>,
+}
+
+/// The failure recorded for job `id` in `solidq_failed_executions`, from its typed columns.
+pub(crate) fn failure_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTreeMap<JobId, FailureRecord>> {
+    let rows: Vec<(JobId, String, String, Option<String>, Option<String>)> = failed::table
+        .filter(failed::job_id.eq_any(ids))
+        .select((failed::job_id, failed::error_kind, failed::message, failed::backtrace, failed::cause))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, message, backtrace, cause)| {
+            (id, FailureRecord { kind: FailureKind::parse(&kind), message, backtrace, cause })
+        })
+        .collect())
+}
+
+/// The rows of `ids` (at most a few thousand), with their states, in id order.
+pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobRow>> {
+    let rows: Vec<JobColumns> = jobs::table
+        .filter(jobs::id.eq_any(ids))
+        .order(jobs::id)
         .select((
             jobs::id,
             jobs::class_name,
@@ -139,52 +221,126 @@ fn job_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobRow>> {
             jobs::scheduled_at,
             jobs::finished_at,
             jobs::last_error,
+            jobs::created_at,
+            jobs::end_state,
+            jobs::unique_key,
+            jobs::concurrency_key,
+            jobs::cancel_requested_at,
         ))
-        .first(conn)
-        .optional()?;
-    let Some((id, kind, queue, priority, arguments, attempts, max_attempts, scheduled_at, finished_at, last_error)) =
-        row
-    else {
-        return Ok(None);
+        .load(conn)?;
+    let holders: BTreeMap<JobId, ProcessId> = claimed::table
+        .filter(claimed::job_id.eq_any(ids))
+        .select((claimed::job_id, claimed::process_id))
+        .load::<(JobId, ProcessId)>(conn)?
+        .into_iter()
+        .collect();
+    let in_ready: HashSet<JobId> =
+        ready::table.filter(ready::job_id.eq_any(ids)).select(ready::job_id).load::<JobId>(conn)?.into_iter().collect();
+    let in_scheduled: HashSet<JobId> = scheduled::table
+        .filter(scheduled::job_id.eq_any(ids))
+        .select(scheduled::job_id)
+        .load::<JobId>(conn)?
+        .into_iter()
+        .collect();
+    let in_blocked: HashSet<JobId> = blocked::table
+        .filter(blocked::job_id.eq_any(ids))
+        .select(blocked::job_id)
+        .load::<JobId>(conn)?
+        .into_iter()
+        .collect();
+    let mut failures = failure_on(conn, ids)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let process_id = holders.get(&row.id).copied();
+            let failure = failures.remove(&row.id);
+            let state = if process_id.is_some() {
+                Some(JobState::Claimed)
+            } else if in_ready.contains(&row.id) {
+                Some(JobState::Ready)
+            } else if in_scheduled.contains(&row.id) {
+                Some(JobState::Scheduled)
+            } else if in_blocked.contains(&row.id) {
+                Some(JobState::Blocked)
+            } else if failure.is_some() {
+                Some(JobState::Failed)
+            } else {
+                row.finished_at.map(|_| end_state(row.end_state.as_deref()))
+            };
+            JobRow {
+                id: row.id,
+                kind: row.kind,
+                queue: row.queue,
+                priority: row.priority,
+                arguments: row.arguments,
+                // The store writes an attempt when it ends; a claimed job's is under way.
+                attempts: row.attempts + i32::from(process_id.is_some()),
+                max_attempts: row.max_attempts,
+                state,
+                scheduled_at: row.scheduled_at,
+                finished_at: row.finished_at,
+                created_at: row.created_at,
+                // The failed execution's typed record is the one a failed job shows.
+                last_error: failure.or_else(|| row.last_error.as_deref().map(FailureRecord::from_json)),
+                process_id,
+                unique_key: row.unique_key,
+                concurrency_key: row.concurrency_key,
+                cancel_requested_at: row.cancel_requested_at,
+            }
+        })
+        .collect())
+}
+
+fn job_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobRow>> {
+    Ok(jobs_on(conn, &[id])?.pop())
+}
+
+/// Ids of the jobs `filter` selects, in id order.
+pub(crate) fn job_ids_on(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<Vec<JobId>> {
+    let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+    let mut query = jobs::table.select(jobs::id).order(jobs::id).limit(limit).into_boxed();
+    if let Some(queue) = &filter.queue {
+        query = query.filter(jobs::queue_name.eq(queue.clone()));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(jobs::class_name.eq(kind.clone()));
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(jobs::id.gt(after));
+    }
+    query = match filter.state {
+        JobState::Ready => query.filter(jobs::id.eq_any(ready::table.select(ready::job_id))),
+        JobState::Scheduled => query.filter(jobs::id.eq_any(scheduled::table.select(scheduled::job_id))),
+        JobState::Claimed => query.filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
+        JobState::Blocked => query.filter(jobs::id.eq_any(blocked::table.select(blocked::job_id))),
+        JobState::Failed => query.filter(jobs::id.eq_any(failed::table.select(failed::job_id))),
+        JobState::Finished => query.filter(jobs::finished_at.is_not_null()).filter(jobs::end_state.is_null()),
+        JobState::Discarded => query.filter(jobs::end_state.eq("discarded")),
+        JobState::Cancelled => query.filter(jobs::end_state.eq("cancelled")),
     };
-    let process_id: Option<i64> =
-        claimed::table.filter(claimed::job_id.eq(id)).select(claimed::process_id).first(conn).optional()?;
-    let in_ready: bool =
-        diesel::select(diesel::dsl::exists(ready::table.filter(ready::job_id.eq(id)))).get_result(conn)?;
-    let in_scheduled: bool =
-        diesel::select(diesel::dsl::exists(scheduled::table.filter(scheduled::job_id.eq(id)))).get_result(conn)?;
-    let in_failed: bool =
-        diesel::select(diesel::dsl::exists(failed::table.filter(failed::job_id.eq(id)))).get_result(conn)?;
-    let state = if process_id.is_some() {
-        Some(JobState::Claimed)
-    } else if in_ready {
-        Some(JobState::Ready)
-    } else if in_scheduled {
-        Some(JobState::Scheduled)
-    } else if in_failed {
-        Some(JobState::Failed)
-    } else {
-        finished_at.map(|_| JobState::Finished)
-    };
-    Ok(Some(JobRow {
-        id,
-        kind,
-        queue,
-        priority,
-        arguments,
-        // The store writes an attempt when it ends; a claimed job's is under way.
-        attempts: attempts + i32::from(process_id.is_some()),
-        max_attempts,
-        state,
-        scheduled_at,
-        finished_at,
-        last_error: last_error.as_deref().map(FailureRecord::from_json),
-        process_id,
-    }))
+    query.load(conn)
 }
 
 fn counts_on(conn: &mut DbConnection) -> QueryResult<(JobCounts, Vec<QueueCounts>)> {
-    let per_state: [(JobState, Vec<(String, i64)>); 5] = [
+    let ended: Vec<(String, Option<String>, i64)> = jobs::table
+        .filter(jobs::finished_at.is_not_null())
+        .group_by((jobs::queue_name, jobs::end_state))
+        .select((jobs::queue_name, jobs::end_state, count_star()))
+        .load(conn)?;
+    let ended_as = |state: JobState| -> Vec<(String, i64)> {
+        ended
+            .iter()
+            .filter(|(_, end, _)| end_state(end.as_deref()) == state)
+            .map(|(queue, _, count)| (queue.clone(), *count))
+            .collect()
+    };
+    let per_state: [(JobState, Vec<(String, i64)>); 8] = [
+        (
+            JobState::Blocked,
+            blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?,
+        ),
+        (JobState::Discarded, ended_as(JobState::Discarded)),
+        (JobState::Cancelled, ended_as(JobState::Cancelled)),
         (
             JobState::Ready,
             ready::table.group_by(ready::queue_name).select((ready::queue_name, count_star())).load(conn)?,
@@ -212,14 +368,7 @@ fn counts_on(conn: &mut DbConnection) -> QueryResult<(JobCounts, Vec<QueueCounts
                 .select((jobs::queue_name, count_star()))
                 .load(conn)?,
         ),
-        (
-            JobState::Finished,
-            jobs::table
-                .filter(jobs::finished_at.is_not_null())
-                .group_by(jobs::queue_name)
-                .select((jobs::queue_name, count_star()))
-                .load(conn)?,
-        ),
+        (JobState::Finished, ended_as(JobState::Finished)),
     ];
     let mut queues: BTreeMap<String, JobCounts> = BTreeMap::new();
     let mut total = JobCounts::default();
@@ -282,6 +431,14 @@ impl Store {
     /// One job with its state, if it exists.
     pub fn job(&self, id: JobId) -> StoreResult<Option<JobRow>> {
         self.read("reading a job", |conn| job_on(conn, id))
+    }
+
+    /// The jobs `filter` selects, in id order, with their states and last errors.
+    pub fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRow>> {
+        self.read("listing jobs", |conn| {
+            let ids = job_ids_on(conn, filter)?;
+            jobs_on(conn, &ids)
+        })
     }
 
     /// The claims `process` holds, by job id.

@@ -8,7 +8,7 @@
 //!
 //! [`Dialect::take_claims`]: super::dialect::Dialect::take_claims
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -16,14 +16,64 @@ use diesel::sql_types::Timestamp;
 use serde::Serialize;
 
 use super::connection::DbConnection;
-use super::dialect::HotPath;
+use super::dialect::{Dialect, HotPath};
 use super::schema::{
     solidq_failed_executions as failed, solidq_jobs as jobs, solidq_ready_executions as ready,
     solidq_scheduled_executions as scheduled,
 };
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
-use crate::model::{ClaimToken, ClaimedJob, FailureRecord, JobId, NewJob, ProcessId, QueuePattern};
+use crate::model::{ClaimToken, ClaimedJob, Enqueued, FailureRecord, JobId, NewJob, ProcessId, QueuePattern};
+
+/// Inserts `new_jobs`, some with a unique key or a concurrency limit, in the caller's
+/// transaction: the plain ones in one go, the others one at a time: a job whose unique key
+/// is held returns the holder's id; a job with a concurrency limit goes through it.
+fn enqueue_with_options(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    new_jobs: &[NewJob],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Enqueued>> {
+    let mut out: Vec<Option<Enqueued>> = vec![None; new_jobs.len()];
+    let plain: Vec<usize> = (0..new_jobs.len()).filter(|&i| !new_jobs[i].has_options()).collect();
+    if !plain.is_empty() {
+        let batch: Vec<NewJob> = plain.iter().map(|&i| new_jobs[i].clone()).collect();
+        for (i, id) in plain.iter().zip(dialect.enqueue(conn, &batch, now)?) {
+            out[*i] = Some(Enqueued::New(id));
+        }
+    }
+    for (i, job) in new_jobs.iter().enumerate().filter(|(_, job)| job.has_options()) {
+        if let Some(key) = &job.unique_key {
+            let holder: Option<JobId> =
+                jobs::table.filter(jobs::unique_key.eq(key)).select(jobs::id).first(conn).optional()?;
+            if let Some(holder) = holder {
+                out[i] = Some(Enqueued::Existing(holder));
+                continue;
+            }
+        }
+        let id = dialect
+            .enqueue(conn, std::slice::from_ref(job), now)?
+            .first()
+            .copied()
+            .ok_or(diesel::result::Error::NotFound)?;
+        let limit = job.concurrency.as_ref();
+        diesel::update(jobs::table.find(id))
+            .set((
+                jobs::unique_key.eq(&job.unique_key),
+                jobs::concurrency_key.eq(limit.map(|l| l.key.as_str())),
+                jobs::concurrency_limit.eq(limit.map(|l| l.limit)),
+                jobs::concurrency_duration_ms
+                    .eq(limit.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX))),
+                jobs::concurrency_on_conflict.eq(limit.map(|l| l.on_conflict.as_str())),
+            ))
+            .execute(conn)?;
+        if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
+            super::concurrency::admit(dialect, conn, &[id], now)?;
+        }
+        out[i] = Some(Enqueued::New(id));
+    }
+    out.into_iter().map(|enqueued| enqueued.ok_or(diesel::result::Error::NotFound)).collect()
+}
 
 /// Ids bound per statement when a list of ids is sent (SQLite binds each one).
 pub(crate) const ID_CHUNK: usize = 5_000;
@@ -223,34 +273,95 @@ pub(crate) fn count_attempt(conn: &mut DbConnection, ids: &[JobId], now: NaiveDa
 }
 
 /// Marks the jobs of `tokens` (their claims just taken) finished at `now`, their attempt
-/// counted.
-pub(crate) fn mark_finished(conn: &mut DbConnection, tokens: &[ClaimToken], now: NaiveDateTime) -> QueryResult<()> {
+/// counted and their unique keys given up; returns the concurrency keys they held.
+pub(crate) fn mark_finished(
+    conn: &mut DbConnection,
+    tokens: &[ClaimToken],
+    now: NaiveDateTime,
+) -> QueryResult<BTreeSet<String>> {
     let ids: Vec<JobId> = tokens.iter().map(|token| token.job_id).collect();
-    finish(conn, &ids, now)
+    let mut keys = BTreeSet::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let query = diesel::update(jobs::table.filter(jobs::id.eq_any(chunk))).set((
+            jobs::finished_at.eq(now),
+            jobs::updated_at.eq(now),
+            jobs::attempts.eq(jobs::attempts + 1),
+            jobs::unique_key.eq(None::<String>),
+        ));
+        match conn {
+            // One statement on SQLite too: the keys come back with the update.
+            DbConnection::Sqlite(conn) => {
+                keys.extend(query.returning(jobs::concurrency_key).load::<Option<String>>(conn)?.into_iter().flatten())
+            }
+            DbConnection::Postgres(_) => {
+                query.execute(conn)?;
+                keys.extend(super::concurrency::keys_of(conn, chunk)?);
+            }
+        }
+    }
+    Ok(keys)
 }
 
-fn finish(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
+/// Ends the jobs `ids` (out of every execution table already) as `end_state`
+/// (`discarded` or `cancelled`) at `now`, with `error` as their last error if given; their
+/// unique keys are given up.
+pub(crate) fn end_jobs(
+    conn: &mut DbConnection,
+    ids: &[JobId],
+    end_state: &str,
+    error: Option<&FailureRecord>,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let error = error.map(FailureRecord::to_json);
     for chunk in ids.chunks(ID_CHUNK) {
-        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((jobs::finished_at.eq(now), jobs::updated_at.eq(now), jobs::attempts.eq(jobs::attempts + 1)))
-            .execute(conn)?;
+        let target = jobs::table.filter(jobs::id.eq_any(chunk));
+        let ended = (
+            jobs::finished_at.eq(now),
+            jobs::end_state.eq(end_state),
+            jobs::unique_key.eq(None::<String>),
+            jobs::updated_at.eq(now),
+        );
+        match &error {
+            Some(error) => diesel::update(target).set((ended, jobs::last_error.eq(error))).execute(conn)?,
+            None => diesel::update(target).set(ended).execute(conn)?,
+        };
     }
     Ok(())
 }
 
-/// Applies `transitions` to jobs whose claims were just taken.
+/// Applies `transitions` to jobs whose claims were just taken, then lets in the blocked jobs
+/// their concurrency keys allow. A job whose cancel was asked for while it ran ends as
+/// cancelled instead of running again.
 pub(crate) fn apply(
+    dialect: &dyn Dialect,
     conn: &mut DbConnection,
     transitions: &[(JobId, &Transition)],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
+    if transitions.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<JobId> = transitions.iter().map(|(id, _)| *id).collect();
+    let cancel_requested: HashSet<JobId> = jobs::table
+        .filter(jobs::id.eq_any(&ids))
+        .filter(jobs::cancel_requested_at.is_not_null())
+        .select(jobs::id)
+        .load::<JobId>(conn)?
+        .into_iter()
+        .collect();
     let mut complete = Vec::new();
     let mut release = Vec::new();
     let mut again = Vec::new();
     let mut snoozed = Vec::new();
+    let mut cancelled = Vec::new();
     for (job_id, transition) in transitions {
+        let ends = matches!(transition, Transition::Complete | Transition::Fail(_) | Transition::Discard(_));
+        if cancel_requested.contains(job_id) && !ends {
+            cancelled.push(*job_id);
+            continue;
+        }
         match transition {
-            Transition::Complete => complete.push(*job_id),
+            Transition::Complete => complete.push(ClaimToken { job_id: *job_id, claim_id: 0 }),
             Transition::Release => release.push(*job_id),
             Transition::Retry(error, delay) => {
                 diesel::update(jobs::table.find(job_id))
@@ -270,22 +381,54 @@ pub(crate) fn apply(
                     .execute(conn)?;
                 snoozed.push(*job_id);
             }
+            Transition::Discard(error) => {
+                count_attempt(conn, &[*job_id], now)?;
+                end_jobs(conn, &[*job_id], "discarded", Some(error), now)?;
+            }
+            Transition::Cancel => cancelled.push(*job_id),
         }
     }
-    finish(conn, &complete, now)?;
+    mark_finished(conn, &complete, now)?;
     hand_back(conn, &release, now)?;
     insert_executions(conn, &again, now)?;
-    insert_executions(conn, &snoozed, now)
+    insert_executions(conn, &snoozed, now)?;
+    end_jobs(conn, &cancelled, "cancelled", None, now)?;
+    let keys = super::concurrency::keys_of(conn, &ids)?;
+    super::concurrency::release_keys(dialect, conn, &keys, now)?;
+    Ok(())
 }
 
-/// Moves one job (its claim already taken) to failed with `error`.
+/// Moves one job (its claim already taken) to failed with `error`, its attempt counted and
+/// its unique key given up.
 fn fail_one(conn: &mut DbConnection, job_id: JobId, error: &FailureRecord, now: NaiveDateTime) -> QueryResult<()> {
-    let json = error.to_json();
-    diesel::insert_into(failed::table)
-        .values((failed::job_id.eq(job_id), failed::error.eq(&json), failed::created_at.eq(now)))
-        .execute(conn)?;
+    insert_failed(conn, job_id, error, now)?;
     diesel::update(jobs::table.find(job_id))
-        .set((jobs::attempts.eq(jobs::attempts + 1), jobs::last_error.eq(&json), jobs::updated_at.eq(now)))
+        .set((
+            jobs::attempts.eq(jobs::attempts + 1),
+            jobs::last_error.eq(error.to_json()),
+            jobs::unique_key.eq(None::<String>),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The failed execution of `job_id`, with `error` in typed columns.
+pub(crate) fn insert_failed(
+    conn: &mut DbConnection,
+    job_id: JobId,
+    error: &FailureRecord,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(failed::table)
+        .values((
+            failed::job_id.eq(job_id),
+            failed::error_kind.eq(error.kind.as_str()),
+            failed::message.eq(&error.message),
+            failed::backtrace.eq(&error.backtrace),
+            failed::cause.eq(&error.cause),
+            failed::created_at.eq(now),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -294,17 +437,29 @@ impl Store {
     /// Inserts `jobs` (one multi-row INSERT per chunk) and their ready or scheduled executions
     /// in one transaction; returns the new ids in the order given.
     pub fn enqueue(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        Ok(self.enqueue_reporting(jobs, now)?.into_iter().map(|enqueued| enqueued.id()).collect())
+    }
+
+    /// [`Store::enqueue`], telling for each job whether it was inserted or a job with its
+    /// unique key already existed (whose id it returns instead). Jobs with a concurrency limit
+    /// over their limit are inserted as blocked (or discarded, if their kind says so).
+    pub fn enqueue_reporting(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         super::check_jobs(jobs)?;
         self.check_database()?;
-        let transaction = !self.dialect().one_statement(HotPath::Enqueue(jobs.len()));
-        let ids = self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))?;
+        let enqueued = if jobs.iter().any(NewJob::has_options) {
+            self.write("enqueueing jobs", |conn| enqueue_with_options(self.dialect(), conn, jobs, now))?
+        } else {
+            let transaction = !self.dialect().one_statement(HotPath::Enqueue(jobs.len()));
+            let ids = self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))?;
+            ids.into_iter().map(Enqueued::New).collect()
+        };
         if jobs.iter().any(|job| job.scheduled_at.is_none_or(|at| at <= now)) {
             self.jobs_ready();
         }
-        Ok(ids)
+        Ok(enqueued)
     }
 
     /// Claims up to `limit` ready jobs of the given `kinds` (those the process has handlers
@@ -342,10 +497,13 @@ impl Store {
         let complete: Vec<ClaimToken> = complete.iter().map(|(token, _)| *token).collect();
         let other: Vec<ClaimToken> = other.iter().map(|(token, _)| *token).collect();
         let transaction = !other.is_empty() || !self.dialect().one_statement(HotPath::Complete);
-        let settled = self.write_as("recording job outcomes", transaction, |conn| {
+        let (settled, finished_keys) = self.write_as("recording job outcomes", transaction, |conn| {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
+            let mut finished_keys = BTreeSet::new();
             if !complete.is_empty() {
-                taken.extend(self.dialect().complete_claims(conn, &complete, now)?);
+                let (completed, keys) = self.dialect().complete_claims(conn, &complete, now)?;
+                taken.extend(completed);
+                finished_keys = keys;
             }
             if !other.is_empty() {
                 taken.extend(self.dialect().take_claims(conn, &other)?);
@@ -362,9 +520,22 @@ impl Store {
                     settled.fenced.push(*token);
                 }
             }
-            apply(conn, &transitions, now)?;
-            Ok(settled)
+            apply(self.dialect(), conn, &transitions, now)?;
+            if transaction {
+                super::concurrency::release_keys(self.dialect(), conn, &finished_keys, now)?;
+                finished_keys.clear();
+            }
+            Ok((settled, finished_keys))
         })?;
+        // Finished jobs held concurrency keys: let the next blocked jobs in (the finish was one
+        // statement outside a transaction; a crash in between is caught by the dispatcher's
+        // sweep of blocked keys).
+        if !finished_keys.is_empty() {
+            self.write("releasing concurrency keys", |conn| {
+                super::concurrency::release_keys(self.dialect(), conn, &finished_keys, now)
+            })?;
+            self.jobs_ready();
+        }
         // A release or an immediate retry made a job ready again.
         if !other.is_empty() && settled.applied.len() > complete.len() {
             self.jobs_ready();
@@ -421,6 +592,8 @@ mod tests {
                 priority: 0,
                 max_attempts: 1,
                 scheduled_at: (i == 1).then_some(now),
+                unique_key: None,
+                concurrency: None,
             })
             .collect();
         let rows: Vec<JobInsert<'_>> = new_jobs.iter().map(|job| JobInsert::new(job, now)).collect();

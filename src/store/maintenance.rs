@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::concurrency;
 use super::dialect::DeadProcess;
 use super::inspect::claims_of_on;
 use super::jobs::{apply, count_attempt, hand_back, insert_ready};
@@ -88,7 +89,9 @@ impl Store {
         }
         let moved = self.write("dispatching scheduled jobs", |conn| {
             let due = self.dialect().take_due(conn, now, batch)?;
-            insert_ready(conn, &due, now)
+            let moved = insert_ready(conn, &due, now)?;
+            let held_back = concurrency::admit(self.dialect(), conn, &due, now)?;
+            Ok(moved - held_back)
         })?;
         if moved > 0 {
             self.jobs_ready();
@@ -133,7 +136,7 @@ impl Store {
                     .map(|(id, attempts, max)| (id, Transition::after_death(policy, attempts + 1, max, error.clone())))
                     .collect();
                 let failed = transitions.iter().filter(|(_, t)| matches!(t, Transition::Fail(_))).count();
-                apply(conn, &transitions.iter().map(|(id, t)| (*id, t)).collect::<Vec<_>>(), now)?;
+                apply(self.dialect(), conn, &transitions.iter().map(|(id, t)| (*id, t)).collect::<Vec<_>>(), now)?;
                 reaped.push(ReapedProcess {
                     process: *process,
                     name: dead.name,
@@ -156,13 +159,31 @@ impl Store {
         Ok(reaped)
     }
 
+    /// Lets in the blocked jobs that every concurrency key with blocked jobs allows now (a
+    /// holder ended in a transaction that could not release them, or a holder ran past its
+    /// duration); returns how many were made ready. The dispatcher runs it now and then.
+    pub fn release_blocked(&self, now: NaiveDateTime) -> StoreResult<usize> {
+        let released = self.write("releasing blocked jobs", |conn| {
+            let keys = concurrency::blocked_keys(conn)?;
+            concurrency::release_keys(self.dialect(), conn, &keys, now)
+        })?;
+        if released > 0 {
+            self.jobs_ready();
+        }
+        Ok(released)
+    }
+
     /// Returns claims whose process row is missing to ready (their attempts stay counted, as
     /// for a death); returns how many.
     pub fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
         let released = self.write("releasing orphaned claims", |conn| {
             let ids = self.dialect().take_orphan_claims(conn)?;
             count_attempt(conn, &ids, now)?;
-            insert_ready(conn, &ids, now)
+            let released = insert_ready(conn, &ids, now)?;
+            // Claims older than their duration did not count; as ready jobs they do again.
+            let keys = concurrency::keys_of(conn, &ids)?;
+            concurrency::release_keys(self.dialect(), conn, &keys, now)?;
+            Ok(released)
         })?;
         if released > 0 {
             self.jobs_ready();

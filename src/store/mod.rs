@@ -25,18 +25,21 @@ use diesel::QueryResult;
 
 use crate::model::DatabaseUrl;
 
+pub(crate) mod concurrency;
 pub mod connection;
 pub(crate) mod dialect;
 pub mod inspect;
 pub mod jobs;
 pub mod maintenance;
+pub mod manage;
 pub mod processes;
 pub(crate) mod schema;
 
 pub use connection::DbConnection;
-pub use inspect::{JobCounts, JobRow, QueueCounts, Waiting};
+pub use inspect::{JobCounts, JobFilter, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, ReapedProcess};
+pub use manage::{ActionError, QueueRow};
 pub use processes::Beat;
 
 use connection::DbPool;
@@ -88,6 +91,20 @@ pub enum StoreError {
 pub(crate) fn check_jobs(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
     match jobs.iter().find_map(|job| job.problem().map(|problem| (job, problem))) {
         Some((job, problem)) => Err(StoreError::InvalidJob { kind: job.kind.clone(), problem }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses jobs with a unique key or a concurrency limit on the caller's own connection
+/// ([`EnqueueConnection`]): those need the store's locks.
+pub(crate) fn check_plain(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
+    match jobs.iter().find(|job| job.has_options()) {
+        Some(job) => Err(StoreError::InvalidJob {
+            kind: job.kind.clone(),
+            problem: "a job with a unique key or a concurrency limit cannot be enqueued on the application's own \
+                      connection (Queue::enqueue_in) yet; enqueue it through Queue::enqueue"
+                .into(),
+        }),
         None => Ok(()),
     }
 }

@@ -22,6 +22,15 @@ diesel::table! {
         concurrency_key -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// NULL with `finished_at` set: finished; else `discarded` or `cancelled`.
+        end_state -> Nullable<Text>,
+        cancel_requested_at -> Nullable<Timestamp>,
+        /// Held while the job may still run.
+        unique_key -> Nullable<Text>,
+        concurrency_limit -> Nullable<Integer>,
+        concurrency_duration_ms -> Nullable<BigInt>,
+        /// `block` or `discard`.
+        concurrency_on_conflict -> Nullable<Text>,
     }
 }
 
@@ -66,8 +75,31 @@ diesel::table! {
     solidq_failed_executions (id) {
         id -> BigInt,
         job_id -> BigInt,
-        /// JSON text of a `FailureRecord`.
-        error -> Text,
+        created_at -> Timestamp,
+        /// `FailureKind` name.
+        error_kind -> Text,
+        message -> Text,
+        backtrace -> Nullable<Text>,
+        cause -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Jobs over their concurrency limit, waiting for a holder to end.
+    solidq_blocked_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        queue_name -> Text,
+        priority -> Integer,
+        concurrency_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Paused queues: nothing is claimed from them.
+    solidq_pauses (queue_name) {
+        queue_name -> Text,
         created_at -> Timestamp,
     }
 }
@@ -91,6 +123,7 @@ diesel::joinable!(solidq_ready_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_scheduled_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_claimed_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_failed_executions -> solidq_jobs (job_id));
+diesel::joinable!(solidq_blocked_executions -> solidq_jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     solidq_jobs,
@@ -99,4 +132,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     solidq_claimed_executions,
     solidq_failed_executions,
     solidq_processes,
+    solidq_blocked_executions,
+    solidq_pauses,
 );

@@ -79,6 +79,8 @@ pub fn job(kind: &str, queue: &str, priority: i32) -> NewJob {
         priority,
         max_attempts: 5,
         scheduled_at: None,
+        unique_key: None,
+        concurrency: None,
     }
 }
 
@@ -133,7 +135,7 @@ pub fn totals(store: &Store) -> JobCounts {
 }
 
 pub fn counts(ready: i64, scheduled: i64, claimed: i64, failed: i64, finished: i64) -> JobCounts {
-    JobCounts { ready, scheduled, claimed, failed, finished }
+    JobCounts { ready, scheduled, claimed, failed, finished, ..JobCounts::default() }
 }
 
 pub fn error(message: &str) -> FailureRecord {

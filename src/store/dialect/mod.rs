@@ -35,6 +35,8 @@
 //!   number of times. Claims run under `READ COMMITTED` so that `SKIP LOCKED` skips rather
 //!   than gap-locks.
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
@@ -110,16 +112,24 @@ pub trait Dialect: Send + Sync + 'static {
     fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>>;
 
     /// Deletes the claims of `tokens` that still exist, marks their jobs finished at `now`,
-    /// and returns those tokens (the deletion decides, as in [`Dialect::take_claims`]).
+    /// and returns those tokens (the deletion decides, as in [`Dialect::take_claims`]) with
+    /// the concurrency keys their jobs held.
     fn complete_claims(
         &self,
         conn: &mut DbConnection,
         tokens: &[ClaimToken],
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ClaimToken>> {
+    ) -> QueryResult<(Vec<ClaimToken>, BTreeSet<String>)> {
         let taken = self.take_claims(conn, tokens)?;
-        crate::store::jobs::mark_finished(conn, &taken, now)?;
-        Ok(taken)
+        let keys = crate::store::jobs::mark_finished(conn, &taken, now)?;
+        Ok((taken, keys))
+    }
+
+    /// Serializes, until the transaction ends, every admission and release of concurrency
+    /// `key` (PostgreSQL: a transaction advisory lock; SQLite's write lock already does).
+    fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+        let _ = (conn, key);
+        Ok(())
     }
 
     /// Whether `work` runs as one statement here, atomic without a transaction around it: the

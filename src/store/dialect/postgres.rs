@@ -5,7 +5,7 @@
 //! its session and frees the lock, which [`SessionLiveness::gone`] sees long before a
 //! heartbeat expires.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,16 @@ struct TokenRow {
 }
 
 #[derive(QueryableByName)]
+struct FinishedRow {
+    #[diesel(sql_type = BigInt)]
+    claim_id: i64,
+    #[diesel(sql_type = BigInt)]
+    job_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    concurrency_key: Option<String>,
+}
+
+#[derive(QueryableByName)]
 struct SchemaName {
     #[diesel(sql_type = Nullable<Text>)]
     schema: Option<String>,
@@ -118,6 +128,7 @@ WITH alive AS (
 ), picked AS (
     SELECT id, job_id FROM solidq_ready_executions
     WHERE EXISTS (SELECT 1 FROM alive) AND {filter} AND class_name = ANY($4)
+      AND NOT EXISTS (SELECT 1 FROM solidq_pauses p WHERE p.queue_name = solidq_ready_executions.queue_name)
     ORDER BY priority, job_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -134,8 +145,9 @@ SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue
 FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
 
 /// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
-/// jobs finished at `$3` with the attempt counted, and returns the claims taken: one statement
-/// for a batch of finishes, one write per job row.
+/// jobs finished at `$3` with the attempt counted and the unique key given up, and returns the
+/// claims taken with the concurrency keys their jobs held: one statement for a batch of
+/// finishes, one write per job row.
 const COMPLETE_SQL: &str = "
 WITH taken AS (
     DELETE FROM solidq_claimed_executions c
@@ -143,10 +155,12 @@ WITH taken AS (
     WHERE c.id = t.claim_id AND c.job_id = t.job_id
     RETURNING c.id AS claim_id, c.job_id
 ), finished AS (
-    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1
+    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
     FROM taken WHERE j.id = taken.job_id
+    RETURNING j.id, j.concurrency_key
 )
-SELECT claim_id, job_id FROM taken";
+SELECT taken.claim_id, taken.job_id, finished.concurrency_key
+FROM taken JOIN finished ON finished.id = taken.job_id";
 
 /// Deletes up to `$2` scheduled rows due at `$1`, earliest first, skipping rows another
 /// dispatcher holds.
@@ -313,6 +327,7 @@ impl EnqueueConnection for PgConnection {
             return Ok(Vec::new());
         }
         crate::store::check_jobs(jobs)?;
+        crate::store::check_plain(jobs)?;
         self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
@@ -375,6 +390,10 @@ impl Dialect for Postgres {
         // as unknown errors with PostgreSQL's message.
         match err {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+            // Two enqueues of one unique key raced: run again, and the second finds the first.
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                info.constraint_name() == Some("index_solidq_jobs_on_unique_key")
+            }
             Error::DatabaseError(_, info) => info.message().starts_with("deadlock detected"),
             _ => false,
         }
@@ -457,12 +476,21 @@ impl Dialect for Postgres {
         conn: &mut DbConnection,
         tokens: &[ClaimToken],
         now: NaiveDateTime,
-    ) -> QueryResult<Vec<ClaimToken>> {
+    ) -> QueryResult<(Vec<ClaimToken>, BTreeSet<String>)> {
         let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
         let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
         let binds = vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids), Bind::Timestamp(now)];
-        let rows: Vec<TokenRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
-        Ok(rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect())
+        let rows: Vec<FinishedRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
+        let keys = rows.iter().filter_map(|row| row.concurrency_key.clone()).collect();
+        Ok((rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect(), keys))
+    }
+
+    fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+        // One 64-bit key space, apart from the (schema, process) pairs of session liveness.
+        sql_query("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))")
+            .bind::<Text, _>(key)
+            .execute(expect_variant!(conn, Postgres))?;
+        Ok(())
     }
 
     fn one_statement(&self, work: HotPath<'_>) -> bool {

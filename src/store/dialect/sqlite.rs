@@ -19,7 +19,7 @@ use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePatter
 use crate::store::connection::DbConnection;
 use crate::store::jobs::{like_prefix, Claim, JobInsert, ID_CHUNK};
 use crate::store::schema::{
-    solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_processes as processes,
+    solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
 use crate::store::{EnqueueConnection, StoreError, StoreResult};
@@ -125,6 +125,7 @@ impl EnqueueConnection for SqliteConnection {
             return Ok(Vec::new());
         }
         crate::store::check_jobs(jobs)?;
+        crate::store::check_plain(jobs)?;
         self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
     }
 }
@@ -146,6 +147,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
             .select((ready::id, ready::job_id))
             .order((ready::priority, ready::job_id))
             .filter(ready::class_name.eq_any(kinds))
+            .filter(ready::queue_name.ne_all(pauses::table.select(pauses::queue_name)))
             .limit(i64::try_from(remaining).unwrap_or(i64::MAX))
             .into_boxed();
         match pattern {

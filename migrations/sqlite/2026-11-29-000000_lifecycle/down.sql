@@ -1,0 +1,17 @@
+ALTER TABLE solidq_failed_executions ADD COLUMN error TEXT NOT NULL DEFAULT '';
+UPDATE solidq_failed_executions SET error = json_object('kind', error_kind, 'message', message, 'backtrace', backtrace, 'cause', cause);
+ALTER TABLE solidq_failed_executions DROP COLUMN error_kind;
+ALTER TABLE solidq_failed_executions DROP COLUMN message;
+ALTER TABLE solidq_failed_executions DROP COLUMN backtrace;
+ALTER TABLE solidq_failed_executions DROP COLUMN cause;
+DROP TABLE solidq_pauses;
+DROP TABLE solidq_blocked_executions;
+DROP INDEX index_solidq_jobs_on_end_state;
+DROP INDEX index_solidq_jobs_on_concurrency_key;
+DROP INDEX index_solidq_jobs_on_unique_key;
+ALTER TABLE solidq_jobs DROP COLUMN end_state;
+ALTER TABLE solidq_jobs DROP COLUMN cancel_requested_at;
+ALTER TABLE solidq_jobs DROP COLUMN unique_key;
+ALTER TABLE solidq_jobs DROP COLUMN concurrency_limit;
+ALTER TABLE solidq_jobs DROP COLUMN concurrency_duration_ms;
+ALTER TABLE solidq_jobs DROP COLUMN concurrency_on_conflict;
