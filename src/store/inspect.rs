@@ -193,7 +193,8 @@ struct JobColumns {
 
 /// The failure recorded for job `id` in `solidq_failed_executions`, from its typed columns.
 pub(crate) fn failure_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTreeMap<JobId, FailureRecord>> {
-    let rows: Vec<(JobId, String, String, Option<String>, Option<String>)> = failed::table
+    type FailedColumns = (JobId, String, String, Option<String>, Option<String>);
+    let rows: Vec<FailedColumns> = failed::table
         .filter(failed::job_id.eq_any(ids))
         .select((failed::job_id, failed::error_kind, failed::message, failed::backtrace, failed::cause))
         .load(conn)?;

@@ -34,20 +34,23 @@ fn enqueue_with_options(
     new_jobs: &[NewJob],
     now: NaiveDateTime,
 ) -> QueryResult<Vec<Enqueued>> {
-    let mut out: Vec<Option<Enqueued>> = vec![None; new_jobs.len()];
-    let plain: Vec<usize> = (0..new_jobs.len()).filter(|&i| !new_jobs[i].has_options()).collect();
-    if !plain.is_empty() {
-        let batch: Vec<NewJob> = plain.iter().map(|&i| new_jobs[i].clone()).collect();
-        for (i, id) in plain.iter().zip(dialect.enqueue(conn, &batch, now)?) {
-            out[*i] = Some(Enqueued::New(id));
+    let mut out: Vec<Enqueued> = Vec::with_capacity(new_jobs.len());
+    // Runs of plain jobs in one insert each, the others one at a time: ids keep input order.
+    let mut rest = new_jobs;
+    while !rest.is_empty() {
+        let plain = rest.iter().take_while(|job| !job.has_options()).count();
+        if plain > 0 {
+            out.extend(dialect.enqueue(conn, &rest[..plain], now)?.into_iter().map(Enqueued::New));
+            rest = &rest[plain..];
+            continue;
         }
-    }
-    for (i, job) in new_jobs.iter().enumerate().filter(|(_, job)| job.has_options()) {
+        let job = &rest[0];
+        rest = &rest[1..];
         if let Some(key) = &job.unique_key {
             let holder: Option<JobId> =
                 jobs::table.filter(jobs::unique_key.eq(key)).select(jobs::id).first(conn).optional()?;
             if let Some(holder) = holder {
-                out[i] = Some(Enqueued::Existing(holder));
+                out.push(Enqueued::Existing(holder));
                 continue;
             }
         }
@@ -70,9 +73,9 @@ fn enqueue_with_options(
         if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
             super::concurrency::admit(dialect, conn, &[id], now)?;
         }
-        out[i] = Some(Enqueued::New(id));
+        out.push(Enqueued::New(id));
     }
-    out.into_iter().map(|enqueued| enqueued.ok_or(diesel::result::Error::NotFound)).collect()
+    Ok(out)
 }
 
 /// Ids bound per statement when a list of ids is sent (SQLite binds each one).

@@ -9,6 +9,7 @@ mod common;
 
 mod inspect;
 mod jobs;
+mod lifecycle;
 mod maintenance;
 mod processes;
 mod schema;
