@@ -17,6 +17,8 @@
 //! | `SOLIDQ_ON_PROCESS_DEATH` | `retry` or `fail` | `retry` |
 //! | `SOLIDQ_LOG` | `trace`, `debug`, `info`, `warn`, `error`, `critical` | `info` |
 //! | `SOLIDQ_LOG_FORMAT` | `term` or `json` | `term` |
+//! | `SOLIDQ_PRESERVE_FINISHED_JOBS` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
+//! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1m to 3650d | `1d` |
 //!
 //! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
 //! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent
@@ -65,6 +67,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_ALIVE_THRESHOLD: Duration = Duration::from_secs(300);
 /// Default `SOLIDQ_WATCHDOG_INTERVAL`.
 pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `SOLIDQ_CLEAR_FINISHED_AFTER`: one day.
+pub const DEFAULT_CLEAR_FINISHED_AFTER: Duration = Duration::from_secs(86_400);
 /// Default `SOLIDQ_SHUTDOWN_TIMEOUT`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,6 +125,11 @@ pub struct Config {
     pub log_level: slog::Level,
     /// `SOLIDQ_LOG_FORMAT`: `term` or `json`.
     pub log_format: LogFormat,
+    /// `SOLIDQ_PRESERVE_FINISHED_JOBS`: keep ended jobs (finished, discarded, cancelled) until
+    /// `clear_finished_after`; `false` deletes them on the dispatcher's next pass.
+    pub preserve_finished_jobs: bool,
+    /// `SOLIDQ_CLEAR_FINISHED_AFTER`: how long ended jobs are kept.
+    pub clear_finished_after: Duration,
 }
 
 /// The accepted range of each knob: wide enough for any real deployment, narrow enough that
@@ -149,10 +158,13 @@ pub mod limits {
     pub const WATCHDOG_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(3600);
     /// `SOLIDQ_SHUTDOWN_TIMEOUT` (0: do not wait).
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
+    /// `SOLIDQ_CLEAR_FINISHED_AFTER`: a minute to ten years.
+    pub const CLEAR_FINISHED_AFTER: RangeInclusive<Duration> =
+        Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 86_400);
 }
 
 /// How to write a duration, shown in error messages.
-const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m or bare seconds";
+const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds";
 /// The database URLs accepted, shown in error messages.
 const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
 /// How to write `SOLIDQ_WORKERS`, shown in error messages.
@@ -169,7 +181,7 @@ pub struct ConfigProblem {
     pub value: String,
     /// What is wrong, e.g. `is not a duration`.
     pub problem: String,
-    /// The accepted form, e.g. `use e.g. 500ms, 10s, 5m or bare seconds`.
+    /// The accepted form, e.g. `use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds`.
     pub expected: String,
 }
 
@@ -192,7 +204,7 @@ impl fmt::Display for ConfigProblem {
 /// .unwrap_err();
 /// assert_eq!(err.problems.len(), 2);
 /// assert!(err.to_string().contains(
-///     r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#
+///     r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds)"#
 /// ));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -265,6 +277,8 @@ impl Default for Config {
             on_process_death: DeathPolicy::Retry,
             log_level: slog::Level::Info,
             log_format: LogFormat::Term,
+            preserve_finished_jobs: true,
+            clear_finished_after: DEFAULT_CLEAR_FINISHED_AFTER,
         }
     }
 }
@@ -399,6 +413,11 @@ impl Config {
                 _ => Err(Invalid::new("is not a log format", "use term or json")),
             });
 
+        let preserve_finished_jobs =
+            r.read("SOLIDQ_PRESERVE_FINISHED_JOBS", defaults.preserve_finished_jobs, parse_bool);
+        let clear_finished_after =
+            r.read_duration("SOLIDQ_CLEAR_FINISHED_AFTER", defaults.clear_finished_after, limits::CLEAR_FINISHED_AFTER);
+
         if let (Some((heartbeat, heartbeat_text)), Some((threshold, threshold_text))) =
             (&heartbeat_interval, &alive_threshold)
         {
@@ -436,6 +455,7 @@ impl Config {
             on_process_death,
             log_level,
             log_format,
+            (preserve_finished_jobs, clear_finished_after),
         ) {
             (
                 Some(database_url),
@@ -452,6 +472,7 @@ impl Config {
                 Some(on_process_death),
                 Some(log_level),
                 Some(log_format),
+                (Some(preserve_finished_jobs), Some((clear_finished_after, _))),
             ) if r.problems.is_empty() => Ok(Config {
                 database_url,
                 pool_size,
@@ -468,6 +489,8 @@ impl Config {
                 on_process_death,
                 log_level,
                 log_format,
+                preserve_finished_jobs,
+                clear_finished_after,
             }),
             _ => Err(ConfigError { problems: r.problems }),
         }
@@ -572,6 +595,7 @@ fn parse_duration_detail(text: &str) -> Result<Duration, Invalid> {
                 "s" => NANOS_PER_SEC,
                 "m" => 60 * NANOS_PER_SEC,
                 "h" => 3600 * NANOS_PER_SEC,
+                "d" => 86_400 * NANOS_PER_SEC,
                 _ => return Err(not_a_duration()),
             };
             let amount = amount_in_nanos(number, scale).ok_or_else(not_a_duration)?;

@@ -244,6 +244,10 @@ impl Runtime {
                 batch_size: c.dispatcher_batch_size,
                 interval: c.dispatcher_polling_interval,
                 max_batches_per_pass: DEFAULT_MAX_BATCHES_PER_PASS,
+                clear_finished_after: c
+                    .preserve_finished_jobs
+                    .then_some(c.clear_finished_after)
+                    .or(Some(Duration::ZERO)),
             },
             reaper: ReaperConfig {
                 interval: c.watchdog_interval,

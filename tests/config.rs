@@ -133,7 +133,7 @@ fn all_problems_are_reported_at_once_one_per_line() {
     let text = err.to_string();
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(
-        text.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m or bare seconds)"#)
+        text.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds)"#)
     );
     assert!(err.mentions("SOLIDQ_POOL_SIZE"));
     assert!(!err.mentions("SOLIDQ_WORKERS"));
@@ -179,7 +179,9 @@ fn every_knob_has_a_range_named_in_its_error() {
         ("SOLIDQ_POLLING_INTERVAL", "99999999999h", "is too long (use from 1ms to 1h"),
         ("SOLIDQ_DISPATCHER_POLLING_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),
         ("SOLIDQ_HEARTBEAT_INTERVAL", "2h", "is too long (use from 100ms to 1h"),
-        ("SOLIDQ_ALIVE_THRESHOLD", "30d", "is not a duration"),
+        ("SOLIDQ_ALIVE_THRESHOLD", "30x", "is not a duration"),
+        ("SOLIDQ_CLEAR_FINISHED_AFTER", "10s", "is too short (use from 1m to"),
+        ("SOLIDQ_PRESERVE_FINISHED_JOBS", "maybe", "SOLIDQ_PRESERVE_FINISHED_JOBS=\"maybe\""),
         ("SOLIDQ_ALIVE_THRESHOLD", "25h", "is too long (use from 200ms to 24h"),
         ("SOLIDQ_WATCHDOG_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),
         ("SOLIDQ_SHUTDOWN_TIMEOUT", "48h", "is too long (use from 0s to 24h"),

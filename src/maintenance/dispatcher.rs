@@ -1,9 +1,11 @@
 //! Dispatcher: moves due scheduled jobs (and retries whose backoff has passed) to ready, in
-//! batches, and tidies the queue tables after many claims ([`Store::tidy`]).
+//! batches, tidies the queue tables after many claims ([`Store::tidy`]), sweeps blocked jobs
+//! every [`RELEASE_BLOCKED_EVERY`] passes, and deletes ended jobs older than
+//! `SOLIDQ_CLEAR_FINISHED_AFTER` in batches.
 
 use std::time::Duration;
 
-use slog::{debug, Logger};
+use slog::{debug, info, Logger};
 
 use super::{Pass, Service};
 use crate::store::{Store, StoreResult};
@@ -24,7 +26,21 @@ pub struct DispatcherConfig {
     pub interval: Duration,
     /// A pass stops after this many full batches; the next pass goes on.
     pub max_batches_per_pass: usize,
+    /// How long ended jobs are kept before the dispatcher deletes them (`None`: never; zero:
+    /// on the next pass), from `SOLIDQ_PRESERVE_FINISHED_JOBS` and
+    /// `SOLIDQ_CLEAR_FINISHED_AFTER`.
+    pub clear_finished_after: Option<Duration>,
 }
+
+/// Every this many passes, the dispatcher lets in blocked jobs whose concurrency keys have
+/// room ([`Store::release_blocked`]): the safety net for a release cut short by a crash, and
+/// for holders past their duration.
+pub const RELEASE_BLOCKED_EVERY: u64 = 10;
+/// Every this many passes (about a minute at the default interval), the dispatcher clears
+/// ended jobs older than `clear_finished_after`; every pass when that is zero.
+pub const CLEAR_FINISHED_EVERY: u64 = 60;
+/// Ended jobs deleted per transaction, so a clear never holds locks for long.
+pub const CLEAR_FINISHED_BATCH: usize = 1_000;
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
@@ -32,6 +48,7 @@ impl Default for DispatcherConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             interval: DEFAULT_INTERVAL,
             max_batches_per_pass: DEFAULT_MAX_BATCHES_PER_PASS,
+            clear_finished_after: Some(crate::config::DEFAULT_CLEAR_FINISHED_AFTER),
         }
     }
 }
@@ -45,12 +62,18 @@ pub struct DispatchOutcome {
     pub batches: usize,
     /// Whether the pass tidied the queue tables (see [`Store::tidy`]).
     pub tidied: bool,
+    /// Blocked jobs let in by the sweep.
+    pub released: usize,
+    /// Ended jobs deleted.
+    pub cleared: usize,
 }
 
 /// The dispatcher service.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     config: DispatcherConfig,
+    /// Passes run so far.
+    passes: u64,
 }
 
 impl Dispatcher {
@@ -58,7 +81,7 @@ impl Dispatcher {
     pub fn new(mut config: DispatcherConfig) -> Self {
         config.batch_size = config.batch_size.max(1);
         config.max_batches_per_pass = config.max_batches_per_pass.max(1);
-        Dispatcher { config }
+        Dispatcher { config, passes: 0 }
     }
 }
 
@@ -82,6 +105,23 @@ impl Service for Dispatcher {
             }
         }
         outcome.tidied = store.tidy()?;
+        self.passes += 1;
+        if self.passes % RELEASE_BLOCKED_EVERY == 1 {
+            outcome.released = store.release_blocked(pass.now)?;
+        }
+        if let Some(keep) = self.config.clear_finished_after {
+            if keep.is_zero() || self.passes % CLEAR_FINISHED_EVERY == 1 {
+                let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+                let before = pass.now.checked_sub_signed(keep).unwrap_or(chrono::NaiveDateTime::MIN);
+                for _ in 0..self.config.max_batches_per_pass {
+                    let cleared = store.clear_finished(before, CLEAR_FINISHED_BATCH)?;
+                    outcome.cleared += cleared;
+                    if cleared < CLEAR_FINISHED_BATCH {
+                        break;
+                    }
+                }
+            }
+        }
         Ok(outcome)
     }
 
@@ -91,6 +131,12 @@ impl Service for Dispatcher {
         }
         if outcome.tidied {
             debug!(logger, "queue tables tidied");
+        }
+        if outcome.released > 0 {
+            info!(logger, "blocked jobs released by the sweep"; "released" => outcome.released);
+        }
+        if outcome.cleared > 0 {
+            info!(logger, "ended jobs cleared"; "deleted" => outcome.cleared);
         }
     }
 }

@@ -24,6 +24,7 @@ backend_tests!(by_ref:
     paused_queues_are_not_claimed_until_resumed,
     ended_jobs_older_than_the_cutoff_are_cleared_in_batches,
     jobs_are_listed_by_state_queue_and_kind_in_pages,
+    the_dispatcher_clears_ended_jobs_and_sweeps_blocked_keys,
 );
 
 fn limited(kind: &str, key: &str, limit: i32) -> NewJob {
@@ -304,4 +305,31 @@ fn jobs_are_listed_by_state_queue_and_kind_in_pages(db: &TestDb) {
     assert_eq!(store.list_jobs(&filter).unwrap()[0].id, ids[4]);
     assert_eq!(JobState::parse("blocked"), Some(JobState::Blocked));
     assert_eq!(JobState::parse("bogus"), None);
+}
+
+fn the_dispatcher_clears_ended_jobs_and_sweeps_blocked_keys(db: &TestDb) {
+    use solidq::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
+    use solidq::maintenance::{Pass, Service};
+    let store = &db.store;
+    let p = register(store, "p");
+    let short = |kind: &str| NewJob {
+        concurrency: Some(ConcurrencyLimit::new("k", 1).duration(Duration::from_secs(60))),
+        ..job(kind, "q", 0)
+    };
+    let ids = enqueue(store, &[short("a"), short("b"), job("c", "q", 0)]);
+    let c = claim(store, p, &["q"], 2);
+    let plain = c.iter().find(|c| c.token.job_id == ids[2]).unwrap().token;
+    assert!(applied(store.complete(&[plain], t(5)).unwrap()));
+    let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+    // Kept for an hour: the first pass deletes nothing and the holder still counts.
+    let keep =
+        DispatcherConfig { clear_finished_after: Some(Duration::from_secs(3600)), ..DispatcherConfig::default() };
+    let outcome = Dispatcher::new(keep).run_once(store, pass(10)).unwrap();
+    assert_eq!((outcome.cleared, outcome.released), (0, 0));
+    // Not preserved, and the holder is past its duration: both happen on the first pass.
+    let eager = DispatcherConfig { clear_finished_after: Some(Duration::ZERO), ..DispatcherConfig::default() };
+    let outcome = Dispatcher::new(eager).run_once(store, pass(70)).unwrap();
+    assert_eq!((outcome.cleared, outcome.released), (1, 1));
+    assert!(store.job(ids[2]).unwrap().is_none());
+    assert_eq!(state(store, ids[1]), "ready");
 }

@@ -312,10 +312,19 @@ fn dispatcher_service_moves_due_jobs_in_batches_until_one_comes_back_short(db: &
     let config = DispatcherConfig { batch_size: 3, max_batches_per_pass: 2, ..DispatcherConfig::default() };
     let mut dispatcher = Dispatcher::new(config);
     let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
-    assert_eq!(dispatcher.run_once(store, pass(5)).unwrap(), DispatchOutcome { moved: 0, batches: 1, tidied: false });
+    assert_eq!(
+        dispatcher.run_once(store, pass(5)).unwrap(),
+        DispatchOutcome { moved: 0, batches: 1, tidied: false, ..DispatchOutcome::default() }
+    );
     // Two full batches, then the pass stops; the next pass takes the rest.
-    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 6, batches: 2, tidied: false });
-    assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 1, batches: 1, tidied: false });
+    assert_eq!(
+        dispatcher.run_once(store, pass(50)).unwrap(),
+        DispatchOutcome { moved: 6, batches: 2, tidied: false, ..DispatchOutcome::default() }
+    );
+    assert_eq!(
+        dispatcher.run_once(store, pass(50)).unwrap(),
+        DispatchOutcome { moved: 1, batches: 1, tidied: false, ..DispatchOutcome::default() }
+    );
     assert_eq!(totals(store), counts(7, 1, 0, 0, 0));
 }
 
