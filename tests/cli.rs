@@ -377,3 +377,72 @@ fn enqueue_warns_when_no_live_process_would_run_the_job() {
     served.assert_ok();
     assert_eq!(served.stderr, "", "a job a live process runs gets no warning");
 }
+
+/// `jobs` and `queues`: list with and without --json, show, discard, retry, cancel, pause,
+/// resume, and the errors an operator meets.
+fn jobs_and_queues(db: &Db) {
+    let first = enqueue(db, &["mail", r#"{"to": 1}"#, "--unique-key", "mail:1"]);
+    let again = db.run(&["enqueue", "mail", r#"{"to": 1}"#, "--unique-key", "mail:1"]);
+    again.assert_ok();
+    assert_eq!(again.stdout.trim(), first.to_string());
+    assert!(again.stderr.contains("holds the unique key"), "{}", again.stderr);
+    let later = enqueue(db, &["report", "{}", "--in", "1h", "--queue", "reports"]);
+
+    let listed = db.run(&["jobs", "list", "--state", "ready", "--json"]);
+    listed.assert_ok();
+    let rows: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["id"], first);
+    assert_eq!(rows[0]["state"], "ready");
+    let table = db.run(&["jobs", "list", "--state", "scheduled", "--queue", "reports"]);
+    assert!(table.assert_ok().stdout.contains("report"), "{}", table.stdout);
+
+    let run = db.run(&["jobs", "cancel", &later.to_string()]);
+    assert!(run.assert_ok().stdout.contains("cancelled"), "{}", run.stdout);
+    let run = db.run(&["jobs", "discard", &first.to_string()]);
+    run.assert_ok();
+    let shown = db.run(&["jobs", "show", &first.to_string(), "--json"]);
+    let row: Value = serde_json::from_str(&shown.assert_ok().stdout).unwrap();
+    assert_eq!(row["state"], "discarded");
+    let run = db.run(&["jobs", "retry", &first.to_string()]);
+    run.assert_ok();
+    let shown = db.run(&["jobs", "show", &first.to_string()]);
+    assert!(shown.assert_ok().stdout.contains("ready"), "{}", shown.stdout);
+    let run = db.run(&["jobs", "retry", "--all", "--kind", "mail"]);
+    assert!(run.assert_ok().stdout.starts_with("0 failed jobs"), "{}", run.stdout);
+
+    let missing = db.run(&["jobs", "retry", "999999"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("job 999999 does not exist"), "{}", missing.stderr);
+    let ended = db.run(&["jobs", "cancel", &later.to_string()]);
+    assert_eq!(ended.code, 2);
+    assert!(ended.stderr.contains("already ended"), "{}", ended.stderr);
+    let bad_state = db.run(&["jobs", "list", "--state", "done"]);
+    assert_eq!(bad_state.code, 2);
+    assert!(bad_state.stderr.contains("is not a job state"), "{}", bad_state.stderr);
+
+    db.run(&["queues", "pause", "default"]).assert_ok();
+    let queues = db.run(&["queues", "list", "--json"]);
+    let queues: Value = serde_json::from_str(&queues.assert_ok().stdout).unwrap();
+    let default = queues.as_array().unwrap().iter().find(|q| q["name"] == "default").expect("default listed");
+    assert_eq!((default["paused"].clone(), default["ready"].clone()), (Value::Bool(true), Value::from(1)));
+    let table = db.run(&["queues", "list"]);
+    assert!(table.assert_ok().stdout.contains("yes"), "{}", table.stdout);
+    let run = db.run(&["queues", "resume", "default"]);
+    assert!(run.assert_ok().stdout.contains("resumed"), "{}", run.stdout);
+    let run = db.run(&["queues", "resume", "default"]);
+    assert!(run.assert_ok().stdout.contains("was not paused"), "{}", run.stdout);
+}
+
+#[test]
+fn sqlite_jobs_and_queues() {
+    let (db, _) = sqlite_db();
+    jobs_and_queues(&db);
+}
+
+#[test]
+fn postgres_jobs_and_queues() {
+    if let Some(db) = postgres_db() {
+        jobs_and_queues(&db);
+    }
+}

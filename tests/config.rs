@@ -132,9 +132,9 @@ fn all_problems_are_reported_at_once_one_per_line() {
     );
     let text = err.to_string();
     assert_eq!(text.lines().count(), 4, "{text}");
-    assert!(
-        text.contains(r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds)"#)
-    );
+    assert!(text.contains(
+        r#"SOLIDQ_HEARTBEAT_INTERVAL="ten" is not a duration (use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds)"#
+    ));
     assert!(err.mentions("SOLIDQ_POOL_SIZE"));
     assert!(!err.mentions("SOLIDQ_WORKERS"));
     let as_error: &dyn std::error::Error = &err;

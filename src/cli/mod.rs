@@ -1,4 +1,5 @@
-//! The `solidq` command line: `migrate`, `status [--json]` and `enqueue`.
+//! The `solidq` command line: `migrate`, `status [--json]`, `enqueue`, `jobs list|show|retry|
+//! discard|cancel` and `queues list|pause|resume`.
 //!
 //! Configuration comes from the `SOLIDQ_*` environment variables (see [`crate::config`]).
 //! Exit codes: 0 on success, 1 when the database fails, 2 for a usage error, an invalid
@@ -26,11 +27,16 @@ use crate::model::NewJob;
 use crate::status;
 use crate::store::{self, SharedStore, StoreError};
 
+mod manage;
+
+pub use manage::{JobsCommand, QueuesCommand, Target};
+
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: the database failed (unreachable, query or migration error).
 pub const EXIT_FAILURE: i32 = 1;
-/// Exit code: bad command line, invalid configuration or invalid job.
+/// Exit code: bad command line, invalid configuration or invalid job, or an action the job's
+/// state does not allow (a job that does not exist, a running job to discard).
 pub const EXIT_USAGE: i32 = 2;
 
 /// Connections the CLI asks for: it runs one statement at a time.
@@ -85,6 +91,22 @@ pub enum Command {
         /// Executions allowed before the job is failed for good [default: 5].
         #[arg(long, value_name = "N")]
         max_attempts: Option<i32>,
+        /// Enqueue nothing if a job with this unique key may still run; print its id instead
+        /// (and say so on standard error).
+        #[arg(long, value_name = "KEY")]
+        unique_key: Option<String>,
+    },
+    /// List, show, retry, discard and cancel jobs.
+    Jobs {
+        /// What to do.
+        #[command(subcommand)]
+        action: manage::JobsCommand,
+    },
+    /// List, pause and resume queues.
+    Queues {
+        /// What to do.
+        #[command(subcommand)]
+        action: manage::QueuesCommand,
     },
 }
 
@@ -330,7 +352,9 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
             };
             let _ = out.write_all(text.as_bytes());
         }
-        Command::Enqueue { kind, payload, queue, priority, delay, max_attempts } => {
+        Command::Jobs { action } => manage::jobs(action, config, out)?,
+        Command::Queues { action } => manage::queues(action, config, out)?,
+        Command::Enqueue { kind, payload, queue, priority, delay, max_attempts, unique_key } => {
             let payload = read_payload(&payload)?;
             let arguments: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| Failure::Usage(format!("the payload is not valid JSON: {e}")))?;
@@ -338,6 +362,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
             opts.queue = queue;
             opts.priority = priority;
             opts.max_attempts = max_attempts;
+            opts.unique_key = unique_key;
             if let Some(delay) = delay {
                 opts = opts.run_in(delay);
             }
@@ -346,9 +371,11 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
                 other => Failure::Usage(other.to_string()),
             })?;
             let store = connect_ready(config)?;
-            let ids = store.enqueue(std::slice::from_ref(&job), now())?;
-            for id in ids {
-                let _ = writeln!(out, "{id}");
+            for enqueued in store.enqueue_reporting(std::slice::from_ref(&job), now())? {
+                let _ = writeln!(out, "{}", enqueued.id());
+                if !enqueued.is_new() {
+                    let _ = writeln!(err, "note: job {} holds the unique key; nothing was enqueued", enqueued.id());
+                }
             }
             for warning in unserved_warnings(&store, config, &job.kind, &job.queue) {
                 let _ = writeln!(err, "warning: {warning}");
