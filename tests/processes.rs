@@ -53,10 +53,29 @@ impl Handler<Perform<Sleep>> for Sleeper {
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
         }
+        span_event('S', msg.meta.id);
         std::thread::sleep(Duration::from_millis(msg.job.ms));
+        span_event('E', msg.meta.id);
         Ok(())
     }
 }
+
+/// Appends `event job_id pid unix_nanos` to the span log, if one is set.
+fn span_event(event: char, job: i64) {
+    if let Some(path) = std::env::var_os(SPAN_LOG_VAR) {
+        let line = format!("{event} {job} {} {}\n", std::process::id(), unix_nanos());
+        let mut log = std::fs::OpenOptions::new().append(true).create(true).open(path).expect("span log");
+        std::io::Write::write_all(&mut log, line.as_bytes()).expect("span log write");
+    }
+}
+
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// A file the child workers append `S|E job_id pid unix_nanos` to when an execution's sleep
+/// starts and ends.
+const SPAN_LOG_VAR: &str = "SOLIDQ_TEST_SPAN_LOG";
 
 /// A file the child workers append `job_id attempt pid` to when an execution starts.
 const EXEC_LOG_VAR: &str = "SOLIDQ_TEST_EXEC_LOG";
@@ -284,4 +303,88 @@ backend_tests!(owned:
     frozen_process_runs_every_job_exactly_once,
     term_during_a_long_job_costs_no_attempt,
     sigkill_mid_job_loses_nothing,
+    a_concurrency_limit_of_2_holds_while_workers_are_killed,
 );
+
+/// Jobs sharing one concurrency key with a limit of 2, run by three worker processes of
+/// which one is SIGKILLed and replaced every 600 ms: at no instant do more than two of them
+/// run (an execution cut by a kill ends at the kill), and every job finishes.
+fn a_concurrency_limit_of_2_holds_while_workers_are_killed(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("spans.log");
+    let log_text = log.to_str().unwrap().to_string();
+    let limit = solidq::ConcurrencyLimit::new("shared-account", 2);
+    let jobs: Vec<_> = (0..80)
+        .map(|_| {
+            let opts = solidq::EnqueueOptions::new().concurrency(limit.clone());
+            solidq::NewJob::from_job(&Sleep { ms: 60, kill_worker: false }, opts).unwrap()
+        })
+        .collect();
+    let ids = db.store.enqueue(&jobs, Utc::now().naive_utc()).unwrap();
+    let env = [(SPAN_LOG_VAR, log_text.as_str())];
+    let mut children: Vec<Child> = (0..3).map(|_| spawn_child(&db, &env)).collect();
+    let mut kills: Vec<(u32, u128)> = Vec::new();
+    let started = Instant::now();
+    while kills.len() < 4 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(600));
+        let mut victim = children.remove(0);
+        send(&victim, libc::SIGKILL);
+        kills.push((victim.id(), unix_nanos()));
+        wait_exit(&mut victim, Duration::from_secs(5));
+        children.push(spawn_child(&db, &env));
+    }
+    wait_until("every limited job to finish", Duration::from_secs(90), || {
+        states(&db, &ids).iter().all(|s| s == "finished")
+    });
+    for child in &children {
+        send(child, libc::SIGTERM);
+    }
+    for child in &mut children {
+        wait_exit(child, Duration::from_secs(20));
+    }
+    // Spans from the log; a span its process never ended ends at that process's kill.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut open: std::collections::HashMap<(i64, u32), u128> = Default::default();
+    let mut events: Vec<(u128, i32)> = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [event, job, pid, at] = fields[..] else { panic!("bad span line {line:?}") };
+        let key = (job.parse::<i64>().unwrap(), pid.parse::<u32>().unwrap());
+        let at: u128 = at.parse().unwrap();
+        match event {
+            "S" => {
+                open.insert(key, at);
+                events.push((at, 1));
+            }
+            _ => {
+                open.remove(&key);
+                events.push((at, -1));
+            }
+        }
+    }
+    let cut = open.len();
+    for ((_, pid), _) in open {
+        let killed_at = kills
+            .iter()
+            .find(|(victim, _)| *victim == pid)
+            .map(|(_, at)| *at)
+            .expect("only killed processes leave spans open");
+        events.push((killed_at, -1));
+    }
+    // Ends before starts at the same instant.
+    events.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, change) in &events {
+        running += change;
+        most = most.max(running);
+    }
+    eprintln!(
+        "backend={} jobs={} executions={} kills={} cut_by_kills={cut} max_concurrent={most} limit=2",
+        db.store.backend(),
+        ids.len(),
+        events.len() / 2,
+        kills.len()
+    );
+    assert!(most <= 2, "{most} limited jobs ran at once");
+    assert_eq!(most, 2, "the limit is also reached, not only respected");
+}
