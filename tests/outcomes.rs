@@ -100,7 +100,7 @@ async fn each_handler_result_does_what_it_says(db: TestDb) {
             && state("hopeless") == "failed"
     })
     .await;
-    let runs = runs.lock().unwrap();
+    let runs = runs.lock().unwrap().clone();
     let job = |name: &str| db.store.job(ids[name]).unwrap().unwrap();
     assert_eq!(runs["flaky"].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(job("flaky").attempts, 3);
@@ -114,7 +114,6 @@ async fn each_handler_result_does_what_it_says(db: TestDb) {
     assert_eq!((discarded.kind, discarded.message.as_str()), (FailureKind::Discarded, "the account is gone"));
     assert_eq!(runs["hopeless"].len(), 1, "a permanent error fails at once");
     assert_eq!(job("hopeless").last_error.unwrap().message, "no such user");
-    drop(runs);
     handle.shutdown().await;
 }
 
