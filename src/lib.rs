@@ -44,10 +44,12 @@
 //! ```
 #![warn(missing_docs)]
 
-// The layers, bottom up: `model` (plain types), `lifecycle` (what an outcome means), `store`
+// The layers, bottom up: `model` and `recurring` (plain types), `lifecycle` (what an outcome means), `store`
 // (all SQL), `maintenance` (periodic services over the store), the actors, the public API
 // (`job`, `queue`, `runtime`), and the surface on top (`status`, and `cli` behind its feature).
 pub mod model;
+
+pub mod recurring;
 
 pub mod lifecycle;
 
