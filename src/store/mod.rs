@@ -6,7 +6,9 @@
 //! - [`processes`]: register, beat, session liveness, deregister;
 //! - [`maintenance`]: dispatch due jobs, reap dead processes, release orphaned claims, settle
 //!   lost claims; each one transaction returning counts;
-//! - [`inspect`]: the reads that status views, the CLI and a dashboard need.
+//! - [`inspect`]: the reads that status views, the CLI and a dashboard need;
+//! - [`recurring`]: recurring tasks (static and dynamic) and the record of their runs, which
+//!   makes many schedulers enqueue each run once.
 //!
 //! They are written once against [`DbConnection`] (diesel's `MultiConnection` over SQLite and
 //! PostgreSQL); what differs between backends (SKIP LOCKED, RETURNING, IMMEDIATE transactions,
@@ -31,6 +33,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod maintenance;
 pub mod processes;
+pub mod recurring;
 pub(crate) mod schema;
 
 pub use connection::DbConnection;
@@ -38,6 +41,7 @@ pub use inspect::{JobCounts, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, ReapedProcess};
 pub use processes::Beat;
+pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
 
 use connection::DbPool;
 use dialect::Dialect;

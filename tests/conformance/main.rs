@@ -11,6 +11,7 @@ mod inspect;
 mod jobs;
 mod maintenance;
 mod processes;
+mod recurring;
 mod schema;
 
 pub use std::collections::HashSet;
