@@ -17,6 +17,8 @@
 //! | `SOLIDQ_ON_PROCESS_DEATH` | `retry` or `fail` | `retry` |
 //! | `SOLIDQ_LOG` | `trace`, `debug`, `info`, `warn`, `error`, `critical` | `info` |
 //! | `SOLIDQ_LOG_FORMAT` | `term` or `json` | `term` |
+//! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
+//! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
 //!
 //! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
 //! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent
@@ -42,6 +44,7 @@ use std::time::Duration;
 
 pub use crate::model::DatabaseUrl;
 use crate::model::{DeathPolicy, QueuePattern};
+use crate::recurring::RecurringTask;
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
@@ -121,6 +124,14 @@ pub struct Config {
     pub log_level: slog::Level,
     /// `SOLIDQ_LOG_FORMAT`: `term` or `json`.
     pub log_format: LogFormat,
+    /// `SOLIDQ_RECURRING`: the file the static recurring tasks were read from.
+    pub recurring_file: Option<PathBuf>,
+    /// The static recurring tasks of `SOLIDQ_RECURRING` (checked when the configuration is
+    /// read), ordered by key.
+    pub recurring_tasks: Vec<RecurringTask>,
+    /// `SOLIDQ_SCHEDULER`: run the scheduler of recurring tasks in this process (it writes the
+    /// static tasks at start and enqueues the runs; any number of processes may run one).
+    pub scheduler: bool,
 }
 
 /// The accepted range of each knob: wide enough for any real deployment, narrow enough that
@@ -155,6 +166,9 @@ pub mod limits {
 const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m or bare seconds";
 /// The database URLs accepted, shown in error messages.
 const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
+/// What `SOLIDQ_RECURRING` names, shown in error messages.
+const RECURRING_FORM: &str = "name a .toml or .json file whose tables are tasks with kind, schedule and optional \
+     arguments, queue, priority, time_zone, run_missed";
 /// How to write `SOLIDQ_WORKERS`, shown in error messages.
 const WORKERS_FORM: &str = "use queue[,queue…]:concurrency groups separated by ';', \
      e.g. critical,default:5;reports*:2 (a queue may be * or prefix*)";
@@ -265,6 +279,9 @@ impl Default for Config {
             on_process_death: DeathPolicy::Retry,
             log_level: slog::Level::Info,
             log_format: LogFormat::Term,
+            recurring_file: None,
+            recurring_tasks: Vec::new(),
+            scheduler: true,
         }
     }
 }
@@ -399,6 +416,9 @@ impl Config {
                 _ => Err(Invalid::new("is not a log format", "use term or json")),
             });
 
+        let scheduler = r.read("SOLIDQ_SCHEDULER", defaults.scheduler, parse_bool);
+        let recurring = r.read("SOLIDQ_RECURRING", None, parse_recurring);
+
         if let (Some((heartbeat, heartbeat_text)), Some((threshold, threshold_text))) =
             (&heartbeat_interval, &alive_threshold)
         {
@@ -436,6 +456,7 @@ impl Config {
             on_process_death,
             log_level,
             log_format,
+            (scheduler, recurring),
         ) {
             (
                 Some(database_url),
@@ -452,6 +473,7 @@ impl Config {
                 Some(on_process_death),
                 Some(log_level),
                 Some(log_format),
+                (Some(scheduler), Some(recurring)),
             ) if r.problems.is_empty() => Ok(Config {
                 database_url,
                 pool_size,
@@ -468,6 +490,9 @@ impl Config {
                 on_process_death,
                 log_level,
                 log_format,
+                recurring_file: recurring.as_ref().map(|(path, _)| path.clone()),
+                recurring_tasks: recurring.map(|(_, tasks)| tasks).unwrap_or_default(),
+                scheduler,
             }),
             _ => Err(ConfigError { problems: r.problems }),
         }
@@ -506,6 +531,24 @@ where
         return Err(Invalid::new(format!("is more than {}", range.end()), expected));
     }
     Ok(value)
+}
+
+/// Reads the task file `SOLIDQ_RECURRING` names; every problem of the file in one message.
+fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<RecurringTask>)>, Invalid> {
+    let path = PathBuf::from(text);
+    match crate::recurring::load_file(&path) {
+        Ok(tasks) => Ok(Some((path, tasks))),
+        Err(problems) => {
+            let problems: Vec<String> = problems
+                .iter()
+                .map(|problem| match problem {
+                    crate::recurring::RecurringError::File { problem, .. } => problem.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Err(Invalid::new(problems.join("; "), RECURRING_FORM))
+        }
+    }
 }
 
 fn parse_bool(text: &str) -> Result<bool, Invalid> {

@@ -2,8 +2,8 @@
 //!
 //! Jobs live in SQL tables (SQLite by default, PostgreSQL in production). A supervisor actor
 //! runs workers that claim ready jobs and hand them to the job-handler actors an application
-//! registers, a dispatcher for scheduled jobs, a heartbeat for the process row and a watchdog
-//! that hands the jobs of dead processes back.
+//! registers, a dispatcher for scheduled jobs, a scheduler for [recurring tasks](recurring),
+//! a heartbeat for the process row and a watchdog that hands the jobs of dead processes back.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -66,6 +66,7 @@ pub mod config;
 pub mod job;
 pub mod logging;
 mod queue;
+mod recurring_tasks;
 mod runtime;
 
 #[cfg(feature = "cli")]
@@ -76,5 +77,7 @@ pub use config::Config;
 pub use job::{EnqueueError, EnqueueOptions, Job, JobError, JobMeta, Perform};
 pub use model::{DatabaseUrl, JobId, NewJob};
 pub use queue::Queue;
+pub use recurring::RecurringTask;
+pub use recurring_tasks::RecurringTasks;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
 pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};
