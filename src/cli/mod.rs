@@ -111,7 +111,7 @@ pub enum RecurringCommand {
         /// The task's unique name, e.g. nightly-report.
         key: String,
         /// When it runs: a cron expression of 5 fields (minute hour day month weekday) or 6
-        /// (a second first), or every <n>s|m|h|d, e.g. "30 2 * * *" or "every 30s".
+        /// (a second first), or every 30s, 5m, 2h, 1d (any number), e.g. "30 2 * * *" or "every 30s".
         #[arg(long)]
         schedule: String,
         /// Kind of the job it enqueues, e.g. reports.nightly.
