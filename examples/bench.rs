@@ -1,5 +1,5 @@
 //! The benchmark: `cargo run --release --example bench -- --backend sqlite|postgres
-//! [--scenario drain|enqueue|latency|idle|all] [--jobs N]`.
+//! [--scenario drain|enqueue|latency|schedule|idle|all] [--jobs N]`.
 //!
 //! Runs against `SOLIDQ_DATABASE_URL` when it is set, otherwise against a fresh database it
 //! creates (a SQLite file in a temporary directory, or a PostgreSQL database named
@@ -45,6 +45,14 @@ struct Counter {
     runs: Arc<AtomicUsize>,
     started: Arc<Mutex<Vec<Instant>>>,
     record_starts: bool,
+    /// For the schedule scenario: each job's number is its scheduled time (Unix ms), and
+    /// how late it started is recorded here.
+    lateness_ms: Arc<Mutex<Vec<f64>>>,
+    record_lateness: bool,
+}
+
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
 }
 
 struct Noop(Counter);
@@ -55,7 +63,10 @@ impl Actor for Noop {
 
 impl Handler<Perform<Nothing>> for Noop {
     type Result = Result<(), JobError>;
-    fn handle(&mut self, _: Perform<Nothing>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Perform<Nothing>, _: &mut Context<Self>) -> Self::Result {
+        if self.0.record_lateness {
+            self.0.lateness_ms.lock().unwrap().push(unix_ms() - msg.job.0 as f64);
+        }
         if self.0.record_starts {
             self.0.started.lock().unwrap().push(Instant::now());
         }
@@ -117,8 +128,8 @@ fn parse_args() -> Result<Args, String> {
     if !["sqlite", "postgres"].contains(&args.backend.as_str()) {
         return Err(format!("--backend is sqlite or postgres, not {:?}", args.backend));
     }
-    if !["drain", "enqueue", "latency", "idle", "all"].contains(&args.scenario.as_str()) {
-        return Err(format!("--scenario is drain, enqueue, latency, idle or all, not {:?}", args.scenario));
+    if !["drain", "enqueue", "latency", "schedule", "idle", "all"].contains(&args.scenario.as_str()) {
+        return Err(format!("--scenario is drain, enqueue, latency, schedule, idle or all, not {:?}", args.scenario));
     }
     Ok(args)
 }
@@ -377,6 +388,48 @@ fn latency_scenario(args: &Args) {
     );
 }
 
+/// How late scheduled jobs start: 60 jobs due over 3.3 s from half a second on, with the
+/// default dispatcher (its polling interval bounds the delay).
+fn schedule_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "schedule");
+    let store = open(&db.url, None);
+    let system = System::new();
+    let counter = Counter { record_lateness: true, ..Counter::default() };
+    let handle = start(&system, &db.url, store.clone(), &counter);
+    let jobs = 60;
+    let base = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let new_jobs: Vec<NewJob> = (0..jobs)
+        .map(|i| {
+            let at = base + chrono::Duration::milliseconds(55 * i as i64);
+            let opts = solidq::EnqueueOptions::new().run_at(at);
+            NewJob::from_job(&Nothing(at.timestamp_millis() as u64), opts).expect("job")
+        })
+        .collect();
+    store.enqueue(&new_jobs, chrono::Utc::now().naive_utc()).expect("enqueue");
+    system.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while counter.lateness_ms.lock().unwrap().len() < jobs {
+            assert!(Instant::now() < deadline, "scheduled jobs did not all start within 30 s");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    system.block_on(handle.shutdown());
+    let mut late = counter.lateness_ms.lock().unwrap().clone();
+    late.sort_by(|a, b| a.total_cmp(b));
+    emit(
+        json!({
+            "jobs": jobs,
+            "dispatcher_interval_ms": config(&db.url).dispatcher_polling_interval.as_millis() as u64,
+            "late_p50_ms": percentile(&late, 0.5),
+            "late_p99_ms": percentile(&late, 0.99),
+            "late_max_ms": percentile(&late, 1.0),
+            "early": late.iter().filter(|ms| **ms < 0.0).count(),
+        }),
+        &args.backend,
+        "schedule",
+    );
+}
+
 #[derive(diesel::QueryableByName)]
 struct Transactions {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -457,6 +510,9 @@ fn main() {
     }
     if all || args.scenario == "latency" {
         latency_scenario(&args);
+    }
+    if all || args.scenario == "schedule" {
+        schedule_scenario(&args);
     }
     if all || args.scenario == "drain" {
         drain_scenario(&args);

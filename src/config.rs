@@ -19,6 +19,8 @@
 //! | `SOLIDQ_LOG_FORMAT` | `term` or `json` | `term` |
 //! | `SOLIDQ_PRESERVE_FINISHED_JOBS` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
 //! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1m to 3650d | `1d` |
+//! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
+//! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
 //!
 //! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
 //! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent
@@ -44,6 +46,7 @@ use std::time::Duration;
 
 pub use crate::model::DatabaseUrl;
 use crate::model::{DeathPolicy, QueuePattern};
+use crate::recurring::RecurringTask;
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
@@ -130,6 +133,14 @@ pub struct Config {
     pub preserve_finished_jobs: bool,
     /// `SOLIDQ_CLEAR_FINISHED_AFTER`: how long ended jobs are kept.
     pub clear_finished_after: Duration,
+    /// `SOLIDQ_RECURRING`: the file the static recurring tasks were read from.
+    pub recurring_file: Option<PathBuf>,
+    /// The static recurring tasks of `SOLIDQ_RECURRING` (checked when the configuration is
+    /// read), ordered by key.
+    pub recurring_tasks: Vec<RecurringTask>,
+    /// `SOLIDQ_SCHEDULER`: run the scheduler of recurring tasks in this process (it writes the
+    /// static tasks at start and enqueues the runs; any number of processes may run one).
+    pub scheduler: bool,
 }
 
 /// The accepted range of each knob: wide enough for any real deployment, narrow enough that
@@ -167,6 +178,9 @@ pub mod limits {
 const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds";
 /// The database URLs accepted, shown in error messages.
 const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
+/// What `SOLIDQ_RECURRING` names, shown in error messages.
+const RECURRING_FORM: &str = "name a .toml or .json file whose tables are tasks with kind, schedule and optional \
+     arguments, queue, priority, time_zone, run_missed";
 /// How to write `SOLIDQ_WORKERS`, shown in error messages.
 const WORKERS_FORM: &str = "use queue[,queue…]:concurrency groups separated by ';', \
      e.g. critical,default:5;reports*:2 (a queue may be * or prefix*)";
@@ -279,6 +293,9 @@ impl Default for Config {
             log_format: LogFormat::Term,
             preserve_finished_jobs: true,
             clear_finished_after: DEFAULT_CLEAR_FINISHED_AFTER,
+            recurring_file: None,
+            recurring_tasks: Vec::new(),
+            scheduler: true,
         }
     }
 }
@@ -417,6 +434,8 @@ impl Config {
             r.read("SOLIDQ_PRESERVE_FINISHED_JOBS", defaults.preserve_finished_jobs, parse_bool);
         let clear_finished_after =
             r.read_duration("SOLIDQ_CLEAR_FINISHED_AFTER", defaults.clear_finished_after, limits::CLEAR_FINISHED_AFTER);
+        let scheduler = r.read("SOLIDQ_SCHEDULER", defaults.scheduler, parse_bool);
+        let recurring = r.read("SOLIDQ_RECURRING", None, parse_recurring);
 
         if let (Some((heartbeat, heartbeat_text)), Some((threshold, threshold_text))) =
             (&heartbeat_interval, &alive_threshold)
@@ -456,6 +475,7 @@ impl Config {
             log_level,
             log_format,
             (preserve_finished_jobs, clear_finished_after),
+            (scheduler, recurring),
         ) {
             (
                 Some(database_url),
@@ -473,6 +493,7 @@ impl Config {
                 Some(log_level),
                 Some(log_format),
                 (Some(preserve_finished_jobs), Some((clear_finished_after, _))),
+                (Some(scheduler), Some(recurring)),
             ) if r.problems.is_empty() => Ok(Config {
                 database_url,
                 pool_size,
@@ -491,6 +512,9 @@ impl Config {
                 log_format,
                 preserve_finished_jobs,
                 clear_finished_after,
+                recurring_file: recurring.as_ref().map(|(path, _)| path.clone()),
+                recurring_tasks: recurring.map(|(_, tasks)| tasks).unwrap_or_default(),
+                scheduler,
             }),
             _ => Err(ConfigError { problems: r.problems }),
         }
@@ -529,6 +553,24 @@ where
         return Err(Invalid::new(format!("is more than {}", range.end()), expected));
     }
     Ok(value)
+}
+
+/// Reads the task file `SOLIDQ_RECURRING` names; every problem of the file in one message.
+fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<RecurringTask>)>, Invalid> {
+    let path = PathBuf::from(text);
+    match crate::recurring::load_file(&path) {
+        Ok(tasks) => Ok(Some((path, tasks))),
+        Err(problems) => {
+            let problems: Vec<String> = problems
+                .iter()
+                .map(|problem| match problem {
+                    crate::recurring::RecurringError::File { problem, .. } => problem.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Err(Invalid::new(problems.join("; "), RECURRING_FORM))
+        }
+    }
 }
 
 fn parse_bool(text: &str) -> Result<bool, Invalid> {

@@ -2,8 +2,8 @@
 //!
 //! Jobs live in SQL tables (SQLite by default, PostgreSQL in production). A supervisor actor
 //! runs workers that claim ready jobs and hand them to the job-handler actors an application
-//! registers, a dispatcher for scheduled jobs, a heartbeat for the process row and a watchdog
-//! that hands the jobs of dead processes back.
+//! registers, a dispatcher for scheduled jobs, a scheduler for [recurring tasks](recurring),
+//! a heartbeat for the process row and a watchdog that hands the jobs of dead processes back.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -44,10 +44,12 @@
 //! ```
 #![warn(missing_docs)]
 
-// The layers, bottom up: `model` (plain types), `lifecycle` (what an outcome means), `store`
+// The layers, bottom up: `model` and `recurring` (plain types), `lifecycle` (what an outcome means), `store`
 // (all SQL), `maintenance` (periodic services over the store), the actors, the public API
 // (`job`, `queue`, `runtime`), and the surface on top (`status`, and `cli` behind its feature).
 pub mod model;
+
+pub mod recurring;
 
 pub mod lifecycle;
 
@@ -64,6 +66,7 @@ pub mod config;
 pub mod job;
 pub mod logging;
 mod queue;
+mod recurring_tasks;
 mod runtime;
 
 #[cfg(feature = "cli")]
@@ -74,5 +77,7 @@ pub use config::Config;
 pub use job::{EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform};
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
 pub use queue::Queue;
+pub use recurring::RecurringTask;
+pub use recurring_tasks::RecurringTasks;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
 pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};

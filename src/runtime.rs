@@ -10,6 +10,7 @@ use serde_json::json;
 use slog::{info, warn, Logger};
 
 use crate::actors::heartbeat::HeartbeatSettings;
+use crate::actors::scheduler::{SchedulerSettings, RELOAD_INTERVAL};
 pub use crate::actors::supervisor::ShutdownReport;
 use crate::actors::supervisor::{CurrentProcess, Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::worker::WorkerSettings;
@@ -21,6 +22,8 @@ use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_P
 use crate::maintenance::reaper::{ReaperConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::ProcessId;
 use crate::queue::Queue;
+use crate::recurring::{RecurringError, RecurringTask};
+use crate::recurring_tasks::RecurringTasks;
 use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};
 use crate::store::{self, SharedStore, StoreError};
 
@@ -39,6 +42,9 @@ pub enum RuntimeError {
     /// Two handlers were registered for one job kind.
     #[error("job kind {0:?} has two handlers registered")]
     DuplicateKind(&'static str),
+    /// A static recurring task is invalid, or two have one key.
+    #[error(transparent)]
+    Recurring(#[from] RecurringError),
     /// The actix System failed to run.
     #[error("the actix system failed: {0}")]
     System(String),
@@ -50,8 +56,8 @@ impl std::fmt::Debug for RuntimeError {
     }
 }
 
-/// A solidq runtime: a supervisor with workers, dispatcher, heartbeat and watchdog, and the
-/// job-handler actors the application registers.
+/// A solidq runtime: a supervisor with workers, dispatcher, scheduler of recurring tasks,
+/// heartbeat and watchdog, and the job-handler actors the application registers.
 ///
 /// Embedded in an actix application (inside a running `System`):
 /// ```no_run
@@ -92,6 +98,8 @@ pub struct Runtime {
     duplicate: Option<&'static str>,
     guard: Option<LoggingGuard>,
     stuck_after: Duration,
+    /// Static recurring tasks given with [`Runtime::recurring`].
+    recurring: Vec<RecurringTask>,
     /// Arbiters stopped by the supervisor and the registry, joined before `run()`/`shutdown()`
     /// return.
     stopped: StoppedArbiters,
@@ -134,6 +142,7 @@ impl Runtime {
             duplicate: None,
             guard: None,
             stuck_after: DEFAULT_STUCK_AFTER,
+            recurring: Vec::new(),
             stopped: StoppedArbiters::default(),
         })
     }
@@ -198,9 +207,56 @@ impl Runtime {
         self
     }
 
+    /// Adds a static recurring task: written to the database when the scheduler starts,
+    /// beside those of `SOLIDQ_RECURRING` (a key given twice is an error at start), and
+    /// removed from it when a later start no longer configures it.
+    ///
+    /// ```no_run
+    /// use solidq::recurring::RecurringTask;
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = solidq::Runtime::from_env()?
+    ///     .recurring(RecurringTask::new("nightly-cleanup", "0 3 * * *", "maintenance.cleanup")?
+    ///         .time_zone("Europe/Berlin")?)
+    ///     .recurring(RecurringTask::new("ping", "every 30s", "monitor.ping")?);
+    /// # let _ = runtime; Ok(()) }
+    /// ```
+    pub fn recurring(mut self, task: RecurringTask) -> Self {
+        self.recurring.push(task);
+        self
+    }
+
     /// A handle for enqueueing jobs.
     pub fn queue(&self) -> Queue {
         Queue::new(self.store.clone())
+    }
+
+    /// A handle for adding, removing and listing dynamic recurring tasks.
+    pub fn recurring_tasks(&self) -> RecurringTasks {
+        RecurringTasks::new(self.store.clone())
+    }
+
+    /// Every static recurring task (`SOLIDQ_RECURRING`, then [`Runtime::recurring`]),
+    /// checked: no problem, no key twice.
+    fn static_tasks(&self) -> Result<Vec<RecurringTask>, RecurringError> {
+        let mut tasks: Vec<RecurringTask> = self.config.recurring_tasks.clone();
+        tasks.extend(self.recurring.iter().cloned());
+        let mut keys = std::collections::HashSet::new();
+        for task in &tasks {
+            if let Some(problem) = task.problem() {
+                return Err(RecurringError::Task {
+                    key: task.key.clone(),
+                    source: Box::new(RecurringError::Invalid(problem)),
+                });
+            }
+            if !keys.insert(task.key.as_str()) {
+                return Err(RecurringError::Invalid(format!(
+                    "recurring task {:?} is configured twice (SOLIDQ_RECURRING and Runtime::recurring, or \
+                     Runtime::recurring twice)",
+                    task.key
+                )));
+            }
+        }
+        Ok(tasks)
     }
 
     /// The store (status views, tests).
@@ -218,7 +274,7 @@ impl Runtime {
         &self.logger
     }
 
-    fn settings(&self, standalone: bool) -> SupervisorSettings {
+    fn settings(&self, standalone: bool, static_tasks: Vec<RecurringTask>) -> SupervisorSettings {
         let c = &self.config;
         let groups: Vec<_> = c
             .workers
@@ -257,6 +313,7 @@ impl Runtime {
                 pid_probe: c.pid_probe,
                 observation_gap: ReaperConfig::observation_gap_for(c.watchdog_interval, c.alive_threshold),
             },
+            scheduler: c.scheduler.then_some(SchedulerSettings { static_tasks, reload_interval: RELOAD_INTERVAL }),
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,
             standalone,
@@ -277,14 +334,20 @@ impl Runtime {
         if let Some(kind) = self.duplicate {
             return Err(RuntimeError::DuplicateKind(kind));
         }
+        let static_tasks = self.static_tasks()?;
+        if !self.config.scheduler && !static_tasks.is_empty() {
+            warn!(self.logger, "SOLIDQ_SCHEDULER=false: this process neither writes its static recurring tasks nor enqueues runs";
+                "static_tasks" => static_tasks.len());
+        }
         registry::install_panic_hook();
-        let settings = self.settings(standalone);
+        let settings = self.settings(standalone, static_tasks);
         let registry = Arc::new(self.registry);
         let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger)
             .with_stopped_arbiters(self.stopped.clone())
             .start();
         Ok(RuntimeHandle {
             supervisor,
+            recurring: RecurringTasks::new(self.store.clone()),
             queue: Queue::new(self.store),
             stopped: self.stopped,
             logger: self.logger,
@@ -315,6 +378,7 @@ impl Runtime {
 pub struct RuntimeHandle {
     supervisor: Addr<Supervisor>,
     queue: Queue,
+    recurring: RecurringTasks,
     stopped: StoppedArbiters,
     logger: Logger,
     _guard: Option<Arc<LoggingGuard>>,
@@ -324,6 +388,11 @@ impl RuntimeHandle {
     /// A handle for enqueueing jobs.
     pub fn queue(&self) -> Queue {
         self.queue.clone()
+    }
+
+    /// A handle for adding, removing and listing dynamic recurring tasks.
+    pub fn recurring_tasks(&self) -> RecurringTasks {
+        self.recurring.clone()
     }
 
     /// The id of this process's row, once registered.

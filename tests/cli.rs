@@ -446,3 +446,104 @@ fn postgres_jobs_and_queues() {
         jobs_and_queues(&db);
     }
 }
+/// `solidq recurring add|list|remove`: dynamic tasks added, listed (table and JSON) and
+/// removed; a bad schedule, zone or key exits 2 naming the problem.
+fn recurring_add_list_remove(db: &Db) {
+    db.run(&["migrate"]).assert_ok();
+    let run = db.run(&["recurring", "list"]);
+    run.assert_ok();
+    assert_eq!(run.stdout, "no recurring tasks\n");
+    let run = db.run(&[
+        "recurring",
+        "add",
+        "nightly",
+        "--schedule",
+        "30 2 * * *",
+        "--kind",
+        "reports.nightly",
+        "--args",
+        r#"{"format": "pdf"}"#,
+        "--queue",
+        "reports",
+        "--priority",
+        "-1",
+        "--time-zone",
+        "Europe/Berlin",
+        "--run-missed",
+        "latest",
+    ]);
+    run.assert_ok();
+    assert!(run.stdout.starts_with("added recurring task nightly: 30 2 * * *; next run "), "{}", run.stdout);
+    db.run(&["recurring", "add", "ping", "--schedule", "every 30s", "--kind", "ping"]).assert_ok();
+    let table = db.run(&["recurring", "list"]);
+    table.assert_ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    assert!(lines[0].starts_with("KEY") && lines[0].contains("NEXT RUN (UTC)"), "{}", table.stdout);
+    assert!(lines[1].starts_with("nightly") && lines[1].contains("Europe/Berlin") && lines[1].contains("dynamic"));
+    let json: Value = serde_json::from_str(&db.run(&["recurring", "list", "--json"]).stdout).unwrap();
+    let tasks = json.as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0]["key"], "nightly");
+    assert_eq!(tasks[0]["arguments"]["format"], "pdf");
+    assert_eq!(
+        (&tasks[0]["priority"], &tasks[0]["run_missed"], &tasks[0]["static"]),
+        (&(-1).into(), &"latest".into(), &false.into())
+    );
+    assert!(tasks[1]["next_run_at"].is_string(), "{json}");
+
+    let bad = |args: &[&str], problem: &str| {
+        let mut all = vec!["recurring", "add", "bad"];
+        all.extend_from_slice(args);
+        let run = db.run(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(problem), "{args:?}: {}", run.stderr);
+    };
+    bad(&["--schedule", "* * *", "--kind", "k"], "schedule \"* * *\" has 3 fields");
+    bad(&["--schedule", "every 5w", "--kind", "k"], "every <n>s|m|h|d");
+    bad(&["--schedule", "@daily", "--kind", "k", "--time-zone", "Berlin"], "time zone \"Berlin\" is not an IANA");
+    bad(&["--schedule", "@daily", "--kind", "k", "--queue", "a*"], "queue name \"a*\"");
+    bad(&["--schedule", "@daily", "--kind", "k", "--args", "{"], "not valid JSON");
+    bad(&["--schedule", "@daily", "--kind", "k", "--run-missed", "sometimes"], "run_missed");
+
+    db.run(&["recurring", "remove", "ping"]).assert_ok();
+    let run = db.run(&["recurring", "remove", "ping"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("there is no recurring task \"ping\""), "{}", run.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&db.run(&["recurring", "list", "--json"]).stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn sqlite_recurring_add_list_remove() {
+    let (db, _) = sqlite_db();
+    recurring_add_list_remove(&db);
+}
+
+#[test]
+fn postgres_recurring_add_list_remove() {
+    if let Some(db) = postgres_db() {
+        recurring_add_list_remove(&db);
+    }
+}
+
+#[test]
+fn a_bad_recurring_file_exits_2_naming_the_task() {
+    let (db, _) = sqlite_db();
+    let path = db.dir.path().join("tasks.toml");
+    std::fs::write(&path, "[nightly]\nkind = \"k\"\nschedule = \"every 0s\"\n").unwrap();
+    let run = db.run_with(&[("SOLIDQ_RECURRING", path.to_str().unwrap())], &["recurring", "list"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("SOLIDQ_RECURRING="), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("recurring task \"nightly\": schedule \"every 0s\" has an interval of zero"),
+        "{}",
+        run.stderr
+    );
+}

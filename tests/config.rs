@@ -314,3 +314,53 @@ fn an_error_returned_from_main_prints_as_readable_text() {
     let store_error: Box<dyn std::error::Error> = Box::new(solidq::StoreError::Migration("no".into()));
     assert_eq!(format!("{store_error:?}"), "migrating the database failed: no");
 }
+
+#[test]
+fn recurring_tasks_are_read_from_the_file_solidq_recurring_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("tasks.toml");
+    std::fs::write(&toml, "[ping]\nkind = \"ping\"\nschedule = \"every 30s\"\ntime_zone = \"Europe/Berlin\"\n")
+        .unwrap();
+    let config = config(&[("SOLIDQ_RECURRING", toml.to_str().unwrap()), ("SOLIDQ_SCHEDULER", "no")]).unwrap();
+    assert_eq!(config.recurring_file.as_deref(), Some(toml.as_path()));
+    assert_eq!(config.recurring_tasks.len(), 1);
+    assert_eq!(config.recurring_tasks[0].key, "ping");
+    assert!(!config.scheduler);
+    let json = dir.path().join("tasks.json");
+    std::fs::write(
+        &json,
+        r#"{"a": {"kind": "k", "schedule": "0 3 * * *"}, "b": {"kind": "k", "schedule": "@hourly"}}"#,
+    )
+    .unwrap();
+    assert_eq!(self::config(&[("SOLIDQ_RECURRING", json.to_str().unwrap())]).unwrap().recurring_tasks.len(), 2);
+}
+
+#[test]
+fn a_bad_recurring_file_is_named_with_every_problem_of_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.toml");
+    std::fs::write(
+        &path,
+        "[a]\nkind = \"k\"\nschedule = \"* * *\"\n[b]\nkind = \"k\"\nschedule = \"every 1m\"\ntime_zone = \"Mars/Base\"\n",
+    )
+    .unwrap();
+    let err = config(&[("SOLIDQ_RECURRING", path.to_str().unwrap()), ("SOLIDQ_SCHEDULER", "maybe")]).unwrap_err();
+    assert_eq!(problem_variables(&err), ["SOLIDQ_SCHEDULER", "SOLIDQ_RECURRING"]);
+    let text = err.to_string();
+    assert!(text.contains(&format!("SOLIDQ_RECURRING={:?}", path.to_str().unwrap())), "{text}");
+    assert!(text.contains("recurring task \"a\": schedule \"* * *\" has 3 fields"), "{text}");
+    assert!(text.contains("recurring task \"b\": time zone \"Mars/Base\" is not an IANA time zone name"), "{text}");
+    for (name, content, problem) in [
+        ("missing.toml", None, "cannot be read"),
+        ("tasks.yaml", Some("a: 1"), "neither a .toml nor a .json"),
+        ("broken.json", Some("{"), "is not valid"),
+        ("typo.toml", Some("[a]\nkind = \"k\"\nschedule = \"every 1m\"\nqueue_name = \"x\"\n"), "unknown field"),
+    ] {
+        let path = dir.path().join(name);
+        if let Some(content) = content {
+            std::fs::write(&path, content).unwrap();
+        }
+        let err = config(&[("SOLIDQ_RECURRING", path.to_str().unwrap())]).unwrap_err().to_string();
+        assert!(err.contains(problem), "{name}: {err}");
+    }
+}

@@ -296,7 +296,53 @@ fn term_during_a_long_job_costs_no_attempt(db: TestDb) {
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
 }
 
+/// Three scheduler processes on one database, with an `every 1s` task, one of them killed with
+/// SIGKILL part-way: every run time from the first run on is enqueued exactly once (no
+/// duplicates, no gaps), and each run's job exists once.
+fn three_schedulers_enqueue_each_run_once_through_a_sigkill(db: TestDb) {
+    const KIND: &str = "test.recurring_tick";
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("recurring.toml");
+    std::fs::write(&tasks, format!("[tick]\nkind = \"{KIND}\"\nschedule = \"every 1s\"\n")).unwrap();
+    let knobs = [("SOLIDQ_RECURRING", tasks.to_str().unwrap())];
+    let since = Utc::now().naive_utc() - chrono::Duration::minutes(1);
+    let runs = || db.store.recurring_runs("tick", since).unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| spawn_child(&db, &knobs)).collect();
+    wait_until("the first run", Duration::from_secs(30), || !runs().is_empty());
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut victim = children.remove(0);
+    send(&victim, libc::SIGKILL);
+    wait_exit(&mut victim, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(3_000));
+    for child in &children {
+        send(child, libc::SIGTERM);
+    }
+    for child in &mut children {
+        assert!(wait_exit(child, Duration::from_secs(20)).success());
+    }
+
+    let runs = runs();
+    let times: Vec<i64> = runs.iter().map(|run| run.run_at.and_utc().timestamp()).collect();
+    let distinct_times: std::collections::BTreeSet<i64> = times.iter().copied().collect();
+    let job_ids: std::collections::BTreeSet<i64> = runs.iter().filter_map(|run| run.job_id).collect();
+    let jobs: i64 = db.store.waiting().unwrap().iter().filter(|w| w.kind == KIND).map(|w| w.ready + w.scheduled).sum();
+    let duplicates = (times.len() - distinct_times.len()) + (jobs as usize).saturating_sub(distinct_times.len());
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let gaps = (first..=last).filter(|second| !distinct_times.contains(second)).count();
+    eprintln!(
+        "three schedulers on {}, one SIGKILLed: runs {}, duplicates {duplicates}, gaps {gaps} ({} s window, {jobs} jobs)",
+        db.backend(),
+        runs.len(),
+        last - first + 1
+    );
+    assert_eq!(job_ids.len(), runs.len(), "every run has its own job: {runs:?}");
+    assert_eq!(jobs as usize, runs.len(), "one job per run");
+    assert_eq!((duplicates, gaps), (0, 0), "run times {times:?}");
+    assert!(runs.len() >= 5, "the task ran through the kill: {times:?}");
+}
+
 backend_tests!(owned:
+    three_schedulers_enqueue_each_run_once_through_a_sigkill,
     term_drains_running_jobs_and_exits_0,
     quit_exits_at_once_and_leaves_claims_to_the_watchdog,
     poison_job_that_kills_its_worker_ends_in_failed,

@@ -6,6 +6,7 @@
 //! [`completer::Completer`] writes how it ended. Meanwhile [`heartbeat::Heartbeat`] stamps the
 //! process row, and [`periodic::Periodic`] runs the maintenance services (the dispatcher moves
 //! due scheduled jobs to ready, the watchdog's reaper hands back the jobs of dead processes).
+//! [`scheduler::Scheduler`] enqueues the runs of recurring tasks.
 //!
 //! Each actor's file declares the messages it receives, and a child declares the notifications
 //! it sends up to the supervisor (so that no child depends on its supervisor); the three that
@@ -15,6 +16,7 @@ pub(crate) mod claim_book;
 pub(crate) mod completer;
 pub(crate) mod heartbeat;
 pub(crate) mod periodic;
+pub(crate) mod scheduler;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 
@@ -154,6 +156,11 @@ impl PeriodicCall {
     /// Ends a running backoff: the next call may start at once.
     pub(crate) fn retry_now(&mut self) {
         self.retry_at = None;
+    }
+
+    /// When the running backoff ends, if one is running.
+    pub(crate) fn retry_at(&self) -> Option<std::time::Instant> {
+        self.retry_at
     }
 
     /// Whether the call may run now (no call under way, no backoff running), without starting it.

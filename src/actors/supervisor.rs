@@ -1,4 +1,4 @@
-//! Supervisor: starts the heartbeat, workers, completer, dispatcher and watchdog, each on its
+//! Supervisor: starts the heartbeat, workers, completer, dispatcher, scheduler and watchdog, each on its
 //! own arbiter thread; restarts any that stops, panics or gets stuck, with backoff; and runs the
 //! shutdown sequence: stop claiming → wait for running jobs and their outcomes up to the
 //! shutdown timeout → deregister (claims still open go back to ready) → stop.
@@ -28,6 +28,7 @@ use super::claim_book::{release_all, ClaimBook, Seat};
 use super::completer::{self, Completer};
 use super::heartbeat::{Deregister, Heartbeat, HeartbeatSettings, LostContact, ProcessReplaced};
 use super::periodic::Periodic;
+use super::scheduler::{Scheduler, SchedulerSettings};
 use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerContext, WorkerSettings};
 use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
@@ -87,6 +88,8 @@ pub struct SupervisorSettings {
     pub dispatcher: DispatcherConfig,
     /// The watchdog's reaper service.
     pub reaper: ReaperConfig,
+    /// The scheduler of recurring tasks; `None`: this process runs none (`SOLIDQ_SCHEDULER=false`).
+    pub scheduler: Option<SchedulerSettings>,
     /// How long a drain waits for running jobs.
     pub shutdown_timeout: Duration,
     /// Minimum time without progress before a child counts as stuck (raised per child to ten
@@ -106,6 +109,8 @@ fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
         ChildKind::Completer => completer::RETRY_TICK * 10,
         ChildKind::Dispatcher => settings.dispatcher.interval * 10,
         ChildKind::Watchdog => settings.reaper.interval * 10,
+        // It sleeps up to one reload interval between passes.
+        ChildKind::Scheduler => settings.scheduler.as_ref().map_or(Duration::ZERO, |s| s.reload_interval * 3),
     };
     settings.stuck_after.max(ticks)
 }
@@ -117,6 +122,7 @@ enum ChildKind {
     Completer,
     Dispatcher,
     Watchdog,
+    Scheduler,
 }
 
 struct Running {
@@ -194,6 +200,9 @@ impl Supervisor {
         let mut kinds = vec![ChildKind::Heartbeat];
         kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
         kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog]);
+        if settings.scheduler.is_some() {
+            kinds.push(ChildKind::Scheduler);
+        }
         let children = kinds
             .into_iter()
             .map(|kind| (kind, stuck_limit(&settings, kind)))
@@ -312,6 +321,14 @@ impl Supervisor {
                     Periodic::start_in_arbiter(&handle, move |_| Periodic::new(service, store, process, &logger));
                 Running::new(arbiter, &addr)
             }
+            ChildKind::Scheduler => {
+                let settings = self.settings.scheduler.clone().unwrap_or_else(|| SchedulerSettings {
+                    static_tasks: Vec::new(),
+                    reload_interval: super::scheduler::RELOAD_INTERVAL,
+                });
+                let addr = Scheduler::start_in_arbiter(&handle, move |_| Scheduler::new(settings, store, &logger));
+                Running::new(arbiter, &addr)
+            }
         }
     }
 
@@ -322,6 +339,7 @@ impl Supervisor {
             ChildKind::Completer => "completer".into(),
             ChildKind::Dispatcher => Dispatcher::NAME.into(),
             ChildKind::Watchdog => Reaper::NAME.into(),
+            ChildKind::Scheduler => "scheduler".into(),
         }
     }
 
@@ -615,6 +633,7 @@ mod tests {
             },
             dispatcher: DispatcherConfig::default(),
             reaper: ReaperConfig::default(),
+            scheduler: None,
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),
             standalone: false,

@@ -6,7 +6,9 @@
 //! - [`processes`]: register, beat, session liveness, deregister;
 //! - [`maintenance`]: dispatch due jobs, reap dead processes, release orphaned claims, settle
 //!   lost claims; each one transaction returning counts;
-//! - [`inspect`]: the reads that status views, the CLI and a dashboard need.
+//! - [`inspect`]: the reads that status views, the CLI and a dashboard need;
+//! - [`recurring`]: recurring tasks (static and dynamic) and the record of their runs, which
+//!   makes many schedulers enqueue each run once.
 //!
 //! They are written once against [`DbConnection`] (diesel's `MultiConnection` over SQLite and
 //! PostgreSQL); what differs between backends (SKIP LOCKED, RETURNING, IMMEDIATE transactions,
@@ -33,6 +35,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod manage;
 pub mod processes;
+pub mod recurring;
 pub(crate) mod schema;
 
 pub use connection::DbConnection;
@@ -41,6 +44,7 @@ pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, ReapedProcess};
 pub use manage::{ActionError, QueueRow};
 pub use processes::Beat;
+pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
 
 use connection::DbPool;
 use dialect::Dialect;

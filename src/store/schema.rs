@@ -119,6 +119,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Recurring tasks: static ones (configured) and dynamic ones (added at runtime).
+    solidq_recurring_tasks (id) {
+        id -> BigInt,
+        /// The task's unique name.
+        key -> Text,
+        /// Cron expression or `every <n>s|m|h|d`.
+        schedule -> Text,
+        /// Kind of the job it enqueues.
+        class_name -> Text,
+        /// JSON text of the job's arguments.
+        arguments -> Text,
+        queue_name -> Text,
+        priority -> Integer,
+        /// IANA name.
+        time_zone -> Text,
+        /// `skip` or `latest`.
+        run_missed -> Text,
+        is_static -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One row per run of a recurring task, unique by (task_key, run_at).
+    solidq_recurring_executions (id) {
+        id -> BigInt,
+        task_key -> Text,
+        /// The run's time on the schedule (whole seconds).
+        run_at -> Timestamp,
+        /// The job enqueued for it; NULL only inside the enqueueing transaction.
+        job_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(solidq_ready_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_scheduled_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_claimed_executions -> solidq_jobs (job_id));
@@ -134,4 +171,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     solidq_processes,
     solidq_blocked_executions,
     solidq_pauses,
+    solidq_recurring_tasks,
+    solidq_recurring_executions,
 );

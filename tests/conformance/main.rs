@@ -12,6 +12,7 @@ mod jobs;
 mod lifecycle;
 mod maintenance;
 mod processes;
+mod recurring;
 mod schema;
 
 pub use std::collections::HashSet;

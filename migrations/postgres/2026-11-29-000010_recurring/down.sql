@@ -1,0 +1,2 @@
+DROP TABLE solidq_recurring_executions;
+DROP TABLE solidq_recurring_tasks;
