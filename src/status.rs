@@ -77,6 +77,55 @@ impl Served {
     }
 }
 
+/// One execution that ran past its kind's timeout and whose handler had not returned when
+/// its process last wrote its row (see [`Job::TIMEOUT`](crate::Job::TIMEOUT)).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbandonedExecution {
+    /// The job's id.
+    pub job_id: i64,
+    /// The job's kind.
+    pub kind: String,
+    /// The attempt that timed out.
+    pub attempt: i32,
+    /// The kind's timeout, in seconds.
+    pub timeout_secs: f64,
+    /// When it timed out (UTC).
+    pub timed_out_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The abandoned executions of one process, as its heartbeat writes them into the
+/// `abandoned` key of its row's metadata: a count, and the first [`AbandonedExecutions::LISTED`]
+/// executions.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbandonedExecutions {
+    /// How many there are.
+    pub count: usize,
+    /// The first [`AbandonedExecutions::LISTED`] of them, oldest claim first.
+    pub executions: Vec<AbandonedExecution>,
+}
+
+impl AbandonedExecutions {
+    /// At most this many executions are listed in a process row.
+    pub const LISTED: usize = 50;
+
+    /// The count of `executions`, and the first [`AbandonedExecutions::LISTED`].
+    pub fn new(mut executions: Vec<AbandonedExecution>) -> Self {
+        let count = executions.len();
+        executions.truncate(Self::LISTED);
+        AbandonedExecutions { count, executions }
+    }
+
+    /// What `process` wrote (none, for a row without the key).
+    pub fn of(process: &ProcessRow) -> Self {
+        serde_json::from_value(process.metadata["abandoned"].clone()).unwrap_or_default()
+    }
+
+    /// The job ids listed.
+    pub fn job_ids(&self) -> Vec<i64> {
+        self.executions.iter().map(|e| e.job_id).collect()
+    }
+}
+
 /// Jobs waiting that no live process can run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unservable {
