@@ -11,11 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use chrono::Utc;
 use common::fixtures::logger;
 use common::{backend_tests, wait_for, TestDb};
+use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
 use solidq::config::{Config, WorkerGroup};
 use solidq::model::{FailureKind, QueuePattern};
+use solidq::store::manage::Cancelled;
 use solidq::{CancelReason, Cancellation, EnqueueOptions, Job, JobError, Perform, Runtime};
 
 fn fast_config(db: &TestDb, concurrency: usize) -> Config {
@@ -208,8 +211,88 @@ async fn async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter
     handle.shutdown().await;
 }
 
+// --- cancelling a running job -------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Long {
+    listen: bool,
+    run_ms: u64,
+}
+
+impl Job for Long {
+    const KIND: &'static str = "test.long";
+}
+
+#[derive(Default)]
+struct LongLog {
+    /// How each execution ended: `true` if it stopped because its token fired.
+    ended: Mutex<Vec<(bool, Option<CancelReason>)>>,
+}
+
+struct LongHandler(Arc<LongLog>);
+
+impl Actor for LongHandler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Long>> for LongHandler {
+    type Result = ResponseFuture<Result<(), JobError>>;
+    fn handle(&mut self, msg: Perform<Long>, _: &mut Context<Self>) -> Self::Result {
+        let (log, token) = (self.0.clone(), msg.meta.cancellation.clone());
+        Box::pin(async move {
+            let work = Box::pin(actix_rt::time::sleep(Duration::from_millis(msg.job.run_ms)));
+            let stopped = if msg.job.listen {
+                matches!(select(work, Box::pin(token.cancelled())).await, Either::Right(_))
+            } else {
+                work.await;
+                false
+            };
+            log.ended.lock().unwrap().push((stopped, token.reason()));
+            // What it returns does not matter: the job ends cancelled.
+            if stopped {
+                Err(JobError::new("stopped on request"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+async fn cancel_running(db: &TestDb, listen: bool, run_ms: u64) -> (i64, Arc<LongLog>, Instant, solidq::RuntimeHandle) {
+    let log = Arc::new(LongLog::default());
+    let handler_log = log.clone();
+    let runtime = Runtime::new(fast_config(db, 3), logger())
+        .unwrap()
+        .register::<Long, _, _>(move || LongHandler(handler_log.clone()));
+    let id = runtime.queue().enqueue(Long { listen, run_ms }).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the job to run", Duration::from_secs(10), || db.state(id) == "claimed").await;
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(db.store.cancel_job(id, Utc::now().naive_utc()).unwrap(), Cancelled::Requested);
+    (id, log, Instant::now(), handle)
+}
+
+async fn handler_watching_its_token_stops_when_its_job_is_cancelled(db: TestDb) {
+    let (id, log, asked, handle) = cancel_running(&db, true, 20_000).await;
+    wait_for("the job to end cancelled", Duration::from_secs(5), || db.state(id) == "cancelled").await;
+    assert!(asked.elapsed() < Duration::from_secs(3), "told within about a second");
+    assert_eq!(*log.ended.lock().unwrap(), [(true, Some(CancelReason::Cancelled))]);
+    handle.shutdown().await;
+}
+
+async fn handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled(db: TestDb) {
+    let (id, log, asked, handle) = cancel_running(&db, false, 2_000).await;
+    wait_for("the job to end cancelled", Duration::from_secs(6), || db.state(id) == "cancelled").await;
+    assert!(asked.elapsed() >= Duration::from_millis(1_500), "it ran to its end: {:?}", asked.elapsed());
+    let ended = log.ended.lock().unwrap().clone();
+    assert_eq!(ended, [(false, Some(CancelReason::Cancelled))], "its token fired; it returned Ok all the same");
+    handle.shutdown().await;
+}
+
 backend_tests!(actix:
     async_handler_past_its_timeout_is_retried_and_succeeds_later,
     blocking_handler_stuck_past_its_timeout_frees_its_slot,
     async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter,
+    handler_watching_its_token_stops_when_its_job_is_cancelled,
+    handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled,
 );
