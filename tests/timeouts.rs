@@ -137,7 +137,7 @@ impl Handler<Perform<Stuck>> for StuckWorker {
     }
 }
 
-async fn blocking_handler_stuck_past_its_timeout_frees_its_slot(db: TestDb) {
+async fn blocking_handler_stuck_past_its_timeout_frees_its_slot_and_status_shows_it(db: TestDb) {
     let log = Arc::new(StuckLog::default());
     let factory_log = log.clone();
     let runtime = Runtime::new(fast_config(&db, 1), logger()).unwrap().register_sync::<Stuck, _, _>(1, move || {
@@ -156,11 +156,32 @@ async fn blocking_handler_stuck_past_its_timeout_frees_its_slot(db: TestDb) {
     assert!(!log.stuck_returned.load(Ordering::SeqCst), "the next job did not wait for the stuck thread");
     assert_eq!(log.threads.load(Ordering::SeqCst), 2, "one replacement thread");
 
+    // `solidq status` (reading only the database) shows the abandoned execution.
+    let process = handle.process_id().await.unwrap();
+    wait_for("status to show the abandoned execution", Duration::from_secs(3), || {
+        let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
+        text.contains("Abandoned executions (ran past their timeout, handler still running): 1")
+            && text.contains("test.stuck")
+    })
+    .await;
+    let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
+    let abandoned = solidq::status::AbandonedExecutions::of(&row);
+    assert_eq!((abandoned.count, abandoned.job_ids()), (1, vec![stuck]));
+    assert_eq!(abandoned.executions[0].kind, "test.stuck");
+    assert_eq!(abandoned.executions[0].timeout_secs, 0.3);
+
     // The stuck thread returns Ok: its result is dropped, and the entry is cleared.
     wait_for("the stuck thread to return", Duration::from_secs(10), || log.stuck_returned.load(Ordering::SeqCst)).await;
+    wait_for("status to forget it", Duration::from_secs(3), || {
+        let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
+        solidq::status::AbandonedExecutions::of(&row).count == 0
+    })
+    .await;
     let job = db.store.job(stuck).unwrap().unwrap();
     assert_eq!((db.state(stuck).as_str(), job.attempts), ("failed", 1), "the late result changed nothing");
     assert_eq!(job.last_error.unwrap().kind, FailureKind::Timeout);
+    let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
+    assert!(!text.contains("Abandoned"), "{text}");
     handle.shutdown().await;
 }
 
@@ -291,7 +312,7 @@ async fn handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled(d
 
 backend_tests!(actix:
     async_handler_past_its_timeout_is_retried_and_succeeds_later,
-    blocking_handler_stuck_past_its_timeout_frees_its_slot,
+    blocking_handler_stuck_past_its_timeout_frees_its_slot_and_status_shows_it,
     async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter,
     handler_watching_its_token_stops_when_its_job_is_cancelled,
     handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled,

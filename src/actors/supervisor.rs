@@ -272,8 +272,9 @@ impl Supervisor {
             ChildKind::Heartbeat => {
                 let settings = self.settings.heartbeat.clone();
                 let (replaced, fenced) = (me.clone().recipient(), me.clone().recipient());
+                let abandoned = self.registry.abandoned().clone();
                 let addr = Heartbeat::start_in_arbiter(&handle, move |_| {
-                    Heartbeat::new(settings, store, replaced, fenced, process, &logger)
+                    Heartbeat::new(settings, store, replaced, fenced, process, abandoned, &logger)
                 });
                 Running { heartbeat: Some(addr.clone()), ..Running::new(arbiter, &addr) }
             }
