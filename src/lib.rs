@@ -74,7 +74,7 @@ pub mod cli;
 pub mod status;
 
 pub use config::Config;
-pub use job::{EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform};
+pub use job::{CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform};
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
 pub use queue::Queue;
 pub use recurring::RecurringTask;

@@ -5,23 +5,39 @@
 //! A panic inside a handler drops the actix actor and closes its mailbox (actix's Supervisor does
 //! not restart on panic). The registry notices the closed mailbox, takes the panic message that
 //! its panic hook captured on the handler's thread, and starts a fresh actor from the factory.
+//!
+//! A kind with a [`Job::TIMEOUT`] is waited for that long: then the execution's
+//! [`Cancellation`] fires, its outcome is a `Timeout` failure at once (the worker slot is free),
+//! and the execution is *abandoned*: kept in [`Abandoned`] until its handler returns, its late
+//! result dropped. A thread cannot be killed, so a handler whose thread is still busy (every
+//! blocking one; an async one whose arbiter no longer answers) is left behind and its actors
+//! are started again on new threads (a new generation), so that later jobs do not queue
+//! behind it.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
-use slog::{o, warn, Logger};
+use chrono::{DateTime, Utc};
+use futures_util::future::{select, Either};
+use slog::{info, o, warn, Logger};
 
 use crate::arbiters::StoppedArbiters;
-use crate::job::{ErrorAction, Job, JobError, JobMeta, Perform};
+use crate::config::format_duration;
+use crate::job::{CancelReason, Cancellation, ErrorAction, Job, JobError, JobMeta, Perform};
 use crate::lifecycle::Outcome;
-use crate::model::{ClaimedJob, FailureKind, FailureRecord};
+use crate::model::{ClaimToken, ClaimedJob, FailureKind, FailureRecord};
+use crate::status::{AbandonedExecution, AbandonedExecutions};
+
+/// How long an async handler's arbiter may take to run a probe after a timeout before its
+/// thread counts as blocked (and the actor moves to a new arbiter).
+pub const PROBE_WAIT: Duration = Duration::from_millis(200);
 
 /// A future resolving to an execution's outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
@@ -30,8 +46,9 @@ pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 pub trait ErasedHandler: Send + Sync {
     /// Starts the handler actor(s); called once inside the running System.
     fn start(&self);
-    /// Runs one claimed job.
-    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture;
+    /// Runs one claimed job; `cancellation` is the execution's token, `abandoned` where it is
+    /// kept should it run past its kind's timeout.
+    fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, abandoned: &Abandoned) -> OutcomeFuture;
     /// Stops the handler actor(s) and their threads.
     fn stop(&self);
 }
@@ -40,6 +57,7 @@ pub trait ErasedHandler: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    abandoned: Abandoned,
 }
 
 impl Registry {
@@ -69,11 +87,16 @@ impl Registry {
         self.handlers.values().for_each(|h| h.stop());
     }
 
-    /// Runs `job` on its kind's handler; an unknown kind fails permanently, naming the kind and
-    /// the process (`process_label`).
-    pub fn perform(&self, job: &ClaimedJob, process_label: &str) -> OutcomeFuture {
+    /// The executions of this process that ran past their timeout and still run.
+    pub fn abandoned(&self) -> &Abandoned {
+        &self.abandoned
+    }
+
+    /// Runs `job` on its kind's handler, with `cancellation` in its [`JobMeta`]; an unknown
+    /// kind goes back unrun, naming the kind and the process (`process_label`).
+    pub fn perform(&self, job: &ClaimedJob, process_label: &str, cancellation: Cancellation) -> OutcomeFuture {
         match self.handlers.get(job.kind.as_str()) {
-            Some(handler) => handler.perform(job),
+            Some(handler) => handler.perform(job, cancellation, &self.abandoned),
             // Claims take only registered kinds; should one slip through, it goes back unrun.
             None => Box::pin(std::future::ready(Outcome::NotStarted(format!(
                 "no handler is registered for job kind {:?} in process {process_label} (registered: {})",
@@ -95,13 +118,32 @@ fn bad_arguments(job: &ClaimedJob, err: serde_json::Error) -> Outcome {
     }
 }
 
-fn meta(job: &ClaimedJob) -> JobMeta {
+fn meta(job: &ClaimedJob, cancellation: Cancellation) -> JobMeta {
     JobMeta {
         id: job.token.job_id,
         kind: job.kind.clone(),
         queue: job.queue.clone(),
         attempt: job.attempts,
         max_attempts: job.max_attempts,
+        cancellation,
+    }
+}
+
+/// The outcome of an execution that ran past `timeout`: a retryable `Timeout` failure.
+fn timed_out<J: Job>(job: &ClaimedJob, timeout: Duration) -> Outcome {
+    Outcome::Failed {
+        error: FailureRecord::new(
+            FailureKind::Timeout,
+            format!(
+                "job {} (kind {:?}, attempt {}) ran past its timeout of {}",
+                job.token.job_id,
+                job.kind,
+                job.attempts,
+                format_duration(timeout)
+            ),
+        ),
+        retryable: true,
+        retry_in: J::backoff(job.attempts),
     }
 }
 
@@ -131,13 +173,48 @@ fn panicked<J: Job>(attempt: i32, message: String, location: Option<String>) -> 
 
 type LiveRef<A> = (u64, Addr<A>, Arc<Mutex<HashSet<ThreadId>>>);
 
-/// Deserializes `job`, sends it to the live actor and maps every ending to an [`Outcome`];
-/// on a closed mailbox calls `restart` with the generation that failed.
-fn dispatch<J, A>(job: &ClaimedJob, live: Option<LiveRef<A>>, restart: impl FnOnce(u64) + 'static) -> OutcomeFuture
+/// What the outcome of a handler's answer (or its mailbox closing) is; on a closed mailbox
+/// restarts the actors of `generation`.
+fn answered<J, A, L>(
+    handler: &ActorHandler<J, A, L>,
+    attempt: i32,
+    (generation, threads): (u64, &Mutex<HashSet<ThreadId>>),
+    answer: Result<Result<(), JobError>, MailboxError>,
+) -> Outcome
+where
+    J: Job,
+    A: Actor,
+    L: Launcher<A>,
+{
+    match answer {
+        Ok(result) => handler_result::<J>(attempt, result),
+        Err(_) => {
+            // The panic hook ran on the handler's thread before the mailbox closed.
+            let message = take_panic(&threads.lock().map(|t| t.clone()).unwrap_or_default());
+            handler.restart_after(generation, false);
+            match message {
+                Some((message, location)) => panicked::<J>(attempt, format!("handler panicked: {message}"), location),
+                None => Outcome::Interrupted("the handler actor stopped before finishing the job".into()),
+            }
+        }
+    }
+}
+
+/// Deserializes `job`, sends it to the live actor and maps every ending to an [`Outcome`]:
+/// an answer, a closed mailbox (the actors are restarted), or no answer within the kind's
+/// timeout (the execution is abandoned, see the module documentation).
+fn dispatch<J, A, L>(
+    handler: Arc<ActorHandler<J, A, L>>,
+    job: &ClaimedJob,
+    live: Option<LiveRef<A>>,
+    cancellation: Cancellation,
+    abandoned: &Abandoned,
+) -> OutcomeFuture
 where
     J: Job,
     A: Actor + Handler<Perform<J>>,
     A::Context: ToEnvelope<A, Perform<J>>,
+    L: Launcher<A>,
 {
     let parsed: J = match serde_json::from_str(&job.arguments) {
         Ok(parsed) => parsed,
@@ -147,23 +224,98 @@ where
         return Box::pin(std::future::ready(Outcome::NotStarted("the handler actor is not running".into())));
     };
     let attempt = job.attempts;
-    let request = addr.send(Perform { job: parsed, meta: meta(job) });
+    let request = Box::pin(addr.send(Perform { job: parsed, meta: meta(job, cancellation.clone()) }));
+    let Some(timeout) = J::TIMEOUT else {
+        return Box::pin(async move { answered(&handler, attempt, (generation, &threads), request.await) });
+    };
+    let (job, abandoned) = (job.clone(), abandoned.clone());
     Box::pin(async move {
-        match request.await {
-            Ok(result) => handler_result::<J>(attempt, result),
-            Err(_) => {
-                // The panic hook ran on the handler's thread before the mailbox closed.
-                let message = take_panic(&threads.lock().map(|t| t.clone()).unwrap_or_default());
-                restart(generation);
-                match message {
-                    Some((message, location)) => {
-                        panicked::<J>(attempt, format!("handler panicked: {message}"), location)
-                    }
-                    None => Outcome::Interrupted("the handler actor stopped before finishing the job".into()),
-                }
-            }
+        let started = Instant::now();
+        let late = match select(request, Box::pin(actix_rt::time::sleep(timeout))).await {
+            Either::Left((answer, _)) => return answered(&handler, attempt, (generation, &threads), answer),
+            Either::Right(((), late)) => late,
+        };
+        cancellation.cancel(CancelReason::Timeout);
+        warn!(handler.logger, "job ran past its timeout: its execution is abandoned and the job recorded as timed out";
+            "job_id" => job.token.job_id, "kind" => &job.kind, "attempt" => attempt,
+            "timeout_ms" => timeout.as_millis() as u64);
+        abandoned.add(job.token, &job.kind, attempt, timeout);
+        // A handler whose thread is still busy is left behind: later jobs go to new actors.
+        if !handler.launcher.responsive().await {
+            handler.restart_after(generation, true);
         }
+        let (handler, token) = (handler.clone(), job.token);
+        actix_rt::spawn(async move {
+            let answer = late.await;
+            if answer.is_err() {
+                // Take a panic message it left, so that no later panic is blamed on it.
+                let _ = take_panic(&threads.lock().map(|t| t.clone()).unwrap_or_default());
+                handler.restart_after(generation, false);
+            }
+            abandoned.remove(token);
+            info!(handler.logger, "an abandoned execution returned; its result is dropped";
+            "job_id" => token.job_id, "ran_for_ms" => started.elapsed().as_millis() as u64,
+            "result" => match &answer {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(err)) => format!("error: {err}"),
+                Err(_) => "the handler actor stopped".to_string(),
+            });
+        });
+        timed_out::<J>(&job, timeout)
     })
+}
+
+// --- abandoned executions ---------------------------------------------------------------------
+
+#[derive(Default)]
+struct AbandonedState {
+    executions: BTreeMap<ClaimToken, AbandonedExecution>,
+    /// Bumped on every change, so that the heartbeat writes the list only when it changed.
+    version: u64,
+}
+
+/// The executions of this process that ran past their timeout and whose handler has not
+/// returned yet. The heartbeat writes them into the process row for `solidq status`.
+#[derive(Clone, Default)]
+pub struct Abandoned(Arc<Mutex<AbandonedState>>);
+
+impl Abandoned {
+    fn state(&self) -> std::sync::MutexGuard<'_, AbandonedState> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The execution of claim `token` (attempt `attempt` of a job of `kind`) ran past `timeout`.
+    pub fn add(&self, token: ClaimToken, kind: &str, attempt: i32, timeout: Duration) {
+        let mut state = self.state();
+        let entry = AbandonedExecution {
+            job_id: token.job_id,
+            kind: kind.to_string(),
+            attempt,
+            timeout_secs: timeout.as_secs_f64(),
+            timed_out_at: Some(DateTime::<Utc>::from(std::time::SystemTime::now())),
+        };
+        state.executions.insert(token, entry);
+        state.version += 1;
+    }
+
+    /// The abandoned execution of claim `token` returned.
+    pub fn remove(&self, token: ClaimToken) {
+        let mut state = self.state();
+        if state.executions.remove(&token).is_some() {
+            state.version += 1;
+        }
+    }
+
+    /// Changes so far: a different number means a different list.
+    pub fn version(&self) -> u64 {
+        self.state().version
+    }
+
+    /// The list as it is now, with its version.
+    pub fn snapshot(&self) -> (u64, AbandonedExecutions) {
+        let state = self.state();
+        (state.version, AbandonedExecutions::new(state.executions.values().cloned().collect()))
+    }
 }
 
 // --- panic capture -------------------------------------------------------------------------
@@ -220,6 +372,15 @@ pub type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
 pub trait Launcher<A: Actor>: Send + Sync + 'static {
     /// Starts actor(s) made by `factory` and returns their address.
     fn launch(&self, factory: Factory<A>) -> Addr<A>;
+    /// Starts actor(s) on new threads: the old ones are blocked by a handler that ran past
+    /// its timeout.
+    fn launch_elsewhere(&self, factory: Factory<A>) -> Addr<A> {
+        self.launch(factory)
+    }
+    /// After a timeout: whether the actors' thread(s) still answer, i.e. are not blocked.
+    fn responsive(&self) -> Pin<Box<dyn Future<Output = bool>>> {
+        Box::pin(std::future::ready(true))
+    }
     /// Releases what `launch` set up (threads).
     fn shutdown(&self) {}
 }
@@ -244,6 +405,30 @@ impl<A: Actor<Context = Context<A>>> Launcher<A> for OwnArbiter {
         A::start_in_arbiter(&handle, move |_| factory())
     }
 
+    fn launch_elsewhere(&self, factory: Factory<A>) -> Addr<A> {
+        let mut arbiter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The blocked thread ends once its handler returns; shutdown joins it (with a limit).
+        if let Some(blocked) = arbiter.replace(Arbiter::new()) {
+            self.1.stop(blocked);
+        }
+        let handle = arbiter.get_or_insert_with(Arbiter::new).handle();
+        A::start_in_arbiter(&handle, move |_| factory())
+    }
+
+    /// Runs a probe on the arbiter: a thread blocked inside a handler does not run it within
+    /// [`PROBE_WAIT`].
+    fn responsive(&self) -> Pin<Box<dyn Future<Output = bool>>> {
+        let handle = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(Arbiter::handle);
+        let Some(handle) = handle else { return Box::pin(std::future::ready(false)) };
+        let (ran, answer) = tokio::sync::oneshot::channel::<()>();
+        if !handle.spawn(async move {
+            let _ = ran.send(());
+        }) {
+            return Box::pin(std::future::ready(false));
+        }
+        Box::pin(async move { matches!(actix_rt::time::timeout(PROBE_WAIT, answer).await, Ok(Ok(()))) })
+    }
+
     fn shutdown(&self) {
         let arbiter = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(arbiter) = arbiter {
@@ -254,12 +439,18 @@ impl<A: Actor<Context = Context<A>>> Launcher<A> for OwnArbiter {
 
 /// Blocking actors (`SyncContext<A>`) on a `SyncArbiter` of this many threads. A panicking
 /// thread is gone for good, so a restart launches a whole new pool; the old one drains its
-/// queue and exits once its address is dropped.
+/// queue and exits once its address is dropped (a thread stuck in a handler that ran past its
+/// timeout exits when the handler returns).
 pub struct SyncPool(pub usize);
 
 impl<A: Actor<Context = SyncContext<A>>> Launcher<A> for SyncPool {
     fn launch(&self, factory: Factory<A>) -> Addr<A> {
         SyncArbiter::start(self.0.max(1), move || factory())
+    }
+
+    /// A blocking handler that has not answered holds its thread (or waits for one).
+    fn responsive(&self) -> Pin<Box<dyn Future<Output = bool>>> {
+        Box::pin(std::future::ready(false))
     }
 }
 
@@ -295,27 +486,35 @@ where
         }
     }
 
-    /// Launches actors whose factory records the threads they run on.
-    fn spawn(&self, generation: u64) -> Live<A> {
+    /// Launches actors whose factory records the threads they run on; `elsewhere`: on new
+    /// threads, the old ones being blocked.
+    fn spawn(&self, generation: u64, elsewhere: bool) -> Live<A> {
         let threads = Arc::new(Mutex::new(HashSet::new()));
         let seen = threads.clone();
         let factory = self.factory.clone();
-        let addr = self.launcher.launch(Arc::new(move || {
+        let factory: Factory<A> = Arc::new(move || {
             if let Ok(mut seen) = seen.lock() {
                 seen.insert(std::thread::current().id());
             }
             factory()
-        }));
+        });
+        let addr = if elsewhere { self.launcher.launch_elsewhere(factory) } else { self.launcher.launch(factory) };
         Live { generation, addr, threads }
     }
 
-    /// After a closed mailbox: start new actors unless another caller already did.
-    fn restart_after(&self, generation: u64) {
+    /// After a closed mailbox, or a timeout that left a thread blocked (`elsewhere`): start new
+    /// actors unless another caller already did.
+    fn restart_after(&self, generation: u64, elsewhere: bool) {
         let Ok(mut state) = self.state.lock() else { return };
         if let Some(live) = state.as_mut() {
             if live.generation == generation {
-                *live = self.spawn(generation + 1);
-                warn!(self.logger, "handler actor restarted after it stopped"; "restarts" => generation + 1);
+                *live = self.spawn(generation + 1, elsewhere);
+                if elsewhere {
+                    warn!(self.logger, "handler actors started on new threads: a handler that ran past its timeout still blocks the old ones";
+                        "restarts" => generation + 1);
+                } else {
+                    warn!(self.logger, "handler actor restarted after it stopped"; "restarts" => generation + 1);
+                }
             }
         }
     }
@@ -329,20 +528,19 @@ where
     L: Launcher<A>,
 {
     fn start(&self) {
-        let live = self.spawn(0);
+        let live = self.spawn(0, false);
         if let Ok(mut state) = self.state.lock() {
             *state = Some(live);
         }
     }
 
-    fn perform(&self, job: &ClaimedJob) -> OutcomeFuture {
+    fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, abandoned: &Abandoned) -> OutcomeFuture {
         let live = self
             .state
             .lock()
             .ok()
             .and_then(|s| s.as_ref().map(|live| (live.generation, live.addr.clone(), live.threads.clone())));
-        let this = self.clone();
-        dispatch::<J, A>(job, live, move |generation| this.restart_after(generation))
+        dispatch(self.clone(), job, live, cancellation, abandoned)
     }
 
     fn stop(&self) {

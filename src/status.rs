@@ -77,6 +77,55 @@ impl Served {
     }
 }
 
+/// One execution that ran past its kind's timeout and whose handler had not returned when
+/// its process last wrote its row (see [`Job::TIMEOUT`](crate::Job::TIMEOUT)).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbandonedExecution {
+    /// The job's id.
+    pub job_id: i64,
+    /// The job's kind.
+    pub kind: String,
+    /// The attempt that timed out.
+    pub attempt: i32,
+    /// The kind's timeout, in seconds.
+    pub timeout_secs: f64,
+    /// When it timed out (UTC).
+    pub timed_out_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The abandoned executions of one process, as its heartbeat writes them into the
+/// `abandoned` key of its row's metadata: a count, and the first [`AbandonedExecutions::LISTED`]
+/// executions.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbandonedExecutions {
+    /// How many there are.
+    pub count: usize,
+    /// The first [`AbandonedExecutions::LISTED`] of them, oldest claim first.
+    pub executions: Vec<AbandonedExecution>,
+}
+
+impl AbandonedExecutions {
+    /// At most this many executions are listed in a process row.
+    pub const LISTED: usize = 50;
+
+    /// The count of `executions`, and the first [`AbandonedExecutions::LISTED`].
+    pub fn new(mut executions: Vec<AbandonedExecution>) -> Self {
+        let count = executions.len();
+        executions.truncate(Self::LISTED);
+        AbandonedExecutions { count, executions }
+    }
+
+    /// What `process` wrote (none, for a row without the key).
+    pub fn of(process: &ProcessRow) -> Self {
+        serde_json::from_value(process.metadata["abandoned"].clone()).unwrap_or_default()
+    }
+
+    /// The job ids listed.
+    pub fn job_ids(&self) -> Vec<i64> {
+        self.executions.iter().map(|e| e.job_id).collect()
+    }
+}
+
 /// Jobs waiting that no live process can run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unservable {
@@ -267,6 +316,7 @@ pub fn render_table(view: &StatusView<'_>) -> String {
             &rows,
             &[true, false, false, false, true, true, false],
         ));
+        out.push_str(&abandoned_section(view));
     }
     let t = view.totals;
     out.push_str(&format!(
@@ -302,11 +352,58 @@ pub fn render_table(view: &StatusView<'_>) -> String {
     out
 }
 
+/// The abandoned executions of every live process, if any: a line with the total and a table
+/// of process, job, kind, attempt, timeout and when it timed out.
+fn abandoned_section(view: &StatusView<'_>) -> String {
+    let mut rows = Vec::new();
+    let mut total = 0;
+    for process in view.processes {
+        if !is_alive(heartbeat_age(view.now, process.last_heartbeat_at), view.alive_threshold) {
+            continue;
+        }
+        let abandoned = AbandonedExecutions::of(process);
+        total += abandoned.count;
+        for execution in &abandoned.executions {
+            rows.push(vec![
+                process.id.to_string(),
+                execution.job_id.to_string(),
+                printable(&execution.kind),
+                execution.attempt.to_string(),
+                format_duration(Duration::from_secs_f64(execution.timeout_secs.max(0.0))),
+                execution.timed_out_at.map(|at| utc(at.naive_utc())).unwrap_or_default(),
+            ]);
+        }
+        let unlisted = abandoned.count.saturating_sub(abandoned.executions.len());
+        if unlisted > 0 {
+            rows.push(vec![
+                process.id.to_string(),
+                format!("(+{unlisted} more)"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    if total == 0 {
+        return String::new();
+    }
+    let mut out = format!("\nAbandoned executions (ran past their timeout, handler still running): {total}\n");
+    out.push_str(&table(
+        &["PROCESS", "JOB", "KIND", "ATTEMPT", "TIMEOUT", "TIMED OUT AT"],
+        &rows,
+        &[true, true, false, true, true, false],
+    ));
+    out
+}
+
 /// The status as one JSON object:
 ///
 /// - `processes`: objects with `id`, `kind`, `name`, `hostname`, `pid`, `metadata`,
 ///   `last_heartbeat_at` and `created_at` (RFC 3339, UTC), `heartbeat_age_secs` (float,
-///   negative under clock skew) and `alive`;
+///   negative under clock skew), `alive` and `abandoned` (`count` and `executions`, each
+///   with `job_id`, `kind`, `attempt`, `timeout_secs` and `timed_out_at`: executions that ran
+///   past their timeout and whose handler still runs, see [`AbandonedExecutions`]);
 /// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished` and `queues`, a list of
 ///   objects with `queue` and the same five counts;
 /// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
@@ -329,6 +426,7 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
                 "created_at": utc(p.created_at),
                 "heartbeat_age_secs": age.num_milliseconds() as f64 / 1000.0,
                 "alive": is_alive(age, view.alive_threshold),
+                "abandoned": AbandonedExecutions::of(p),
             })
         })
         .collect();
@@ -506,6 +604,44 @@ mod tests {
         assert_eq!(value["jobs"]["queues"][0]["claimed"], 3);
         assert_eq!(value["alive_threshold_secs"], 300.0);
         assert_eq!(value["now"], "2026-11-26T12:00:00.000Z");
+    }
+
+    #[test]
+    fn abandoned_executions_of_live_processes_are_listed_in_text_and_json() {
+        let execution = |job_id| AbandonedExecution {
+            job_id,
+            kind: "report".into(),
+            attempt: 2,
+            timeout_secs: 300.0,
+            timed_out_at: Some(now().and_utc()),
+        };
+        let mut busy = process(1, "busy", TimeDelta::seconds(1));
+        busy.metadata = json!({"abandoned": AbandonedExecutions::new(vec![execution(41), execution(42)])});
+        let mut gone = process(2, "gone", TimeDelta::hours(1));
+        gone.metadata = json!({"abandoned": AbandonedExecutions::new(vec![execution(7)])});
+        let idle = process(3, "idle", TimeDelta::seconds(1));
+        let processes = vec![busy, gone, idle];
+        let view = StatusView {
+            processes: &processes,
+            totals: &JobCounts::default(),
+            queues: &[],
+            waiting: &[],
+            now: now(),
+            alive_threshold: Duration::from_secs(60),
+        };
+        let text = render_table(&view);
+        assert!(text.contains("Abandoned executions (ran past their timeout, handler still running): 2\n"), "{text}");
+        assert!(text.contains("PROCESS  JOB  KIND    ATTEMPT  TIMEOUT  TIMED OUT AT"), "{text}");
+        assert!(text.contains("      1   41  report        2       5m  2026-11-26T12:00:00.000Z"), "{text}");
+        assert!(!text.contains("   7  report"), "a dead process's list is stale: {text}");
+        let value = render_json(&view);
+        assert_eq!(value["processes"][0]["abandoned"]["count"], 2);
+        assert_eq!(value["processes"][0]["abandoned"]["executions"][1]["job_id"], 42);
+        assert_eq!(value["processes"][2]["abandoned"]["count"], 0);
+        assert_eq!(
+            AbandonedExecutions::new((0..60).map(execution).collect()).executions.len(),
+            AbandonedExecutions::LISTED
+        );
     }
 
     #[test]

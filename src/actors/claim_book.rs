@@ -9,6 +9,8 @@
 //! - count the busy slots of each worker group across worker restarts,
 //! - hand back the unstarted claims of a retired worker seat (a claim call still under way for
 //!   a retired seat releases what it got the moment it returns),
+//! - keep each running execution's [`Cancellation`], fired by an operator's cancel (polled by
+//!   the completer while executions run) or at the end of a drain,
 //! - pass ended executions to the completer, which writes their outcomes, and
 //! - settle claims "in doubt": a claim whose COMMIT reached the server but whose reply was lost
 //!   leaves jobs claimed by this live process that nobody knows about. After such an error,
@@ -24,6 +26,7 @@ use std::time::Instant;
 use chrono::NaiveDateTime;
 use slog::{warn, Logger};
 
+use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::Transition;
 use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId};
 use crate::store::jobs::Claim;
@@ -66,6 +69,8 @@ struct Held {
     seat: Seat,
     phase: Phase,
     since: Instant,
+    /// The execution's token, from its start.
+    cancellation: Cancellation,
 }
 
 #[derive(Default)]
@@ -258,7 +263,8 @@ impl ClaimBook {
         }
         let since = Instant::now();
         for job in &jobs {
-            state.insert(Held { job: job.clone(), group, seat, phase: Phase::Claimed, since });
+            let cancellation = Cancellation::new();
+            state.insert(Held { job: job.clone(), group, seat, phase: Phase::Claimed, since, cancellation });
         }
         pass.jobs = jobs;
         Ok(pass)
@@ -285,17 +291,46 @@ impl ClaimBook {
     }
 
     /// Marks a claim as running, unless it was handed back meanwhile (its seat retired).
-    /// Returns whether the execution may start.
-    pub fn start(&self, token: ClaimToken) -> bool {
+    /// Returns the execution's token if it may start.
+    pub fn start(&self, token: ClaimToken) -> Option<Cancellation> {
         let mut state = self.state();
         match state.held.get_mut(&token) {
             Some(held) if matches!(held.phase, Phase::Claimed) => {
                 held.phase = Phase::Running;
                 held.since = Instant::now();
-                true
+                Some(held.cancellation.clone())
             }
-            _ => false,
+            _ => None,
         }
+    }
+
+    /// Fires the token of the running execution of job `job_id` with `reason`. Returns whether
+    /// it fired now (false: no such execution runs here, or its token fired before).
+    pub fn cancel(&self, job_id: JobId, reason: CancelReason) -> bool {
+        let state = self.state();
+        let mut fired = false;
+        for held in state.held.values() {
+            if held.job.token.job_id == job_id && matches!(held.phase, Phase::Running) {
+                fired |= held.cancellation.cancel(reason);
+            }
+        }
+        fired
+    }
+
+    /// Fires the token of every running execution with `reason`; returns how many fired.
+    pub fn cancel_all(&self, reason: CancelReason) -> usize {
+        let state = self.state();
+        state
+            .held
+            .values()
+            .filter(|held| matches!(held.phase, Phase::Running))
+            .filter(|held| held.cancellation.cancel(reason))
+            .count()
+    }
+
+    /// Whether any execution runs (and so could be cancelled).
+    pub fn running(&self) -> bool {
+        self.state().held.values().any(|held| matches!(held.phase, Phase::Running))
     }
 
     /// Records how a running execution ended and tells the completer. Returns when it started,
@@ -463,11 +498,20 @@ mod tests {
         let pass = book.claim(&store, (0, seat), &claim(process, 3, now), false, &logger()).unwrap();
         assert_eq!(pass.jobs.len(), 3);
         let [running, ended, unstarted] = [pass.jobs[0].token, pass.jobs[1].token, pass.jobs[2].token];
-        assert!(book.start(running));
-        assert!(book.start(ended));
+        let token = book.start(running).expect("a claimed job starts");
+        assert!(book.start(ended).is_some());
+        assert!(book.start(running).is_none(), "an execution starts once");
+        assert!(book.running());
         assert!(book.ended(ended, Transition::Complete).is_some());
         assert_eq!(book.retire(seat), vec![unstarted], "running and ended executions stay with the process");
-        assert!(!book.start(unstarted), "a handed-back claim never starts");
+        assert!(book.start(unstarted).is_none(), "a handed-back claim never starts");
+        assert!(!book.cancel(ended.job_id, CancelReason::Cancelled), "an ended execution is not cancelled");
+        assert!(!book.cancel(unstarted.job_id, CancelReason::Cancelled));
+        assert!(!token.is_cancelled());
+        assert!(book.cancel(running.job_id, CancelReason::Cancelled));
+        assert_eq!(token.reason(), Some(CancelReason::Cancelled));
+        assert!(!book.cancel(running.job_id, CancelReason::Timeout), "a token fires once");
+        assert_eq!(book.cancel_all(CancelReason::Shutdown), 0);
         assert_eq!((book.held_by(0), book.open()), (2, 2));
         // A claim that completes for the retired seat releases what it got at once, unstarted.
         let late = book.claim(&store, (0, seat), &claim(process, 5, now), false, &logger()).unwrap();

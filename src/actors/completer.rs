@@ -8,22 +8,30 @@
 //! claims. Outcomes the database refused stay in the book and are written again with backoff
 //! (Solid Queue #748); one refused as fenced (the claim was reaped meanwhile) is logged with
 //! its job id.
+//!
+//! While executions run in this process, the completer also reads, about once per
+//! [`CANCEL_POLL`], which of the process's jobs an operator asked to cancel, and fires their
+//! tokens. An idle process (no running execution) reads nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use slog::{debug, o, warn, Logger};
+use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, PendingOutcome};
-use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use super::{blocking, Backoff, PeriodicCall, Ping, SetProcess, StopChild};
+use crate::job::CancelReason;
+use crate::model::ProcessId;
 use crate::store::{SharedStore, Store, StoreResult};
 
 /// How often pending outcomes are retried while the database refuses them.
 pub const RETRY_TICK: Duration = Duration::from_millis(100);
 /// Longest wait between writes the database refused.
 pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the cancel requests of running jobs are read, while jobs run.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 
 /// Book → completer: executions ended and their outcomes wait to be written; `retry_now` asks
 /// a completer that is backing off after database errors to try at once (the database was
@@ -81,17 +89,58 @@ pub struct Completer {
     book: Arc<ClaimBook>,
     logger: Logger,
     call: PeriodicCall,
+    process: Option<ProcessId>,
+    /// A read of cancel requests is under way.
+    polling_cancels: bool,
+    /// Failed reads of cancel requests, for logging with backoff.
+    cancel_errors: Backoff,
 }
 
 impl Completer {
-    /// A completer writing the outcomes `book` collects.
-    pub fn new(store: SharedStore, book: Arc<ClaimBook>, logger: &Logger) -> Self {
+    /// A completer writing the outcomes `book` collects, for `process` (`None` until it is
+    /// registered).
+    pub fn new(store: SharedStore, book: Arc<ClaimBook>, process: Option<ProcessId>, logger: &Logger) -> Self {
         Completer {
             store,
             book,
             logger: logger.new(o!("actor" => "completer")),
             call: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            process,
+            polling_cancels: false,
+            cancel_errors: Backoff::new(CANCEL_POLL, CANCEL_POLL),
         }
+    }
+
+    /// Reads which running jobs of the process an operator asked to cancel, and fires their
+    /// tokens; nothing while no execution runs.
+    fn poll_cancels(&mut self, ctx: &mut Context<Self>) {
+        let Some(process) = self.process else { return };
+        if self.polling_cancels || !self.book.running() {
+            return;
+        }
+        self.polling_cancels = true;
+        let call = blocking(&self.store, move |s| s.cancel_requests(process));
+        ctx.spawn(call.into_actor(self).map(|result, act, _| {
+            act.polling_cancels = false;
+            match result {
+                Ok(ids) => {
+                    act.cancel_errors.succeed();
+                    for id in ids {
+                        if act.book.cancel(id, CancelReason::Cancelled) {
+                            info!(act.logger, "cancel requested for a running job: its handler is told";
+                                "job_id" => id);
+                        }
+                    }
+                }
+                Err(err) => {
+                    act.cancel_errors.fail();
+                    if act.cancel_errors.should_log() {
+                        warn!(act.logger, "could not read cancel requests"; "error" => %err,
+                            "failures" => act.cancel_errors.failures);
+                    }
+                }
+            }
+        }));
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -123,6 +172,7 @@ impl Actor for Completer {
         let me = ctx.address();
         self.book.set_completer(std::sync::Arc::new(move |retry_now| me.do_send(OutcomesReady { retry_now })));
         ctx.run_interval(RETRY_TICK, |act, ctx| act.flush(ctx));
+        ctx.run_interval(CANCEL_POLL, |act, ctx| act.poll_cancels(ctx));
         self.flush(ctx);
     }
 }
@@ -139,7 +189,11 @@ impl Handler<OutcomesReady> for Completer {
 
 impl Handler<SetProcess> for Completer {
     type Result = ();
-    fn handle(&mut self, _: SetProcess, _: &mut Context<Self>) {}
+    fn handle(&mut self, msg: SetProcess, _: &mut Context<Self>) {
+        if msg.0.is_some() {
+            self.process = msg.0;
+        }
+    }
 }
 
 impl Handler<Ping> for Completer {

@@ -1,6 +1,12 @@
 //! Heartbeat: registers the process, stamps `last_heartbeat_at` every heartbeat interval,
 //! keeps the session-liveness connection up, and deregisters on shutdown.
 //!
+//! The process's abandoned executions (handlers that ran past their timeout and still run, see
+//! [`Abandoned`]) go into the `abandoned` key of the row's metadata, for `solidq status`: the
+//! beat rewrites the metadata in the same statement when the list changed, and a list that
+//! changes brings the next beat forward (checked every [`ABANDONED_CHECK_INTERVAL`], without
+//! a statement while nothing changed).
+//!
 //! Two self-fencing rules keep a process from working under a claim others consider dead:
 //! - the heartbeat finds the row gone (pruned while alive): register again as a new process;
 //! - no heartbeat could be written for longer than the alive threshold: tell the supervisor to
@@ -19,11 +25,14 @@ use slog::{error, info, o, warn, Logger};
 use super::{blocking, Backoff, Ping, SetProcess, StopChild};
 use crate::liveness;
 use crate::model::{NewProcess, ProcessId};
+use crate::registry::Abandoned;
 use crate::store::{Beat, SharedStore, StoreError};
 
 /// How often the session-liveness connection is checked (PostgreSQL), so that after a database
 /// restart a live process re-takes its lock long before a watchdog could confirm it dead.
 pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the heartbeat looks whether the abandoned executions changed.
+pub const ABANDONED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Heartbeat → supervisor (a notification the heartbeat sends up, declared here so that the
 /// heartbeat does not depend on its supervisor): the process works under `id` from now on: it registered (at start,
@@ -78,16 +87,22 @@ pub struct Heartbeat {
     deregistered: bool,
     errors: Backoff,
     last_progress: Instant,
+    /// The executions abandoned after a timeout, and the version of their list in the row.
+    abandoned: Abandoned,
+    written: Option<u64>,
 }
 
 impl Heartbeat {
-    /// A heartbeat for `process` (`None`: register at start).
+    /// A heartbeat for `process` (`None`: register at start) that writes `abandoned` into the
+    /// process row.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: HeartbeatSettings,
         store: SharedStore,
         supervisor: Recipient<ProcessReplaced>,
         fence: Recipient<LostContact>,
         process: Option<ProcessId>,
+        abandoned: Abandoned,
         logger: &Logger,
     ) -> Self {
         let retry_max = settings.interval.min(Duration::from_secs(5));
@@ -105,6 +120,8 @@ impl Heartbeat {
             deregistered: false,
             errors: Backoff::new(Duration::from_millis(250), retry_max),
             last_progress: Instant::now(),
+            abandoned,
+            written: None,
         }
     }
 
@@ -121,6 +138,26 @@ impl Heartbeat {
         }
     }
 
+    /// The row's metadata with the abandoned executions as they are now (the key only while
+    /// there are some), and the version of their list.
+    fn metadata(&self) -> (u64, Value) {
+        let mut metadata = liveness::process_metadata(self.settings.details.clone());
+        let (version, abandoned) = self.abandoned.snapshot();
+        if abandoned.count > 0 {
+            if let (Value::Object(map), Ok(list)) = (&mut metadata, serde_json::to_value(&abandoned)) {
+                map.insert("abandoned".into(), list);
+            }
+        }
+        (version, metadata)
+    }
+
+    /// The abandoned executions changed since the row was written: beat now.
+    fn check_abandoned(&mut self, ctx: &mut Context<Self>) {
+        if self.process.is_some() && self.written != Some(self.abandoned.version()) {
+            self.beat(ctx);
+        }
+    }
+
     fn beat(&mut self, ctx: &mut Context<Self>) {
         if self.in_progress {
             return;
@@ -131,15 +168,23 @@ impl Heartbeat {
         }
         self.in_progress = true;
         let process = self.process;
+        let (version, metadata) = match self.written == Some(self.abandoned.version()) {
+            true => (self.written, None),
+            false => {
+                let (version, metadata) = self.metadata();
+                (Some(version), Some(metadata))
+            }
+        };
         let call = blocking(&self.store, move |s| match process {
-            Some(id) => s.beat(id, Utc::now().naive_utc()),
+            Some(id) => s.beat_with_metadata(id, Utc::now().naive_utc(), metadata.as_ref()),
             None => Ok(Beat::Missing),
         });
-        ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
+        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
             act.in_progress = false;
             act.last_progress = Instant::now();
             match result {
                 Ok(Beat::Stamped) => {
+                    act.written = version;
                     act.beat_ok();
                     if std::mem::take(&mut act.fenced) {
                         if let Some(id) = act.process {
@@ -200,7 +245,9 @@ impl Heartbeat {
         }
         self.in_progress = true;
         let old = self.process;
-        let new = Self::describe(&self.settings.details);
+        let mut new = Self::describe(&self.settings.details);
+        let (version, metadata) = self.metadata();
+        new.metadata = metadata;
         let call =
             blocking(&self.store, move |s| s.register_process(&new, Utc::now().naive_utc()).map(|id| (id, new.name)));
         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
@@ -214,6 +261,7 @@ impl Heartbeat {
                         None => info!(act.logger, "process registered"; "process_id" => id, "name" => &name),
                     }
                     act.process = Some(id);
+                    act.written = Some(version);
                     act.fenced = false;
                     act.beat_ok();
                     act.supervisor.do_send(ProcessReplaced { id });
@@ -245,6 +293,7 @@ impl Actor for Heartbeat {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.settings.interval, |act, ctx| act.beat(ctx));
         ctx.run_interval(SESSION_CHECK_INTERVAL, |act, ctx| act.check_session(ctx));
+        ctx.run_interval(ABANDONED_CHECK_INTERVAL, |act, ctx| act.check_abandoned(ctx));
         if self.process.is_none() {
             self.beat(ctx);
         }

@@ -32,6 +32,7 @@ use super::scheduler::{Scheduler, SchedulerSettings};
 use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerContext, WorkerSettings};
 use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
+use crate::job::CancelReason;
 use crate::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::maintenance::reaper::{Reaper, ReaperConfig};
 use crate::maintenance::Service;
@@ -280,8 +281,9 @@ impl Supervisor {
             ChildKind::Heartbeat => {
                 let settings = self.settings.heartbeat.clone();
                 let (replaced, fenced) = (me.clone().recipient(), me.clone().recipient());
+                let abandoned = self.registry.abandoned().clone();
                 let addr = Heartbeat::start_in_arbiter(&handle, move |_| {
-                    Heartbeat::new(settings, store, replaced, fenced, process, &logger)
+                    Heartbeat::new(settings, store, replaced, fenced, process, abandoned, &logger)
                 });
                 Running { heartbeat: Some(addr.clone()), ..Running::new(arbiter, &addr) }
             }
@@ -306,7 +308,7 @@ impl Supervisor {
             }
             ChildKind::Completer => {
                 let book = self.claims.clone();
-                let addr = Completer::start_in_arbiter(&handle, move |_| Completer::new(store, book, &logger));
+                let addr = Completer::start_in_arbiter(&handle, move |_| Completer::new(store, book, process, &logger));
                 Running::new(arbiter, &addr)
             }
             ChildKind::Dispatcher => {
@@ -574,6 +576,8 @@ impl Handler<Shutdown> for Supervisor {
                 warn!(logger, "shutdown timeout reached with jobs still running or unrecorded; their claims are released";
                     "open" => open);
             }
+            // Nobody waits for them any more: handlers that watch their token may stop.
+            book.cancel_all(CancelReason::Shutdown);
             let mut report = ShutdownReport { abandoned: open, ..Default::default() };
             // Workers stop before deregistering so nothing claims after.
             workers.iter().for_each(|w| w.do_send(StopChild));

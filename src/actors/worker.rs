@@ -19,6 +19,7 @@ use slog::{debug, info, o, warn, Logger};
 use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
 use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
 use crate::config::WorkerGroup;
+use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::{ClaimedJob, ProcessId};
 use crate::registry::Registry;
@@ -215,23 +216,31 @@ impl Worker {
     /// Starts `jobs` as tasks on the executions arbiter (one hand-over for the batch), except
     /// those whose claims were handed back.
     fn start_jobs(&mut self, process: ProcessId, jobs: Vec<ClaimedJob>) {
-        let jobs: Vec<ClaimedJob> = jobs.into_iter().filter(|job| self.shared.book.start(job.token)).collect();
+        let jobs: Vec<(ClaimedJob, Cancellation)> = jobs
+            .into_iter()
+            .filter_map(|job| self.shared.book.start(job.token).map(|cancellation| (job, cancellation)))
+            .collect();
         if jobs.is_empty() {
             return;
         }
-        for job in &jobs {
+        for (job, _) in &jobs {
             debug!(self.logger, "job started"; "process_id" => process, "job_id" => job.token.job_id,
                 "kind" => &job.kind, "queue" => &job.queue, "attempt" => job.attempts);
         }
-        let tokens: Vec<_> = jobs.iter().map(|job| job.token).collect();
+        let tokens: Vec<_> = jobs.iter().map(|(job, _)| job.token).collect();
         let (registry, book, logger) = (self.shared.registry.clone(), self.shared.book.clone(), self.logger.clone());
         let spawned = self.shared.executions.spawn_fn(move || {
             let process_name = process.to_string();
-            for job in jobs {
-                let run = registry.perform(&job, &process_name);
+            for (job, cancellation) in jobs {
+                let run = registry.perform(&job, &process_name, cancellation.clone());
                 let (book, logger) = (book.clone(), logger.clone());
                 actix_rt::spawn(async move {
                     let outcome = run.await;
+                    // An operator's cancel decides the ending, whatever the handler returned.
+                    let outcome = match cancellation.reason() {
+                        Some(CancelReason::Cancelled) => Outcome::Cancelled,
+                        _ => outcome,
+                    };
                     execution_ended(&book, &logger, process, job, outcome);
                 });
             }

@@ -360,6 +360,11 @@ pub(crate) fn apply(
     for (job_id, transition) in transitions {
         let ends = matches!(transition, Transition::Complete | Transition::Fail(_) | Transition::Discard(_));
         if cancel_requested.contains(job_id) && !ends {
+            // An execution that ran counts its attempt; one released unstarted or snoozed
+            // does not.
+            if matches!(transition, Transition::Retry(..) | Transition::Cancel) {
+                count_attempt(conn, &[*job_id], now)?;
+            }
             cancelled.push(*job_id);
             continue;
         }
@@ -388,7 +393,11 @@ pub(crate) fn apply(
                 count_attempt(conn, &[*job_id], now)?;
                 end_jobs(conn, &[*job_id], "discarded", Some(error), now)?;
             }
-            Transition::Cancel => cancelled.push(*job_id),
+            Transition::Cancel => {
+                // The handler ran (and was told to stop): the attempt counts.
+                count_attempt(conn, &[*job_id], now)?;
+                cancelled.push(*job_id);
+            }
         }
     }
     mark_finished(conn, &complete, now)?;

@@ -63,9 +63,26 @@ impl Store {
     /// Stamps the process's `last_heartbeat_at`, after checking that the database is still
     /// the one this store opened ([`Store::check_database`]).
     pub fn beat(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<Beat> {
+        self.beat_with_metadata(process, now, None)
+    }
+
+    /// [`Store::beat`], rewriting the row's `metadata` in the same statement when given (the
+    /// process's abandoned executions changed).
+    pub fn beat_with_metadata(
+        &self,
+        process: ProcessId,
+        now: NaiveDateTime,
+        metadata: Option<&serde_json::Value>,
+    ) -> StoreResult<Beat> {
         self.check_database()?;
         let stamped = self.write("writing the heartbeat", |conn| {
-            diesel::update(processes::table.find(process)).set(processes::last_heartbeat_at.eq(now)).execute(conn)
+            let row = processes::table.find(process);
+            match metadata {
+                Some(metadata) => diesel::update(row)
+                    .set((processes::last_heartbeat_at.eq(now), processes::metadata.eq(metadata.to_string())))
+                    .execute(conn),
+                None => diesel::update(row).set(processes::last_heartbeat_at.eq(now)).execute(conn),
+            }
         })?;
         if stamped > 0 {
             return Ok(Beat::Stamped);

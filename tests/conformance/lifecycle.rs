@@ -56,6 +56,7 @@ fn discard_snooze_and_cancel_outcomes_end_or_delay_the_job(db: &TestDb) {
     assert_eq!(rows[1].scheduled_at, Some(t(32)));
     assert_eq!(rows[1].attempts, 0, "a snooze does not count the attempt");
     assert_eq!(rows[2].state, Some(JobState::Cancelled));
+    assert_eq!(rows[2].attempts, 1, "a cancelled execution ran: its attempt counts");
     assert!(rows[0].finished_at.is_some() && rows[2].finished_at.is_some());
     let totals = totals(store);
     assert_eq!((totals.discarded, totals.cancelled, totals.scheduled, totals.finished), (1, 1, 1, 0));
@@ -111,6 +112,7 @@ fn a_running_job_is_not_discarded_and_its_cancel_is_requested(db: &TestDb) {
         vec![(c[0].token, Transition::Retry(error("stopped"), Duration::ZERO)), (c[1].token, Transition::Complete)];
     assert_eq!(store.record(&batch, t(3)).unwrap().applied.len(), 2);
     assert_eq!(state(store, ids[0]), "cancelled");
+    assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 1);
     assert_eq!(state(store, ids[1]), "finished");
     assert!(store.cancel_requests(p).unwrap().is_empty());
 }
