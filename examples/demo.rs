@@ -3,15 +3,19 @@
 //! Creates the database (SQLite `solidq.sqlite3` unless `SOLIDQ_DATABASE_URL` says otherwise),
 //! registers an async handler actor and a blocking one on a `SyncArbiter`, enqueues a mix of
 //! jobs (immediate, scheduled a few seconds out, different priorities, one whose handler panics
-//! on its first run), shows progress, prints the status table and exits 0 once every job it
-//! enqueued has finished.
+//! on its first run, one that fails with an error and succeeds on its retry, one that snoozes,
+//! a concurrency-limited kind that runs one job per account at a time), adds a recurring task
+//! that runs every second, shows progress, prints the status table and exits 0 once every job
+//! it enqueued has finished and the recurring task has run at least twice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
+use solidq::recurring::RecurringTask;
+use solidq::store::JobFilter;
+use solidq::{ConcurrencyLimit, EnqueueOptions, Job, JobError, JobState, NewJob, Perform, Runtime};
 
 /// Sent by the async `Mailer` actor.
 #[derive(Serialize, Deserialize)]
@@ -50,6 +54,52 @@ impl Job for FlakyReport {
     }
 }
 
+/// Fails with an error on its first attempt (the invoice service is "down"), succeeds on the
+/// retry.
+#[derive(Serialize, Deserialize)]
+struct SendInvoice {
+    number: u32,
+}
+
+impl Job for SendInvoice {
+    const KIND: &'static str = "demo.send_invoice";
+    fn backoff(_attempt: i32) -> Duration {
+        Duration::from_millis(500)
+    }
+}
+
+/// Snoozes twice (the stock is not there yet) without using an attempt, then runs.
+#[derive(Serialize, Deserialize)]
+struct ShipOrder {
+    order: u32,
+}
+
+impl Job for ShipOrder {
+    const KIND: &'static str = "demo.ship_order";
+}
+
+/// At most one per account at a time: the others wait as blocked.
+#[derive(Serialize, Deserialize)]
+struct SyncAccount {
+    account: u32,
+    step: u32,
+}
+
+impl Job for SyncAccount {
+    const KIND: &'static str = "demo.sync_account";
+    fn concurrency(&self) -> Option<ConcurrencyLimit> {
+        Some(ConcurrencyLimit::new(format!("account:{}", self.account), 1))
+    }
+}
+
+/// Enqueued every second by a recurring task.
+#[derive(Serialize, Deserialize)]
+struct Tick {}
+
+impl Job for Tick {
+    const KIND: &'static str = "demo.tick";
+}
+
 struct Mailer;
 
 impl Actor for Mailer {
@@ -82,7 +132,63 @@ impl Handler<Perform<FlakyReport>> for Mailer {
     }
 }
 
+static SNOOZES: AtomicUsize = AtomicUsize::new(0);
+
+impl Handler<Perform<SendInvoice>> for Mailer {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<SendInvoice>, _: &mut Context<Self>) -> Self::Result {
+        if msg.meta.attempt == 1 {
+            println!("  mailer: invoice {} failed on attempt 1 (service down), retried in 0.5 s", msg.job.number);
+            return Err(JobError::new("invoice service unavailable"));
+        }
+        println!("  mailer: invoice {} sent on attempt {}", msg.job.number, msg.meta.attempt);
+        Ok(())
+    }
+}
+
+impl Handler<Perform<ShipOrder>> for Mailer {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<ShipOrder>, _: &mut Context<Self>) -> Self::Result {
+        if SNOOZES.fetch_add(1, Ordering::SeqCst) < 2 {
+            println!(
+                "  mailer: order {} not in stock yet, snoozed 0.5 s (attempt {} not used)",
+                msg.job.order, msg.meta.attempt
+            );
+            return Err(JobError::snooze(Duration::from_millis(500)));
+        }
+        println!("  mailer: order {} shipped on attempt {}", msg.job.order, msg.meta.attempt);
+        Ok(())
+    }
+}
+
+impl Handler<Perform<Tick>> for Mailer {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
+        println!("  mailer: recurring tick (job {})", msg.meta.id);
+        Ok(())
+    }
+}
+
+static SYNCING: AtomicUsize = AtomicUsize::new(0);
+static MOST_SYNCING: AtomicUsize = AtomicUsize::new(0);
+
 struct Renderer;
+
+impl Handler<Perform<SyncAccount>> for Renderer {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<SyncAccount>, _: &mut SyncContext<Self>) -> Self::Result {
+        let running = SYNCING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_SYNCING.fetch_max(running, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(150));
+        SYNCING.fetch_sub(1, Ordering::SeqCst);
+        println!("  renderer: account {} synced, step {} ({running} running)", msg.job.account, msg.job.step);
+        Ok(())
+    }
+}
 
 impl Actor for Renderer {
     type Context = SyncContext<Self>;
@@ -113,7 +219,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::from_env()?
         .register::<WelcomeEmail, _, _>(|| Mailer)
         .register::<FlakyReport, _, _>(|| Mailer)
-        .register_sync::<RenderThumbnail, _, _>(2, || Renderer);
+        .register::<SendInvoice, _, _>(|| Mailer)
+        .register::<ShipOrder, _, _>(|| Mailer)
+        .register::<Tick, _, _>(|| Mailer)
+        .register_sync::<RenderThumbnail, _, _>(2, || Renderer)
+        .register_sync::<SyncAccount, _, _>(3, || Renderer)
+        .recurring(RecurringTask::new("demo-tick", "every 1s", Tick::KIND)?.arguments(serde_json::json!({})));
     let store = runtime.store();
     println!("solidq demo on {} ({})", runtime.config().database_url, store.backend());
 
@@ -133,8 +244,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         jobs.push(NewJob::from_job(&RenderThumbnail { image, millis: 50 }, opts)?);
     }
     jobs.push(NewJob::from_job(&FlakyReport { name: "weekly".into() }, EnqueueOptions::new())?);
+    jobs.push(NewJob::from_job(&SendInvoice { number: 1001 }, EnqueueOptions::new())?);
+    jobs.push(NewJob::from_job(&ShipOrder { order: 77 }, EnqueueOptions::new())?);
+    for step in 1..=3 {
+        jobs.push(NewJob::from_job(&SyncAccount { account: 1, step }, EnqueueOptions::new())?);
+    }
     let ids = runtime.queue().enqueue_new_blocking(&jobs)?;
-    println!("enqueued {} jobs (3 scheduled 3 s out, one that panics once)", ids.len());
+    println!(
+        "enqueued {} jobs (3 scheduled 3 s out, one that panics once, one that fails once, one that snoozes, \
+         3 syncs of one account limited to 1 at a time) and a recurring task every second",
+        ids.len()
+    );
 
     let view_store = store.clone();
     let alive_threshold = runtime.config().alive_threshold;
@@ -147,24 +267,32 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             actix_rt::time::sleep(Duration::from_millis(250)).await;
             let ids = ids.clone();
             let view = view_store.clone();
-            let states = actix_rt::task::spawn_blocking(move || {
-                ids.iter().map(|id| view.job(*id).map(|j| j.and_then(|j| j.state))).collect::<Result<Vec<_>, _>>()
+            let (states, ticks) = actix_rt::task::spawn_blocking(move || {
+                let states = ids
+                    .iter()
+                    .map(|id| view.job(*id).map(|j| j.and_then(|j| j.state)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut ticks = JobFilter::new(JobState::Finished);
+                ticks.kind = Some(Tick::KIND.to_string());
+                Ok::<_, solidq::StoreError>((states, view.list_jobs(&ticks)?.len()))
             })
             .await??;
             let count = |s: &str| states.iter().filter(|st| st.is_some_and(|st| st.as_str() == s)).count();
             let line = format!(
-                "progress: ready={} scheduled={} claimed={} finished={} failed={}",
+                "progress: ready={} scheduled={} blocked={} claimed={} finished={} failed={} recurring runs={}",
                 count("ready"),
                 count("scheduled"),
+                count("blocked"),
                 count("claimed"),
                 count("finished"),
-                count("failed")
+                count("failed"),
+                ticks
             );
             if line != last_line {
                 println!("[{:>5.1}s] {line}", started.elapsed().as_secs_f32());
                 last_line = line;
             }
-            if count("finished") + count("failed") == states.len() {
+            if count("finished") + count("failed") == states.len() && ticks >= 2 {
                 break count("failed") == 0;
             }
             if started.elapsed() > Duration::from_secs(50) {
@@ -191,6 +319,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if counts.ready + counts.claimed > 0 {
         return Err(format!("{} jobs left ready and {} claimed", counts.ready, counts.claimed).into());
+    }
+    let most = MOST_SYNCING.load(Ordering::SeqCst);
+    println!("account syncs running at once, at most: {most} (limit 1)");
+    if most > 1 {
+        return Err("the concurrency limit was exceeded".into());
     }
     println!("all demo jobs finished");
     Ok(())
