@@ -320,9 +320,16 @@ pub fn render_table(view: &StatusView<'_>) -> String {
     }
     let t = view.totals;
     out.push_str(&format!(
-        "\nJobs: {} ready, {} scheduled, {} claimed, {} failed, {} finished\n",
+        "\nJobs: {} ready, {} scheduled, {} claimed, {} failed, {} finished",
         t.ready, t.scheduled, t.claimed, t.failed, t.finished
     ));
+    // The states of the job lifecycle features, when they are in use.
+    for (count, state) in [(t.blocked, "blocked"), (t.discarded, "discarded"), (t.cancelled, "cancelled")] {
+        if count > 0 {
+            out.push_str(&format!(", {count} {state}"));
+        }
+    }
+    out.push('\n');
     if !view.queues.is_empty() {
         let rows: Vec<Vec<String>> = view
             .queues
@@ -404,8 +411,8 @@ fn abandoned_section(view: &StatusView<'_>) -> String {
 ///   negative under clock skew), `alive` and `abandoned` (`count` and `executions`, each
 ///   with `job_id`, `kind`, `attempt`, `timeout_secs` and `timed_out_at`: executions that ran
 ///   past their timeout and whose handler still runs, see [`AbandonedExecutions`]);
-/// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished` and `queues`, a list of
-///   objects with `queue` and the same five counts;
+/// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished`, `blocked`, `discarded`,
+///   `cancelled` and `queues`, a list of objects with `queue` and the same eight counts;
 /// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
 ///   `jobs` and `reason`;
 /// - `now` (RFC 3339, UTC) and `alive_threshold_secs`, to interpret `alive`.
@@ -441,6 +448,9 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
             "claimed": t.claimed,
             "failed": t.failed,
             "finished": t.finished,
+            "blocked": t.blocked,
+            "discarded": t.discarded,
+            "cancelled": t.cancelled,
             "queues": view.queues,
         },
         "unservable": unservable(view.processes, view.waiting, view.now, view.alive_threshold),

@@ -229,13 +229,13 @@ impl Store {
     /// Retries every failed job (of `kind`, if given), [`ACTION_BATCH`] per transaction;
     /// returns how many.
     pub fn retry_failed(&self, kind: Option<&str>, now: NaiveDateTime) -> StoreResult<usize> {
-        self.bulk("retrying failed jobs", kind, now, |store, conn, ids| restart(store, conn, ids, now))
+        self.bulk("retrying failed jobs", kind, |store, conn, ids| restart(store, conn, ids, now))
     }
 
     /// Discards every failed job (of `kind`, if given), [`ACTION_BATCH`] per transaction;
     /// returns how many.
     pub fn discard_failed(&self, kind: Option<&str>, now: NaiveDateTime) -> StoreResult<usize> {
-        self.bulk("discarding failed jobs", kind, now, |_, conn, ids| end_jobs(conn, ids, "discarded", None, now))
+        self.bulk("discarding failed jobs", kind, |_, conn, ids| end_jobs(conn, ids, "discarded", None, now))
     }
 
     /// Takes failed jobs of `kind` in batches and hands each batch (their failed rows
@@ -244,10 +244,8 @@ impl Store {
         &self,
         action: &'static str,
         kind: Option<&str>,
-        now: NaiveDateTime,
         then: impl Fn(&Store, &mut DbConnection, &[JobId]) -> QueryResult<()>,
     ) -> StoreResult<usize> {
-        let _ = now;
         let mut filter = JobFilter::new(JobState::Failed);
         filter.kind = kind.map(str::to_string);
         filter.limit = ACTION_BATCH;
@@ -255,14 +253,10 @@ impl Store {
         loop {
             let done = self.write(action, |conn| {
                 let ids = job_ids_on(conn, &filter)?;
+                // The rows deleted decide: a job retried or discarded meanwhile is left alone.
                 let taken: Vec<JobId> = diesel::delete(failed::table.filter(failed::job_id.eq_any(&ids)))
                     .returning(failed::job_id)
-                    .get_results(conn)
-                    .or_else(|_| {
-                        // Backends without RETURNING on this path: the write lock makes the
-                        // ids read above the ones deleted.
-                        Ok::<_, diesel::result::Error>(ids.clone())
-                    })?;
+                    .get_results(conn)?;
                 then(self, conn, &taken)?;
                 Ok(ids.len())
             })?;
@@ -270,7 +264,6 @@ impl Store {
             if done < ACTION_BATCH {
                 break;
             }
-            filter.after = None;
         }
         if total > 0 {
             self.jobs_ready();
