@@ -18,7 +18,7 @@
 //! | `SOLIDQ_LOG` | `trace`, `debug`, `info`, `warn`, `error`, `critical` | `info` |
 //! | `SOLIDQ_LOG_FORMAT` | `term` or `json` | `term` |
 //! | `SOLIDQ_PRESERVE_FINISHED_JOBS` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
-//! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1m to 3650d | `1d` |
+//! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1s to 3650d | `1d` |
 //! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
 //! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
 //!
@@ -169,9 +169,9 @@ pub mod limits {
     pub const WATCHDOG_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(3600);
     /// `SOLIDQ_SHUTDOWN_TIMEOUT` (0: do not wait).
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
-    /// `SOLIDQ_CLEAR_FINISHED_AFTER`: a minute to ten years.
+    /// `SOLIDQ_CLEAR_FINISHED_AFTER`: a second to ten years.
     pub const CLEAR_FINISHED_AFTER: RangeInclusive<Duration> =
-        Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 86_400);
+        Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400);
 }
 
 /// How to write a duration, shown in error messages.

@@ -180,7 +180,7 @@ fn every_knob_has_a_range_named_in_its_error() {
         ("SOLIDQ_DISPATCHER_POLLING_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),
         ("SOLIDQ_HEARTBEAT_INTERVAL", "2h", "is too long (use from 100ms to 1h"),
         ("SOLIDQ_ALIVE_THRESHOLD", "30x", "is not a duration"),
-        ("SOLIDQ_CLEAR_FINISHED_AFTER", "10s", "is too short (use from 1m to"),
+        ("SOLIDQ_CLEAR_FINISHED_AFTER", "0.5", "is too short (use from 1s to"),
         ("SOLIDQ_PRESERVE_FINISHED_JOBS", "maybe", "SOLIDQ_PRESERVE_FINISHED_JOBS=\"maybe\""),
         ("SOLIDQ_ALIVE_THRESHOLD", "25h", "is too long (use from 200ms to 24h"),
         ("SOLIDQ_WATCHDOG_INTERVAL", "1ms", "is too short (use from 10ms to 1h"),

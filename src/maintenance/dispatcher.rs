@@ -36,8 +36,9 @@ pub struct DispatcherConfig {
 /// room ([`Store::release_blocked`]): the safety net for a release cut short by a crash, and
 /// for holders past their duration.
 pub const RELEASE_BLOCKED_EVERY: u64 = 10;
-/// Every this many passes (about a minute at the default interval), the dispatcher clears
-/// ended jobs older than `clear_finished_after`; every pass when that is zero.
+/// At most every this many passes (about a minute at the default interval), the dispatcher
+/// clears ended jobs older than `clear_finished_after`; more often when that is shorter (every
+/// pass when it is zero or shorter than the interval).
 pub const CLEAR_FINISHED_EVERY: u64 = 60;
 /// Ended jobs deleted per transaction, so a clear never holds locks for long.
 pub const CLEAR_FINISHED_BATCH: usize = 1_000;
@@ -110,7 +111,9 @@ impl Service for Dispatcher {
             outcome.released = store.release_blocked(pass.now)?;
         }
         if let Some(keep) = self.config.clear_finished_after {
-            if keep.is_zero() || self.passes % CLEAR_FINISHED_EVERY == 1 {
+            let every =
+                (keep.as_millis() / self.config.interval.as_millis().max(1)).clamp(1, u128::from(CLEAR_FINISHED_EVERY));
+            if (self.passes - 1) % every as u64 == 0 {
                 let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
                 let before = pass.now.checked_sub_signed(keep).unwrap_or(chrono::NaiveDateTime::MIN);
                 for _ in 0..self.config.max_batches_per_pass {
