@@ -113,7 +113,7 @@ impl Service for Dispatcher {
         if let Some(keep) = self.config.clear_finished_after {
             let every =
                 (keep.as_millis() / self.config.interval.as_millis().max(1)).clamp(1, u128::from(CLEAR_FINISHED_EVERY));
-            if (self.passes - 1) % every as u64 == 0 {
+            if (self.passes - 1).is_multiple_of(every as u64) {
                 let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
                 let before = pass.now.checked_sub_signed(keep).unwrap_or(chrono::NaiveDateTime::MIN);
                 for _ in 0..self.config.max_batches_per_pass {
