@@ -17,23 +17,12 @@ use solidq::store::DeathCause;
 use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
 
 use common::fixtures::logger;
-use common::{backend_tests, wait_for};
 
-/// Fast intervals so every test finishes in a few seconds.
+/// The shared fast configuration with three slots.
 fn fast_config(db: &TestDb) -> Config {
-    Config {
-        database_url: db.url.clone(),
-        pool_size: 4,
-        workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 3 }],
-        polling_interval: Duration::from_millis(20),
-        dispatcher_polling_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(100),
-        alive_threshold: Duration::from_secs(3),
-        watchdog_interval: Duration::from_millis(100),
-        shutdown_timeout: Duration::from_secs(5),
-        ..Config::default()
-    }
+    common::fixtures::fast_config(db, 3)
 }
+use common::{backend_tests, wait_for};
 
 fn state(db: &TestDb, id: i64) -> String {
     db.state(id)

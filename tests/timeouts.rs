@@ -12,29 +12,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
-use common::fixtures::logger;
+use common::fixtures::{fast_config, logger};
 use common::{backend_tests, wait_for, TestDb};
 use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
-use solidq::config::{Config, WorkerGroup};
-use solidq::model::{FailureKind, QueuePattern};
+use solidq::model::FailureKind;
 use solidq::store::manage::Cancelled;
 use solidq::{CancelReason, Cancellation, EnqueueOptions, Job, JobError, Perform, Runtime};
-
-fn fast_config(db: &TestDb, concurrency: usize) -> Config {
-    Config {
-        database_url: db.url.clone(),
-        pool_size: 4,
-        workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency }],
-        polling_interval: Duration::from_millis(20),
-        dispatcher_polling_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(100),
-        alive_threshold: Duration::from_secs(3),
-        watchdog_interval: Duration::from_millis(100),
-        shutdown_timeout: Duration::from_secs(5),
-        ..Config::default()
-    }
-}
 
 // --- an async handler slower than its timeout on the first attempt ---------------------------
 

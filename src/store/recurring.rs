@@ -15,6 +15,8 @@ use diesel::dsl::max;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::connection::DbConnection;
+use super::dialect::on_backend;
 use super::schema::{solidq_recurring_executions as runs, solidq_recurring_tasks as tasks};
 use super::{Store, StoreResult};
 use crate::model::{JobId, NewJob};
@@ -152,6 +154,35 @@ impl<'a> TaskWrite<'a> {
     }
 }
 
+/// Inserts the task of `write` or, when a task has its key, updates that one (`ON CONFLICT
+/// (key) DO UPDATE`, so that schedulers starting together never collide).
+fn upsert_task(conn: &mut DbConnection, write: &TaskWrite<'_>) -> QueryResult<()> {
+    on_backend!(conn, |conn| diesel::insert_into(tasks::table)
+        .values((write, tasks::created_at.eq(write.updated_at)))
+        .on_conflict(tasks::key)
+        .do_update()
+        .set(write)
+        .execute(conn)
+        .map(drop))
+}
+
+/// Inserts the run (`task_key`, `run_at`) with no job yet, unless it exists (`ON CONFLICT DO
+/// NOTHING`); returns whether this call inserted it. The unique (task_key, run_at) decides
+/// which scheduler enqueues a run.
+fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, now: NaiveDateTime) -> QueryResult<bool> {
+    let inserted = on_backend!(conn, |conn| diesel::insert_into(runs::table)
+        .values((
+            runs::task_key.eq(task_key),
+            runs::run_at.eq(run_at),
+            runs::job_id.eq(None::<JobId>),
+            runs::created_at.eq(now),
+        ))
+        .on_conflict((runs::task_key, runs::run_at))
+        .do_nothing()
+        .execute(conn))?;
+    Ok(inserted == 1)
+}
+
 type TaskColumns = (
     tasks::key,
     tasks::schedule,
@@ -224,7 +255,7 @@ impl Store {
         let keys: Vec<&str> = configured.iter().map(|task| task.key.as_str()).collect();
         self.write("writing the static recurring tasks", |conn| {
             for task in configured {
-                self.dialect().upsert_recurring_task(conn, &TaskWrite::new(task, true, now))?;
+                upsert_task(conn, &TaskWrite::new(task, true, now))?;
             }
             let stale = tasks::table.filter(tasks::is_static.eq(true)).filter(tasks::key.ne_all(&keys));
             let removed: Vec<String> = stale.select(tasks::key).load(conn)?;
@@ -239,9 +270,7 @@ impl Store {
     /// dynamic). Running schedulers pick it up at their next reload of the task list.
     pub fn add_recurring_task(&self, task: &RecurringTask, now: NaiveDateTime) -> StoreResult<()> {
         check_task(task)?;
-        self.write("adding a recurring task", |conn| {
-            self.dialect().upsert_recurring_task(conn, &TaskWrite::new(task, false, now))
-        })
+        self.write("adding a recurring task", |conn| upsert_task(conn, &TaskWrite::new(task, false, now)))
     }
 
     /// Deletes the dynamic task `key`. Static tasks are not deleted (they come back when a
@@ -319,7 +348,7 @@ impl Store {
         let ids = self.write("enqueueing recurring task runs", |conn| {
             let mut ids = Vec::with_capacity(due.len());
             for run in due {
-                if !self.dialect().insert_recurring_run(conn, &run.task_key, run.run_at, now)? {
+                if !insert_run(conn, &run.task_key, run.run_at, now)? {
                     ids.push(None);
                     continue;
                 }

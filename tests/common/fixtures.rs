@@ -7,6 +7,23 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use solidq::{Job, JobError, Perform};
 
+/// A runtime configuration for `db` with fast intervals, so that every test finishes in a few
+/// seconds: one worker group for every queue with `concurrency` slots.
+pub fn fast_config(db: &super::TestDb, concurrency: usize) -> solidq::Config {
+    solidq::Config {
+        database_url: db.url.clone(),
+        pool_size: 4,
+        workers: vec![solidq::config::WorkerGroup { queues: vec![solidq::model::QueuePattern::All], concurrency }],
+        polling_interval: Duration::from_millis(20),
+        dispatcher_polling_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(100),
+        alive_threshold: Duration::from_secs(3),
+        watchdog_interval: Duration::from_millis(100),
+        shutdown_timeout: Duration::from_secs(5),
+        ..solidq::Config::default()
+    }
+}
+
 /// A job that does nothing.
 #[derive(Serialize, Deserialize)]
 pub struct Noop(pub u32);

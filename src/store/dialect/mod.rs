@@ -13,8 +13,6 @@
 //!   `take_orphan_claims`, `take_due`): the row that is deleted decides who acted, so two
 //!   processes never both act on it. PostgreSQL deletes `RETURNING` (with `SKIP LOCKED` where
 //!   waiting is pointless); SQLite selects and deletes under its write lock.
-//! - **Upserts** (recurring tasks and their runs): `ON CONFLICT`, which diesel builds for each
-//!   backend but not for the `MultiConnection`.
 //! - **Session liveness** ([`SessionLiveness`]): proving that a process's database session is
 //!   still open, so that its death is seen at once (PostgreSQL: a session advisory lock on a
 //!   dedicated connection). SQLite has none; the pid probe and the heartbeat decide there.
@@ -44,7 +42,6 @@ use diesel::QueryResult;
 
 use super::connection::DbConnection;
 use super::jobs::Claim;
-use super::recurring::TaskWrite;
 use super::StoreResult;
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
@@ -167,21 +164,6 @@ pub trait Dialect: Send + Sync + 'static {
     /// their job ids (to be made ready). Never waits for rows another dispatcher is taking.
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>>;
 
-    /// Inserts the task of `write` or, when a task has its key, updates that one (an upsert:
-    /// `ON CONFLICT (key) DO UPDATE`, so that schedulers starting together never collide).
-    fn upsert_recurring_task(&self, conn: &mut DbConnection, write: &TaskWrite<'_>) -> QueryResult<()>;
-
-    /// Inserts the run (`task_key`, `run_at`) of a recurring task with no job yet, unless it
-    /// exists (`ON CONFLICT DO NOTHING`); returns whether this call inserted it. The unique
-    /// (task_key, run_at) decides which scheduler enqueues a run.
-    fn insert_recurring_run(
-        &self,
-        conn: &mut DbConnection,
-        task_key: &str,
-        run_at: NaiveDateTime,
-        now: NaiveDateTime,
-    ) -> QueryResult<bool>;
-
     /// Deletes the row of `process` (if its heartbeat is older than `cutoff`, when given) and
     /// returns what it said: the deletion decides which reaper reaps, and a heartbeat that
     /// committed first makes the cutoff fail.
@@ -236,6 +218,19 @@ pub trait SessionLiveness: Send + Sync {
     /// registered it and the session is up (PostgreSQL: the backend pid).
     fn session_id(&self, process: ProcessId) -> Option<i32>;
 }
+
+/// Runs `$body` with `$c` bound to the backend's own connection, for statements written the
+/// same way for every backend that diesel's `MultiConnection` cannot build (`ON CONFLICT`):
+/// the body is compiled once per backend.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::connection::DbConnection::Sqlite($c) => $body,
+            $crate::store::connection::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
 
 /// The connection of the variant a dialect expects; a mismatch is a bug in the store.
 macro_rules! expect_variant {

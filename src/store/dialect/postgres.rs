@@ -21,9 +21,7 @@ use super::{expect_variant, DeadProcess, Dialect, HotPath, SessionLiveness};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{init_tls, DbConnection};
 use crate::store::jobs::{like_prefix, Claim};
-use crate::store::recurring::TaskWrite;
 use crate::store::schema::{solidq_claimed_executions as claimed, solidq_processes as processes};
-use crate::store::schema::{solidq_recurring_executions as recurring_runs, solidq_recurring_tasks as recurring_tasks};
 use crate::store::{EnqueueConnection, StoreError, StoreResult};
 
 /// The PostgreSQL migrations, embedded at build time.
@@ -528,38 +526,6 @@ impl Dialect for Postgres {
     fn take_orphan_claims(&self, conn: &mut DbConnection) -> QueryResult<Vec<JobId>> {
         let rows: Vec<JobIdRow> = sql_query(TAKE_ORPHANS_SQL).load(expect_variant!(conn, Postgres))?;
         Ok(rows.into_iter().map(|row| row.job_id).collect())
-    }
-
-    fn upsert_recurring_task(&self, conn: &mut DbConnection, write: &TaskWrite<'_>) -> QueryResult<()> {
-        let conn = expect_variant!(conn, Postgres);
-        diesel::insert_into(recurring_tasks::table)
-            .values((write, recurring_tasks::created_at.eq(write.updated_at)))
-            .on_conflict(recurring_tasks::key)
-            .do_update()
-            .set(write)
-            .execute(conn)
-            .map(drop)
-    }
-
-    fn insert_recurring_run(
-        &self,
-        conn: &mut DbConnection,
-        task_key: &str,
-        run_at: NaiveDateTime,
-        now: NaiveDateTime,
-    ) -> QueryResult<bool> {
-        let conn = expect_variant!(conn, Postgres);
-        let inserted = diesel::insert_into(recurring_runs::table)
-            .values((
-                recurring_runs::task_key.eq(task_key),
-                recurring_runs::run_at.eq(run_at),
-                recurring_runs::job_id.eq(None::<JobId>),
-                recurring_runs::created_at.eq(now),
-            ))
-            .on_conflict((recurring_runs::task_key, recurring_runs::run_at))
-            .do_nothing()
-            .execute(conn)?;
-        Ok(inserted == 1)
     }
 
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
