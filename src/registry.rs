@@ -46,6 +46,9 @@ pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 pub trait ErasedHandler: Send + Sync {
     /// Starts the handler actor(s); called once inside the running System.
     fn start(&self);
+    /// The unique key and concurrency limit the kind derives from `arguments`
+    /// ([`Job::unique_key`], [`Job::concurrency`]); nothing when they do not deserialize.
+    fn kind_options(&self, arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>);
     /// Runs one claimed job; `cancellation` is the execution's token, `abandoned` where it is
     /// kept should it run past its kind's timeout.
     fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, abandoned: &Abandoned) -> OutcomeFuture;
@@ -90,6 +93,20 @@ impl Registry {
     /// The executions of this process that ran past their timeout and still run.
     pub fn abandoned(&self) -> &Abandoned {
         &self.abandoned
+    }
+
+    /// Gives `job` (built from a kind and JSON, as a recurring task's run) the unique key and
+    /// concurrency limit its kind derives from the arguments, where it has none, if a handler
+    /// for the kind is registered here.
+    pub fn apply_kind_options(&self, job: &mut crate::model::NewJob) {
+        let Some(handler) = self.handlers.get(job.kind.as_str()) else { return };
+        let (unique_key, concurrency) = handler.kind_options(&job.arguments);
+        if job.unique_key.is_none() {
+            job.unique_key = unique_key;
+        }
+        if job.concurrency.is_none() {
+            job.concurrency = concurrency;
+        }
     }
 
     /// Runs `job` on its kind's handler, with `cancellation` in its [`JobMeta`]; an unknown
@@ -531,6 +548,13 @@ where
         let live = self.spawn(0, false);
         if let Ok(mut state) = self.state.lock() {
             *state = Some(live);
+        }
+    }
+
+    fn kind_options(&self, arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>) {
+        match serde_json::from_str::<J>(arguments) {
+            Ok(job) => (job.unique_key(), job.concurrency()),
+            Err(_) => (None, None),
         }
     }
 

@@ -12,7 +12,7 @@ use common::{backend_tests, wait_for, TestDb};
 use solidq::config::Config;
 use solidq::recurring::RecurringTask;
 use solidq::store::Removed;
-use solidq::{Runtime, RuntimeError};
+use solidq::{Job, Runtime, RuntimeError};
 
 fn runtime(db: &TestDb) -> Runtime {
     let config =
@@ -50,7 +50,51 @@ async fn static_and_dynamic_tasks_run_and_their_jobs_are_performed(db: TestDb) {
     handle.shutdown().await;
 }
 
-backend_tests!(actix: static_and_dynamic_tasks_run_and_their_jobs_are_performed);
+/// A slow report whose kind allows one at a time: runs due while one is running wait.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SlowReport {
+    name: String,
+}
+
+impl solidq::Job for SlowReport {
+    const KIND: &'static str = "test.slow_report";
+    fn concurrency(&self) -> Option<solidq::ConcurrencyLimit> {
+        Some(solidq::ConcurrencyLimit::new(format!("report:{}", self.name), 1))
+    }
+}
+
+struct SlowReporter;
+
+impl actix::Actor for SlowReporter {
+    type Context = actix::SyncContext<Self>;
+}
+
+impl actix::Handler<solidq::Perform<SlowReport>> for SlowReporter {
+    type Result = Result<(), solidq::JobError>;
+    fn handle(&mut self, _: solidq::Perform<SlowReport>, _: &mut actix::SyncContext<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(2_500));
+        Ok(())
+    }
+}
+
+/// The runs of a recurring task go through the concurrency limit its kind derives from the
+/// arguments, as an enqueue from Rust code would.
+async fn recurring_runs_go_through_their_kinds_concurrency_limit(db: TestDb) {
+    let task = RecurringTask::new("report", "every 1s", SlowReport::KIND)
+        .unwrap()
+        .arguments(serde_json::json!({ "name": "daily" }));
+    let handle = runtime(&db).register_sync::<SlowReport, _, _>(3, || SlowReporter).recurring(task).start().unwrap();
+    wait_for("three runs", Duration::from_secs(10), || runs(&db, "report") >= 3).await;
+    let totals = db.store.counts().unwrap().0;
+    assert_eq!(totals.claimed, 1, "one report at a time: {totals:?}");
+    assert!(totals.blocked >= 1, "the later runs wait as blocked: {totals:?}");
+    handle.shutdown().await;
+}
+
+backend_tests!(actix:
+    static_and_dynamic_tasks_run_and_their_jobs_are_performed,
+    recurring_runs_go_through_their_kinds_concurrency_limit,
+);
 
 #[actix_rt::test]
 async fn a_static_key_given_twice_stops_the_start() {

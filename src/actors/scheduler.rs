@@ -18,6 +18,7 @@
 //! [`RecurringTask::due`](crate::recurring::RecurringTask::due)).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -28,6 +29,7 @@ use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
 use crate::job::EnqueueOptions;
 use crate::model::{JobId, NewJob};
 use crate::recurring::{local_time, RecurringTask};
+use crate::registry::Registry;
 use crate::store::{DueRun, SharedStore, Store, StoreResult};
 
 /// Default time between two reloads of the task list.
@@ -88,15 +90,20 @@ struct PassReport {
 }
 
 /// The job a run of `task` enqueues.
-fn job_of(task: &RecurringTask) -> Result<NewJob, String> {
+/// The job of a run of `task`, with the unique key and concurrency limit its kind derives from
+/// the arguments when this process has a handler for it.
+fn job_of(task: &RecurringTask, registry: &Registry) -> Result<NewJob, String> {
     let options = EnqueueOptions::new().queue(task.queue.clone()).priority(task.priority);
-    NewJob::from_json(&task.kind, task.arguments.clone(), options).map_err(|err| err.to_string())
+    let mut job = NewJob::from_json(&task.kind, task.arguments.clone(), options).map_err(|err| err.to_string())?;
+    registry.apply_kind_options(&mut job);
+    Ok(job)
 }
 
 /// One pass: write the static tasks (first pass), reload the task list (when `reload`), and
 /// enqueue what is due at `now`. The book changes only with what the database confirmed.
 fn pass(
     store: &Store,
+    registry: &Registry,
     settings: &SchedulerSettings,
     book: &mut Book,
     reload: bool,
@@ -168,7 +175,7 @@ fn pass(
     let mut runs = Vec::new();
     for (key, at) in due_runs {
         let Some(watched) = book.tasks.get(&key) else { continue };
-        match job_of(&watched.task) {
+        match job_of(&watched.task, registry) {
             Ok(job) => runs.push(DueRun { task_key: key, run_at: at.naive_utc(), job }),
             Err(why) => report.refused.push((key, why)),
         }
@@ -187,6 +194,8 @@ fn pass(
 pub struct Scheduler {
     settings: SchedulerSettings,
     store: SharedStore,
+    /// The process's handlers, for the options kinds derive from a run's arguments.
+    registry: Arc<Registry>,
     logger: Logger,
     /// Between passes; taken while a pass runs.
     book: Option<Book>,
@@ -197,10 +206,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler over `store`.
-    pub fn new(settings: SchedulerSettings, store: SharedStore, logger: &Logger) -> Self {
+    pub fn new(settings: SchedulerSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
         Scheduler {
             settings,
             store,
+            registry,
             logger: logger.new(o!("actor" => "scheduler")),
             book: Some(Book::default()),
             call: PeriodicCall::new(MAX_ERROR_BACKOFF),
@@ -231,8 +241,9 @@ impl Scheduler {
         }
         let mut book = self.book.take().unwrap_or_default();
         let settings = self.settings.clone();
+        let registry = self.registry.clone();
         let call = blocking(&self.store, move |store| {
-            let report = pass(store, &settings, &mut book, reload, now);
+            let report = pass(store, &registry, &settings, &mut book, reload, now);
             Ok((book, report))
         });
         ctx.spawn(call.into_actor(self).map(|result, act, ctx| {

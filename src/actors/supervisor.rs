@@ -328,7 +328,9 @@ impl Supervisor {
                     static_tasks: Vec::new(),
                     reload_interval: super::scheduler::RELOAD_INTERVAL,
                 });
-                let addr = Scheduler::start_in_arbiter(&handle, move |_| Scheduler::new(settings, store, &logger));
+                let registry = self.registry.clone();
+                let addr =
+                    Scheduler::start_in_arbiter(&handle, move |_| Scheduler::new(settings, store, registry, &logger));
                 Running::new(arbiter, &addr)
             }
         }

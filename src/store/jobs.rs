@@ -28,7 +28,7 @@ use crate::model::{ClaimToken, ClaimedJob, Enqueued, FailureRecord, JobId, NewJo
 /// Inserts `new_jobs`, some with a unique key or a concurrency limit, in the caller's
 /// transaction: the plain ones in one go, the others one at a time: a job whose unique key
 /// is held returns the holder's id; a job with a concurrency limit goes through it.
-fn enqueue_with_options(
+pub(crate) fn enqueue_with_options(
     dialect: &dyn Dialect,
     conn: &mut DbConnection,
     new_jobs: &[NewJob],

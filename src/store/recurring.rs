@@ -352,7 +352,10 @@ impl Store {
                     ids.push(None);
                     continue;
                 }
-                let id = self.dialect().enqueue(conn, std::slice::from_ref(&run.job), now)?.first().copied();
+                // Through the kind's unique key and concurrency limit, if the job has them.
+                let id = super::jobs::enqueue_with_options(self.dialect(), conn, std::slice::from_ref(&run.job), now)?
+                    .first()
+                    .map(|enqueued| enqueued.id());
                 diesel::update(
                     runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(run.run_at)),
                 )
