@@ -387,6 +387,16 @@ fn jobs_and_queues(db: &Db) {
     assert_eq!(again.stdout.trim(), first.to_string());
     assert!(again.stderr.contains("holds the unique key"), "{}", again.stderr);
     let later = enqueue(db, &["report", "{}", "--in", "1h", "--queue", "reports"]);
+    let sync = |n: &str| enqueue(db, &["sync", n, "--queue", "accounts", "--concurrency-key", "acct:1"]);
+    let (sync_first, sync_second) = (sync("1"), sync("2"));
+    let blocked = db.run(&["jobs", "list", "--state", "blocked", "--json"]);
+    let blocked: Value = serde_json::from_str(&blocked.assert_ok().stdout).unwrap();
+    assert_eq!(blocked.as_array().unwrap().len(), 1, "{blocked}");
+    assert_eq!(blocked[0]["id"], sync_second);
+    db.run(&["jobs", "cancel", &sync_first.to_string()]).assert_ok();
+    db.run(&["jobs", "cancel", &sync_second.to_string()]).assert_ok();
+    let bad = db.run(&["enqueue", "sync", "3", "--concurrency-limit", "2"]);
+    assert_eq!(bad.code, 2, "a limit without a key is a usage error");
 
     let listed = db.run(&["jobs", "list", "--state", "ready", "--json"]);
     listed.assert_ok();

@@ -96,6 +96,16 @@ pub enum Command {
         /// (and say so on standard error).
         #[arg(long, value_name = "KEY")]
         unique_key: Option<String>,
+        /// Share a concurrency limit with the jobs of this key: at most --concurrency-limit of
+        /// them ready or running at once, the others wait as blocked.
+        #[arg(long, value_name = "KEY")]
+        concurrency_key: Option<String>,
+        /// With --concurrency-key: how many at once [default: 1].
+        #[arg(long, value_name = "N", requires = "concurrency_key")]
+        concurrency_limit: Option<i32>,
+        /// With --concurrency-key: how long a running holder counts [default: 15m].
+        #[arg(long, value_name = "DURATION", value_parser = parse_delay, requires = "concurrency_key")]
+        concurrency_duration: Option<Duration>,
     },
     /// List, show, retry, discard and cancel jobs.
     Jobs {
@@ -407,7 +417,18 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
         }
         Command::Jobs { action } => manage::jobs(action, config, out)?,
         Command::Queues { action } => manage::queues(action, config, out)?,
-        Command::Enqueue { kind, payload, queue, priority, delay, max_attempts, unique_key } => {
+        Command::Enqueue {
+            kind,
+            payload,
+            queue,
+            priority,
+            delay,
+            max_attempts,
+            unique_key,
+            concurrency_key,
+            concurrency_limit,
+            concurrency_duration,
+        } => {
             let payload = read_payload(&payload)?;
             let arguments: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| Failure::Usage(format!("the payload is not valid JSON: {e}")))?;
@@ -416,6 +437,13 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
             opts.priority = priority;
             opts.max_attempts = max_attempts;
             opts.unique_key = unique_key;
+            if let Some(key) = concurrency_key {
+                let mut limit = crate::model::ConcurrencyLimit::new(key, concurrency_limit.unwrap_or(1));
+                if let Some(duration) = concurrency_duration {
+                    limit = limit.duration(duration);
+                }
+                opts.concurrency = Some(limit);
+            }
             if let Some(delay) = delay {
                 opts = opts.run_in(delay);
             }
