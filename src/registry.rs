@@ -282,6 +282,90 @@ where
     })
 }
 
+// --- async function handlers -------------------------------------------------------------------
+
+/// An async function registered for jobs of type `J` ([`Runtime::register_async`]): its future
+/// runs on the executions arbiter, owned by solidq, so a timeout or a cancel drops it (a real
+/// cancellation, unlike an actor's future), and a panic in it is caught.
+///
+/// [`Runtime::register_async`]: crate::Runtime::register_async
+pub struct FnHandler<J, F> {
+    f: F,
+    logger: Logger,
+    _job: std::marker::PhantomData<fn(J)>,
+}
+
+impl<J: Job, F> FnHandler<J, F> {
+    /// A handler calling `f` for each job.
+    pub fn new(f: F, logger: &Logger) -> Self {
+        FnHandler { f, logger: logger.new(o!("kind" => J::KIND)), _job: std::marker::PhantomData }
+    }
+}
+
+impl<J, F, Fut> ErasedHandler for FnHandler<J, F>
+where
+    J: Job,
+    F: Fn(J, JobMeta) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + 'static,
+{
+    fn start(&self) {}
+
+    fn kind_options(&self, arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>) {
+        match serde_json::from_str::<J>(arguments) {
+            Ok(job) => (job.unique_key(), job.concurrency()),
+            Err(_) => (None, None),
+        }
+    }
+
+    fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, _abandoned: &Abandoned) -> OutcomeFuture {
+        let parsed: J = match serde_json::from_str(&job.arguments) {
+            Ok(parsed) => parsed,
+            Err(err) => return Box::pin(std::future::ready(bad_arguments(job, err))),
+        };
+        let attempt = job.attempts;
+        let run = std::panic::AssertUnwindSafe((self.f)(parsed, meta(job, cancellation.clone())));
+        let run = futures_util::FutureExt::catch_unwind(run);
+        let (job, logger) = (job.clone(), self.logger.clone());
+        Box::pin(async move {
+            let deadline = async {
+                match J::TIMEOUT {
+                    Some(timeout) => actix_rt::time::sleep(timeout).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stop = async {
+                match select(Box::pin(deadline), Box::pin(cancellation.cancelled())).await {
+                    Either::Left(_) => None,
+                    Either::Right(_) => Some(()),
+                }
+            };
+            let stop = Box::pin(stop);
+            match select(Box::pin(run), stop).await {
+                Either::Left((Ok(result), _)) => handler_result::<J>(attempt, result),
+                Either::Left((Err(payload), _)) => {
+                    let here = HashSet::from([std::thread::current().id()]);
+                    let location = take_panic(&here).and_then(|(_, location)| location);
+                    panicked::<J>(attempt, format!("handler panicked: {}", payload_text(payload.as_ref())), location)
+                }
+                // The future is dropped here: the handler stops at its next await.
+                Either::Right((None, _)) => {
+                    let timeout = J::TIMEOUT.unwrap_or_default();
+                    cancellation.cancel(CancelReason::Timeout);
+                    warn!(logger, "job ran past its timeout: its future was dropped and the job recorded as timed out";
+                        "job_id" => job.token.job_id, "attempt" => attempt, "timeout_ms" => timeout.as_millis() as u64);
+                    timed_out::<J>(&job, timeout)
+                }
+                Either::Right((Some(()), _)) => {
+                    info!(logger, "job cancelled: its future was dropped"; "job_id" => job.token.job_id);
+                    Outcome::Cancelled
+                }
+            }
+        })
+    }
+
+    fn stop(&self) {}
+}
+
 // --- abandoned executions ---------------------------------------------------------------------
 
 #[derive(Default)]

@@ -194,6 +194,41 @@ impl Runtime {
         self
     }
 
+    /// Registers an async function for jobs of type `J`: each job's future runs on the
+    /// runtime's executions arbiter, up to the worker groups' concurrency at once. solidq owns
+    /// the future, so past [`Job::TIMEOUT`](crate::Job::TIMEOUT) or when the job is cancelled
+    /// (`solidq jobs cancel`) it is **dropped**: the handler stops at its next `.await`, with no
+    /// abandoned execution left running (an actor's `ResponseFuture` can only be asked to stop
+    /// through `meta.cancellation`). A panic in it fails the attempt with the panic message, as
+    /// in an actor. Do not block in it: use [`Runtime::register_sync`] for blocking work.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Ping { url: String }
+    /// impl solidq::Job for Ping {
+    ///     const KIND: &'static str = "ping";
+    ///     const TIMEOUT: Option<std::time::Duration> = Some(std::time::Duration::from_secs(10));
+    /// }
+    /// # fn demo() -> Result<(), solidq::RuntimeError> {
+    /// let runtime = solidq::Runtime::from_env()?.register_async::<Ping, _, _>(|job, meta| async move {
+    ///     // An HTTP call would go here; past 10 s this future is dropped.
+    ///     let _ = (job.url, meta.attempt);
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn register_async<J, F, Fut>(mut self, f: F) -> Self
+    where
+        J: Job,
+        F: Fn(J, crate::JobMeta) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), crate::JobError>> + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> = Arc::new(crate::registry::FnHandler::<J, F>::new(f, &self.logger));
+        self.insert(J::KIND, handler);
+        self
+    }
+
     fn insert(&mut self, kind: &'static str, handler: Arc<dyn ErasedHandler>) {
         if !self.registry.insert(kind, handler) {
             self.duplicate.get_or_insert(kind);
