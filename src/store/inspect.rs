@@ -455,6 +455,8 @@ impl Store {
 
     /// All process rows, oldest first.
     pub fn processes(&self) -> StoreResult<Vec<ProcessRow>> {
-        self.read("listing processes", processes_on)
+        // One statement, a snapshot by itself: no transaction around it (the watchdog reads
+        // this every second, idle or not).
+        self.with_connection("listing processes", processes_on)
     }
 }

@@ -11,7 +11,7 @@ use super::concurrency;
 use super::dialect::DeadProcess;
 use super::inspect::claims_of_on;
 use super::jobs::{apply, count_attempt, hand_back, insert_ready};
-use super::schema::solidq_jobs as jobs;
+use super::schema::{solidq_jobs as jobs, solidq_scheduled_executions as scheduled};
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
 use crate::model::{ClaimToken, DeathPolicy, FailureKind, FailureRecord, JobId, ProcessId};
@@ -85,6 +85,15 @@ impl Store {
     /// among them); returns how many.
     pub fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
         if batch == 0 {
+            return Ok(0);
+        }
+        // One read statement on the idle path: no write transaction (on SQLite, no write lock)
+        // unless something is due.
+        let due = self.with_connection("looking for due jobs", |conn| {
+            diesel::select(diesel::dsl::exists(scheduled::table.filter(scheduled::scheduled_at.le(now))))
+                .get_result::<bool>(conn)
+        })?;
+        if !due {
             return Ok(0);
         }
         let moved = self.write("dispatching scheduled jobs", |conn| {

@@ -345,7 +345,8 @@ impl Store {
 
     /// The jobs `process` holds whose cancel was asked for (see [`Store::cancel_job`]).
     pub fn cancel_requests(&self, process: ProcessId) -> StoreResult<Vec<JobId>> {
-        self.read("reading cancel requests", |conn| {
+        // One statement: no transaction around it.
+        self.with_connection("reading cancel requests", |conn| {
             claimed::table
                 .inner_join(jobs::table)
                 .filter(claimed::process_id.eq(process))
