@@ -288,7 +288,14 @@ impl Store {
 
     /// Resumes `queue`; returns false if it was not paused.
     pub fn resume_queue(&self, queue: &str) -> StoreResult<bool> {
-        let deleted = self.write("resuming a queue", |conn| diesel::delete(pauses::table.find(queue)).execute(conn))?;
+        let deleted = self.write("resuming a queue", |conn| {
+            let deleted = diesel::delete(pauses::table.find(queue)).execute(conn)?;
+            if deleted > 0 {
+                // Workers of other processes may be idle for seconds: wake them.
+                self.dialect().notify_ready(conn)?;
+            }
+            Ok(deleted)
+        })?;
         if deleted > 0 {
             self.jobs_ready();
         }

@@ -148,6 +148,14 @@ pub trait Dialect: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Tells the listeners of other processes (see [`Dialect::ready_listener`]) that jobs may
+    /// be claimable without a ready row being inserted (a paused queue was resumed), inside
+    /// the caller's transaction.
+    fn notify_ready(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        let _ = conn;
+        Ok(())
+    }
+
     /// A loop telling when other processes make jobs ready, if the backend can (PostgreSQL's
     /// LISTEN/NOTIFY); `None` makes workers rely on polling for those.
     fn ready_listener(&self) -> Option<ReadyListener> {

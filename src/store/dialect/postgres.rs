@@ -485,6 +485,13 @@ impl Dialect for Postgres {
         Ok((rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect(), keys))
     }
 
+    fn notify_ready(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        // The channel of the trigger on the ready table (migration 2026-11-28-000001).
+        sql_query("SELECT pg_notify('solidq_ready_' || left(md5(current_schema()), 16), '')")
+            .execute(expect_variant!(conn, Postgres))?;
+        Ok(())
+    }
+
     fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
         // One 64-bit key space, apart from the (schema, process) pairs of session liveness.
         sql_query("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))")
