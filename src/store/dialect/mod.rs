@@ -37,9 +37,9 @@
 //! - **Concurrency keys** ([`Dialect::lock_key`]): MySQL has no transaction-scoped advisory
 //!   lock; `SELECT … FOR UPDATE` on a row per key (inserted `ON DUPLICATE KEY UPDATE` first)
 //!   serializes admissions and is released at commit as PostgreSQL's xact lock is.
-//! - **Unique keys**: MySQL has no partial index; a generated column that is the key while it
-//!   is held and NULL otherwise, with a unique index on it, does the same (NULLs never collide),
-//!   and error 1062 on that index is retryable as PostgreSQL's unique violation is.
+//! - **Unique keys**: MySQL has no partial index, and needs none: the key is cleared when the
+//!   job ends, and NULLs never collide in a plain unique index. Error 1062 on that index is
+//!   retryable as PostgreSQL's unique violation is.
 //! - **No LISTEN/NOTIFY**: [`Dialect::ready_listener`] and [`Dialect::notify_ready`] keep
 //!   their defaults, and workers poll as on SQLite.
 
