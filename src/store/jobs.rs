@@ -93,7 +93,21 @@ pub trait EnqueueConnection {
 }
 
 impl EnqueueConnection for DbConnection {
+    /// Jobs with a unique key or a concurrency limit go through them here too, in a savepoint
+    /// of the caller's transaction (the raw `SqliteConnection` and `PgConnection` refuse them).
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        if jobs.iter().any(NewJob::has_options) {
+            super::check_jobs(jobs)?;
+            // Only the dialect's SQL is used, none of its state (files, sessions).
+            let dialect: Box<dyn Dialect> = match self {
+                DbConnection::Sqlite(_) => Box::new(super::dialect::sqlite::Sqlite::opened(std::path::Path::new(""))),
+                DbConnection::Postgres(_) => Box::new(super::dialect::postgres::Postgres::new(String::new())),
+            };
+            let enqueued = self
+                .transaction(|conn| enqueue_with_options(dialect.as_ref(), conn, jobs, now))
+                .map_err(super::StoreError::query("enqueueing jobs"))?;
+            return Ok(enqueued.into_iter().map(Enqueued::id).collect());
+        }
         match self {
             DbConnection::Sqlite(conn) => conn.enqueue_jobs(jobs, now),
             DbConnection::Postgres(conn) => conn.enqueue_jobs(jobs, now),

@@ -105,8 +105,9 @@ pub(crate) fn check_plain(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
     match jobs.iter().find(|job| job.has_options()) {
         Some(job) => Err(StoreError::InvalidJob {
             kind: job.kind.clone(),
-            problem: "a job with a unique key or a concurrency limit cannot be enqueued on the application's own \
-                      connection (Queue::enqueue_in) yet; enqueue it through Queue::enqueue"
+            problem: "a job with a unique key or a concurrency limit needs solidq's DbConnection to be enqueued \
+                      in the application's transaction (store::connection::app_pool gives a pool of them), not a \
+                      bare SqliteConnection or PgConnection; or enqueue it through Queue::enqueue"
                 .into(),
         }),
         None => Ok(()),

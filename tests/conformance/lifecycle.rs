@@ -25,6 +25,7 @@ backend_tests!(by_ref:
     ended_jobs_older_than_the_cutoff_are_cleared_in_batches,
     jobs_are_listed_by_state_queue_and_kind_in_pages,
     the_dispatcher_clears_ended_jobs_and_sweeps_blocked_keys,
+    unique_and_limited_jobs_enqueue_in_the_applications_transaction,
 );
 
 fn limited(kind: &str, key: &str, limit: i32) -> NewJob {
@@ -334,4 +335,54 @@ fn the_dispatcher_clears_ended_jobs_and_sweeps_blocked_keys(db: &TestDb) {
     assert_eq!((outcome.cleared, outcome.released), (1, 1));
     assert!(store.job(ids[2]).unwrap().is_none());
     assert_eq!(state(store, ids[1]), "ready");
+}
+
+fn unique_and_limited_jobs_enqueue_in_the_applications_transaction(db: &TestDb) {
+    use solidq::store::connection::{app_pool, write_transaction};
+    use solidq::{EnqueueError, EnqueueOptions, Queue};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Welcome {
+        user: i64,
+    }
+    impl solidq::Job for Welcome {
+        const KIND: &'static str = "welcome";
+        fn unique_key(&self) -> Option<String> {
+            Some(format!("welcome:{}", self.user))
+        }
+        fn concurrency(&self) -> Option<ConcurrencyLimit> {
+            Some(ConcurrencyLimit::new("mailer", 1))
+        }
+    }
+    let app = app_pool(&db.url, 1).unwrap();
+    let mut conn = app.get().unwrap();
+    let first =
+        write_transaction(&mut conn, |conn| Queue::enqueue_in(conn, &Welcome { user: 7 }, EnqueueOptions::new()))
+            .unwrap();
+    let again =
+        write_transaction(&mut conn, |conn| Queue::enqueue_in(conn, &Welcome { user: 7 }, EnqueueOptions::new()))
+            .unwrap();
+    assert_eq!(first, again, "the unique key holds inside the application's transaction too");
+    let second =
+        write_transaction(&mut conn, |conn| Queue::enqueue_in(conn, &Welcome { user: 8 }, EnqueueOptions::new()))
+            .unwrap();
+    assert_eq!((state(&db.store, first), state(&db.store, second)), ("ready".into(), "blocked".into()));
+    // Rolled back with the application's transaction.
+    let rolled_back: Result<JobId, EnqueueError> = write_transaction(&mut conn, |conn| {
+        Queue::enqueue_in(conn, &Welcome { user: 9 }, EnqueueOptions::new())?;
+        Err(diesel::result::Error::RollbackTransaction.into())
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(totals(&db.store).ready + totals(&db.store).blocked, 2);
+    // A bare backend connection cannot take them, and says what to use.
+    let refused = match &db.url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut raw = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+            Queue::enqueue_in(&mut raw, &Welcome { user: 10 }, EnqueueOptions::new()).unwrap_err()
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut raw = PgConnection::establish(url).unwrap();
+            Queue::enqueue_in(&mut raw, &Welcome { user: 10 }, EnqueueOptions::new()).unwrap_err()
+        }
+    };
+    assert!(refused.to_string().contains("app_pool"), "{refused}");
 }
