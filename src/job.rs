@@ -470,7 +470,7 @@ pub struct EnqueueOptions {
     /// Earliest time to run; `None` means now. [`EnqueueOptions::run_in`] replaces it.
     pub run_at: Option<DateTime<Utc>>,
     /// Earliest time to run as a delay from when the job is built; replaces `run_at`. A delay
-    /// that reaches past [`latest_schedule`](crate::model::latest_schedule) is refused with
+    /// that reaches past [`latest_schedule`] is refused with
     /// [`EnqueueError::Invalid`] when the job is built, not a panic.
     pub run_in: Option<Duration>,
     /// Attempts instead of [`Job::MAX_ATTEMPTS`].

@@ -438,7 +438,7 @@ impl RuntimeHandle {
     /// Graceful stop: no new claims, running jobs get up to `SOLIDQ_SHUTDOWN_TIMEOUT`, the rest
     /// go back to ready, then the process deregisters.
     ///
-    /// Returns once the runtime's threads have ended (up to [`THREAD_JOIN_TIMEOUT`]), so that
+    /// Returns once the runtime's threads have ended (waiting up to 10 s for them), so that
     /// the process may exit right after.
     pub async fn shutdown(&self) -> ShutdownReport {
         let report = self.supervisor.send(Shutdown { immediate: false }).await.unwrap_or_default();

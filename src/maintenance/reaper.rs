@@ -6,7 +6,7 @@
 //!   seen on two passes at least [`DEFAULT_SESSION_CONFIRMATION`] apart, so that a live process
 //!   whose lock connection dropped with a database restart has time to take its lock again;
 //! - it was registered from this host, boot and PID namespace and its pid no longer runs
-//!   (see [`crate::liveness`]);
+//!   (see `src/liveness.rs`);
 //! - its heartbeat is older than the alive threshold (the fallback that always applies),
 //!   counted from when this reaper last regained sight of the database: time during which the
 //!   judge itself could not reach the database (an outage, or this process frozen) is no

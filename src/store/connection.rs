@@ -45,7 +45,7 @@ mod multi {
     use diesel::{PgConnection, SqliteConnection};
 
     /// A connection to any supported backend. Code written once against it runs on every
-    /// backend; what differs goes through the [dialect](crate::store::dialect), which matches
+    /// backend; what differs goes through the dialect (`store/dialect`), which matches
     /// on the variant.
     #[derive(diesel::MultiConnection)]
     pub enum DbConnection {

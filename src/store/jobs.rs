@@ -1,12 +1,11 @@
 //! Jobs: enqueue, claim, and the transitions of claimed jobs.
 //!
 //! Every transition takes a batch of claim tokens and runs in one transaction: the claims that
-//! still exist are deleted first (the deletion decides, see [`Dialect::take_claims`]), the
+//! still exist are deleted first (the deletion decides, see `Dialect::take_claims`), the
 //! jobs behind them change, and the tokens whose claims were gone are reported as fenced
 //! (their process was found dead and the job handed back, perhaps claimed elsewhere): nothing
 //! changed for those.
 //!
-//! [`Dialect::take_claims`]: super::dialect::Dialect::take_claims
 
 use std::collections::{BTreeSet, HashSet};
 

@@ -12,7 +12,7 @@
 //!
 //! They are written once against [`DbConnection`] (diesel's `MultiConnection` over SQLite and
 //! PostgreSQL); what differs between backends (SKIP LOCKED, RETURNING, IMMEDIATE transactions,
-//! advisory locks, deadlock retries) is a [`dialect::Dialect`]. Every method is blocking:
+//! advisory locks, deadlock retries) is a dialect (`store/dialect`, crate-private). Every method is blocking:
 //! actors call them from a blocking pool, never on an event loop. Every method that depends on
 //! the time takes `now`, so tests choose it.
 //!
