@@ -355,10 +355,15 @@ where
                         "job_id" => job.token.job_id, "attempt" => attempt, "timeout_ms" => timeout.as_millis() as u64);
                     timed_out::<J>(&job, timeout)
                 }
-                Either::Right((Some(()), _)) => {
-                    info!(logger, "job cancelled: its future was dropped"; "job_id" => job.token.job_id);
-                    Outcome::Cancelled
-                }
+                Either::Right((Some(()), _)) => match cancellation.reason() {
+                    Some(CancelReason::Cancelled) => {
+                        info!(logger, "job cancelled: its future was dropped"; "job_id" => job.token.job_id);
+                        Outcome::Cancelled
+                    }
+                    // A graceful drain ran out of time: the run is cut short and the job goes
+                    // back to ready without using an attempt, as for an actor.
+                    _ => Outcome::NotStarted("the runtime stopped before the job finished".into()),
+                },
             }
         })
     }

@@ -135,7 +135,32 @@ async fn a_panic_in_a_future_fails_the_attempt_with_its_message(db: TestDb) {
     handle.shutdown().await;
 }
 
+async fn a_drain_that_runs_out_of_time_gives_the_job_back_uncounted(db: TestDb) {
+    let seen = Seen::default();
+    let waits = seen.clone();
+    let mut config = fast_config(&db, 3);
+    config.shutdown_timeout = Duration::from_millis(200);
+    let runtime = Runtime::new(config, logger()).unwrap().register_async::<Wait, _, _>(move |job, _meta| {
+        let seen = waits.clone();
+        async move {
+            seen.started.fetch_add(1, Ordering::SeqCst);
+            let mut guard = DropCount(seen.dropped.clone(), false);
+            actix_rt::time::sleep(Duration::from_millis(job.ms)).await;
+            guard.1 = true;
+            Ok::<(), JobError>(())
+        }
+    });
+    let id = runtime.queue().enqueue(Wait { ms: 30_000 }).await.unwrap();
+    let handle = runtime.start().unwrap();
+    wait_for("the job to start", Duration::from_secs(10), || seen.started.load(Ordering::SeqCst) == 1).await;
+    handle.shutdown().await;
+    let job = db.store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, Some(solidq::JobState::Ready), "a drain is not a cancel: {job:?}");
+    assert_eq!(job.attempts, 0);
+}
+
 backend_tests!(actix:
+    a_drain_that_runs_out_of_time_gives_the_job_back_uncounted,
     a_future_past_its_timeout_is_dropped_and_the_job_retried,
     a_cancelled_job_has_its_future_dropped,
     a_panic_in_a_future_fails_the_attempt_with_its_message,
