@@ -504,7 +504,20 @@ impl Store {
         }
         let claim = Claim { process, queues, kinds, limit, now };
         let transaction = !self.dialect().one_statement(HotPath::Claim(&claim));
+        if transaction && self.last_claim_empty.load(std::sync::atomic::Ordering::Relaxed) {
+            // After an empty claim, one read before a write transaction (on SQLite, the file's
+            // write lock): an idle worker's poll then takes no lock from the other processes on
+            // the file. Busy workers (whose last claim found jobs) skip it.
+            let any_ready = self.with_connection("looking for ready jobs", |conn| {
+                diesel::select(diesel::dsl::exists(ready::table.filter(ready::class_name.eq_any(kinds))))
+                    .get_result::<bool>(conn)
+            })?;
+            if !any_ready {
+                return Ok(Vec::new());
+            }
+        }
         let claimed = self.write_as("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
+        self.last_claim_empty.store(claimed.is_empty(), std::sync::atomic::Ordering::Relaxed);
         self.count_claimed(claimed.len());
         Ok(claimed)
     }

@@ -167,6 +167,8 @@ pub struct Store {
     claimed_since_tidy: AtomicUsize,
     /// Told, in this process, when this store made jobs ready (see [`Store::on_jobs_ready`]).
     ready_wakers: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
+    /// Whether the last claim through this store found nothing: the next one looks first.
+    last_claim_empty: std::sync::atomic::AtomicBool,
 }
 
 /// Jobs claimed through one store between two tidies of the queue tables ([`Store::tidy`]).
@@ -201,6 +203,7 @@ impl Store {
                     observer: None,
                     claimed_since_tidy: AtomicUsize::new(0),
                     ready_wakers: Mutex::default(),
+                    last_claim_empty: Default::default(),
                 })
             }
             DatabaseUrl::Postgres(url) => {
@@ -216,6 +219,7 @@ impl Store {
                     observer: None,
                     claimed_since_tidy: AtomicUsize::new(0),
                     ready_wakers: Mutex::default(),
+                    last_claim_empty: Default::default(),
                 })
             }
         }
