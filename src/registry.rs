@@ -124,6 +124,15 @@ impl Registry {
     }
 }
 
+/// The unique key and concurrency limit kind `J` derives from `arguments`; nothing when they
+/// do not deserialize (the execution will fail with that error).
+fn kind_options_of<J: Job>(arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>) {
+    match serde_json::from_str::<J>(arguments) {
+        Ok(job) => (job.unique_key(), job.concurrency()),
+        Err(_) => (None, None),
+    }
+}
+
 fn bad_arguments(job: &ClaimedJob, err: serde_json::Error) -> Outcome {
     Outcome::Failed {
         error: FailureRecord::new(
@@ -311,10 +320,7 @@ where
     fn start(&self) {}
 
     fn kind_options(&self, arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>) {
-        match serde_json::from_str::<J>(arguments) {
-            Ok(job) => (job.unique_key(), job.concurrency()),
-            Err(_) => (None, None),
-        }
+        kind_options_of::<J>(arguments)
     }
 
     fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, _abandoned: &Abandoned) -> OutcomeFuture {
@@ -641,10 +647,7 @@ where
     }
 
     fn kind_options(&self, arguments: &str) -> (Option<String>, Option<crate::model::ConcurrencyLimit>) {
-        match serde_json::from_str::<J>(arguments) {
-            Ok(job) => (job.unique_key(), job.concurrency()),
-            Err(_) => (None, None),
-        }
+        kind_options_of::<J>(arguments)
     }
 
     fn perform(&self, job: &ClaimedJob, cancellation: Cancellation, abandoned: &Abandoned) -> OutcomeFuture {
@@ -661,5 +664,52 @@ where
             state.take();
         }
         self.launcher.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ClaimToken;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Wait;
+
+    impl Job for Wait {
+        const KIND: &'static str = "wait";
+    }
+
+    fn claimed() -> ClaimedJob {
+        ClaimedJob {
+            token: ClaimToken { job_id: 1, claim_id: 1 },
+            kind: Wait::KIND.into(),
+            arguments: "null".into(),
+            queue: "default".into(),
+            priority: 0,
+            attempts: 1,
+            max_attempts: 5,
+        }
+    }
+
+    /// A function handler whose token fires: an operator's cancel ends the job as cancelled, a
+    /// drain that ran out of time gives it back unstarted (not cancelled).
+    #[actix_rt::test]
+    async fn a_fired_token_drops_the_future_and_its_reason_decides_the_outcome() {
+        let logger = Logger::root(slog::Discard, o!());
+        let handler = FnHandler::<Wait, _>::new(
+            |_, _| async {
+                actix_rt::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            },
+            &logger,
+        );
+        for (reason, cancelled) in [(CancelReason::Cancelled, true), (CancelReason::Shutdown, false)] {
+            let token = Cancellation::new();
+            let run = handler.perform(&claimed(), token.clone(), &Abandoned::default());
+            token.cancel(reason);
+            let outcome = run.await;
+            assert_eq!(matches!(outcome, Outcome::Cancelled), cancelled, "{reason:?}: {outcome:?}");
+            assert_eq!(matches!(outcome, Outcome::NotStarted(_)), !cancelled, "{reason:?}: {outcome:?}");
+        }
     }
 }

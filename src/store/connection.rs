@@ -197,10 +197,7 @@ pub(crate) fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(DbPool, 
             message: format!("cannot create directory {}: {err}", dir.display()),
         })?;
     }
-    let location = path.to_str().ok_or_else(|| StoreError::Connection {
-        action,
-        message: format!("path {} is not valid UTF-8", path.display()),
-    })?;
+    let location = sqlite_location(path, action)?;
     // One connection first, so that a file SQLite cannot open is reported at once, by name,
     // rather than after the pool's timeout. It also switches a new file to WAL before the
     // pools open it.
@@ -211,16 +208,21 @@ pub(crate) fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(DbPool, 
     Ok((writer, reader))
 }
 
+/// The path of a SQLite file as SQLite takes it (UTF-8), or an error naming it.
+fn sqlite_location<'a>(path: &'a Path, action: &'static str) -> StoreResult<&'a str> {
+    path.to_str().ok_or_else(|| StoreError::Connection {
+        action,
+        message: format!("path {} is not valid UTF-8", path.display()),
+    })
+}
+
 /// A pool of `size` connections to the database at `url`, for the application's own tables,
 /// set up as solidq's own (see the module documentation).
 pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
     let action = "opening the application's pool";
     match url {
         DatabaseUrl::Sqlite(path) => {
-            let location = path.to_str().ok_or_else(|| StoreError::Connection {
-                action,
-                message: format!("path {} is not valid UTF-8", path.display()),
-            })?;
+            let location = sqlite_location(path, action)?;
             let manager = Manager::Sqlite(location.to_string());
             manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
             build_pool(manager, size, SQLITE_POOL_TIMEOUT, true, action)

@@ -172,10 +172,14 @@ impl JobFilter {
     }
 }
 
-#[derive(Queryable)]
+/// The columns of `solidq_jobs` a [`JobRow`] shows.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = jobs)]
 struct JobColumns {
     id: i64,
+    #[diesel(column_name = class_name)]
     kind: String,
+    #[diesel(column_name = queue_name)]
     queue: String,
     priority: i32,
     arguments: String,
@@ -208,27 +212,8 @@ pub(crate) fn failure_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<
 
 /// The rows of `ids` (at most a few thousand), with their states, in id order.
 pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobRow>> {
-    let rows: Vec<JobColumns> = jobs::table
-        .filter(jobs::id.eq_any(ids))
-        .order(jobs::id)
-        .select((
-            jobs::id,
-            jobs::class_name,
-            jobs::queue_name,
-            jobs::priority,
-            jobs::arguments,
-            jobs::attempts,
-            jobs::max_attempts,
-            jobs::scheduled_at,
-            jobs::finished_at,
-            jobs::last_error,
-            jobs::created_at,
-            jobs::end_state,
-            jobs::unique_key,
-            jobs::concurrency_key,
-            jobs::cancel_requested_at,
-        ))
-        .load(conn)?;
+    let rows: Vec<JobColumns> =
+        jobs::table.filter(jobs::id.eq_any(ids)).order(jobs::id).select(JobColumns::as_select()).load(conn)?;
     let holders: BTreeMap<JobId, ProcessId> = claimed::table
         .filter(claimed::job_id.eq_any(ids))
         .select((claimed::job_id, claimed::process_id))

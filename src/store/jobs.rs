@@ -91,6 +91,22 @@ pub trait EnqueueConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>>;
 }
 
+/// Enqueues `jobs` on a bare backend connection with `insert` (the dialect's insert, in a
+/// savepoint of the caller's transaction), after the checks every enqueue makes. Jobs with a
+/// unique key or a concurrency limit are refused here: they need solidq's `DbConnection`.
+pub(crate) fn enqueue_plain<C: Connection>(
+    conn: &mut C,
+    jobs: &[NewJob],
+    insert: impl FnOnce(&mut C) -> QueryResult<Vec<JobId>>,
+) -> StoreResult<Vec<JobId>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::check_jobs(jobs)?;
+    super::check_plain(jobs)?;
+    conn.transaction(insert).map_err(super::StoreError::query("enqueueing jobs"))
+}
+
 impl EnqueueConnection for DbConnection {
     /// Jobs with a unique key or a concurrency limit go through them here too, in a savepoint
     /// of the caller's transaction (the raw `SqliteConnection` and `PgConnection` refuse them).
@@ -288,14 +304,13 @@ pub(crate) fn count_attempt(conn: &mut DbConnection, ids: &[JobId], now: NaiveDa
     Ok(())
 }
 
-/// Marks the jobs of `tokens` (their claims just taken) finished at `now`, their attempt
-/// counted and their unique keys given up; returns the concurrency keys they held.
+/// Marks the jobs `ids` (their claims just taken) finished at `now`, their attempt counted and
+/// their unique keys given up; returns the concurrency keys they held.
 pub(crate) fn mark_finished(
     conn: &mut DbConnection,
-    tokens: &[ClaimToken],
+    ids: &[JobId],
     now: NaiveDateTime,
 ) -> QueryResult<BTreeSet<String>> {
-    let ids: Vec<JobId> = tokens.iter().map(|token| token.job_id).collect();
     let mut keys = BTreeSet::new();
     for chunk in ids.chunks(ID_CHUNK) {
         let query = diesel::update(jobs::table.filter(jobs::id.eq_any(chunk))).set((
@@ -382,7 +397,7 @@ pub(crate) fn apply(
             continue;
         }
         match transition {
-            Transition::Complete => complete.push(ClaimToken { job_id: *job_id, claim_id: 0 }),
+            Transition::Complete => complete.push(*job_id),
             Transition::Release => release.push(*job_id),
             Transition::Retry(error, delay) => {
                 diesel::update(jobs::table.find(job_id))

@@ -43,6 +43,9 @@ pub enum ActionError {
         /// What to do instead.
         why: &'static str,
     },
+    /// The job changed state under every attempt (workers kept claiming and releasing it).
+    #[error("job {0} kept changing state while the action was under way; try again")]
+    KeptMoving(JobId),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,6 +117,7 @@ impl Store {
     fn act<T>(
         &self,
         action: &'static str,
+        id: JobId,
         mut step: impl FnMut(&mut DbConnection) -> QueryResult<Result<Step<T>, ActionError>>,
     ) -> Result<T, ActionError> {
         for _ in 0..10 {
@@ -123,13 +127,13 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
-        Err(StoreError::Connection { action, message: "the job kept changing state; try again".into() }.into())
+        Err(ActionError::KeptMoving(id))
     }
 
     /// Runs a failed, discarded or cancelled job again: it becomes ready (through its
     /// concurrency limit, if any) with one more attempt allowed if it had used them all.
     pub fn retry_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
-        self.act("retrying a job", |conn| {
+        self.act("retrying a job", id, |conn| {
             let state = match state_on(conn, id)? {
                 None => return Ok(Err(ActionError::NotFound(id))),
                 Some(state) => state,
@@ -160,7 +164,7 @@ impl Store {
     /// Ends a waiting (scheduled, ready, blocked) or failed job as discarded: kept, never
     /// run. A running job cannot be discarded (cancel it).
     pub fn discard_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
-        self.act("discarding a job", |conn| {
+        self.act("discarding a job", id, |conn| {
             let state = match state_on(conn, id)? {
                 None => return Ok(Err(ActionError::NotFound(id))),
                 Some(None) => return Ok(Ok(Step::Moved)),
@@ -190,7 +194,7 @@ impl Store {
     /// running one is marked, its process tells the handler, and it ends as cancelled when
     /// the handler returns (whatever it returns).
     pub fn cancel_job(&self, id: JobId, now: NaiveDateTime) -> Result<Cancelled, ActionError> {
-        self.act("cancelling a job", |conn| {
+        self.act("cancelling a job", id, |conn| {
             let state = match state_on(conn, id)? {
                 None => return Ok(Err(ActionError::NotFound(id))),
                 Some(None) => return Ok(Ok(Step::Moved)),

@@ -183,52 +183,37 @@ fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, no
     Ok(inserted == 1)
 }
 
-type TaskColumns = (
-    tasks::key,
-    tasks::schedule,
-    tasks::class_name,
-    tasks::arguments,
-    tasks::queue_name,
-    tasks::priority,
-    tasks::time_zone,
-    tasks::run_missed,
-    tasks::is_static,
-    tasks::created_at,
-    tasks::updated_at,
-);
+/// A row of `solidq_recurring_tasks`, as read.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+struct TaskColumns {
+    key: String,
+    schedule: String,
+    class_name: String,
+    arguments: String,
+    queue_name: String,
+    priority: i32,
+    time_zone: String,
+    run_missed: String,
+    is_static: bool,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
 
-const TASK_COLUMNS: TaskColumns = (
-    tasks::key,
-    tasks::schedule,
-    tasks::class_name,
-    tasks::arguments,
-    tasks::queue_name,
-    tasks::priority,
-    tasks::time_zone,
-    tasks::run_missed,
-    tasks::is_static,
-    tasks::created_at,
-    tasks::updated_at,
-);
-
-type TaskTuple = (String, String, String, String, String, i32, String, String, bool, NaiveDateTime, NaiveDateTime);
-
-fn row_of(tuple: TaskTuple, last_run_at: Option<NaiveDateTime>) -> RecurringTaskRow {
-    let (key, schedule, kind, arguments, queue, priority, time_zone, run_missed, is_static, created_at, updated_at) =
-        tuple;
-    let arguments = serde_json::from_str(&arguments).unwrap_or(serde_json::Value::String(arguments));
+fn row_of(row: TaskColumns, last_run_at: Option<NaiveDateTime>) -> RecurringTaskRow {
+    let arguments = serde_json::from_str(&row.arguments).unwrap_or(serde_json::Value::String(row.arguments));
     RecurringTaskRow {
-        key,
-        schedule,
-        kind,
+        key: row.key,
+        schedule: row.schedule,
+        kind: row.class_name,
         arguments,
-        queue,
-        priority,
-        time_zone,
-        run_missed,
-        is_static,
-        created_at,
-        updated_at,
+        queue: row.queue_name,
+        priority: row.priority,
+        time_zone: row.time_zone,
+        run_missed: row.run_missed,
+        is_static: row.is_static,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
         last_run_at,
     }
 }
@@ -293,7 +278,8 @@ impl Store {
     /// Every recurring task, ordered by key, with its last recorded run. Two statements.
     pub fn recurring_tasks(&self) -> StoreResult<Vec<RecurringTaskRow>> {
         self.read("listing the recurring tasks", |conn| {
-            let rows: Vec<TaskTuple> = tasks::table.select(TASK_COLUMNS).order(tasks::key.asc()).load(conn)?;
+            let rows: Vec<TaskColumns> =
+                tasks::table.select(TaskColumns::as_select()).order(tasks::key.asc()).load(conn)?;
             let last: HashMap<String, Option<NaiveDateTime>> = runs::table
                 .group_by(runs::task_key)
                 .select((runs::task_key, max(runs::run_at)))
@@ -303,7 +289,7 @@ impl Store {
             Ok(rows
                 .into_iter()
                 .map(|row| {
-                    let last_run = last.get(&row.0).copied().flatten();
+                    let last_run = last.get(&row.key).copied().flatten();
                     row_of(row, last_run)
                 })
                 .collect())
@@ -314,7 +300,8 @@ impl Store {
     /// One statement, outside any transaction.
     pub fn recurring_task_list(&self) -> StoreResult<Vec<RecurringTaskRow>> {
         self.with_connection("loading the recurring tasks", |conn| {
-            let rows: Vec<TaskTuple> = tasks::table.select(TASK_COLUMNS).order(tasks::key.asc()).load(conn)?;
+            let rows: Vec<TaskColumns> =
+                tasks::table.select(TaskColumns::as_select()).order(tasks::key.asc()).load(conn)?;
             Ok(rows.into_iter().map(|row| row_of(row, None)).collect())
         })
     }

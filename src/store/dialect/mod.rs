@@ -129,7 +129,8 @@ pub trait Dialect: Send + Sync + 'static {
         now: NaiveDateTime,
     ) -> QueryResult<(Vec<ClaimToken>, BTreeSet<String>)> {
         let taken = self.take_claims(conn, tokens)?;
-        let keys = crate::store::jobs::mark_finished(conn, &taken, now)?;
+        let ids: Vec<JobId> = taken.iter().map(|token| token.job_id).collect();
+        let keys = crate::store::jobs::mark_finished(conn, &ids, now)?;
         Ok((taken, keys))
     }
 

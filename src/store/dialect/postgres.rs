@@ -323,12 +323,7 @@ fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) 
 
 impl EnqueueConnection for PgConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        crate::store::check_jobs(jobs)?;
-        crate::store::check_plain(jobs)?;
-        self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
+        crate::store::jobs::enqueue_plain(self, jobs, |conn| enqueue_on(conn, jobs, now))
     }
 }
 

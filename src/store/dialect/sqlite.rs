@@ -22,7 +22,7 @@ use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
-use crate::store::{EnqueueConnection, StoreError, StoreResult};
+use crate::store::{EnqueueConnection, StoreResult};
 
 /// The SQLite migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -121,12 +121,7 @@ fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTi
 
 impl EnqueueConnection for SqliteConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        crate::store::check_jobs(jobs)?;
-        crate::store::check_plain(jobs)?;
-        self.transaction(|conn| enqueue_on(conn, jobs, now)).map_err(StoreError::query("enqueueing jobs"))
+        crate::store::jobs::enqueue_plain(self, jobs, |conn| enqueue_on(conn, jobs, now))
     }
 }
 
