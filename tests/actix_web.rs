@@ -92,3 +92,58 @@ async fn concurrent_signups_on_the_app_pool_never_fail_while_workers_write(db: T
     wait_for("every welcome mail", Duration::from_secs(60), || db.store.counts().unwrap().0.finished == 300).await;
     handle.shutdown().await;
 }
+
+/// The SQLite file deleted under a running application (with its -wal and -shm): the app's
+/// transactional signups are refused with an error naming the path, before anything is
+/// reported committed. Before, they answered 201 and the users and their jobs went into the
+/// unlinked file, gone at exit. A connection checked out before the deletion refuses too,
+/// whichever way it commits: `write_transaction`, diesel's `transaction`, or autocommit.
+#[actix_rt::test]
+async fn sqlite_file_deleted_under_the_app_refuses_its_writes_before_commit() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    use solidq::store::connection::{app_pool, write_transaction};
+    use solidq::{EnqueueOptions, Queue, StoreError};
+
+    let db = TestDb::sqlite();
+    let solidq::DatabaseUrl::Sqlite(path) = db.url.clone() else { unreachable!() };
+    let path_text = path.display().to_string();
+    let state = web::Data::new(app::AppState { db: app::AppDb::open(&db.url).unwrap(), store: db.store.clone() });
+    let service = test::init_service(App::new().app_data(state).configure(app::routes)).await;
+    let signup = |n: u32| test::TestRequest::post().uri(&format!("/signup?email=u{n}@example.com")).to_request();
+    assert_eq!(test::call_service(&service, signup(1)).await.status(), 201);
+    let pool = app_pool(&db.url, 1).unwrap();
+    let mut held = pool.get().unwrap();
+    held.batch_execute("CREATE TABLE IF NOT EXISTS notes (body TEXT)").unwrap();
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path_text}{suffix}"));
+    }
+
+    let refused = test::call_service(&service, signup(2)).await;
+    assert_eq!(refused.status(), 500);
+    let body: serde_json::Value = test::read_body_json(refused).await;
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&path_text) && error.contains("was deleted"), "{body}");
+
+    let in_app_transaction = write_transaction(&mut held, |conn| {
+        diesel::sql_query("INSERT INTO notes VALUES ('signup 3')").execute(conn)?;
+        let welcome = app::WelcomeEmail { user_id: 3, email: "u3@example.com".into() };
+        Queue::enqueue_in(conn, &welcome, EnqueueOptions::new())
+    });
+    let error = in_app_transaction.expect_err("the enqueue in the app's transaction is refused").to_string();
+    assert!(error.contains(&path_text) && error.contains("was deleted"), "{error}");
+    let plain = write_transaction(&mut held, |conn| diesel::sql_query("INSERT INTO notes VALUES ('x')").execute(conn));
+    let error = plain.expect_err("write_transaction refuses before COMMIT").to_string();
+    assert!(error.contains(&path_text), "{error}");
+    let diesel_transaction = held.transaction(|conn| diesel::sql_query("INSERT INTO notes VALUES ('y')").execute(conn));
+    assert!(diesel_transaction.is_err(), "diesel's own COMMIT is refused");
+    assert!(diesel::sql_query("INSERT INTO notes VALUES ('z')").execute(&mut *held).is_err(), "autocommit refused");
+    drop(held);
+
+    let started = std::time::Instant::now();
+    let refused = pool.get().err().expect("no connection is handed out on a deleted file");
+    assert!(matches!(&refused, StoreError::DatabaseGone(reason) if reason.contains(&path_text)), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not after the pool's timeout");
+    assert!(!path.exists(), "nothing created an empty database in its place");
+}

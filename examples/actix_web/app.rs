@@ -8,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::PoolError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::{Deserialize, Serialize};
 use solidq::store::connection::{app_pool, write_transaction, AppPool};
@@ -110,8 +109,6 @@ pub enum AppError {
     JobNotFound(i64),
     #[error("database error: {0}")]
     Database(DieselError),
-    #[error("no database connection: {0}")]
-    Pool(#[from] PoolError),
     #[error("could not enqueue: {0}")]
     Enqueue(#[from] EnqueueError),
     #[error(transparent)]

@@ -113,9 +113,12 @@ impl EnqueueConnection for DbConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
         if jobs.iter().any(NewJob::has_options) {
             super::check_jobs(jobs)?;
+            if let DbConnection::Sqlite(conn) = self {
+                super::dialect::sqlite::refuse_if_moved(conn)?;
+            }
             // Only the dialect's SQL is used, none of its state (files, sessions).
             let dialect: Box<dyn Dialect> = match self {
-                DbConnection::Sqlite(_) => Box::new(super::dialect::sqlite::Sqlite::opened(std::path::Path::new(""))),
+                DbConnection::Sqlite(_) => Box::new(super::dialect::sqlite::Sqlite::sql_only()),
                 DbConnection::Postgres(_) => Box::new(super::dialect::postgres::Postgres::new(String::new())),
             };
             let enqueued = self

@@ -194,8 +194,8 @@ impl Store {
     pub fn connect(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Store> {
         match url {
             DatabaseUrl::Sqlite(path) => {
-                let (writer, reader) = connection::sqlite_pools(path, pool_size)?;
-                let dialect = Box::new(dialect::sqlite::Sqlite::opened(path));
+                let (file, writer, reader) = connection::sqlite_pools(path, pool_size)?;
+                let dialect = Box::new(dialect::sqlite::Sqlite::opened(file));
                 Ok(Store {
                     dialect,
                     writer,
@@ -331,6 +331,8 @@ impl Store {
                     Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => retries += 1,
                     Err(err) => {
                         connection::discard_after_error(&mut conn);
+                        // A commit refused because the SQLite file went away: say so.
+                        self.check_database()?;
                         return Err(StoreError::query(action)(err));
                     }
                     Ok(value) => return Ok(value),

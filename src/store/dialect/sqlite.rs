@@ -6,8 +6,6 @@
 //! decide.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -16,7 +14,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{expect_variant, DeadProcess, Dialect};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
-use crate::store::connection::DbConnection;
+use crate::store::connection::{DbConnection, SqliteFile};
 use crate::store::jobs::{like_prefix, Claim, JobInsert, ID_CHUNK};
 use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
@@ -30,28 +28,22 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite"
 /// SQLite's limit on bind parameters per statement (the default since SQLite 3.32).
 const MAX_BINDS: usize = 32_766;
 
-/// The SQLite dialect, with the identity of the file it opened.
+/// The SQLite dialect, with the file the store opened (none when only its SQL is used).
 #[derive(Debug)]
 pub struct Sqlite {
-    path: PathBuf,
-    /// Device and inode of the file when the store opened it.
-    identity: Option<(u64, u64)>,
-    /// Set once the path no longer names that file.
-    gone: Mutex<Option<String>>,
+    file: Option<SqliteFile>,
 }
 
 impl Sqlite {
-    /// The dialect for the database file at `path`, which the store has just opened.
-    pub fn opened(path: &Path) -> Self {
-        Sqlite { path: path.to_path_buf(), identity: file_identity(path).ok(), gone: Mutex::new(None) }
+    /// The dialect for the database file the store has just opened.
+    pub fn opened(file: SqliteFile) -> Self {
+        Sqlite { file: Some(file) }
     }
-}
 
-/// Device and inode of the file at `path`.
-fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path)?;
-    Ok((metadata.dev(), metadata.ino()))
+    /// The dialect's SQL only, on a connection the caller opened.
+    pub fn sql_only() -> Self {
+        Sqlite { file: None }
+    }
 }
 
 /// A row of `solidq_claimed_executions` to insert.
@@ -120,8 +112,19 @@ fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTi
 }
 
 impl EnqueueConnection for SqliteConnection {
+    /// Refused with [`StoreError::DatabaseGone`](crate::StoreError::DatabaseGone) on a
+    /// connection of solidq's whose file is no longer at its path.
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        refuse_if_moved(self)?;
         crate::store::jobs::enqueue_plain(self, jobs, |conn| enqueue_on(conn, jobs, now))
+    }
+}
+
+/// Refuses writes on a connection whose file was deleted or replaced at its path.
+pub(crate) fn refuse_if_moved(conn: &mut SqliteConnection) -> StoreResult<()> {
+    match crate::store::connection::sqlite_moved(conn) {
+        Some(reason) => Err(crate::StoreError::DatabaseGone(reason)),
+        None => Ok(()),
     }
 }
 
@@ -212,29 +215,11 @@ impl Dialect for Sqlite {
     }
 
     fn check_database(&self) -> Result<(), String> {
-        let mut gone = self.gone.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(reason) = gone.as_ref() {
-            return Err(reason.clone());
-        }
-        let path = self.path.display();
-        let reason = match (file_identity(&self.path), self.identity) {
-            (Ok(now), Some(opened)) if now == opened => return Ok(()),
-            (Ok(_), None) => return Ok(()),
-            (Ok(_), Some(_)) => format!(
-                "the SQLite database {path} was replaced by another file while this process had it open; it \
-                 writes nothing more (restart it to use the new file)"
-            ),
-            (Err(err), _) => format!(
-                "the SQLite database {path} was deleted while this process had it open ({err}); everything \
-                 written to it since is gone with the file, and this process writes nothing more (restart it)"
-            ),
-        };
-        *gone = Some(reason.clone());
-        Err(reason)
+        self.file.as_ref().map_or(Ok(()), SqliteFile::check)
     }
 
     fn database_gone(&self) -> Option<String> {
-        self.gone.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.file.as_ref().and_then(SqliteFile::gone)
     }
 
     fn begin_write(&self, conn: &mut DbConnection) -> QueryResult<()> {

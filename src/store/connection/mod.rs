@@ -17,6 +17,7 @@
 //! # impl solidq::Job for Welcome { const KIND: &'static str = "welcome"; }
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = app_pool(&DatabaseUrl::parse("sqlite://app.sqlite3")?, 4)?;
+//! // Refused at once, naming the path, if the SQLite file was deleted under the process.
 //! let mut conn = pool.get()?;
 //! // BEGIN IMMEDIATE on SQLite: the transaction takes the write lock up front.
 //! write_transaction(&mut conn, |conn| {
@@ -26,18 +27,24 @@
 //! })?;
 //! # Ok(()) }
 //! ```
+//!
+//! On SQLite every connection opened here refuses to commit once its file was deleted or
+//! replaced at its path (see [`SqliteFile`]): what it wrote would vanish with the unlinked
+//! file, although the commit succeeded.
 
-use std::path::Path;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
-use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{Connection, PgConnection};
 
 use super::{StoreError, StoreResult};
 use crate::model::DatabaseUrl;
 
+mod sqlite_file;
+
 pub use multi::DbConnection;
+pub(crate) use sqlite_file::moved as sqlite_moved;
+pub use sqlite_file::SqliteFile;
 
 // The derive generates undocumented items (its backend and query builder types).
 #[allow(missing_docs)]
@@ -59,9 +66,6 @@ mod multi {
 /// A pool of connections to one database.
 pub(crate) type DbPool = Pool<Manager>;
 
-/// A pool of the application's own connections, set up as solidq sets up its own.
-pub type AppPool = Pool<Manager>;
-
 /// How long SQLite waits for a lock held by another connection or process.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a caller waits for a pooled SQLite connection.
@@ -75,8 +79,9 @@ pub const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
 /// Opens connections of one backend for a pool (see [`app_pool`]).
 #[derive(Debug, Clone)]
 pub enum Manager {
-    /// SQLite file at this path; every connection gets [`sqlite_pragmas`].
-    Sqlite(String),
+    /// This SQLite file; every connection gets [`sqlite_pragmas`] and the guard of
+    /// [`SqliteFile`].
+    Sqlite(SqliteFile),
     /// PostgreSQL at this URL (with `connect_timeout`).
     Postgres(String),
 }
@@ -85,16 +90,9 @@ impl Manager {
     /// Opens one connection.
     pub fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match self {
-            Manager::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path).map_err(|err| {
-                    diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(explain_sqlite_open(
-                        Path::new(path),
-                        &err,
-                    )))
-                })?;
-                conn.batch_execute(&sqlite_pragmas()).map_err(diesel::r2d2::Error::QueryError)?;
-                Ok(DbConnection::Sqlite(conn))
-            }
+            Manager::Sqlite(file) => file.open(&sqlite_pragmas()).map(DbConnection::Sqlite).map_err(|message| {
+                diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(message))
+            }),
             Manager::Postgres(url) => {
                 init_tls();
                 PgConnection::establish(url).map(DbConnection::Postgres).map_err(diesel::r2d2::Error::ConnectionError)
@@ -111,32 +109,19 @@ impl ManageConnection for Manager {
         self.open()
     }
 
+    /// SQLite: the file is still at its path (this is also a round trip); PostgreSQL: a ping.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        if let DbConnection::Sqlite(sqlite) = conn {
+            if let Some(reason) = sqlite_moved(sqlite) {
+                return Err(diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(reason)));
+            }
+        }
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         conn.is_broken()
     }
-}
-
-/// Why SQLite could not open `path`, in words that name the file: SQLite says only "unable to
-/// open database file", so ask the operating system the same question.
-fn explain_sqlite_open(path: &Path, err: &diesel::ConnectionError) -> String {
-    let why = if path.is_dir() {
-        "it is a directory".to_string()
-    } else if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
-        format!("its directory {} does not exist", dir.display())
-    } else {
-        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path) {
-            Err(io) if matches!(io.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                format!("{io}: the limit of open files is reached, see ulimit -n")
-            }
-            Err(io) => io.to_string(),
-            Ok(_) => "the operating system can open it, SQLite cannot".to_string(),
-        }
-    };
-    format!("cannot open the SQLite database {}: {err} ({why})", path.display())
 }
 
 /// The pragmas applied to each SQLite connection: busy timeout first (changing the journal
@@ -188,8 +173,8 @@ fn build_pool(
 
 /// The SQLite writer pool (one connection: every write goes through it, in IMMEDIATE
 /// transactions) and a reader pool of `pool_size` connections for `path`, creating the parent
-/// directory if missing.
-pub(crate) fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(DbPool, DbPool)> {
+/// directory if missing; and the file they opened.
+pub(crate) fn sqlite_pools(path: &std::path::Path, pool_size: u32) -> StoreResult<(SqliteFile, DbPool, DbPool)> {
     let action = "opening the SQLite database";
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|err| StoreError::Connection {
@@ -197,39 +182,68 @@ pub(crate) fn sqlite_pools(path: &Path, pool_size: u32) -> StoreResult<(DbPool, 
             message: format!("cannot create directory {}: {err}", dir.display()),
         })?;
     }
-    let location = sqlite_location(path, action)?;
-    // One connection first, so that a file SQLite cannot open is reported at once, by name,
-    // rather than after the pool's timeout. It also switches a new file to WAL before the
-    // pools open it.
-    let manager = Manager::Sqlite(location.to_string());
-    manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
-    let writer = pool(manager, 1, SQLITE_POOL_TIMEOUT, action)?;
-    let reader = pool(Manager::Sqlite(location.to_string()), pool_size, SQLITE_POOL_TIMEOUT, action)?;
-    Ok((writer, reader))
+    let file = opened_sqlite_file(path, action)?;
+    let writer = pool(Manager::Sqlite(file.clone()), 1, SQLITE_POOL_TIMEOUT, action)?;
+    let reader = pool(Manager::Sqlite(file.clone()), pool_size, SQLITE_POOL_TIMEOUT, action)?;
+    Ok((file, writer, reader))
 }
 
-/// The path of a SQLite file as SQLite takes it (UTF-8), or an error naming it.
-fn sqlite_location<'a>(path: &'a Path, action: &'static str) -> StoreResult<&'a str> {
-    path.to_str().ok_or_else(|| StoreError::Connection {
-        action,
-        message: format!("path {} is not valid UTF-8", path.display()),
-    })
+/// The SQLite file at `path`, with one connection opened first: a file SQLite cannot open is
+/// reported at once, by name, rather than after a pool's timeout; a new file is switched to
+/// WAL before the pools open it; and the file the path names is recorded.
+fn opened_sqlite_file(path: &std::path::Path, action: &'static str) -> StoreResult<SqliteFile> {
+    let file = SqliteFile::new(path).map_err(|message| StoreError::Connection { action, message })?;
+    file.open(&sqlite_pragmas()).map_err(|message| StoreError::Connection { action, message })?;
+    Ok(file)
+}
+
+/// A pool of the application's own connections, set up as solidq sets up its own (see the
+/// module documentation).
+#[derive(Clone)]
+pub struct AppPool {
+    pool: Pool<Manager>,
+    /// The SQLite file the pool opens, checked before a connection is handed out.
+    file: Option<SqliteFile>,
+}
+
+impl std::fmt::Debug for AppPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppPool").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl AppPool {
+    /// A connection from the pool, waiting for one up to the pool's timeout. On SQLite,
+    /// refused at once with [`StoreError::DatabaseGone`] (naming the path) once the file was
+    /// deleted or replaced under the process: writes on it would be lost.
+    pub fn get(&self) -> StoreResult<PooledConnection<Manager>> {
+        let action = "getting a connection from the application's pool";
+        let check = || self.file.as_ref().map_or(Ok(()), SqliteFile::check).map_err(StoreError::DatabaseGone);
+        check()?;
+        // The pool may have failed to open a connection because the file went away meanwhile.
+        self.pool.get().map_err(|err| check().err().unwrap_or_else(|| StoreError::connection(action)(err)))
+    }
+
+    /// The r2d2 pool underneath (its state, other ways to get a connection).
+    pub fn pool(&self) -> &Pool<Manager> {
+        &self.pool
+    }
 }
 
 /// A pool of `size` connections to the database at `url`, for the application's own tables,
 /// set up as solidq's own (see the module documentation).
 pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
     let action = "opening the application's pool";
+    // The application's code does not tell the pool which connection failed: test each.
     match url {
         DatabaseUrl::Sqlite(path) => {
-            let location = sqlite_location(path, action)?;
-            let manager = Manager::Sqlite(location.to_string());
-            manager.open().map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
-            build_pool(manager, size, SQLITE_POOL_TIMEOUT, true, action)
+            let file = opened_sqlite_file(path, action)?;
+            let pool = build_pool(Manager::Sqlite(file.clone()), size, SQLITE_POOL_TIMEOUT, true, action)?;
+            Ok(AppPool { pool, file: Some(file) })
         }
-        // The application's code does not tell the pool which connection failed: test each.
         DatabaseUrl::Postgres(url) => {
-            build_pool(Manager::Postgres(with_connect_timeout(url)), size, PG_POOL_TIMEOUT, true, action)
+            let manager = Manager::Postgres(with_connect_timeout(url));
+            Ok(AppPool { pool: build_pool(manager, size, PG_POOL_TIMEOUT, true, action)?, file: None })
         }
     }
 }
@@ -238,6 +252,10 @@ pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
 /// taken up front, waiting up to the busy timeout, so the transaction never fails half-way
 /// with `database is locked`), a plain transaction on PostgreSQL. Commits if `f` returns `Ok`,
 /// rolls back otherwise.
+///
+/// On SQLite, a connection whose file was deleted or replaced at its path since it was opened
+/// rolls back instead of committing, and the error (a diesel `DatabaseError`) names the path:
+/// nothing it wrote would survive the process.
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -250,7 +268,21 @@ where
         DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
         other => <DbConnection as Connection>::TransactionManager::begin_transaction(other),
     };
-    in_transaction(conn, begin, f)
+    in_transaction(conn, begin, |conn| {
+        let value = f(conn)?;
+        match conn {
+            DbConnection::Sqlite(sqlite) => match sqlite_moved(sqlite) {
+                Some(reason) => Err(database_moved_error(reason).into()),
+                None => Ok(value),
+            },
+            DbConnection::Postgres(_) => Ok(value),
+        }
+    })
+}
+
+/// A diesel error that carries why the database file is no longer where it was opened.
+pub(crate) fn database_moved_error(reason: String) -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, Box::new(reason))
 }
 
 /// Runs `f` between `begin` and a commit (a rollback if it fails), as diesel's
