@@ -756,7 +756,17 @@ fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
         if queue.trim_end_matches('*').contains('*') || queue.ends_with("**") {
             return Err(format!("has queue {queue:?} with '*' other than at the end"));
         }
-        patterns.push(QueuePattern::parse(queue));
+        let pattern = QueuePattern::parse(queue);
+        let name = match &pattern {
+            QueuePattern::All => None,
+            QueuePattern::Exact(name) => crate::model::queue_name_problem(name),
+            // A prefix may end in whitespace ("report *" matches "report x"); the rest holds.
+            QueuePattern::Prefix(prefix) => crate::model::name_problem("queue prefix", prefix.trim_end()),
+        };
+        if let Some(problem) = name {
+            return Err(format!("has queue {queue:?}: {problem}"));
+        }
+        patterns.push(pattern);
     }
     Ok(WorkerGroup { queues: patterns, concurrency })
 }
@@ -939,6 +949,8 @@ mod tests {
             "a*b:1",
             "**:1",
             "a:b:1",
+            "a\u{1}b:1",
+            "re\u{7f}ports*:1",
             ";",
             "default:-1",
         ] {

@@ -537,7 +537,7 @@ impl EnqueueOptions {
 #[derive(thiserror::Error)]
 pub enum EnqueueError {
     /// The job's arguments did not serialize to JSON.
-    #[error("job of kind {kind} does not serialize to JSON: {source}")]
+    #[error("job of kind {} does not serialize to JSON: {source}", crate::model::shown_name(kind))]
     Serialize {
         /// The job's kind.
         kind: String,
@@ -545,7 +545,7 @@ pub enum EnqueueError {
         source: serde_json::Error,
     },
     /// An option is out of range.
-    #[error("job of kind {kind}: {problem}")]
+    #[error("job of kind {}: {problem}", crate::model::shown_name(kind))]
     Invalid {
         /// The job's kind.
         kind: String,

@@ -162,31 +162,82 @@ impl Enqueued {
     }
 }
 
+/// The longest name solidq stores, in bytes: kinds, queue names, unique keys, concurrency
+/// keys and recurring task keys (MySQL keeps them as `VARCHAR(255)`).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// What is wrong with `name` as a `field` (`"kind"`, `"queue name"`, …), if anything. Names
+/// are identifiers that operators type and dashboards show: 1 to [`MAX_NAME_BYTES`] bytes,
+/// no control characters, no leading or trailing whitespace. The text names the field, the
+/// name (escaped) and the rule.
+///
+/// ```
+/// use solidq::model::name_problem;
+/// assert_eq!(name_problem("queue name", "mailers"), None);
+/// assert!(name_problem("queue name", " ").unwrap().contains("leading or trailing whitespace"));
+/// assert!(name_problem("kind", "k\u{1}").unwrap().contains("control character U+0001"));
+/// ```
+pub fn name_problem(field: &str, name: &str) -> Option<String> {
+    let shown = shown_name(name);
+    let problem = if name.is_empty() {
+        format!("the {field} is empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        format!("the {field} {shown} is {} bytes long", name.len())
+    } else if let Some(control) = name.chars().find(|c| c.is_control()) {
+        format!("the {field} {shown} contains the control character U+{:04X}", u32::from(control))
+    } else if name.trim() != name {
+        format!("the {field} {shown} has leading or trailing whitespace")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{problem}: a {field} must be 1 to {MAX_NAME_BYTES} bytes, without control characters or leading or \
+         trailing whitespace"
+    ))
+}
+
+/// `name` as messages show it: quoted, escaped, the first 40 characters of a long one.
+pub(crate) fn shown_name(name: &str) -> String {
+    const SHOWN: usize = 40;
+    match name.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}…", &name[..end]),
+        None => format!("{name:?}"),
+    }
+}
+
+/// What is wrong with `name` as a queue name, if anything: the rules of [`name_problem`], and
+/// no `*` or `,`, which the claim patterns of `SOLIDQ_WORKERS` could not match exactly.
+pub fn queue_name_problem(name: &str) -> Option<String> {
+    name_problem("queue name", name).or_else(|| {
+        (name.contains('*') || name.contains(',')).then(|| {
+            format!("the queue name {} contains '*' or ',', which worker queue patterns use", shown_name(name))
+        })
+    })
+}
+
 impl NewJob {
     /// Whether the job has a unique key or a concurrency limit (enqueued one at a time).
     pub fn has_options(&self) -> bool {
         self.unique_key.is_some() || self.concurrency.is_some()
     }
 
-    /// What is wrong with this job, if anything: an empty kind, a queue name the claim
-    /// patterns could not match exactly (empty, or with `*` or `,`), fewer than one attempt, or a
-    /// time after [`latest_schedule`]. The store refuses such jobs on every backend.
+    /// What is wrong with this job, if anything: a kind, queue name, unique key or
+    /// concurrency key that breaks the rules of names ([`name_problem`],
+    /// [`queue_name_problem`]), fewer than one attempt, or a time after [`latest_schedule`].
+    /// The store refuses such jobs on every backend.
     pub fn problem(&self) -> Option<String> {
-        if self.kind.trim().is_empty() {
-            return Some("the kind is empty".into());
-        }
-        if self.queue.is_empty() || self.queue.contains('*') || self.queue.contains(',') {
-            return Some(format!("queue name {:?} must be non-empty without '*' or ','", self.queue));
+        if let Some(problem) = name_problem("kind", &self.kind).or_else(|| queue_name_problem(&self.queue)) {
+            return Some(problem);
         }
         if self.max_attempts < 1 {
             return Some(format!("max attempts must be at least 1, got {}", self.max_attempts));
         }
-        if self.unique_key.as_deref().is_some_and(str::is_empty) {
-            return Some("the unique key is empty".into());
+        if let Some(problem) = self.unique_key.as_deref().and_then(|key| name_problem("unique key", key)) {
+            return Some(problem);
         }
         if let Some(limit) = &self.concurrency {
-            if limit.key.is_empty() {
-                return Some("the concurrency key is empty".into());
+            if let Some(problem) = name_problem("concurrency key", &limit.key) {
+                return Some(problem);
             }
             if limit.limit < 1 {
                 return Some(format!("the concurrency limit must be at least 1, got {}", limit.limit));
@@ -484,6 +535,33 @@ impl PartialEq<&str> for JobState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_one_rule_for_every_field() {
+        for good in ["mailer.welcome", "a queue", "ü", &"k".repeat(MAX_NAME_BYTES), "acct:42"] {
+            assert_eq!(name_problem("kind", good), None, "{good:?}");
+        }
+        let cases = [
+            ("", "the kind is empty"),
+            (" ", "the kind \" \" has leading or trailing whitespace"),
+            ("k ", "has leading or trailing whitespace"),
+            ("\u{a0}k", "has leading or trailing whitespace"),
+            ("k\u{1}", "contains the control character U+0001"),
+            ("k\u{7f}", "contains the control character U+007F"),
+            ("k\u{85}x", "contains the control character U+0085"),
+        ];
+        for (bad, expected) in cases {
+            let problem = name_problem("kind", bad).unwrap_or_default();
+            assert!(problem.contains(expected), "{bad:?}: {problem}");
+            assert!(problem.ends_with("without control characters or leading or trailing whitespace"), "{problem}");
+        }
+        // 128 two-byte characters: 256 bytes, over the limit in bytes, not in characters.
+        let long = name_problem("unique key", &"é".repeat(128)).unwrap();
+        assert!(long.contains("the unique key \"éééé") && long.contains("…") && long.contains("256 bytes"), "{long}");
+        assert!(queue_name_problem("mail*").unwrap().contains("'*' or ','"));
+        assert!(queue_name_problem("a,b").is_some());
+        assert_eq!(queue_name_problem("mailers"), None);
+    }
 
     #[test]
     fn failure_records_are_typed_and_read_what_earlier_versions_wrote() {

@@ -50,6 +50,8 @@ use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{name_problem, queue_name_problem};
+
 /// How to write a schedule, shown in error messages.
 pub const SCHEDULE_FORM: &str =
     "use a cron expression of 5 fields (minute hour day month weekday, e.g. \"30 2 * * *\") \
@@ -394,19 +396,12 @@ impl RecurringTask {
         self
     }
 
-    /// What is wrong with this task, if anything: an empty key or kind, or a queue name the
-    /// workers could not match exactly (empty, or with `*` or `,`).
+    /// What is wrong with this task, if anything: a key, kind or queue name that breaks the
+    /// rules of names ([`name_problem`], [`queue_name_problem`]).
     pub fn problem(&self) -> Option<String> {
-        if self.key.trim().is_empty() {
-            return Some("the key is empty".into());
-        }
-        if self.kind.trim().is_empty() {
-            return Some("the kind is empty".into());
-        }
-        if self.queue.is_empty() || self.queue.contains('*') || self.queue.contains(',') {
-            return Some(format!("queue name {:?} must be non-empty without '*' or ','", self.queue));
-        }
-        None
+        name_problem("task key", &self.key)
+            .or_else(|| name_problem("kind", &self.kind))
+            .or_else(|| queue_name_problem(&self.queue))
     }
 
     /// The first run strictly after `after` (UTC).

@@ -42,6 +42,15 @@ pub enum RuntimeError {
     /// Two handlers were registered for one job kind.
     #[error("job kind {0:?} has two handlers registered")]
     DuplicateKind(&'static str),
+    /// A job type registered with a `KIND` or `QUEUE` that breaks the rules of names
+    /// ([`name_problem`](crate::model::name_problem)).
+    #[error("job type {type_name} cannot be registered: {problem}")]
+    InvalidJobType {
+        /// The Rust type.
+        type_name: &'static str,
+        /// What is wrong with its kind or queue.
+        problem: String,
+    },
     /// A static recurring task is invalid, or two have one key.
     #[error(transparent)]
     Recurring(#[from] RecurringError),
@@ -95,7 +104,8 @@ pub struct Runtime {
     store: SharedStore,
     logger: Logger,
     registry: Registry,
-    duplicate: Option<&'static str>,
+    /// The first registration refused (a kind twice, a bad name): `start` returns it.
+    refused: Option<RuntimeError>,
     guard: Option<LoggingGuard>,
     stuck_after: Duration,
     /// Static recurring tasks given with [`Runtime::recurring`].
@@ -139,7 +149,7 @@ impl Runtime {
             store,
             logger,
             registry: Registry::default(),
-            duplicate: None,
+            refused: None,
             guard: None,
             stuck_after: DEFAULT_STUCK_AFTER,
             recurring: Vec::new(),
@@ -174,7 +184,7 @@ impl Runtime {
             OwnArbiter::joined_by(self.stopped.clone()),
             &self.logger,
         )));
-        self.insert(J::KIND, handler);
+        self.insert::<J>(handler);
         self
     }
 
@@ -190,7 +200,7 @@ impl Runtime {
     {
         let handler: Arc<dyn ErasedHandler> =
             Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, SyncPool(threads), &self.logger)));
-        self.insert(J::KIND, handler);
+        self.insert::<J>(handler);
         self
     }
 
@@ -225,13 +235,17 @@ impl Runtime {
         Fut: std::future::Future<Output = Result<(), crate::JobError>> + 'static,
     {
         let handler: Arc<dyn ErasedHandler> = Arc::new(crate::registry::FnHandler::<J, F>::new(f, &self.logger));
-        self.insert(J::KIND, handler);
+        self.insert::<J>(handler);
         self
     }
 
-    fn insert(&mut self, kind: &'static str, handler: Arc<dyn ErasedHandler>) {
-        if !self.registry.insert(kind, handler) {
-            self.duplicate.get_or_insert(kind);
+    fn insert<J: Job>(&mut self, handler: Arc<dyn ErasedHandler>) {
+        let problem = crate::model::name_problem("kind", J::KIND)
+            .or_else(|| crate::model::queue_name_problem(J::QUEUE).map(|problem| format!("its QUEUE: {problem}")));
+        if let Some(problem) = problem {
+            self.refused.get_or_insert(RuntimeError::InvalidJobType { type_name: std::any::type_name::<J>(), problem });
+        } else if !self.registry.insert(J::KIND, handler) {
+            self.refused.get_or_insert(RuntimeError::DuplicateKind(J::KIND));
         }
     }
 
@@ -366,8 +380,8 @@ impl Runtime {
     }
 
     fn start_with(self, standalone: bool) -> Result<RuntimeHandle, RuntimeError> {
-        if let Some(kind) = self.duplicate {
-            return Err(RuntimeError::DuplicateKind(kind));
+        if let Some(refused) = self.refused {
+            return Err(refused);
         }
         let static_tasks = self.static_tasks()?;
         if !self.config.scheduler && !static_tasks.is_empty() {

@@ -501,3 +501,45 @@ async fn jobs_of_one_kind_run_at_once_only_with_a_response_future(db: TestDb) {
     assert!(spread(&sequential) >= Duration::from_millis(400), "plain handlers overlapped: {:?}", spread(&sequential));
     handle.shutdown().await;
 }
+
+#[derive(Serialize, Deserialize)]
+struct BadlyNamed;
+
+impl Job for BadlyNamed {
+    const KIND: &'static str = "report\tweekly";
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlankQueue;
+
+impl Job for BlankQueue {
+    const KIND: &'static str = "report.weekly";
+    const QUEUE: &'static str = " ";
+}
+
+/// A job type whose `KIND` or `QUEUE` breaks the rules of names cannot be registered (start
+/// fails naming the type, the field and the rule), and an enqueue with a bad queue name or key
+/// in its options is refused before anything is written.
+#[actix_rt::test]
+async fn job_types_and_options_with_bad_names_are_refused() {
+    let db = TestDb::sqlite();
+    let noop = |_: BadlyNamed, _: solidq::JobMeta| async { Ok(()) };
+    let refused = Runtime::new(fast_config(&db), logger()).unwrap().register_async::<BadlyNamed, _, _>(noop).start();
+    let message = refused.err().expect("a bad kind is refused").to_string();
+    assert!(message.contains("BadlyNamed") && message.contains("control character U+0009"), "{message}");
+    let noop = |_: BlankQueue, _: solidq::JobMeta| async { Ok(()) };
+    let refused = Runtime::new(fast_config(&db), logger()).unwrap().register_async::<BlankQueue, _, _>(noop).start();
+    let message = refused.err().expect("a blank queue is refused").to_string();
+    assert!(message.contains("its QUEUE: the queue name \" \" has leading or trailing whitespace"), "{message}");
+
+    let queue = Runtime::new(fast_config(&db), logger()).unwrap().queue();
+    let step = || Step { n: 1, panic: false, sleep_ms: 0 };
+    for (options, expected) in [
+        (solidq::EnqueueOptions::new().queue("mail\n"), "the queue name \"mail\\n\" contains the control character"),
+        (solidq::EnqueueOptions::new().unique_key(" k "), "the unique key \" k \" has leading or trailing whitespace"),
+    ] {
+        let refused = queue.enqueue_with(step(), options).await.expect_err("refused").to_string();
+        assert!(refused.contains(expected), "{refused}");
+    }
+    assert_eq!(db.store.counts().unwrap().0.ready, 0);
+}

@@ -338,6 +338,35 @@ fn enqueue_delays_out_of_range_are_named_errors() {
     assert!(!path.exists(), "nothing was written for the refused jobs");
 }
 
+/// Kinds, queue names, unique keys and concurrency keys that operators could not type or a
+/// dashboard could not show are refused (exit 2) with the field and the rule, and nothing is
+/// written; so is pausing such a queue.
+#[test]
+fn names_with_control_characters_blanks_or_too_long_are_refused_naming_the_field() {
+    let (db, path) = sqlite_db();
+    let long = "k".repeat(256);
+    let cases: [(&[&str], &str); 8] = [
+        (&["enqueue", "k\u{1}", "{}"], "the kind \"k\\u{1}\" contains the control character U+0001"),
+        (&["enqueue", " k", "{}"], "the kind \" k\" has leading or trailing whitespace"),
+        (&["enqueue", &long, "{}"], "is 256 bytes long"),
+        (&["enqueue", "k", "{}", "--queue", " "], "the queue name \" \" has leading or trailing whitespace"),
+        (&["enqueue", "k", "{}", "--queue", "a\tb"], "the queue name \"a\\tb\" contains the control character"),
+        (&["enqueue", "k", "{}", "--unique-key", ""], "the unique key is empty"),
+        (&["enqueue", "k", "{}", "--concurrency-key", "acct:1\n"], "the concurrency key \"acct:1\\n\" contains"),
+        (&["queues", "pause", "mail "], "the queue name \"mail \" has leading or trailing whitespace"),
+    ];
+    for (args, expected) in cases {
+        let run = db.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("must be 1 to 255 bytes, without control characters"), "{}", run.stderr);
+    }
+    assert!(path.exists(), "the pause connected");
+    assert_eq!(status_json(&db)["jobs"]["ready"], 0, "nothing was enqueued");
+    let exactly_255 = "k".repeat(255);
+    enqueue(&db, &[&exactly_255, "{}", "--queue", "a queue with inner spaces"]);
+}
+
 /// Enqueueing to a queue or a kind that no live process serves succeeds, with a warning that
 /// says why the job will wait.
 #[test]

@@ -250,8 +250,12 @@ enum Failure {
 }
 
 impl From<StoreError> for Failure {
+    /// A name or job the store refuses is the operator's input: exit 2, as for a bad flag.
     fn from(err: StoreError) -> Self {
-        Failure::Store(err)
+        match err {
+            StoreError::InvalidName(_) | StoreError::InvalidJob { .. } => Failure::Usage(err.to_string()),
+            other => Failure::Store(other),
+        }
     }
 }
 
@@ -448,7 +452,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
                 opts = opts.run_in(delay);
             }
             let job = NewJob::from_json(&kind, arguments, opts).map_err(|e| match e {
-                EnqueueError::Store(store_error) => Failure::Store(store_error),
+                EnqueueError::Store(store_error) => Failure::from(store_error),
                 other => Failure::Usage(other.to_string()),
             })?;
             let store = connect_ready(config)?;

@@ -278,6 +278,9 @@ impl Store {
     /// Pauses `queue`: no process claims from it (within one polling interval: claims read
     /// the pauses), jobs keep arriving. Returns false if it was paused already.
     pub fn pause_queue(&self, queue: &str, now: NaiveDateTime) -> StoreResult<bool> {
+        if let Some(problem) = crate::model::queue_name_problem(queue) {
+            return Err(StoreError::InvalidName(problem));
+        }
         let inserted = self.write("pausing a queue", |conn| {
             let paused: bool = diesel::select(diesel::dsl::exists(pauses::table.find(queue))).get_result(conn)?;
             if paused {

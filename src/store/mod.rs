@@ -81,8 +81,11 @@ pub enum StoreError {
     /// lost with the unlinked file, so the store refuses every write from then on.
     #[error("{0}")]
     DatabaseGone(String),
+    /// A name the store refuses to write (see [`name_problem`](crate::model::name_problem)).
+    #[error("{0}")]
+    InvalidName(String),
     /// A job the store refuses to insert (see [`NewJob::problem`](crate::model::NewJob::problem)).
-    #[error("job of kind {kind:?} refused: {problem}")]
+    #[error("job of kind {} refused: {problem}", crate::model::shown_name(kind))]
     InvalidJob {
         /// The job's kind.
         kind: String,

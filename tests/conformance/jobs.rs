@@ -6,6 +6,7 @@ use crate::common::{backend_tests, TestDb};
 backend_tests!(by_ref:
     enqueue_in_takes_a_pooled_connection_inside_its_transaction,
     times_past_the_latest_schedule_are_refused_and_the_latest_sorts_last,
+    names_breaking_the_rules_are_refused_by_every_enqueue_path,
     claim_takes_only_the_kinds_it_is_given,
     record_writes_a_mixed_batch_in_one_transaction_and_reports_fenced_tokens,
     enqueue_puts_due_jobs_in_ready_and_future_jobs_in_scheduled,
@@ -499,6 +500,41 @@ fn claim_takes_only_the_kinds_it_is_given(db: &TestDb) {
     assert_eq!((row.state, row.attempts), (Some(JobState::Ready), 0), "the unknown kind waits, unattempted");
     let got = store.claim(p, &[QueuePattern::parse("q")], &["new".into(), "old".into()], 10, t(1)).unwrap();
     assert_eq!(got.iter().map(|c| c.token.job_id).collect::<Vec<_>>(), [ids[1]]);
+}
+
+/// A kind, queue, unique key or concurrency key with a control character, surrounding
+/// whitespace or over 255 bytes is refused alike by the store's enqueue, a bulk enqueue, the
+/// application's transaction and a pause, naming the field, and nothing is written.
+fn names_breaking_the_rules_are_refused_by_every_enqueue_path(db: &TestDb) {
+    use solidq::model::ConcurrencyLimit;
+    use solidq::StoreError;
+    let store = &db.store;
+    let app = solidq::store::connection::app_pool(&db.url, 1).unwrap();
+    let bad = [
+        (job("k\u{1}", "q", 0), "the kind \"k\\u{1}\" contains the control character U+0001"),
+        (job("k", " ", 0), "the queue name \" \" has leading or trailing whitespace"),
+        (job(&"k".repeat(256), "q", 0), "is 256 bytes long"),
+        (NewJob { unique_key: Some("key\n".into()), ..job("k", "q", 0) }, "the unique key \"key\\n\""),
+        (NewJob { concurrency: Some(ConcurrencyLimit::new(" acct", 1)), ..job("k", "q", 0) }, "the concurrency key"),
+    ];
+    for (new_job, expected) in bad {
+        for refused in [
+            store.enqueue(std::slice::from_ref(&new_job), t(0)).map(|_| ()),
+            store.enqueue(&[job("fine", "q", 0), new_job.clone()], t(0)).map(|_| ()),
+            app.get().unwrap().enqueue_jobs(std::slice::from_ref(&new_job), t(0)).map(|_| ()),
+        ] {
+            match refused {
+                Err(StoreError::InvalidJob { problem, .. }) => assert!(problem.contains(expected), "{problem}"),
+                other => panic!("{expected}: expected InvalidJob, got {other:?}"),
+            }
+        }
+    }
+    match store.pause_queue("mail\t", t(0)) {
+        Err(StoreError::InvalidName(problem)) => assert!(problem.contains("control character U+0009"), "{problem}"),
+        other => panic!("expected InvalidName, got {other:?}"),
+    }
+    assert_eq!(totals(store), counts(0, 0, 0, 0, 0));
+    enqueue_one(store, job(&"k".repeat(255), "a queue", 0));
 }
 
 /// SQLite keeps times as text: a five-digit year would sort before every four-digit one and
