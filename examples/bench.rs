@@ -39,6 +39,46 @@ impl Job for Nothing {
     const KIND: &'static str = "bench.nothing";
 }
 
+/// A job enqueued by another OS process (the bench started as `--enqueue-child`): its number
+/// is when it was enqueued, in Unix microseconds.
+#[derive(Serialize, Deserialize)]
+struct Stamped(u64);
+
+impl Job for Stamped {
+    const KIND: &'static str = "bench.stamped";
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+/// Records how long after its enqueue (in another process) each `Stamped` job started.
+struct StampedHandler(Arc<Mutex<Vec<f64>>>);
+
+impl Actor for StampedHandler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<Stamped>> for StampedHandler {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Stamped>, _: &mut Context<Self>) -> Self::Result {
+        self.0.lock().unwrap().push(unix_us().saturating_sub(msg.job.0) as f64 / 1000.0);
+        Ok(())
+    }
+}
+
+/// `bench --enqueue-child URL N`: enqueues `N` stamped jobs one at a time, 30 to 60 ms apart,
+/// as another process would (the CLI, a web process), then exits.
+fn enqueue_child(url: &str, jobs: usize) {
+    let url = DatabaseUrl::parse(url).expect("a database URL");
+    let store = Store::connect(&url, 1).expect("connecting");
+    for _ in 0..jobs {
+        let job = NewJob::from_job(&Stamped(unix_us()), Default::default()).expect("a job");
+        store.enqueue(&[job], chrono::Utc::now().naive_utc()).expect("enqueue");
+        std::thread::sleep(Duration::from_millis(30 + fastrand::u64(0..30)));
+    }
+}
+
 /// Counts executions and, for the latency scenario, when each started.
 #[derive(Clone, Default)]
 struct Counter {
@@ -74,6 +114,10 @@ impl Handler<Perform<Nothing>> for Noop {
         Ok(())
     }
 }
+
+/// The operation name of the SQLite watcher's `PRAGMA data_version` looks, counted apart:
+/// they read no table.
+const WATCHING: &str = "watching for commits";
 
 /// Counts store operations by name.
 #[derive(Default)]
@@ -183,6 +227,24 @@ fn config(url: &DatabaseUrl) -> Config {
 
 fn quiet() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// CPU time this process has used (user and system), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th, in clock ticks.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let used = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(used * 1000 / ticks)
 }
 
 /// Resident and peak resident memory in MB.
@@ -306,6 +368,7 @@ fn drain_scenario(args: &Args) {
     let took = started.elapsed();
     let report = system.block_on(handle.shutdown());
     operations.0.lock().unwrap().remove("counting jobs");
+    let watch_checks = operations.0.lock().unwrap().remove(WATCHING).unwrap_or(0);
     let transactions: usize = operations.0.lock().unwrap().values().sum();
     emit(
         json!({
@@ -317,6 +380,7 @@ fn drain_scenario(args: &Args) {
             "rss_during_mb": (peak_rss * 10.0).round() / 10.0,
             "deregistered": report.deregistered,
             "store_transactions_per_job": (transactions as f64 / args.jobs as f64 * 10_000.0).round() / 10_000.0,
+            "watch_checks": watch_checks,
             "by_operation": operations.per_job(args.jobs),
         }),
         &args.backend,
@@ -357,7 +421,18 @@ fn latency_scenario(args: &Args) {
     let store = open(&db.url, None);
     let system = System::new();
     let counter = Counter { record_starts: true, ..Counter::default() };
-    let handle = start(&system, &db.url, store.clone(), &counter);
+    let stamped = Arc::new(Mutex::new(Vec::new()));
+    let handle = {
+        let (counter, stamped, url, store) = (counter.clone(), stamped.clone(), db.url.clone(), store.clone());
+        system.block_on(async move {
+            Runtime::with_store(config(&url), store, quiet())
+                .expect("a runtime")
+                .register::<Nothing, _, _>(move || Noop(counter.clone()))
+                .register::<Stamped, _, _>(move || StampedHandler(stamped.clone()))
+                .start()
+                .expect("starting")
+        })
+    };
     let samples = 200;
     // In-process: the enqueue goes through the runtime's own store (an actix-web app's
     // `runtime.queue()`). Cross-process: through a store of its own, as another process would
@@ -371,6 +446,22 @@ fn latency_scenario(args: &Args) {
         let remote = sample_latencies(&other, &counter, samples / 4).await;
         (local, remote)
     });
+    // Another OS process enqueues while the runtime idles between jobs.
+    let os_samples = 200;
+    let child = std::process::Command::new(std::env::current_exe().expect("the bench's path"))
+        .args(["--enqueue-child", &url_text(&db.url), &os_samples.to_string()])
+        .status()
+        .expect("starting the enqueueing process");
+    assert!(child.success(), "the enqueueing process failed: {child}");
+    system.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stamped.lock().unwrap().len() < os_samples {
+            assert!(Instant::now() < deadline, "jobs of the other process did not all start within 20 s");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut os_process = stamped.lock().unwrap().clone();
+    os_process.sort_by(|a, b| a.total_cmp(b));
     system.block_on(handle.shutdown());
     emit(
         json!({
@@ -382,6 +473,10 @@ fn latency_scenario(args: &Args) {
             "other_process_samples": remote.len(),
             "other_process_p50_ms": percentile(&remote, 0.5),
             "other_process_p99_ms": percentile(&remote, 0.99),
+            "other_os_process_samples": os_process.len(),
+            "other_os_process_p50_ms": percentile(&os_process, 0.5),
+            "other_os_process_p99_ms": percentile(&os_process, 0.99),
+            "other_os_process_max_ms": percentile(&os_process, 1.0),
         }),
         &args.backend,
         "latency",
@@ -458,21 +553,24 @@ fn idle_scenario(args: &Args) {
     let before = operations.0.lock().unwrap().clone();
     // pg_stat_database is updated by the server with a delay: read it around a longer window.
     let server_before = server_transactions(&db.url);
+    let cpu_before = cpu_time();
     system.block_on(async { actix_rt::time::sleep(window).await });
+    let cpu = cpu_time().saturating_sub(cpu_before);
     let after = operations.0.lock().unwrap().clone();
     std::thread::sleep(Duration::from_millis(600));
     let server_after = server_transactions(&db.url);
     let mut per_operation = serde_json::Map::new();
-    let (mut total, mut heartbeats) = (0usize, 0usize);
+    let (mut total, mut heartbeats, mut watch_checks) = (0usize, 0usize, 0usize);
     for (operation, count) in &after {
         let count = count - before.get(operation).copied().unwrap_or(0);
         if count == 0 {
             continue;
         }
-        if *operation == "writing the heartbeat" {
-            heartbeats += count;
-        } else {
-            total += count;
+        match *operation {
+            "writing the heartbeat" => heartbeats += count,
+            // SQLite's PRAGMA data_version: reads no table, takes no lock a writer waits for.
+            WATCHING => watch_checks += count,
+            _ => total += count,
         }
         per_operation.insert(operation.to_string(), json!(count as f64 / window.as_secs_f64()));
     }
@@ -483,6 +581,8 @@ fn idle_scenario(args: &Args) {
             "window_s": window.as_secs(),
             "operations_per_s": total as f64 / window.as_secs_f64(),
             "heartbeats_per_s": heartbeats as f64 / window.as_secs_f64(),
+            "watch_checks_per_s": watch_checks as f64 / window.as_secs_f64(),
+            "cpu_ms_per_s": (cpu.as_secs_f64() * 1000.0 / window.as_secs_f64() * 10.0).round() / 10.0,
             "by_operation_per_s": per_operation,
             "server_transactions_per_s": server_before.zip(server_after).map(|(b, a)| (a - b) as f64 / window.as_secs_f64()),
             "idle_rss_mb": (rss * 10.0).round() / 10.0,
@@ -493,7 +593,22 @@ fn idle_scenario(args: &Args) {
     );
 }
 
+/// `url` as `SOLIDQ_DATABASE_URL` spells it.
+fn url_text(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    }
+}
+
 fn main() {
+    let raw: Vec<String> = std::env::args().collect();
+    if let [_, flag, url, jobs] = raw.as_slice() {
+        if flag == "--enqueue-child" {
+            enqueue_child(url, jobs.parse().expect("a number of jobs"));
+            return;
+        }
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(err) => {

@@ -105,5 +105,5 @@ async fn a_static_key_given_twice_stops_the_start() {
     assert!(err.to_string().contains("recurring task \"twice\" is configured twice"), "{err}");
     let bad_queue = RecurringTask::new("q", "every 1m", "test.noop").unwrap().queue("a,b");
     let err = runtime(&db).recurring(bad_queue).start().err().expect("a start error").to_string();
-    assert!(err.contains("recurring task \"q\": queue name \"a,b\""), "{err}");
+    assert!(err.contains("recurring task \"q\": the queue name \"a,b\" contains"), "{err}");
 }

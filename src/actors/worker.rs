@@ -45,11 +45,12 @@ pub struct ResumeClaiming;
 #[rtype(result = "()")]
 pub struct Woken(pub WakeReason);
 
-/// Longest wait between polls of an idle worker when nothing tells it of new jobs (SQLite,
-/// whose other processes cannot notify): each empty claim doubles the wait from the polling
-/// interval up to this.
+/// Longest wait between polls of an idle worker when nothing tells it of new jobs made ready
+/// by other processes (a store without a listener): each empty claim doubles the wait from
+/// the polling interval up to this.
 pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
-/// The same with a listener (PostgreSQL's LISTEN/NOTIFY): polling is then only a fallback.
+/// The same with a listener (PostgreSQL's LISTEN/NOTIFY, SQLite's `data_version` watcher):
+/// polling is then only a fallback.
 pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
 
 /// Settings of one worker.

@@ -2,13 +2,20 @@
 //! batches, tidies the queue tables after many claims ([`Store::tidy`]), sweeps blocked jobs
 //! every [`RELEASE_BLOCKED_EVERY`] passes, and deletes ended jobs older than
 //! `SOLIDQ_CLEAR_FINISHED_AFTER` in batches.
+//!
+//! Where the store sees every change to the database (SQLite, see `store::changes`), a pass
+//! that found nothing due remembers when the earliest scheduled job is due, and later passes
+//! do not look again before then while nothing was written (at least every
+//! [`LOOK_AT_LEAST_EVERY`]): an idle process reads nothing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::NaiveDateTime;
 use slog::{debug, info, Logger};
 
 use super::{Pass, Service};
-use crate::store::{Store, StoreResult};
+use crate::store::changes::ChangeMark;
+use crate::store::{Dispatched, Store, StoreResult};
 
 /// Default jobs moved per statement (`SOLIDQ_DISPATCHER_BATCH_SIZE`).
 pub const DEFAULT_BATCH_SIZE: usize = 500;
@@ -42,6 +49,9 @@ pub const RELEASE_BLOCKED_EVERY: u64 = 10;
 pub const CLEAR_FINISHED_EVERY: u64 = 60;
 /// Ended jobs deleted per transaction, so a clear never holds locks for long.
 pub const CLEAR_FINISHED_BATCH: usize = 1_000;
+/// Longest time the dispatcher goes without looking for due jobs while the database seems
+/// unchanged: a safety net under the change counts.
+pub const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
@@ -75,6 +85,17 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     /// Passes run so far.
     passes: u64,
+    /// What the last look found when nothing was due, while the store can tell changes.
+    quiet: Option<QuietLook>,
+}
+
+/// A look that found nothing due: the database as it was then, and when the earliest
+/// scheduled job is due.
+#[derive(Debug, Clone, Copy)]
+struct QuietLook {
+    mark: ChangeMark,
+    next: Option<NaiveDateTime>,
+    at: Instant,
 }
 
 impl Dispatcher {
@@ -82,7 +103,46 @@ impl Dispatcher {
     pub fn new(mut config: DispatcherConfig) -> Self {
         config.batch_size = config.batch_size.max(1);
         config.max_batches_per_pass = config.max_batches_per_pass.max(1);
-        Dispatcher { config, passes: 0 }
+        Dispatcher { config, passes: 0, quiet: None }
+    }
+
+    /// Whether the last look still tells: nothing written since, the earliest job not yet
+    /// due, and the look recent enough.
+    fn nothing_due(&self, mark: Option<ChangeMark>, pass: &Pass) -> bool {
+        match (self.quiet, mark) {
+            (Some(quiet), Some(mark)) => {
+                quiet.mark == mark
+                    && quiet.next.is_none_or(|next| pass.now < next)
+                    && pass.clock.saturating_duration_since(quiet.at) < LOOK_AT_LEAST_EVERY
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves due jobs batch by batch (one transaction each) until a batch comes back short.
+    fn dispatch(&mut self, store: &Store, pass: &Pass, outcome: &mut DispatchOutcome) -> StoreResult<()> {
+        // Taken before the look: a write the look misses changes the mark.
+        let mark = store.change_mark().map(|(mark, _)| mark);
+        if self.nothing_due(mark, pass) {
+            return Ok(());
+        }
+        self.quiet = None;
+        while outcome.batches < self.config.max_batches_per_pass {
+            match store.dispatch_due_or_next(pass.now, self.config.batch_size)? {
+                Dispatched::NothingDue { next } => {
+                    self.quiet = mark.map(|mark| QuietLook { mark, next, at: pass.clock });
+                    break;
+                }
+                Dispatched::Moved(moved) => {
+                    outcome.batches += 1;
+                    outcome.moved += moved;
+                    if moved < self.config.batch_size {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -94,17 +154,11 @@ impl Service for Dispatcher {
         self.config.interval
     }
 
-    /// Moves due jobs batch by batch (one transaction each) until a batch comes back short.
+    /// Dispatches due jobs, then tidies, sweeps blocked jobs and clears ended ones when their
+    /// turn comes.
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<DispatchOutcome> {
         let mut outcome = DispatchOutcome::default();
-        while outcome.batches < self.config.max_batches_per_pass {
-            let moved = store.dispatch_due(pass.now, self.config.batch_size)?;
-            outcome.batches += 1;
-            outcome.moved += moved;
-            if moved < self.config.batch_size {
-                break;
-            }
-        }
+        self.dispatch(store, &pass, &mut outcome)?;
         outcome.tidied = store.tidy()?;
         self.passes += 1;
         if self.passes % RELEASE_BLOCKED_EVERY == 1 {

@@ -16,7 +16,13 @@
 //!   threshold.
 //!
 //! The dead are reaped in one transaction per pass (the row deletion decides, so several
-//! reapers never double-release); each pass also returns claims whose process row is missing.
+//! reapers never double-release); now and then a pass also returns claims whose process row
+//! is missing.
+//!
+//! Where the store sees every change to the database (SQLite, see `store::changes`), a pass
+//! judges from the rows the last pass read while nothing was written since: heartbeat ages
+//! and pids change with time, not with the rows. An idle process then reads nothing, and its
+//! watch of the database is as unbroken as the store's watcher's.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,7 +32,8 @@ use slog::{warn, Logger};
 
 use super::{Pass, Service};
 use crate::liveness::{self, HostIdentity};
-use crate::model::{DeathPolicy, ProcessId};
+use crate::model::{DeathPolicy, ProcessId, ProcessRow};
+use crate::store::changes::ChangeMark;
 use crate::store::{DeathCause, Store, StoreResult};
 
 /// Default time between passes (`SOLIDQ_WATCHDOG_INTERVAL`).
@@ -120,6 +127,10 @@ pub struct Reaper {
     broken: bool,
     /// Passes that reached the database, for the orphan sweep.
     passes: u64,
+    /// The process rows of the last read, and the database as it was then.
+    seen: Option<(ChangeMark, Vec<ProcessRow>)>,
+    /// The database as it was before the last orphan sweep: unchanged, a sweep finds nothing.
+    swept: Option<ChangeMark>,
 }
 
 /// Every how many passes the reaper sweeps for orphaned claims (the first pass does).
@@ -136,14 +147,32 @@ impl Reaper {
             last_seen: None,
             broken: false,
             passes: 0,
+            seen: None,
+            swept: None,
         }
+    }
+
+    /// Every process row, read again unless the store can tell nothing changed since the
+    /// last read; and when the database was last seen (now, or the store watcher's last look).
+    fn process_rows(&mut self, store: &Store, pass: &Pass) -> StoreResult<(Vec<ProcessRow>, Instant)> {
+        // Taken before the read: a write the read misses changes the mark.
+        let mark = store.change_mark();
+        if let (Some((seen_mark, rows)), Some((mark, watched_at))) = (&self.seen, mark) {
+            if *seen_mark == mark {
+                return Ok((rows.clone(), watched_at));
+            }
+        }
+        self.seen = None;
+        let rows = store.processes()?;
+        self.seen = mark.map(|(mark, _)| (mark, rows.clone()));
+        Ok((rows, pass.clock))
     }
 
     /// Records that the database answered at `clock`; returns how long the judge had been
     /// blind before, if that broke its watch (not on the first pass).
     fn saw_database(&mut self, clock: Instant) -> Option<Duration> {
         let blind_for = self.last_seen.map(|seen| clock.saturating_duration_since(seen));
-        self.last_seen = Some(clock);
+        self.last_seen = Some(self.last_seen.map_or(clock, |seen| seen.max(clock)));
         let broken =
             std::mem::take(&mut self.broken) || blind_for.is_some_and(|blind| blind > self.config.observation_gap);
         if self.watching_since.is_none() || broken {
@@ -170,8 +199,9 @@ impl Reaper {
     fn judge(&mut self, store: &Store, pass: Pass) -> StoreResult<ReapOutcome> {
         let threshold = chrono::Duration::from_std(self.config.alive_threshold).unwrap_or(chrono::Duration::MAX);
         let cutoff = pass.now.checked_sub_signed(threshold).unwrap_or(NaiveDateTime::MIN);
-        let others: Vec<_> = store.processes()?.into_iter().filter(|p| Some(p.id) != pass.own).collect();
-        let watch_resumed_after = self.saw_database(pass.clock);
+        let (rows, seen_at) = self.process_rows(store, &pass)?;
+        let others: Vec<_> = rows.into_iter().filter(|p| Some(p.id) != pass.own).collect();
+        let watch_resumed_after = self.saw_database(seen_at);
         // Ages count from the start of the unbroken watch: until it has lasted a whole
         // threshold, no heartbeat is too old.
         let judge_ages = self.watched_for(pass.clock) >= self.config.alive_threshold;
@@ -219,9 +249,16 @@ impl Reaper {
             .collect();
         // Orphans (claims whose process row vanished without them) arise only from outside
         // changes: reaping and deregistering take a process's claims in the same transaction.
-        // A sweep now and then finds them; every pass would cost an idle process a statement.
-        let orphans_released =
-            if self.passes.is_multiple_of(ORPHAN_SWEEP_EVERY) { store.release_orphans(pass.now)? } else { 0 };
+        // A sweep now and then finds them; every pass would cost an idle process a statement,
+        // and so would a sweep while nothing changed since the last.
+        let mut orphans_released = 0;
+        if self.passes.is_multiple_of(ORPHAN_SWEEP_EVERY) {
+            let mark = store.change_mark().map(|(mark, _)| mark);
+            if mark.is_none() || mark != self.swept {
+                orphans_released = store.release_orphans(pass.now)?;
+                self.swept = mark;
+            }
+        }
         self.passes += 1;
         Ok(ReapOutcome { reaped, orphans_released, watch_resumed_after })
     }

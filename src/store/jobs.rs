@@ -534,7 +534,7 @@ impl Store {
                 return Ok(Vec::new());
             }
         }
-        let claimed = self.write_as("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
+        let claimed = self.write_unmarked("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
         self.last_claim_empty.store(claimed.is_empty(), std::sync::atomic::Ordering::Relaxed);
         self.count_claimed(claimed.len());
         Ok(claimed)

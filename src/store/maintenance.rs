@@ -80,21 +80,43 @@ pub struct ReapedProcess {
     pub failed: usize,
 }
 
+/// What [`Store::dispatch_due_or_next`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Jobs were due: up to a batch of them was taken, and this many made ready (the others
+    /// wait behind their concurrency limit).
+    Moved(usize),
+    /// Nothing was due; the earliest scheduled job is due at `next` (none is scheduled:
+    /// `None`).
+    NothingDue {
+        /// When the earliest scheduled job is due.
+        next: Option<NaiveDateTime>,
+    },
+}
+
 impl Store {
     /// Moves up to `batch` scheduled jobs due at `now` to ready (retries whose backoff passed
     /// among them); returns how many.
     pub fn dispatch_due(&self, now: NaiveDateTime, batch: usize) -> StoreResult<usize> {
+        Ok(match self.dispatch_due_or_next(now, batch)? {
+            Dispatched::Moved(moved) => moved,
+            Dispatched::NothingDue { .. } => 0,
+        })
+    }
+
+    /// [`Store::dispatch_due`], telling when nothing is due when the next job is: so a
+    /// dispatcher that knows the database did not change since can wait until then.
+    pub fn dispatch_due_or_next(&self, now: NaiveDateTime, batch: usize) -> StoreResult<Dispatched> {
         if batch == 0 {
-            return Ok(0);
+            return Ok(Dispatched::Moved(0));
         }
         // One read statement on the idle path: no write transaction (on SQLite, no write lock)
         // unless something is due.
-        let due = self.with_connection("looking for due jobs", |conn| {
-            diesel::select(diesel::dsl::exists(scheduled::table.filter(scheduled::scheduled_at.le(now))))
-                .get_result::<bool>(conn)
+        let earliest = self.with_connection("looking for due jobs", |conn| {
+            scheduled::table.select(diesel::dsl::min(scheduled::scheduled_at)).get_result::<Option<NaiveDateTime>>(conn)
         })?;
-        if !due {
-            return Ok(0);
+        if earliest.is_none_or(|at| at > now) {
+            return Ok(Dispatched::NothingDue { next: earliest });
         }
         let moved = self.write("dispatching scheduled jobs", |conn| {
             let due = self.dialect().take_due(conn, now, batch)?;
@@ -105,7 +127,7 @@ impl Store {
         if moved > 0 {
             self.jobs_ready();
         }
-        Ok(moved)
+        Ok(Dispatched::Moved(moved))
     }
 
     /// Removes the processes judged dead and hands their claims back per `policy` (and as
@@ -189,7 +211,8 @@ impl Store {
     /// Returns claims whose process row is missing to ready (their attempts stay counted, as
     /// for a death); returns how many.
     pub fn release_orphans(&self, now: NaiveDateTime) -> StoreResult<usize> {
-        let released = self.write("releasing orphaned claims", |conn| {
+        // Claims and ready rows only: nothing the dispatcher or the watchdog reads.
+        let released = self.write_unmarked("releasing orphaned claims", true, |conn| {
             let ids = self.dialect().take_orphan_claims(conn)?;
             count_attempt(conn, &ids, now)?;
             let released = insert_ready(conn, &ids, now)?;

@@ -346,7 +346,8 @@ impl Store {
     /// Deletes up to `batch` jobs that ended (finished, discarded, cancelled) before
     /// `before`, oldest ids first; returns how many. Call again while it returns `batch`.
     pub fn clear_finished(&self, before: NaiveDateTime, batch: usize) -> StoreResult<usize> {
-        self.write("clearing finished jobs", |conn| {
+        // Ended jobs have no execution rows: nothing maintenance reads changes.
+        self.write_unmarked("clearing finished jobs", true, |conn| {
             let ids: Vec<JobId> = jobs::table
                 .filter(jobs::finished_at.lt(before))
                 .order(jobs::id)

@@ -27,6 +27,7 @@ use diesel::QueryResult;
 
 use crate::model::DatabaseUrl;
 
+pub(crate) mod changes;
 pub(crate) mod concurrency;
 pub mod connection;
 pub(crate) mod dialect;
@@ -41,7 +42,7 @@ pub(crate) mod schema;
 pub use connection::DbConnection;
 pub use inspect::{JobCounts, JobFilter, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
-pub use maintenance::{DeathCause, ReapedProcess};
+pub use maintenance::{DeathCause, Dispatched, ReapedProcess};
 pub use manage::{ActionError, QueueRow};
 pub use processes::Beat;
 pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
@@ -172,6 +173,8 @@ pub struct Store {
     ready_wakers: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
     /// Whether the last claim through this store found nothing: the next one looks first.
     last_claim_empty: std::sync::atomic::AtomicBool,
+    /// What this store knows of changes to the database (see [`changes`]).
+    changes: Arc<changes::Changes>,
 }
 
 /// Jobs claimed through one store between two tidies of the queue tables ([`Store::tidy`]).
@@ -207,6 +210,7 @@ impl Store {
                     claimed_since_tidy: AtomicUsize::new(0),
                     ready_wakers: Mutex::default(),
                     last_claim_empty: Default::default(),
+                    changes: Arc::default(),
                 })
             }
             DatabaseUrl::Postgres(url) => {
@@ -223,6 +227,7 @@ impl Store {
                     claimed_since_tidy: AtomicUsize::new(0),
                     ready_wakers: Mutex::default(),
                     last_claim_empty: Default::default(),
+                    changes: Arc::default(),
                 })
             }
         }
@@ -264,11 +269,24 @@ impl Store {
         wakers.iter().for_each(|wake| wake());
     }
 
-    /// Runs, until `stop` is set, a loop that calls `wake` when another process made jobs
-    /// ready (PostgreSQL: LISTEN on the schema's channel, with reconnects); `None` when the
-    /// backend cannot tell (SQLite: the workers poll). The caller runs it on its own thread.
+    /// Runs, until `stop` is set, a loop that calls `wake` when another process may have
+    /// made jobs ready (PostgreSQL: LISTEN on the schema's channel, with reconnects; SQLite:
+    /// `PRAGMA data_version` every [`changes::WATCH_INTERVAL`], which also lets maintenance
+    /// skip reads while nothing changed); `None` when the backend cannot tell. The caller runs
+    /// it on its own thread.
     pub fn ready_listener(&self) -> Option<dialect::ReadyListener> {
-        self.dialect.ready_listener()
+        self.dialect.ready_listener(dialect::ListenerContext {
+            writer: self.writer.clone(),
+            changes: self.changes.clone(),
+            observer: self.observer.clone(),
+        })
+    }
+
+    /// Where the database is in its history as this store sees it, and when that was last
+    /// confirmed, while the store can tell (see [`changes`]); `None` on backends without a
+    /// watcher, or while it does not look.
+    pub(crate) fn change_mark(&self) -> Option<(changes::ChangeMark, Instant)> {
+        self.changes.mark()
     }
 
     /// The same store, reporting every operation to `observer`.
@@ -313,6 +331,21 @@ impl Store {
     /// Runs `f` as [`Store::write`] does, in a transaction only with `transaction`: without,
     /// `f` must be one statement (atomic by itself).
     pub(crate) fn write_as<T>(
+        &self,
+        action: &'static str,
+        transaction: bool,
+        f: impl FnMut(&mut DbConnection) -> QueryResult<T>,
+    ) -> StoreResult<T> {
+        let result = self.write_unmarked(action, transaction, f);
+        // Committed or perhaps committed (a lost answer): either way maintenance looks again.
+        self.changes.wrote();
+        result
+    }
+
+    /// Runs `f` as [`Store::write_as`] does, for writes that change nothing a maintenance
+    /// pass reads (the scheduled jobs, the process rows): they leave the
+    /// [`changes::ChangeMark`] as it was.
+    pub(crate) fn write_unmarked<T>(
         &self,
         action: &'static str,
         transaction: bool,

@@ -75,7 +75,8 @@ impl Store {
         metadata: Option<&serde_json::Value>,
     ) -> StoreResult<Beat> {
         self.check_database()?;
-        let stamped = self.write("writing the heartbeat", |conn| {
+        // Only this process's own row changes: no maintenance pass of this process reads it.
+        let stamped = self.write_unmarked("writing the heartbeat", true, |conn| {
             let row = processes::table.find(process);
             match metadata {
                 Some(metadata) => diesel::update(row)

@@ -7,6 +7,7 @@ backend_tests!(by_ref:
     reap_dead_reaps_every_dead_process_of_a_pass_in_one_call,
     settle_lost_claims_releases_only_claims_the_book_does_not_know,
     dispatcher_service_moves_due_jobs_in_batches_until_one_comes_back_short,
+    maintenance_reads_again_only_after_a_change_where_the_store_sees_every_commit,
     reaper_service_reaps_a_silent_process_only_after_watching_for_a_threshold,
     dispatch_due_moves_only_due_jobs_in_order_up_to_the_batch,
     reap_with_heartbeat_cutoff_skips_a_process_that_beat_after_it,
@@ -302,6 +303,92 @@ fn settle_lost_claims_releases_only_claims_the_book_does_not_know(db: &TestDb) {
     );
 }
 
+/// Counts the store operations of one store by name.
+#[derive(Default)]
+struct Operations(std::sync::Mutex<std::collections::HashMap<&'static str, usize>>);
+
+impl solidq::store::Observer for Operations {
+    fn finished(&self, event: &solidq::store::StoreEvent) {
+        *self.0.lock().unwrap().entry(event.operation).or_default() += 1;
+    }
+}
+
+impl Operations {
+    fn count(&self, operation: &str) -> usize {
+        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+}
+
+/// Where the store sees every commit (SQLite: its watcher of `PRAGMA data_version`), the
+/// dispatcher and the watchdog read nothing while nothing changed, and read again after any
+/// write (this process's or another's) or once the earliest scheduled job is due. Without a
+/// watcher (PostgreSQL) they read on every pass. Either way they find the same jobs and
+/// processes.
+fn maintenance_reads_again_only_after_a_change_where_the_store_sees_every_commit(db: &TestDb) {
+    use solidq::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
+    use solidq::maintenance::reaper::{Reaper, ReaperConfig};
+    use solidq::maintenance::{Pass, Service};
+    let operations = Arc::new(Operations::default());
+    let store = Store::connect(&db.url, 2).unwrap().observed_by(operations.clone());
+    let other = db.connect_again();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = store.ready_listener().map(|listen| {
+        let stop = stop.clone();
+        thread::spawn(move || listen(&|| {}, &stop))
+    });
+    let watches = store.backend() == "sqlite";
+    if watches {
+        wait_until("the watcher to look", || operations.count("watching for commits") >= 2);
+    }
+    // Long enough for the watcher to see a commit (it looks every 25 ms).
+    let seen = || thread::sleep(Duration::from_millis(200));
+    let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+
+    let mut dispatcher = Dispatcher::new(DispatcherConfig::default());
+    let looks = || operations.count("looking for due jobs");
+    let mut expected = 0;
+    let mut dispatch = |second: i64, reads: bool| {
+        let moved = dispatcher.run_once(&store, pass(second)).unwrap().moved;
+        expected += usize::from(reads || !watches);
+        assert_eq!(looks(), expected, "pass at {second} s");
+        moved
+    };
+    enqueue(&other, &[scheduled("later", t(100))]);
+    seen();
+    assert_eq!(dispatch(5, true), 0);
+    assert_eq!(dispatch(6, false), 0, "nothing changed, nothing due");
+    enqueue(&other, &[scheduled("sooner", t(50))]);
+    seen();
+    assert_eq!(dispatch(7, true), 0, "another process scheduled a job");
+    enqueue(&store, &[scheduled("soonest", t(20))]);
+    assert_eq!(dispatch(8, true), 0, "this store scheduled a job");
+    assert_eq!(dispatch(19, false), 0);
+    assert_eq!(dispatch(20, true), 1, "the earliest is due");
+    assert_eq!(dispatch(21, true), 0, "after a move");
+    assert_eq!(dispatch(49, false), 0);
+    assert_eq!(dispatch(50, true), 1);
+
+    let mut reaper = Reaper::new(ReaperConfig { pid_probe: false, ..ReaperConfig::default() });
+    let own = register(&store, "judge");
+    let lists = || operations.count("listing processes");
+    let mut expected = 0;
+    let mut judge = |reads: bool| {
+        reaper.run_once(&store, Pass { own: Some(own), ..pass(60) }).unwrap();
+        expected += usize::from(reads || !watches);
+        assert_eq!(lists(), expected);
+    };
+    judge(true);
+    judge(false);
+    register(&other, "newcomer");
+    seen();
+    judge(true);
+    judge(false);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(watcher) = watcher {
+        watcher.join().unwrap();
+    }
+}
+
 fn dispatcher_service_moves_due_jobs_in_batches_until_one_comes_back_short(db: &TestDb) {
     use solidq::maintenance::dispatcher::{DispatchOutcome, Dispatcher, DispatcherConfig};
     use solidq::maintenance::{Pass, Service};
@@ -312,9 +399,10 @@ fn dispatcher_service_moves_due_jobs_in_batches_until_one_comes_back_short(db: &
     let config = DispatcherConfig { batch_size: 3, max_batches_per_pass: 2, ..DispatcherConfig::default() };
     let mut dispatcher = Dispatcher::new(config);
     let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+    // Nothing due: one read, no transaction.
     assert_eq!(
         dispatcher.run_once(store, pass(5)).unwrap(),
-        DispatchOutcome { moved: 0, batches: 1, tidied: false, ..DispatchOutcome::default() }
+        DispatchOutcome { moved: 0, batches: 0, tidied: false, ..DispatchOutcome::default() }
     );
     // Two full batches, then the pass stops; the next pass takes the rest.
     assert_eq!(

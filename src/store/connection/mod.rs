@@ -161,7 +161,11 @@ fn build_pool(
     test_on_check_out: bool,
     action: &'static str,
 ) -> StoreResult<DbPool> {
-    Pool::builder()
+    // A SQLite connection is a file handle: nothing goes stale, and the writer's connection
+    // keeps the `data_version` its watcher compares (see `store::changes`).
+    let lasting = matches!(manager, Manager::Sqlite(_));
+    let builder = if lasting { Pool::builder().idle_timeout(None).max_lifetime(None) } else { Pool::builder() };
+    builder
         .max_size(size.max(1))
         .connection_timeout(timeout)
         .test_on_check_out(test_on_check_out)

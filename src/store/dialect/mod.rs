@@ -41,16 +41,17 @@
 //!   job ends, and NULLs never collide in a plain unique index. Error 1062 on that index is
 //!   retryable as PostgreSQL's unique violation is.
 //! - **No LISTEN/NOTIFY**: [`Dialect::ready_listener`] and [`Dialect::notify_ready`] keep
-//!   their defaults, and workers poll as on SQLite.
+//!   their defaults, and workers poll (SQLite's `data_version` has no MySQL counterpart).
 
 use std::collections::BTreeSet;
 
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
-use super::connection::DbConnection;
+use super::changes::Changes;
+use super::connection::{DbConnection, DbPool};
 use super::jobs::Claim;
-use super::StoreResult;
+use super::{Observer, StoreResult};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
 pub mod postgres;
@@ -73,6 +74,17 @@ pub struct DeadProcess {
 /// A loop that runs until its flag is set and calls its function whenever another process
 /// made jobs ready (see [`Dialect::ready_listener`]).
 pub type ReadyListener = Box<dyn FnOnce(&dyn Fn(), &std::sync::atomic::AtomicBool) + Send>;
+
+/// What a dialect's listener may use besides its own connection.
+pub struct ListenerContext {
+    /// The store's writer pool (SQLite: its one connection, whose `data_version` sees the
+    /// commits of every other connection and none of its own).
+    pub writer: DbPool,
+    /// The store's change counts, for the commits the listener sees.
+    pub changes: std::sync::Arc<Changes>,
+    /// The store's observer, told of each look the listener takes.
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
+}
 
 /// Work on the hot path that a dialect may do in one statement (see
 /// [`Dialect::one_statement`]).
@@ -165,9 +177,11 @@ pub trait Dialect: Send + Sync + 'static {
         Ok(())
     }
 
-    /// A loop telling when other processes make jobs ready, if the backend can (PostgreSQL's
-    /// LISTEN/NOTIFY); `None` makes workers rely on polling for those.
-    fn ready_listener(&self) -> Option<ReadyListener> {
+    /// A loop telling when other processes may have made jobs ready, if the backend can
+    /// (PostgreSQL's LISTEN/NOTIFY; SQLite's `data_version`, which also counts the commits
+    /// in `context.changes`); `None` makes workers rely on polling for those.
+    fn ready_listener(&self, context: ListenerContext) -> Option<ReadyListener> {
+        let _ = context;
         None
     }
 

@@ -513,7 +513,9 @@ impl Dialect for Postgres {
         Ok(true)
     }
 
-    fn ready_listener(&self) -> Option<super::ReadyListener> {
+    /// LISTEN on the schema's channel. NOTIFY tells of ready jobs only, not of every commit:
+    /// no change counts, so maintenance reads on every pass.
+    fn ready_listener(&self, _context: super::ListenerContext) -> Option<super::ReadyListener> {
         let url = self.url.clone();
         Some(Box::new(move |wake, stop| listen_for_ready(&url, wake, stop)))
     }

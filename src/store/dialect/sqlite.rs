@@ -128,6 +128,47 @@ pub(crate) fn refuse_if_moved(conn: &mut SqliteConnection) -> StoreResult<()> {
     }
 }
 
+/// Reads `PRAGMA data_version` on the writer connection every [`WATCH_INTERVAL`] until `stop`
+/// is set: it changes exactly when another connection (another process, the application's
+/// own connections, the CLI) committed, never for the writer's own commits. Each change wakes
+/// the workers and is counted in the store's [`ChangeMark`](crate::store::changes::ChangeMark)s;
+/// each look is reported to the observer as "watching for commits". A look that cannot have
+/// the writer soon (it is busy with a long write) is skipped: marks then go stale and
+/// maintenance reads again, and the next look compares with the last value seen.
+fn watch_commits(context: &super::ListenerContext, wake: &dyn Fn(), stop: &std::sync::atomic::AtomicBool) {
+    use crate::store::changes::WATCH_INTERVAL;
+    #[derive(QueryableByName)]
+    struct DataVersion {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        data_version: i64,
+    }
+    let mut last: Option<i64> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let started = std::time::Instant::now();
+        let version =
+            context.writer.get_timeout(WATCH_INTERVAL * 4).ok().and_then(|mut conn| {
+                diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(&mut *conn).ok()
+            });
+        if let Some(observer) = &context.observer {
+            let event = crate::store::StoreEvent {
+                operation: "watching for commits",
+                elapsed: started.elapsed(),
+                ok: version.is_some(),
+            };
+            observer.finished(&event);
+        }
+        if let Some(DataVersion { data_version }) = version {
+            let committed = last.is_some_and(|seen| seen != data_version);
+            last = Some(data_version);
+            context.changes.watched(started, committed);
+            if committed {
+                wake();
+            }
+        }
+        std::thread::sleep(WATCH_INTERVAL.saturating_sub(started.elapsed()));
+    }
+}
+
 /// Claims for `process` under the write lock.
 fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
     let Claim { process, queues, kinds, limit, now } = *claim;
@@ -216,6 +257,10 @@ impl Dialect for Sqlite {
 
     fn check_database(&self) -> Result<(), String> {
         self.file.as_ref().map_or(Ok(()), SqliteFile::check)
+    }
+
+    fn ready_listener(&self, context: super::ListenerContext) -> Option<super::ReadyListener> {
+        Some(Box::new(move |wake, stop| watch_commits(&context, wake, stop)))
     }
 
     fn database_gone(&self) -> Option<String> {
