@@ -45,7 +45,7 @@ pub type Wake = Arc<dyn Fn(WakeReason) + Send + Sync>;
 /// Why the book wakes a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeReason {
-    /// A batch of the group's slots is free again.
+    /// The group's free slots reached one of the counts its worker asked for.
     SlotsFreed,
     /// Jobs were made ready (in this process, or another one told the listener).
     JobsReady,
@@ -106,9 +106,13 @@ struct Slots {
     busy: usize,
     /// Ended, outcome not yet written.
     unwritten: usize,
-    /// The group's worker: its concurrency, the free slots worth a claim, and how it is woken.
-    worker: Option<(usize, usize, Wake)>,
+    /// The group's worker: its concurrency, the counts of free slots at which it wants to
+    /// hear of them, and how it is woken.
+    worker: Option<(usize, WakeAt, Wake)>,
 }
+
+/// The counts of free slots at which a worker is woken: each once, as the count crosses it.
+pub type WakeAt = [usize; 2];
 
 impl Slots {
     fn free(&self) -> usize {
@@ -117,13 +121,14 @@ impl Slots {
         concurrency.saturating_sub(self.busy + over)
     }
 
-    /// Applies `change`, waking the worker when the free slots reach a batch: once as the
-    /// count crosses the threshold, not for every slot after it.
+    /// Applies `change`, waking the worker when the free slots cross one of its counts: once
+    /// as the count is crossed, not for every slot after it.
     fn change(&mut self, change: impl FnOnce(&mut Slots)) {
         let before = self.free();
         change(self);
-        if let Some((_, batch, wake)) = &self.worker {
-            if before < *batch && self.free() >= *batch {
+        if let Some((_, wake_at, wake)) = &self.worker {
+            let after = self.free();
+            if wake_at.iter().any(|&at| before < at && after >= at) {
                 wake(WakeReason::SlotsFreed);
             }
         }
@@ -218,9 +223,9 @@ impl ClaimBook {
     }
 
     /// `group`'s worker (set again when it restarts): it runs up to `concurrency` jobs at
-    /// once, and `wake` runs when at least `batch` slots are free again.
-    pub fn set_worker(&self, group: Group, concurrency: usize, batch: usize, wake: Wake) {
-        self.state().slots(group).worker = Some((concurrency, batch.max(1), wake));
+    /// once, and `wake` runs when the free slots reach either count of `wake_at`.
+    pub fn set_worker(&self, group: Group, concurrency: usize, wake_at: WakeAt, wake: Wake) {
+        self.state().slots(group).worker = Some((concurrency, wake_at.map(|at| at.max(1)), wake));
     }
 
     /// Claims up to `limit` jobs for `seat` of `group`. With `settle`, first returns to ready

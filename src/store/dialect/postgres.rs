@@ -148,19 +148,20 @@ FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
 /// jobs finished at `$3` with the attempt counted and the unique key given up, and returns the
 /// claims taken with the concurrency keys their jobs held: one statement for a batch of
 /// finishes, one write per job row.
+///
+/// The UPDATE returns the claim ids itself (RETURNING may name the tables of its FROM): a join
+/// of the two CTEs would be planned as a nested loop over both (the planner guesses one row
+/// for each), quadratic in the batch.
 const COMPLETE_SQL: &str = "
 WITH taken AS (
     DELETE FROM solidq_claimed_executions c
     USING unnest($1::int8[], $2::int8[]) AS t(claim_id, job_id)
     WHERE c.id = t.claim_id AND c.job_id = t.job_id
     RETURNING c.id AS claim_id, c.job_id
-), finished AS (
-    UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
-    FROM taken WHERE j.id = taken.job_id
-    RETURNING j.id, j.concurrency_key
 )
-SELECT taken.claim_id, taken.job_id, finished.concurrency_key
-FROM taken JOIN finished ON finished.id = taken.job_id";
+UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
+FROM taken WHERE j.id = taken.job_id
+RETURNING taken.claim_id, taken.job_id, j.concurrency_key";
 
 /// Deletes up to `$2` scheduled rows due at `$1`, earliest first, skipping rows another
 /// dispatcher holds.
