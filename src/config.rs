@@ -4,7 +4,7 @@
 //! | Variable | Accepted form | Default |
 //! |---|---|---|
 //! | `SOLIDQ_DATABASE_URL` | `sqlite://relative/path`, `sqlite:///absolute/path`, `postgres://…`, `postgresql://…` | `sqlite://solidq.sqlite3` |
-//! | `SOLIDQ_POOL_SIZE` | whole number ≥ 1 | `8` |
+//! | `SOLIDQ_POOL_SIZE` | whole number ≥ 1 | worker groups + 8 (see [`default_pool_size`]) |
 //! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:100` |
 //! | `SOLIDQ_POLLING_INTERVAL` | duration > 0 | `100ms` |
 //! | `SOLIDQ_DISPATCHER_BATCH_SIZE` | whole number ≥ 1 | `500` |
@@ -56,8 +56,26 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
 /// lower number when each job holds something scarce (a pooled connection, a CPU core), or
 /// register such handlers with `register_sync(n, …)`, which runs at most `n`.
 pub const DEFAULT_WORKERS: &str = "*:100";
-/// Default `SOLIDQ_POOL_SIZE`.
+/// The smallest default `SOLIDQ_POOL_SIZE` (see [`default_pool_size`]).
 pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// Connections a process uses at once beside its workers' claims: the completer, the
+/// heartbeat, the dispatcher, the watchdog, the scheduler, the reads of cancel requests, and
+/// two for enqueues through the runtime's store (an actix-web app's `runtime.queue()`).
+pub const POOL_BESIDE_WORKERS: u32 = 8;
+
+/// `SOLIDQ_POOL_SIZE` when it is unset: one connection per worker group (each has one claim
+/// under way at a time) and [`POOL_BESIDE_WORKERS`], at least [`DEFAULT_POOL_SIZE`]. More
+/// connections do not make a drain faster (BENCHMARKS.md); on PostgreSQL each is a server
+/// process held open for the life of the runtime.
+///
+/// ```
+/// assert_eq!(solidq::config::default_pool_size(1), 9);
+/// assert_eq!(solidq::config::default_pool_size(4), 12);
+/// ```
+pub fn default_pool_size(worker_groups: usize) -> u32 {
+    let groups = u32::try_from(worker_groups).unwrap_or(u32::MAX);
+    groups.saturating_add(POOL_BESIDE_WORKERS).clamp(DEFAULT_POOL_SIZE, *limits::POOL_SIZE.end())
+}
 /// Default `SOLIDQ_POLLING_INTERVAL`.
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 /// Default `SOLIDQ_DISPATCHER_BATCH_SIZE`.
@@ -99,7 +117,8 @@ pub enum LogFormat {
 pub struct Config {
     /// `SOLIDQ_DATABASE_URL`.
     pub database_url: DatabaseUrl,
-    /// `SOLIDQ_POOL_SIZE`: connections per pool.
+    /// `SOLIDQ_POOL_SIZE`: connections per pool; unset, [`default_pool_size`] of the worker
+    /// groups.
     pub pool_size: u32,
     /// `SOLIDQ_WORKERS`.
     pub workers: Vec<WorkerGroup>,
@@ -277,7 +296,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")),
-            pool_size: DEFAULT_POOL_SIZE,
+            pool_size: default_pool_size(1),
             workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 100 }],
             polling_interval: DEFAULT_POLLING_INTERVAL,
             dispatcher_batch_size: DEFAULT_DISPATCHER_BATCH_SIZE,
@@ -392,9 +411,11 @@ impl Config {
         let mut r = Reader { lookup, problems: Vec::new() };
 
         let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url.clone(), parse_url_detail);
-        let pool_size =
-            r.read("SOLIDQ_POOL_SIZE", defaults.pool_size, |text| parse_count(text, limits::POOL_SIZE, "8"));
+        // Unset: derived from the worker groups once they are read.
+        let pool_size = r.read("SOLIDQ_POOL_SIZE", None, |text| parse_count(text, limits::POOL_SIZE, "8").map(Some));
         let workers = r.read("SOLIDQ_WORKERS", defaults.workers.clone(), parse_workers_detail);
+        let pool_size =
+            pool_size.map(|size| size.unwrap_or_else(|| default_pool_size(workers.as_ref().map_or(1, Vec::len))));
         let polling_interval =
             r.read_duration("SOLIDQ_POLLING_INTERVAL", defaults.polling_interval, limits::POLLING_INTERVAL);
         let dispatcher_batch_size = r.read("SOLIDQ_DISPATCHER_BATCH_SIZE", defaults.dispatcher_batch_size, |text| {

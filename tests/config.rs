@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use solidq::config::{
-    Config, ConfigError, DatabaseUrl, LogFormat, WorkerGroup, DEFAULT_ALIVE_THRESHOLD, DEFAULT_DISPATCHER_BATCH_SIZE,
-    DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WATCHDOG_INTERVAL,
+    default_pool_size, Config, ConfigError, DatabaseUrl, LogFormat, WorkerGroup, DEFAULT_ALIVE_THRESHOLD,
+    DEFAULT_DISPATCHER_BATCH_SIZE, DEFAULT_DISPATCHER_POLLING_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_POLLING_INTERVAL, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WATCHDOG_INTERVAL,
+    POOL_BESIDE_WORKERS,
 };
 use solidq::model::{DeathPolicy, QueuePattern};
 
@@ -22,12 +23,25 @@ fn problem_variables(err: &ConfigError) -> Vec<&str> {
     err.problems.iter().map(|p| p.variable).collect()
 }
 
+/// Unset, the pool follows the worker groups (one claim under way each) beside what every
+/// process uses; set, it is what it says.
+#[test]
+fn the_default_pool_follows_the_worker_groups() {
+    let three_groups = config(&[("SOLIDQ_WORKERS", "a:5;b:5;c*:5")]).unwrap();
+    assert_eq!(three_groups.pool_size, default_pool_size(3));
+    assert_eq!(default_pool_size(3), 3 + POOL_BESIDE_WORKERS);
+    assert!(default_pool_size(1) >= DEFAULT_POOL_SIZE);
+    assert_eq!(default_pool_size(usize::MAX), 512, "within SOLIDQ_POOL_SIZE's range");
+    let set = config(&[("SOLIDQ_WORKERS", "a:5;b:5;c*:5"), ("SOLIDQ_POOL_SIZE", "4")]).unwrap();
+    assert_eq!(set.pool_size, 4);
+}
+
 #[test]
 fn an_empty_environment_gives_the_defaults() {
     let config = config(&[]).unwrap();
     assert_eq!(config, Config::default());
     assert_eq!(config.database_url, DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")));
-    assert_eq!(config.pool_size, DEFAULT_POOL_SIZE);
+    assert_eq!(config.pool_size, default_pool_size(1));
     assert_eq!(config.workers, vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 100 }]);
     assert_eq!(config.total_concurrency(), 100);
     assert_eq!(config.polling_interval, DEFAULT_POLLING_INTERVAL);
