@@ -9,9 +9,12 @@
 #                       (default ${TMPDIR:-/tmp}/solidq-compare-<time>.jsonl)
 #   APALIS_TARGET_DIR   cargo target dir of the apalis harness
 #                       (default $HOME/.cache/solidq-peer-apalis-target, as its run.sh)
+#   BEFORE_BENCH        another build of solidq's bench (an earlier commit, built elsewhere): its
+#                       PostgreSQL and SQLite drains join each round, for before/after figures
 #
-# Each round runs, in this order: solidq PostgreSQL (defaults), solidq PostgreSQL with
-# SOLIDQ_POOL_SIZE=32, apalis, graphile-worker, solidq SQLite. One line per run, then tables.
+# Each round runs, in this order rotated by one per round: solidq PostgreSQL (defaults), solidq
+# PostgreSQL tuned (SOLIDQ_WORKERS=*:400), solidq PostgreSQL with SOLIDQ_POOL_SIZE=32, apalis,
+# graphile-worker, solidq SQLite (and the BEFORE_BENCH runs). One line per run, then tables.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,13 +40,20 @@ if [[ ! -d $peers/graphile-worker/node_modules/graphile-worker ]]; then
 fi
 
 # ---- runs ----------------------------------------------------------------------------------
-systems=(solidq-pg solidq-pg-pool32 apalis graphile-worker solidq-sqlite)
+systems=(solidq-pg solidq-pg-tuned solidq-pg-pool32 apalis graphile-worker solidq-sqlite)
+if [[ -n ${BEFORE_BENCH:-} ]]; then
+  [[ -x $BEFORE_BENCH ]] || { echo "BEFORE_BENCH=$BEFORE_BENCH is not an executable" >&2; exit 1; }
+  systems+=(solidq-pg-before solidq-sqlite-before)
+fi
 
 # run SYSTEM: prints the JSON line with the drain result of one run of SYSTEM.
 run() {
   case $1 in
     solidq-pg)        env -u SOLIDQ_POOL_SIZE $bench --backend postgres --scenario drain --jobs "$N" ;;
+    solidq-pg-tuned)  SOLIDQ_WORKERS='*:400' $bench --backend postgres --scenario drain --jobs "$N" ;;
     solidq-pg-pool32) SOLIDQ_POOL_SIZE=32 $bench --backend postgres --scenario drain --jobs "$N" ;;
+    solidq-pg-before) env -u SOLIDQ_POOL_SIZE "$BEFORE_BENCH" --backend postgres --scenario drain --jobs "$N" ;;
+    solidq-sqlite-before) "$BEFORE_BENCH" --backend sqlite --scenario drain --jobs "$N" ;;
     apalis)           N=$N SKIP_BUILD=1 CARGO_TARGET_DIR=$apalis_target bash $peers/apalis/run.sh ;;
     graphile-worker)  N=$N bash $peers/graphile-worker/run.sh ;;
     solidq-sqlite)    $bench --backend sqlite --scenario drain --jobs "$N" ;;
@@ -59,7 +69,11 @@ seed_rate() { field seed_per_s "$1" | grep . || field enqueue_per_s "$1"; }
 echo "full JSON lines: $LOG" >&2
 declare -A drain seed
 for ((round = 1; round <= ROUNDS; round++)); do
-  for system in "${systems[@]}"; do
+  # Each round starts one system later, so no system always runs right after the same one
+  # (a run leaves the server's caches, WAL and checkpoints in a state the next one meets).
+  count=${#systems[@]}
+  for ((i = 0; i < count; i++)); do
+    system=${systems[$(((i + round - 1) % count))]}
     line=$(run "$system")
     drain[$round,$system]=$(field drain_per_s "$line")
     seed[$round,$system]=$(seed_rate "$line")
@@ -72,27 +86,29 @@ done
 # ---- tables --------------------------------------------------------------------------------
 thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-rate() { echo "$(thousands "$1")/s"; }
 
 echo
-echo "Drain, $N no-op jobs, $(date +%F), $(nproc) cores"
+echo "Drain, $N no-op jobs, $(date +%F), $(nproc) cores (jobs/s)"
 echo
-echo "| round | solidq PostgreSQL | solidq PostgreSQL, pool 32 | apalis 1.0 | graphile-worker 0.17 | solidq ÷ apalis | solidq ÷ graphile | solidq SQLite |"
-echo "|---|---|---|---|---|---|---|---|"
+header="| round |"; rule="|---|"
+for system in "${systems[@]}"; do header+=" $system |"; rule+="---|"; done
+echo "$header solidq-pg ÷ apalis | solidq-pg ÷ graphile-worker |"
+echo "$rule---|---|"
 for ((round = 1; round <= ROUNDS; round++)); do
-  d() { echo "${drain[$round,$1]}"; }
-  echo "| $round | $(rate "$(d solidq-pg)") | $(rate "$(d solidq-pg-pool32)") | $(rate "$(d apalis)")" \
-    "| $(rate "$(d graphile-worker)") | $(ratio "$(d solidq-pg)" "$(d apalis)")" \
-    "| $(ratio "$(d solidq-pg)" "$(d graphile-worker)") | $(rate "$(d solidq-sqlite)") |"
+  row="| $round"
+  for system in "${systems[@]}"; do row+=" | $(thousands "${drain[$round,$system]}")"; done
+  row+=" | $(ratio "${drain[$round,solidq-pg]}" "${drain[$round,apalis]}")"
+  row+=" | $(ratio "${drain[$round,solidq-pg]}" "${drain[$round,graphile-worker]}")"
+  echo "$row |"
 done
 
 echo
-echo "Seeding the same jobs (bulk enqueue):"
+echo "Seeding the same jobs (bulk enqueue, jobs/s):"
 echo
-echo "| round | solidq PostgreSQL | solidq PostgreSQL, pool 32 | apalis 1.0 | graphile-worker 0.17 | solidq SQLite |"
-echo "|---|---|---|---|---|---|"
+echo "$header"
+echo "$rule"
 for ((round = 1; round <= ROUNDS; round++)); do
   row="| $round"
-  for system in "${systems[@]}"; do row+=" | $(rate "${seed[$round,$system]}")"; done
+  for system in "${systems[@]}"; do row+=" | $(thousands "${seed[$round,$system]}")"; done
   echo "$row |"
 done

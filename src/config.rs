@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `SOLIDQ_DATABASE_URL` | `sqlite://relative/path`, `sqlite:///absolute/path`, `postgres://…`, `postgresql://…` | `sqlite://solidq.sqlite3` |
 //! | `SOLIDQ_POOL_SIZE` | whole number ≥ 1 | worker groups + 8 (see [`default_pool_size`]) |
-//! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:100` |
+//! | `SOLIDQ_WORKERS` | `queue[,queue…]:concurrency` groups separated by `;`; a queue may be `*` or `prefix*` | `*:200` |
 //! | `SOLIDQ_POLLING_INTERVAL` | duration > 0 | `100ms` |
 //! | `SOLIDQ_DISPATCHER_BATCH_SIZE` | whole number ≥ 1 | `500` |
 //! | `SOLIDQ_DISPATCHER_POLLING_INTERVAL` | duration > 0 | `1s` |
@@ -50,12 +50,16 @@ use crate::recurring::RecurringTask;
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://solidq.sqlite3";
-/// Default `SOLIDQ_WORKERS`: one group for every queue, up to 100 jobs at once. Async
-/// handlers wait side by side on one thread, so a hundred waiting jobs cost little, and a
-/// busy process claims and finishes jobs in batches of dozens (see BENCHMARKS.md). Set a
-/// lower number when each job holds something scarce (a pooled connection, a CPU core), or
-/// register such handlers with `register_sync(n, …)`, which runs at most `n`.
-pub const DEFAULT_WORKERS: &str = "*:100";
+/// Default `SOLIDQ_WORKERS`: one group for every queue, up to 200 jobs held at once. Async
+/// handlers wait side by side on one thread, so two hundred waiting jobs cost little. For
+/// short jobs the concurrency bounds a process's rate: it is about the concurrency divided by
+/// the time of one claim's round trip (1.5 to 2.5 ms on PostgreSQL), so 200 drains about 1.3
+/// times as fast as 100 (see BENCHMARKS.md). Set a lower number when each job holds
+/// something scarce (a pooled connection, a CPU core) or when a handler runs its jobs one at a
+/// time (an actor whose handler returns a plain `Result`; `register_sync(n, …)` runs `n`):
+/// the process holds up to this many claims whatever its handlers can run, and jobs held in a
+/// handler's mailbox are jobs other processes cannot take.
+pub const DEFAULT_WORKERS: &str = "*:200";
 /// The smallest default `SOLIDQ_POOL_SIZE` (see [`default_pool_size`]).
 pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// Connections a process uses at once beside its workers' claims: the completer, the
@@ -297,7 +301,7 @@ impl Default for Config {
         Config {
             database_url: DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")),
             pool_size: default_pool_size(1),
-            workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 100 }],
+            workers: vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 200 }],
             polling_interval: DEFAULT_POLLING_INTERVAL,
             dispatcher_batch_size: DEFAULT_DISPATCHER_BATCH_SIZE,
             dispatcher_polling_interval: DEFAULT_DISPATCHER_POLLING_INTERVAL,
@@ -544,7 +548,7 @@ impl Config {
     /// Jobs run at once by this process: the sum of every worker group's concurrency.
     ///
     /// ```
-    /// assert_eq!(solidq::Config::default().total_concurrency(), 100);
+    /// assert_eq!(solidq::Config::default().total_concurrency(), 200);
     /// ```
     pub fn total_concurrency(&self) -> usize {
         self.workers.iter().map(|group| group.concurrency).sum()

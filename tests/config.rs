@@ -42,8 +42,8 @@ fn an_empty_environment_gives_the_defaults() {
     assert_eq!(config, Config::default());
     assert_eq!(config.database_url, DatabaseUrl::Sqlite(PathBuf::from("solidq.sqlite3")));
     assert_eq!(config.pool_size, default_pool_size(1));
-    assert_eq!(config.workers, vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 100 }]);
-    assert_eq!(config.total_concurrency(), 100);
+    assert_eq!(config.workers, vec![WorkerGroup { queues: vec![QueuePattern::All], concurrency: 200 }]);
+    assert_eq!(config.total_concurrency(), 200);
     assert_eq!(config.polling_interval, DEFAULT_POLLING_INTERVAL);
     assert_eq!(config.dispatcher_batch_size, DEFAULT_DISPATCHER_BATCH_SIZE);
     assert_eq!(config.dispatcher_polling_interval, DEFAULT_DISPATCHER_POLLING_INTERVAL);

@@ -5,7 +5,8 @@
 //! only while it has a process id. While jobs are known to wait, it claims once half its slots
 //! are free, after waiting up to [`CLAIM_GATHER`] for three quarters: jobs that end quickly
 //! free the rest within it, and one claim of many jobs costs the database much less than
-//! several of a few (about 95 jobs per claim instead of 70 at `*:100`, 1.3× the drain rate). Every claim goes into the process's [`ClaimBook`]; each
+//! several of a few (at concurrency 100, about 95 jobs per claim instead of 70, 1.3× the
+//! drain rate). Every claim goes into the process's [`ClaimBook`]; each
 //! execution runs as a task on the process's executions arbiter, not on the worker, and
 //! reports its outcome to the book, where the completer writes it. So a worker that crashes or
 //! is replaced as stuck takes no running job with it: its replacement finds the executions in

@@ -151,12 +151,13 @@ FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
 ///
 /// The UPDATE returns the claim ids itself (RETURNING may name the tables of its FROM): a join
 /// of the two CTEs would be planned as a nested loop over both (the planner guesses one row
-/// for each), quadratic in the batch.
+/// for each), quadratic in the batch. `c.id = ANY($1)` lets the plan find the claims by primary
+/// key whatever the table's statistics say (a plan made while the table looked empty scanned
+/// it whole, dead rows included).
 const COMPLETE_SQL: &str = "
 WITH taken AS (
     DELETE FROM solidq_claimed_executions c
-    USING unnest($1::int8[], $2::int8[]) AS t(claim_id, job_id)
-    WHERE c.id = t.claim_id AND c.job_id = t.job_id
+    WHERE c.id = ANY($1) AND (c.id, c.job_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))
     RETURNING c.id AS claim_id, c.job_id
 )
 UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
@@ -458,8 +459,7 @@ impl Dialect for Postgres {
         // Pairs, so that a claim id never matches another job's token.
         let rows: Vec<TokenRow> = Prepared::new(
             "DELETE FROM solidq_claimed_executions c
-             USING unnest($1::int8[], $2::int8[]) AS t(claim_id, job_id)
-             WHERE c.id = t.claim_id AND c.job_id = t.job_id
+             WHERE c.id = ANY($1) AND (c.id, c.job_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))
              RETURNING c.id AS claim_id, c.job_id",
             vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids)],
         )
