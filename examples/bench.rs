@@ -67,16 +67,44 @@ impl Handler<Perform<Stamped>> for StampedHandler {
     }
 }
 
-/// `bench --enqueue-child URL N`: enqueues `N` stamped jobs one at a time, 30 to 60 ms apart,
-/// as another process would (the CLI, a web process), then exits.
-fn enqueue_child(url: &str, jobs: usize) {
+/// `bench --enqueue-child URL N MIN_MS MAX_MS`: enqueues `N` stamped jobs one at a time,
+/// `MIN_MS` to `MAX_MS` apart, as another process would (the CLI, a web process), then exits.
+fn enqueue_child(url: &str, jobs: usize, spacing_ms: std::ops::Range<u64>) {
     let url = DatabaseUrl::parse(url).expect("a database URL");
     let store = Store::connect(&url, 1).expect("connecting");
     for _ in 0..jobs {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(spacing_ms.clone())));
         let job = NewJob::from_job(&Stamped(unix_us()), Default::default()).expect("a job");
         store.enqueue(&[job], chrono::Utc::now().naive_utc()).expect("enqueue");
-        std::thread::sleep(Duration::from_millis(30 + fastrand::u64(0..30)));
     }
+}
+
+/// Start latencies (ms, sorted) of `jobs` stamped jobs that another OS process enqueues
+/// `spacing_ms` apart.
+fn from_other_os_process(
+    system: &SystemRunner,
+    url: &DatabaseUrl,
+    stamped: &Arc<Mutex<Vec<f64>>>,
+    jobs: usize,
+    spacing_ms: std::ops::Range<u64>,
+) -> Vec<f64> {
+    stamped.lock().unwrap().clear();
+    let spacing = [spacing_ms.start.to_string(), spacing_ms.end.to_string()];
+    let child = std::process::Command::new(std::env::current_exe().expect("the bench's path"))
+        .args(["--enqueue-child", &url_text(url), &jobs.to_string(), &spacing[0], &spacing[1]])
+        .status()
+        .expect("starting the enqueueing process");
+    assert!(child.success(), "the enqueueing process failed: {child}");
+    system.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stamped.lock().unwrap().len() < jobs {
+            assert!(Instant::now() < deadline, "jobs of the other process did not all start within 20 s");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut latencies = stamped.lock().unwrap().clone();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    latencies
 }
 
 /// Counts executions and, for the latency scenario, when each started.
@@ -446,22 +474,10 @@ fn latency_scenario(args: &Args) {
         let remote = sample_latencies(&other, &counter, samples / 4).await;
         (local, remote)
     });
-    // Another OS process enqueues while the runtime idles between jobs.
-    let os_samples = 200;
-    let child = std::process::Command::new(std::env::current_exe().expect("the bench's path"))
-        .args(["--enqueue-child", &url_text(&db.url), &os_samples.to_string()])
-        .status()
-        .expect("starting the enqueueing process");
-    assert!(child.success(), "the enqueueing process failed: {child}");
-    system.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while stamped.lock().unwrap().len() < os_samples {
-            assert!(Instant::now() < deadline, "jobs of the other process did not all start within 20 s");
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let mut os_process = stamped.lock().unwrap().clone();
-    os_process.sort_by(|a, b| a.total_cmp(b));
+    // Another OS process enqueues: every 30 to 60 ms, and then into a worker idle for 1.5 to
+    // 2 s, longer than any polling backoff.
+    let os_process = from_other_os_process(&system, &db.url, &stamped, 200, 30..60);
+    let os_idle = from_other_os_process(&system, &db.url, &stamped, 8, 1500..2000);
     system.block_on(handle.shutdown());
     emit(
         json!({
@@ -477,6 +493,9 @@ fn latency_scenario(args: &Args) {
             "other_os_process_p50_ms": percentile(&os_process, 0.5),
             "other_os_process_p99_ms": percentile(&os_process, 0.99),
             "other_os_process_max_ms": percentile(&os_process, 1.0),
+            "other_os_process_idle_samples": os_idle.len(),
+            "other_os_process_idle_p50_ms": percentile(&os_idle, 0.5),
+            "other_os_process_idle_max_ms": percentile(&os_idle, 1.0),
         }),
         &args.backend,
         "latency",
@@ -603,9 +622,10 @@ fn url_text(url: &DatabaseUrl) -> String {
 
 fn main() {
     let raw: Vec<String> = std::env::args().collect();
-    if let [_, flag, url, jobs] = raw.as_slice() {
+    if let [_, flag, url, jobs, min_ms, max_ms] = raw.as_slice() {
         if flag == "--enqueue-child" {
-            enqueue_child(url, jobs.parse().expect("a number of jobs"));
+            let number = |text: &String| text.parse().expect("a number");
+            enqueue_child(url, jobs.parse().expect("a number of jobs"), number(min_ms)..number(max_ms));
             return;
         }
     }
