@@ -27,7 +27,7 @@ use diesel::QueryResult;
 
 use crate::model::DatabaseUrl;
 
-pub(crate) mod changes;
+pub mod changes;
 pub(crate) mod concurrency;
 pub mod connection;
 pub(crate) mod dialect;
