@@ -29,7 +29,7 @@ use slog::{warn, Logger};
 use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::Transition;
 use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId};
-use crate::store::jobs::Claim;
+use crate::store::params::Claim;
 use crate::store::{Store, StoreResult};
 
 /// Identifies one worker instance; a restarted worker gets a new seat.

@@ -27,7 +27,7 @@ use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::{ClaimedJob, ProcessId};
 use crate::registry::Registry;
-use crate::store::jobs::Claim;
+use crate::store::params::Claim;
 use crate::store::SharedStore;
 
 /// Longest wait between retries of a failing claim.

@@ -18,27 +18,13 @@ use diesel::prelude::*;
 
 use super::connection::DbConnection;
 use super::dialect::Dialect;
-use super::jobs::{insert_ready, ID_CHUNK};
+use super::executions::{end_jobs, insert_ready, EndState};
+use super::params::ID_CHUNK;
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_jobs as jobs,
     solidq_ready_executions as ready,
 };
 use crate::model::{FailureKind, FailureRecord, JobId, OnConflict};
-
-/// Keys of the jobs among `ids` that have one (sorted, so that locks are taken in one order).
-pub(crate) fn keys_of(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTreeSet<String>> {
-    let mut keys = BTreeSet::new();
-    for chunk in ids.chunks(ID_CHUNK) {
-        let found: Vec<Option<String>> = jobs::table
-            .filter(jobs::id.eq_any(chunk))
-            .filter(jobs::concurrency_key.is_not_null())
-            .select(jobs::concurrency_key)
-            .distinct()
-            .load(conn)?;
-        keys.extend(found.into_iter().flatten());
-    }
-    Ok(keys)
-}
 
 /// Jobs among `ids`, just made ready, that have a concurrency key go through their limit:
 /// they wait as blocked, and as many as the limit allows (highest priority first, blocked
@@ -107,7 +93,7 @@ pub(crate) fn admit(
         diesel::delete(blocked::table.filter(blocked::job_id.eq_any(&discard))).execute(conn)?;
         let error =
             FailureRecord::new(FailureKind::Discarded, "over its concurrency limit, and its kind discards on conflict");
-        super::jobs::end_jobs(conn, &discard, "discarded", Some(&error), now)?;
+        end_jobs(conn, &discard, EndState::Discarded, Some(&error), now)?;
     }
     Ok(still_blocked.len())
 }

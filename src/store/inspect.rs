@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::connection::DbConnection;
+use super::executions::EndState;
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_processes as processes, solidq_ready_executions as ready,
@@ -142,10 +143,10 @@ pub struct JobRow {
 
 /// The state a job that ended has, from its `end_state` column.
 pub(crate) fn end_state(end: Option<&str>) -> JobState {
-    match end {
-        Some("discarded") => JobState::Discarded,
-        Some("cancelled") => JobState::Cancelled,
-        _ => JobState::Finished,
+    match end.and_then(EndState::parse) {
+        Some(EndState::Discarded) => JobState::Discarded,
+        Some(EndState::Cancelled) => JobState::Cancelled,
+        None => JobState::Finished,
     }
 }
 
@@ -301,8 +302,8 @@ pub(crate) fn job_ids_on(conn: &mut DbConnection, filter: &JobFilter) -> QueryRe
         JobState::Blocked => query.filter(jobs::id.eq_any(blocked::table.select(blocked::job_id))),
         JobState::Failed => query.filter(jobs::id.eq_any(failed::table.select(failed::job_id))),
         JobState::Finished => query.filter(jobs::finished_at.is_not_null()).filter(jobs::end_state.is_null()),
-        JobState::Discarded => query.filter(jobs::end_state.eq("discarded")),
-        JobState::Cancelled => query.filter(jobs::end_state.eq("cancelled")),
+        JobState::Discarded => query.filter(jobs::end_state.eq(EndState::Discarded.as_str())),
+        JobState::Cancelled => query.filter(jobs::end_state.eq(EndState::Cancelled.as_str())),
     };
     query.load(conn)
 }

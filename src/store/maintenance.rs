@@ -9,8 +9,9 @@ use diesel::prelude::*;
 
 use super::concurrency;
 use super::dialect::DeadProcess;
+use super::executions::{count_attempt, hand_back, insert_ready, keys_of};
 use super::inspect::claims_of_on;
-use super::jobs::{apply, count_attempt, hand_back, insert_ready};
+use super::jobs::transitions::apply;
 use super::schema::{solidq_jobs as jobs, solidq_scheduled_executions as scheduled};
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
@@ -217,7 +218,7 @@ impl Store {
             count_attempt(conn, &ids, now)?;
             let released = insert_ready(conn, &ids, now)?;
             // Claims older than their duration did not count; as ready jobs they do again.
-            let keys = concurrency::keys_of(conn, &ids)?;
+            let keys = keys_of(conn, &ids)?;
             concurrency::release_keys(self.dialect(), conn, &keys, now)?;
             Ok(released)
         })?;

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::concurrency;
 use super::connection::DbConnection;
+use super::executions::{end_jobs, insert_ready, keys_of, EndState};
 use super::inspect::{job_ids_on, jobs_on, JobFilter};
-use super::jobs::{end_jobs, insert_ready};
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_pauses as pauses, solidq_ready_executions as ready,
@@ -175,8 +175,8 @@ impl Store {
                     if !take_waiting(conn, id, state)? {
                         return Ok(Ok(Step::Moved));
                     }
-                    end_jobs(conn, &[id], "discarded", None, now)?;
-                    let keys = concurrency::keys_of(conn, &[id])?;
+                    end_jobs(conn, &[id], EndState::Discarded, None, now)?;
+                    let keys = keys_of(conn, &[id])?;
                     concurrency::release_keys(self.dialect(), conn, &keys, now)?;
                     Ok(Ok(Step::Done(())))
                 }
@@ -205,8 +205,8 @@ impl Store {
                     if !take_waiting(conn, id, state)? {
                         return Ok(Ok(Step::Moved));
                     }
-                    end_jobs(conn, &[id], "cancelled", None, now)?;
-                    let keys = concurrency::keys_of(conn, &[id])?;
+                    end_jobs(conn, &[id], EndState::Cancelled, None, now)?;
+                    let keys = keys_of(conn, &[id])?;
                     concurrency::release_keys(self.dialect(), conn, &keys, now)?;
                     Ok(Ok(Step::Done(Cancelled::Now)))
                 }
@@ -239,7 +239,7 @@ impl Store {
     /// Discards every failed job (of `kind`, if given), [`ACTION_BATCH`] per transaction;
     /// returns how many.
     pub fn discard_failed(&self, kind: Option<&str>, now: NaiveDateTime) -> StoreResult<usize> {
-        self.bulk("discarding failed jobs", kind, |_, conn, ids| end_jobs(conn, ids, "discarded", None, now))
+        self.bulk("discarding failed jobs", kind, |_, conn, ids| end_jobs(conn, ids, EndState::Discarded, None, now))
     }
 
     /// Takes failed jobs of `kind` in batches and hands each batch (their failed rows

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use diesel::QueryResult;
 
@@ -31,19 +31,25 @@ pub mod changes;
 pub(crate) mod concurrency;
 pub mod connection;
 pub(crate) mod dialect;
+mod error;
+pub(crate) mod executions;
 pub mod inspect;
 pub mod jobs;
 pub mod maintenance;
 pub mod manage;
+mod observer;
+pub(crate) mod params;
 pub mod processes;
 pub mod recurring;
 pub(crate) mod schema;
 
 pub use connection::DbConnection;
+pub use error::{StoreError, StoreResult};
 pub use inspect::{JobCounts, JobFilter, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
 pub use maintenance::{DeathCause, Dispatched, ReapedProcess};
 pub use manage::{ActionError, QueueRow};
+pub use observer::{Observer, StoreEvent};
 pub use processes::Beat;
 pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
 
@@ -53,111 +59,6 @@ use dialect::Dialect;
 /// How often a transaction that failed with a retryable error (a deadlock, a serialization
 /// failure) is run again before the error is returned.
 pub const MAX_TRANSACTION_RETRIES: usize = 3;
-
-/// Errors from the database layer, with what was being done. `Debug` prints the same text
-/// as `Display`.
-#[derive(thiserror::Error)]
-pub enum StoreError {
-    /// No connection could be had from the pool (database down, pool exhausted).
-    #[error("no database connection for {action}: {message}")]
-    Connection {
-        /// What the store was doing.
-        action: &'static str,
-        /// The pool's or driver's message.
-        message: String,
-    },
-    /// A statement failed.
-    #[error("database error while {action}: {source}")]
-    Query {
-        /// What the store was doing.
-        action: &'static str,
-        /// The diesel error.
-        source: diesel::result::Error,
-    },
-    /// Applying migrations failed.
-    #[error("migrating the database failed: {0}")]
-    Migration(String),
-    /// The database this store opened is no longer where its URL points: the SQLite file was
-    /// deleted or replaced while the process had it open. Everything written since would be
-    /// lost with the unlinked file, so the store refuses every write from then on.
-    #[error("{0}")]
-    DatabaseGone(String),
-    /// A name the store refuses to write (see [`name_problem`](crate::model::name_problem)).
-    #[error("{0}")]
-    InvalidName(String),
-    /// A job the store refuses to insert (see [`NewJob::problem`](crate::model::NewJob::problem)).
-    #[error("job of kind {} refused: {problem}", crate::model::shown_name(kind))]
-    InvalidJob {
-        /// The job's kind.
-        kind: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
-
-/// Refuses the first job of `jobs` that has a problem, on every backend alike.
-pub(crate) fn check_jobs(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
-    match jobs.iter().find_map(|job| job.problem().map(|problem| (job, problem))) {
-        Some((job, problem)) => Err(StoreError::InvalidJob { kind: job.kind.clone(), problem }),
-        None => Ok(()),
-    }
-}
-
-/// Refuses jobs with a unique key or a concurrency limit on the caller's own connection
-/// ([`EnqueueConnection`]): those need the store's locks.
-pub(crate) fn check_plain(jobs: &[crate::model::NewJob]) -> StoreResult<()> {
-    match jobs.iter().find(|job| job.has_options()) {
-        Some(job) => Err(StoreError::InvalidJob {
-            kind: job.kind.clone(),
-            problem: "a job with a unique key or a concurrency limit needs solidq's DbConnection to be enqueued \
-                      in the application's transaction (store::connection::app_pool gives a pool of them), not a \
-                      bare SqliteConnection or PgConnection; or enqueue it through Queue::enqueue"
-                .into(),
-        }),
-        None => Ok(()),
-    }
-}
-
-impl StoreError {
-    /// Wraps a diesel error with what was being done.
-    pub fn query(action: &'static str) -> impl FnOnce(diesel::result::Error) -> StoreError {
-        move |source| StoreError::Query { action, source }
-    }
-
-    /// Wraps a pool or connection error with what was being done.
-    pub fn connection(action: &'static str) -> impl FnOnce(diesel::r2d2::PoolError) -> StoreError {
-        move |err| StoreError::Connection { action, message: err.to_string() }
-    }
-}
-
-impl std::fmt::Debug for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-/// Shorthand for store results.
-pub type StoreResult<T> = Result<T, StoreError>;
-
-/// One finished store operation, as an [`Observer`] sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreEvent {
-    /// What was done, e.g. `"claiming jobs"` (the action named in errors).
-    pub operation: &'static str,
-    /// How long it took, waiting for a connection included.
-    pub elapsed: Duration,
-    /// Whether it succeeded.
-    pub ok: bool,
-}
-
-/// Sees every store operation as it finishes: one seam for metrics, tracing and logs.
-///
-/// Called on the thread that ran the operation, after its transaction ended and before the
-/// caller gets the result; a slow observer delays the caller.
-pub trait Observer: Send + Sync {
-    /// One operation finished.
-    fn finished(&self, event: &StoreEvent);
-}
 
 /// The store: a dialect and its pools. Cheap to share behind an `Arc` ([`SharedStore`]).
 pub struct Store {

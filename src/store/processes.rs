@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::connection::DbConnection;
-use super::jobs::hand_back;
+use super::executions::hand_back;
 use super::schema::solidq_processes as processes;
 use super::{Store, StoreResult};
 use crate::model::{NewProcess, ProcessId};

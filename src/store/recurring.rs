@@ -330,7 +330,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let jobs: Vec<NewJob> = due.iter().map(|run| run.job.clone()).collect();
-        super::check_jobs(&jobs)?;
+        super::jobs::enqueue::check_jobs(&jobs)?;
         self.check_database()?;
         let ids = self.write("enqueueing recurring task runs", |conn| {
             let mut ids = Vec::with_capacity(due.len());
@@ -340,9 +340,14 @@ impl Store {
                     continue;
                 }
                 // Through the kind's unique key and concurrency limit, if the job has them.
-                let id = super::jobs::enqueue_with_options(self.dialect(), conn, std::slice::from_ref(&run.job), now)?
-                    .first()
-                    .map(|enqueued| enqueued.id());
+                let id = super::jobs::enqueue::enqueue_with_options(
+                    self.dialect(),
+                    conn,
+                    std::slice::from_ref(&run.job),
+                    now,
+                )?
+                .first()
+                .map(|enqueued| enqueued.id());
                 diesel::update(
                     runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(run.run_at)),
                 )

@@ -37,14 +37,14 @@ use std::time::Duration;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::{Connection, PgConnection};
 
-use super::{StoreError, StoreResult};
+use super::error::{StoreError, StoreResult};
 use crate::model::DatabaseUrl;
 
 mod sqlite_file;
 
 pub use multi::DbConnection;
-pub(crate) use sqlite_file::moved as sqlite_moved;
 pub use sqlite_file::SqliteFile;
+pub(crate) use sqlite_file::{moved as sqlite_moved, refuse_writes_if_moved};
 
 // The derive generates undocumented items (its backend and query builder types).
 #[allow(missing_docs)]

@@ -27,6 +27,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use libsqlite3_sys as ffi;
 
+use crate::store::error::{StoreError, StoreResult};
+
 /// The SQL function that guarded connections have: the path of the connection's database
 /// file when that file is no longer at its path, NULL otherwise.
 const MOVED_FUNCTION: &CStr = c"solidq_database_moved";
@@ -130,6 +132,15 @@ pub(crate) fn moved(conn: &mut SqliteConnection) -> Option<String> {
     // An error means a connection without the guard (no such function).
     let path = diesel::sql_query(query).get_result::<Moved>(conn).ok()?.path?;
     Some(moved_reason(Path::new(&path)))
+}
+
+/// Refuses writes on `conn` with [`StoreError::DatabaseGone`] (naming the path) once its file
+/// is no longer at its path.
+pub(crate) fn refuse_writes_if_moved(conn: &mut SqliteConnection) -> StoreResult<()> {
+    match moved(conn) {
+        Some(reason) => Err(StoreError::DatabaseGone(reason)),
+        None => Ok(()),
+    }
 }
 
 /// Device and inode of the file at `path`.

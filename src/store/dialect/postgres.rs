@@ -20,9 +20,9 @@ use super::prepared::{Bind, Prepared};
 use super::{expect_variant, DeadProcess, Dialect, HotPath, SessionLiveness};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{init_tls, DbConnection};
-use crate::store::jobs::{like_prefix, Claim};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::params::{like_prefix, Claim};
 use crate::store::schema::{solidq_claimed_executions as claimed, solidq_processes as processes};
-use crate::store::{EnqueueConnection, StoreError, StoreResult};
 
 /// The PostgreSQL migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -297,7 +297,7 @@ fn lock_or_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Inserts the jobs and their executions, one statement per chunk of arrays (no lookup of
 /// the new rows, so it is as fast into a never-analyzed table as into a big one); the caller
 /// holds a transaction.
-fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
+pub(crate) fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
     for chunk in new_jobs.chunks(ENQUEUE_CHUNK) {
         let column = |get: fn(&NewJob) -> &str| Bind::Texts(chunk.iter().map(get).collect());
@@ -323,12 +323,6 @@ fn enqueue_on(conn: &mut PgConnection, new_jobs: &[NewJob], now: NaiveDateTime) 
     Ok(ids)
 }
 
-impl EnqueueConnection for PgConnection {
-    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
-        crate::store::jobs::enqueue_plain(self, jobs, |conn| enqueue_on(conn, jobs, now))
-    }
-}
-
 impl Postgres {
     /// A dialect whose dedicated session connections go to `url` (with `connect_timeout`).
     pub fn new(url: String) -> Self {
@@ -338,6 +332,11 @@ impl Postgres {
             schema_key: OnceLock::new(),
             session_lost_at: Mutex::new(None),
         }
+    }
+
+    /// The dialect's SQL only, on a connection the caller opened: no sessions.
+    pub fn sql_only() -> Self {
+        Postgres::new(String::new())
     }
 
     /// The first advisory-lock key, from the connection's `current_schema()` (every connection
@@ -472,13 +471,14 @@ impl Dialect for Postgres {
         conn: &mut DbConnection,
         tokens: &[ClaimToken],
         now: NaiveDateTime,
-    ) -> QueryResult<(Vec<ClaimToken>, BTreeSet<String>)> {
+    ) -> QueryResult<Option<(Vec<ClaimToken>, BTreeSet<String>)>> {
         let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
         let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
         let binds = vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids), Bind::Timestamp(now)];
         let rows: Vec<FinishedRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
         let keys = rows.iter().filter_map(|row| row.concurrency_key.clone()).collect();
-        Ok((rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect(), keys))
+        let taken = rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect();
+        Ok(Some((taken, keys)))
     }
 
     fn notify_ready(&self, conn: &mut DbConnection) -> QueryResult<()> {

@@ -15,12 +15,11 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::{expect_variant, DeadProcess, Dialect};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{DbConnection, SqliteFile};
-use crate::store::jobs::{like_prefix, Claim, JobInsert, ID_CHUNK};
+use crate::store::params::{like_prefix, Claim, JobInsert, ID_CHUNK};
 use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
-use crate::store::{EnqueueConnection, StoreResult};
 
 /// The SQLite migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -78,7 +77,11 @@ struct ScheduledInsert<'a> {
 }
 
 /// Inserts the jobs and their executions; the caller holds a transaction.
-fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTime) -> QueryResult<Vec<JobId>> {
+pub(crate) fn enqueue_on(
+    conn: &mut SqliteConnection,
+    new_jobs: &[NewJob],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<JobId>> {
     let mut ids = Vec::with_capacity(new_jobs.len());
     for chunk in new_jobs.chunks(JobInsert::rows_per_statement(MAX_BINDS)) {
         let rows: Vec<JobInsert<'_>> = chunk.iter().map(|job| JobInsert::new(job, now)).collect();
@@ -111,23 +114,6 @@ fn enqueue_on(conn: &mut SqliteConnection, new_jobs: &[NewJob], now: NaiveDateTi
     Ok(ids)
 }
 
-impl EnqueueConnection for SqliteConnection {
-    /// Refused with [`StoreError::DatabaseGone`](crate::StoreError::DatabaseGone) on a
-    /// connection of solidq's whose file is no longer at its path.
-    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
-        refuse_if_moved(self)?;
-        crate::store::jobs::enqueue_plain(self, jobs, |conn| enqueue_on(conn, jobs, now))
-    }
-}
-
-/// Refuses writes on a connection whose file was deleted or replaced at its path.
-pub(crate) fn refuse_if_moved(conn: &mut SqliteConnection) -> StoreResult<()> {
-    match crate::store::connection::sqlite_moved(conn) {
-        Some(reason) => Err(crate::StoreError::DatabaseGone(reason)),
-        None => Ok(()),
-    }
-}
-
 /// Reads `PRAGMA data_version` on the writer connection every [`WATCH_INTERVAL`] until `stop`
 /// is set: it changes exactly when another connection (another process, the application's
 /// own connections, the CLI) committed, never for the writer's own commits. Each change wakes
@@ -150,7 +136,7 @@ fn watch_commits(context: &super::ListenerContext, wake: &dyn Fn(), stop: &std::
                 diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(&mut *conn).ok()
             });
         if let Some(observer) = &context.observer {
-            let event = crate::store::StoreEvent {
+            let event = crate::store::observer::StoreEvent {
                 operation: "watching for commits",
                 elapsed: started.elapsed(),
                 ok: version.is_some(),

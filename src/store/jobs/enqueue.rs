@@ -1,0 +1,198 @@
+//! Enqueueing: through the store, or on the application's own connection inside its
+//! transaction ([`EnqueueConnection`]). Every path checks the jobs the same way.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::model::{Enqueued, JobId, NewJob};
+use crate::store::concurrency;
+use crate::store::connection::DbConnection;
+use crate::store::dialect::{postgres, sqlite, Dialect, HotPath};
+use crate::store::schema::solidq_jobs as jobs;
+use crate::store::{Store, StoreError, StoreResult};
+
+/// Refuses the first job of `jobs` that has a problem, on every backend alike.
+pub(crate) fn check_jobs(jobs: &[NewJob]) -> StoreResult<()> {
+    match jobs.iter().find_map(|job| job.problem().map(|problem| (job, problem))) {
+        Some((job, problem)) => Err(StoreError::InvalidJob { kind: job.kind.clone(), problem }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses jobs with a unique key or a concurrency limit on the caller's own connection
+/// ([`EnqueueConnection`]): those need the store's locks.
+pub(crate) fn check_plain(jobs: &[NewJob]) -> StoreResult<()> {
+    match jobs.iter().find(|job| job.has_options()) {
+        Some(job) => Err(StoreError::InvalidJob {
+            kind: job.kind.clone(),
+            problem: "a job with a unique key or a concurrency limit needs solidq's DbConnection to be enqueued \
+                      in the application's transaction (store::connection::app_pool gives a pool of them), not a \
+                      bare SqliteConnection or PgConnection; or enqueue it through Queue::enqueue"
+                .into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Inserts `new_jobs`, some with a unique key or a concurrency limit, in the caller's
+/// transaction: the plain ones in one go, the others one at a time: a job whose unique key
+/// is held returns the holder's id; a job with a concurrency limit goes through it.
+pub(crate) fn enqueue_with_options(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    new_jobs: &[NewJob],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Enqueued>> {
+    let mut out: Vec<Enqueued> = Vec::with_capacity(new_jobs.len());
+    // Runs of plain jobs in one insert each, the others one at a time: ids keep input order.
+    let mut rest = new_jobs;
+    while !rest.is_empty() {
+        let plain = rest.iter().take_while(|job| !job.has_options()).count();
+        if plain > 0 {
+            out.extend(dialect.enqueue(conn, &rest[..plain], now)?.into_iter().map(Enqueued::New));
+            rest = &rest[plain..];
+            continue;
+        }
+        let job = &rest[0];
+        rest = &rest[1..];
+        if let Some(key) = &job.unique_key {
+            let holder: Option<JobId> =
+                jobs::table.filter(jobs::unique_key.eq(key)).select(jobs::id).first(conn).optional()?;
+            if let Some(holder) = holder {
+                out.push(Enqueued::Existing(holder));
+                continue;
+            }
+        }
+        let id = dialect
+            .enqueue(conn, std::slice::from_ref(job), now)?
+            .first()
+            .copied()
+            .ok_or(diesel::result::Error::NotFound)?;
+        let limit = job.concurrency.as_ref();
+        diesel::update(jobs::table.find(id))
+            .set((
+                jobs::unique_key.eq(&job.unique_key),
+                jobs::concurrency_key.eq(limit.map(|l| l.key.as_str())),
+                jobs::concurrency_limit.eq(limit.map(|l| l.limit)),
+                jobs::concurrency_duration_ms
+                    .eq(limit.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX))),
+                jobs::concurrency_on_conflict.eq(limit.map(|l| l.on_conflict.as_str())),
+            ))
+            .execute(conn)?;
+        if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
+            concurrency::admit(dialect, conn, &[id], now)?;
+        }
+        out.push(Enqueued::New(id));
+    }
+    Ok(out)
+}
+
+/// A connection on which jobs can be enqueued inside the caller's own transaction: the jobs
+/// exist only if that transaction commits.
+///
+/// Implemented for diesel's `SqliteConnection` and `PgConnection`; used by
+/// [`Queue::enqueue_in`](crate::Queue::enqueue_in).
+pub trait EnqueueConnection {
+    /// Inserts `jobs` and their executions on this connection (in a savepoint when a
+    /// transaction is open); returns the new ids in the order given.
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>>;
+}
+
+/// Enqueues `jobs` on a bare backend connection with `insert` (the dialect's insert, in a
+/// savepoint of the caller's transaction), after the checks every enqueue makes. Jobs with a
+/// unique key or a concurrency limit are refused here: they need solidq's `DbConnection`.
+pub(crate) fn enqueue_plain<C: Connection>(
+    conn: &mut C,
+    jobs: &[NewJob],
+    insert: impl FnOnce(&mut C) -> QueryResult<Vec<JobId>>,
+) -> StoreResult<Vec<JobId>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_jobs(jobs)?;
+    check_plain(jobs)?;
+    conn.transaction(insert).map_err(StoreError::query("enqueueing jobs"))
+}
+
+impl EnqueueConnection for DbConnection {
+    /// Jobs with a unique key or a concurrency limit go through them here too, in a savepoint
+    /// of the caller's transaction (the raw `SqliteConnection` and `PgConnection` refuse them).
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        if jobs.iter().any(NewJob::has_options) {
+            check_jobs(jobs)?;
+            if let DbConnection::Sqlite(conn) = self {
+                crate::store::connection::refuse_writes_if_moved(conn)?;
+            }
+            // Only the dialect's SQL is used, none of its state (files, sessions).
+            let dialect: Box<dyn Dialect> = match self {
+                DbConnection::Sqlite(_) => Box::new(sqlite::Sqlite::sql_only()),
+                DbConnection::Postgres(_) => Box::new(postgres::Postgres::sql_only()),
+            };
+            let enqueued = self
+                .transaction(|conn| enqueue_with_options(dialect.as_ref(), conn, jobs, now))
+                .map_err(StoreError::query("enqueueing jobs"))?;
+            return Ok(enqueued.into_iter().map(Enqueued::id).collect());
+        }
+        match self {
+            DbConnection::Sqlite(conn) => conn.enqueue_jobs(jobs, now),
+            DbConnection::Postgres(conn) => conn.enqueue_jobs(jobs, now),
+        }
+    }
+}
+
+/// A pooled connection enqueues as the connection it holds, so that code written with an r2d2
+/// pool (`conn.transaction(|conn| Queue::enqueue_in(conn, …))`) compiles as is.
+impl<M> EnqueueConnection for diesel::r2d2::PooledConnection<M>
+where
+    M: diesel::r2d2::ManageConnection,
+    M::Connection: EnqueueConnection,
+{
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        (**self).enqueue_jobs(jobs, now)
+    }
+}
+
+impl EnqueueConnection for diesel::SqliteConnection {
+    /// Refused with [`StoreError::DatabaseGone`] on a connection of solidq's whose file is no
+    /// longer at its path.
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        crate::store::connection::refuse_writes_if_moved(self)?;
+        enqueue_plain(self, jobs, |conn| sqlite::enqueue_on(conn, jobs, now))
+    }
+}
+
+impl EnqueueConnection for diesel::PgConnection {
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        enqueue_plain(self, jobs, |conn| postgres::enqueue_on(conn, jobs, now))
+    }
+}
+
+impl Store {
+    /// Inserts `jobs` (one multi-row INSERT per chunk) and their ready or scheduled executions
+    /// in one transaction; returns the new ids in the order given.
+    pub fn enqueue(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        Ok(self.enqueue_reporting(jobs, now)?.into_iter().map(|enqueued| enqueued.id()).collect())
+    }
+
+    /// [`Store::enqueue`], telling for each job whether it was inserted or a job with its
+    /// unique key already existed (whose id it returns instead). Jobs with a concurrency limit
+    /// over their limit are inserted as blocked (or discarded, if their kind says so).
+    pub fn enqueue_reporting(&self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_jobs(jobs)?;
+        self.check_database()?;
+        let enqueued = if jobs.iter().any(NewJob::has_options) {
+            self.write("enqueueing jobs", |conn| enqueue_with_options(self.dialect(), conn, jobs, now))?
+        } else {
+            let transaction = !self.dialect().one_statement(HotPath::Enqueue(jobs.len()));
+            let ids = self.write_as("enqueueing jobs", transaction, |conn| self.dialect().enqueue(conn, jobs, now))?;
+            ids.into_iter().map(Enqueued::New).collect()
+        };
+        if jobs.iter().any(|job| job.scheduled_at.is_none_or(|at| at <= now)) {
+            self.jobs_ready();
+        }
+        Ok(enqueued)
+    }
+}

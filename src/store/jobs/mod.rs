@@ -1,0 +1,181 @@
+//! Jobs: enqueue ([`enqueue`]), claim, and the transitions of claimed jobs.
+//!
+//! Every transition takes a batch of claim tokens and runs in one transaction: the claims that
+//! still exist are deleted first (the deletion decides, see `Dialect::take_claims`), the
+//! jobs behind them change ([`transitions`]), and the tokens whose claims were gone are
+//! reported as fenced (their process was found dead and the job handed back, perhaps claimed
+//! elsewhere): nothing changed for those.
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::concurrency;
+use super::dialect::HotPath;
+use super::executions::mark_finished;
+use super::params::Claim;
+use super::schema::solidq_ready_executions as ready;
+use super::{Store, StoreResult};
+use crate::lifecycle::Transition;
+use crate::model::{ClaimToken, ClaimedJob, FailureRecord, ProcessId, QueuePattern};
+
+pub mod enqueue;
+pub(crate) mod transitions;
+
+pub use enqueue::EnqueueConnection;
+use transitions::apply;
+
+/// Which claims of a batch a transition changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Settled {
+    /// Claims that were still this process's: their jobs changed.
+    pub applied: Vec<ClaimToken>,
+    /// Claims that were gone (reaped, released): nothing changed for them.
+    pub fenced: Vec<ClaimToken>,
+}
+
+impl Settled {
+    /// Whether `token` was applied.
+    pub fn applied(&self, token: &ClaimToken) -> bool {
+        self.applied.contains(token)
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` ready jobs of the given `kinds` (those the process has handlers
+    /// for) for `process`, taking queues in the order of `queues`, then priority, then job id,
+    /// and counts each claimed job's attempt. Claims nothing if the process row does not exist.
+    /// A job of another kind stays ready for a process that can run it.
+    pub fn claim(
+        &self,
+        process: ProcessId,
+        queues: &[QueuePattern],
+        kinds: &[String],
+        limit: usize,
+        now: NaiveDateTime,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        if limit == 0 || queues.is_empty() || kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claim = Claim { process, queues, kinds, limit, now };
+        let transaction = !self.dialect().one_statement(HotPath::Claim(&claim));
+        if transaction && self.last_claim_empty.load(std::sync::atomic::Ordering::Relaxed) {
+            // After an empty claim, one read before a write transaction (on SQLite, the file's
+            // write lock): an idle worker's poll then takes no lock from the other processes on
+            // the file. Busy workers (whose last claim found jobs) skip it.
+            let any_ready = self.with_connection("looking for ready jobs", |conn| {
+                diesel::select(diesel::dsl::exists(ready::table.filter(ready::class_name.eq_any(kinds))))
+                    .get_result::<bool>(conn)
+            })?;
+            if !any_ready {
+                return Ok(Vec::new());
+            }
+        }
+        let claimed = self.write_unmarked("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
+        self.last_claim_empty.store(claimed.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        self.count_claimed(claimed.len());
+        Ok(claimed)
+    }
+
+    /// Writes each claim's transition, in one transaction, for the claims that are still
+    /// this process's.
+    pub fn record(&self, batch: &[(ClaimToken, Transition)], now: NaiveDateTime) -> StoreResult<Settled> {
+        if batch.is_empty() {
+            return Ok(Settled::default());
+        }
+        // Completions, the common case, go through the dialect's one-statement path; the other
+        // transitions take their claims and change their jobs beside them.
+        let (complete, other): (Vec<_>, Vec<_>) =
+            batch.iter().partition(|(_, transition)| matches!(transition, Transition::Complete));
+        let complete: Vec<ClaimToken> = complete.iter().map(|(token, _)| *token).collect();
+        let other: Vec<ClaimToken> = other.iter().map(|(token, _)| *token).collect();
+        let transaction = !other.is_empty() || !self.dialect().one_statement(HotPath::Complete);
+        let (settled, finished_keys) = self.write_as("recording job outcomes", transaction, |conn| {
+            let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
+            let mut finished_keys = BTreeSet::new();
+            if !complete.is_empty() {
+                let (completed, keys) = match self.dialect().complete_claims(conn, &complete, now)? {
+                    Some(done) => done,
+                    None => {
+                        let taken = self.dialect().take_claims(conn, &complete)?;
+                        let ids: Vec<_> = taken.iter().map(|token| token.job_id).collect();
+                        let keys = mark_finished(conn, &ids, now)?;
+                        (taken, keys)
+                    }
+                };
+                taken.extend(completed);
+                finished_keys = keys;
+            }
+            if !other.is_empty() {
+                taken.extend(self.dialect().take_claims(conn, &other)?);
+            }
+            let mut settled = Settled::default();
+            let mut transitions = Vec::with_capacity(taken.len());
+            for (token, transition) in batch {
+                if taken.contains(token) {
+                    settled.applied.push(*token);
+                    if !matches!(transition, Transition::Complete) {
+                        transitions.push((token.job_id, transition));
+                    }
+                } else {
+                    settled.fenced.push(*token);
+                }
+            }
+            apply(self.dialect(), conn, &transitions, now)?;
+            if transaction {
+                concurrency::release_keys(self.dialect(), conn, &finished_keys, now)?;
+                finished_keys.clear();
+            }
+            Ok((settled, finished_keys))
+        })?;
+        // Finished jobs held concurrency keys: let the next blocked jobs in (the finish was one
+        // statement outside a transaction; a crash in between is caught by the dispatcher's
+        // sweep of blocked keys).
+        if !finished_keys.is_empty() {
+            self.write("releasing concurrency keys", |conn| {
+                concurrency::release_keys(self.dialect(), conn, &finished_keys, now)
+            })?;
+            self.jobs_ready();
+        }
+        // A release or an immediate retry made a job ready again.
+        if !other.is_empty() && settled.applied.len() > complete.len() {
+            self.jobs_ready();
+        }
+        Ok(settled)
+    }
+
+    /// Marks the jobs of `tokens` finished.
+    pub fn complete(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+        self.record(&tokens.iter().map(|token| (*token, Transition::Complete)).collect::<Vec<_>>(), now)
+    }
+
+    /// Records `error` as each job's last error and runs it again at `run_at` (ready at once
+    /// if `run_at <= now`); the attempt stays counted.
+    pub fn retry(
+        &self,
+        tokens: &[ClaimToken],
+        error: &FailureRecord,
+        run_at: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> StoreResult<Settled> {
+        let delay = (run_at - now).to_std().unwrap_or_default();
+        let transition = Transition::Retry(error.clone(), delay);
+        self.record(&tokens.iter().map(|token| (*token, transition.clone())).collect::<Vec<_>>(), now)
+    }
+
+    /// Moves the jobs to failed with `error`.
+    pub fn fail(&self, tokens: &[ClaimToken], error: &FailureRecord, now: NaiveDateTime) -> StoreResult<Settled> {
+        let transition = Transition::Fail(error.clone());
+        self.record(&tokens.iter().map(|token| (*token, transition.clone())).collect::<Vec<_>>(), now)
+    }
+
+    /// Returns the jobs to ready and gives back the attempt each claim counted: they were
+    /// never started (a claim handed back unstarted, a handler that was not running), or a
+    /// graceful drain cut their run short. Only a process death counts an attempt without an
+    /// outcome.
+    pub fn release(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+        self.record(&tokens.iter().map(|token| (*token, Transition::Release)).collect::<Vec<_>>(), now)
+    }
+}
