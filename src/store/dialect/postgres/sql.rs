@@ -1,0 +1,147 @@
+//! The statements of the PostgreSQL dialect whose text is fixed, and the rows they return.
+
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+/// A job [`CLAIM_SQL`] claimed.
+#[derive(QueryableByName)]
+pub(super) struct ClaimedRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) job_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) claim_id: i64,
+    #[diesel(sql_type = Text)]
+    pub(super) class_name: String,
+    #[diesel(sql_type = Text)]
+    pub(super) arguments: String,
+    #[diesel(sql_type = Text)]
+    pub(super) queue_name: String,
+    #[diesel(sql_type = Integer)]
+    pub(super) priority: i32,
+    #[diesel(sql_type = Integer)]
+    pub(super) attempts: i32,
+    #[diesel(sql_type = Integer)]
+    pub(super) max_attempts: i32,
+}
+
+/// A job id returned by a statement.
+#[derive(QueryableByName)]
+pub(super) struct JobIdRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) job_id: i64,
+}
+
+/// A claim token returned by a statement.
+#[derive(QueryableByName)]
+pub(super) struct TokenRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) claim_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) job_id: i64,
+}
+
+/// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held.
+#[derive(QueryableByName)]
+pub(super) struct FinishedRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) claim_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) job_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) concurrency_key: Option<String>,
+}
+
+/// Takes up to `$3` ready rows of the kinds `$4` (filtered by `{filter}`, which may use `$5`),
+/// claims them for process `$1` at `$2`, in one statement, without writing the job rows (the
+/// attempt is counted when it ends, see `lifecycle`); nothing if
+/// the process row is gone. KEY SHARE on the process row: a concurrent reap (DELETE) waits
+/// for this claim to commit and then sees its claims, while heartbeats (UPDATE of non-key
+/// columns) do not wait.
+pub(super) const CLAIM_SQL: &str = "
+WITH alive AS (
+    SELECT id FROM solidq_processes WHERE id = $1 FOR KEY SHARE
+), picked AS (
+    SELECT id, job_id FROM solidq_ready_executions
+    WHERE EXISTS (SELECT 1 FROM alive) AND {filter} AND class_name = ANY($4)
+      AND NOT EXISTS (SELECT 1 FROM solidq_pauses p WHERE p.queue_name = solidq_ready_executions.queue_name)
+    ORDER BY priority, job_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    DELETE FROM solidq_ready_executions r USING picked WHERE r.id = picked.id
+    RETURNING r.job_id
+), claims AS (
+    INSERT INTO solidq_claimed_executions (job_id, process_id, created_at)
+    SELECT job_id, $1, $2 FROM taken ORDER BY job_id
+    RETURNING id, job_id
+)
+SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
+       j.priority, j.attempts + 1 AS attempts, j.max_attempts
+FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
+
+/// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
+/// jobs finished at `$3` with the attempt counted and the unique key given up, and returns the
+/// claims taken with the concurrency keys their jobs held: one statement for a batch of
+/// finishes, one write per job row.
+///
+/// The UPDATE returns the claim ids itself (RETURNING may name the tables of its FROM): a join
+/// of the two CTEs would be planned as a nested loop over both (the planner guesses one row
+/// for each), quadratic in the batch. `c.id = ANY($1)` lets the plan find the claims by primary
+/// key whatever the table's statistics say (a plan made while the table looked empty scanned
+/// it whole, dead rows included).
+pub(super) const COMPLETE_SQL: &str = "
+WITH taken AS (
+    DELETE FROM solidq_claimed_executions c
+    WHERE c.id = ANY($1) AND (c.id, c.job_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))
+    RETURNING c.id AS claim_id, c.job_id
+)
+UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
+FROM taken WHERE j.id = taken.job_id
+RETURNING taken.claim_id, taken.job_id, j.concurrency_key";
+
+/// Deletes up to `$2` scheduled rows due at `$1`, earliest first, skipping rows another
+/// dispatcher holds.
+pub(super) const TAKE_DUE_SQL: &str = "
+WITH due AS (
+    SELECT id FROM solidq_scheduled_executions
+    WHERE scheduled_at <= $1
+    ORDER BY scheduled_at, priority, job_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM solidq_scheduled_executions s USING due WHERE s.id = due.id
+RETURNING s.job_id";
+
+/// Deletes claims whose process row is gone, skipping claims another sweep holds.
+pub(super) const TAKE_ORPHANS_SQL: &str = "
+WITH orphans AS (
+    SELECT c.id FROM solidq_claimed_executions c
+    WHERE NOT EXISTS (SELECT 1 FROM solidq_processes p WHERE p.id = c.process_id)
+    FOR UPDATE OF c SKIP LOCKED
+)
+DELETE FROM solidq_claimed_executions c USING orphans WHERE c.id = orphans.id
+RETURNING c.job_id";
+
+/// Ready and scheduled executions for the jobs `$1` (with `$2` as now).
+pub(super) const ENQUEUE_SQL: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::timestamp[])
+        WITH ORDINALITY AS t(queue_name, class_name, arguments, priority, max_attempts, scheduled_at, n)
+), new_jobs AS (
+    INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, scheduled_at,
+                             created_at, updated_at)
+    SELECT queue_name, class_name, arguments, priority, 0, max_attempts, scheduled_at, $7, $7
+    FROM input ORDER BY n
+    RETURNING id, queue_name, priority, scheduled_at, class_name
+), ready AS (
+    INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name)
+    SELECT id, queue_name, priority, $7, class_name FROM new_jobs WHERE scheduled_at IS NULL OR scheduled_at <= $7
+), later AS (
+    INSERT INTO solidq_scheduled_executions (job_id, queue_name, priority, scheduled_at, created_at)
+    SELECT id, queue_name, priority, scheduled_at, $7 FROM new_jobs WHERE scheduled_at > $7
+)
+SELECT id AS job_id FROM new_jobs";
+
+/// Jobs per enqueue statement: arrays are bound as one parameter each, so this bounds only
+/// the size of one statement.
+pub(super) const ENQUEUE_CHUNK: usize = 10_000;
