@@ -44,8 +44,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::model::DatabaseUrl;
-use crate::model::{DeathPolicy, QueuePattern};
+use crate::model::database_url::redact_url;
+use crate::model::duration::parse_duration_detailed;
+pub use crate::model::duration::{format_duration, parse_duration};
+pub use crate::model::{DatabaseUrl, WorkerGroup};
+use crate::model::{DeathPolicy, Malformed, QueuePattern};
 use crate::recurring::RecurringTask;
 
 /// Default database when `SOLIDQ_DATABASE_URL` is unset.
@@ -96,15 +99,6 @@ pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CLEAR_FINISHED_AFTER: Duration = Duration::from_secs(86_400);
 /// Default `SOLIDQ_SHUTDOWN_TIMEOUT`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One worker group: the queues it serves, in order, and how many jobs it runs at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerGroup {
-    /// Queues in claim order; `*` entries match all or by prefix.
-    pub queues: Vec<QueuePattern>,
-    /// Jobs run concurrently by this group.
-    pub concurrency: usize,
-}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,10 +191,6 @@ pub mod limits {
         Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400);
 }
 
-/// How to write a duration, shown in error messages.
-const DURATION_FORM: &str = "use e.g. 500ms, 10s, 5m, 2h, 1d or bare seconds";
-/// The database URLs accepted, shown in error messages.
-const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
 /// What `SOLIDQ_RECURRING` names, shown in error messages.
 const RECURRING_FORM: &str = "name a .toml or .json file whose tables are tasks with kind, schedule and optional \
      arguments, queue, priority, time_zone, run_missed";
@@ -279,23 +269,6 @@ impl fmt::Debug for ConfigError {
     }
 }
 
-/// Why a value did not parse: what is wrong and the accepted form.
-#[derive(Debug)]
-struct Invalid {
-    problem: String,
-    expected: String,
-}
-
-impl Invalid {
-    fn new(problem: impl Into<String>, expected: impl Into<String>) -> Invalid {
-        Invalid { problem: problem.into(), expected: expected.into() }
-    }
-
-    fn message(&self) -> String {
-        format!("{} ({})", self.problem, self.expected)
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -336,13 +309,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         &mut self,
         variable: &'static str,
         default: T,
-        parse: impl FnOnce(&str) -> Result<T, Invalid>,
+        parse: impl FnOnce(&str) -> Result<T, Malformed>,
     ) -> Option<T> {
         let Some(raw) = (self.lookup)(variable) else {
             return Some(default);
         };
         let result = if raw.trim().is_empty() {
-            Err(Invalid::new("is empty", "unset the variable to use the default"))
+            Err(Malformed::new("is empty", "unset the variable to use the default"))
         } else {
             parse(raw.trim())
         };
@@ -370,7 +343,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     ) -> Option<(Duration, String)> {
         let raw = (self.lookup)(variable);
         let parsed = self.read(variable, default, |text| {
-            let duration = parse_duration_detail(text)?;
+            let duration = parse_duration_detailed(text)?;
             if !range.contains(&duration) {
                 let problem = if duration < *range.start() { "is too short" } else { "is too long" };
                 let expected = format!(
@@ -379,7 +352,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     format_duration(*range.end()),
                     format_duration(default)
                 );
-                return Err(Invalid::new(problem, expected));
+                return Err(Malformed::new(problem, expected));
             }
             Ok(duration)
         })?;
@@ -414,7 +387,7 @@ impl Config {
         let defaults = Config::default();
         let mut r = Reader { lookup, problems: Vec::new() };
 
-        let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url.clone(), parse_url_detail);
+        let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url.clone(), DatabaseUrl::parse_detailed);
         // Unset: derived from the worker groups once they are read.
         let pool_size = r.read("SOLIDQ_POOL_SIZE", None, |text| parse_count(text, limits::POOL_SIZE, "8").map(Some));
         let workers = r.read("SOLIDQ_WORKERS", defaults.workers.clone(), parse_workers_detail);
@@ -444,7 +417,7 @@ impl Config {
             match text.to_ascii_lowercase().as_str() {
                 "retry" => Ok(DeathPolicy::Retry),
                 "fail" => Ok(DeathPolicy::Fail),
-                _ => Err(Invalid::new("is not a policy", "use retry or fail")),
+                _ => Err(Malformed::new("is not a policy", "use retry or fail")),
             }
         });
         let log_level = r.read("SOLIDQ_LOG", defaults.log_level, parse_level);
@@ -452,7 +425,7 @@ impl Config {
             r.read("SOLIDQ_LOG_FORMAT", defaults.log_format, |text| match text.to_ascii_lowercase().as_str() {
                 "term" => Ok(LogFormat::Term),
                 "json" => Ok(LogFormat::Json),
-                _ => Err(Invalid::new("is not a log format", "use term or json")),
+                _ => Err(Malformed::new("is not a log format", "use term or json")),
             });
 
         let preserve_finished_jobs =
@@ -565,23 +538,23 @@ fn default_note(lookup: &impl Fn(&str) -> Option<String>, variable: &str, note: 
 }
 
 /// Parses a whole number in `range`.
-fn parse_count<T>(text: &str, range: std::ops::RangeInclusive<T>, example: &str) -> Result<T, Invalid>
+fn parse_count<T>(text: &str, range: std::ops::RangeInclusive<T>, example: &str) -> Result<T, Malformed>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display,
 {
     let expected = format!("use a whole number from {} to {}, e.g. {example}", range.start(), range.end());
-    let value: T = text.trim().parse().map_err(|_| Invalid::new("is not a whole number", expected.clone()))?;
+    let value: T = text.trim().parse().map_err(|_| Malformed::new("is not a whole number", expected.clone()))?;
     if value < *range.start() {
-        return Err(Invalid::new(format!("is less than {}", range.start()), expected));
+        return Err(Malformed::new(format!("is less than {}", range.start()), expected));
     }
     if value > *range.end() {
-        return Err(Invalid::new(format!("is more than {}", range.end()), expected));
+        return Err(Malformed::new(format!("is more than {}", range.end()), expected));
     }
     Ok(value)
 }
 
 /// Reads the task file `SOLIDQ_RECURRING` names; every problem of the file in one message.
-fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<RecurringTask>)>, Invalid> {
+fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<RecurringTask>)>, Malformed> {
     let path = PathBuf::from(text);
     match crate::recurring::load_file(&path) {
         Ok(tasks) => Ok(Some((path, tasks))),
@@ -593,20 +566,20 @@ fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<RecurringTask>)>, 
                     other => other.to_string(),
                 })
                 .collect();
-            Err(Invalid::new(problems.join("; "), RECURRING_FORM))
+            Err(Malformed::new(problems.join("; "), RECURRING_FORM))
         }
     }
 }
 
-fn parse_bool(text: &str) -> Result<bool, Invalid> {
+fn parse_bool(text: &str) -> Result<bool, Malformed> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(Invalid::new("is not a boolean", "use true, false, 1, 0, yes or no")),
+        _ => Err(Malformed::new("is not a boolean", "use true, false, 1, 0, yes or no")),
     }
 }
 
-fn parse_level(text: &str) -> Result<slog::Level, Invalid> {
+fn parse_level(text: &str) -> Result<slog::Level, Malformed> {
     match text.to_ascii_lowercase().as_str() {
         "trace" => Ok(slog::Level::Trace),
         "debug" => Ok(slog::Level::Debug),
@@ -614,119 +587,11 @@ fn parse_level(text: &str) -> Result<slog::Level, Invalid> {
         "warn" | "warning" => Ok(slog::Level::Warning),
         "error" => Ok(slog::Level::Error),
         "critical" | "crit" => Ok(slog::Level::Critical),
-        _ => Err(Invalid::new("is not a log level", "use trace, debug, info, warn, error or critical")),
+        _ => Err(Malformed::new("is not a log level", "use trace, debug, info, warn, error or critical")),
     }
 }
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
-
-/// Parses a duration: `500ms`, `10s`, `5m`, `1h`, a combination such as `1h30m` or `2m10s`,
-/// or bare seconds (`30`, `1.5`). Each amount may have a decimal fraction. Zero is accepted
-/// here; the configuration rejects it where an interval must be positive.
-///
-/// The error says what is wrong and what is accepted.
-///
-/// ```
-/// use std::time::Duration;
-/// use solidq::config::parse_duration;
-///
-/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-/// assert_eq!(parse_duration("2m10s"), Ok(Duration::from_secs(130)));
-/// assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-/// assert!(parse_duration("ten").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    parse_duration_detail(text).map_err(|invalid| invalid.message())
-}
-
-fn parse_duration_detail(text: &str) -> Result<Duration, Invalid> {
-    let not_a_duration = || Invalid::new("is not a duration", DURATION_FORM);
-    let text = text.trim();
-    let is_number_char = |c: char| c.is_ascii_digit() || c == '.';
-    if text.is_empty() {
-        return Err(not_a_duration());
-    }
-    let nanos = if text.chars().all(is_number_char) {
-        amount_in_nanos(text, NANOS_PER_SEC).ok_or_else(not_a_duration)?
-    } else {
-        let mut total: u128 = 0;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let number_len = rest.find(|c| !is_number_char(c)).unwrap_or(rest.len());
-            let (number, after) = rest.split_at(number_len);
-            let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
-            let (unit, after) = after.split_at(unit_len);
-            let scale = match unit {
-                "ms" => 1_000_000,
-                "s" => NANOS_PER_SEC,
-                "m" => 60 * NANOS_PER_SEC,
-                "h" => 3600 * NANOS_PER_SEC,
-                "d" => 86_400 * NANOS_PER_SEC,
-                _ => return Err(not_a_duration()),
-            };
-            let amount = amount_in_nanos(number, scale).ok_or_else(not_a_duration)?;
-            total = total.checked_add(amount).ok_or_else(not_a_duration)?;
-            rest = after;
-        }
-        total
-    };
-    let secs = u64::try_from(nanos / NANOS_PER_SEC).map_err(|_| not_a_duration())?;
-    Ok(Duration::new(secs, (nanos % NANOS_PER_SEC) as u32))
-}
-
-/// `number` (digits with at most one `.`) times `scale` nanoseconds, truncated to whole
-/// nanoseconds; `None` if malformed or out of range.
-fn amount_in_nanos(number: &str, scale: u128) -> Option<u128> {
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if !digits(whole) || !digits(fraction) {
-        return None;
-    }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse::<u64>().ok()?.into() };
-    // Digits beyond the 18th are below a nanosecond for every unit accepted.
-    let fraction = &fraction[..fraction.len().min(18)];
-    let fraction_nanos = if fraction.is_empty() {
-        0
-    } else {
-        let numerator: u128 = fraction.parse().ok()?;
-        numerator * scale / 10u128.pow(fraction.len() as u32)
-    };
-    whole.checked_mul(scale)?.checked_add(fraction_nanos)
-}
-
-/// Formats a duration the way [`parse_duration`] reads it: `500ms`, `30s`, `2m10s`, `1h30m`.
-/// Parts below a millisecond are dropped (a nonzero duration shorter than that shows as
-/// `<1ms`).
-///
-/// ```
-/// use std::time::Duration;
-/// use solidq::config::format_duration;
-///
-/// assert_eq!(format_duration(Duration::from_secs(130)), "2m10s");
-/// assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
-/// assert_eq!(format_duration(Duration::ZERO), "0s");
-/// ```
-pub fn format_duration(duration: Duration) -> String {
-    if duration.is_zero() {
-        return "0s".to_string();
-    }
-    let secs = duration.as_secs();
-    let parts =
-        [(secs / 3600, "h"), ((secs % 3600) / 60, "m"), (secs % 60, "s"), (u64::from(duration.subsec_millis()), "ms")];
-    let text: String =
-        parts.iter().filter(|(amount, _)| *amount > 0).map(|(amount, unit)| format!("{amount}{unit}")).collect();
-    if text.is_empty() {
-        "<1ms".to_string()
-    } else {
-        text
-    }
-}
-
-fn parse_workers_detail(text: &str) -> Result<Vec<WorkerGroup>, Invalid> {
+fn parse_workers_detail(text: &str) -> Result<Vec<WorkerGroup>, Malformed> {
     let mut groups = Vec::new();
     let mut problems = Vec::new();
     let parts: Vec<&str> = text.split(';').map(str::trim).collect();
@@ -749,7 +614,7 @@ fn parse_workers_detail(text: &str) -> Result<Vec<WorkerGroup>, Invalid> {
     if problems.is_empty() {
         Ok(groups)
     } else {
-        Err(Invalid::new(problems.join("; "), WORKERS_FORM))
+        Err(Malformed::new(problems.join("; "), WORKERS_FORM))
     }
 }
 
@@ -796,156 +661,9 @@ fn parse_worker_group(group: &str) -> Result<WorkerGroup, String> {
     Ok(WorkerGroup { queues: patterns, concurrency })
 }
 
-impl DatabaseUrl {
-    /// Parses a database URL, choosing the backend by its scheme: `sqlite://relative/path`,
-    /// `sqlite:///absolute/path`, `postgres://…` or `postgresql://…`.
-    ///
-    /// The error names the unsupported scheme and lists the accepted ones.
-    ///
-    /// ```
-    /// use std::path::PathBuf;
-    /// use solidq::config::DatabaseUrl;
-    ///
-    /// assert_eq!(DatabaseUrl::parse("sqlite://data/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("data/jobs.db"))));
-    /// assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("/var/lib/jobs.db"))));
-    /// assert!(DatabaseUrl::parse("mysql://db/jobs").unwrap_err().contains("\"mysql\""));
-    /// ```
-    pub fn parse(text: &str) -> Result<DatabaseUrl, String> {
-        parse_url_detail(text).map_err(|invalid| invalid.message())
-    }
-}
-
-fn parse_url_detail(text: &str) -> Result<DatabaseUrl, Invalid> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(Invalid::new("is not a URL with a scheme", URL_FORM));
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        "sqlite" => {
-            if rest.is_empty() {
-                Err(Invalid::new("has an empty SQLite path", URL_FORM))
-            } else if rest.ends_with('/') {
-                Err(Invalid::new("names a directory, not a SQLite file", URL_FORM))
-            } else {
-                Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
-            }
-        }
-        "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(text.to_string())),
-        _ => Err(Invalid::new(format!("has unsupported scheme {scheme:?}"), URL_FORM)),
-    }
-}
-
-/// `text` with the password of a URL (in `user:password@` or a `password=` parameter)
-/// replaced by `***`. Text that is not a URL comes back unchanged.
-fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_string();
-    };
-    let after_scheme = scheme_end + 3;
-    let authority_len = text[after_scheme..].find(['/', '?', '#']).unwrap_or(text.len() - after_scheme);
-    let authority = &text[after_scheme..after_scheme + authority_len];
-    let mut out = text[..after_scheme].to_string();
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            match userinfo.split_once(':') {
-                Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
-                None => out.push_str(authority),
-            };
-        }
-        None => out.push_str(authority),
-    }
-    let tail = &text[after_scheme + authority_len..];
-    match tail.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}=***")
-                    }
-                    _ => param.to_string(),
-                })
-                .collect();
-            out.push_str(&params.join("&"));
-        }
-        None => out.push_str(tail),
-    }
-    out
-}
-
-impl fmt::Display for DatabaseUrl {
-    /// The URL with any password replaced by `***`, safe for logs and status output.
-    ///
-    /// ```
-    /// use solidq::config::DatabaseUrl;
-    ///
-    /// let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/jobs").unwrap();
-    /// assert_eq!(url.to_string(), "postgres://app:***@db:5432/jobs");
-    /// ```
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            DatabaseUrl::Postgres(url) => f.write_str(&redact_url(url)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_in_every_unit_and_combination() {
-        let ok = |text: &str| parse_duration(text).unwrap();
-        assert_eq!(ok("500ms"), Duration::from_millis(500));
-        assert_eq!(ok("10s"), Duration::from_secs(10));
-        assert_eq!(ok("5m"), Duration::from_secs(300));
-        assert_eq!(ok("1h"), Duration::from_secs(3600));
-        assert_eq!(ok("30"), Duration::from_secs(30));
-        assert_eq!(ok("1.5"), Duration::from_millis(1500));
-        assert_eq!(ok("0.1"), Duration::from_millis(100));
-        assert_eq!(ok(".25s"), Duration::from_millis(250));
-        assert_eq!(ok("1.5m"), Duration::from_secs(90));
-        assert_eq!(ok("2m10s"), Duration::from_secs(130));
-        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
-        assert_eq!(ok("1s500ms"), Duration::from_millis(1500));
-        assert_eq!(ok(" 10s "), Duration::from_secs(10));
-        assert_eq!(ok("0"), Duration::ZERO);
-        assert_eq!(ok("0.0000000001"), Duration::ZERO);
-    }
-
-    #[test]
-    fn malformed_durations_are_rejected_with_the_accepted_form() {
-        for text in [
-            "",
-            "ten",
-            "10 s",
-            "10sec",
-            "-5s",
-            "5x",
-            "1.2.3",
-            ".",
-            "s",
-            "1m30",
-            "ms10",
-            "1e3",
-            "99999999999999999999",
-            "10S",
-        ] {
-            let err = parse_duration(text).expect_err(text);
-            assert!(err.contains("500ms, 10s, 5m"), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn formatted_durations_parse_back() {
-        for millis in [1, 500, 1_000, 1_500, 59_999, 60_000, 130_000, 3_600_000, 5_430_123] {
-            let duration = Duration::from_millis(millis);
-            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
-        }
-        assert_eq!(format_duration(Duration::from_nanos(10)), "<1ms");
-    }
 
     #[test]
     fn worker_groups() {
@@ -985,34 +703,5 @@ mod tests {
         let err = parse_workers_detail("default;reports:0").unwrap_err();
         assert!(err.problem.contains("group 1"), "{}", err.problem);
         assert!(err.problem.contains("group 2"), "{}", err.problem);
-    }
-
-    #[test]
-    fn database_urls() {
-        assert_eq!(DatabaseUrl::parse("sqlite://solidq.sqlite3"), Ok(DatabaseUrl::Sqlite("solidq.sqlite3".into())));
-        assert_eq!(DatabaseUrl::parse("sqlite:///tmp/x.db"), Ok(DatabaseUrl::Sqlite("/tmp/x.db".into())));
-        assert_eq!(
-            DatabaseUrl::parse("postgresql://u:p@h/d"),
-            Ok(DatabaseUrl::Postgres("postgresql://u:p@h/d".into()))
-        );
-        assert!(DatabaseUrl::parse("sqlite://").unwrap_err().contains("empty"));
-        assert!(DatabaseUrl::parse("sqlite:///").is_err());
-        assert!(DatabaseUrl::parse("solidq.sqlite3").is_err());
-        let err = DatabaseUrl::parse("mysql://u:p@h/d").unwrap_err();
-        assert!(err.contains("\"mysql\"") && err.contains("postgresql://"), "{err}");
-    }
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/jobs?sslmode=require"),
-            "postgres://app:***@db:5432/jobs?sslmode=require"
-        );
-        assert_eq!(redact_url("postgres://app@db/jobs?password=s3cret&x=1"), "postgres://app@db/jobs?password=***&x=1");
-        assert_eq!(redact_url("postgres://db/jobs"), "postgres://db/jobs");
-        assert_eq!(redact_url("postgres://a:b:c@d@h"), "postgres://a:***@h");
-        assert_eq!(redact_url("plain"), "plain");
-        let sqlite = DatabaseUrl::Sqlite("/var/x.db".into());
-        assert_eq!(sqlite.to_string(), "sqlite:///var/x.db");
     }
 }

@@ -7,9 +7,7 @@
 
 use std::fs;
 
-use serde_json::{json, Value};
-
-use crate::model::ProcessRow;
+use crate::model::{ProcessDetails, ProcessMetadata, ProcessRow};
 
 /// Where a process runs: enough to tell whether its pid can be checked from here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,17 +68,18 @@ pub fn process_start(pid: i32) -> Option<(u64, bool)> {
     Some((start, *state == "Z" || *state == "X"))
 }
 
-/// Liveness metadata written into this process's row: host identity and start time.
-pub fn process_metadata(extra: Value) -> Value {
+/// The metadata this process writes into its row: its host identity and start time, for the
+/// pid probe of other processes on this host, and what it serves.
+pub fn process_metadata(details: ProcessDetails) -> ProcessMetadata {
     let me = HostIdentity::current();
     let pid = std::process::id() as i32;
-    let start_time = process_start(pid).map(|(start, _)| start);
-    json!({
-        "boot_id": me.boot_id,
-        "pid_namespace": me.pid_namespace,
-        "start_time": start_time,
-        "details": extra,
-    })
+    ProcessMetadata {
+        boot_id: me.boot_id,
+        pid_namespace: me.pid_namespace,
+        start_time: process_start(pid).map(|(start, _)| start),
+        details,
+        abandoned: None,
+    }
 }
 
 /// If `row` was written from the same host, boot and PID namespace as `me`, and its process is
@@ -89,13 +88,13 @@ pub fn process_metadata(extra: Value) -> Value {
 pub fn local_death(row: &ProcessRow, me: &HostIdentity) -> Option<String> {
     let theirs = HostIdentity {
         hostname: row.hostname.clone(),
-        boot_id: row.metadata.get("boot_id").and_then(Value::as_str).unwrap_or_default().to_string(),
-        pid_namespace: row.metadata.get("pid_namespace").and_then(Value::as_str).unwrap_or_default().to_string(),
+        boot_id: row.metadata.boot_id.clone(),
+        pid_namespace: row.metadata.pid_namespace.clone(),
     };
     if !me.shares_pid_space_with(&theirs) {
         return None;
     }
-    let recorded_start = row.metadata.get("start_time").and_then(Value::as_u64);
+    let recorded_start = row.metadata.start_time;
     match process_start(row.pid) {
         None => Some(format!("pid {} on {} is no longer running", row.pid, row.hostname)),
         Some((_, true)) => Some(format!("pid {} on {} has exited (zombie)", row.pid, row.hostname)),
@@ -113,7 +112,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
-    fn row(pid: i32, metadata: Value) -> ProcessRow {
+    fn row(pid: i32, metadata: ProcessMetadata) -> ProcessRow {
         let now = Utc::now().naive_utc();
         ProcessRow {
             id: 1,
@@ -130,22 +129,22 @@ mod tests {
     #[test]
     fn own_process_is_alive_and_a_missing_pid_is_dead() {
         let me = HostIdentity::current();
-        let mine = row(std::process::id() as i32, process_metadata(Value::Null));
+        let mine = row(std::process::id() as i32, process_metadata(ProcessDetails::default()));
         assert_eq!(local_death(&mine, &me), None);
         // pid_max is at most 2^22, so this pid cannot exist.
-        let gone = row(i32::MAX - 7, process_metadata(Value::Null));
+        let gone = row(i32::MAX - 7, process_metadata(ProcessDetails::default()));
         assert!(local_death(&gone, &me).unwrap().contains("no longer running"));
     }
 
     #[test]
     fn reused_pid_is_dead_and_foreign_namespace_is_undecided() {
         let me = HostIdentity::current();
-        let mut meta = process_metadata(Value::Null);
-        meta["start_time"] = json!(1);
+        let mut meta = process_metadata(ProcessDetails::default());
+        meta.start_time = Some(1);
         let reused = row(std::process::id() as i32, meta);
         assert!(local_death(&reused, &me).unwrap().contains("another process"));
-        let mut meta = process_metadata(Value::Null);
-        meta["pid_namespace"] = json!("pid:[1]");
+        let mut meta = process_metadata(ProcessDetails::default());
+        meta.pid_namespace = "pid:[1]".into();
         let foreign = row(i32::MAX - 7, meta);
         assert_eq!(local_death(&foreign, &me), None);
     }

@@ -32,8 +32,8 @@ use crate::arbiters::StoppedArbiters;
 use crate::config::format_duration;
 use crate::job::{CancelReason, Cancellation, ErrorAction, Job, JobError, JobMeta, Perform};
 use crate::lifecycle::Outcome;
+use crate::model::{AbandonedExecution, AbandonedExecutions};
 use crate::model::{ClaimToken, ClaimedJob, FailureKind, FailureRecord};
-use crate::status::{AbandonedExecution, AbandonedExecutions};
 
 /// How long an async handler's arbiter may take to run a probe after a timeout before its
 /// thread counts as blocked (and the actor moves to a new arbiter).

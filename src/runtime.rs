@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
-use serde_json::json;
 use slog::{info, warn, Logger};
 
 use crate::actors::heartbeat::HeartbeatSettings;
@@ -20,7 +19,7 @@ use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
 use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
 use crate::maintenance::reaper::{ReaperConfig, DEFAULT_SESSION_CONFIRMATION};
-use crate::model::ProcessId;
+use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
 use crate::queue::Queue;
 use crate::recurring::{RecurringError, RecurringTask};
 use crate::recurring_tasks::RecurringTasks;
@@ -325,11 +324,6 @@ impl Runtime {
 
     fn settings(&self, standalone: bool, static_tasks: Vec<RecurringTask>) -> SupervisorSettings {
         let c = &self.config;
-        let groups: Vec<_> = c
-            .workers
-            .iter()
-            .map(|g| json!({"queues": g.queues.iter().map(|q| q.to_string()).collect::<Vec<_>>(), "concurrency": g.concurrency}))
-            .collect();
         SupervisorSettings {
             workers: c
                 .workers
@@ -339,11 +333,11 @@ impl Runtime {
             heartbeat: HeartbeatSettings {
                 interval: c.heartbeat_interval,
                 alive_threshold: c.alive_threshold,
-                details: json!({
-                    "workers": groups,
-                    "kinds": self.registry.kinds(),
-                    "backend": self.store.backend(),
-                }),
+                details: ProcessDetails {
+                    workers: c.workers.iter().map(WorkerDetails::from).collect(),
+                    kinds: self.registry.kinds().into_iter().map(String::from).collect(),
+                    backend: self.store.backend().to_string(),
+                },
             },
             dispatcher: DispatcherConfig {
                 batch_size: c.dispatcher_batch_size,

@@ -57,72 +57,15 @@ pub struct Served {
 impl Served {
     /// Reads what `process` registered in its metadata (nothing, for a row without it).
     pub fn by(process: &ProcessRow) -> Served {
-        let details = &process.metadata["details"];
-        let queues = details["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|group| group["queues"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .map(QueuePattern::parse)
-            .collect();
-        let kinds =
-            details["kinds"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
-        Served { queues, kinds }
+        let details = &process.metadata.details;
+        let queues =
+            details.workers.iter().flat_map(|group| &group.queues).map(|queue| QueuePattern::parse(queue)).collect();
+        Served { queues, kinds: details.kinds.clone() }
     }
 
     /// Whether this process would run a job of `kind` on `queue`.
     pub fn runs(&self, kind: &str, queue: &str) -> bool {
         self.kinds.iter().any(|k| k == kind) && self.queues.iter().any(|pattern| pattern.matches(queue))
-    }
-}
-
-/// One execution that ran past its kind's timeout and whose handler had not returned when
-/// its process last wrote its row (see [`Job::TIMEOUT`](crate::Job::TIMEOUT)).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AbandonedExecution {
-    /// The job's id.
-    pub job_id: i64,
-    /// The job's kind.
-    pub kind: String,
-    /// The attempt that timed out.
-    pub attempt: i32,
-    /// The kind's timeout, in seconds.
-    pub timeout_secs: f64,
-    /// When it timed out (UTC).
-    pub timed_out_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The abandoned executions of one process, as its heartbeat writes them into the
-/// `abandoned` key of its row's metadata: a count, and the first [`AbandonedExecutions::LISTED`]
-/// executions.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AbandonedExecutions {
-    /// How many there are.
-    pub count: usize,
-    /// The first [`AbandonedExecutions::LISTED`] of them, oldest claim first.
-    pub executions: Vec<AbandonedExecution>,
-}
-
-impl AbandonedExecutions {
-    /// At most this many executions are listed in a process row.
-    pub const LISTED: usize = 50;
-
-    /// The count of `executions`, and the first [`AbandonedExecutions::LISTED`].
-    pub fn new(mut executions: Vec<AbandonedExecution>) -> Self {
-        let count = executions.len();
-        executions.truncate(Self::LISTED);
-        AbandonedExecutions { count, executions }
-    }
-
-    /// What `process` wrote (none, for a row without the key).
-    pub fn of(process: &ProcessRow) -> Self {
-        serde_json::from_value(process.metadata["abandoned"].clone()).unwrap_or_default()
-    }
-
-    /// The job ids listed.
-    pub fn job_ids(&self) -> Vec<i64> {
-        self.executions.iter().map(|e| e.job_id).collect()
     }
 }
 
@@ -263,7 +206,7 @@ fn count_cells(counts: &JobCounts) -> [String; 5] {
 ///     name: "solidq-web1-4242-ab12".into(),
 ///     pid: 4242,
 ///     hostname: "web1".into(),
-///     metadata: serde_json::json!({}),
+///     metadata: Default::default(),
 ///     last_heartbeat_at: now - chrono::TimeDelta::seconds(130),
 ///     created_at: now - chrono::TimeDelta::hours(1),
 /// };
@@ -368,7 +311,7 @@ fn abandoned_section(view: &StatusView<'_>) -> String {
         if !is_alive(heartbeat_age(view.now, process.last_heartbeat_at), view.alive_threshold) {
             continue;
         }
-        let abandoned = AbandonedExecutions::of(process);
+        let abandoned = process.metadata.abandoned();
         total += abandoned.count;
         for execution in &abandoned.executions {
             rows.push(vec![
@@ -410,7 +353,7 @@ fn abandoned_section(view: &StatusView<'_>) -> String {
 ///   `last_heartbeat_at` and `created_at` (RFC 3339, UTC), `heartbeat_age_secs` (float,
 ///   negative under clock skew), `alive` and `abandoned` (`count` and `executions`, each
 ///   with `job_id`, `kind`, `attempt`, `timeout_secs` and `timed_out_at`: executions that ran
-///   past their timeout and whose handler still runs, see [`AbandonedExecutions`]);
+///   past their timeout and whose handler still runs, see [`AbandonedExecutions`](crate::model::AbandonedExecutions));
 /// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished`, `blocked`, `discarded`,
 ///   `cancelled` and `queues`, a list of objects with `queue` and the same eight counts;
 /// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
@@ -433,7 +376,7 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
                 "created_at": utc(p.created_at),
                 "heartbeat_age_secs": age.num_milliseconds() as f64 / 1000.0,
                 "alive": is_alive(age, view.alive_threshold),
-                "abandoned": AbandonedExecutions::of(p),
+                "abandoned": p.metadata.abandoned(),
             })
         })
         .collect();
@@ -483,7 +426,16 @@ pub fn status_text(store: &crate::store::Store, alive_threshold: Duration) -> cr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{AbandonedExecution, AbandonedExecutions, ProcessDetails, ProcessMetadata, WorkerDetails};
     use chrono::NaiveDate;
+
+    fn details(kinds: &[&str], queues: &[&str]) -> ProcessDetails {
+        ProcessDetails {
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            workers: vec![WorkerDetails { queues: queues.iter().map(|q| q.to_string()).collect(), concurrency: 1 }],
+            backend: "sqlite".into(),
+        }
+    }
 
     fn now() -> NaiveDateTime {
         NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_milli_opt(12, 0, 0, 0).unwrap()
@@ -496,7 +448,10 @@ mod tests {
             name: name.into(),
             pid: 1000 + id as i32,
             hostname: "web1".into(),
-            metadata: json!({"workers": "*:3"}),
+            metadata: ProcessMetadata {
+                details: ProcessDetails { backend: "sqlite".into(), ..ProcessDetails::default() },
+                ..ProcessMetadata::default()
+            },
             last_heartbeat_at: now() - age,
             created_at: now() - TimeDelta::hours(2),
         }
@@ -602,7 +557,7 @@ mod tests {
         assert_eq!(first["name"], "a");
         assert_eq!(first["hostname"], "web1");
         assert_eq!(first["pid"], 1001);
-        assert_eq!(first["metadata"]["workers"], "*:3");
+        assert_eq!(first["metadata"]["details"]["backend"], "sqlite");
         assert_eq!(first["last_heartbeat_at"], "2026-11-26T11:59:58.500Z");
         assert_eq!(first["heartbeat_age_secs"], 1.5);
         assert_eq!(first["alive"], true);
@@ -626,9 +581,9 @@ mod tests {
             timed_out_at: Some(now().and_utc()),
         };
         let mut busy = process(1, "busy", TimeDelta::seconds(1));
-        busy.metadata = json!({"abandoned": AbandonedExecutions::new(vec![execution(41), execution(42)])});
+        busy.metadata.abandoned = Some(AbandonedExecutions::new(vec![execution(41), execution(42)]));
         let mut gone = process(2, "gone", TimeDelta::hours(1));
-        gone.metadata = json!({"abandoned": AbandonedExecutions::new(vec![execution(7)])});
+        gone.metadata.abandoned = Some(AbandonedExecutions::new(vec![execution(7)]));
         let idle = process(3, "idle", TimeDelta::seconds(1));
         let processes = vec![busy, gone, idle];
         let view = StatusView {
@@ -657,10 +612,9 @@ mod tests {
     #[test]
     fn unservable_names_kinds_without_a_live_handler_and_queues_nobody_works() {
         let mut web = process(1, "web", TimeDelta::seconds(1));
-        web.metadata =
-            json!({"details": {"kinds": ["mail", "report"], "workers": [{"queues": ["mailers", "default"]}]}});
+        web.metadata.details = details(&["mail", "report"], &["mailers", "default"]);
         let mut gone = process(2, "gone", TimeDelta::hours(1));
-        gone.metadata = json!({"details": {"kinds": ["image"], "workers": [{"queues": ["*"]}]}});
+        gone.metadata.details = details(&["image"], &["*"]);
         let waiting =
             |kind: &str, queue: &str, ready| Waiting { kind: kind.into(), queue: queue.into(), ready, scheduled: 1 };
         let rows = [waiting("mail", "mailers", 2), waiting("report", "reports", 3), waiting("image", "default", 4)];

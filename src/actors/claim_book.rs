@@ -479,7 +479,7 @@ mod tests {
             name: "p".into(),
             pid: 1,
             hostname: "h".into(),
-            metadata: serde_json::Value::Null,
+            metadata: Default::default(),
         };
         let id = store.register_process(&process, now).unwrap();
         (dir, store, id, now)

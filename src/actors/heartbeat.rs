@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
-use serde_json::Value;
 use slog::{error, info, o, warn, Logger};
 
 use super::{blocking, Backoff, Ping, SetProcess, StopChild};
 use crate::liveness;
-use crate::model::{NewProcess, ProcessId};
+use crate::model::{NewProcess, ProcessDetails, ProcessId, ProcessMetadata};
 use crate::registry::Abandoned;
 use crate::store::{Beat, SharedStore, StoreError};
 
@@ -69,7 +68,7 @@ pub struct HeartbeatSettings {
     /// After this long without a successful heartbeat, the process fences itself.
     pub alive_threshold: Duration,
     /// Worker groups etc., written into the process metadata.
-    pub details: Value,
+    pub details: ProcessDetails,
 }
 
 /// The heartbeat actor.
@@ -126,7 +125,7 @@ impl Heartbeat {
     }
 
     /// The row this process writes about itself, with a fresh unique name.
-    pub fn describe(details: &Value) -> NewProcess {
+    pub fn describe(details: &ProcessDetails) -> NewProcess {
         let hostname = liveness::hostname();
         let pid = std::process::id() as i32;
         NewProcess {
@@ -140,14 +139,10 @@ impl Heartbeat {
 
     /// The row's metadata with the abandoned executions as they are now (the key only while
     /// there are some), and the version of their list.
-    fn metadata(&self) -> (u64, Value) {
+    fn metadata(&self) -> (u64, ProcessMetadata) {
         let mut metadata = liveness::process_metadata(self.settings.details.clone());
         let (version, abandoned) = self.abandoned.snapshot();
-        if abandoned.count > 0 {
-            if let (Value::Object(map), Ok(list)) = (&mut metadata, serde_json::to_value(&abandoned)) {
-                map.insert("abandoned".into(), list);
-            }
-        }
+        metadata.abandoned = (abandoned.count > 0).then_some(abandoned);
         (version, metadata)
     }
 

@@ -635,7 +635,7 @@ mod tests {
             heartbeat: HeartbeatSettings {
                 interval: Duration::from_secs(30),
                 alive_threshold: Duration::from_secs(300),
-                details: serde_json::Value::Null,
+                details: Default::default(),
             },
             dispatcher: DispatcherConfig::default(),
             reaper: ReaperConfig::default(),

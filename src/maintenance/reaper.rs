@@ -328,7 +328,7 @@ mod tests {
             name: "silent".into(),
             pid: 1,
             hostname: "elsewhere".into(),
-            metadata: serde_json::Value::Null,
+            metadata: Default::default(),
         };
         store.register_process(&row, at(0)).unwrap();
         (dir, store)

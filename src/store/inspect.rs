@@ -16,7 +16,7 @@ use super::schema::{
     solidq_scheduled_executions as scheduled,
 };
 use super::{Store, StoreResult};
-use crate::model::{ClaimToken, FailureKind, FailureRecord, JobId, JobState, ProcessId, ProcessRow};
+use crate::model::{ClaimToken, FailureKind, FailureRecord, JobId, JobState, ProcessId, ProcessMetadata, ProcessRow};
 
 /// Counts of jobs by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -392,7 +392,7 @@ pub(crate) fn processes_on(conn: &mut DbConnection) -> QueryResult<Vec<ProcessRo
             name,
             pid,
             hostname,
-            metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+            metadata: ProcessMetadata::from_json(&metadata),
             last_heartbeat_at,
             created_at,
         })

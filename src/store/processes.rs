@@ -7,7 +7,7 @@ use super::connection::DbConnection;
 use super::executions::hand_back;
 use super::schema::solidq_processes as processes;
 use super::{Store, StoreResult};
-use crate::model::{NewProcess, ProcessId};
+use crate::model::{NewProcess, ProcessId, ProcessMetadata};
 
 /// Result of a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ fn insert_process(conn: &mut DbConnection, process: &NewProcess, now: NaiveDateT
             name: &process.name,
             pid: process.pid,
             hostname: &process.hostname,
-            metadata: process.metadata.to_string(),
+            metadata: process.metadata.to_json(),
             last_heartbeat_at: now,
             created_at: now,
         })
@@ -72,7 +72,7 @@ impl Store {
         &self,
         process: ProcessId,
         now: NaiveDateTime,
-        metadata: Option<&serde_json::Value>,
+        metadata: Option<&ProcessMetadata>,
     ) -> StoreResult<Beat> {
         self.check_database()?;
         // Only this process's own row changes: no maintenance pass of this process reads it.
@@ -80,7 +80,7 @@ impl Store {
             let row = processes::table.find(process);
             match metadata {
                 Some(metadata) => diesel::update(row)
-                    .set((processes::last_heartbeat_at.eq(now), processes::metadata.eq(metadata.to_string())))
+                    .set((processes::last_heartbeat_at.eq(now), processes::metadata.eq(metadata.to_json())))
                     .execute(conn),
                 None => diesel::update(row).set(processes::last_heartbeat_at.eq(now)).execute(conn),
             }

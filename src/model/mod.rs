@@ -1,29 +1,55 @@
 //! The plain types every layer shares: ids, a job to insert, a claim and its token, a failure
-//! record, queue patterns, the death policy, process rows and job states. This module depends
-//! on nothing else in the crate; the store, the lifecycle, the actors, the API and the
-//! configuration all build on it.
+//! record, queue patterns and worker groups, the death policy, process rows and their metadata
+//! ([`process`]), job states, the database URL ([`database_url`]), durations ([`duration`]) and
+//! the rule for names ([`names`]). This module depends on nothing else in the crate; the store,
+//! the lifecycle, the actors, the API and the configuration all build on it.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
+
+pub mod database_url;
+pub mod duration;
+pub mod names;
+pub mod process;
+
+pub use database_url::DatabaseUrl;
+pub(crate) use names::shown_name;
+pub use names::{name_problem, queue_name_problem, MAX_NAME_BYTES};
+pub use process::{
+    AbandonedExecution, AbandonedExecutions, NewProcess, ProcessDetails, ProcessMetadata, ProcessRow, WorkerDetails,
+};
+
+/// Why a text did not parse: what is wrong with it, and the accepted form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// What is wrong, e.g. `is not a duration`.
+    pub problem: String,
+    /// The accepted form, e.g. `use e.g. 500ms, 10s, 5m`.
+    pub expected: String,
+}
+
+impl Malformed {
+    /// `problem`, with the accepted form.
+    pub fn new(problem: impl Into<String>, expected: impl Into<String>) -> Malformed {
+        Malformed { problem: problem.into(), expected: expected.into() }
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.problem, self.expected)
+    }
+}
+
+impl std::error::Error for Malformed {}
 
 /// Id of a row in `solidq_jobs`.
 pub type JobId = i64;
 
 /// Id of a row in `solidq_processes`.
 pub type ProcessId = i64;
-
-/// Where the jobs live, chosen by the URL's scheme (see `DatabaseUrl::parse` in
-/// [`crate::config`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `sqlite://relative/path` or `sqlite:///absolute/path`.
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`, kept whole for libpq.
-    Postgres(String),
-}
 
 /// The latest time a job may be scheduled for, 9999-12-31 23:59:59 UTC. Later times have
 /// five-digit years, which SQLite (times as text) would sort before earlier ones; every backend
@@ -162,59 +188,6 @@ impl Enqueued {
     }
 }
 
-/// The longest name solidq stores, in bytes: kinds, queue names, unique keys, concurrency
-/// keys and recurring task keys (MySQL keeps them as `VARCHAR(255)`).
-pub const MAX_NAME_BYTES: usize = 255;
-
-/// What is wrong with `name` as a `field` (`"kind"`, `"queue name"`, …), if anything. Names
-/// are identifiers that operators type and dashboards show: 1 to [`MAX_NAME_BYTES`] bytes,
-/// no control characters, no leading or trailing whitespace. The text names the field, the
-/// name (escaped) and the rule.
-///
-/// ```
-/// use solidq::model::name_problem;
-/// assert_eq!(name_problem("queue name", "mailers"), None);
-/// assert!(name_problem("queue name", " ").unwrap().contains("leading or trailing whitespace"));
-/// assert!(name_problem("kind", "k\u{1}").unwrap().contains("control character U+0001"));
-/// ```
-pub fn name_problem(field: &str, name: &str) -> Option<String> {
-    let shown = shown_name(name);
-    let problem = if name.is_empty() {
-        format!("the {field} is empty")
-    } else if name.len() > MAX_NAME_BYTES {
-        format!("the {field} {shown} is {} bytes long", name.len())
-    } else if let Some(control) = name.chars().find(|c| c.is_control()) {
-        format!("the {field} {shown} contains the control character U+{:04X}", u32::from(control))
-    } else if name.trim() != name {
-        format!("the {field} {shown} has leading or trailing whitespace")
-    } else {
-        return None;
-    };
-    Some(format!(
-        "{problem}: a {field} must be 1 to {MAX_NAME_BYTES} bytes, without control characters or leading or \
-         trailing whitespace"
-    ))
-}
-
-/// `name` as messages show it: quoted, escaped, the first 40 characters of a long one.
-pub(crate) fn shown_name(name: &str) -> String {
-    const SHOWN: usize = 40;
-    match name.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{:?}…", &name[..end]),
-        None => format!("{name:?}"),
-    }
-}
-
-/// What is wrong with `name` as a queue name, if anything: the rules of [`name_problem`], and
-/// no `*` or `,`, which the claim patterns of `SOLIDQ_WORKERS` could not match exactly.
-pub fn queue_name_problem(name: &str) -> Option<String> {
-    name_problem("queue name", name).or_else(|| {
-        (name.contains('*') || name.contains(',')).then(|| {
-            format!("the queue name {} contains '*' or ',', which worker queue patterns use", shown_name(name))
-        })
-    })
-}
-
 impl NewJob {
     /// Whether the job has a unique key or a concurrency limit (enqueued one at a time).
     pub fn has_options(&self) -> bool {
@@ -302,6 +275,15 @@ impl QueuePattern {
             QueuePattern::Prefix(prefix) => queue.starts_with(prefix.as_str()),
         }
     }
+}
+
+/// One worker group: the queues it serves, in order, and how many jobs it runs at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerGroup {
+    /// Queues in claim order; `*` entries match all or by prefix.
+    pub queues: Vec<QueuePattern>,
+    /// Jobs run concurrently by this group.
+    pub concurrency: usize,
 }
 
 /// Proof of a claim: the claimed execution's id (never reused) and its job.
@@ -427,42 +409,6 @@ pub enum DeathPolicy {
     Fail,
 }
 
-/// What a process writes about itself when it registers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewProcess {
-    /// `Runtime` for a solidq runtime process.
-    pub kind: String,
-    /// Unique name, e.g. `runtime-host-1234-ab12cd34`.
-    pub name: String,
-    /// OS pid.
-    pub pid: i32,
-    /// Host name.
-    pub hostname: String,
-    /// JSON metadata: worker groups, boot id, pid namespace, start time.
-    pub metadata: serde_json::Value,
-}
-
-/// A row of `solidq_processes`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessRow {
-    /// Row id.
-    pub id: ProcessId,
-    /// Process kind.
-    pub kind: String,
-    /// Unique name.
-    pub name: String,
-    /// OS pid.
-    pub pid: i32,
-    /// Host name.
-    pub hostname: String,
-    /// Metadata written at registration.
-    pub metadata: serde_json::Value,
-    /// Last successful heartbeat (UTC).
-    pub last_heartbeat_at: NaiveDateTime,
-    /// Registration time (UTC).
-    pub created_at: NaiveDateTime,
-}
-
 /// Where a job is in its life: which execution table holds it (as in Solid Queue), or none
 /// with `finished_at` set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -535,33 +481,6 @@ impl PartialEq<&str> for JobState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_one_rule_for_every_field() {
-        for good in ["mailer.welcome", "a queue", "ü", &"k".repeat(MAX_NAME_BYTES), "acct:42"] {
-            assert_eq!(name_problem("kind", good), None, "{good:?}");
-        }
-        let cases = [
-            ("", "the kind is empty"),
-            (" ", "the kind \" \" has leading or trailing whitespace"),
-            ("k ", "has leading or trailing whitespace"),
-            ("\u{a0}k", "has leading or trailing whitespace"),
-            ("k\u{1}", "contains the control character U+0001"),
-            ("k\u{7f}", "contains the control character U+007F"),
-            ("k\u{85}x", "contains the control character U+0085"),
-        ];
-        for (bad, expected) in cases {
-            let problem = name_problem("kind", bad).unwrap_or_default();
-            assert!(problem.contains(expected), "{bad:?}: {problem}");
-            assert!(problem.ends_with("without control characters or leading or trailing whitespace"), "{problem}");
-        }
-        // 128 two-byte characters: 256 bytes, over the limit in bytes, not in characters.
-        let long = name_problem("unique key", &"é".repeat(128)).unwrap();
-        assert!(long.contains("the unique key \"éééé") && long.contains("…") && long.contains("256 bytes"), "{long}");
-        assert!(queue_name_problem("mail*").unwrap().contains("'*' or ','"));
-        assert!(queue_name_problem("a,b").is_some());
-        assert_eq!(queue_name_problem("mailers"), None);
-    }
 
     #[test]
     fn failure_records_are_typed_and_read_what_earlier_versions_wrote() {
