@@ -66,7 +66,6 @@ pub mod config;
 pub mod job;
 pub mod logging;
 mod queue;
-mod recurring_tasks;
 mod runtime;
 
 #[cfg(feature = "cli")]
@@ -78,6 +77,6 @@ pub use job::{CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAct
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
 pub use queue::Queue;
 pub use recurring::RecurringTask;
-pub use recurring_tasks::RecurringTasks;
+pub use recurring::RecurringTasks;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
 pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};

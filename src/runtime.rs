@@ -21,8 +21,8 @@ use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_P
 use crate::maintenance::reaper::{ReaperConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
 use crate::queue::Queue;
+use crate::recurring::RecurringTasks;
 use crate::recurring::{RecurringError, RecurringTask};
-use crate::recurring_tasks::RecurringTasks;
 use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};
 use crate::store::{self, SharedStore, StoreError};
 

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use crate::recurring::RecurringTask;
+use super::RecurringTask;
 use crate::store::{RecurringTaskRow, Removed, SharedStore, StoreError};
 
 /// A cloneable handle on the recurring tasks of a database: dynamic tasks are added and

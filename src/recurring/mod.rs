@@ -37,31 +37,28 @@
 //! assert_eq!(every.next_run_after(after), Some(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 30).unwrap()));
 //! ```
 //!
-//! This module holds the plain types and the time arithmetic only; the store writes tasks
-//! and runs (`solidq_recurring_tasks`, `solidq_recurring_executions`), and the scheduler in
-//! every runtime process enqueues them.
+//! Here: the task and its runs' arithmetic (this file), schedules ([`schedule`](Schedule)),
+//! task files ([`load_file`]) and the handle that adds and removes dynamic tasks at runtime
+//! ([`RecurringTasks`]). The store writes tasks and runs (`solidq_recurring_tasks`,
+//! `solidq_recurring_executions`), and the scheduler service
+//! (`maintenance::scheduler`) of every runtime process enqueues them.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{name_problem, queue_name_problem};
 
-/// How to write a schedule, shown in error messages.
-pub const SCHEDULE_FORM: &str =
-    "use a cron expression of 5 fields (minute hour day month weekday, e.g. \"30 2 * * *\") \
-     or 6 (with a second first), or every <n>s|m|h|d (e.g. \"every 30s\")";
+mod file;
+mod handle;
+mod schedule;
 
-/// How to write a time zone, shown in error messages.
-pub const TIME_ZONE_FORM: &str = "use an IANA time zone name, e.g. UTC, Europe/Berlin or America/New_York";
-
-/// The longest `every` interval accepted: 366 days.
-pub const MAX_EVERY: Duration = Duration::from_secs(366 * 86_400);
+pub use file::{load_file, parse_tasks};
+pub use handle::RecurringTasks;
+use schedule::whole_second;
+pub use schedule::{local_time, parse_time_zone, Schedule, MAX_EVERY, SCHEDULE_FORM, TIME_ZONE_FORM};
 
 /// While a scheduler runs, a run it enqueues up to this late still counts as on time: all runs
 /// due within this window are enqueued (a scheduler woken late, or held up by the database,
@@ -112,163 +109,6 @@ impl RecurringError {
     fn task(key: &str, source: RecurringError) -> RecurringError {
         RecurringError::Task { key: key.to_string(), source: Box::new(source) }
     }
-}
-
-/// When a task runs: a cron expression or a fixed interval from the Unix epoch.
-///
-/// ```
-/// use solidq::recurring::Schedule;
-/// assert!(Schedule::parse("*/5 * * * *").is_ok());
-/// assert!(Schedule::parse("0 */5 * * * *").is_ok()); // 6 fields: a second first
-/// assert!(Schedule::parse("every 90s").is_ok());
-/// let err = Schedule::parse("* * *").unwrap_err().to_string();
-/// assert!(err.contains("has 3 fields"), "{err}");
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
-    text: String,
-    rule: Rule,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Rule {
-    Cron(Box<croner::Cron>),
-    /// Seconds between runs, at least 1.
-    Every(i64),
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl Schedule {
-    /// Parses a schedule: a cron expression of 5 or 6 fields, a cron nickname (`@daily`), or
-    /// `every <n>s|m|h|d` (`every 30s`, `every 5m`, `every 2h`, `every 1d`; the words `second`,
-    /// `minute`, `hour` and `day`, singular or plural, work too, and `every hour` means
-    /// `every 1h`).
-    pub fn parse(text: &str) -> Result<Schedule, RecurringError> {
-        let trimmed = text.trim();
-        let invalid = |problem: String| RecurringError::Schedule { schedule: text.to_string(), problem };
-        if trimmed.is_empty() {
-            return Err(invalid("is empty".into()));
-        }
-        let lower = trimmed.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix("every") {
-            let seconds = parse_every(rest.trim()).map_err(invalid)?;
-            return Ok(Schedule { text: trimmed.to_string(), rule: Rule::Every(seconds) });
-        }
-        let fields = trimmed.split_whitespace().count();
-        if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(invalid(format!("has {fields} field{}", if fields == 1 { "" } else { "s" })));
-        }
-        let parser = croner::parser::CronParser::builder().year(croner::parser::Year::Disallowed).build();
-        let cron = parser.parse(trimmed).map_err(|err| invalid(format!("is not a cron expression: {err}")))?;
-        Ok(Schedule { text: trimmed.to_string(), rule: Rule::Cron(Box::new(cron)) })
-    }
-
-    /// The schedule as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The interval of an `every` schedule.
-    pub fn every(&self) -> Option<Duration> {
-        match self.rule {
-            Rule::Every(seconds) => Some(Duration::from_secs(seconds.unsigned_abs())),
-            Rule::Cron(_) => None,
-        }
-    }
-
-    /// The first run time strictly after `after`, reading cron fields in `zone`. Run times are
-    /// whole seconds. `None` when there is none (a cron expression that never matches again).
-    pub fn next_after(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let after = whole_second(after);
-        match &self.rule {
-            Rule::Every(seconds) => {
-                let next = after.timestamp().div_euclid(*seconds).checked_add(1)?.checked_mul(*seconds)?;
-                DateTime::from_timestamp(next, 0)
-            }
-            Rule::Cron(cron) => {
-                let local = after.with_timezone(&zone);
-                cron.find_next_occurrence(&local, false).ok().map(|at| at.with_timezone(&Utc))
-            }
-        }
-    }
-
-    /// The last run time strictly before `before`, reading cron fields in `zone`.
-    pub fn latest_before(&self, before: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let floor = whole_second(before);
-        // Run times are whole seconds: one at `floor` is before `before` only if `before` is
-        // later than `floor`.
-        let inclusive = floor < before;
-        match &self.rule {
-            Rule::Every(seconds) => {
-                let bound = if inclusive { floor.timestamp() } else { floor.timestamp().checked_sub(1)? };
-                DateTime::from_timestamp(bound.div_euclid(*seconds).checked_mul(*seconds)?, 0)
-            }
-            Rule::Cron(cron) => {
-                let local = floor.with_timezone(&zone);
-                cron.find_previous_occurrence(&local, inclusive).ok().map(|at| at.with_timezone(&Utc))
-            }
-        }
-    }
-
-    /// The first run time at or after `at`.
-    pub fn at_or_after(&self, at: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let floor = whole_second(at);
-        if floor == at {
-            self.next_after(floor - chrono::Duration::seconds(1), zone)
-        } else {
-            self.next_after(floor, zone)
-        }
-    }
-}
-
-/// `at` without its fraction of a second.
-fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_nanosecond(0).unwrap_or(at)
-}
-
-/// Seconds of `<n><unit>` (the part after `every`).
-fn parse_every(text: &str) -> Result<i64, String> {
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let unit = unit.trim();
-    let scale: u64 = match unit {
-        "s" | "sec" | "secs" | "second" | "seconds" => 1,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60,
-        "h" | "hour" | "hours" => 3600,
-        "d" | "day" | "days" => 86_400,
-        "" => return Err("has no unit after its number".into()),
-        _ => return Err(format!("has unit {unit:?}, not s, m, h or d")),
-    };
-    let count: u64 = if number.is_empty() {
-        if unit.len() == 1 {
-            return Err("has no number before its unit".into());
-        }
-        1
-    } else {
-        number.parse().map_err(|_| "has a number too large".to_string())?
-    };
-    if count == 0 {
-        return Err("has an interval of zero".into());
-    }
-    match count.checked_mul(scale) {
-        Some(seconds) if seconds <= MAX_EVERY.as_secs() => Ok(seconds as i64),
-        _ => Err(format!("has an interval longer than {} days", MAX_EVERY.as_secs() / 86_400)),
-    }
-}
-
-/// Parses an IANA time zone name (`UTC`, `Europe/Berlin`, `America/New_York`).
-///
-/// ```
-/// assert!(solidq::recurring::parse_time_zone("America/New_York").is_ok());
-/// assert!(solidq::recurring::parse_time_zone("Mars/Olympus").is_err());
-/// ```
-pub fn parse_time_zone(name: &str) -> Result<Tz, RecurringError> {
-    name.trim().parse::<Tz>().map_err(|_| RecurringError::TimeZone(name.to_string()))
 }
 
 /// What a scheduler does, when it starts, about the runs missed while no scheduler ran (known
@@ -484,116 +324,10 @@ pub struct Due {
     pub next: Option<DateTime<Utc>>,
 }
 
-/// One task of a task file, keyed by its name in the file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskDefinition {
-    kind: String,
-    schedule: String,
-    #[serde(default, alias = "args")]
-    arguments: Option<serde_json::Value>,
-    #[serde(default)]
-    queue: Option<String>,
-    #[serde(default)]
-    priority: Option<i32>,
-    #[serde(default, alias = "timezone")]
-    time_zone: Option<String>,
-    #[serde(default)]
-    run_missed: Option<RunMissed>,
-}
-
-impl TaskDefinition {
-    fn into_task(self, key: &str) -> Result<RecurringTask, RecurringError> {
-        let mut task = RecurringTask::new(key, &self.schedule, &self.kind)?;
-        if let Some(arguments) = self.arguments {
-            task.arguments = arguments;
-        }
-        if let Some(queue) = self.queue {
-            task.queue = queue;
-        }
-        if let Some(priority) = self.priority {
-            task.priority = priority;
-        }
-        if let Some(zone) = self.time_zone {
-            task = task.time_zone(&zone)?;
-        }
-        task.run_missed = self.run_missed.unwrap_or_default();
-        match task.problem() {
-            Some(problem) => Err(RecurringError::task(key, RecurringError::Invalid(problem))),
-            None => Ok(task),
-        }
-    }
-}
-
-/// Reads a task file (`SOLIDQ_RECURRING`): TOML when its name ends in `.toml`, JSON when in
-/// `.json`. Each top-level table (TOML) or member (JSON) is one task, named by its key:
-///
-/// ```toml
-/// [nightly-report]
-/// kind = "reports.nightly"          # required: the job's kind
-/// schedule = "30 2 * * *"           # required: cron (5 or 6 fields) or "every 30s"
-/// time_zone = "Europe/Berlin"       # default UTC
-/// arguments = { format = "pdf" }    # the job's JSON arguments, default null
-/// queue = "reports"                 # default "default"
-/// priority = 5                      # default 0
-/// run_missed = "latest"             # or true; default "skip" (false)
-/// ```
-///
-/// Returns the tasks ordered by key, or every problem found (one per line).
-pub fn load_file(path: &Path) -> Result<Vec<RecurringTask>, Vec<RecurringError>> {
-    let shown = path.display().to_string();
-    let file_error = |problem: String| vec![RecurringError::File { path: shown.clone(), problem }];
-    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let text = std::fs::read_to_string(path).map_err(|err| file_error(format!("cannot be read: {err}")))?;
-    let definitions: BTreeMap<String, TaskDefinition> = match extension.as_deref() {
-        Some("toml") => {
-            toml::from_str(&text).map_err(|err| file_error(format!("is not valid: {}", err.to_string().trim())))?
-        }
-        Some("json") => serde_json::from_str(&text).map_err(|err| file_error(format!("is not valid: {err}")))?,
-        _ => return Err(file_error("has neither a .toml nor a .json extension".into())),
-    };
-    parse_definitions(definitions)
-}
-
-/// Reads tasks from the text of a task file in `format` (`toml` or `json`), as
-/// [`load_file`] does.
-pub fn parse_tasks(text: &str, format: &str) -> Result<Vec<RecurringTask>, Vec<RecurringError>> {
-    let text_error = |problem: String| vec![RecurringError::File { path: format!("({format})"), problem }];
-    let definitions: BTreeMap<String, TaskDefinition> = match format {
-        "toml" => {
-            toml::from_str(text).map_err(|err| text_error(format!("is not valid: {}", err.to_string().trim())))?
-        }
-        "json" => serde_json::from_str(text).map_err(|err| text_error(format!("is not valid: {err}")))?,
-        _ => return Err(text_error("is neither toml nor json".into())),
-    };
-    parse_definitions(definitions)
-}
-
-fn parse_definitions(definitions: BTreeMap<String, TaskDefinition>) -> Result<Vec<RecurringTask>, Vec<RecurringError>> {
-    let mut tasks = Vec::new();
-    let mut problems = Vec::new();
-    for (key, definition) in definitions {
-        match definition.into_task(&key) {
-            Ok(task) => tasks.push(task),
-            Err(err) => problems.push(err),
-        }
-    }
-    if problems.is_empty() {
-        Ok(tasks)
-    } else {
-        Err(problems)
-    }
-}
-
-/// `at` (a run time, UTC) in `zone`, for logs and listings.
-pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
-    zone.from_utc_datetime(&at.naive_utc()).format("%Y-%m-%d %H:%M:%S %Z").to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+    use chrono::{NaiveDate, TimeZone};
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
@@ -619,6 +353,44 @@ mod tests {
             .filter(|at| at.with_timezone(&task.time_zone).date_naive() == day)
             .map(|at| local_time(at, task.time_zone))
             .collect()
+    }
+
+    #[test]
+    fn a_starting_scheduler_skips_missed_runs_or_runs_the_latest() {
+        let task = RecurringTask::new("m", "every 1m", "k").unwrap();
+        let now = utc(2026, 1, 1, 12, 5, 30);
+        let last = Some(utc(2026, 1, 1, 12, 1, 0));
+        assert_eq!(task.start(last, now), Start { catch_up: None, next: Some(utc(2026, 1, 1, 12, 6, 0)) });
+        let latest = task.clone().run_missed(RunMissed::Latest);
+        assert_eq!(latest.start(last, now).catch_up, Some(utc(2026, 1, 1, 12, 5, 0)));
+        // Nothing missed: the last run is the latest due.
+        assert_eq!(latest.start(Some(utc(2026, 1, 1, 12, 5, 0)), now).catch_up, None);
+        // A task that never ran missed nothing.
+        assert_eq!(latest.start(None, now).catch_up, None);
+        // A run due in this very second is not missed.
+        let on_the_minute = utc(2026, 1, 1, 12, 6, 0) + chrono::Duration::milliseconds(300);
+        assert_eq!(task.start(last, on_the_minute).next, Some(utc(2026, 1, 1, 12, 6, 0)));
+        // Another scheduler already ran past now: start after its last run.
+        assert_eq!(task.start(Some(utc(2026, 1, 1, 12, 6, 0)), on_the_minute).next, Some(utc(2026, 1, 1, 12, 7, 0)));
+    }
+
+    #[test]
+    fn a_running_scheduler_catches_up_within_the_window_and_runs_the_latest_of_older_runs() {
+        let task = RecurringTask::new("d", "every 1s", "k").unwrap();
+        let next = utc(2026, 1, 1, 12, 0, 0);
+        assert!(task.due(next, next - chrono::Duration::milliseconds(1)).runs.is_empty());
+        let on_time = task.due(next, next + chrono::Duration::milliseconds(2_500));
+        assert_eq!(on_time.runs, [next, utc(2026, 1, 1, 12, 0, 1), utc(2026, 1, 1, 12, 0, 2)]);
+        assert_eq!((on_time.skipped, on_time.next), (None, Some(utc(2026, 1, 1, 12, 0, 3))));
+        // Woken a minute late: the runs of the last 10 s, the rest skipped.
+        let late = task.due(next, next + chrono::Duration::seconds(60));
+        assert_eq!(late.runs.len(), 11);
+        assert_eq!(late.skipped, Some((next, utc(2026, 1, 1, 12, 0, 49))));
+        // A daily run held up by a 40 s database outage still runs, late.
+        let daily = RecurringTask::new("n", "0 3 * * *", "k").unwrap();
+        let due = daily.due(utc(2026, 1, 1, 3, 0, 0), utc(2026, 1, 1, 3, 0, 40));
+        assert_eq!(due.runs, [utc(2026, 1, 1, 3, 0, 0)]);
+        assert_eq!((due.skipped, due.next), (None, Some(utc(2026, 1, 2, 3, 0, 0))));
     }
 
     #[test]
@@ -740,99 +512,5 @@ mod tests {
         // A task of many times a day follows real time: both halves of the repeated hour.
         let quarterly = RecurringTask::new("q", "*/15 * * * *", "k").unwrap().time_zone("America/New_York").unwrap();
         assert_eq!(runs_on_local_day(&quarterly, day).len(), 25 * 4);
-    }
-
-    #[test]
-    fn a_starting_scheduler_skips_missed_runs_or_runs_the_latest() {
-        let task = RecurringTask::new("m", "every 1m", "k").unwrap();
-        let now = utc(2026, 1, 1, 12, 5, 30);
-        let last = Some(utc(2026, 1, 1, 12, 1, 0));
-        assert_eq!(task.start(last, now), Start { catch_up: None, next: Some(utc(2026, 1, 1, 12, 6, 0)) });
-        let latest = task.clone().run_missed(RunMissed::Latest);
-        assert_eq!(latest.start(last, now).catch_up, Some(utc(2026, 1, 1, 12, 5, 0)));
-        // Nothing missed: the last run is the latest due.
-        assert_eq!(latest.start(Some(utc(2026, 1, 1, 12, 5, 0)), now).catch_up, None);
-        // A task that never ran missed nothing.
-        assert_eq!(latest.start(None, now).catch_up, None);
-        // A run due in this very second is not missed.
-        let on_the_minute = utc(2026, 1, 1, 12, 6, 0) + chrono::Duration::milliseconds(300);
-        assert_eq!(task.start(last, on_the_minute).next, Some(utc(2026, 1, 1, 12, 6, 0)));
-        // Another scheduler already ran past now: start after its last run.
-        assert_eq!(task.start(Some(utc(2026, 1, 1, 12, 6, 0)), on_the_minute).next, Some(utc(2026, 1, 1, 12, 7, 0)));
-    }
-
-    #[test]
-    fn a_running_scheduler_catches_up_within_the_window_and_runs_the_latest_of_older_runs() {
-        let task = RecurringTask::new("d", "every 1s", "k").unwrap();
-        let next = utc(2026, 1, 1, 12, 0, 0);
-        assert!(task.due(next, next - chrono::Duration::milliseconds(1)).runs.is_empty());
-        let on_time = task.due(next, next + chrono::Duration::milliseconds(2_500));
-        assert_eq!(on_time.runs, [next, utc(2026, 1, 1, 12, 0, 1), utc(2026, 1, 1, 12, 0, 2)]);
-        assert_eq!((on_time.skipped, on_time.next), (None, Some(utc(2026, 1, 1, 12, 0, 3))));
-        // Woken a minute late: the runs of the last 10 s, the rest skipped.
-        let late = task.due(next, next + chrono::Duration::seconds(60));
-        assert_eq!(late.runs.len(), 11);
-        assert_eq!(late.skipped, Some((next, utc(2026, 1, 1, 12, 0, 49))));
-        // A daily run held up by a 40 s database outage still runs, late.
-        let daily = RecurringTask::new("n", "0 3 * * *", "k").unwrap();
-        let due = daily.due(utc(2026, 1, 1, 3, 0, 0), utc(2026, 1, 1, 3, 0, 40));
-        assert_eq!(due.runs, [utc(2026, 1, 1, 3, 0, 0)]);
-        assert_eq!((due.skipped, due.next), (None, Some(utc(2026, 1, 2, 3, 0, 0))));
-    }
-
-    #[test]
-    fn task_files_in_toml_and_json() {
-        let toml = r#"
-            [nightly]
-            kind = "reports.nightly"
-            schedule = "30 2 * * *"
-            time_zone = "Europe/Berlin"
-            arguments = { format = "pdf" }
-            queue = "reports"
-            priority = 5
-            run_missed = "latest"
-
-            [ping]
-            kind = "ping"
-            schedule = "every 30s"
-            run_missed = true
-        "#;
-        let tasks = parse_tasks(toml, "toml").unwrap();
-        assert_eq!(tasks.len(), 2);
-        assert_eq!(tasks[0].key, "nightly");
-        assert_eq!(tasks[0].arguments, serde_json::json!({"format": "pdf"}));
-        assert_eq!((tasks[0].queue.as_str(), tasks[0].priority), ("reports", 5));
-        assert_eq!(tasks[0].time_zone, Tz::Europe__Berlin);
-        assert_eq!(tasks[1].run_missed, RunMissed::Latest);
-        assert_eq!(tasks[1].arguments, serde_json::Value::Null);
-        let json = r#"{"ping": {"kind": "ping", "schedule": "every 30s", "args": [1, 2]}}"#;
-        assert_eq!(parse_tasks(json, "json").unwrap()[0].arguments, serde_json::json!([1, 2]));
-
-        let bad = r#"
-            [a]
-            kind = "k"
-            schedule = "* *"
-            [b]
-            kind = "k"
-            schedule = "every 1m"
-            time_zone = "Nowhere/City"
-            [c]
-            kind = "k"
-            schedule = "every 1m"
-            clas = "typo"
-        "#;
-        let problems: Vec<String> = parse_tasks(bad, "toml").unwrap_err().iter().map(|e| e.to_string()).collect();
-        assert_eq!(problems.len(), 1, "an unknown field fails the whole file: {problems:?}");
-        assert!(problems[0].contains("clas"), "{problems:?}");
-        let problems: Vec<String> = parse_tasks(&bad.replace("clas = \"typo\"", ""), "toml")
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("recurring task \"a\": schedule \"* *\" has 2 fields"), "{problems:?}");
-        assert!(problems[1].contains("\"Nowhere/City\" is not an IANA time zone"), "{problems:?}");
-        let queue = parse_tasks(r#"{"q": {"kind": "k", "schedule": "every 1m", "queue": "a*"}}"#, "json").unwrap_err();
-        assert!(queue[0].to_string().contains("queue name \"a*\""), "{queue:?}");
     }
 }
