@@ -389,7 +389,7 @@ impl JobError {
     /// recording an error (River's and Oban's snooze), e.g. while a resource is busy.
     pub fn snooze(delay: Duration) -> Self {
         JobError {
-            message: format!("snoozed for {}", crate::config::format_duration(delay)),
+            message: format!("snoozed for {}", crate::model::duration::format_duration(delay)),
             action: ErrorAction::Snooze(delay),
         }
     }
@@ -609,7 +609,7 @@ impl NewJob {
                     .ok_or_else(|| {
                         invalid(format!(
                             "a delay of {} reaches past {} UTC, the latest time solidq stores",
-                            crate::config::format_duration(delay),
+                            crate::model::duration::format_duration(delay),
                             latest_schedule()
                         ))
                     })?,

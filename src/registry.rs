@@ -29,9 +29,9 @@ use futures_util::future::{select, Either};
 use slog::{info, o, warn, Logger};
 
 use crate::arbiters::StoppedArbiters;
-use crate::config::format_duration;
 use crate::job::{CancelReason, Cancellation, ErrorAction, Job, JobError, JobMeta, Perform};
 use crate::lifecycle::Outcome;
+use crate::model::duration::format_duration;
 use crate::model::{AbandonedExecution, AbandonedExecutions};
 use crate::model::{ClaimToken, ClaimedJob, FailureKind, FailureRecord};
 

@@ -9,7 +9,6 @@ use actix::prelude::*;
 use slog::{info, warn, Logger};
 
 use crate::actors::heartbeat::HeartbeatSettings;
-use crate::actors::scheduler::{SchedulerSettings, RELOAD_INTERVAL};
 pub use crate::actors::supervisor::ShutdownReport;
 use crate::actors::supervisor::{CurrentProcess, Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::worker::WorkerSettings;
@@ -17,8 +16,12 @@ use crate::arbiters::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
+use crate::maintenance::blocked_sweep::BlockedSweep;
+use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
-use crate::maintenance::reaper::{ReaperConfig, DEFAULT_SESSION_CONFIRMATION};
+use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
+use crate::maintenance::tidier::Tidier;
+use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
 use crate::queue::Queue;
 use crate::recurring::RecurringTasks;
@@ -343,20 +346,27 @@ impl Runtime {
                 batch_size: c.dispatcher_batch_size,
                 interval: c.dispatcher_polling_interval,
                 max_batches_per_pass: DEFAULT_MAX_BATCHES_PER_PASS,
-                clear_finished_after: c
-                    .preserve_finished_jobs
-                    .then_some(c.clear_finished_after)
-                    .or(Some(Duration::ZERO)),
             },
-            reaper: ReaperConfig {
+            watchdog: WatchdogConfig {
                 interval: c.watchdog_interval,
                 alive_threshold: c.alive_threshold,
                 policy: c.on_process_death,
                 session_confirmation: DEFAULT_SESSION_CONFIRMATION,
                 pid_probe: c.pid_probe,
-                observation_gap: ReaperConfig::observation_gap_for(c.watchdog_interval, c.alive_threshold),
+                observation_gap: WatchdogConfig::observation_gap_for(c.watchdog_interval, c.alive_threshold),
             },
-            scheduler: c.scheduler.then_some(SchedulerSettings { static_tasks, reload_interval: RELOAD_INTERVAL }),
+            scheduler: c.scheduler.then(|| {
+                let registry = self.registry.clone();
+                SchedulerConfig {
+                    static_tasks,
+                    reload_interval: RELOAD_INTERVAL,
+                    kind_options: Arc::new(move |job| registry.apply_kind_options(job)),
+                }
+            }),
+            blocked_sweep: BlockedSweep::default(),
+            // SOLIDQ_PRESERVE_FINISHED_JOBS=false: ended jobs go on the cleaner's next pass.
+            cleaner: Some(Cleaner::new(if c.preserve_finished_jobs { c.clear_finished_after } else { Duration::ZERO })),
+            tidier: Tidier::default(),
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,
             standalone,

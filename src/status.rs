@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
 use serde_json::{json, Value};
 
-use crate::config::format_duration;
+use crate::model::duration::format_duration;
 use crate::model::{ProcessRow, QueuePattern};
 use crate::store::{JobCounts, QueueCounts, Waiting};
 

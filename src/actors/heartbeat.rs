@@ -60,6 +60,9 @@ pub struct LostContact {
 #[rtype(result = "Result<usize, String>")]
 pub struct Deregister;
 
+/// Default time between heartbeats (`SOLIDQ_HEARTBEAT_INTERVAL`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Settings of the heartbeat.
 #[derive(Clone)]
 pub struct HeartbeatSettings {

@@ -5,8 +5,8 @@
 //! the [`crate::registry::Registry`] hands it to the application's handler actor, and the
 //! [`completer::Completer`] writes how it ended. Meanwhile [`heartbeat::Heartbeat`] stamps the
 //! process row, and [`periodic::Periodic`] runs the maintenance services (the dispatcher moves
-//! due scheduled jobs to ready, the watchdog's reaper hands back the jobs of dead processes).
-//! [`scheduler::Scheduler`] enqueues the runs of recurring tasks.
+//! due scheduled jobs to ready, the watchdog hands back the jobs of dead processes).
+//! The scheduler of recurring tasks is one of those maintenance services.
 //!
 //! Each actor's file declares the messages it receives, and a child declares the notifications
 //! it sends up to the supervisor (so that no child depends on its supervisor); the three that
@@ -16,7 +16,6 @@ pub(crate) mod claim_book;
 pub(crate) mod completer;
 pub(crate) mod heartbeat;
 pub(crate) mod periodic;
-pub(crate) mod scheduler;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 

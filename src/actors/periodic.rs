@@ -1,7 +1,7 @@
 //! Periodic: the one actor that runs a maintenance [`Service`] on its schedule. It only ticks,
-//! runs one pass at a time on the blocking pool, backs off on database errors (logging the
-//! 1st, 2nd, 4th, 8th… failure, not every tick) and has the service report what a pass did;
-//! what a pass does is the service's.
+//! runs one pass at a time on the blocking pool (the next starts when the service asks, after
+//! the last ended), backs off on database errors (logging the 1st, 2nd, 4th, 8th… failure, not
+//! every tick) and has the service report what a pass did; what a pass does is the service's.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::store::SharedStore;
 /// Longest wait between passes that failed.
 pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
 
-/// Runs the service `S` every `S::interval()`.
+/// Runs the service `S`, a pass [`Service::next_pass_in`] after the last.
 pub struct Periodic<S: Service> {
     /// The service between passes; taken while a pass runs on the blocking pool.
     service: Option<S>,
@@ -43,6 +43,8 @@ impl<S: Service> Periodic<S> {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if !self.call.begin() {
+            // Backing off after a failed pass.
+            self.schedule(ctx);
             return;
         }
         let mut service = self.service.take().unwrap_or_else(|| self.pristine.clone());
@@ -51,7 +53,7 @@ impl<S: Service> Periodic<S> {
             let outcome = service.run_once(store, Pass::now(own));
             Ok((service, outcome))
         });
-        ctx.spawn(call.into_actor(self).map(|result, act, _| {
+        ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
             let outcome = match result {
                 Ok((service, outcome)) => {
                     act.service = Some(service);
@@ -66,7 +68,18 @@ impl<S: Service> Periodic<S> {
                 }
                 Err(err) => act.call.failed(&act.logger, S::NAME, &err),
             }
+            act.schedule(ctx);
         }));
+    }
+
+    /// Ticks again when the service wants its next pass, or when a backoff ends if later.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let service = self.service.as_ref().unwrap_or(&self.pristine);
+        let mut delay = service.next_pass_in();
+        if let Some(retry_at) = self.call.retry_at() {
+            delay = delay.max(retry_at.saturating_duration_since(std::time::Instant::now()));
+        }
+        ctx.run_later(delay, |act, ctx| act.tick(ctx));
     }
 }
 
@@ -74,8 +87,6 @@ impl<S: Service> Actor for Periodic<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let interval = self.pristine.interval();
-        ctx.run_interval(interval, |act, ctx| act.tick(ctx));
         self.tick(ctx);
     }
 }

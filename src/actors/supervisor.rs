@@ -1,5 +1,6 @@
-//! Supervisor: starts the heartbeat, workers, completer, dispatcher, scheduler and watchdog, each on its
-//! own arbiter thread; restarts any that stops, panics or gets stuck, with backoff; and runs the
+//! Supervisor: starts the heartbeat, workers, completer and the maintenance services
+//! (dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier), each on its own arbiter
+//! thread; restarts any that stops, panics or gets stuck, with backoff; and runs the
 //! shutdown sequence: stop claiming → wait for running jobs and their outcomes up to the
 //! shutdown timeout → deregister (claims still open go back to ready) → stop.
 //!
@@ -28,13 +29,16 @@ use super::claim_book::{release_all, ClaimBook, Seat};
 use super::completer::{self, Completer};
 use super::heartbeat::{Deregister, Heartbeat, HeartbeatSettings, LostContact, ProcessReplaced};
 use super::periodic::Periodic;
-use super::scheduler::{Scheduler, SchedulerSettings};
 use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerContext, WorkerSettings};
 use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
 use crate::job::CancelReason;
+use crate::maintenance::blocked_sweep::BlockedSweep;
+use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
-use crate::maintenance::reaper::{Reaper, ReaperConfig};
+use crate::maintenance::scheduler::{Scheduler, SchedulerConfig};
+use crate::maintenance::tidier::Tidier;
+use crate::maintenance::watchdog::{Watchdog, WatchdogConfig};
 use crate::maintenance::Service;
 use crate::model::ProcessId;
 use crate::registry::Registry;
@@ -64,6 +68,8 @@ pub struct ShutdownReport {
     pub deregistered: bool,
 }
 
+/// Default time a drain waits for running jobs (`SOLIDQ_SHUTDOWN_TIMEOUT`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often children are checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// How often children are pinged.
@@ -87,10 +93,16 @@ pub struct SupervisorSettings {
     pub heartbeat: HeartbeatSettings,
     /// The dispatcher service.
     pub dispatcher: DispatcherConfig,
-    /// The watchdog's reaper service.
-    pub reaper: ReaperConfig,
+    /// The watchdog service.
+    pub watchdog: WatchdogConfig,
     /// The scheduler of recurring tasks; `None`: this process runs none (`SOLIDQ_SCHEDULER=false`).
-    pub scheduler: Option<SchedulerSettings>,
+    pub scheduler: Option<SchedulerConfig>,
+    /// The sweep of blocked jobs.
+    pub blocked_sweep: BlockedSweep,
+    /// The cleaner of ended jobs; `None`: they are kept for ever.
+    pub cleaner: Option<Cleaner>,
+    /// The tidier of the queue tables.
+    pub tidier: Tidier,
     /// How long a drain waits for running jobs.
     pub shutdown_timeout: Duration,
     /// Minimum time without progress before a child counts as stuck (raised per child to ten
@@ -109,9 +121,12 @@ fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Duration {
         ChildKind::Worker(i) => settings.workers[i].polling_interval * 10,
         ChildKind::Completer => completer::RETRY_TICK * 10,
         ChildKind::Dispatcher => settings.dispatcher.interval * 10,
-        ChildKind::Watchdog => settings.reaper.interval * 10,
+        ChildKind::Watchdog => settings.watchdog.interval * 10,
         // It sleeps up to one reload interval between passes.
         ChildKind::Scheduler => settings.scheduler.as_ref().map_or(Duration::ZERO, |s| s.reload_interval * 3),
+        ChildKind::BlockedSweep => settings.blocked_sweep.interval() * 10,
+        ChildKind::Cleaner => settings.cleaner.as_ref().map_or(Duration::ZERO, |c| c.interval() * 10),
+        ChildKind::Tidier => settings.tidier.interval() * 10,
     };
     settings.stuck_after.max(ticks)
 }
@@ -124,6 +139,9 @@ enum ChildKind {
     Dispatcher,
     Watchdog,
     Scheduler,
+    BlockedSweep,
+    Cleaner,
+    Tidier,
 }
 
 struct Running {
@@ -166,6 +184,17 @@ struct Child {
     seat: Seat,
 }
 
+/// Starts `service` under a [`Periodic`] actor on `handle`'s arbiter.
+fn periodic<S: Service>(
+    arbiter: Arbiter,
+    service: S,
+    (handle, store, process, logger): (&ArbiterHandle, SharedStore, Option<ProcessId>, &Logger),
+) -> Running {
+    let logger = logger.clone();
+    let addr = Periodic::start_in_arbiter(handle, move |_| Periodic::new(service, store, process, &logger));
+    Running::new(arbiter, &addr)
+}
+
 /// The supervisor actor. Start it with [`crate::Runtime::start`].
 pub struct Supervisor {
     settings: SupervisorSettings,
@@ -200,9 +229,13 @@ impl Supervisor {
     pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
         let mut kinds = vec![ChildKind::Heartbeat];
         kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
-        kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog]);
+        kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog, ChildKind::BlockedSweep]);
+        kinds.push(ChildKind::Tidier);
         if settings.scheduler.is_some() {
             kinds.push(ChildKind::Scheduler);
+        }
+        if settings.cleaner.is_some() {
+            kinds.push(ChildKind::Cleaner);
         }
         let children = kinds
             .into_iter()
@@ -277,6 +310,7 @@ impl Supervisor {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let (store, logger, process) = (self.store.clone(), self.root_logger.clone(), self.process);
+        let run = (&handle, store.clone(), process, &logger);
         match child.kind {
             ChildKind::Heartbeat => {
                 let settings = self.settings.heartbeat.clone();
@@ -311,28 +345,15 @@ impl Supervisor {
                 let addr = Completer::start_in_arbiter(&handle, move |_| Completer::new(store, book, process, &logger));
                 Running::new(arbiter, &addr)
             }
-            ChildKind::Dispatcher => {
-                let service = Dispatcher::new(self.settings.dispatcher.clone());
-                let addr =
-                    Periodic::start_in_arbiter(&handle, move |_| Periodic::new(service, store, process, &logger));
-                Running::new(arbiter, &addr)
-            }
-            ChildKind::Watchdog => {
-                let service = Reaper::new(self.settings.reaper.clone());
-                let addr =
-                    Periodic::start_in_arbiter(&handle, move |_| Periodic::new(service, store, process, &logger));
-                Running::new(arbiter, &addr)
-            }
+            ChildKind::Dispatcher => periodic(arbiter, Dispatcher::new(self.settings.dispatcher.clone()), run),
+            ChildKind::Watchdog => periodic(arbiter, Watchdog::new(self.settings.watchdog.clone()), run),
             ChildKind::Scheduler => {
-                let settings = self.settings.scheduler.clone().unwrap_or_else(|| SchedulerSettings {
-                    static_tasks: Vec::new(),
-                    reload_interval: super::scheduler::RELOAD_INTERVAL,
-                });
-                let registry = self.registry.clone();
-                let addr =
-                    Scheduler::start_in_arbiter(&handle, move |_| Scheduler::new(settings, store, registry, &logger));
-                Running::new(arbiter, &addr)
+                let config = self.settings.scheduler.clone().unwrap_or_default();
+                periodic(arbiter, Scheduler::new(config), run)
             }
+            ChildKind::BlockedSweep => periodic(arbiter, self.settings.blocked_sweep.clone(), run),
+            ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
+            ChildKind::Tidier => periodic(arbiter, self.settings.tidier.clone(), run),
         }
     }
 
@@ -342,8 +363,11 @@ impl Supervisor {
             ChildKind::Worker(i) => format!("worker-{i}"),
             ChildKind::Completer => "completer".into(),
             ChildKind::Dispatcher => Dispatcher::NAME.into(),
-            ChildKind::Watchdog => Reaper::NAME.into(),
-            ChildKind::Scheduler => "scheduler".into(),
+            ChildKind::Watchdog => Watchdog::NAME.into(),
+            ChildKind::Scheduler => Scheduler::NAME.into(),
+            ChildKind::BlockedSweep => BlockedSweep::NAME.into(),
+            ChildKind::Cleaner => Cleaner::NAME.into(),
+            ChildKind::Tidier => Tidier::NAME.into(),
         }
     }
 
@@ -622,8 +646,8 @@ impl Handler<Shutdown> for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WorkerGroup;
     use crate::model::QueuePattern;
+    use crate::model::WorkerGroup;
 
     #[test]
     fn no_child_counts_as_stuck_between_two_of_its_ticks() {
@@ -638,8 +662,11 @@ mod tests {
                 details: Default::default(),
             },
             dispatcher: DispatcherConfig::default(),
-            reaper: ReaperConfig::default(),
+            watchdog: WatchdogConfig::default(),
             scheduler: None,
+            blocked_sweep: BlockedSweep::default(),
+            cleaner: Some(Cleaner::default()),
+            tidier: Tidier::default(),
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),
             standalone: false,

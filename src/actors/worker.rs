@@ -22,9 +22,9 @@ use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
 use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
-use crate::config::WorkerGroup;
 use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::{Outcome, Transition};
+use crate::model::WorkerGroup;
 use crate::model::{ClaimedJob, ProcessId};
 use crate::registry::Registry;
 use crate::store::params::Claim;
@@ -56,6 +56,10 @@ pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
 /// The same with a listener (PostgreSQL's LISTEN/NOTIFY, SQLite's `data_version` watcher):
 /// polling is then only a fallback.
 pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
+
+/// Default time between polls of a worker that found nothing the last time
+/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to [`MAX_IDLE_POLL`].
+pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a worker with half its slots free waits for three quarters before it claims,
 /// while jobs are known to wait (see the module documentation).

@@ -5,7 +5,11 @@
 //! logs.
 //!
 //! - [`dispatcher`]: moves due scheduled jobs (and retries whose backoff passed) to ready.
-//! - [`reaper`]: finds dead processes, hands their claims back, returns orphaned claims.
+//! - [`watchdog`]: finds dead processes, hands their claims back, returns orphaned claims.
+//! - [`scheduler`]: enqueues the runs of recurring tasks.
+//! - [`blocked_sweep`]: lets in blocked jobs whose concurrency keys have room.
+//! - [`cleaner`]: deletes ended jobs older than `SOLIDQ_CLEAR_FINISHED_AFTER`.
+//! - [`tidier`]: vacuums the queue tables after many claims (PostgreSQL).
 
 use std::time::{Duration, Instant};
 
@@ -15,13 +19,17 @@ use slog::Logger;
 use crate::model::ProcessId;
 use crate::store::{Store, StoreResult};
 
+pub mod blocked_sweep;
+pub mod cleaner;
 pub mod dispatcher;
-pub mod reaper;
+pub mod scheduler;
+pub mod tidier;
+pub mod watchdog;
 
 /// When and for whom a pass runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Pass {
-    /// The process running the service (a reaper never judges its own process).
+    /// The process running the service (the watchdog never judges its own process).
     pub own: Option<ProcessId>,
     /// Wall clock (UTC), for the database's timestamps.
     pub now: NaiveDateTime,
@@ -41,11 +49,18 @@ pub trait Service: Clone + Send + Unpin + 'static {
     /// What one pass did.
     type Outcome: Send + 'static;
 
-    /// Name for logs and the supervisor (`dispatcher`, `reaper`).
+    /// Name for logs and the supervisor (`dispatcher`, `watchdog`).
     const NAME: &'static str;
 
-    /// Time between passes.
+    /// Time between passes; the supervisor judges the service stuck after ten without
+    /// progress.
     fn interval(&self) -> Duration;
+
+    /// How long after a pass the next one starts: [`Service::interval`], or less when the
+    /// service knows its next work is sooner (the scheduler, before a task's run).
+    fn next_pass_in(&self) -> Duration {
+        self.interval()
+    }
 
     /// One pass over the store. Blocking.
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<Self::Outcome>;

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{RecurringError, RecurringTask, RunMissed};
+use super::error::RecurringError;
+use super::{RecurringTask, RunMissed};
 
 /// One task of a task file, keyed by its name in the file.
 #[derive(Debug, Deserialize)]

@@ -51,14 +51,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{name_problem, queue_name_problem};
 
+mod error;
 mod file;
 mod handle;
 mod schedule;
 
+pub use error::{RecurringError, SCHEDULE_FORM, TIME_ZONE_FORM};
 pub use file::{load_file, parse_tasks};
 pub use handle::RecurringTasks;
 use schedule::whole_second;
-pub use schedule::{local_time, parse_time_zone, Schedule, MAX_EVERY, SCHEDULE_FORM, TIME_ZONE_FORM};
+pub use schedule::{local_time, parse_time_zone, Schedule, MAX_EVERY};
 
 /// While a scheduler runs, a run it enqueues up to this late still counts as on time: all runs
 /// due within this window are enqueued (a scheduler woken late, or held up by the database,
@@ -67,49 +69,6 @@ pub const ON_TIME_WINDOW: Duration = Duration::from_secs(10);
 
 /// At most this many runs of one task are enqueued in one pass.
 pub const MAX_RUNS_PER_PASS: usize = 100;
-
-/// Why a recurring task, its schedule, its time zone or a task file is not usable. The text
-/// names the task, the value and the accepted form.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecurringError {
-    /// The schedule does not parse.
-    #[error("schedule {schedule:?} {problem} ({SCHEDULE_FORM})")]
-    Schedule {
-        /// The schedule as written.
-        schedule: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The time zone is unknown.
-    #[error("time zone {0:?} is not an IANA time zone name ({TIME_ZONE_FORM})")]
-    TimeZone(String),
-    /// Some other field is wrong (empty key or kind, bad queue name).
-    #[error("{0}")]
-    Invalid(String),
-    /// A task of a file or of the store: which one, and what is wrong with it.
-    #[error("recurring task {key:?}: {source}")]
-    Task {
-        /// The task's key.
-        key: String,
-        /// What is wrong.
-        #[source]
-        source: Box<RecurringError>,
-    },
-    /// A task file could not be read or parsed.
-    #[error("recurring task file {path}: {problem}")]
-    File {
-        /// The file's path.
-        path: String,
-        /// What is wrong (I/O error, syntax error, unknown field).
-        problem: String,
-    },
-}
-
-impl RecurringError {
-    fn task(key: &str, source: RecurringError) -> RecurringError {
-        RecurringError::Task { key: key.to_string(), source: Box::new(source) }
-    }
-}
 
 /// What a scheduler does, when it starts, about the runs missed while no scheduler ran (known
 /// from the last run recorded for the task).

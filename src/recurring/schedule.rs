@@ -7,15 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use super::RecurringError;
-
-/// How to write a schedule, shown in error messages.
-pub const SCHEDULE_FORM: &str =
-    "use a cron expression of 5 fields (minute hour day month weekday, e.g. \"30 2 * * *\") \
-     or 6 (with a second first), or every <n>s|m|h|d (e.g. \"every 30s\")";
-
-/// How to write a time zone, shown in error messages.
-pub const TIME_ZONE_FORM: &str = "use an IANA time zone name, e.g. UTC, Europe/Berlin or America/New_York";
+use super::error::RecurringError;
 
 /// The longest `every` interval accepted: 366 days.
 pub const MAX_EVERY: Duration = Duration::from_secs(366 * 86_400);

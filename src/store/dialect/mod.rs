@@ -129,7 +129,7 @@ pub trait Dialect: Send + Sync + 'static {
     fn claim(&self, conn: &mut DbConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>>;
 
     /// Deletes the claims of `tokens` that still exist and returns those tokens: the deletion
-    /// decides, so a concurrent reaper and this transaction never both act on one claim.
+    /// decides, so a concurrent watchdog and this transaction never both act on one claim.
     fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>>;
 
     /// Deletes the claims of `tokens` that still exist, marks their jobs finished at `now`,
@@ -197,7 +197,7 @@ pub trait Dialect: Send + Sync + 'static {
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>>;
 
     /// Deletes the row of `process` (if its heartbeat is older than `cutoff`, when given) and
-    /// returns what it said: the deletion decides which reaper reaps, and a heartbeat that
+    /// returns what it said: the deletion decides which watchdog reaps, and a heartbeat that
     /// committed first makes the cutoff fail.
     fn delete_process(
         &self,

@@ -268,7 +268,7 @@ impl Dialect for Postgres {
     ) -> QueryResult<Option<DeadProcess>> {
         let conn = expect_variant!(conn, Postgres);
         let returned = (processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at);
-        // A second reaper waits for the first to commit and then deletes nothing; a heartbeat
+        // A second watchdog waits for the first to commit and then deletes nothing; a heartbeat
         // committed first makes the cutoff fail.
         match cutoff {
             Some(cutoff) => diesel::delete(

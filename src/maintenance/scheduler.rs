@@ -3,47 +3,63 @@
 //! each run under a unique (task key, run time), and only the scheduler whose record went in
 //! enqueues the job (see [`crate::store::recurring`]).
 //!
-//! At start it writes the static tasks (from `SOLIDQ_RECURRING` and `Runtime::recurring`) to
-//! the database, deleting static tasks no longer configured; dynamic tasks stay. Then it
-//! sleeps until the next run of any task is due, or until the task list is to be reloaded
+//! Its first pass writes the static tasks (from `SOLIDQ_RECURRING` and `Runtime::recurring`)
+//! to the database, deleting static tasks no longer configured; dynamic tasks stay. Then it
+//! passes when the next run of any task is due, or when the task list is to be reloaded
 //! ([`RELOAD_INTERVAL`]) so that tasks added or removed elsewhere are picked up.
 //!
 //! Database cost when idle: one `SELECT` of the task list per reload (0.2 statements/s at
 //! the default 5 s), and one more, reading the last runs, when the list has new tasks. Each
 //! due run costs one write transaction: `INSERT … ON CONFLICT DO NOTHING` of the run, and for
 //! the scheduler that wins it the job's insert and an `UPDATE` of the run with the job's id.
-//!
-//! Database errors are retried with backoff (100 ms doubling to [`MAX_ERROR_BACKOFF`]); a run
-//! due meanwhile is enqueued late once the database answers (see
+//! A run due while the database does not answer is enqueued late once it does (see
 //! [`RecurringTask::due`](crate::recurring::RecurringTask::due)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use slog::{debug, info, o, warn, Logger};
+use chrono_tz::Tz;
+use slog::{debug, info, warn, Logger};
 
-use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use super::{Pass, Service};
 use crate::job::EnqueueOptions;
 use crate::model::{JobId, NewJob};
 use crate::recurring::{local_time, RecurringTask};
-use crate::registry::Registry;
-use crate::store::{DueRun, SharedStore, Store, StoreResult};
+use crate::store::{DueRun, Store, StoreResult};
 
 /// Default time between two reloads of the task list.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-/// Longest wait between passes that failed.
-pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Sets on a run's job the unique key and concurrency limit its kind derives from the
+/// arguments (the process's handlers know their kinds' options).
+pub type KindOptions = Arc<dyn Fn(&mut NewJob) + Send + Sync>;
 
 /// What the scheduler works with.
-#[derive(Debug, Clone)]
-pub struct SchedulerSettings {
-    /// The static tasks, written to the database at start.
+#[derive(Clone)]
+pub struct SchedulerConfig {
+    /// The static tasks, written to the database at the first pass.
     pub static_tasks: Vec<RecurringTask>,
     /// Time between reloads of the task list.
     pub reload_interval: Duration,
+    /// The options a run's kind derives from its arguments.
+    pub kind_options: KindOptions,
+}
+
+impl std::fmt::Debug for SchedulerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerConfig")
+            .field("static_tasks", &self.static_tasks)
+            .field("reload_interval", &self.reload_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { static_tasks: Vec::new(), reload_interval: RELOAD_INTERVAL, kind_options: Arc::new(|_| {}) }
+    }
 }
 
 /// One task this scheduler watches, and its next run.
@@ -54,7 +70,7 @@ struct Watched {
 }
 
 /// The scheduler's memory between passes (moved to the blocking pool for a pass).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Book {
     /// Whether the static tasks were written.
     synced: bool,
@@ -74,45 +90,48 @@ impl Book {
     }
 }
 
-/// What one pass did, for the log.
+/// What one pass did.
 #[derive(Debug, Default)]
-struct PassReport {
-    synced: Option<(usize, Vec<String>)>,
-    added: Vec<String>,
-    removed: Vec<String>,
-    unreadable: Vec<String>,
-    /// (task, run time, job id; `None`: another scheduler had enqueued it).
-    enqueued: Vec<(String, DateTime<Utc>, Option<JobId>)>,
+pub struct SchedulerPass {
+    /// The static tasks written at the first pass, and the keys of those removed.
+    pub synced: Option<(usize, Vec<String>)>,
+    /// Tasks new or changed since the last reload.
+    pub added: Vec<String>,
+    /// Tasks gone since the last reload.
+    pub removed: Vec<String>,
+    /// Stored tasks that could not be read, first seen by this pass.
+    pub unreadable: Vec<String>,
+    /// Runs due: task, run time, its time zone, and the job's id (`None`: another scheduler
+    /// had enqueued it).
+    pub enqueued: Vec<(String, DateTime<Utc>, Tz, Option<JobId>)>,
     /// (task, first, last) run times skipped as too late.
-    skipped: Vec<(String, DateTime<Utc>, DateTime<Utc>)>,
+    pub skipped: Vec<(String, DateTime<Utc>, DateTime<Utc>)>,
     /// (task, why) runs whose job could not be built.
-    refused: Vec<(String, String)>,
+    pub refused: Vec<(String, String)>,
 }
 
-/// The job a run of `task` enqueues.
 /// The job of a run of `task`, with the unique key and concurrency limit its kind derives from
-/// the arguments when this process has a handler for it.
-fn job_of(task: &RecurringTask, registry: &Registry) -> Result<NewJob, String> {
+/// the arguments.
+fn job_of(task: &RecurringTask, kind_options: &KindOptions) -> Result<NewJob, String> {
     let options = EnqueueOptions::new().queue(task.queue.clone()).priority(task.priority);
     let mut job = NewJob::from_json(&task.kind, task.arguments.clone(), options).map_err(|err| err.to_string())?;
-    registry.apply_kind_options(&mut job);
+    kind_options(&mut job);
     Ok(job)
 }
 
 /// One pass: write the static tasks (first pass), reload the task list (when `reload`), and
 /// enqueue what is due at `now`. The book changes only with what the database confirmed.
-fn pass(
+fn pass_of(
     store: &Store,
-    registry: &Registry,
-    settings: &SchedulerSettings,
+    config: &SchedulerConfig,
     book: &mut Book,
     reload: bool,
     now: DateTime<Utc>,
-) -> StoreResult<PassReport> {
-    let mut report = PassReport::default();
+) -> StoreResult<SchedulerPass> {
+    let mut report = SchedulerPass::default();
     let stamp = now.naive_utc();
     if !book.synced {
-        let synced = store.sync_static_recurring_tasks(&settings.static_tasks, stamp)?;
+        let synced = store.sync_static_recurring_tasks(&config.static_tasks, stamp)?;
         book.synced = true;
         report.synced = Some((synced.written, synced.removed));
     }
@@ -175,13 +194,19 @@ fn pass(
     let mut runs = Vec::new();
     for (key, at) in due_runs {
         let Some(watched) = book.tasks.get(&key) else { continue };
-        match job_of(&watched.task, registry) {
+        match job_of(&watched.task, &config.kind_options) {
             Ok(job) => runs.push(DueRun { task_key: key, run_at: at.naive_utc(), job }),
             Err(why) => report.refused.push((key, why)),
         }
     }
     let ids = store.enqueue_recurring_runs(&runs, stamp)?;
-    report.enqueued = runs.into_iter().zip(ids).map(|(run, id)| (run.task_key, run.run_at.and_utc(), id)).collect();
+    let zone = |key: &str| book.tasks.get(key).map_or(Tz::UTC, |watched| watched.task.time_zone);
+    report.enqueued = runs
+        .into_iter()
+        .zip(ids)
+        .map(|(run, id)| (zone(&run.task_key), run, id))
+        .map(|(zone, run, id)| (run.task_key, run.run_at.and_utc(), zone, id))
+        .collect();
     for (key, next) in nexts {
         if let Some(watched) = book.tasks.get_mut(&key) {
             watched.next = next;
@@ -190,108 +215,52 @@ fn pass(
     Ok(report)
 }
 
-/// The scheduler actor.
+/// The scheduler service, with the tasks it watches.
+#[derive(Debug, Clone)]
 pub struct Scheduler {
-    settings: SchedulerSettings,
-    store: SharedStore,
-    /// The process's handlers, for the options kinds derive from a run's arguments.
-    registry: Arc<Registry>,
-    logger: Logger,
-    /// Between passes; taken while a pass runs.
-    book: Option<Book>,
-    call: PeriodicCall,
-    /// The pending wake-up.
-    timer: Option<SpawnHandle>,
+    config: SchedulerConfig,
+    book: Book,
 }
 
 impl Scheduler {
-    /// A scheduler over `store`.
-    pub fn new(settings: SchedulerSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
-        Scheduler {
-            settings,
-            store,
-            registry,
-            logger: logger.new(o!("actor" => "scheduler")),
-            book: Some(Book::default()),
-            call: PeriodicCall::new(MAX_ERROR_BACKOFF),
-            timer: None,
-        }
+    /// A scheduler that has not written its static tasks yet.
+    pub fn new(config: SchedulerConfig) -> Self {
+        Scheduler { config, book: Book::default() }
+    }
+}
+
+impl Service for Scheduler {
+    type Outcome = SchedulerPass;
+    const NAME: &'static str = "scheduler";
+
+    fn interval(&self) -> Duration {
+        self.config.reload_interval
     }
 
-    /// Runs a pass if something is due (a run, a reload, a retry), then sleeps until the next
-    /// thing is.
-    fn wake(&mut self, ctx: &mut Context<Self>) {
-        self.timer = None;
-        if self.call.running() {
-            return;
+    /// Until the next run of any task or the next reload, whichever is first.
+    fn next_pass_in(&self) -> Duration {
+        let mut delay = self.config.reload_interval;
+        if let Some(at) = self.book.last_reload {
+            delay = delay.min(self.config.reload_interval.saturating_sub(at.elapsed()));
         }
-        let now = Utc::now();
-        let Some(book) = self.book.as_ref() else { return };
-        let reload = book.reload_due(self.settings.reload_interval);
-        let run_due = book.next_run().is_some_and(|next| next <= now);
-        if !reload && !run_due {
-            self.call.idle();
-            self.sleep(ctx);
-            return;
+        if let Some(next) = self.book.next_run() {
+            delay = delay.min((next - Utc::now()).to_std().unwrap_or_default());
         }
-        if !self.call.begin() {
-            // Backing off after an error.
-            self.sleep(ctx);
-            return;
-        }
-        let mut book = self.book.take().unwrap_or_default();
-        let settings = self.settings.clone();
-        let registry = self.registry.clone();
-        let call = blocking(&self.store, move |store| {
-            let report = pass(store, &registry, &settings, &mut book, reload, now);
-            Ok((book, report))
-        });
-        ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
-            let report = match result {
-                Ok((book, report)) => {
-                    act.book = Some(book);
-                    report
-                }
-                Err(lost) => {
-                    // The pass panicked or was cancelled: start over (write the static tasks,
-                    // reload, and begin each task anew).
-                    act.book = Some(Book::default());
-                    Err(lost)
-                }
-            };
-            match report {
-                Ok(report) => {
-                    act.call.succeeded(&act.logger);
-                    act.log(&report);
-                }
-                Err(err) => act.call.failed(&act.logger, "scheduler", &err),
-            }
-            act.sleep(ctx);
-        }));
+        delay
     }
 
-    /// Sets the timer for the next run, reload or retry, whichever is first.
-    fn sleep(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.timer.take() {
-            ctx.cancel_future(timer);
+    /// Writes the static tasks (first pass), reloads the task list when due, and enqueues
+    /// what is due; reads nothing when neither a run nor a reload is due.
+    fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<SchedulerPass> {
+        let now = pass.now.and_utc();
+        let reload = self.book.reload_due(self.config.reload_interval);
+        if !reload && self.book.next_run().is_none_or(|next| next > now) {
+            return Ok(SchedulerPass::default());
         }
-        let mut delay = self.settings.reload_interval;
-        if let Some(book) = &self.book {
-            if let Some(at) = book.last_reload {
-                delay = delay.min(self.settings.reload_interval.saturating_sub(at.elapsed()));
-            }
-            if let Some(next) = book.next_run() {
-                delay = delay.min((next - Utc::now()).to_std().unwrap_or_default());
-            }
-        }
-        if let Some(retry_at) = self.call.retry_at() {
-            delay = delay.max(retry_at.saturating_duration_since(Instant::now()));
-        }
-        self.timer = Some(ctx.run_later(delay, |act, ctx| act.wake(ctx)));
+        pass_of(store, &self.config, &mut self.book, reload, now)
     }
 
-    fn log(&self, report: &PassReport) {
-        let logger = &self.logger;
+    fn report(report: &SchedulerPass, logger: &Logger) {
         if let Some((written, removed)) = &report.synced {
             info!(logger, "static recurring tasks written"; "tasks" => written, "removed" => ?removed);
         }
@@ -301,9 +270,8 @@ impl Scheduler {
         if !report.added.is_empty() || !report.removed.is_empty() {
             debug!(logger, "recurring tasks loaded"; "new_or_changed" => ?report.added, "removed" => ?report.removed);
         }
-        let zone = |key: &str| self.book.as_ref().and_then(|b| b.tasks.get(key)).map(|w| w.task.time_zone);
-        for (key, at, id) in &report.enqueued {
-            let local = zone(key).map(|zone| local_time(*at, zone)).unwrap_or_default();
+        for (key, at, zone, id) in &report.enqueued {
+            let local = local_time(*at, *zone);
             match id {
                 Some(id) => info!(logger, "recurring task enqueued"; "task" => key, "run_at" => %at.naive_utc(),
                     "local_time" => local, "job_id" => id),
@@ -318,32 +286,5 @@ impl Scheduler {
         for (key, why) in &report.refused {
             warn!(logger, "recurring task run not enqueued: its job is invalid"; "task" => key, "problem" => why);
         }
-    }
-}
-
-impl Actor for Scheduler {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.wake(ctx);
-    }
-}
-
-impl Handler<SetProcess> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, _: SetProcess, _: &mut Context<Self>) {}
-}
-
-impl Handler<Ping> for Scheduler {
-    type Result = MessageResult<Ping>;
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.call.last_progress)
-    }
-}
-
-impl Handler<StopChild> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

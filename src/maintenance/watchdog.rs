@@ -1,5 +1,5 @@
-//! Reaper: finds dead processes and hands their claims back; every process runs one (its
-//! actor is the watchdog).
+//! Watchdog: finds dead processes and reaps them (hands their claims back); every process
+//! runs one.
 //!
 //! A process is dead when any of these says so, fastest first:
 //! - its database session ended: its session proof (a PostgreSQL advisory lock) is missing,
@@ -8,7 +8,7 @@
 //! - it was registered from this host, boot and PID namespace and its pid no longer runs
 //!   (see `src/liveness.rs`);
 //! - its heartbeat is older than the alive threshold (the fallback that always applies),
-//!   counted from when this reaper last regained sight of the database: time during which the
+//!   counted from when this watchdog last regained sight of the database: time during which the
 //!   judge itself could not reach the database (an outage, or this process frozen) is no
 //!   evidence against anyone, since nobody may have been able to write a heartbeat either.
 //!   After such a gap every process gets a whole threshold to beat again before its age can
@@ -16,7 +16,7 @@
 //!   threshold.
 //!
 //! The dead are reaped in one transaction per pass (the row deletion decides, so several
-//! reapers never double-release); now and then a pass also returns claims whose process row
+//! watchdogs never double-release); now and then a pass also returns claims whose process row
 //! is missing.
 //!
 //! Where the store sees every change to the database (SQLite, see `store::changes`), a pass
@@ -37,15 +37,15 @@ use crate::store::changes::ChangeMark;
 use crate::store::{DeathCause, Store, StoreResult};
 
 /// Default time between passes (`SOLIDQ_WATCHDOG_INTERVAL`).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(500);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default alive threshold (`SOLIDQ_ALIVE_THRESHOLD`).
 pub const DEFAULT_ALIVE_THRESHOLD: Duration = Duration::from_secs(300);
 /// How long a session proof must stay missing before its process counts as dead.
 pub const DEFAULT_SESSION_CONFIRMATION: Duration = Duration::from_millis(400);
 
-/// How the reaper judges.
+/// How the watchdog judges.
 #[derive(Debug, Clone)]
-pub struct ReaperConfig {
+pub struct WatchdogConfig {
     /// Time between passes.
     pub interval: Duration,
     /// Heartbeats older than this mean death.
@@ -58,12 +58,12 @@ pub struct ReaperConfig {
     pub pid_probe: bool,
     /// The longest time between two passes that reached the database that still counts as
     /// watching it without a break; after a longer gap, heartbeat ages count from the pass
-    /// that ended it. [`ReaperConfig::observation_gap_for`] gives the usual value.
+    /// that ended it. [`WatchdogConfig::observation_gap_for`] gives the usual value.
     pub observation_gap: Duration,
 }
 
-impl ReaperConfig {
-    /// The observation gap for a reaper passing every `interval` with `alive_threshold`:
+impl WatchdogConfig {
+    /// The observation gap for a watchdog passing every `interval` with `alive_threshold`:
     /// four intervals but at least 5 s (a slow pass is no blind spot), and at most a quarter
     /// of the threshold (a gap that long could hide heartbeats nobody was able to write).
     pub fn observation_gap_for(interval: Duration, alive_threshold: Duration) -> Duration {
@@ -71,9 +71,9 @@ impl ReaperConfig {
     }
 }
 
-impl Default for ReaperConfig {
+impl Default for WatchdogConfig {
     fn default() -> Self {
-        ReaperConfig {
+        WatchdogConfig {
             interval: DEFAULT_INTERVAL,
             alive_threshold: DEFAULT_ALIVE_THRESHOLD,
             policy: DeathPolicy::Retry,
@@ -101,7 +101,7 @@ pub struct Reaped {
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReapOutcome {
+pub struct WatchOutcome {
     /// Processes removed by this pass.
     pub reaped: Vec<Reaped>,
     /// Claims without a process row returned to ready.
@@ -111,12 +111,12 @@ pub struct ReapOutcome {
     pub watch_resumed_after: Option<Duration>,
 }
 
-/// The reaper service, with what it remembers between passes: processes whose session proof
+/// The watchdog service, with what it remembers between passes: processes whose session proof
 /// was found missing, and since when, and how long it has watched the database without a
 /// break.
 #[derive(Debug, Clone)]
-pub struct Reaper {
-    config: ReaperConfig,
+pub struct Watchdog {
+    config: WatchdogConfig,
     host: HostIdentity,
     suspects: HashMap<ProcessId, Instant>,
     /// When the current unbroken watch of the database began; `None` until the first pass.
@@ -133,13 +133,13 @@ pub struct Reaper {
     swept: Option<ChangeMark>,
 }
 
-/// Every how many passes the reaper sweeps for orphaned claims (the first pass does).
+/// Every how many passes the watchdog sweeps for orphaned claims (the first pass does).
 pub const ORPHAN_SWEEP_EVERY: u64 = 30;
 
-impl Reaper {
-    /// A reaper judging with `config`, from this host.
-    pub fn new(config: ReaperConfig) -> Self {
-        Reaper {
+impl Watchdog {
+    /// A watchdog judging with `config`, from this host.
+    pub fn new(config: WatchdogConfig) -> Self {
+        Watchdog {
             config,
             host: HostIdentity::current(),
             suspects: HashMap::new(),
@@ -196,7 +196,7 @@ impl Reaper {
         self.watching_since.map_or(Duration::ZERO, |since| clock.saturating_duration_since(since))
     }
 
-    fn judge(&mut self, store: &Store, pass: Pass) -> StoreResult<ReapOutcome> {
+    fn judge(&mut self, store: &Store, pass: Pass) -> StoreResult<WatchOutcome> {
         let threshold = chrono::Duration::from_std(self.config.alive_threshold).unwrap_or(chrono::Duration::MAX);
         let cutoff = pass.now.checked_sub_signed(threshold).unwrap_or(NaiveDateTime::MIN);
         let (rows, seen_at) = self.process_rows(store, &pass)?;
@@ -260,12 +260,12 @@ impl Reaper {
             }
         }
         self.passes += 1;
-        Ok(ReapOutcome { reaped, orphans_released, watch_resumed_after })
+        Ok(WatchOutcome { reaped, orphans_released, watch_resumed_after })
     }
 }
 
-impl Service for Reaper {
-    type Outcome = ReapOutcome;
+impl Service for Watchdog {
+    type Outcome = WatchOutcome;
     const NAME: &'static str = "watchdog";
 
     fn interval(&self) -> Duration {
@@ -274,7 +274,7 @@ impl Service for Reaper {
 
     /// One pass: judges every other process, reaps the dead, returns orphaned claims. A failed
     /// pass, or one the database was too slow to answer, breaks the watch.
-    fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<ReapOutcome> {
+    fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<WatchOutcome> {
         let result = self.judge(store, pass);
         if result.is_err() || pass.clock.elapsed() > self.config.observation_gap {
             self.lost_sight();
@@ -282,7 +282,7 @@ impl Service for Reaper {
         result
     }
 
-    fn report(outcome: &ReapOutcome, logger: &Logger) {
+    fn report(outcome: &WatchOutcome, logger: &Logger) {
         if let Some(blind) = outcome.watch_resumed_after {
             warn!(logger, "the database could not be watched for a while; heartbeat ages count from now, so every process gets a full alive threshold to beat again";
                 "blind_ms" => u64::try_from(blind.as_millis()).unwrap_or(u64::MAX));
@@ -304,13 +304,13 @@ mod tests {
 
     const THRESHOLD: Duration = Duration::from_secs(10);
 
-    fn reaper() -> Reaper {
-        Reaper::new(ReaperConfig {
+    fn watchdog() -> Watchdog {
+        Watchdog::new(WatchdogConfig {
             alive_threshold: THRESHOLD,
             session_confirmation: Duration::ZERO,
             pid_probe: false,
             observation_gap: Duration::from_secs(2),
-            ..ReaperConfig::default()
+            ..WatchdogConfig::default()
         })
     }
 
@@ -339,49 +339,49 @@ mod tests {
     }
 
     /// Passes once a second from `from` to `to` seconds; returns the second it reaped at.
-    fn pass_each_second(store: &Store, reaper: &mut Reaper, start: Instant, from: i64, to: i64) -> Option<i64> {
-        (from..=to).find(|&second| !reaper.run_once(store, pass(start, second)).unwrap().reaped.is_empty())
+    fn pass_each_second(store: &Store, watchdog: &mut Watchdog, start: Instant, from: i64, to: i64) -> Option<i64> {
+        (from..=to).find(|&second| !watchdog.run_once(store, pass(start, second)).unwrap().reaped.is_empty())
     }
 
     #[test]
     fn a_silent_process_is_reaped_once_the_watch_lasted_a_threshold() {
         let (_dir, store) = silent_process();
-        let mut reaper = reaper();
+        let mut watchdog = watchdog();
         let start = Instant::now();
         // Its heartbeat is already 60 s old at the first pass, but this judge has only just
         // begun to watch: it waits one threshold, then reaps.
-        assert_eq!(pass_each_second(&store, &mut reaper, start, 60, 80), Some(70));
+        assert_eq!(pass_each_second(&store, &mut watchdog, start, 60, 80), Some(70));
     }
 
     #[test]
     fn an_outage_of_the_judge_restarts_the_threshold_for_everyone() {
         let (_dir, store) = silent_process();
-        let mut reaper = reaper();
+        let mut watchdog = watchdog();
         let start = Instant::now();
-        assert_eq!(pass_each_second(&store, &mut reaper, start, 0, 8), None, "fresh heartbeat");
+        assert_eq!(pass_each_second(&store, &mut watchdog, start, 0, 8), None, "fresh heartbeat");
         // The database is unreachable from 9 s to 30 s: the passes fail.
-        reaper.lost_sight();
+        watchdog.lost_sight();
         // Back at 30 s: the process's heartbeat is 30 s old, but nobody could beat meanwhile.
-        let back = reaper.run_once(&store, pass(start, 30)).unwrap();
+        let back = watchdog.run_once(&store, pass(start, 30)).unwrap();
         assert!(back.reaped.is_empty(), "reaped on the first pass after the outage");
         assert_eq!(back.watch_resumed_after, Some(Duration::from_secs(22)));
         // A process that still does not beat is reaped one threshold after the watch resumed.
-        assert_eq!(pass_each_second(&store, &mut reaper, start, 31, 50), Some(40));
+        assert_eq!(pass_each_second(&store, &mut watchdog, start, 31, 50), Some(40));
     }
 
     #[test]
     fn a_judge_that_did_not_run_for_a_while_also_restarts_its_watch() {
         let (_dir, store) = silent_process();
-        let mut reaper = reaper();
+        let mut watchdog = watchdog();
         let start = Instant::now();
-        assert_eq!(pass_each_second(&store, &mut reaper, start, 0, 5), None);
+        assert_eq!(pass_each_second(&store, &mut watchdog, start, 0, 5), None);
         // Frozen from 5 s to 20 s without a failed pass: a gap longer than the observation gap.
-        assert_eq!(pass_each_second(&store, &mut reaper, start, 20, 40), Some(30));
+        assert_eq!(pass_each_second(&store, &mut watchdog, start, 20, 40), Some(30));
     }
 
     #[test]
     fn observation_gap_is_bounded_by_the_threshold() {
-        let gap = ReaperConfig::observation_gap_for;
+        let gap = WatchdogConfig::observation_gap_for;
         assert_eq!(gap(Duration::from_millis(500), Duration::from_secs(300)), Duration::from_secs(5));
         assert_eq!(gap(Duration::from_secs(60), Duration::from_secs(300)), Duration::from_secs(75));
         assert_eq!(gap(Duration::from_millis(500), Duration::from_secs(10)), Duration::from_millis(2500));
