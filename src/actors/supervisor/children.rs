@@ -9,16 +9,16 @@ use chrono::Utc;
 use slog::{error, info, warn, Logger};
 
 use super::{
-    Supervisor, SupervisorSettings, CHECK_INTERVAL, MAX_RESTART_BACKOFF, MIN_RESTART_BACKOFF, PAUSE_AFTER,
-    PING_INTERVAL, STABLE_AFTER,
+    Child, ChildKind, Running, Supervisor, SupervisorSettings, CHECK_INTERVAL, MAX_RESTART_BACKOFF,
+    MIN_RESTART_BACKOFF, PAUSE_AFTER, PING_INTERVAL, STABLE_AFTER,
 };
 use crate::actors::blocking;
-use crate::actors::claim_book::{release_all, Seat};
+use crate::actors::claim_book::release_all;
 use crate::actors::completer::{self, Completer};
 use crate::actors::heartbeat::Heartbeat;
 use crate::actors::periodic::Periodic;
 use crate::actors::worker::{StopClaiming, Worker, WorkerContext};
-use crate::actors::{Ping, SetProcess, StopChild};
+use crate::actors::{Ping, StopChild};
 use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::Dispatcher;
@@ -48,59 +48,6 @@ pub(super) fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Dur
     settings.stuck_after.max(ticks)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ChildKind {
-    Heartbeat,
-    Worker(usize),
-    Completer,
-    Dispatcher,
-    Watchdog,
-    Scheduler,
-    BlockedSweep,
-    Cleaner,
-    Tidier,
-}
-
-pub(super) struct Running {
-    pub(super) arbiter: Arbiter,
-    pub(super) ping: Recipient<Ping>,
-    pub(super) set_process: Recipient<SetProcess>,
-    pub(super) stop: Recipient<StopChild>,
-    pub(super) worker: Option<Addr<Worker>>,
-    pub(super) heartbeat: Option<Addr<Heartbeat>>,
-    pub(super) started_at: Instant,
-}
-
-impl Running {
-    /// The handles every child has; `worker`/`heartbeat` are filled in by the caller.
-    fn new<A>(arbiter: Arbiter, addr: &Addr<A>) -> Running
-    where
-        A: Actor<Context = Context<A>> + Handler<Ping> + Handler<SetProcess> + Handler<StopChild>,
-    {
-        Running {
-            arbiter,
-            ping: addr.clone().recipient(),
-            set_process: addr.clone().recipient(),
-            stop: addr.clone().recipient(),
-            worker: None,
-            heartbeat: None,
-            started_at: Instant::now(),
-        }
-    }
-}
-
-pub(super) struct Child {
-    pub(super) kind: ChildKind,
-    pub(super) running: Option<Running>,
-    pub(super) restarts: u32,
-    pub(super) backoff: Duration,
-    pub(super) restart_at: Option<Instant>,
-    pub(super) ping_in_flight: bool,
-    pub(super) stuck_after: Duration,
-    /// The seat of the running worker instance (workers only).
-    pub(super) seat: Seat,
-}
-
 /// Starts `service` under a [`Periodic`] actor on `handle`'s arbiter.
 fn periodic<S: Service>(
     arbiter: Arbiter,
@@ -113,6 +60,34 @@ fn periodic<S: Service>(
 }
 
 impl Supervisor {
+    /// One child per part the settings ask for, none running yet.
+    pub(super) fn children_of(settings: &SupervisorSettings) -> Vec<Child> {
+        let mut kinds = vec![ChildKind::Heartbeat];
+        kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
+        kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog, ChildKind::BlockedSweep]);
+        kinds.push(ChildKind::Tidier);
+        if settings.scheduler.is_some() {
+            kinds.push(ChildKind::Scheduler);
+        }
+        if settings.cleaner.is_some() {
+            kinds.push(ChildKind::Cleaner);
+        }
+        kinds
+            .into_iter()
+            .map(|kind| (kind, stuck_limit(&settings, kind)))
+            .map(|(kind, stuck_after)| Child {
+                kind,
+                running: None,
+                restarts: 0,
+                backoff: MIN_RESTART_BACKOFF,
+                restart_at: None,
+                ping_in_flight: false,
+                stuck_after,
+                seat: 0,
+            })
+            .collect()
+    }
+
     pub(super) fn spawn(&self, index: usize, me: &Addr<Self>) -> Running {
         let child = &self.children[index];
         let arbiter = Arbiter::new();
@@ -298,6 +273,10 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::heartbeat::HeartbeatSettings;
+    use crate::actors::worker::WorkerSettings;
+    use crate::maintenance::dispatcher::DispatcherConfig;
+    use crate::maintenance::watchdog::WatchdogConfig;
     use crate::model::QueuePattern;
     use crate::model::WorkerGroup;
 

@@ -24,10 +24,10 @@ use slog::{info, o, warn, Logger};
 
 use serde::Serialize;
 
-use super::claim_book::ClaimBook;
-use super::heartbeat::{HeartbeatSettings, LostContact, ProcessReplaced};
-use super::worker::{ResumeClaiming, StopClaiming, WorkerSettings};
-use super::SetProcess;
+use super::claim_book::{ClaimBook, Seat};
+use super::heartbeat::{Heartbeat, HeartbeatSettings, LostContact, ProcessReplaced};
+use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerSettings};
+use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
 use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
@@ -42,8 +42,6 @@ use crate::store::SharedStore;
 mod children;
 mod shutdown;
 mod signals;
-
-use children::{stuck_limit, Child, ChildKind};
 
 /// Anyone → supervisor: the current process id, if registered.
 #[derive(Message, Debug, Clone, Copy)]
@@ -113,6 +111,59 @@ pub struct SupervisorSettings {
     pub standalone: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChildKind {
+    Heartbeat,
+    Worker(usize),
+    Completer,
+    Dispatcher,
+    Watchdog,
+    Scheduler,
+    BlockedSweep,
+    Cleaner,
+    Tidier,
+}
+
+pub(super) struct Running {
+    pub(super) arbiter: Arbiter,
+    pub(super) ping: Recipient<Ping>,
+    pub(super) set_process: Recipient<SetProcess>,
+    pub(super) stop: Recipient<StopChild>,
+    pub(super) worker: Option<Addr<Worker>>,
+    pub(super) heartbeat: Option<Addr<Heartbeat>>,
+    pub(super) started_at: Instant,
+}
+
+impl Running {
+    /// The handles every child has; `worker`/`heartbeat` are filled in by the caller.
+    fn new<A>(arbiter: Arbiter, addr: &Addr<A>) -> Running
+    where
+        A: Actor<Context = Context<A>> + Handler<Ping> + Handler<SetProcess> + Handler<StopChild>,
+    {
+        Running {
+            arbiter,
+            ping: addr.clone().recipient(),
+            set_process: addr.clone().recipient(),
+            stop: addr.clone().recipient(),
+            worker: None,
+            heartbeat: None,
+            started_at: Instant::now(),
+        }
+    }
+}
+
+pub(super) struct Child {
+    pub(super) kind: ChildKind,
+    pub(super) running: Option<Running>,
+    pub(super) restarts: u32,
+    pub(super) backoff: Duration,
+    pub(super) restart_at: Option<Instant>,
+    pub(super) ping_in_flight: bool,
+    pub(super) stuck_after: Duration,
+    /// The seat of the running worker instance (workers only).
+    pub(super) seat: Seat,
+}
+
 /// The supervisor actor. Start it with [`crate::Runtime::start`].
 pub struct Supervisor {
     settings: SupervisorSettings,
@@ -145,30 +196,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor for the given children.
     pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
-        let mut kinds = vec![ChildKind::Heartbeat];
-        kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
-        kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog, ChildKind::BlockedSweep]);
-        kinds.push(ChildKind::Tidier);
-        if settings.scheduler.is_some() {
-            kinds.push(ChildKind::Scheduler);
-        }
-        if settings.cleaner.is_some() {
-            kinds.push(ChildKind::Cleaner);
-        }
-        let children = kinds
-            .into_iter()
-            .map(|kind| (kind, stuck_limit(&settings, kind)))
-            .map(|(kind, stuck_after)| Child {
-                kind,
-                running: None,
-                restarts: 0,
-                backoff: MIN_RESTART_BACKOFF,
-                restart_at: None,
-                ping_in_flight: false,
-                stuck_after,
-                seat: 0,
-            })
-            .collect();
+        let children = Supervisor::children_of(&settings);
         Supervisor {
             settings,
             store,
