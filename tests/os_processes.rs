@@ -3,7 +3,8 @@
 //! jobs up through fast death detection (session lock on PostgreSQL, pid on this host for SQLite).
 //!
 //! The worker processes are this test binary re-run with `--exact child_worker --ignored` and
-//! `SOLIDQ_TEST_CHILD=1`.
+//! `SOLIDQ_TEST_CHILD=1`. (The store's role for process rows is tested in
+//! `tests/conformance/processes.rs`.)
 
 mod common;
 
