@@ -16,7 +16,7 @@ use solidq::model::{ClaimedJob, DeathPolicy, FailureKind, FailureRecord, NewProc
 use solidq::store::DeathCause;
 use solidq::{EnqueueOptions, Job, JobError, NewJob, Perform, Runtime};
 
-use common::fixtures::logger;
+use common::fixtures::{logger, numbers, Blocking, BlockingWorker, Executions, Step, Stepper};
 
 /// The shared fast configuration with three slots.
 fn fast_config(db: &TestDb) -> Config {
@@ -33,70 +33,6 @@ fn last_error(db: &TestDb, id: i64) -> FailureRecord {
 }
 
 // --- jobs and handlers used below ------------------------------------------------------------
-
-#[derive(Serialize, Deserialize)]
-struct Step {
-    n: i64,
-    panic: bool,
-    sleep_ms: u64,
-}
-
-impl Job for Step {
-    const KIND: &'static str = "test.step";
-    fn backoff(_: i32) -> Duration {
-        Duration::ZERO
-    }
-}
-
-/// Records every execution; panics or sleeps as the job asks.
-struct Stepper {
-    seen: Arc<Mutex<Vec<i64>>>,
-}
-
-impl Actor for Stepper {
-    type Context = Context<Self>;
-}
-
-impl Handler<Perform<Step>> for Stepper {
-    type Result = ResponseFuture<Result<(), JobError>>;
-    fn handle(&mut self, msg: Perform<Step>, _: &mut Context<Self>) -> Self::Result {
-        self.seen.lock().unwrap().push(msg.job.n);
-        if msg.job.panic {
-            panic!("step {} exploded", msg.job.n);
-        }
-        Box::pin(async move {
-            actix_rt::time::sleep(Duration::from_millis(msg.job.sleep_ms)).await;
-            Ok(())
-        })
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Blocking {
-    n: i64,
-    panic: bool,
-}
-
-impl Job for Blocking {
-    const KIND: &'static str = "test.blocking";
-}
-
-struct BlockingWorker;
-
-impl Actor for BlockingWorker {
-    type Context = SyncContext<Self>;
-}
-
-impl Handler<Perform<Blocking>> for BlockingWorker {
-    type Result = Result<(), JobError>;
-    fn handle(&mut self, msg: Perform<Blocking>, _: &mut SyncContext<Self>) -> Self::Result {
-        std::thread::sleep(Duration::from_millis(10));
-        if msg.job.panic {
-            panic!("blocking {} exploded", msg.job.n);
-        }
-        Ok(())
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct Flaky;
@@ -129,7 +65,7 @@ fn step(n: i64, panic: bool, sleep_ms: u64, opts: EnqueueOptions) -> NewJob {
     NewJob::from_job(&Step { n, panic, sleep_ms }, opts).unwrap()
 }
 
-fn stepper_runtime(_db: &TestDb, config: Config, seen: &Arc<Mutex<Vec<i64>>>) -> Runtime {
+fn stepper_runtime(_db: &TestDb, config: Config, seen: &Executions) -> Runtime {
     let seen = seen.clone();
     Runtime::new(config, logger()).unwrap().register::<Step, _, _>(move || Stepper { seen: seen.clone() })
 }
@@ -150,11 +86,11 @@ backend_test!(
         let error = last_error(&db, boom);
         assert_eq!(error.kind, FailureKind::Panic);
         assert!(error.message.contains("step 1 exploded"), "message was {:?}", error.message);
-        assert!(error.backtrace.as_deref().is_some_and(|at| at.starts_with("tests/actors.rs:")), "{error:?}");
+        assert!(error.backtrace.as_deref().is_some_and(|at| at.starts_with("tests/common/fixtures.rs:")), "{error:?}");
         // The actor was replaced: later jobs of the same kind still run.
         let next = queue.enqueue(Step { n: 2, panic: false, sleep_ms: 0 }).await.unwrap();
         wait_for("the next job to finish", Duration::from_secs(10), || state(&db, next) == "finished").await;
-        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+        assert_eq!(numbers(&seen), vec![1, 2]);
         handle.shutdown().await;
     }
 );
@@ -164,12 +100,14 @@ backend_test!(
         let runtime =
             Runtime::new(fast_config(&db), logger()).unwrap().register_sync::<Blocking, _, _>(2, || BlockingWorker);
         let queue = runtime.queue();
-        let boom =
-            queue.enqueue_with(Blocking { n: 1, panic: true }, EnqueueOptions::new().max_attempts(1)).await.unwrap();
+        let boom = queue
+            .enqueue_with(Blocking { n: 1, panic: true, sleep_ms: 10 }, EnqueueOptions::new().max_attempts(1))
+            .await
+            .unwrap();
         let handle = runtime.start().unwrap();
         wait_for("the panicking job to fail", Duration::from_secs(10), || state(&db, boom) == "failed").await;
         assert!(last_error(&db, boom).message.contains("blocking 1 exploded"));
-        let ids = queue.enqueue_all((2..8).map(|n| Blocking { n, panic: false })).await.unwrap();
+        let ids = queue.enqueue_all((2..8).map(|n| Blocking { n, panic: false, sleep_ms: 10 })).await.unwrap();
         wait_for("the other jobs to finish", Duration::from_secs(10), || {
             ids.iter().all(|id| state(&db, *id) == "finished")
         })
@@ -189,7 +127,7 @@ backend_test!(
             .unwrap();
         let handle = runtime.start().unwrap();
         wait_for("both attempts to fail", Duration::from_secs(10), || state(&db, id) == "failed").await;
-        assert_eq!(*seen.lock().unwrap(), vec![5, 5]);
+        assert_eq!(numbers(&seen), vec![5, 5]);
         assert_eq!(db.store.job(id).unwrap().unwrap().attempts, 2);
         handle.shutdown().await;
     }
@@ -423,7 +361,7 @@ backend_test!(
         let ids = runtime.queue().enqueue_new(jobs).await.unwrap();
         let handle = runtime.start().unwrap();
         wait_for("the matching jobs", Duration::from_secs(10), || seen.lock().unwrap().len() == 3).await;
-        assert_eq!(*seen.lock().unwrap(), vec![4, 3, 1], "queue order, then priority");
+        assert_eq!(numbers(&seen), vec![4, 3, 1], "queue order, then priority");
         assert_eq!(state(&db, ids[1]), "ready", "a queue no group serves is left alone");
         handle.shutdown().await;
     }
@@ -473,7 +411,7 @@ impl Job for Slow {
 
 /// A plain `Result` handler: `handle` runs to its end before the actor takes the next job.
 struct SlowHandler {
-    seen: common::fixtures::Executions,
+    seen: Executions,
 }
 
 impl Actor for SlowHandler {
@@ -494,15 +432,14 @@ backend_test!(
     /// whose handler returns a `ResponseFuture` run at once, while a plain `Result` handler runs
     /// them one after another.
     async fn jobs_of_one_kind_run_at_once_only_with_a_response_future(db: TestDb) {
-        use common::fixtures::{Executions, Tick, Ticker};
         let (concurrent, sequential): (Executions, Executions) = Default::default();
         let (c, s) = (concurrent.clone(), sequential.clone());
         let runtime = Runtime::new(fast_config(&db), logger())
             .unwrap()
-            .register::<Tick, _, _>(move || Ticker { seen: c.clone() })
+            .register::<Step, _, _>(move || Stepper { seen: c.clone() })
             .register::<Slow, _, _>(move || SlowHandler { seen: s.clone() });
         let queue = runtime.queue();
-        queue.enqueue_all((1..=3).map(|n| Tick { n, sleep_ms: 300 })).await.unwrap();
+        queue.enqueue_all((1..=3).map(|n| Step { n, panic: false, sleep_ms: 300 })).await.unwrap();
         let handle = runtime.start().unwrap();
         wait_for("the ticks", Duration::from_secs(10), || db.store.counts().unwrap().0.finished == 3).await;
         queue.enqueue_all((1..=3).map(Slow)).await.unwrap();
