@@ -59,21 +59,21 @@ struct Seen {
     dropped: Arc<AtomicUsize>,
 }
 
+/// Runs a [`Wait`], counting its start and, if its future is dropped before the end, its drop.
+async fn wait(seen: Seen, job: Wait) -> Result<(), JobError> {
+    seen.started.fetch_add(1, Ordering::SeqCst);
+    let mut guard = DropCount(seen.dropped.clone(), false);
+    actix_rt::time::sleep(Duration::from_millis(job.ms)).await;
+    guard.1 = true;
+    Ok(())
+}
+
 fn runtime(db: &TestDb, seen: &Seen) -> Runtime {
     let waits = seen.clone();
     let seen = seen.clone();
     Runtime::new(fast_config(db, 3), logger())
         .unwrap()
-        .register_async::<Wait, _, _>(move |job, _meta| {
-            let seen = waits.clone();
-            async move {
-                seen.started.fetch_add(1, Ordering::SeqCst);
-                let mut guard = DropCount(seen.dropped.clone(), false);
-                actix_rt::time::sleep(Duration::from_millis(job.ms)).await;
-                guard.1 = true;
-                Ok::<(), JobError>(())
-            }
-        })
+        .register_async::<Wait, _, _>(move |job, _meta| wait(waits.clone(), job))
         .register_async::<Fetch, _, _>(move |job, meta| {
             let seen = seen.clone();
             async move {
@@ -147,16 +147,9 @@ backend_test!(
         let waits = seen.clone();
         let mut config = fast_config(&db, 3);
         config.shutdown_timeout = Duration::from_millis(200);
-        let runtime = Runtime::new(config, logger()).unwrap().register_async::<Wait, _, _>(move |job, _meta| {
-            let seen = waits.clone();
-            async move {
-                seen.started.fetch_add(1, Ordering::SeqCst);
-                let mut guard = DropCount(seen.dropped.clone(), false);
-                actix_rt::time::sleep(Duration::from_millis(job.ms)).await;
-                guard.1 = true;
-                Ok::<(), JobError>(())
-            }
-        });
+        let runtime = Runtime::new(config, logger())
+            .unwrap()
+            .register_async::<Wait, _, _>(move |job, _meta| wait(waits.clone(), job));
         let id = runtime.queue().enqueue(Wait { ms: 30_000 }).await.unwrap();
         let handle = runtime.start().unwrap();
         wait_for("the job to start", Duration::from_secs(10), || seen.started.load(Ordering::SeqCst) == 1).await;
