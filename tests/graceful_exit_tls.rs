@@ -17,36 +17,12 @@ mod common;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use chrono::Utc;
+use common::fixtures::{Blocking, BlockingWorker};
 use common::wait_exit;
 use diesel::{Connection, PgConnection};
-use serde::{Deserialize, Serialize};
 use solidq::config::DatabaseUrl;
-use solidq::{Job, JobError, Perform, Runtime};
-
-#[derive(Serialize, Deserialize)]
-struct Nap {
-    ms: u64,
-}
-
-impl Job for Nap {
-    const KIND: &'static str = "test.nap";
-}
-
-struct Napper;
-
-impl Actor for Napper {
-    type Context = SyncContext<Self>;
-}
-
-impl Handler<Perform<Nap>> for Napper {
-    type Result = Result<(), JobError>;
-    fn handle(&mut self, msg: Perform<Nap>, _: &mut SyncContext<Self>) -> Self::Result {
-        std::thread::sleep(Duration::from_millis(msg.job.ms));
-        Ok(())
-    }
-}
+use solidq::Runtime;
 
 /// Entry point of the worker processes; does nothing unless `SOLIDQ_TEST_CHILD=1`.
 #[test]
@@ -55,7 +31,7 @@ fn exit_child() {
     if std::env::var("SOLIDQ_TEST_CHILD").as_deref() != Ok("1") {
         return;
     }
-    let runtime = Runtime::from_env().expect("child runtime").register_sync::<Nap, _, _>(2, || Napper);
+    let runtime = Runtime::from_env().expect("child runtime").register_sync::<Blocking, _, _>(2, || BlockingWorker);
     runtime.run().expect("child run");
     // `run()` has returned: none of the runtime's threads (arbiters and their blocking pools,
     // where database calls run) may still be at work, or `exit()` could run OpenSSL's cleanup
@@ -119,8 +95,8 @@ fn many_graceful_exits_over_tls_all_exit_0() {
     let dirs = tempfile::tempdir().unwrap();
     let (mut exits, mut failures) = (0, Vec::new());
     for round in 0..rounds {
-        let jobs: Vec<_> =
-            (0..20).map(|i| solidq::NewJob::from_job(&Nap { ms: (i % 5) * 10 }, Default::default()).unwrap()).collect();
+        let naps = (0..20).map(|n| Blocking { n, panic: false, sleep_ms: 10 * (n % 5) as u64 });
+        let jobs: Vec<_> = naps.map(|nap| solidq::NewJob::from_job(&nap, Default::default()).unwrap()).collect();
         db.store.enqueue(&jobs, Utc::now().naive_utc()).unwrap();
         let mut children: Vec<(Child, std::path::PathBuf)> = (0..PARALLEL)
             .map(|i| {

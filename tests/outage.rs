@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use common::fixtures::{Executions, Tick, Ticker};
+use common::fixtures::{Executions, Step, Stepper};
 use common::log::LogRecorder;
 use common::outage::{server_of, via, LockOutage, Outage, Proxy, ProxyOutage};
 use common::{wait_for, TestDb};
@@ -137,8 +137,9 @@ async fn outage_scenario(
     let handler_seen = seen.clone();
     let runtime = Runtime::new(config(runtime_url, alive_threshold), log.logger())
         .expect("building the runtime")
-        .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
-    let ids = runtime.queue().enqueue_all((1..=JOBS).map(|n| Tick { n, sleep_ms: JOB_MS })).await.unwrap();
+        .register::<Step, _, _>(move || Stepper { seen: handler_seen.clone() });
+    let ids =
+        runtime.queue().enqueue_all((1..=JOBS).map(|n| Step { n, panic: false, sleep_ms: JOB_MS })).await.unwrap();
     let started = Instant::now();
     let handle = runtime.start().expect("starting the runtime");
 
@@ -331,11 +332,12 @@ async fn live_processes_outlast_an_outage(
         let handler_seen = seen.clone();
         let runtime = Runtime::new(config(runtime_url.clone(), alive_threshold), log.logger())
             .expect("building a runtime")
-            .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
+            .register::<Step, _, _>(move || Stepper { seen: handler_seen.clone() });
         queue.get_or_insert_with(|| runtime.queue());
         handles.push(runtime.start().expect("starting a runtime"));
     }
-    let ids = queue.unwrap().enqueue_all((1..=FLEET_JOBS).map(|n| Tick { n, sleep_ms: 300 })).await.unwrap();
+    let ids =
+        queue.unwrap().enqueue_all((1..=FLEET_JOBS).map(|n| Step { n, panic: false, sleep_ms: 300 })).await.unwrap();
     let mut identities = Vec::new();
     for handle in &handles {
         let started = Instant::now();
@@ -423,9 +425,10 @@ async fn claim_commit_reply_lost(db: &TestDb, proxy: Proxy, url: String) {
     let handler_seen = seen.clone();
     let runtime = Runtime::new(config(DatabaseUrl::Postgres(url), Duration::from_secs(10)), log.logger())
         .expect("building the runtime")
-        .register::<Tick, _, _>(move || Ticker { seen: handler_seen.clone() });
+        .register::<Step, _, _>(move || Stepper { seen: handler_seen.clone() });
     let jobs = 30;
-    let ids = runtime.queue().enqueue_all((1..=jobs).map(|n| Tick { n, sleep_ms: JOB_MS })).await.unwrap();
+    let ids =
+        runtime.queue().enqueue_all((1..=jobs).map(|n| Step { n, panic: false, sleep_ms: JOB_MS })).await.unwrap();
     let handle = runtime.start().expect("starting the runtime");
     wait_for("5 jobs to finish", Duration::from_secs(20), || finished(db) >= 5).await;
     let process = handle.process_id().await.expect("registered");

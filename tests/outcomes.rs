@@ -21,7 +21,7 @@ use common::fixtures::logger;
 fn fast_config(db: &TestDb) -> Config {
     common::fixtures::fast_config(db, 3)
 }
-use common::{backend_tests, wait_for};
+use common::{backend_test, wait_for};
 
 /// What the handler does with a job, by name.
 #[derive(Serialize, Deserialize)]
@@ -71,69 +71,70 @@ impl Handler<Perform<Act>> for ActingHandler {
     }
 }
 
-async fn each_handler_result_does_what_it_says(db: TestDb) {
-    let runs: Runs = Arc::default();
-    let shared = runs.clone();
-    let runtime = Runtime::new(fast_config(&db), logger())
-        .unwrap()
-        .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
-    let queue = runtime.queue();
-    let mut ids = HashMap::new();
-    for name in ["flaky", "rate-limited", "busy", "pointless", "hopeless"] {
-        ids.insert(name, queue.enqueue(Act { name: name.into() }).await.unwrap());
+backend_test!(
+    async fn each_handler_result_does_what_it_says(db: TestDb) {
+        let runs: Runs = Arc::default();
+        let shared = runs.clone();
+        let runtime = Runtime::new(fast_config(&db), logger())
+            .unwrap()
+            .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
+        let queue = runtime.queue();
+        let mut ids = HashMap::new();
+        for name in ["flaky", "rate-limited", "busy", "pointless", "hopeless"] {
+            ids.insert(name, queue.enqueue(Act { name: name.into() }).await.unwrap());
+        }
+        let handle = runtime.start().unwrap();
+        let state = |name: &str| db.state(ids[name]);
+        wait_for("every job to end", Duration::from_secs(20), || {
+            ["flaky", "rate-limited", "busy"].iter().all(|n| state(n) == "finished")
+                && state("pointless") == "discarded"
+                && state("hopeless") == "failed"
+        })
+        .await;
+        let runs = runs.lock().unwrap().clone();
+        let job = |name: &str| db.store.job(ids[name]).unwrap().unwrap();
+        assert_eq!(runs["flaky"].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(job("flaky").attempts, 3);
+        let waited = runs["rate-limited"][1].1 - runs["rate-limited"][0].1;
+        assert!(waited >= Duration::from_millis(400), "retried after {waited:?}, asked for 400ms");
+        assert_eq!(runs["busy"].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 1, 1], "snoozes count no attempt");
+        assert_eq!(job("busy").attempts, 1);
+        assert!(job("busy").last_error.is_none(), "a snooze is not an error");
+        assert_eq!(runs["pointless"].len(), 1);
+        let discarded = job("pointless").last_error.unwrap();
+        assert_eq!((discarded.kind, discarded.message.as_str()), (FailureKind::Discarded, "the account is gone"));
+        assert_eq!(runs["hopeless"].len(), 1, "a permanent error fails at once");
+        assert_eq!(job("hopeless").last_error.unwrap().message, "no such user");
+        handle.shutdown().await;
     }
-    let handle = runtime.start().unwrap();
-    let state = |name: &str| db.state(ids[name]);
-    wait_for("every job to end", Duration::from_secs(20), || {
-        ["flaky", "rate-limited", "busy"].iter().all(|n| state(n) == "finished")
-            && state("pointless") == "discarded"
-            && state("hopeless") == "failed"
-    })
-    .await;
-    let runs = runs.lock().unwrap().clone();
-    let job = |name: &str| db.store.job(ids[name]).unwrap().unwrap();
-    assert_eq!(runs["flaky"].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!(job("flaky").attempts, 3);
-    let waited = runs["rate-limited"][1].1 - runs["rate-limited"][0].1;
-    assert!(waited >= Duration::from_millis(400), "retried after {waited:?}, asked for 400ms");
-    assert_eq!(runs["busy"].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 1, 1], "snoozes count no attempt");
-    assert_eq!(job("busy").attempts, 1);
-    assert!(job("busy").last_error.is_none(), "a snooze is not an error");
-    assert_eq!(runs["pointless"].len(), 1);
-    let discarded = job("pointless").last_error.unwrap();
-    assert_eq!((discarded.kind, discarded.message.as_str()), (FailureKind::Discarded, "the account is gone"));
-    assert_eq!(runs["hopeless"].len(), 1, "a permanent error fails at once");
-    assert_eq!(job("hopeless").last_error.unwrap().message, "no such user");
-    handle.shutdown().await;
-}
+);
 
-async fn a_paused_queue_is_honoured_by_a_running_process(db: TestDb) {
-    let runs: Runs = Arc::default();
-    let shared = runs.clone();
-    let runtime = Runtime::new(fast_config(&db), logger())
-        .unwrap()
-        .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
-    let queue = runtime.queue();
-    let handle = runtime.start().unwrap();
-    let now = || chrono::Utc::now().naive_utc();
-    assert!(db.store.pause_queue("mail", now()).unwrap());
-    let paused = queue.enqueue_with(Act { name: "paused".into() }, EnqueueOptions::new().queue("mail")).await.unwrap();
-    let other = queue.enqueue(Act { name: "other".into() }).await.unwrap();
-    wait_for("the job on the other queue", Duration::from_secs(10), || db.state(other) == "finished").await;
-    // Long enough for idle workers to back off their polling to seconds.
-    actix_rt::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(db.state(paused), "ready", "nothing is claimed from a paused queue");
-    let resumed = Instant::now();
-    assert!(db.store.resume_queue("mail").unwrap());
-    let took = wait_for("the resumed queue's job", Duration::from_secs(10), || db.state(paused) == "finished").await;
-    eprintln!("backend={} resumed queue's job finished {} ms after resume", db.store.backend(), took.as_millis());
-    // A resume wakes idle workers of other stores (PostgreSQL: NOTIFY); SQLite's poll backs off
-    // to 1 s at most.
-    assert!(resumed.elapsed() < Duration::from_millis(1_500), "took {took:?}");
-    handle.shutdown().await;
-}
-
-backend_tests!(actix:
-    each_handler_result_does_what_it_says,
-    a_paused_queue_is_honoured_by_a_running_process,
+backend_test!(
+    async fn a_paused_queue_is_honoured_by_a_running_process(db: TestDb) {
+        let runs: Runs = Arc::default();
+        let shared = runs.clone();
+        let runtime = Runtime::new(fast_config(&db), logger())
+            .unwrap()
+            .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
+        let queue = runtime.queue();
+        let handle = runtime.start().unwrap();
+        let now = || chrono::Utc::now().naive_utc();
+        assert!(db.store.pause_queue("mail", now()).unwrap());
+        let paused =
+            queue.enqueue_with(Act { name: "paused".into() }, EnqueueOptions::new().queue("mail")).await.unwrap();
+        let other = queue.enqueue(Act { name: "other".into() }).await.unwrap();
+        wait_for("the job on the other queue", Duration::from_secs(10), || db.state(other) == "finished").await;
+        // Long enough for idle workers to back off their polling to seconds.
+        actix_rt::time::sleep(Duration::from_millis(2_500)).await;
+        assert_eq!(db.state(paused), "ready", "nothing is claimed from a paused queue");
+        let resumed = Instant::now();
+        assert!(db.store.resume_queue("mail").unwrap());
+        let took =
+            wait_for("the resumed queue's job", Duration::from_secs(10), || db.state(paused) == "finished").await;
+        eprintln!("backend={} resumed queue's job finished {} ms after resume", db.store.backend(), took.as_millis());
+        // A resume wakes idle workers of other stores (PostgreSQL: NOTIFY); SQLite's poll backs off
+        // to 1 s at most.
+        assert!(resumed.elapsed() < Duration::from_millis(1_500), "took {took:?}");
+        handle.shutdown().await;
+    }
 );

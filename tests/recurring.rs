@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::fixtures::{Noop, NoopHandler};
-use common::{backend_tests, wait_for, TestDb};
+use common::{backend_test, wait_for, TestDb};
 use solidq::config::Config;
 use solidq::recurring::RecurringTask;
 use solidq::store::Removed;
@@ -26,29 +26,36 @@ fn runs(db: &TestDb, key: &str) -> usize {
     db.store.recurring_runs(key, Utc::now().naive_utc() - chrono::Duration::hours(1)).unwrap().len()
 }
 
-async fn static_and_dynamic_tasks_run_and_their_jobs_are_performed(db: TestDb) {
-    let every_second =
-        RecurringTask::new("static-tick", "every 1s", "test.noop").unwrap().arguments(serde_json::json!(7));
-    let runtime = runtime(&db).recurring(every_second);
-    let handle = runtime.start().unwrap();
-    wait_for("two runs of the static task", Duration::from_secs(10), || runs(&db, "static-tick") >= 2).await;
-    let rows = handle.recurring_tasks().list().await.unwrap();
-    assert_eq!(rows.len(), 1);
-    assert!(rows[0].is_static && rows[0].last_run_at.is_some(), "{rows:?}");
+backend_test!(
+    async fn static_and_dynamic_tasks_run_and_their_jobs_are_performed(db: TestDb) {
+        let every_second =
+            RecurringTask::new("static-tick", "every 1s", "test.noop").unwrap().arguments(serde_json::json!(7));
+        let runtime = runtime(&db).recurring(every_second);
+        let handle = runtime.start().unwrap();
+        wait_for("two runs of the static task", Duration::from_secs(10), || runs(&db, "static-tick") >= 2).await;
+        let rows = handle.recurring_tasks().list().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].is_static && rows[0].last_run_at.is_some(), "{rows:?}");
 
-    let tasks = handle.recurring_tasks();
-    tasks
-        .add(RecurringTask::new("dynamic-tick", "*/1 * * * * *", "test.noop").unwrap().arguments(serde_json::json!(8)))
-        .await
-        .unwrap();
-    // Picked up at the next reload of the task list (every 5 s).
-    wait_for("a run of the dynamic task", Duration::from_secs(12), || runs(&db, "dynamic-tick") >= 1).await;
-    assert_eq!(tasks.remove("static-tick").await.unwrap(), Removed::Static);
-    assert_eq!(tasks.remove("dynamic-tick").await.unwrap(), Removed::Removed);
-    // The jobs of the runs are performed by the runtime's workers.
-    wait_for("a recurring job to finish", Duration::from_secs(10), || db.store.counts().unwrap().0.finished >= 2).await;
-    handle.shutdown().await;
-}
+        let tasks = handle.recurring_tasks();
+        tasks
+            .add(
+                RecurringTask::new("dynamic-tick", "*/1 * * * * *", "test.noop")
+                    .unwrap()
+                    .arguments(serde_json::json!(8)),
+            )
+            .await
+            .unwrap();
+        // Picked up at the next reload of the task list (every 5 s).
+        wait_for("a run of the dynamic task", Duration::from_secs(12), || runs(&db, "dynamic-tick") >= 1).await;
+        assert_eq!(tasks.remove("static-tick").await.unwrap(), Removed::Static);
+        assert_eq!(tasks.remove("dynamic-tick").await.unwrap(), Removed::Removed);
+        // The jobs of the runs are performed by the runtime's workers.
+        wait_for("a recurring job to finish", Duration::from_secs(10), || db.store.counts().unwrap().0.finished >= 2)
+            .await;
+        handle.shutdown().await;
+    }
+);
 
 /// A slow report whose kind allows one at a time: runs due while one is running wait.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -77,23 +84,21 @@ impl actix::Handler<solidq::Perform<SlowReport>> for SlowReporter {
     }
 }
 
-/// The runs of a recurring task go through the concurrency limit its kind derives from the
-/// arguments, as an enqueue from Rust code would.
-async fn recurring_runs_go_through_their_kinds_concurrency_limit(db: TestDb) {
-    let task = RecurringTask::new("report", "every 1s", SlowReport::KIND)
-        .unwrap()
-        .arguments(serde_json::json!({ "name": "daily" }));
-    let handle = runtime(&db).register_sync::<SlowReport, _, _>(3, || SlowReporter).recurring(task).start().unwrap();
-    wait_for("three runs", Duration::from_secs(10), || runs(&db, "report") >= 3).await;
-    let totals = db.store.counts().unwrap().0;
-    assert_eq!(totals.claimed, 1, "one report at a time: {totals:?}");
-    assert!(totals.blocked >= 1, "the later runs wait as blocked: {totals:?}");
-    handle.shutdown().await;
-}
-
-backend_tests!(actix:
-    static_and_dynamic_tasks_run_and_their_jobs_are_performed,
-    recurring_runs_go_through_their_kinds_concurrency_limit,
+backend_test!(
+    /// The runs of a recurring task go through the concurrency limit its kind derives from the
+    /// arguments, as an enqueue from Rust code would.
+    async fn recurring_runs_go_through_their_kinds_concurrency_limit(db: TestDb) {
+        let task = RecurringTask::new("report", "every 1s", SlowReport::KIND)
+            .unwrap()
+            .arguments(serde_json::json!({ "name": "daily" }));
+        let handle =
+            runtime(&db).register_sync::<SlowReport, _, _>(3, || SlowReporter).recurring(task).start().unwrap();
+        wait_for("three runs", Duration::from_secs(10), || runs(&db, "report") >= 3).await;
+        let totals = db.store.counts().unwrap().0;
+        assert_eq!(totals.claimed, 1, "one report at a time: {totals:?}");
+        assert!(totals.blocked >= 1, "the later runs wait as blocked: {totals:?}");
+        handle.shutdown().await;
+    }
 );
 
 #[actix_rt::test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use common::fixtures::{fast_config, logger};
-use common::{backend_tests, wait_for, TestDb};
+use common::{backend_test, wait_for, TestDb};
 use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
 use solidq::model::FailureKind;
@@ -59,28 +59,30 @@ impl Handler<Perform<Slowish>> for SlowishHandler {
     }
 }
 
-async fn async_handler_past_its_timeout_is_retried_and_succeeds_later(db: TestDb) {
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let seen = tokens.clone();
-    let runtime = Runtime::new(fast_config(&db, 3), logger())
-        .unwrap()
-        .register::<Slowish, _, _>(move || SlowishHandler { tokens: seen.clone() });
-    let id = runtime.queue().enqueue(Slowish { first_ms: 2_000 }).await.unwrap();
-    let started = Instant::now();
-    let handle = runtime.start().unwrap();
-    wait_for("the retry to succeed", Duration::from_secs(10), || db.state(id) == "finished").await;
-    assert!(started.elapsed() < Duration::from_millis(1_900), "the retry did not wait for the first attempt");
-    let job = db.store.job(id).unwrap().unwrap();
-    assert_eq!(job.attempts, 2);
-    let error = job.last_error.expect("the timeout is recorded");
-    assert_eq!(error.kind, FailureKind::Timeout);
-    assert!(error.message.contains("ran past its timeout of 300ms"), "{error:?}");
-    let tokens = tokens.lock().unwrap().clone();
-    assert_eq!(tokens.iter().map(|(attempt, _)| *attempt).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(tokens[0].1.reason(), Some(CancelReason::Timeout), "the first execution was told");
-    assert_eq!(tokens[1].1.reason(), None, "each execution has its own token");
-    handle.shutdown().await;
-}
+backend_test!(
+    async fn async_handler_past_its_timeout_is_retried_and_succeeds_later(db: TestDb) {
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let seen = tokens.clone();
+        let runtime = Runtime::new(fast_config(&db, 3), logger())
+            .unwrap()
+            .register::<Slowish, _, _>(move || SlowishHandler { tokens: seen.clone() });
+        let id = runtime.queue().enqueue(Slowish { first_ms: 2_000 }).await.unwrap();
+        let started = Instant::now();
+        let handle = runtime.start().unwrap();
+        wait_for("the retry to succeed", Duration::from_secs(10), || db.state(id) == "finished").await;
+        assert!(started.elapsed() < Duration::from_millis(1_900), "the retry did not wait for the first attempt");
+        let job = db.store.job(id).unwrap().unwrap();
+        assert_eq!(job.attempts, 2);
+        let error = job.last_error.expect("the timeout is recorded");
+        assert_eq!(error.kind, FailureKind::Timeout);
+        assert!(error.message.contains("ran past its timeout of 300ms"), "{error:?}");
+        let tokens = tokens.lock().unwrap().clone();
+        assert_eq!(tokens.iter().map(|(attempt, _)| *attempt).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(tokens[0].1.reason(), Some(CancelReason::Timeout), "the first execution was told");
+        assert_eq!(tokens[1].1.reason(), None, "each execution has its own token");
+        handle.shutdown().await;
+    }
+);
 
 // --- a blocking handler stuck in its thread ------------------------------------------------------
 
@@ -121,53 +123,57 @@ impl Handler<Perform<Stuck>> for StuckWorker {
     }
 }
 
-async fn blocking_handler_stuck_past_its_timeout_frees_its_slot_and_status_shows_it(db: TestDb) {
-    let log = Arc::new(StuckLog::default());
-    let factory_log = log.clone();
-    let runtime = Runtime::new(fast_config(&db, 1), logger()).unwrap().register_sync::<Stuck, _, _>(1, move || {
-        factory_log.threads.fetch_add(1, Ordering::SeqCst);
-        StuckWorker(factory_log.clone())
-    });
-    let queue = runtime.queue();
-    let stuck = queue.enqueue_with(Stuck { n: 1, sleep_ms: 4_000 }, EnqueueOptions::new().priority(-1)).await.unwrap();
-    let next = queue.enqueue(Stuck { n: 2, sleep_ms: 10 }).await.unwrap();
-    let handle = runtime.start().unwrap();
+backend_test!(
+    async fn blocking_handler_stuck_past_its_timeout_frees_its_slot_and_status_shows_it(db: TestDb) {
+        let log = Arc::new(StuckLog::default());
+        let factory_log = log.clone();
+        let runtime = Runtime::new(fast_config(&db, 1), logger()).unwrap().register_sync::<Stuck, _, _>(1, move || {
+            factory_log.threads.fetch_add(1, Ordering::SeqCst);
+            StuckWorker(factory_log.clone())
+        });
+        let queue = runtime.queue();
+        let stuck =
+            queue.enqueue_with(Stuck { n: 1, sleep_ms: 4_000 }, EnqueueOptions::new().priority(-1)).await.unwrap();
+        let next = queue.enqueue(Stuck { n: 2, sleep_ms: 10 }).await.unwrap();
+        let handle = runtime.start().unwrap();
 
-    wait_for("the stuck job to time out", Duration::from_secs(10), || db.state(stuck) == "failed").await;
-    let error = db.store.job(stuck).unwrap().unwrap().last_error.unwrap();
-    assert_eq!(error.kind, FailureKind::Timeout, "{error:?}");
-    wait_for("the next job, on a new pool", Duration::from_secs(3), || db.state(next) == "finished").await;
-    assert!(!log.stuck_returned.load(Ordering::SeqCst), "the next job did not wait for the stuck thread");
-    assert_eq!(log.threads.load(Ordering::SeqCst), 2, "one replacement thread");
+        wait_for("the stuck job to time out", Duration::from_secs(10), || db.state(stuck) == "failed").await;
+        let error = db.store.job(stuck).unwrap().unwrap().last_error.unwrap();
+        assert_eq!(error.kind, FailureKind::Timeout, "{error:?}");
+        wait_for("the next job, on a new pool", Duration::from_secs(3), || db.state(next) == "finished").await;
+        assert!(!log.stuck_returned.load(Ordering::SeqCst), "the next job did not wait for the stuck thread");
+        assert_eq!(log.threads.load(Ordering::SeqCst), 2, "one replacement thread");
 
-    // `solidq status` (reading only the database) shows the abandoned execution.
-    let process = handle.process_id().await.unwrap();
-    wait_for("status to show the abandoned execution", Duration::from_secs(3), || {
-        let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
-        text.contains("Abandoned executions (ran past their timeout, handler still running): 1")
-            && text.contains("test.stuck")
-    })
-    .await;
-    let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
-    let abandoned = solidq::status::AbandonedExecutions::of(&row);
-    assert_eq!((abandoned.count, abandoned.job_ids()), (1, vec![stuck]));
-    assert_eq!(abandoned.executions[0].kind, "test.stuck");
-    assert_eq!(abandoned.executions[0].timeout_secs, 0.3);
-
-    // The stuck thread returns Ok: its result is dropped, and the entry is cleared.
-    wait_for("the stuck thread to return", Duration::from_secs(10), || log.stuck_returned.load(Ordering::SeqCst)).await;
-    wait_for("status to forget it", Duration::from_secs(3), || {
+        // `solidq status` (reading only the database) shows the abandoned execution.
+        let process = handle.process_id().await.unwrap();
+        wait_for("status to show the abandoned execution", Duration::from_secs(3), || {
+            let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
+            text.contains("Abandoned executions (ran past their timeout, handler still running): 1")
+                && text.contains("test.stuck")
+        })
+        .await;
         let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
-        solidq::status::AbandonedExecutions::of(&row).count == 0
-    })
-    .await;
-    let job = db.store.job(stuck).unwrap().unwrap();
-    assert_eq!((db.state(stuck).as_str(), job.attempts), ("failed", 1), "the late result changed nothing");
-    assert_eq!(job.last_error.unwrap().kind, FailureKind::Timeout);
-    let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
-    assert!(!text.contains("Abandoned"), "{text}");
-    handle.shutdown().await;
-}
+        let abandoned = solidq::status::AbandonedExecutions::of(&row);
+        assert_eq!((abandoned.count, abandoned.job_ids()), (1, vec![stuck]));
+        assert_eq!(abandoned.executions[0].kind, "test.stuck");
+        assert_eq!(abandoned.executions[0].timeout_secs, 0.3);
+
+        // The stuck thread returns Ok: its result is dropped, and the entry is cleared.
+        wait_for("the stuck thread to return", Duration::from_secs(10), || log.stuck_returned.load(Ordering::SeqCst))
+            .await;
+        wait_for("status to forget it", Duration::from_secs(3), || {
+            let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
+            solidq::status::AbandonedExecutions::of(&row).count == 0
+        })
+        .await;
+        let job = db.store.job(stuck).unwrap().unwrap();
+        assert_eq!((db.state(stuck).as_str(), job.attempts), ("failed", 1), "the late result changed nothing");
+        assert_eq!(job.last_error.unwrap().kind, FailureKind::Timeout);
+        let text = solidq::status::status_text(&db.store, Duration::from_secs(3)).unwrap();
+        assert!(!text.contains("Abandoned"), "{text}");
+        handle.shutdown().await;
+    }
+);
 
 // --- an async actor blocking its arbiter's thread ---------------------------------------------
 
@@ -199,22 +205,25 @@ impl Handler<Perform<Hog>> for HogHandler {
     }
 }
 
-async fn async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter(db: TestDb) {
-    let done = Arc::new(Mutex::new(Vec::new()));
-    let seen = done.clone();
-    let runtime =
-        Runtime::new(fast_config(&db, 1), logger()).unwrap().register::<Hog, _, _>(move || HogHandler(seen.clone()));
-    let queue = runtime.queue();
-    let hog = queue.enqueue_with(Hog { n: 1, block_ms: 2_500 }, EnqueueOptions::new().priority(-1)).await.unwrap();
-    let next = queue.enqueue(Hog { n: 2, block_ms: 0 }).await.unwrap();
-    let handle = runtime.start().unwrap();
-    wait_for("the blocking job to time out", Duration::from_secs(10), || db.state(hog) == "failed").await;
-    wait_for("the next job, on a new arbiter", Duration::from_secs(3), || db.state(next) == "finished").await;
-    assert_eq!(done.lock().unwrap().iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2], "the blocked one still runs");
-    wait_for("the blocked thread to return", Duration::from_secs(10), || done.lock().unwrap().len() == 2).await;
-    assert_eq!(db.state(hog), "failed", "its late result changed nothing");
-    handle.shutdown().await;
-}
+backend_test!(
+    async fn async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter(db: TestDb) {
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let seen = done.clone();
+        let runtime = Runtime::new(fast_config(&db, 1), logger())
+            .unwrap()
+            .register::<Hog, _, _>(move || HogHandler(seen.clone()));
+        let queue = runtime.queue();
+        let hog = queue.enqueue_with(Hog { n: 1, block_ms: 2_500 }, EnqueueOptions::new().priority(-1)).await.unwrap();
+        let next = queue.enqueue(Hog { n: 2, block_ms: 0 }).await.unwrap();
+        let handle = runtime.start().unwrap();
+        wait_for("the blocking job to time out", Duration::from_secs(10), || db.state(hog) == "failed").await;
+        wait_for("the next job, on a new arbiter", Duration::from_secs(3), || db.state(next) == "finished").await;
+        assert_eq!(done.lock().unwrap().iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2], "the blocked one still runs");
+        wait_for("the blocked thread to return", Duration::from_secs(10), || done.lock().unwrap().len() == 2).await;
+        assert_eq!(db.state(hog), "failed", "its late result changed nothing");
+        handle.shutdown().await;
+    }
+);
 
 // --- cancelling a running job -------------------------------------------------------------------
 
@@ -277,27 +286,23 @@ async fn cancel_running(db: &TestDb, listen: bool, run_ms: u64) -> (i64, Arc<Lon
     (id, log, Instant::now(), handle)
 }
 
-async fn handler_watching_its_token_stops_when_its_job_is_cancelled(db: TestDb) {
-    let (id, log, asked, handle) = cancel_running(&db, true, 20_000).await;
-    wait_for("the job to end cancelled", Duration::from_secs(5), || db.state(id) == "cancelled").await;
-    assert!(asked.elapsed() < Duration::from_secs(3), "told within about a second");
-    assert_eq!(*log.ended.lock().unwrap(), [(true, Some(CancelReason::Cancelled))]);
-    handle.shutdown().await;
-}
+backend_test!(
+    async fn handler_watching_its_token_stops_when_its_job_is_cancelled(db: TestDb) {
+        let (id, log, asked, handle) = cancel_running(&db, true, 20_000).await;
+        wait_for("the job to end cancelled", Duration::from_secs(5), || db.state(id) == "cancelled").await;
+        assert!(asked.elapsed() < Duration::from_secs(3), "told within about a second");
+        assert_eq!(*log.ended.lock().unwrap(), [(true, Some(CancelReason::Cancelled))]);
+        handle.shutdown().await;
+    }
+);
 
-async fn handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled(db: TestDb) {
-    let (id, log, asked, handle) = cancel_running(&db, false, 2_000).await;
-    wait_for("the job to end cancelled", Duration::from_secs(6), || db.state(id) == "cancelled").await;
-    assert!(asked.elapsed() >= Duration::from_millis(1_500), "it ran to its end: {:?}", asked.elapsed());
-    let ended = log.ended.lock().unwrap().clone();
-    assert_eq!(ended, [(false, Some(CancelReason::Cancelled))], "its token fired; it returned Ok all the same");
-    handle.shutdown().await;
-}
-
-backend_tests!(actix:
-    async_handler_past_its_timeout_is_retried_and_succeeds_later,
-    blocking_handler_stuck_past_its_timeout_frees_its_slot_and_status_shows_it,
-    async_actor_blocking_its_thread_past_its_timeout_moves_to_a_new_arbiter,
-    handler_watching_its_token_stops_when_its_job_is_cancelled,
-    handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled,
+backend_test!(
+    async fn handler_ignoring_its_token_runs_to_its_end_and_the_job_ends_cancelled(db: TestDb) {
+        let (id, log, asked, handle) = cancel_running(&db, false, 2_000).await;
+        wait_for("the job to end cancelled", Duration::from_secs(6), || db.state(id) == "cancelled").await;
+        assert!(asked.elapsed() >= Duration::from_millis(1_500), "it ran to its end: {:?}", asked.elapsed());
+        let ended = log.ended.lock().unwrap().clone();
+        assert_eq!(ended, [(false, Some(CancelReason::Cancelled))], "its token fired; it returned Ok all the same");
+        handle.shutdown().await;
+    }
 );

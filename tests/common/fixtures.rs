@@ -1,4 +1,6 @@
-//! Test jobs and handlers shared by the runtime tests, and their logger.
+//! Test jobs and handlers shared by the runtime tests, and their logger. A test whose handler
+//! must do something of its own (count dropped futures, keep tokens, block an async actor's
+//! thread, kill its process) keeps it beside the test.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,40 +48,89 @@ impl Handler<Perform<Noop>> for NoopHandler {
     }
 }
 
-/// A numbered job that sleeps `sleep_ms` without blocking its handler's thread.
+/// A numbered job for an async actor: its handler panics if asked, or else sleeps `sleep_ms`
+/// without blocking its thread. A failed attempt is retried at once (no backoff).
 #[derive(Serialize, Deserialize)]
-pub struct Tick {
+pub struct Step {
     /// Which job it is.
     pub n: i64,
+    /// Whether its handler panics (with `step {n} exploded`) instead of sleeping.
+    pub panic: bool,
     /// How long it runs.
     pub sleep_ms: u64,
 }
 
-impl Job for Tick {
-    const KIND: &'static str = "test.tick";
+impl Job for Step {
+    const KIND: &'static str = "test.step";
+    fn backoff(_: i32) -> Duration {
+        Duration::ZERO
+    }
 }
 
-/// Every execution of a [`Tick`]: its number and when it started.
+/// Every execution of a [`Step`]: its number and when it started.
 pub type Executions = Arc<Mutex<Vec<(i64, Instant)>>>;
 
-/// Runs [`Tick`] jobs and records every execution.
-pub struct Ticker {
+/// The numbers of the recorded executions, in the order they started.
+pub fn numbers(seen: &Executions) -> Vec<i64> {
+    seen.lock().unwrap().iter().map(|(n, _)| *n).collect()
+}
+
+/// Runs [`Step`] jobs (a `ResponseFuture` handler: several at once) and records every
+/// execution, a panicking one included.
+pub struct Stepper {
     /// Where executions are recorded.
     pub seen: Executions,
 }
 
-impl Actor for Ticker {
+impl Actor for Stepper {
     type Context = Context<Self>;
 }
 
-impl Handler<Perform<Tick>> for Ticker {
+impl Handler<Perform<Step>> for Stepper {
     type Result = ResponseFuture<Result<(), JobError>>;
-    fn handle(&mut self, msg: Perform<Tick>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Perform<Step>, _: &mut Context<Self>) -> Self::Result {
         self.seen.lock().unwrap().push((msg.job.n, Instant::now()));
+        if msg.job.panic {
+            panic!("step {} exploded", msg.job.n);
+        }
         Box::pin(async move {
             actix_rt::time::sleep(Duration::from_millis(msg.job.sleep_ms)).await;
             Ok(())
         })
+    }
+}
+
+/// A numbered job for a blocking actor (`register_sync`): its handler blocks its thread for
+/// `sleep_ms`, then panics if asked.
+#[derive(Serialize, Deserialize)]
+pub struct Blocking {
+    /// Which job it is.
+    pub n: i64,
+    /// Whether its handler panics (with `blocking {n} exploded`) after sleeping.
+    pub panic: bool,
+    /// How long it blocks its thread.
+    pub sleep_ms: u64,
+}
+
+impl Job for Blocking {
+    const KIND: &'static str = "test.blocking";
+}
+
+/// Runs [`Blocking`] jobs on a `SyncArbiter` thread.
+pub struct BlockingWorker;
+
+impl Actor for BlockingWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Perform<Blocking>> for BlockingWorker {
+    type Result = Result<(), JobError>;
+    fn handle(&mut self, msg: Perform<Blocking>, _: &mut SyncContext<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(msg.job.sleep_ms));
+        if msg.job.panic {
+            panic!("blocking {} exploded", msg.job.n);
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
-//! What the integration tests share: test databases and the one list of backends every
-//! backend test runs on ([`for_each_backend!`]), test jobs and handlers, a log recorder and
-//! database outages on demand.
+//! What the integration tests share: test databases, backend tests written once
+//! ([`backend_test!`]) and the one list of backends they run on ([`for_each_backend!`]), test
+//! jobs and handlers, a log recorder and database outages on demand.
 //!
 //! A [`TestDb`] is a fresh SQLite file in a temporary directory, or a fresh schema in the
 //! PostgreSQL database named by `SOLIDQ_TEST_POSTGRES_URL`; each is private to one test, so
@@ -36,54 +36,81 @@ macro_rules! for_each_backend {
 }
 pub(crate) use for_each_backend;
 
-/// One test per backend for each named function of the enclosing module:
-/// `backend_tests!(by_ref: f, g)` for `fn f(db: &TestDb)`, `backend_tests!(owned: f)` for
-/// `fn f(db: TestDb)`, `backend_tests!(actix: f)` for `async fn f(db: TestDb)` run in an actix
-/// System.
-macro_rules! backend_tests {
-    ($kind:ident: $($name:ident),* $(,)?) => {
-        $crate::common::for_each_backend!(crate::common::backend_module!($kind: $($name),*));
+/// A test written once and run on every backend of [`for_each_backend!`]: the function as
+/// written, and beside it a module of the same name with one test per backend
+/// (`name::sqlite`, `name::postgres`, …) that calls it with a fresh database of its own. The
+/// signature says how it is called:
+///
+/// ```ignore
+/// backend_test!(
+///     /// Doc comments and attributes stay on the function.
+///     fn by_reference(db: &TestDb) { … }
+/// );
+/// backend_test!(
+///     fn owned(db: TestDb) { … }
+/// );
+/// backend_test!(
+///     async fn in_an_actix_system(db: TestDb) { … } // under `#[actix_rt::test]`
+/// );
+/// ```
+///
+/// One invocation may hold several functions. Parentheses rather than braces, so that
+/// `cargo fmt` formats the functions too.
+macro_rules! backend_test {
+    () => {};
+    ($(#[$attr:meta])* fn $name:ident($db:ident: &$ty:ty) $body:block $($rest:tt)*) => {
+        $(#[$attr])*
+        fn $name($db: &$ty) $body
+        mod $name {
+            $crate::common::for_each_backend!(crate::common::backend_case!(by_ref, $name));
+        }
+        $crate::common::backend_test!($($rest)*);
+    };
+    ($(#[$attr:meta])* fn $name:ident($db:ident: $ty:ty) $body:block $($rest:tt)*) => {
+        $(#[$attr])*
+        fn $name($db: $ty) $body
+        mod $name {
+            $crate::common::for_each_backend!(crate::common::backend_case!(owned, $name));
+        }
+        $crate::common::backend_test!($($rest)*);
+    };
+    ($(#[$attr:meta])* async fn $name:ident($db:ident: $ty:ty) $body:block $($rest:tt)*) => {
+        $(#[$attr])*
+        async fn $name($db: $ty) $body
+        mod $name {
+            $crate::common::for_each_backend!(crate::common::backend_case!(actix, $name));
+        }
+        $crate::common::backend_test!($($rest)*);
     };
 }
-pub(crate) use backend_tests;
+pub(crate) use backend_test;
 
-/// One backend's module of [`backend_tests!`].
-macro_rules! backend_module {
-    ($backend:ident, $db:expr, by_ref: $($name:ident),*) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $name() {
-                    let Some(db) = $db else { return };
-                    super::$name(&db);
-                }
-            )*
+/// One backend's test of a [`backend_test!`] function, named after the backend; skipped (and
+/// passing) when the backend's database is not there.
+macro_rules! backend_case {
+    ($backend:ident, $db:expr, by_ref, $name:ident) => {
+        #[test]
+        fn $backend() {
+            let Some(db) = $db else { return };
+            super::$name(&db);
         }
     };
-    ($backend:ident, $db:expr, owned: $($name:ident),*) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $name() {
-                    let Some(db) = $db else { return };
-                    super::$name(db);
-                }
-            )*
+    ($backend:ident, $db:expr, owned, $name:ident) => {
+        #[test]
+        fn $backend() {
+            let Some(db) = $db else { return };
+            super::$name(db);
         }
     };
-    ($backend:ident, $db:expr, actix: $($name:ident),*) => {
-        mod $backend {
-            $(
-                #[actix_rt::test]
-                async fn $name() {
-                    let Some(db) = $db else { return };
-                    super::$name(db).await;
-                }
-            )*
+    ($backend:ident, $db:expr, actix, $name:ident) => {
+        #[actix_rt::test]
+        async fn $backend() {
+            let Some(db) = $db else { return };
+            super::$name(db).await;
         }
     };
 }
-pub(crate) use backend_module;
+pub(crate) use backend_case;
 
 /// A migrated, private database and a store connected to it. Dropping it removes the database
 /// (the SQLite directory, or the PostgreSQL schema).

@@ -1,8 +1,8 @@
-//! The store conformance suite: every behaviour of the store, written once and run against
-//! every backend in the one list of `tests/common` (`sqlite::…` always, `postgres::…` when
-//! `SOLIDQ_TEST_POSTGRES_URL` is set), one file per role of the store. Every test gets its own
-//! database file or schema. A few tests prove what only one backend has (PostgreSQL's session
-//! locks and `SKIP LOCKED`); they sit in `postgres_only` modules.
+//! The store conformance suite: every behaviour of the store, written once (`backend_test!`)
+//! and run against every backend in the one list of `tests/common` (`…::sqlite` always,
+//! `…::postgres` when `SOLIDQ_TEST_POSTGRES_URL` is set), one file per role of the store.
+//! Every test gets its own database file or schema. A few tests prove what only one backend
+//! has (PostgreSQL's session locks and `SKIP LOCKED`); they sit in `postgres_only` modules.
 
 #[path = "../common/mod.rs"]
 mod common;

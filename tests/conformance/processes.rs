@@ -1,58 +1,59 @@
 //! Processes: register, beat, session liveness, deregister.
 
 use super::*;
-use crate::common::{backend_tests, TestDb};
+use crate::common::{backend_test, TestDb};
 
-backend_tests!(by_ref:
-    heartbeat_stamps_a_live_process_and_reports_a_missing_one,
-    keep_session_of_a_healthy_or_unknown_process_does_nothing,
-    register_rejects_a_duplicate_name,
-    deregister_releases_claims_to_ready_and_removes_the_process,
+backend_test!(
+    fn heartbeat_stamps_a_live_process_and_reports_a_missing_one(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "worker");
+        assert_eq!(store.beat(p, t(30)).unwrap(), Beat::Stamped);
+        let row = store.processes().unwrap().into_iter().find(|r| r.id == p).unwrap();
+        assert_eq!((row.last_heartbeat_at, row.created_at), (t(30), t(0)));
+        assert_eq!(store.beat(9_999, t(30)).unwrap(), Beat::Missing);
+        store.deregister(p, t(40)).unwrap();
+        assert_eq!(store.beat(p, t(50)).unwrap(), Beat::Missing);
+    }
 );
 
-fn heartbeat_stamps_a_live_process_and_reports_a_missing_one(db: &TestDb) {
-    let store = &db.store;
-    let p = register(store, "worker");
-    assert_eq!(store.beat(p, t(30)).unwrap(), Beat::Stamped);
-    let row = store.processes().unwrap().into_iter().find(|r| r.id == p).unwrap();
-    assert_eq!((row.last_heartbeat_at, row.created_at), (t(30), t(0)));
-    assert_eq!(store.beat(9_999, t(30)).unwrap(), Beat::Missing);
-    store.deregister(p, t(40)).unwrap();
-    assert_eq!(store.beat(p, t(50)).unwrap(), Beat::Missing);
-}
+backend_test!(
+    fn keep_session_of_a_healthy_or_unknown_process_does_nothing(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "worker");
+        assert!(!store.keep_session(p).unwrap());
+        assert!(!store.keep_session(9_999).unwrap());
+        store.deregister(p, t(1)).unwrap();
+        assert!(!store.keep_session(p).unwrap());
+    }
+);
 
-fn keep_session_of_a_healthy_or_unknown_process_does_nothing(db: &TestDb) {
-    let store = &db.store;
-    let p = register(store, "worker");
-    assert!(!store.keep_session(p).unwrap());
-    assert!(!store.keep_session(9_999).unwrap());
-    store.deregister(p, t(1)).unwrap();
-    assert!(!store.keep_session(p).unwrap());
-}
+backend_test!(
+    fn register_rejects_a_duplicate_name(db: &TestDb) {
+        let store = &db.store;
+        register(store, "same");
+        assert!(store.register_process(&new_process("same"), t(1)).is_err());
+        assert_eq!(store.processes().unwrap().len(), 1);
+    }
+);
 
-fn register_rejects_a_duplicate_name(db: &TestDb) {
-    let store = &db.store;
-    register(store, "same");
-    assert!(store.register_process(&new_process("same"), t(1)).is_err());
-    assert_eq!(store.processes().unwrap().len(), 1);
-}
-
-fn deregister_releases_claims_to_ready_and_removes_the_process(db: &TestDb) {
-    let store = &db.store;
-    let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)]);
-    let p = register(store, "leaving");
-    let other = register(store, "staying");
-    let got = claim(store, p, &["*"], 3);
-    assert!(applied(store.complete(&[got[0].token], t(2)).unwrap()));
-    assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
-    assert_eq!(store.processes().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
-    assert_eq!(state(store, ids[0]), "finished");
-    assert_eq!(state(store, ids[1]), "ready");
-    assert_eq!(state(store, ids[2]), "ready");
-    assert!(fenced(store.complete(&[got[1].token], t(4)).unwrap()));
-    assert_eq!(store.deregister(p, t(5)).unwrap(), 0);
-    assert_eq!(totals(store), counts(2, 0, 0, 0, 1));
-}
+backend_test!(
+    fn deregister_releases_claims_to_ready_and_removes_the_process(db: &TestDb) {
+        let store = &db.store;
+        let ids = enqueue(store, &[job("a", "q", 0), job("b", "q", 0), job("c", "q", 0)]);
+        let p = register(store, "leaving");
+        let other = register(store, "staying");
+        let got = claim(store, p, &["*"], 3);
+        assert!(applied(store.complete(&[got[0].token], t(2)).unwrap()));
+        assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
+        assert_eq!(store.processes().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+        assert_eq!(state(store, ids[0]), "finished");
+        assert_eq!(state(store, ids[1]), "ready");
+        assert_eq!(state(store, ids[2]), "ready");
+        assert!(fenced(store.complete(&[got[1].token], t(4)).unwrap()));
+        assert_eq!(store.deregister(p, t(5)).unwrap(), 0);
+        assert_eq!(totals(store), counts(2, 0, 0, 0, 1));
+    }
+);
 
 /// What only PostgreSQL has: session locks, `SKIP LOCKED`, row locks between claims and reaps.
 mod postgres_only {

@@ -1,17 +1,15 @@
 //! Migrations and opening a database.
 
 use super::*;
-use crate::common::{backend_tests, TestDb};
+use crate::common::{backend_test, TestDb};
 
-backend_tests!(by_ref:
-    migrate_is_idempotent,
+backend_test!(
+    fn migrate_is_idempotent(db: &TestDb) {
+        assert_eq!(db.store.migrate().expect("second migrate"), 0);
+        let again = db.connect_again();
+        assert_eq!(again.migrate().expect("migrate from another store"), 0);
+    }
 );
-
-fn migrate_is_idempotent(db: &TestDb) {
-    assert_eq!(db.store.migrate().expect("second migrate"), 0);
-    let again = db.connect_again();
-    assert_eq!(again.migrate().expect("migrate from another store"), 0);
-}
 
 #[test]
 fn unreachable_postgres_server_gives_a_connection_error_within_the_timeout() {
