@@ -228,7 +228,7 @@ fn fake_process(db: &TestDb, heartbeat_age: Duration) -> i64 {
         name: format!("ghost-{}", fastrand::u32(..)),
         pid: 1,
         hostname: "elsewhere".into(),
-        metadata: serde_json::json!({}),
+        metadata: Default::default(),
     };
     db.store.register_process(&row, then).unwrap()
 }

@@ -377,10 +377,14 @@ fn enqueue_warns_when_no_live_process_would_run_the_job() {
     assert!(run.stderr.contains("warning: no live process is registered"), "{}", run.stderr);
 
     let store = solidq::Store::connect(&solidq::DatabaseUrl::Sqlite(path), 1).unwrap();
-    let metadata = serde_json::json!({"details": {
-        "kinds": ["mailer.welcome"],
-        "workers": [{"queues": ["mailers"], "concurrency": 3}],
-    }});
+    let metadata = solidq::model::ProcessMetadata {
+        details: solidq::model::ProcessDetails {
+            kinds: vec!["mailer.welcome".into()],
+            workers: vec![solidq::model::WorkerDetails { queues: vec!["mailers".into()], concurrency: 3 }],
+            backend: "sqlite".into(),
+        },
+        ..Default::default()
+    };
     let process = solidq::model::NewProcess {
         kind: "Runtime".into(),
         name: "web-1".into(),

@@ -16,7 +16,7 @@ use chrono::Utc;
 use common::TestDb;
 use common::{backend_test, send, wait_exit, wait_until};
 use serde::{Deserialize, Serialize};
-use solidq::maintenance::reaper::{Reaper, ReaperConfig};
+use solidq::maintenance::watchdog::{Watchdog, WatchdogConfig};
 use solidq::maintenance::{Pass, Service};
 use solidq::{Job, JobError, Perform, Runtime};
 
@@ -164,13 +164,13 @@ backend_test!(
         assert!(sent.elapsed() < Duration::from_secs(5), "QUIT does not wait for the 20 s jobs");
         assert!(states(&db, &ids).iter().all(|s| s == "claimed"), "claims left in place");
         assert_eq!(db.store.processes().unwrap().len(), 1, "row left in place");
-        // A reaper on this host sees the pid is gone (and on PostgreSQL, the session too).
-        let config = ReaperConfig {
+        // A watchdog on this host sees the pid is gone (and on PostgreSQL, the session too).
+        let config = WatchdogConfig {
             alive_threshold: Duration::from_secs(60),
             session_confirmation: Duration::ZERO,
-            ..ReaperConfig::default()
+            ..WatchdogConfig::default()
         };
-        let outcome = Reaper::new(config).run_once(&db.store, Pass::now(None)).unwrap();
+        let outcome = Watchdog::new(config).run_once(&db.store, Pass::now(None)).unwrap();
         assert_eq!(outcome.reaped.len(), 1);
         assert_eq!(outcome.reaped[0].retried, 2);
         assert!(states(&db, &ids).iter().all(|s| s == "ready"));

@@ -153,7 +153,7 @@ backend_test!(
         })
         .await;
         let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
-        let abandoned = solidq::status::AbandonedExecutions::of(&row);
+        let abandoned = row.metadata.abandoned();
         assert_eq!((abandoned.count, abandoned.job_ids()), (1, vec![stuck]));
         assert_eq!(abandoned.executions[0].kind, "test.stuck");
         assert_eq!(abandoned.executions[0].timeout_secs, 0.3);
@@ -163,7 +163,7 @@ backend_test!(
             .await;
         wait_for("status to forget it", Duration::from_secs(3), || {
             let row = db.store.processes().unwrap().into_iter().find(|p| p.id == process).unwrap();
-            solidq::status::AbandonedExecutions::of(&row).count == 0
+            row.metadata.abandoned().count == 0
         })
         .await;
         let job = db.store.job(stuck).unwrap().unwrap();

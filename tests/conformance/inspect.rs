@@ -83,7 +83,7 @@ backend_test!(
             .unwrap();
         let rows = store.processes().unwrap();
         assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [first, second]);
-        assert_eq!(rows[0].metadata, json!({ "workers": ["*:3"], "boot": "first" }));
+        assert_eq!(rows[0].metadata, new_process("first").metadata);
         assert_eq!((rows[0].kind.as_str(), rows[0].name.as_str()), ("Runtime", "first"));
         assert_eq!((rows[1].pid, rows[1].hostname.as_str()), (7, "other"));
         assert_eq!((rows[1].created_at, rows[1].last_heartbeat_at), (t(3), t(3)));

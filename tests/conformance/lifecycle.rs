@@ -324,8 +324,9 @@ backend_test!(
 );
 
 backend_test!(
-    fn the_dispatcher_clears_ended_jobs_and_sweeps_blocked_keys(db: &TestDb) {
-        use solidq::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
+    fn the_cleaner_clears_ended_jobs_and_the_sweep_lets_blocked_jobs_in(db: &TestDb) {
+        use solidq::maintenance::blocked_sweep::BlockedSweep;
+        use solidq::maintenance::cleaner::Cleaner;
         use solidq::maintenance::{Pass, Service};
         let store = &db.store;
         let p = register(store, "p");
@@ -338,15 +339,14 @@ backend_test!(
         let plain = c.iter().find(|c| c.token.job_id == ids[2]).unwrap().token;
         assert!(applied(store.complete(&[plain], t(5)).unwrap()));
         let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
-        // Kept for an hour: the first pass deletes nothing and the holder still counts.
-        let keep =
-            DispatcherConfig { clear_finished_after: Some(Duration::from_secs(3600)), ..DispatcherConfig::default() };
-        let outcome = Dispatcher::new(keep).run_once(store, pass(10)).unwrap();
-        assert_eq!((outcome.cleared, outcome.released), (0, 0));
+        // Kept for an hour: the first pass deletes nothing, and the holder still counts.
+        let cleared = Cleaner::new(Duration::from_secs(3600)).run_once(store, pass(10)).unwrap();
+        let released = BlockedSweep::default().run_once(store, pass(10)).unwrap();
+        assert_eq!((cleared, released), (0, 0));
         // Not preserved, and the holder is past its duration: both happen on the first pass.
-        let eager = DispatcherConfig { clear_finished_after: Some(Duration::ZERO), ..DispatcherConfig::default() };
-        let outcome = Dispatcher::new(eager).run_once(store, pass(70)).unwrap();
-        assert_eq!((outcome.cleared, outcome.released), (1, 1));
+        let cleared = Cleaner::new(Duration::ZERO).run_once(store, pass(70)).unwrap();
+        let released = BlockedSweep::default().run_once(store, pass(70)).unwrap();
+        assert_eq!((cleared, released), (1, 1));
         assert!(store.job(ids[2]).unwrap().is_none());
         assert_eq!(state(store, ids[1]), "ready");
     }

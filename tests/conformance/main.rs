@@ -25,7 +25,8 @@ pub use diesel::connection::SimpleConnection;
 pub use diesel::{Connection, PgConnection, SqliteConnection};
 pub use serde_json::json;
 pub use solidq::model::{
-    ClaimedJob, DeathPolicy, FailureKind, FailureRecord, JobState, NewProcess, ProcessId, QueuePattern,
+    ClaimedJob, DeathPolicy, FailureKind, FailureRecord, JobState, NewProcess, ProcessDetails, ProcessId,
+    ProcessMetadata, QueuePattern, WorkerDetails,
 };
 pub use solidq::store::{Beat, DeathCause, JobCounts, QueueCounts, Settled, StoreResult, TIDY_AFTER_CLAIMS};
 pub use solidq::{DatabaseUrl, EnqueueConnection, JobId, NewJob, SharedStore, Store};
@@ -96,7 +97,14 @@ pub fn new_process(name: &str) -> NewProcess {
         name: name.to_string(),
         pid: 4242,
         hostname: "testhost".to_string(),
-        metadata: json!({ "workers": ["*:3"], "boot": name }),
+        metadata: ProcessMetadata {
+            boot_id: name.to_string(),
+            details: ProcessDetails {
+                workers: vec![WorkerDetails { queues: vec!["*".into()], concurrency: 3 }],
+                ..ProcessDetails::default()
+            },
+            ..ProcessMetadata::default()
+        },
     }
 }
 

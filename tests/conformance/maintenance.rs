@@ -172,7 +172,7 @@ backend_test!(
             let victim = register(&db.store, &format!("victim-{round}"));
             assert_eq!(claim(&db.store, victim, &["*"], 100).len(), 10);
             let barrier = Arc::new(Barrier::new(2));
-            let reapers: Vec<_> = [db.store.clone(), other.clone()]
+            let watchdogs: Vec<_> = [db.store.clone(), other.clone()]
                 .into_iter()
                 .map(|store| {
                     let barrier = barrier.clone();
@@ -183,7 +183,8 @@ backend_test!(
                     })
                 })
                 .collect();
-            let outcomes: Vec<ReapOutcome> = reapers.into_iter().map(|h| h.join().expect("reaper thread")).collect();
+            let outcomes: Vec<ReapOutcome> =
+                watchdogs.into_iter().map(|h| h.join().expect("watchdog thread")).collect();
             assert_eq!(outcomes.iter().filter(|o| o.reaped).count(), 1, "{outcomes:?}");
             assert_eq!(outcomes.iter().map(|o| o.retried).sum::<usize>(), 10, "{outcomes:?}");
             assert_eq!(outcomes.iter().map(|o| o.failed).sum::<usize>(), 0, "{outcomes:?}");
@@ -332,7 +333,7 @@ backend_test!(
     /// processes.
     fn maintenance_reads_again_only_after_a_change_where_the_store_sees_every_commit(db: &TestDb) {
         use solidq::maintenance::dispatcher::{Dispatcher, DispatcherConfig};
-        use solidq::maintenance::reaper::{Reaper, ReaperConfig};
+        use solidq::maintenance::watchdog::{Watchdog, WatchdogConfig};
         use solidq::maintenance::{Pass, Service};
         let operations = Arc::new(Operations::default());
         let store = Store::connect(&db.url, 2).unwrap().observed_by(operations.clone());
@@ -374,7 +375,7 @@ backend_test!(
         assert_eq!(dispatch(49, false), 0);
         assert_eq!(dispatch(50, true), 1);
 
-        let mut reaper = Reaper::new(ReaperConfig { pid_probe: false, ..ReaperConfig::default() });
+        let mut reaper = Watchdog::new(WatchdogConfig { pid_probe: false, ..WatchdogConfig::default() });
         let own = register(&store, "judge");
         let lists = || operations.count("listing processes");
         let mut expected = 0;
@@ -408,39 +409,30 @@ backend_test!(
         let mut dispatcher = Dispatcher::new(config);
         let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
         // Nothing due: one read, no transaction.
-        assert_eq!(
-            dispatcher.run_once(store, pass(5)).unwrap(),
-            DispatchOutcome { moved: 0, batches: 0, tidied: false, ..DispatchOutcome::default() }
-        );
+        assert_eq!(dispatcher.run_once(store, pass(5)).unwrap(), DispatchOutcome { moved: 0, batches: 0 });
         // Two full batches, then the pass stops; the next pass takes the rest.
-        assert_eq!(
-            dispatcher.run_once(store, pass(50)).unwrap(),
-            DispatchOutcome { moved: 6, batches: 2, tidied: false, ..DispatchOutcome::default() }
-        );
-        assert_eq!(
-            dispatcher.run_once(store, pass(50)).unwrap(),
-            DispatchOutcome { moved: 1, batches: 1, tidied: false, ..DispatchOutcome::default() }
-        );
+        assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 6, batches: 2 });
+        assert_eq!(dispatcher.run_once(store, pass(50)).unwrap(), DispatchOutcome { moved: 1, batches: 1 });
         assert_eq!(totals(store), counts(7, 1, 0, 0, 0));
     }
 );
 
 backend_test!(
     fn reaper_service_reaps_a_silent_process_only_after_watching_for_a_threshold(db: &TestDb) {
-        use solidq::maintenance::reaper::{Reaper, ReaperConfig};
+        use solidq::maintenance::watchdog::{Watchdog, WatchdogConfig};
         use solidq::maintenance::{Pass, Service};
         let store = &db.store;
         let id = enqueue_one(store, job("k", "q", 0));
         let silent = register(store, "silent"); // last beat at t(0)
         claim(store, silent, &["*"], 1);
         let me = register(store, "me");
-        let config = ReaperConfig {
+        let config = WatchdogConfig {
             alive_threshold: Duration::from_secs(10),
             pid_probe: false,
             observation_gap: Duration::from_secs(2),
-            ..ReaperConfig::default()
+            ..WatchdogConfig::default()
         };
-        let mut reaper = Reaper::new(config);
+        let mut reaper = Watchdog::new(config);
         let start = Instant::now();
         let pass =
             |second: i64| Pass { own: Some(me), now: t(second), clock: start + Duration::from_secs(second as u64) };

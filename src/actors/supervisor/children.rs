@@ -74,7 +74,7 @@ impl Supervisor {
         }
         kinds
             .into_iter()
-            .map(|kind| (kind, stuck_limit(&settings, kind)))
+            .map(|kind| (kind, stuck_limit(settings, kind)))
             .map(|(kind, stuck_after)| Child {
                 kind,
                 running: None,
