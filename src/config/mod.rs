@@ -251,16 +251,14 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let defaults = Config::default();
         let mut r = Reader { lookup, problems: Vec::new() };
+        // Read in the order of the table above, so that problems are listed in that order.
+        let database_url = r.read("SOLIDQ_DATABASE_URL", defaults.database_url, DatabaseUrl::parse_detailed);
+        let pool_size = r.read("SOLIDQ_POOL_SIZE", None, |text| parse_count(text, limits::POOL_SIZE, "8").map(Some));
         let workers = r.read("SOLIDQ_WORKERS", defaults.workers.clone(), workers::parse_workers);
-        let (recurring_file, recurring_tasks) = r
-            .read("SOLIDQ_RECURRING", None, parse_recurring)
-            .map_or((None, Vec::new()), |(file, tasks)| (Some(file), tasks));
-        let config = Config {
-            database_url: r.read("SOLIDQ_DATABASE_URL", defaults.database_url, DatabaseUrl::parse_detailed),
+        let mut config = Config {
+            database_url,
             // Unset: follows the worker groups.
-            pool_size: r.read("SOLIDQ_POOL_SIZE", default_pool_size(workers.len()), |text| {
-                parse_count(text, limits::POOL_SIZE, "8")
-            }),
+            pool_size: pool_size.unwrap_or_else(|| default_pool_size(workers.len())),
             workers,
             polling_interval: r.read_duration(
                 "SOLIDQ_POLLING_INTERVAL",
@@ -322,10 +320,13 @@ impl Config {
                 defaults.clear_finished_after,
                 limits::CLEAR_FINISHED_AFTER,
             ),
-            recurring_file,
-            recurring_tasks,
             scheduler: r.read("SOLIDQ_SCHEDULER", defaults.scheduler, parse_bool),
+            recurring_file: None,
+            recurring_tasks: Vec::new(),
         };
+        if let Some((file, tasks)) = r.read("SOLIDQ_RECURRING", None, parse_recurring) {
+            (config.recurring_file, config.recurring_tasks) = (Some(file), tasks);
+        }
         check_threshold(&mut r, &config);
         if r.problems.is_empty() {
             Ok(config)
