@@ -145,6 +145,7 @@ impl Eq for Cancellation {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_token_fires_once_for_every_clone_and_keeps_its_first_reason() {
