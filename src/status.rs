@@ -90,11 +90,7 @@ pub fn unservable(
     now: NaiveDateTime,
     alive_threshold: Duration,
 ) -> Vec<Unservable> {
-    let live: Vec<Served> = processes
-        .iter()
-        .filter(|p| is_alive(heartbeat_age(now, p.last_heartbeat_at), alive_threshold))
-        .map(Served::by)
-        .collect();
+    let live = live_served(processes, now, alive_threshold);
     waiting
         .iter()
         .filter(|w| !live.iter().any(|served| served.runs(&w.kind, &w.queue)))
@@ -108,6 +104,15 @@ pub fn unservable(
                 "no live process has a handler for this kind"
             },
         })
+        .collect()
+}
+
+/// What each live process serves: those whose heartbeat is within `alive_threshold` of `now`.
+pub fn live_served(processes: &[ProcessRow], now: NaiveDateTime, alive_threshold: Duration) -> Vec<Served> {
+    processes
+        .iter()
+        .filter(|p| is_alive(heartbeat_age(now, p.last_heartbeat_at), alive_threshold))
+        .map(Served::by)
         .collect()
 }
 
@@ -145,7 +150,7 @@ fn printable(text: &str) -> String {
 }
 
 /// Lays out rows under headers; columns whose flag in `right` is set are right-aligned.
-fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

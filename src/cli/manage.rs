@@ -4,9 +4,10 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
-use super::{connect_ready, now, Failure};
+use super::common::{connect_ready, now, Failure};
 use crate::config::Config;
 use crate::model::{JobId, JobState};
+use crate::status;
 use crate::store::inspect::JobRow;
 use crate::store::manage::{ActionError, Cancelled};
 use crate::store::JobFilter;
@@ -143,26 +144,25 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
                 json_line(out, &rows);
                 return Ok(());
             }
-            let _ = writeln!(
-                out,
-                "{:>10}  {:<9}  {:<24}  {:<12}  {:>8}  {:<19}  ERROR",
-                "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS", "AT (UTC)"
-            );
-            for row in &rows {
-                let state = row.state.map_or("?", JobState::as_str);
-                let error = row.last_error.as_ref().map(|e| format!("{:?}: {}", e.kind, e.message)).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{:>10}  {:<9}  {:<24}  {:<12}  {:>8}  {:<19}  {}",
-                    row.id,
-                    state,
-                    cell(&row.kind, 24),
-                    cell(&row.queue, 12),
-                    format!("{}/{}", row.attempts, row.max_attempts),
-                    when(row),
-                    cell(&error, 60)
-                );
-            }
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    let error =
+                        row.last_error.as_ref().map(|e| format!("{:?}: {}", e.kind, e.message)).unwrap_or_default();
+                    vec![
+                        row.id.to_string(),
+                        row.state.map_or("?", JobState::as_str).to_string(),
+                        cell(&row.kind, 24),
+                        cell(&row.queue, 12),
+                        format!("{}/{}", row.attempts, row.max_attempts),
+                        when(row),
+                        cell(&error, 60),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "STATE", "KIND", "QUEUE", "ATTEMPTS", "AT (UTC)", "ERROR"];
+            let right = [true, false, false, false, true, false, false];
+            let _ = out.write_all(status::table(&header, &lines, &right).as_bytes());
             let _ = writeln!(out, "{} {} job{}", rows.len(), state, if rows.len() == 1 { "" } else { "s" });
         }
         JobsCommand::Show { id, json } => {
@@ -249,24 +249,23 @@ pub(super) fn queues(command: QueuesCommand, config: &Config, out: &mut dyn Writ
                 json_line(out, &rows);
                 return Ok(());
             }
-            let _ = writeln!(
-                out,
-                "{:<20}  {:>8}  {:>9}  {:>8}  {:>8}  {:>11}  PAUSED",
-                "QUEUE", "READY", "SCHEDULED", "RUNNING", "BLOCKED", "LATENCY (s)"
-            );
-            for row in &rows {
-                let _ = writeln!(
-                    out,
-                    "{:<20}  {:>8}  {:>9}  {:>8}  {:>8}  {:>11.1}  {}",
-                    cell(&row.name, 20),
-                    row.ready,
-                    row.scheduled,
-                    row.claimed,
-                    row.blocked,
-                    row.latency_seconds,
-                    if row.paused { "yes" } else { "no" }
-                );
-            }
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    vec![
+                        cell(&row.name, 20),
+                        row.ready.to_string(),
+                        row.scheduled.to_string(),
+                        row.claimed.to_string(),
+                        row.blocked.to_string(),
+                        format!("{:.1}", row.latency_seconds),
+                        if row.paused { "yes" } else { "no" }.to_string(),
+                    ]
+                })
+                .collect();
+            let header = ["QUEUE", "READY", "SCHEDULED", "RUNNING", "BLOCKED", "LATENCY (s)", "PAUSED"];
+            let right = [false, true, true, true, true, true, false];
+            let _ = out.write_all(status::table(&header, &lines, &right).as_bytes());
         }
         QueuesCommand::Pause { queue } => {
             let changed = store.pause_queue(&queue, now())?;
