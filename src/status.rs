@@ -169,11 +169,11 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> S
                 out.push_str(cell);
             } else {
                 out.push_str(cell);
-                if i + 1 < cells.len() {
-                    out.push_str(&" ".repeat(pad));
-                }
+                out.push_str(&" ".repeat(pad));
             }
         }
+        // No trailing blanks: the last cells may be short or empty.
+        let mut out = out.trim_end().to_string();
         out.push('\n');
         out
     };
