@@ -57,41 +57,26 @@ pub(crate) fn keys_of(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTr
 
 /// Inserts ready executions for `ids` (whatever their scheduled_at); returns how many.
 pub(crate) fn insert_ready(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<usize> {
-    let mut inserted = 0;
-    for chunk in ids.chunks(ID_CHUNK) {
-        inserted += diesel::insert_into(ready::table)
-            .values(jobs::table.filter(jobs::id.eq_any(chunk)).select((
-                jobs::id,
-                jobs::queue_name,
-                jobs::priority,
-                now.into_sql::<Timestamp>(),
-                jobs::class_name,
-            )))
-            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
-            .execute(conn)?;
+    ids.chunks(ID_CHUNK).map(|chunk| insert_ready_rows(conn, chunk, now, false)).sum()
+}
+
+/// Inserts ready executions for the jobs of `chunk` (with `due_only`, those due at `now`).
+fn insert_ready_rows(conn: &mut DbConnection, chunk: &[JobId], now: NaiveDateTime, due_only: bool) -> QueryResult<usize> {
+    let mut rows = jobs::table.filter(jobs::id.eq_any(chunk)).into_boxed();
+    if due_only {
+        rows = rows.filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)));
     }
-    Ok(inserted)
+    diesel::insert_into(ready::table)
+        .values(rows.select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>(), jobs::class_name)))
+        .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
+        .execute(conn)
 }
 
 /// Inserts a ready execution for each of `ids` due at `now` and a scheduled one for the rest,
 /// reading queue, priority and time from the job rows.
 pub(crate) fn insert_executions(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
     for chunk in ids.chunks(ID_CHUNK) {
-        diesel::insert_into(ready::table)
-            .values(
-                jobs::table
-                    .filter(jobs::id.eq_any(chunk))
-                    .filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)))
-                    .select((
-                        jobs::id,
-                        jobs::queue_name,
-                        jobs::priority,
-                        now.into_sql::<Timestamp>(),
-                        jobs::class_name,
-                    )),
-            )
-            .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
-            .execute(conn)?;
+        insert_ready_rows(conn, chunk, now, true)?;
         diesel::insert_into(scheduled::table)
             .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
                 jobs::id,

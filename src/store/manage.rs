@@ -95,9 +95,31 @@ enum Step<T> {
     Moved,
 }
 
-/// The state of job `id`, read in the action's transaction.
-fn state_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<Option<JobState>>> {
-    Ok(jobs_on(conn, &[id])?.pop().map(|row| row.state))
+/// Where job `id` is, read in an action's transaction.
+enum Found {
+    /// No such job.
+    Missing,
+    /// Between two execution tables (another transaction is moving it): try again.
+    Moving,
+    /// In this state.
+    At(JobState),
+}
+
+impl Found {
+    fn of(conn: &mut DbConnection, id: JobId) -> QueryResult<Found> {
+        Ok(match jobs_on(conn, &[id])?.pop() {
+            None => Found::Missing,
+            Some(row) => row.state.map_or(Found::Moving, Found::At),
+        })
+    }
+
+    /// What an action does about a job it did not find at rest.
+    fn step<T>(self, id: JobId) -> Result<Step<T>, ActionError> {
+        match self {
+            Found::Moving | Found::At(_) => Ok(Step::Moved),
+            Found::Missing => Err(ActionError::NotFound(id)),
+        }
+    }
 }
 
 /// Deletes the execution row that holds `id` in `state`; whether it was still there.
@@ -113,6 +135,25 @@ fn take_waiting(conn: &mut DbConnection, id: JobId, state: JobState) -> QueryRes
 }
 
 impl Store {
+    /// Ends waiting job `id` (in `state`) as `end`, letting in the jobs its concurrency key
+    /// held back; whether it was still there.
+    fn end_waiting(
+        &self,
+        conn: &mut DbConnection,
+        id: JobId,
+        state: JobState,
+        end: EndState,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        if !take_waiting(conn, id, state)? {
+            return Ok(false);
+        }
+        end_jobs(conn, &[id], end, None, now)?;
+        let keys = keys_of(conn, &[id])?;
+        concurrency::release_keys(self.dialect(), conn, &keys, now)?;
+        Ok(true)
+    }
+
     /// Runs `step` (one transaction) until the job it acts on stops moving under it.
     fn act<T>(
         &self,
@@ -134,25 +175,24 @@ impl Store {
     /// concurrency limit, if any) with one more attempt allowed if it had used them all.
     pub fn retry_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
         self.act("retrying a job", id, |conn| {
-            let state = match state_on(conn, id)? {
-                None => return Ok(Err(ActionError::NotFound(id))),
-                Some(state) => state,
+            let state = match Found::of(conn, id)? {
+                Found::At(state) => state,
+                other => return Ok(other.step(id)),
             };
             match state {
-                Some(JobState::Failed) => {
+                JobState::Failed => {
                     if !take_waiting(conn, id, JobState::Failed)? {
                         return Ok(Ok(Step::Moved));
                     }
                 }
-                Some(JobState::Discarded | JobState::Cancelled) => {}
-                Some(state) => {
+                JobState::Discarded | JobState::Cancelled => {}
+                state => {
                     return Ok(Err(ActionError::WrongState {
                         id,
                         state,
                         why: "only failed, discarded or cancelled jobs can be retried",
                     }))
                 }
-                None => return Ok(Ok(Step::Moved)),
             }
             restart(self, conn, &[id], now)?;
             Ok(Ok(Step::Done(())))
@@ -165,19 +205,15 @@ impl Store {
     /// run. A running job cannot be discarded (cancel it).
     pub fn discard_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
         self.act("discarding a job", id, |conn| {
-            let state = match state_on(conn, id)? {
-                None => return Ok(Err(ActionError::NotFound(id))),
-                Some(None) => return Ok(Ok(Step::Moved)),
-                Some(Some(state)) => state,
+            let state = match Found::of(conn, id)? {
+                Found::At(state) => state,
+                other => return Ok(other.step(id)),
             };
             match state {
                 JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Failed => {
-                    if !take_waiting(conn, id, state)? {
+                    if !self.end_waiting(conn, id, state, EndState::Discarded, now)? {
                         return Ok(Ok(Step::Moved));
                     }
-                    end_jobs(conn, &[id], EndState::Discarded, None, now)?;
-                    let keys = keys_of(conn, &[id])?;
-                    concurrency::release_keys(self.dialect(), conn, &keys, now)?;
                     Ok(Ok(Step::Done(())))
                 }
                 JobState::Claimed => Ok(Err(ActionError::WrongState {
@@ -195,19 +231,15 @@ impl Store {
     /// the handler returns (whatever it returns).
     pub fn cancel_job(&self, id: JobId, now: NaiveDateTime) -> Result<Cancelled, ActionError> {
         self.act("cancelling a job", id, |conn| {
-            let state = match state_on(conn, id)? {
-                None => return Ok(Err(ActionError::NotFound(id))),
-                Some(None) => return Ok(Ok(Step::Moved)),
-                Some(Some(state)) => state,
+            let state = match Found::of(conn, id)? {
+                Found::At(state) => state,
+                other => return Ok(other.step(id)),
             };
             match state {
                 JobState::Ready | JobState::Scheduled | JobState::Blocked => {
-                    if !take_waiting(conn, id, state)? {
+                    if !self.end_waiting(conn, id, state, EndState::Cancelled, now)? {
                         return Ok(Ok(Step::Moved));
                     }
-                    end_jobs(conn, &[id], EndState::Cancelled, None, now)?;
-                    let keys = keys_of(conn, &[id])?;
-                    concurrency::release_keys(self.dialect(), conn, &keys, now)?;
                     Ok(Ok(Step::Done(Cancelled::Now)))
                 }
                 JobState::Claimed => {

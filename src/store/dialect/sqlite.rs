@@ -155,6 +155,20 @@ fn watch_commits(context: &super::ListenerContext, wake: &dyn Fn(), stop: &std::
     }
 }
 
+/// Deletes the execution rows `rows` (their ids, with their jobs') by id, a chunk at a time,
+/// and returns their job ids: the rows were read under the write lock, so the deletion decides.
+fn delete_rows(
+    conn: &mut SqliteConnection,
+    rows: Vec<(i64, JobId)>,
+    delete: impl Fn(&mut SqliteConnection, &[i64]) -> QueryResult<usize>,
+) -> QueryResult<Vec<JobId>> {
+    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+    for chunk in ids.chunks(ID_CHUNK) {
+        delete(conn, chunk)?;
+    }
+    Ok(rows.into_iter().map(|(_, job_id)| job_id).collect())
+}
+
 /// Claims for `process` under the write lock.
 fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<ClaimedJob>> {
     let Claim { process, queues, kinds, limit, now } = *claim;
@@ -321,11 +335,7 @@ impl Dialect for Sqlite {
             .filter(claimed::process_id.ne_all(processes::table.select(processes::id)))
             .select((claimed::id, claimed::job_id))
             .load(conn)?;
-        let ids: Vec<i64> = orphans.iter().map(|(id, _)| *id).collect();
-        for chunk in ids.chunks(ID_CHUNK) {
-            diesel::delete(claimed::table.filter(claimed::id.eq_any(chunk))).execute(conn)?;
-        }
-        Ok(orphans.into_iter().map(|(_, job_id)| job_id).collect())
+        delete_rows(conn, orphans, |conn, ids| diesel::delete(claimed::table.filter(claimed::id.eq_any(ids))).execute(conn))
     }
 
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
@@ -336,11 +346,7 @@ impl Dialect for Sqlite {
             .limit(i64::try_from(batch).unwrap_or(i64::MAX))
             .select((scheduled::id, scheduled::job_id))
             .load(conn)?;
-        let ids: Vec<i64> = due.iter().map(|(id, _)| *id).collect();
-        for chunk in ids.chunks(ID_CHUNK) {
-            diesel::delete(scheduled::table.filter(scheduled::id.eq_any(chunk))).execute(conn)?;
-        }
-        Ok(due.into_iter().map(|(_, job_id)| job_id).collect())
+        delete_rows(conn, due, |conn, ids| diesel::delete(scheduled::table.filter(scheduled::id.eq_any(ids))).execute(conn))
     }
 
     fn delete_process(
