@@ -462,6 +462,23 @@ mod tests {
         }
     }
 
+    /// A view at [`now`] with nothing waiting.
+    fn view<'a>(
+        processes: &'a [ProcessRow],
+        totals: &'a JobCounts,
+        queues: &'a [QueueCounts],
+        alive_threshold_secs: u64,
+    ) -> StatusView<'a> {
+        StatusView {
+            processes,
+            totals,
+            queues,
+            waiting: &[],
+            now: now(),
+            alive_threshold: Duration::from_secs(alive_threshold_secs),
+        }
+    }
+
     fn counts(ready: i64, failed: i64) -> JobCounts {
         JobCounts { ready, scheduled: 2, claimed: 3, failed, finished: 100, ..JobCounts::default() }
     }
@@ -497,14 +514,7 @@ mod tests {
             QueueCounts { queue: "default".into(), counts: counts(4, 1) },
             QueueCounts { queue: "reports-monthly".into(), counts: counts(1, 0) },
         ];
-        let text = render_table(&StatusView {
-            processes: &processes,
-            totals: &totals,
-            queues: &queues,
-            waiting: &[],
-            now: now(),
-            alive_threshold: Duration::from_secs(60),
-        });
+        let text = render_table(&view(&processes, &totals, &queues, 60));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("Processes: 2 (1 alive, 1 dead; dead = no heartbeat for over 1m"), "{text}");
         assert_eq!(lines[1], "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE");
@@ -518,28 +528,14 @@ mod tests {
 
     #[test]
     fn table_without_processes_or_jobs() {
-        let text = render_table(&StatusView {
-            processes: &[],
-            totals: &JobCounts::default(),
-            queues: &[],
-            waiting: &[],
-            now: now(),
-            alive_threshold: Duration::from_secs(300),
-        });
+        let text = render_table(&view(&[], &JobCounts::default(), &[], 300));
         assert_eq!(text, "Processes: none registered\n\nJobs: 0 ready, 0 scheduled, 0 claimed, 0 failed, 0 finished\n");
     }
 
     #[test]
     fn control_characters_in_names_are_neutralised() {
         let processes = vec![process(1, "evil\n\u{1b}[2Jname", TimeDelta::seconds(1))];
-        let text = render_table(&StatusView {
-            processes: &processes,
-            totals: &JobCounts::default(),
-            queues: &[],
-            waiting: &[],
-            now: now(),
-            alive_threshold: Duration::from_secs(60),
-        });
+        let text = render_table(&view(&processes, &JobCounts::default(), &[], 60));
         assert!(text.contains("evil??[2Jname"), "{text}");
     }
 
@@ -548,14 +544,7 @@ mod tests {
         let processes = vec![process(1, "a", TimeDelta::milliseconds(1500)), process(2, "b", TimeDelta::seconds(600))];
         let totals = counts(1, 0);
         let queues = vec![QueueCounts { queue: "default".into(), counts: counts(1, 0) }];
-        let value = render_json(&StatusView {
-            processes: &processes,
-            totals: &totals,
-            queues: &queues,
-            waiting: &[],
-            now: now(),
-            alive_threshold: Duration::from_secs(300),
-        });
+        let value = render_json(&view(&processes, &totals, &queues, 300));
         let first = &value["processes"][0];
         assert_eq!(first["id"], 1);
         assert_eq!(first["kind"], "Runtime");
@@ -591,14 +580,8 @@ mod tests {
         gone.metadata.abandoned = Some(AbandonedExecutions::new(vec![execution(7)]));
         let idle = process(3, "idle", TimeDelta::seconds(1));
         let processes = vec![busy, gone, idle];
-        let view = StatusView {
-            processes: &processes,
-            totals: &JobCounts::default(),
-            queues: &[],
-            waiting: &[],
-            now: now(),
-            alive_threshold: Duration::from_secs(60),
-        };
+        let totals = JobCounts::default();
+        let view = view(&processes, &totals, &[], 60);
         let text = render_table(&view);
         assert!(text.contains("Abandoned executions (ran past their timeout, handler still running): 2\n"), "{text}");
         assert!(text.contains("PROCESS  JOB  KIND    ATTEMPT  TIMEOUT  TIMED OUT AT"), "{text}");

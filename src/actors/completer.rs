@@ -21,15 +21,13 @@ use chrono::Utc;
 use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, PendingOutcome};
-use super::{blocking, Backoff, PeriodicCall, Ping, SetProcess, StopChild};
+use super::{answer_the_supervisor, blocking, Backoff, PeriodicCall, SetProcess, HOT_PATH_MAX_BACKOFF};
 use crate::job::CancelReason;
 use crate::model::ProcessId;
 use crate::store::{SharedStore, Store, StoreResult};
 
 /// How often pending outcomes are retried while the database refuses them.
 pub const RETRY_TICK: Duration = Duration::from_millis(100);
-/// Longest wait between writes the database refused.
-pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the cancel requests of running jobs are read, while jobs run.
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 
@@ -104,7 +102,7 @@ impl Completer {
             store,
             book,
             logger: logger.new(o!("actor" => "completer")),
-            call: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            call: PeriodicCall::new(HOT_PATH_MAX_BACKOFF),
             process,
             polling_cancels: false,
             cancel_errors: Backoff::new(CANCEL_POLL, CANCEL_POLL),
@@ -196,16 +194,4 @@ impl Handler<SetProcess> for Completer {
     }
 }
 
-impl Handler<Ping> for Completer {
-    type Result = MessageResult<Ping>;
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.call.last_progress)
-    }
-}
-
-impl Handler<StopChild> for Completer {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+answer_the_supervisor!(Completer, |this| this.call.last_progress);

@@ -21,7 +21,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{error, info, o, warn, Logger};
 
-use super::{blocking, Backoff, Ping, SetProcess, StopChild};
+use super::{answer_the_supervisor, blocking, Backoff, SetProcess};
 use crate::liveness;
 use crate::model::{NewProcess, ProcessDetails, ProcessId, ProcessMetadata};
 use crate::registry::Abandoned;
@@ -307,12 +307,7 @@ impl Handler<SetProcess> for Heartbeat {
     }
 }
 
-impl Handler<Ping> for Heartbeat {
-    type Result = MessageResult<Ping>;
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.last_progress)
-    }
-}
+answer_the_supervisor!(Heartbeat, |this| this.last_progress);
 
 impl Handler<Deregister> for Heartbeat {
     type Result = ResponseActFuture<Self, Result<usize, String>>;
@@ -335,12 +330,5 @@ impl Handler<Deregister> for Heartbeat {
             }
             result.map_err(|e| e.to_string())
         }))
-    }
-}
-
-impl Handler<StopChild> for Heartbeat {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

@@ -102,6 +102,35 @@ impl Backoff {
     }
 }
 
+/// Longest wait between retries of a claim or an outcome write the database refused: jobs wait
+/// on these, so they come back soon after the database does.
+pub(crate) const HOT_PATH_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between maintenance passes that failed: nothing waits on one pass.
+pub(crate) const MAINTENANCE_MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Answers the supervisor's [`Ping`] with the time of the actor's last progress (the
+/// expression after the actor's type, over `this`) and stops on [`StopChild`]: what every
+/// supervised child does alike.
+macro_rules! answer_the_supervisor {
+    ($actor:ty $(where $generic:ident: $bound:path)?, |$this:ident| $progress:expr) => {
+        impl$(<$generic: $bound>)? actix::Handler<$crate::actors::Ping> for $actor {
+            type Result = actix::MessageResult<$crate::actors::Ping>;
+            fn handle(&mut self, _: $crate::actors::Ping, _: &mut actix::Context<Self>) -> Self::Result {
+                let $this = self;
+                actix::MessageResult($progress)
+            }
+        }
+
+        impl$(<$generic: $bound>)? actix::Handler<$crate::actors::StopChild> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::actors::StopChild, ctx: &mut actix::Context<Self>) {
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use answer_the_supervisor;
+
 /// Bookkeeping of a periodic database call: one at a time, backoff after failures (logged on
 /// the 1st, 2nd, 4th, 8th... failure rather than on every poll), and the time of the last
 /// completed pass for the supervisor's stuck check.

@@ -3,18 +3,13 @@
 //! the last ended), backs off on database errors (logging the 1st, 2nd, 4th, 8th… failure, not
 //! every tick) and has the service report what a pass did; what a pass does is the service's.
 
-use std::time::Duration;
-
 use actix::prelude::*;
 use slog::{o, Logger};
 
-use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use super::{answer_the_supervisor, blocking, PeriodicCall, SetProcess, MAINTENANCE_MAX_BACKOFF};
 use crate::maintenance::{Pass, Service};
 use crate::model::ProcessId;
 use crate::store::SharedStore;
-
-/// Longest wait between passes that failed.
-pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Runs the service `S`, a pass [`Service::next_pass_in`] after the last.
 pub struct Periodic<S: Service> {
@@ -37,7 +32,7 @@ impl<S: Service> Periodic<S> {
             store,
             own,
             logger: logger.new(o!("actor" => S::NAME)),
-            call: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            call: PeriodicCall::new(MAINTENANCE_MAX_BACKOFF),
         }
     }
 
@@ -100,16 +95,4 @@ impl<S: Service> Handler<SetProcess> for Periodic<S> {
     }
 }
 
-impl<S: Service> Handler<Ping> for Periodic<S> {
-    type Result = MessageResult<Ping>;
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.call.last_progress)
-    }
-}
-
-impl<S: Service> Handler<StopChild> for Periodic<S> {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+answer_the_supervisor!(Periodic<S> where S: Service, |this| this.call.last_progress);

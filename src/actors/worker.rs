@@ -21,7 +21,7 @@ use chrono::Utc;
 use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
-use super::{blocking, PeriodicCall, Ping, SetProcess, StopChild};
+use super::{answer_the_supervisor, blocking, PeriodicCall, SetProcess, HOT_PATH_MAX_BACKOFF};
 use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::WorkerGroup;
@@ -29,9 +29,6 @@ use crate::model::{ClaimedJob, ProcessId};
 use crate::registry::Registry;
 use crate::store::params::Claim;
 use crate::store::SharedStore;
-
-/// Longest wait between retries of a failing claim.
-pub const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Supervisor → worker: stop claiming new jobs (drain, or the process cannot prove it is
 /// alive).
@@ -132,7 +129,7 @@ impl Worker {
             claims_in_doubt: false,
             process,
             claiming: true,
-            claims: PeriodicCall::new(MAX_ERROR_BACKOFF),
+            claims: PeriodicCall::new(HOT_PATH_MAX_BACKOFF),
             more_ready: false,
             recheck: false,
             idle: (0, None),
@@ -354,12 +351,7 @@ impl Handler<SetProcess> for Worker {
     }
 }
 
-impl Handler<Ping> for Worker {
-    type Result = MessageResult<Ping>;
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.claims.last_progress)
-    }
-}
+answer_the_supervisor!(Worker, |this| this.claims.last_progress);
 
 impl Handler<StopClaiming> for Worker {
     type Result = ();
@@ -392,12 +384,5 @@ impl Handler<Woken> for Worker {
                 }
             }
         }
-    }
-}
-
-impl Handler<StopChild> for Worker {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

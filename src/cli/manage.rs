@@ -117,6 +117,23 @@ fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) {
     let _ = out.write_all(text.as_bytes());
 }
 
+/// Prints `rows` as one JSON array, or as a table whose `columns` are (header, right-aligned).
+fn print_rows<T: serde::Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    rows: &[T],
+    columns: &[(&str, bool)],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        return json_line(out, &rows);
+    }
+    let lines: Vec<Vec<String>> = rows.iter().map(cells).collect();
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let right: Vec<bool> = columns.iter().map(|(_, right)| *right).collect();
+    let _ = out.write_all(status::table(&headers, &lines, &right).as_bytes());
+}
+
 /// Shortens `text` to one line of at most `width` characters.
 fn cell(text: &str, width: usize) -> String {
     let line = text.lines().next().unwrap_or("");
@@ -140,30 +157,30 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
     match command {
         JobsCommand::List { state, queue, kind, after, limit, json } => {
             let rows = store.list_jobs(&JobFilter { state, queue, kind, after, limit })?;
-            if json {
-                json_line(out, &rows);
-                return Ok(());
+            let columns = [
+                ("ID", true),
+                ("STATE", false),
+                ("KIND", false),
+                ("QUEUE", false),
+                ("ATTEMPTS", true),
+                ("AT (UTC)", false),
+                ("ERROR", false),
+            ];
+            print_rows(out, json, &rows, &columns, |row| {
+                let error = row.last_error.as_ref().map(|e| format!("{:?}: {}", e.kind, e.message)).unwrap_or_default();
+                vec![
+                    row.id.to_string(),
+                    row.state.map_or("?", JobState::as_str).to_string(),
+                    cell(&row.kind, 24),
+                    cell(&row.queue, 12),
+                    format!("{}/{}", row.attempts, row.max_attempts),
+                    when(row),
+                    cell(&error, 60),
+                ]
+            });
+            if !json {
+                let _ = writeln!(out, "{} {} job{}", rows.len(), state, if rows.len() == 1 { "" } else { "s" });
             }
-            let lines: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| {
-                    let error =
-                        row.last_error.as_ref().map(|e| format!("{:?}: {}", e.kind, e.message)).unwrap_or_default();
-                    vec![
-                        row.id.to_string(),
-                        row.state.map_or("?", JobState::as_str).to_string(),
-                        cell(&row.kind, 24),
-                        cell(&row.queue, 12),
-                        format!("{}/{}", row.attempts, row.max_attempts),
-                        when(row),
-                        cell(&error, 60),
-                    ]
-                })
-                .collect();
-            let header = ["ID", "STATE", "KIND", "QUEUE", "ATTEMPTS", "AT (UTC)", "ERROR"];
-            let right = [true, false, false, false, true, false, false];
-            let _ = out.write_all(status::table(&header, &lines, &right).as_bytes());
-            let _ = writeln!(out, "{} {} job{}", rows.len(), state, if rows.len() == 1 { "" } else { "s" });
         }
         JobsCommand::Show { id, json } => {
             let row = store.job(id)?.ok_or(ActionError::NotFound(id))?;
@@ -245,27 +262,26 @@ pub(super) fn queues(command: QueuesCommand, config: &Config, out: &mut dyn Writ
     match command {
         QueuesCommand::List { json } => {
             let rows = store.queues(now())?;
-            if json {
-                json_line(out, &rows);
-                return Ok(());
-            }
-            let lines: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| {
-                    vec![
-                        cell(&row.name, 20),
-                        row.ready.to_string(),
-                        row.scheduled.to_string(),
-                        row.claimed.to_string(),
-                        row.blocked.to_string(),
-                        format!("{:.1}", row.latency_seconds),
-                        if row.paused { "yes" } else { "no" }.to_string(),
-                    ]
-                })
-                .collect();
-            let header = ["QUEUE", "READY", "SCHEDULED", "RUNNING", "BLOCKED", "LATENCY (s)", "PAUSED"];
-            let right = [false, true, true, true, true, true, false];
-            let _ = out.write_all(status::table(&header, &lines, &right).as_bytes());
+            let columns = [
+                ("QUEUE", false),
+                ("READY", true),
+                ("SCHEDULED", true),
+                ("RUNNING", true),
+                ("BLOCKED", true),
+                ("LATENCY (s)", true),
+                ("PAUSED", false),
+            ];
+            print_rows(out, json, &rows, &columns, |row| {
+                vec![
+                    cell(&row.name, 20),
+                    row.ready.to_string(),
+                    row.scheduled.to_string(),
+                    row.claimed.to_string(),
+                    row.blocked.to_string(),
+                    format!("{:.1}", row.latency_seconds),
+                    if row.paused { "yes" } else { "no" }.to_string(),
+                ]
+            });
         }
         QueuesCommand::Pause { queue } => {
             let changed = store.pause_queue(&queue, now())?;

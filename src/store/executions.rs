@@ -61,13 +61,24 @@ pub(crate) fn insert_ready(conn: &mut DbConnection, ids: &[JobId], now: NaiveDat
 }
 
 /// Inserts ready executions for the jobs of `chunk` (with `due_only`, those due at `now`).
-fn insert_ready_rows(conn: &mut DbConnection, chunk: &[JobId], now: NaiveDateTime, due_only: bool) -> QueryResult<usize> {
+fn insert_ready_rows(
+    conn: &mut DbConnection,
+    chunk: &[JobId],
+    now: NaiveDateTime,
+    due_only: bool,
+) -> QueryResult<usize> {
     let mut rows = jobs::table.filter(jobs::id.eq_any(chunk)).into_boxed();
     if due_only {
         rows = rows.filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)));
     }
     diesel::insert_into(ready::table)
-        .values(rows.select((jobs::id, jobs::queue_name, jobs::priority, now.into_sql::<Timestamp>(), jobs::class_name)))
+        .values(rows.select((
+            jobs::id,
+            jobs::queue_name,
+            jobs::priority,
+            now.into_sql::<Timestamp>(),
+            jobs::class_name,
+        )))
         .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
         .execute(conn)
 }

@@ -2,11 +2,13 @@
 //! backends differ, and the limits of statements. Below both, so that a dialect imports
 //! nothing from the roles.
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::solidq_jobs as jobs;
-use crate::model::{NewJob, ProcessId, QueuePattern};
+use crate::model::{ClaimToken, NewJob, ProcessId, QueuePattern};
 
 /// Ids bound per statement when a list of ids is sent (SQLite binds each one).
 pub(crate) const ID_CHUNK: usize = 5_000;
@@ -62,6 +64,14 @@ pub(crate) struct Claim<'a> {
 }
 
 /// A LIKE pattern matching every string that starts with `prefix`, with `\` as escape.
+/// The claims one completion statement took, with the concurrency keys their jobs held
+/// (for the store to release).
+#[derive(Debug, Default)]
+pub(crate) struct CompletedClaims {
+    pub taken: Vec<ClaimToken>,
+    pub keys: BTreeSet<String>,
+}
+
 pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {

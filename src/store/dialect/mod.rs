@@ -43,8 +43,6 @@
 //! - **No LISTEN/NOTIFY**: [`Dialect::ready_listener`] and [`Dialect::notify_ready`] keep
 //!   their defaults, and workers poll (SQLite's `data_version` has no MySQL counterpart).
 
-use std::collections::BTreeSet;
-
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
@@ -52,7 +50,7 @@ use super::changes::Changes;
 use super::connection::{DbConnection, DbPool};
 use super::error::StoreResult;
 use super::observer::Observer;
-use super::params::Claim;
+use super::params::{Claim, CompletedClaims};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
 pub mod postgres;
@@ -136,13 +134,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// and returns those tokens (the deletion decides, as in [`Dialect::take_claims`]) with
     /// the concurrency keys their jobs held, in a statement of its own; `None` where the
     /// backend has none, and the store takes the claims and marks the jobs itself.
-    #[allow(clippy::type_complexity)]
     fn complete_claims(
         &self,
         conn: &mut DbConnection,
         tokens: &[ClaimToken],
         now: NaiveDateTime,
-    ) -> QueryResult<Option<(Vec<ClaimToken>, BTreeSet<String>)>> {
+    ) -> QueryResult<Option<CompletedClaims>> {
         let _ = (conn, tokens, now);
         Ok(None)
     }

@@ -335,7 +335,9 @@ impl Dialect for Sqlite {
             .filter(claimed::process_id.ne_all(processes::table.select(processes::id)))
             .select((claimed::id, claimed::job_id))
             .load(conn)?;
-        delete_rows(conn, orphans, |conn, ids| diesel::delete(claimed::table.filter(claimed::id.eq_any(ids))).execute(conn))
+        delete_rows(conn, orphans, |conn, ids| {
+            diesel::delete(claimed::table.filter(claimed::id.eq_any(ids))).execute(conn)
+        })
     }
 
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
@@ -346,7 +348,9 @@ impl Dialect for Sqlite {
             .limit(i64::try_from(batch).unwrap_or(i64::MAX))
             .select((scheduled::id, scheduled::job_id))
             .load(conn)?;
-        delete_rows(conn, due, |conn, ids| diesel::delete(scheduled::table.filter(scheduled::id.eq_any(ids))).execute(conn))
+        delete_rows(conn, due, |conn, ids| {
+            diesel::delete(scheduled::table.filter(scheduled::id.eq_any(ids))).execute(conn)
+        })
     }
 
     fn delete_process(

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::concurrency;
 use super::dialect::HotPath;
 use super::executions::mark_finished;
-use super::params::Claim;
+use super::params::{Claim, CompletedClaims};
 use super::schema::solidq_ready_executions as ready;
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
@@ -96,17 +96,16 @@ impl Store {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
             let mut finished_keys = BTreeSet::new();
             if !complete.is_empty() {
-                let (completed, keys) = match self.dialect().complete_claims(conn, &complete, now)? {
-                    Some(done) => done,
+                let finished = match self.dialect().complete_claims(conn, &complete, now)? {
+                    Some(finished) => finished,
                     None => {
                         let taken = self.dialect().take_claims(conn, &complete)?;
                         let ids: Vec<_> = taken.iter().map(|token| token.job_id).collect();
-                        let keys = mark_finished(conn, &ids, now)?;
-                        (taken, keys)
+                        CompletedClaims { keys: mark_finished(conn, &ids, now)?, taken }
                     }
                 };
-                taken.extend(completed);
-                finished_keys = keys;
+                taken.extend(finished.taken);
+                finished_keys = finished.keys;
             }
             if !other.is_empty() {
                 taken.extend(self.dialect().take_claims(conn, &other)?);

@@ -4,8 +4,6 @@
 //! lock on a dedicated connection ([`sessions`]); other processes' enqueues wake this one's
 //! workers through LISTEN ([`listen`]). The fixed statements are in [`sql`].
 
-use std::collections::BTreeSet;
-
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
@@ -17,7 +15,7 @@ use super::prepared::{Bind, Prepared};
 use super::{expect_variant, DeadProcess, Dialect, HotPath, SessionLiveness};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::DbConnection;
-use crate::store::params::{like_prefix, Claim};
+use crate::store::params::{like_prefix, Claim, CompletedClaims};
 use crate::store::schema::{solidq_claimed_executions as claimed, solidq_processes as processes};
 
 mod listen;
@@ -192,14 +190,14 @@ impl Dialect for Postgres {
         conn: &mut DbConnection,
         tokens: &[ClaimToken],
         now: NaiveDateTime,
-    ) -> QueryResult<Option<(Vec<ClaimToken>, BTreeSet<String>)>> {
+    ) -> QueryResult<Option<CompletedClaims>> {
         let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
         let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
         let binds = vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids), Bind::Timestamp(now)];
         let rows: Vec<FinishedRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
         let keys = rows.iter().filter_map(|row| row.concurrency_key.clone()).collect();
         let taken = rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect();
-        Ok(Some((taken, keys)))
+        Ok(Some(CompletedClaims { taken, keys }))
     }
 
     fn notify_ready(&self, conn: &mut DbConnection) -> QueryResult<()> {
