@@ -181,7 +181,7 @@ pub struct Released {
 
 /// Releases `tokens` (never started) in one transaction.
 pub fn release_all(store: &Store, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Released> {
-    let settled = store.release(tokens, now)?;
+    let settled = store.release_claims(tokens, now)?;
     Ok(Released { released: settled.applied.len(), fenced: settled.fenced.len() })
 }
 
@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(pass.jobs.len(), 1, "the released job is claimed again, now known to the book");
         assert_ne!(pass.jobs[0].token, lost[0].token);
         assert_eq!(pass.jobs[0].attempts, 1, "the lost claim's attempt was given back");
-        assert_eq!(store.complete(&[lost[0].token], now).unwrap().fenced, vec![lost[0].token]);
+        assert_eq!(store.complete_claims(&[lost[0].token], now).unwrap().fenced, vec![lost[0].token]);
         // Known claims are never settled away.
         let again = book.claim(&store, (0, seat), &claim(process, 1, now), true, &logger()).unwrap();
         assert_eq!(again.settled, Some(0));

@@ -124,7 +124,7 @@ impl Store {
     }
 
     /// Graceful exit: returns every claim of `process` to ready, giving their attempts back
-    /// (see [`Store::release`]), deletes its row and gives up its session. Returns the number
+    /// (see [`Store::release_claims`]), deletes its row and gives up its session. Returns the number
     /// of claims released.
     pub fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
         let released = self.write("deregistering the process", |conn| {

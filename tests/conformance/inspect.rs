@@ -20,8 +20,8 @@ backend_test!(
         );
         let p = register(store, "worker");
         let b = claim(store, p, &["b"], 2);
-        store.fail(&[b[0].token], &error("x"), t(2)).unwrap();
-        store.complete(&[b[1].token], t(2)).unwrap();
+        store.fail_claims(&[b[0].token], &error("x"), t(2)).unwrap();
+        store.complete_claims(&[b[1].token], t(2)).unwrap();
         claim(store, p, &["a"], 1);
         let (total, queues) = store.counts().unwrap();
         assert_eq!(total, counts(2, 1, 1, 1, 1));
@@ -50,7 +50,7 @@ backend_test!(
         let token = claim(store, p, &["*"], 1)[0].token;
         let row = store.job(id).unwrap().unwrap();
         assert_eq!((row.state.unwrap().as_str(), row.process_id, row.attempts), ("claimed", Some(p), 1));
-        store.retry(&[token], &error("again"), t(90), t(3)).unwrap();
+        store.retry_claims(&[token], &error("again"), t(90), t(3)).unwrap();
         assert_eq!(store.job(id).unwrap().unwrap().process_id, None);
         assert_eq!(state(store, id), "scheduled");
     }
@@ -68,7 +68,7 @@ backend_test!(
         expected.sort_by_key(|token| token.job_id);
         assert_eq!(store.claims_of(p).unwrap(), expected);
         assert_eq!(store.claims_of(other).unwrap(), [theirs[0].token]);
-        store.complete(&[mine[0].token], t(2)).unwrap();
+        store.complete_claims(&[mine[0].token], t(2)).unwrap();
         assert_eq!(store.claims_of(p).unwrap(), [mine[1].token]);
         assert!(store.claims_of(9_999).unwrap().is_empty());
     }

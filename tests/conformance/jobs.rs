@@ -206,7 +206,7 @@ backend_test!(
         let p = register(store, "worker");
         let first = claim(store, p, &["*"], 1);
         assert_eq!((first[0].attempts, first[0].max_attempts), (1, 5));
-        assert!(applied(store.retry(&[first[0].token], &error("x"), t(2), t(2)).unwrap()));
+        assert!(applied(store.retry_claims(&[first[0].token], &error("x"), t(2), t(2)).unwrap()));
         let second = claim(store, p, &["*"], 1);
         assert_eq!(second[0].attempts, 2);
         assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
@@ -223,14 +223,14 @@ backend_test!(
         assert_eq!(claimed.iter().map(|j| j.attempts).collect::<Vec<_>>(), [1, 1]);
         assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 1, "shown with the running attempt");
         let tokens: Vec<_> = claimed.iter().map(|j| j.token).collect();
-        let settled = store.complete(&tokens, t(5)).unwrap();
+        let settled = store.complete_claims(&tokens, t(5)).unwrap();
         assert_eq!((settled.applied.len(), settled.fenced.len()), (2, 0));
         for id in &ids {
             let row = store.job(*id).unwrap().unwrap();
             assert_eq!((row.state, row.attempts, row.finished_at), (Some(JobState::Finished), 1, Some(t(5))));
         }
         // A finish whose claim is gone writes nothing, attempts included.
-        assert!(fenced(store.complete(&tokens[..1], t(6)).unwrap()));
+        assert!(fenced(store.complete_claims(&tokens[..1], t(6)).unwrap()));
         assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 1);
     }
 );
@@ -244,10 +244,10 @@ backend_test!(
         let p = register(store, "worker");
         let first = claim(store, p, &["*"], 2);
         assert_eq!(first.iter().map(|j| j.attempts).collect::<Vec<_>>(), [1, 1]);
-        assert!(applied(store.release(&[first[0].token], t(2)).unwrap()));
+        assert!(applied(store.release_claims(&[first[0].token], t(2)).unwrap()));
         assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 0);
         // A stale release gives nothing back twice.
-        assert!(fenced(store.release(&[first[0].token], t(2)).unwrap()));
+        assert!(fenced(store.release_claims(&[first[0].token], t(2)).unwrap()));
         assert_eq!(store.job(ids[0]).unwrap().unwrap().attempts, 0);
         assert_eq!(claim(store, p, &["*"], 1)[0].attempts, 1, "the next run is attempt 1 again");
         assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
@@ -312,10 +312,10 @@ backend_test!(
         let id = enqueue_one(store, job("k", "default", 0));
         let p = register(store, "worker");
         let token = claim(store, p, &["*"], 1)[0].token;
-        assert!(applied(store.complete(&[token], t(5)).unwrap()));
+        assert!(applied(store.complete_claims(&[token], t(5)).unwrap()));
         let row = store.job(id).unwrap().unwrap();
         assert_eq!((row.state.unwrap().as_str(), row.finished_at), ("finished", Some(t(5))));
-        assert!(fenced(store.complete(&[token], t(6)).unwrap()));
+        assert!(fenced(store.complete_claims(&[token], t(6)).unwrap()));
         assert_eq!(store.job(id).unwrap().unwrap().finished_at, Some(t(5)));
         assert_eq!(totals(store), counts(0, 0, 0, 0, 1));
     }
@@ -333,10 +333,10 @@ backend_test!(
             backtrace: Some("src/x.rs:1".into()),
             cause: None,
         };
-        assert!(applied(store.fail(&[token], &record, t(5)).unwrap()));
+        assert!(applied(store.fail_claims(&[token], &record, t(5)).unwrap()));
         assert_eq!(state(store, id), "failed");
         assert_eq!(last_error(store, id), record);
-        assert!(fenced(store.fail(&[token], &error("again"), t(6)).unwrap()));
+        assert!(fenced(store.fail_claims(&[token], &error("again"), t(6)).unwrap()));
         assert_eq!(last_error(store, id), record);
         assert_eq!(totals(store), counts(0, 0, 0, 1, 0));
     }
@@ -348,16 +348,16 @@ backend_test!(
         let id = enqueue_one(store, job("k", "default", 0));
         let p = register(store, "worker");
         let token = claim(store, p, &["*"], 1)[0].token;
-        assert!(applied(store.retry(&[token], &error("later"), t(60), t(2)).unwrap()));
+        assert!(applied(store.retry_claims(&[token], &error("later"), t(60), t(2)).unwrap()));
         let row = store.job(id).unwrap().unwrap();
         assert_eq!((row.state.unwrap().as_str(), row.scheduled_at), ("scheduled", Some(t(60))));
         assert_eq!(last_error(store, id), error("later"));
-        assert!(fenced(store.retry(&[token], &error("stale"), t(2), t(2)).unwrap()));
+        assert!(fenced(store.retry_claims(&[token], &error("stale"), t(2), t(2)).unwrap()));
         assert_eq!(last_error(store, id), error("later"));
 
         assert_eq!(store.dispatch_due(t(60), 10).unwrap(), 1);
         let token = store.claim(p, &[QueuePattern::All], &["k".into()], 1, t(61)).unwrap()[0].token;
-        assert!(applied(store.retry(&[token], &error("now"), t(61), t(61)).unwrap()));
+        assert!(applied(store.retry_claims(&[token], &error("now"), t(61), t(61)).unwrap()));
         assert_eq!(state(store, id), "ready");
         assert_eq!(store.job(id).unwrap().unwrap().attempts, 2);
     }
@@ -369,9 +369,9 @@ backend_test!(
         let id = enqueue_one(store, job("k", "q", 3));
         let p = register(store, "worker");
         let token = claim(store, p, &["*"], 1)[0].token;
-        assert!(applied(store.release(&[token], t(2)).unwrap()));
+        assert!(applied(store.release_claims(&[token], t(2)).unwrap()));
         assert_eq!(state(store, id), "ready");
-        assert!(fenced(store.release(&[token], t(3)).unwrap()));
+        assert!(fenced(store.release_claims(&[token], t(3)).unwrap()));
         let again = claim(store, p, &["q"], 1);
         assert_eq!((again[0].token.job_id, again[0].priority), (id, 3));
     }
@@ -392,16 +392,16 @@ backend_test!(
         assert_eq!(new.job_id, old.job_id);
         assert_ne!(new.claim_id, old.claim_id);
 
-        assert!(fenced(store.complete(&[old], t(11)).unwrap()));
-        assert!(fenced(store.fail(&[old], &error("x"), t(11)).unwrap()));
-        assert!(fenced(store.retry(&[old], &error("x"), t(11), t(11)).unwrap()));
-        assert!(fenced(store.release(&[old], t(11)).unwrap()));
+        assert!(fenced(store.complete_claims(&[old], t(11)).unwrap()));
+        assert!(fenced(store.fail_claims(&[old], &error("x"), t(11)).unwrap()));
+        assert!(fenced(store.retry_claims(&[old], &error("x"), t(11), t(11)).unwrap()));
+        assert!(fenced(store.release_claims(&[old], t(11)).unwrap()));
         let row = store.job(id).unwrap().unwrap();
         assert_eq!((row.state.unwrap().as_str(), row.process_id), ("claimed", Some(live)));
         assert_eq!(row.finished_at, None);
         assert_eq!(row.attempts, 2);
 
-        assert!(applied(store.complete(&[new], t(12)).unwrap()));
+        assert!(applied(store.complete_claims(&[new], t(12)).unwrap()));
         assert_eq!(state(store, id), "finished");
     }
 );
@@ -412,10 +412,10 @@ backend_test!(
         let id = enqueue_one(store, job("k", "default", 0));
         let p = register(store, "worker");
         let old = claim(store, p, &["*"], 1)[0].token;
-        store.release(&[old], t(2)).unwrap();
+        store.release_claims(&[old], t(2)).unwrap();
         let new = claim(store, p, &["*"], 1)[0].token;
         assert!(new.claim_id > old.claim_id, "claim ids are never reused");
-        assert!(fenced(store.complete(&[old], t(3)).unwrap()));
+        assert!(fenced(store.complete_claims(&[old], t(3)).unwrap()));
         assert_eq!(state(store, id), "claimed");
     }
 );
@@ -489,7 +489,7 @@ backend_test!(
         let [done, again, broken, back, later] =
             [claims[0].token, claims[1].token, claims[2].token, claims[3].token, claims[4].token];
         // A token of a claim that is gone: released by someone else first.
-        assert!(applied(store.release(&[back], t(2)).unwrap()));
+        assert!(applied(store.release_claims(&[back], t(2)).unwrap()));
         let batch = vec![
             (done, Transition::Complete),
             (again, Transition::Retry(error("flaky"), Duration::from_secs(30))),
@@ -594,7 +594,7 @@ backend_test!(
         let p = register(store, "worker");
         let token = claim(store, p, &["*"], 1)[0].token;
         assert_eq!(token.job_id, soon);
-        assert!(applied(store.retry(&[token], &error("later"), latest_schedule(), t(2)).unwrap()));
+        assert!(applied(store.retry_claims(&[token], &error("later"), latest_schedule(), t(2)).unwrap()));
         let retried = store.job(soon).unwrap().unwrap();
         assert_eq!((retried.state, retried.scheduled_at), (Some(JobState::Scheduled), Some(latest_schedule())));
         assert_eq!(store.dispatch_due(t(1_000_000), 10).unwrap(), 0);

@@ -58,7 +58,7 @@ backend_test!(
             backtrace: Some("src/jobs.rs:12".into()),
             cause: None,
         };
-        assert!(applied(store.fail(&[c[0].token], &panic, t(2)).unwrap()));
+        assert!(applied(store.fail_claims(&[c[0].token], &panic, t(2)).unwrap()));
         let failed = store.list_jobs(&JobFilter::new(JobState::Failed)).unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].last_error.as_ref(), Some(&panic), "the typed columns give the record back");
@@ -70,7 +70,7 @@ backend_test!(
         assert_eq!(row.max_attempts, 2, "a retry by hand allows one more attempt");
         let c = claim(store, p, &["q"], 1);
         assert_eq!(c[0].attempts, 2);
-        assert!(applied(store.fail(&[c[0].token], &error("again"), t(4)).unwrap()));
+        assert!(applied(store.fail_claims(&[c[0].token], &error("again"), t(4)).unwrap()));
 
         store.discard_job(id, t(5)).unwrap();
         assert_eq!(state(store, id), "discarded");
@@ -138,7 +138,7 @@ backend_test!(
         enqueue(store, &jobs);
         let c = claim(store, p, &["q"], n);
         let tokens: Vec<_> = c.iter().map(|c| c.token).collect();
-        assert_eq!(store.fail(&tokens, &error("down"), t(2)).unwrap().applied.len(), n);
+        assert_eq!(store.fail_claims(&tokens, &error("down"), t(2)).unwrap().applied.len(), n);
         assert_eq!(store.retry_failed(Some("x"), t(3)).unwrap(), n / 3);
         assert_eq!(totals(store).ready, (n / 3) as i64);
         assert_eq!(store.discard_failed(None, t(4)).unwrap(), n - n / 3);
@@ -162,13 +162,13 @@ backend_test!(
         let c = claim(store, p, &["q"], 1);
         assert_eq!(c[0].token.job_id, holder);
         assert_eq!(store.enqueue_reporting(&[unique("d")], t(2)).unwrap(), vec![Enqueued::Existing(holder)]);
-        assert!(applied(store.complete(&[c[0].token], t(3)).unwrap()));
+        assert!(applied(store.complete_claims(&[c[0].token], t(3)).unwrap()));
         let next = store.enqueue_reporting(&[unique("e")], t(4)).unwrap();
         assert!(next[0].is_new() && next[0].id() != holder, "{next:?}");
         // A failed job gives its key up too.
         let c = claim(store, p, &["q"], 5);
         let token = c.iter().find(|c| c.token.job_id == next[0].id()).unwrap().token;
-        assert!(applied(store.fail(&[token], &error("x"), t(5)).unwrap()));
+        assert!(applied(store.fail_claims(&[token], &error("x"), t(5)).unwrap()));
         assert!(store.enqueue_reporting(&[unique("f")], t(6)).unwrap()[0].is_new());
         assert!(store.enqueue(&[NewJob { unique_key: Some(String::new()), ..job("g", "q", 0) }], t(6)).is_err());
     }
@@ -188,11 +188,11 @@ backend_test!(
         assert_eq!(c.len(), 3);
         let token = |id: JobId| c.iter().find(|c| c.token.job_id == id).unwrap().token;
         // A finish lets one in.
-        assert!(applied(store.complete(&[token(ids[0])], t(2)).unwrap()));
+        assert!(applied(store.complete_claims(&[token(ids[0])], t(2)).unwrap()));
         assert_eq!(state(store, ids[2]), "ready");
         assert_eq!(state(store, ids[3]), "blocked");
         // A failure too, and a retry for later (the job leaves ready and claimed).
-        assert!(applied(store.fail(&[token(ids[1])], &error("x"), t(3)).unwrap()));
+        assert!(applied(store.fail_claims(&[token(ids[1])], &error("x"), t(3)).unwrap()));
         assert_eq!(state(store, ids[3]), "ready");
         let c2 = claim(store, p, &["*"], 10);
         assert_eq!(c2.len(), 2);
@@ -289,9 +289,9 @@ backend_test!(
         let p = register(store, "p");
         let ids = enqueue(store, &(0..5).map(|i| job(&format!("k{i}"), "q", i)).collect::<Vec<_>>());
         let c = claim(store, p, &["q"], 3);
-        assert!(store.complete(&[c[0].token, c[1].token], t(10)).unwrap().fenced.is_empty());
+        assert!(store.complete_claims(&[c[0].token, c[1].token], t(10)).unwrap().fenced.is_empty());
         store.cancel_job(ids[4], t(10)).unwrap();
-        assert!(store.complete(&[c[2].token], t(100)).unwrap().fenced.is_empty());
+        assert!(store.complete_claims(&[c[2].token], t(100)).unwrap().fenced.is_empty());
         assert_eq!(store.clear_finished(t(50), 2).unwrap(), 2);
         assert_eq!(store.clear_finished(t(50), 2).unwrap(), 1);
         assert_eq!(store.clear_finished(t(50), 2).unwrap(), 0);
@@ -337,7 +337,7 @@ backend_test!(
         let ids = enqueue(store, &[short("a"), short("b"), job("c", "q", 0)]);
         let c = claim(store, p, &["q"], 2);
         let plain = c.iter().find(|c| c.token.job_id == ids[2]).unwrap().token;
-        assert!(applied(store.complete(&[plain], t(5)).unwrap()));
+        assert!(applied(store.complete_claims(&[plain], t(5)).unwrap()));
         let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
         // Kept for an hour: the first pass deletes nothing, and the holder still counts.
         let cleared = Cleaner::new(Duration::from_secs(3600)).run_once(store, pass(10)).unwrap();

@@ -210,8 +210,8 @@ backend_test!(
         assert_eq!(state(store, ids[0]), "ready");
         assert_eq!(state(store, ids[1]), "ready");
         assert_eq!(state(store, kept[0].token.job_id), "claimed");
-        assert!(fenced(store.complete(&[lost[0].token], t(7)).unwrap()));
-        assert!(applied(store.complete(&[kept[0].token], t(7)).unwrap()));
+        assert!(fenced(store.complete_claims(&[lost[0].token], t(7)).unwrap()));
+        assert!(applied(store.complete_claims(&[kept[0].token], t(7)).unwrap()));
     }
 );
 

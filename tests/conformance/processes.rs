@@ -43,13 +43,13 @@ backend_test!(
         let p = register(store, "leaving");
         let other = register(store, "staying");
         let got = claim(store, p, &["*"], 3);
-        assert!(applied(store.complete(&[got[0].token], t(2)).unwrap()));
+        assert!(applied(store.complete_claims(&[got[0].token], t(2)).unwrap()));
         assert_eq!(store.deregister(p, t(3)).unwrap(), 2);
         assert_eq!(store.processes().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
         assert_eq!(state(store, ids[0]), "finished");
         assert_eq!(state(store, ids[1]), "ready");
         assert_eq!(state(store, ids[2]), "ready");
-        assert!(fenced(store.complete(&[got[1].token], t(4)).unwrap()));
+        assert!(fenced(store.complete_claims(&[got[1].token], t(4)).unwrap()));
         assert_eq!(store.deregister(p, t(5)).unwrap(), 0);
         assert_eq!(totals(store), counts(2, 0, 0, 0, 1));
     }

@@ -146,13 +146,13 @@ impl Store {
     }
 
     /// Marks the jobs of `tokens` finished.
-    pub fn complete(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+    pub fn complete_claims(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
         self.record(&tokens.iter().map(|token| (*token, Transition::Complete)).collect::<Vec<_>>(), now)
     }
 
     /// Records `error` as each job's last error and runs it again at `run_at` (ready at once
     /// if `run_at <= now`); the attempt stays counted.
-    pub fn retry(
+    pub fn retry_claims(
         &self,
         tokens: &[ClaimToken],
         error: &FailureRecord,
@@ -165,7 +165,12 @@ impl Store {
     }
 
     /// Moves the jobs to failed with `error`.
-    pub fn fail(&self, tokens: &[ClaimToken], error: &FailureRecord, now: NaiveDateTime) -> StoreResult<Settled> {
+    pub fn fail_claims(
+        &self,
+        tokens: &[ClaimToken],
+        error: &FailureRecord,
+        now: NaiveDateTime,
+    ) -> StoreResult<Settled> {
         let transition = Transition::Fail(error.clone());
         self.record(&tokens.iter().map(|token| (*token, transition.clone())).collect::<Vec<_>>(), now)
     }
@@ -174,7 +179,7 @@ impl Store {
     /// never started (a claim handed back unstarted, a handler that was not running), or a
     /// graceful drain cut their run short. Only a process death counts an attempt without an
     /// outcome.
-    pub fn release(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+    pub fn release_claims(&self, tokens: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
         self.record(&tokens.iter().map(|token| (*token, Transition::Release)).collect::<Vec<_>>(), now)
     }
 }
