@@ -16,11 +16,9 @@ use crate::arbiters::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
-use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
 use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
-use crate::maintenance::tidier::Tidier;
 use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
 use crate::queue::Queue;
@@ -363,10 +361,8 @@ impl Runtime {
                     kind_options: Arc::new(move |job| registry.apply_kind_options(job)),
                 }
             }),
-            blocked_sweep: BlockedSweep::default(),
             // SOLIDQ_PRESERVE_FINISHED_JOBS=false: ended jobs go on the cleaner's next pass.
             cleaner: Some(Cleaner::new(if c.preserve_finished_jobs { c.clear_finished_after } else { Duration::ZERO })),
-            tidier: Tidier::default(),
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,
             standalone,

@@ -117,6 +117,18 @@ fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) {
     let _ = out.write_all(text.as_bytes());
 }
 
+/// Tells that job `id` is `done`, once the action succeeded.
+fn one_done(out: &mut dyn Write, id: JobId, done: &str, acted: Result<(), ActionError>) -> Result<(), Failure> {
+    acted?;
+    let _ = writeln!(out, "job {id} is {done}");
+    Ok(())
+}
+
+/// Tells how many failed jobs are `done`.
+fn failed_done(out: &mut dyn Write, done: &str, count: usize) {
+    let _ = writeln!(out, "{count} failed job{} {done}", if count == 1 { " is" } else { "s are" });
+}
+
 /// Prints `rows` as one JSON array, or as a table whose `columns` are (header, right-aligned).
 fn print_rows<T: serde::Serialize>(
     out: &mut dyn Write,
@@ -225,21 +237,19 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
                 }
             }
         }
-        JobsCommand::Retry(Target { id: Some(id), .. }) => {
-            store.retry_job(id, now())?;
-            let _ = writeln!(out, "job {id} is ready to run again");
+        JobsCommand::Retry(target) => {
+            let done = "ready to run again";
+            match target {
+                Target { id: Some(id), .. } => one_done(out, id, done, store.retry_job(id, now()))?,
+                Target { kind, .. } => failed_done(out, done, store.retry_failed(kind.as_deref(), now())?),
+            }
         }
-        JobsCommand::Retry(Target { kind, .. }) => {
-            let count = store.retry_failed(kind.as_deref(), now())?;
-            let _ = writeln!(out, "{count} failed job{} ready to run again", if count == 1 { " is" } else { "s are" });
-        }
-        JobsCommand::Discard(Target { id: Some(id), .. }) => {
-            store.discard_job(id, now())?;
-            let _ = writeln!(out, "job {id} is discarded");
-        }
-        JobsCommand::Discard(Target { kind, .. }) => {
-            let count = store.discard_failed(kind.as_deref(), now())?;
-            let _ = writeln!(out, "{count} failed job{} discarded", if count == 1 { " is" } else { "s are" });
+        JobsCommand::Discard(target) => {
+            let done = "discarded";
+            match target {
+                Target { id: Some(id), .. } => one_done(out, id, done, store.discard_job(id, now()))?,
+                Target { kind, .. } => failed_done(out, done, store.discard_failed(kind.as_deref(), now())?),
+            }
         }
         JobsCommand::Cancel { id } => match store.cancel_job(id, now())? {
             Cancelled::Now => {

@@ -49,13 +49,13 @@ use std::time::Duration;
 
 pub use crate::model::duration::{format_duration, parse_duration};
 pub use crate::model::{DatabaseUrl, WorkerGroup};
-use crate::model::{DeathPolicy, Malformed, QueuePattern};
+use crate::model::{DeathPolicy, QueuePattern};
 use crate::recurring::RecurringTask;
 
 mod reader;
 mod workers;
 
-use reader::{parse_bool, parse_count, parse_level, parse_recurring, Reader};
+use reader::{parse_bool, parse_choice, parse_count, parse_level, parse_recurring, Reader};
 pub use reader::{ConfigError, ConfigProblem};
 pub use workers::WORKERS_FORM;
 
@@ -296,19 +296,11 @@ impl Config {
             auto_migrate: r.read("SOLIDQ_AUTO_MIGRATE", defaults.auto_migrate, parse_bool),
             pid_probe: r.read("SOLIDQ_PID_PROBE", defaults.pid_probe, parse_bool),
             on_process_death: r.read("SOLIDQ_ON_PROCESS_DEATH", defaults.on_process_death, |text| {
-                match text.to_ascii_lowercase().as_str() {
-                    "retry" => Ok(DeathPolicy::Retry),
-                    "fail" => Ok(DeathPolicy::Fail),
-                    _ => Err(Malformed::new("is not a policy", "use retry or fail")),
-                }
+                parse_choice(text, "policy", &[("retry", DeathPolicy::Retry), ("fail", DeathPolicy::Fail)])
             }),
             log_level: r.read("SOLIDQ_LOG", defaults.log_level, parse_level),
             log_format: r.read("SOLIDQ_LOG_FORMAT", defaults.log_format, |text| {
-                match text.to_ascii_lowercase().as_str() {
-                    "term" => Ok(LogFormat::Term),
-                    "json" => Ok(LogFormat::Json),
-                    _ => Err(Malformed::new("is not a log format", "use term or json")),
-                }
+                parse_choice(text, "log format", &[("term", LogFormat::Term), ("json", LogFormat::Json)])
             }),
             preserve_finished_jobs: r.read(
                 "SOLIDQ_PRESERVE_FINISHED_JOBS",

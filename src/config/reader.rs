@@ -197,22 +197,59 @@ pub(super) fn parse_recurring(text: &str) -> Result<Option<(PathBuf, Vec<Recurri
     }
 }
 
-pub(super) fn parse_bool(text: &str) -> Result<bool, Malformed> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(Malformed::new("is not a boolean", "use true, false, 1, 0, yes or no")),
+/// Reads one of the names in `choices` (any case) as its value, or says that the text `is
+/// not a <what>` and lists the names.
+pub(super) fn parse_choice<T: Copy>(text: &str, what: &str, choices: &[(&str, T)]) -> Result<T, Malformed> {
+    let text = text.to_ascii_lowercase();
+    if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+        return Ok(*value);
     }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let listed = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(Malformed::new(format!("is not a {what}"), format!("use {listed}")))
+}
+
+pub(super) fn parse_bool(text: &str) -> Result<bool, Malformed> {
+    let choices = [("true", true), ("false", false), ("1", true), ("0", false), ("yes", true), ("no", false)];
+    parse_choice(text, "boolean", &choices)
 }
 
 pub(super) fn parse_level(text: &str) -> Result<slog::Level, Malformed> {
-    match text.to_ascii_lowercase().as_str() {
-        "trace" => Ok(slog::Level::Trace),
-        "debug" => Ok(slog::Level::Debug),
-        "info" => Ok(slog::Level::Info),
-        "warn" | "warning" => Ok(slog::Level::Warning),
-        "error" => Ok(slog::Level::Error),
-        "critical" | "crit" => Ok(slog::Level::Critical),
-        _ => Err(Malformed::new("is not a log level", "use trace, debug, info, warn, error or critical")),
+    use slog::Level;
+    let choices = [
+        ("trace", Level::Trace),
+        ("debug", Level::Debug),
+        ("info", Level::Info),
+        ("warn", Level::Warning),
+        ("warning", Level::Warning),
+        ("error", Level::Error),
+        ("critical", Level::Critical),
+        ("crit", Level::Critical),
+    ];
+    parse_choice(text, "log level", &choices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_choice_is_read_in_any_case_and_a_wrong_one_lists_the_names() {
+        let choices = [("term", 1), ("json", 2)];
+        assert_eq!(parse_choice("JSON", "log format", &choices).unwrap(), 2);
+        assert_eq!(
+            parse_choice("xml", "log format", &choices).unwrap_err().to_string(),
+            "is not a log format (use term or json)"
+        );
+        assert_eq!(
+            parse_choice("no", "boolean", &[("yes", true)]).unwrap_err().to_string(),
+            "is not a boolean (use yes)"
+        );
+        assert!(parse_bool("Yes").unwrap());
+        assert_eq!(parse_level("crit").unwrap(), slog::Level::Critical);
     }
 }

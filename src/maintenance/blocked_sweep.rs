@@ -11,27 +11,12 @@ use slog::{info, Logger};
 use super::{Pass, Service};
 use crate::store::{Store, StoreResult};
 
-/// Default time between sweeps.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Time between sweeps.
+pub const INTERVAL: Duration = Duration::from_secs(10);
 
-/// The blocked sweep service.
-#[derive(Debug, Clone)]
-pub struct BlockedSweep {
-    interval: Duration,
-}
-
-impl BlockedSweep {
-    /// A sweep every `interval`.
-    pub fn new(interval: Duration) -> Self {
-        BlockedSweep { interval }
-    }
-}
-
-impl Default for BlockedSweep {
-    fn default() -> Self {
-        BlockedSweep::new(DEFAULT_INTERVAL)
-    }
-}
+/// The blocked sweep service: every [`INTERVAL`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockedSweep;
 
 impl Service for BlockedSweep {
     /// Blocked jobs let in.
@@ -39,7 +24,7 @@ impl Service for BlockedSweep {
     const NAME: &'static str = "blocked-sweep";
 
     fn interval(&self) -> Duration {
-        self.interval
+        INTERVAL
     }
 
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<usize> {

@@ -11,27 +11,12 @@ use slog::{debug, Logger};
 use super::{Pass, Service};
 use crate::store::{Store, StoreResult};
 
-/// Default time between passes: how long claims may go on past the count before a vacuum.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Time between passes: how long claims may go on past the count before a vacuum.
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// The tidier service.
-#[derive(Debug, Clone)]
-pub struct Tidier {
-    interval: Duration,
-}
-
-impl Tidier {
-    /// A tidier passing every `interval`.
-    pub fn new(interval: Duration) -> Self {
-        Tidier { interval }
-    }
-}
-
-impl Default for Tidier {
-    fn default() -> Self {
-        Tidier::new(DEFAULT_INTERVAL)
-    }
-}
+/// The tidier service: a pass every [`INTERVAL`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tidier;
 
 impl Service for Tidier {
     /// Whether the pass tidied.
@@ -39,7 +24,7 @@ impl Service for Tidier {
     const NAME: &'static str = "tidier";
 
     fn interval(&self) -> Duration {
-        self.interval
+        INTERVAL
     }
 
     fn run_once(&mut self, store: &Store, _pass: Pass) -> StoreResult<bool> {

@@ -318,65 +318,71 @@ mod tests {
         chrono::DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap().naive_utc()
     }
 
-    /// A store with one process that last beat at `at(0)` and never again.
-    fn silent_process() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&DatabaseUrl::Sqlite(dir.path().join("w.sqlite3")), 2).unwrap();
-        store.migrate().unwrap();
-        let row = NewProcess {
-            kind: "Runtime".into(),
-            name: "silent".into(),
-            pid: 1,
-            hostname: "elsewhere".into(),
-            metadata: Default::default(),
-        };
-        store.register_process(&row, at(0)).unwrap();
-        (dir, store)
+    /// A fresh watchdog over a store with one process that last beat at `at(0)` and never
+    /// again; the watchdog's clock starts at `start`.
+    struct Judge {
+        _dir: tempfile::TempDir,
+        store: Store,
+        watchdog: Watchdog,
+        start: Instant,
     }
 
-    fn pass(start: Instant, second: i64) -> Pass {
-        Pass { own: None, now: at(second), clock: start + Duration::from_secs(second as u64) }
-    }
+    impl Judge {
+        fn of_a_silent_process() -> Judge {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::connect(&DatabaseUrl::Sqlite(dir.path().join("w.sqlite3")), 2).unwrap();
+            store.migrate().unwrap();
+            let row = NewProcess {
+                kind: "Runtime".into(),
+                name: "silent".into(),
+                pid: 1,
+                hostname: "elsewhere".into(),
+                metadata: Default::default(),
+            };
+            store.register_process(&row, at(0)).unwrap();
+            Judge { _dir: dir, store, watchdog: watchdog(), start: Instant::now() }
+        }
 
-    /// Passes once a second from `from` to `to` seconds; returns the second it reaped at.
-    fn pass_each_second(store: &Store, watchdog: &mut Watchdog, start: Instant, from: i64, to: i64) -> Option<i64> {
-        (from..=to).find(|&second| !watchdog.run_once(store, pass(start, second)).unwrap().reaped.is_empty())
+        /// One pass at `second`.
+        fn pass(&mut self, second: i64) -> WatchOutcome {
+            let pass = Pass { own: None, now: at(second), clock: self.start + Duration::from_secs(second as u64) };
+            self.watchdog.run_once(&self.store, pass).unwrap()
+        }
+
+        /// Passes once a second from `from` to `to` seconds; returns the second it reaped at.
+        fn pass_each_second(&mut self, from: i64, to: i64) -> Option<i64> {
+            (from..=to).find(|&second| !self.pass(second).reaped.is_empty())
+        }
     }
 
     #[test]
     fn a_silent_process_is_reaped_once_the_watch_lasted_a_threshold() {
-        let (_dir, store) = silent_process();
-        let mut watchdog = watchdog();
-        let start = Instant::now();
+        let mut judge = Judge::of_a_silent_process();
         // Its heartbeat is already 60 s old at the first pass, but this judge has only just
         // begun to watch: it waits one threshold, then reaps.
-        assert_eq!(pass_each_second(&store, &mut watchdog, start, 60, 80), Some(70));
+        assert_eq!(judge.pass_each_second(60, 80), Some(70));
     }
 
     #[test]
     fn an_outage_of_the_judge_restarts_the_threshold_for_everyone() {
-        let (_dir, store) = silent_process();
-        let mut watchdog = watchdog();
-        let start = Instant::now();
-        assert_eq!(pass_each_second(&store, &mut watchdog, start, 0, 8), None, "fresh heartbeat");
+        let mut judge = Judge::of_a_silent_process();
+        assert_eq!(judge.pass_each_second(0, 8), None, "fresh heartbeat");
         // The database is unreachable from 9 s to 30 s: the passes fail.
-        watchdog.lost_sight();
+        judge.watchdog.lost_sight();
         // Back at 30 s: the process's heartbeat is 30 s old, but nobody could beat meanwhile.
-        let back = watchdog.run_once(&store, pass(start, 30)).unwrap();
+        let back = judge.pass(30);
         assert!(back.reaped.is_empty(), "reaped on the first pass after the outage");
         assert_eq!(back.watch_resumed_after, Some(Duration::from_secs(22)));
         // A process that still does not beat is reaped one threshold after the watch resumed.
-        assert_eq!(pass_each_second(&store, &mut watchdog, start, 31, 50), Some(40));
+        assert_eq!(judge.pass_each_second(31, 50), Some(40));
     }
 
     #[test]
     fn a_judge_that_did_not_run_for_a_while_also_restarts_its_watch() {
-        let (_dir, store) = silent_process();
-        let mut watchdog = watchdog();
-        let start = Instant::now();
-        assert_eq!(pass_each_second(&store, &mut watchdog, start, 0, 5), None);
+        let mut judge = Judge::of_a_silent_process();
+        assert_eq!(judge.pass_each_second(0, 5), None);
         // Frozen from 5 s to 20 s without a failed pass: a gap longer than the observation gap.
-        assert_eq!(pass_each_second(&store, &mut watchdog, start, 20, 40), Some(30));
+        assert_eq!(judge.pass_each_second(20, 40), Some(30));
     }
 
     #[test]

@@ -123,22 +123,14 @@ mod tests {
 
     #[test]
     fn durations_in_every_unit_and_combination() {
-        let ok = |text: &str| parse_duration(text).unwrap();
-        assert_eq!(ok("500ms"), Duration::from_millis(500));
-        assert_eq!(ok("10s"), Duration::from_secs(10));
-        assert_eq!(ok("5m"), Duration::from_secs(300));
-        assert_eq!(ok("1h"), Duration::from_secs(3600));
-        assert_eq!(ok("30"), Duration::from_secs(30));
-        assert_eq!(ok("1.5"), Duration::from_millis(1500));
-        assert_eq!(ok("0.1"), Duration::from_millis(100));
-        assert_eq!(ok(".25s"), Duration::from_millis(250));
-        assert_eq!(ok("1.5m"), Duration::from_secs(90));
-        assert_eq!(ok("2m10s"), Duration::from_secs(130));
-        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
-        assert_eq!(ok("1s500ms"), Duration::from_millis(1500));
-        assert_eq!(ok(" 10s "), Duration::from_secs(10));
-        assert_eq!(ok("0"), Duration::ZERO);
-        assert_eq!(ok("0.0000000001"), Duration::ZERO);
+        // Each case is `text=milliseconds`.
+        let cases = "500ms=500 10s=10000 5m=300000 1h=3600000 30=30000 1.5=1500 0.1=100 .25s=250 1.5m=90000 \
+                     2m10s=130000 1h30m=5400000 1s500ms=1500 0=0 0.0000000001=0";
+        for case in cases.split_whitespace() {
+            let (text, millis) = case.split_once('=').unwrap();
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis.parse().unwrap())), "{text}");
+        }
+        assert_eq!(parse_duration(" 10s "), Ok(Duration::from_secs(10)), "spaces around");
     }
 
     #[test]

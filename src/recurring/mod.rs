@@ -292,6 +292,16 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
     }
 
+    /// Task `name` on `schedule` in time zone `zone`.
+    fn zoned(name: &str, schedule: &str, zone: &str) -> RecurringTask {
+        RecurringTask::new(name, schedule, "k").unwrap().time_zone(zone).unwrap()
+    }
+
+    /// The runs of `task` on the local day `y-mo-d`.
+    fn runs_on(task: &RecurringTask, y: i32, mo: u32, d: u32) -> Vec<String> {
+        runs_on_local_day(task, NaiveDate::from_ymd_opt(y, mo, d).unwrap())
+    }
+
     /// Every run of `task` from `from` to `to` (UTC), in order.
     fn runs_between(task: &RecurringTask, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let mut runs = Vec::new();
@@ -427,7 +437,7 @@ mod tests {
 
     #[test]
     fn cron_fields_are_read_in_the_time_zone() {
-        let task = RecurringTask::new("tz", "0 9 * * *", "k").unwrap().time_zone("Asia/Tokyo").unwrap();
+        let task = zoned("tz", "0 9 * * *", "Asia/Tokyo");
         assert_eq!(task.next_run_after(utc(2026, 1, 1, 12, 0, 0)), Some(utc(2026, 1, 2, 0, 0, 0)));
         let err =
             RecurringTask::new("tz", "0 9 * * *", "k").unwrap().time_zone("Europe/Berln").unwrap_err().to_string();
@@ -437,39 +447,33 @@ mod tests {
     #[test]
     fn spring_forward_runs_a_task_in_the_skipped_hour_once() {
         // America/New_York, 2026-03-08: 02:00 EST jumps to 03:00 EDT.
-        let task = RecurringTask::new("sf", "30 2 * * *", "k").unwrap().time_zone("America/New_York").unwrap();
+        let task = zoned("sf", "30 2 * * *", "America/New_York");
         let day = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
         assert_eq!(runs_on_local_day(&task, day), ["2026-03-08 03:00:00 EDT"]);
         assert_eq!(runs_on_local_day(&task, day.pred_opt().unwrap()), ["2026-03-07 02:30:00 EST"]);
         assert_eq!(runs_on_local_day(&task, day.succ_opt().unwrap()), ["2026-03-09 02:30:00 EDT"]);
         // Europe/Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST.
-        let berlin = RecurringTask::new("sf", "30 2 * * *", "k").unwrap().time_zone("Europe/Berlin").unwrap();
-        assert_eq!(
-            runs_on_local_day(&berlin, NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()),
-            ["2026-03-29 03:00:00 CEST"]
-        );
+        let berlin = zoned("sf", "30 2 * * *", "Europe/Berlin");
+        assert_eq!(runs_on(&berlin, 2026, 3, 29), ["2026-03-29 03:00:00 CEST"]);
         // A task of many times a day follows real time: none in the hour that does not exist.
-        let quarterly = RecurringTask::new("q", "*/15 * * * *", "k").unwrap().time_zone("America/New_York").unwrap();
+        let quarterly = zoned("q", "*/15 * * * *", "America/New_York");
         assert_eq!(runs_on_local_day(&quarterly, day).len(), 23 * 4);
     }
 
     #[test]
     fn fall_back_runs_a_task_in_the_repeated_hour_once() {
         // America/New_York, 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:00–01:59 twice.
-        let task = RecurringTask::new("fb", "30 1 * * *", "k").unwrap().time_zone("America/New_York").unwrap();
+        let task = zoned("fb", "30 1 * * *", "America/New_York");
         let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         assert_eq!(runs_on_local_day(&task, day), ["2026-11-01 01:30:00 EDT"]);
         // Even for a scheduler that starts between the two 01:30s.
         let between = utc(2026, 11, 1, 6, 0, 0); // 01:00 EST, the second pass
         assert_eq!(task.next_run_after(between), Some(utc(2026, 11, 2, 6, 30, 0)));
         // Europe/Berlin, 2026-10-25: 03:00 CEST falls back to 02:00 CET.
-        let berlin = RecurringTask::new("fb", "30 2 * * *", "k").unwrap().time_zone("Europe/Berlin").unwrap();
-        assert_eq!(
-            runs_on_local_day(&berlin, NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()),
-            ["2026-10-25 02:30:00 CEST"]
-        );
+        let berlin = zoned("fb", "30 2 * * *", "Europe/Berlin");
+        assert_eq!(runs_on(&berlin, 2026, 10, 25), ["2026-10-25 02:30:00 CEST"]);
         // A task of many times a day follows real time: both halves of the repeated hour.
-        let quarterly = RecurringTask::new("q", "*/15 * * * *", "k").unwrap().time_zone("America/New_York").unwrap();
+        let quarterly = zoned("q", "*/15 * * * *", "America/New_York");
         assert_eq!(runs_on_local_day(&quarterly, day).len(), 25 * 4);
     }
 }

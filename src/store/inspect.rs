@@ -221,20 +221,15 @@ pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec
         .load::<(JobId, ProcessId)>(conn)?
         .into_iter()
         .collect();
-    let in_ready: HashSet<JobId> =
-        ready::table.filter(ready::job_id.eq_any(ids)).select(ready::job_id).load::<JobId>(conn)?.into_iter().collect();
-    let in_scheduled: HashSet<JobId> = scheduled::table
-        .filter(scheduled::job_id.eq_any(ids))
-        .select(scheduled::job_id)
-        .load::<JobId>(conn)?
-        .into_iter()
-        .collect();
-    let in_blocked: HashSet<JobId> = blocked::table
-        .filter(blocked::job_id.eq_any(ids))
-        .select(blocked::job_id)
-        .load::<JobId>(conn)?
-        .into_iter()
-        .collect();
+    // The jobs of `ids` that an execution table holds.
+    macro_rules! held_in {
+        ($table:ident) => {
+            $table::table.filter($table::job_id.eq_any(ids)).select($table::job_id).load::<JobId>(conn)?
+        };
+    }
+    let in_ready: HashSet<JobId> = held_in!(ready).into_iter().collect();
+    let in_scheduled: HashSet<JobId> = held_in!(scheduled).into_iter().collect();
+    let in_blocked: HashSet<JobId> = held_in!(blocked).into_iter().collect();
     let mut failures = failure_on(conn, ids)?;
     Ok(rows
         .into_iter()
@@ -321,41 +316,29 @@ fn counts_on(conn: &mut DbConnection) -> QueryResult<(JobCounts, Vec<QueueCounts
             .map(|(queue, _, count)| (queue.clone(), *count))
             .collect()
     };
+    // Jobs per queue in one execution table: by the table's own queue name, or through the
+    // job rows for the tables that have none.
+    macro_rules! per_queue {
+        ($table:ident) => {
+            $table::table.group_by($table::queue_name).select(($table::queue_name, count_star())).load(conn)?
+        };
+        ($table:ident through jobs) => {
+            $table::table
+                .inner_join(jobs::table)
+                .group_by(jobs::queue_name)
+                .select((jobs::queue_name, count_star()))
+                .load(conn)?
+        };
+    }
     let per_state: [(JobState, Vec<(String, i64)>); 8] = [
-        (
-            JobState::Blocked,
-            blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?,
-        ),
+        (JobState::Ready, per_queue!(ready)),
+        (JobState::Scheduled, per_queue!(scheduled)),
+        (JobState::Blocked, per_queue!(blocked)),
+        (JobState::Claimed, per_queue!(claimed through jobs)),
+        (JobState::Failed, per_queue!(failed through jobs)),
+        (JobState::Finished, ended_as(JobState::Finished)),
         (JobState::Discarded, ended_as(JobState::Discarded)),
         (JobState::Cancelled, ended_as(JobState::Cancelled)),
-        (
-            JobState::Ready,
-            ready::table.group_by(ready::queue_name).select((ready::queue_name, count_star())).load(conn)?,
-        ),
-        (
-            JobState::Scheduled,
-            scheduled::table
-                .group_by(scheduled::queue_name)
-                .select((scheduled::queue_name, count_star()))
-                .load(conn)?,
-        ),
-        (
-            JobState::Claimed,
-            claimed::table
-                .inner_join(jobs::table)
-                .group_by(jobs::queue_name)
-                .select((jobs::queue_name, count_star()))
-                .load(conn)?,
-        ),
-        (
-            JobState::Failed,
-            failed::table
-                .inner_join(jobs::table)
-                .group_by(jobs::queue_name)
-                .select((jobs::queue_name, count_star()))
-                .load(conn)?,
-        ),
-        (JobState::Finished, ended_as(JobState::Finished)),
     ];
     let mut queues: BTreeMap<String, JobCounts> = BTreeMap::new();
     let mut total = JobCounts::default();

@@ -112,14 +112,6 @@ impl Found {
             Some(row) => row.state.map_or(Found::Moving, Found::At),
         })
     }
-
-    /// What an action does about a job it did not find at rest.
-    fn step<T>(self, id: JobId) -> Result<Step<T>, ActionError> {
-        match self {
-            Found::Moving | Found::At(_) => Ok(Step::Moved),
-            Found::Missing => Err(ActionError::NotFound(id)),
-        }
-    }
 }
 
 /// Deletes the execution row that holds `id` in `state`; whether it was still there.
@@ -154,15 +146,21 @@ impl Store {
         Ok(true)
     }
 
-    /// Runs `step` (one transaction) until the job it acts on stops moving under it.
+    /// Runs `step` (one transaction) on job `id` at rest in its state, until the job stops
+    /// moving under it.
     fn act<T>(
         &self,
         action: &'static str,
         id: JobId,
-        mut step: impl FnMut(&mut DbConnection) -> QueryResult<Result<Step<T>, ActionError>>,
+        mut step: impl FnMut(&mut DbConnection, JobState) -> QueryResult<Result<Step<T>, ActionError>>,
     ) -> Result<T, ActionError> {
         for _ in 0..10 {
-            match self.write(action, &mut step)? {
+            let attempt = self.write(action, |conn| match Found::of(conn, id)? {
+                Found::At(state) => step(conn, state),
+                Found::Moving => Ok(Ok(Step::Moved)),
+                Found::Missing => Ok(Err(ActionError::NotFound(id))),
+            })?;
+            match attempt {
                 Ok(Step::Done(value)) => return Ok(value),
                 Ok(Step::Moved) => continue,
                 Err(err) => return Err(err),
@@ -174,11 +172,7 @@ impl Store {
     /// Runs a failed, discarded or cancelled job again: it becomes ready (through its
     /// concurrency limit, if any) with one more attempt allowed if it had used them all.
     pub fn retry_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
-        self.act("retrying a job", id, |conn| {
-            let state = match Found::of(conn, id)? {
-                Found::At(state) => state,
-                other => return Ok(other.step(id)),
-            };
+        self.act("retrying a job", id, |conn, state| {
             match state {
                 JobState::Failed => {
                     if !take_waiting(conn, id, JobState::Failed)? {
@@ -204,25 +198,19 @@ impl Store {
     /// Ends a waiting (scheduled, ready, blocked) or failed job as discarded: kept, never
     /// run. A running job cannot be discarded (cancel it).
     pub fn discard_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
-        self.act("discarding a job", id, |conn| {
-            let state = match Found::of(conn, id)? {
-                Found::At(state) => state,
-                other => return Ok(other.step(id)),
-            };
-            match state {
-                JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Failed => {
-                    if !self.end_waiting(conn, id, state, EndState::Discarded, now)? {
-                        return Ok(Ok(Step::Moved));
-                    }
-                    Ok(Ok(Step::Done(())))
+        self.act("discarding a job", id, |conn, state| match state {
+            JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Failed => {
+                if !self.end_waiting(conn, id, state, EndState::Discarded, now)? {
+                    return Ok(Ok(Step::Moved));
                 }
-                JobState::Claimed => Ok(Err(ActionError::WrongState {
-                    id,
-                    state,
-                    why: "a running job cannot be discarded; cancel it (solidq jobs cancel) and its handler is told",
-                })),
-                _ => Ok(Err(ActionError::WrongState { id, state, why: "it has already ended" })),
+                Ok(Ok(Step::Done(())))
             }
+            JobState::Claimed => Ok(Err(ActionError::WrongState {
+                id,
+                state,
+                why: "a running job cannot be discarded; cancel it (solidq jobs cancel) and its handler is told",
+            })),
+            _ => Ok(Err(ActionError::WrongState { id, state, why: "it has already ended" })),
         })
     }
 
@@ -230,35 +218,27 @@ impl Store {
     /// running one is marked, its process tells the handler, and it ends as cancelled when
     /// the handler returns (whatever it returns).
     pub fn cancel_job(&self, id: JobId, now: NaiveDateTime) -> Result<Cancelled, ActionError> {
-        self.act("cancelling a job", id, |conn| {
-            let state = match Found::of(conn, id)? {
-                Found::At(state) => state,
-                other => return Ok(other.step(id)),
-            };
-            match state {
-                JobState::Ready | JobState::Scheduled | JobState::Blocked => {
-                    if !self.end_waiting(conn, id, state, EndState::Cancelled, now)? {
-                        return Ok(Ok(Step::Moved));
-                    }
-                    Ok(Ok(Step::Done(Cancelled::Now)))
+        self.act("cancelling a job", id, |conn, state| match state {
+            JobState::Ready | JobState::Scheduled | JobState::Blocked => {
+                if !self.end_waiting(conn, id, state, EndState::Cancelled, now)? {
+                    return Ok(Ok(Step::Moved));
                 }
-                JobState::Claimed => {
-                    let marked = diesel::update(
-                        jobs::table
-                            .filter(jobs::id.eq(id))
-                            .filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
-                    )
-                    .set(jobs::cancel_requested_at.eq(now))
-                    .execute(conn)?;
-                    Ok(Ok(if marked > 0 { Step::Done(Cancelled::Requested) } else { Step::Moved }))
-                }
-                JobState::Failed => Ok(Err(ActionError::WrongState {
-                    id,
-                    state,
-                    why: "it is not running; discard it (solidq jobs discard) to end it",
-                })),
-                _ => Ok(Err(ActionError::WrongState { id, state, why: "it has already ended" })),
+                Ok(Ok(Step::Done(Cancelled::Now)))
             }
+            JobState::Claimed => {
+                let marked = diesel::update(
+                    jobs::table.filter(jobs::id.eq(id)).filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
+                )
+                .set(jobs::cancel_requested_at.eq(now))
+                .execute(conn)?;
+                Ok(Ok(if marked > 0 { Step::Done(Cancelled::Requested) } else { Step::Moved }))
+            }
+            JobState::Failed => Ok(Err(ActionError::WrongState {
+                id,
+                state,
+                why: "it is not running; discard it (solidq jobs discard) to end it",
+            })),
+            _ => Ok(Err(ActionError::WrongState { id, state, why: "it has already ended" })),
         })
     }
 

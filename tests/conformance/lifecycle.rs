@@ -341,11 +341,11 @@ backend_test!(
         let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
         // Kept for an hour: the first pass deletes nothing, and the holder still counts.
         let cleared = Cleaner::new(Duration::from_secs(3600)).run_once(store, pass(10)).unwrap();
-        let released = BlockedSweep::default().run_once(store, pass(10)).unwrap();
+        let released = BlockedSweep.run_once(store, pass(10)).unwrap();
         assert_eq!((cleared, released), (0, 0));
         // Not preserved, and the holder is past its duration: both happen on the first pass.
         let cleared = Cleaner::new(Duration::ZERO).run_once(store, pass(70)).unwrap();
-        let released = BlockedSweep::default().run_once(store, pass(70)).unwrap();
+        let released = BlockedSweep.run_once(store, pass(70)).unwrap();
         assert_eq!((cleared, released), (1, 1));
         assert!(store.job(ids[2]).unwrap().is_none());
         assert_eq!(state(store, ids[1]), "ready");

@@ -41,9 +41,9 @@ pub(super) fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Dur
         ChildKind::Watchdog => settings.watchdog.interval * 10,
         // It sleeps up to one reload interval between passes.
         ChildKind::Scheduler => settings.scheduler.as_ref().map_or(Duration::ZERO, |s| s.reload_interval * 3),
-        ChildKind::BlockedSweep => settings.blocked_sweep.interval() * 10,
+        ChildKind::BlockedSweep => BlockedSweep.interval() * 10,
         ChildKind::Cleaner => settings.cleaner.as_ref().map_or(Duration::ZERO, |c| c.interval() * 10),
-        ChildKind::Tidier => settings.tidier.interval() * 10,
+        ChildKind::Tidier => Tidier.interval() * 10,
     };
     settings.stuck_after.max(ticks)
 }
@@ -134,9 +134,9 @@ impl Supervisor {
                 let config = self.settings.scheduler.clone().unwrap_or_default();
                 periodic(arbiter, Scheduler::new(config), run)
             }
-            ChildKind::BlockedSweep => periodic(arbiter, self.settings.blocked_sweep.clone(), run),
+            ChildKind::BlockedSweep => periodic(arbiter, BlockedSweep, run),
             ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
-            ChildKind::Tidier => periodic(arbiter, self.settings.tidier.clone(), run),
+            ChildKind::Tidier => periodic(arbiter, Tidier, run),
         }
     }
 
@@ -295,9 +295,7 @@ mod tests {
             dispatcher: DispatcherConfig::default(),
             watchdog: WatchdogConfig::default(),
             scheduler: None,
-            blocked_sweep: BlockedSweep::default(),
             cleaner: Some(Cleaner::default()),
-            tidier: Tidier::default(),
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),
             standalone: false,

@@ -29,11 +29,9 @@ use super::heartbeat::{Heartbeat, HeartbeatSettings, LostContact, ProcessReplace
 use super::worker::{ResumeClaiming, StopClaiming, Worker, WorkerSettings};
 use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
-use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::DispatcherConfig;
 use crate::maintenance::scheduler::SchedulerConfig;
-use crate::maintenance::tidier::Tidier;
 use crate::maintenance::watchdog::WatchdogConfig;
 use crate::model::ProcessId;
 use crate::registry::Registry;
@@ -96,12 +94,8 @@ pub struct SupervisorSettings {
     pub watchdog: WatchdogConfig,
     /// The scheduler of recurring tasks; `None`: this process runs none (`SOLIDQ_SCHEDULER=false`).
     pub scheduler: Option<SchedulerConfig>,
-    /// The sweep of blocked jobs.
-    pub blocked_sweep: BlockedSweep,
     /// The cleaner of ended jobs; `None`: they are kept for ever.
     pub cleaner: Option<Cleaner>,
-    /// The tidier of the queue tables.
-    pub tidier: Tidier,
     /// How long a drain waits for running jobs.
     pub shutdown_timeout: Duration,
     /// Minimum time without progress before a child counts as stuck (raised per child to ten

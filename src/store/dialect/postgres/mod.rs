@@ -83,6 +83,14 @@ impl Postgres {
     }
 }
 
+/// The claim ids and the job ids of `tokens`, as two array binds in the same order.
+fn token_binds(tokens: &[ClaimToken]) -> [Bind<'static>; 2] {
+    [
+        Bind::BigInts(tokens.iter().map(|t| t.claim_id).collect()),
+        Bind::BigInts(tokens.iter().map(|t| t.job_id).collect()),
+    ]
+}
+
 impl Dialect for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
@@ -156,9 +164,9 @@ impl Dialect for Postgres {
             ];
             binds.extend(bind.map(Bind::Text));
             let mut rows: Vec<ClaimedRow> = Prepared::new(CLAIM_SQL.replace("{filter}", filter), binds).load(conn)?;
-            rows.sort_unstable_by_key(|row| (row.priority, row.job_id));
+            rows.sort_unstable_by_key(|row| (row.priority, row.token.job_id));
             out.extend(rows.into_iter().map(|row| ClaimedJob {
-                token: ClaimToken { job_id: row.job_id, claim_id: row.claim_id },
+                token: row.token.into(),
                 kind: row.class_name,
                 arguments: row.arguments,
                 queue: row.queue_name,
@@ -172,17 +180,15 @@ impl Dialect for Postgres {
 
     fn take_claims(&self, conn: &mut DbConnection, tokens: &[ClaimToken]) -> QueryResult<Vec<ClaimToken>> {
         let conn = expect_variant!(conn, Postgres);
-        let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
-        let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
         // Pairs, so that a claim id never matches another job's token.
         let rows: Vec<TokenRow> = Prepared::new(
             "DELETE FROM solidq_claimed_executions c
              WHERE c.id = ANY($1) AND (c.id, c.job_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))
              RETURNING c.id AS claim_id, c.job_id",
-            vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids)],
+            token_binds(tokens).into(),
         )
         .load(conn)?;
-        Ok(rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect())
+        Ok(rows.into_iter().map(ClaimToken::from).collect())
     }
 
     fn complete_claims(
@@ -191,12 +197,11 @@ impl Dialect for Postgres {
         tokens: &[ClaimToken],
         now: NaiveDateTime,
     ) -> QueryResult<Option<CompletedClaims>> {
-        let claim_ids: Vec<i64> = tokens.iter().map(|t| t.claim_id).collect();
-        let job_ids: Vec<i64> = tokens.iter().map(|t| t.job_id).collect();
-        let binds = vec![Bind::BigInts(claim_ids), Bind::BigInts(job_ids), Bind::Timestamp(now)];
+        let [claim_ids, job_ids] = token_binds(tokens);
+        let binds = vec![claim_ids, job_ids, Bind::Timestamp(now)];
         let rows: Vec<FinishedRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
         let keys = rows.iter().filter_map(|row| row.concurrency_key.clone()).collect();
-        let taken = rows.into_iter().map(|row| ClaimToken { job_id: row.job_id, claim_id: row.claim_id }).collect();
+        let taken = rows.into_iter().map(|row| ClaimToken::from(row.token)).collect();
         Ok(Some(CompletedClaims { taken, keys }))
     }
 

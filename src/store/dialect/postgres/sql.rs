@@ -1,37 +1,12 @@
 //! The statements of the PostgreSQL dialect whose text is fixed, and the rows they return.
 
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
-/// A job [`CLAIM_SQL`] claimed.
-#[derive(QueryableByName)]
-pub(super) struct ClaimedRow {
-    #[diesel(sql_type = BigInt)]
-    pub(super) job_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub(super) claim_id: i64,
-    #[diesel(sql_type = Text)]
-    pub(super) class_name: String,
-    #[diesel(sql_type = Text)]
-    pub(super) arguments: String,
-    #[diesel(sql_type = Text)]
-    pub(super) queue_name: String,
-    #[diesel(sql_type = Integer)]
-    pub(super) priority: i32,
-    #[diesel(sql_type = Integer)]
-    pub(super) attempts: i32,
-    #[diesel(sql_type = Integer)]
-    pub(super) max_attempts: i32,
-}
+use crate::model::ClaimToken;
+use crate::store::schema::solidq_jobs;
 
-/// A job id returned by a statement.
-#[derive(QueryableByName)]
-pub(super) struct JobIdRow {
-    #[diesel(sql_type = BigInt)]
-    pub(super) job_id: i64,
-}
-
-/// A claim token returned by a statement.
+/// A claim token returned by a statement (columns `claim_id` and `job_id`).
 #[derive(QueryableByName)]
 pub(super) struct TokenRow {
     #[diesel(sql_type = BigInt)]
@@ -40,15 +15,40 @@ pub(super) struct TokenRow {
     pub(super) job_id: i64,
 }
 
+impl From<TokenRow> for ClaimToken {
+    fn from(row: TokenRow) -> ClaimToken {
+        ClaimToken { job_id: row.job_id, claim_id: row.claim_id }
+    }
+}
+
+/// A job [`CLAIM_SQL`] claimed; the columns after the token are typed as the job table's.
+#[derive(QueryableByName)]
+#[diesel(table_name = solidq_jobs)]
+pub(super) struct ClaimedRow {
+    #[diesel(embed)]
+    pub(super) token: TokenRow,
+    pub(super) class_name: String,
+    pub(super) arguments: String,
+    pub(super) queue_name: String,
+    pub(super) priority: i32,
+    pub(super) attempts: i32,
+    pub(super) max_attempts: i32,
+}
+
 /// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held.
 #[derive(QueryableByName)]
 pub(super) struct FinishedRow {
-    #[diesel(sql_type = BigInt)]
-    pub(super) claim_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub(super) job_id: i64,
+    #[diesel(embed)]
+    pub(super) token: TokenRow,
     #[diesel(sql_type = Nullable<Text>)]
     pub(super) concurrency_key: Option<String>,
+}
+
+/// A job id returned by a statement.
+#[derive(QueryableByName)]
+pub(super) struct JobIdRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) job_id: i64,
 }
 
 /// Takes up to `$3` ready rows of the kinds `$4` (filtered by `{filter}`, which may use `$5`),
