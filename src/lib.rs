@@ -42,11 +42,31 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Where things are
+//! The layers, bottom up; each uses only those below it.
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | plain types | [`model`] (ids, jobs, claims, process rows, names, durations, URLs), [`recurring`] (tasks and schedules), [`lifecycle`] (what an outcome means) |
+//! | storage, the only SQL | [`store`]: roles (`jobs/`, `processes`, `maintenance`, `inspect`, `manage`, `concurrency`, `recurring`) over `executions` and one `dialect/` per backend |
+//! | periodic work | [`maintenance`]: dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier; each a service with `run_once` |
+//! | actors | `actors/` (supervisor, worker, claim book, completer, heartbeat, periodic) and `registry/` (kind → handler actor, panics caught) |
+//! | public API | [`job`] (Job, Perform, JobError, EnqueueOptions, Queue), [`Runtime`], [`config`], [`logging`] |
+//! | surface | [`status`], and `cli` behind its feature |
+//!
+//! A job's path, by file: `job/queue.rs` ([`Queue::enqueue`]) → `store/jobs/enqueue.rs` (the
+//! job row and its ready or scheduled execution, one transaction; `maintenance/dispatcher.rs`
+//! later moves a due scheduled job to ready) → `actors/worker.rs` (claims up to its free slots,
+//! `store/jobs/mod.rs`; the claims go into `actors/claim_book.rs`) → `registry/` (deserializes
+//! the arguments and sends [`Perform`] to the handler actor) → `lifecycle.rs` (the outcome
+//! becomes a transition: complete, retry, fail, release) → `actors/completer.rs` (writes a batch
+//! of outcomes with their claim tokens) → `store/jobs/transitions.rs` (what each transition
+//! writes). Meanwhile `actors/heartbeat.rs` stamps the process row and
+//! `maintenance/watchdog.rs` hands back the jobs of processes that died.
 #![warn(missing_docs)]
 
-// The layers, bottom up: `model` and `recurring` (plain types), `lifecycle` (what an outcome means), `store`
-// (all SQL), `maintenance` (periodic services over the store), the actors, the public API
-// (`job`, `queue`, `runtime`), and the surface on top (`status`, and `cli` behind its feature).
+// In layer order, bottom up (see "Where things are" above).
 pub mod model;
 
 pub mod recurring;
@@ -65,7 +85,6 @@ mod registry;
 pub mod config;
 pub mod job;
 pub mod logging;
-mod queue;
 mod runtime;
 
 #[cfg(feature = "cli")]
@@ -75,7 +94,7 @@ pub mod status;
 pub use config::Config;
 pub use job::{CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform};
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
-pub use queue::Queue;
+pub use job::Queue;
 pub use recurring::RecurringTask;
 pub use recurring::RecurringTasks;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};

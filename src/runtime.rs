@@ -21,7 +21,7 @@ use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_P
 use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
 use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
-use crate::queue::Queue;
+use crate::job::Queue;
 use crate::recurring::RecurringTasks;
 use crate::recurring::{RecurringError, RecurringTask};
 use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};

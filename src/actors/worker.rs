@@ -55,7 +55,7 @@ pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
 pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
 
 /// Default time between polls of a worker that found nothing the last time
-/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to [`MAX_IDLE_POLL`].
+/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to a second (ten seconds where the store has a listener).
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a worker with half its slots free waits for three quarters before it claims,

@@ -1,4 +1,4 @@
-//! The `solidq` command: `migrate`, `status [--json]`, `enqueue KIND JSON`.
+//! The `solidq` command line: migrations, status, enqueue, jobs, queues, recurring tasks.
 //! See [`solidq::cli`].
 
 fn main() {

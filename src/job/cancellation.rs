@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CancelReason {
-    /// The handler ran past [`Job::TIMEOUT`]: the job is recorded as failed (and retried while
+    /// The handler ran past [`Job::TIMEOUT`](super::Job::TIMEOUT): the job is recorded as failed (and retried while
     /// attempts remain) whatever the handler returns now.
     Timeout,
     /// An operator cancelled the job (`solidq jobs cancel`,
@@ -32,7 +32,7 @@ impl fmt::Display for CancelReason {
 
 /// Tells a running handler that nobody waits for its result any more: its job timed out, was
 /// cancelled by an operator, or its process is shutting down. Each execution has its own,
-/// in [`JobMeta::cancellation`]; clones share it.
+/// in [`JobMeta::cancellation`](super::JobMeta::cancellation); clones share it.
 ///
 /// The runtime never interrupts a handler: a handler that ignores its token runs to its end,
 /// and its job still ends as the reason says. A handler that watches it can stop early:

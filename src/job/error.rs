@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// | Constructor | The job |
 /// |---|---|
-/// | [`JobError::new`] (or `?` on any error) | retried after [`Job::backoff`] while attempts remain, then failed |
+/// | [`JobError::new`] (or `?` on any error) | retried after [`Job::backoff`](super::Job::backoff) while attempts remain, then failed |
 /// | [`JobError::retry_in`] | retried after the given delay while attempts remain, then failed |
 /// | [`JobError::permanent`] | failed now, whatever attempts remain (it can be retried by hand) |
 /// | [`JobError::discard`] | ended as discarded: kept with the message, never retried |
@@ -45,7 +45,7 @@ pub enum ErrorAction {
 }
 
 impl JobError {
-    /// A retryable failure: retried after [`Job::backoff`] while attempts remain.
+    /// A retryable failure: retried after [`Job::backoff`](super::Job::backoff) while attempts remain.
     pub fn new(message: impl Into<String>) -> Self {
         JobError { message: message.into(), action: ErrorAction::Retry(None) }
     }

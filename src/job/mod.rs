@@ -1,6 +1,6 @@
 //! The public job API: the [`Job`] trait and the [`Perform`] message handlers receive (here),
-//! what a handler returns ([`JobError`]), its cancellation token ([`Cancellation`]), and the
-//! options of an enqueue ([`EnqueueOptions`]).
+//! what a handler returns ([`JobError`]), its cancellation token ([`Cancellation`]), the
+//! options of an enqueue ([`EnqueueOptions`]) and the [`Queue`] handle that enqueues.
 
 use std::time::Duration;
 
@@ -13,10 +13,12 @@ use crate::model::{ConcurrencyLimit, JobId};
 mod cancellation;
 mod enqueue;
 mod error;
+mod queue;
 
 pub use cancellation::{CancelReason, Cancellation};
 pub use enqueue::{EnqueueError, EnqueueOptions};
 pub use error::{ErrorAction, JobError};
+pub use queue::Queue;
 
 /// Default number of executions a job may start before it is failed for good.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;

@@ -2,7 +2,7 @@
 //!
 //! Every transition takes a batch of claim tokens and runs in one transaction: the claims that
 //! still exist are deleted first (the deletion decides, see `Dialect::take_claims`), the
-//! jobs behind them change ([`transitions`]), and the tokens whose claims were gone are
+//! jobs behind them change (`transitions.rs`), and the tokens whose claims were gone are
 //! reported as fenced (their process was found dead and the job handed back, perhaps claimed
 //! elsewhere): nothing changed for those.
 

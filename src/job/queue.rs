@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use crate::job::{EnqueueError, EnqueueOptions, Job};
+use super::{EnqueueError, EnqueueOptions, Job};
 use crate::model::{Enqueued, JobId, NewJob};
 use crate::store::{EnqueueConnection, SharedStore, StoreError};
 
