@@ -11,6 +11,8 @@
 #                       (default $HOME/.cache/solidq-peer-apalis-target, as its run.sh)
 #   BEFORE_BENCH        another build of solidq's bench (an earlier commit, built elsewhere): its
 #                       PostgreSQL and SQLite drains join each round, for before/after figures
+#   SYSTEMS             only these systems, space-separated, from the names below (for example
+#                       SYSTEMS="solidq-pg solidq-pg-before solidq-sqlite solidq-sqlite-before")
 #
 # Each round runs, in this order rotated by one per round: solidq PostgreSQL (defaults), solidq
 # PostgreSQL tuned (SOLIDQ_WORKERS=*:400), solidq PostgreSQL with SOLIDQ_POOL_SIZE=32, apalis,
@@ -45,6 +47,9 @@ if [[ -n ${BEFORE_BENCH:-} ]]; then
   [[ -x $BEFORE_BENCH ]] || { echo "BEFORE_BENCH=$BEFORE_BENCH is not an executable" >&2; exit 1; }
   systems+=(solidq-pg-before solidq-sqlite-before)
 fi
+if [[ -n ${SYSTEMS:-} ]]; then
+  read -ra systems <<<"$SYSTEMS"
+fi
 
 # run SYSTEM: prints the JSON line with the drain result of one run of SYSTEM.
 run() {
@@ -67,7 +72,7 @@ field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
 seed_rate() { field seed_per_s "$1" | grep . || field enqueue_per_s "$1"; }
 
 echo "full JSON lines: $LOG" >&2
-declare -A drain seed
+declare -A drain seed mean
 for ((round = 1; round <= ROUNDS; round++)); do
   # Each round starts one system later, so no system always runs right after the same one
   # (a run leaves the server's caches, WAL and checkpoints in a state the next one meets).
@@ -92,15 +97,30 @@ echo "Drain, $N no-op jobs, $(date +%F), $(nproc) cores (jobs/s)"
 echo
 header="| round |"; rule="|---|"
 for system in "${systems[@]}"; do header+=" $system |"; rule+="---|"; done
-echo "$header solidq-pg ÷ apalis | solidq-pg ÷ graphile-worker |"
-echo "$rule---|---|"
+# The ratio columns, for the peers this run has beside solidq-pg.
+peers_run=()
+for peer in apalis graphile-worker; do
+  [[ " ${systems[*]} " == *" solidq-pg "* && " ${systems[*]} " == *" $peer "* ]] && peers_run+=("$peer")
+done
+ratio_header=""; ratio_rule=""
+for peer in "${peers_run[@]}"; do ratio_header+=" solidq-pg ÷ $peer |"; ratio_rule+="---|"; done
+echo "$header$ratio_header"
+echo "$rule$ratio_rule"
 for ((round = 1; round <= ROUNDS; round++)); do
   row="| $round"
   for system in "${systems[@]}"; do row+=" | $(thousands "${drain[$round,$system]}")"; done
-  row+=" | $(ratio "${drain[$round,solidq-pg]}" "${drain[$round,apalis]}")"
-  row+=" | $(ratio "${drain[$round,solidq-pg]}" "${drain[$round,graphile-worker]}")"
+  for peer in "${peers_run[@]}"; do row+=" | $(ratio "${drain[$round,solidq-pg]}" "${drain[$round,$peer]}")"; done
   echo "$row |"
 done
+row="| mean"
+for system in "${systems[@]}"; do
+  sum=0
+  for ((round = 1; round <= ROUNDS; round++)); do sum=$(awk -v a="$sum" -v b="${drain[$round,$system]}" 'BEGIN { print a + b }'); done
+  mean[$system]=$(awk -v s="$sum" -v n="$ROUNDS" 'BEGIN { printf "%d", s / n }')
+  row+=" | $(thousands "${mean[$system]}")"
+done
+for peer in "${peers_run[@]}"; do row+=" | $(ratio "${mean[solidq-pg]}" "${mean[$peer]}")"; done
+echo "$row |"
 
 echo
 echo "Seeding the same jobs (bulk enqueue, jobs/s):"

@@ -92,10 +92,10 @@ pub mod cli;
 pub mod status;
 
 pub use config::Config;
-pub use job::{CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform};
+pub use job::{
+    CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform, Queue,
+};
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
-pub use job::Queue;
-pub use recurring::RecurringTask;
-pub use recurring::RecurringTasks;
+pub use recurring::{RecurringTask, RecurringTasks};
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
 pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};

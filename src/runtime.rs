@@ -14,6 +14,7 @@ use crate::actors::supervisor::{CurrentProcess, Shutdown, Supervisor, Supervisor
 use crate::actors::worker::WorkerSettings;
 use crate::arbiters::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
+use crate::job::Queue;
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
 use crate::maintenance::cleaner::Cleaner;
@@ -21,7 +22,6 @@ use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_P
 use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
 use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
-use crate::job::Queue;
 use crate::recurring::RecurringTasks;
 use crate::recurring::{RecurringError, RecurringTask};
 use crate::registry::{self, ActorHandler, ErasedHandler, OwnArbiter, Registry, SyncPool};
