@@ -44,15 +44,16 @@
 //! ```
 //!
 //! # Where things are
-//! The layers, bottom up; each uses only those below it.
+//! The layers, bottom up; each uses only those below it. Two folders hold a handle one layer
+//! up beside their types: `job/queue.rs` and `recurring/handle.rs`.
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | plain types | [`model`] (ids, jobs, claims, process rows, names, durations, URLs), [`recurring`] (tasks and schedules), [`lifecycle`] (what an outcome means) |
+//! | plain types | [`model`] (ids, jobs, claims, process rows, names, durations, URLs), [`recurring`] (tasks and schedules), [`lifecycle`] (what an outcome means), [`job`] (Job, Perform, JobError, Cancellation, EnqueueOptions) |
 //! | storage, the only SQL | [`store`]: roles (`jobs/`, `processes`, `maintenance`, `inspect`, `manage`, `concurrency`, `recurring`) over `executions` and one `dialect/` per backend |
 //! | periodic work | [`maintenance`]: dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier; each a service with `run_once` |
 //! | actors | `actors/` (supervisor, worker, claim book, completer, heartbeat, periodic) and `registry/` (kind → handler actor, panics caught) |
-//! | public API | [`job`] (Job, Perform, JobError, EnqueueOptions, Queue), [`Runtime`], [`config`], [`logging`] |
+//! | public API | [`Runtime`], the handles [`Queue`] (`job/queue.rs`) and [`RecurringTasks`] (`recurring/handle.rs`), [`config`], [`logging`] |
 //! | surface | [`status`], and `cli` behind its feature |
 //!
 //! A job's path, by file: `job/queue.rs` ([`Queue::enqueue`]) → `store/jobs/enqueue.rs` (the

@@ -16,12 +16,12 @@ use solidq::model::FailureKind;
 use solidq::{EnqueueOptions, Job, JobError, Perform, Runtime};
 
 use common::fixtures::logger;
+use common::{backend_test, wait_for};
 
 /// The shared fast configuration with three slots.
 fn fast_config(db: &TestDb) -> Config {
     common::fixtures::fast_config(db, 3)
 }
-use common::{backend_test, wait_for};
 
 /// What the handler does with a job, by name.
 #[derive(Serialize, Deserialize)]
@@ -71,13 +71,19 @@ impl Handler<Perform<Act>> for ActingHandler {
     }
 }
 
+/// A runtime on `db` whose [`ActingHandler`] records its runs in the returned [`Runs`].
+fn acting_runtime(db: &TestDb) -> (Runtime, Runs) {
+    let runs: Runs = Arc::default();
+    let shared = runs.clone();
+    let runtime = Runtime::new(fast_config(db), logger())
+        .unwrap()
+        .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
+    (runtime, runs)
+}
+
 backend_test!(
     async fn each_handler_result_does_what_it_says(db: TestDb) {
-        let runs: Runs = Arc::default();
-        let shared = runs.clone();
-        let runtime = Runtime::new(fast_config(&db), logger())
-            .unwrap()
-            .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
+        let (runtime, runs) = acting_runtime(&db);
         let queue = runtime.queue();
         let mut ids = HashMap::new();
         for name in ["flaky", "rate-limited", "busy", "pointless", "hopeless"] {
@@ -111,11 +117,7 @@ backend_test!(
 
 backend_test!(
     async fn a_paused_queue_is_honoured_by_a_running_process(db: TestDb) {
-        let runs: Runs = Arc::default();
-        let shared = runs.clone();
-        let runtime = Runtime::new(fast_config(&db), logger())
-            .unwrap()
-            .register::<Act, _, _>(move || ActingHandler { runs: shared.clone() });
+        let (runtime, _runs) = acting_runtime(&db);
         let queue = runtime.queue();
         let handle = runtime.start().unwrap();
         let now = || chrono::Utc::now().naive_utc();

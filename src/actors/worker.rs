@@ -24,8 +24,7 @@ use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
 use super::{answer_the_supervisor, blocking, PeriodicCall, SetProcess, HOT_PATH_MAX_BACKOFF};
 use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::{Outcome, Transition};
-use crate::model::WorkerGroup;
-use crate::model::{ClaimedJob, ProcessId};
+use crate::model::{ClaimedJob, ProcessId, WorkerGroup};
 use crate::registry::Registry;
 use crate::store::params::Claim;
 use crate::store::SharedStore;
@@ -55,7 +54,8 @@ pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
 pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
 
 /// Default time between polls of a worker that found nothing the last time
-/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to a second (ten seconds where the store has a listener).
+/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to a second (ten seconds where
+/// the store has a listener).
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a worker with half its slots free waits for three quarters before it claims,

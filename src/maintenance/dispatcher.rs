@@ -21,6 +21,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default most batches per pass, so that one pass never holds the writer for long.
 pub const DEFAULT_MAX_BATCHES_PER_PASS: usize = 20;
+/// Longest time the dispatcher goes without looking for due jobs while the database seems
+/// unchanged: a safety net under the change counts.
+pub const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 /// How the dispatcher works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +35,6 @@ pub struct DispatcherConfig {
     /// A pass stops after this many full batches; the next pass goes on.
     pub max_batches_per_pass: usize,
 }
-
-/// Longest time the dispatcher goes without looking for due jobs while the database seems
-/// unchanged: a safety net under the change counts.
-pub const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
