@@ -80,8 +80,10 @@ pub struct MetricGauges {
 
 impl Store {
     /// The database-wide gauges at `now`, judging heartbeats against `alive_threshold`: two
-    /// statements.
+    /// statements (and, on SQLite, a look that the file is still there).
     pub fn metric_gauges(&self, now: NaiveDateTime, alive_threshold: Duration) -> StoreResult<MetricGauges> {
+        // A deleted SQLite file still answers through open connections: say it is gone.
+        self.check_database()?;
         let rows: Vec<QueueStateRow> = self.with_connection("reading metric gauges", |conn| {
             on_backend!(conn, |c| diesel::sql_query(QUEUE_GAUGES_SQL).load::<QueueStateRow>(c))
         })?;

@@ -143,7 +143,12 @@ impl Supervisor {
             }
             ChildKind::Scheduler => {
                 let config = self.settings.scheduler.clone().unwrap_or_default();
-                periodic(arbiter, Scheduler::new(config), run)
+                let alive_threshold = self.settings.heartbeat.alive_threshold;
+                periodic(
+                    arbiter,
+                    Scheduler::new(config).reporting_to(self.settings.telemetry.clone(), alive_threshold),
+                    run,
+                )
             }
             ChildKind::BlockedSweep => periodic(arbiter, BlockedSweep, run),
             ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
