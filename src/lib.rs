@@ -90,6 +90,8 @@ mod runtime;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod status;
 
 pub use config::Config;
