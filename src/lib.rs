@@ -95,6 +95,8 @@ mod runtime;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod status;
 
 pub use config::Config;

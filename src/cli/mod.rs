@@ -24,11 +24,13 @@ use crate::config::{Config, ConfigError};
 use crate::status;
 
 mod common;
+mod dashboard;
 mod enqueue;
 mod manage;
 mod recurring;
 
 use common::{connect, connect_existing, now, Failure};
+pub use dashboard::DashboardArgs;
 pub use enqueue::EnqueueArgs;
 pub use manage::{JobsCommand, QueuesCommand, Target};
 pub use recurring::RecurringCommand;
@@ -91,6 +93,10 @@ pub enum Command {
         #[command(subcommand)]
         command: RecurringCommand,
     },
+    /// Serve the web dashboard (default on 127.0.0.1:9292) until interrupted. Binding
+    /// anything but loopback needs SOLIDQ_DASHBOARD_TOKEN; SOLIDQ_DASHBOARD_READ_ONLY=true
+    /// hides every action.
+    Dashboard(DashboardArgs),
 }
 
 /// Runs the command line with `args` (program name first) against the process environment,
@@ -106,7 +112,7 @@ where
     // Unlocked handles: the logging thread writes to stderr too.
     let mut out = io::stdout();
     let mut err = io::stderr();
-    let code = execute(args, Config::from_env, true, &mut out, &mut err);
+    let code = execute(args, Config::from_env, &|name| std::env::var(name).ok(), true, &mut out, &mut err);
     let _ = out.flush();
     code
 }
@@ -131,12 +137,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    execute(args, || Config::from_lookup(lookup), false, out, err)
+    execute(args, || Config::from_lookup(&lookup), &lookup, false, out, err)
 }
 
 fn execute<I, T>(
     args: I,
     load_config: impl FnOnce() -> Result<Config, ConfigError>,
+    lookup: &dyn Fn(&str) -> Option<String>,
     init_logging: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -155,7 +162,7 @@ where
     };
     let outcome = load_config().map_err(Failure::Config).and_then(|config| {
         let _logging = init_logging.then(|| crate::logging::init(&config));
-        execute_command(cli.command, &config, out, err)
+        execute_command(cli.command, &config, lookup, out, err)
     });
     match outcome {
         Ok(()) => EXIT_OK,
@@ -182,7 +189,13 @@ where
     }
 }
 
-fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
+fn execute_command(
+    command: Command,
+    config: &Config,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
     match command {
         Command::Migrate => {
             let store = connect(config)?;
@@ -221,6 +234,7 @@ fn execute_command(command: Command, config: &Config, out: &mut dyn Write, err: 
         Command::Queues { action } => manage::queues(action, config, out)?,
         Command::Enqueue(args) => enqueue::enqueue(args, config, out, err)?,
         Command::Recurring { command } => recurring::execute(command, config, out, err)?,
+        Command::Dashboard(args) => dashboard::serve(args, config, lookup, out)?,
     }
     Ok(())
 }
