@@ -48,8 +48,11 @@ fn recorder(seen: &Seen) -> impl Fn(&Event) + Send + Sync + 'static {
     move |event| seen.lock().unwrap().push(event.clone())
 }
 
+/// A parsed sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// A sample line: `name{labels} value`, its name, labels and value.
-fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+fn parse_sample(line: &str) -> Sample {
     let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
     let value: f64 = match value {
         "+Inf" => f64::INFINITY,
@@ -85,7 +88,7 @@ fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
 }
 
 /// Every line of `text` is a `# HELP`/`# TYPE` comment or a sample; returns the samples.
-fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
