@@ -46,8 +46,10 @@ pub enum Event {
         /// Why it was judged dead.
         cause: String,
     },
-    /// This process could not write its heartbeat for longer than the alive threshold (or its
-    /// database file went away): it stopped claiming until the database confirms its row.
+    /// This process was cut off: it could not write its heartbeat for longer than the alive
+    /// threshold (or its database file went away) and stopped claiming until the database
+    /// confirms its row; or it found its row deleted (another watchdog pruned it and took its
+    /// claims) and registered again under a new id.
     ProcessFenced {
         /// Its row, if it had registered.
         process: Option<ProcessId>,

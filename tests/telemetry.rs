@@ -236,8 +236,11 @@ backend_test! {
     }
 
     async fn readiness_follows_the_process_row_and_liveness_the_heartbeat(db: TestDb) {
-        let handle = work_runtime(&db, fast_config(&db, 1)).start().expect("start");
-        assert!(!handle.health_ready().await.ok || handle.process_id().await.is_some());
+        let seen: Seen = Arc::default();
+        // Beats once a second: the row's deletion is noticed (and the process registers
+        // again) up to a second later.
+        let config = solidq::Config { heartbeat_interval: Duration::from_secs(1), ..fast_config(&db, 1) };
+        let handle = work_runtime(&db, config).on_event(recorder(&seen)).start().expect("start");
         wait_for("registered", Duration::from_secs(10), || handle.metrics().process().is_some()).await;
         let ready = handle.health_ready().await;
         assert!(ready.ok, "{ready:?}");
@@ -246,11 +249,18 @@ backend_test! {
         db.execute_sql(&format!("DELETE FROM solidq_processes WHERE id = {id}"));
         let pruned = handle.health_ready().await;
         assert!(!pruned.ok && pruned.reason.contains("pruned"), "{pruned:?}");
+        // The heartbeat finds its row gone, says so, and registers again: ready again.
+        wait_for("the fenced event", Duration::from_secs(5), || {
+            seen.lock().unwrap().iter().any(|e| matches!(e, Event::ProcessFenced { process: Some(p), .. } if *p == id))
+        })
+        .await;
+        wait_for("ready again", Duration::from_secs(5), || handle.metrics().process().is_some_and(|p| p != id)).await;
+        assert!(handle.health_ready().await.ok);
         handle.shutdown().await;
         let deregistered = handle.health_ready().await;
         assert!(!deregistered.ok, "{deregistered:?}");
-        // The heartbeat interval is 100 ms: after the shutdown it stops ticking.
-        wait_for("liveness to fail", Duration::from_secs(5), || !handle.health_live().ok).await;
+        // After the shutdown the heartbeat stops ticking: dead after two intervals (and a second).
+        wait_for("liveness to fail", Duration::from_secs(8), || !handle.health_live().ok).await;
     }
 
     async fn a_process_pruned_is_reported_once_by_two_runtimes(db: TestDb) {
