@@ -460,3 +460,74 @@ fn events_reach_an_actix_recipient() {
     });
     assert!(matches!(seen.lock().unwrap()[0], Event::JobFailed { .. }));
 }
+
+/// Seeds 1,000,000 finished jobs, 100,000 ready jobs over ten queues and 10,000 failed ones,
+/// then times scrapes of the database gauges (no cache). Run with
+/// `cargo test --release --test telemetry -- --ignored --nocapture`.
+fn scrape_time_on_a_big_table(db: &TestDb) {
+    let (series, now) = match db.backend() {
+        "postgres" => ("generate_series(1, {n}) AS s(x)", "TIMESTAMP '2026-01-01 00:00:00'"),
+        _ => ("c", "'2026-01-01 00:00:00'"),
+    };
+    let insert = |n: u64, queue: &str, finished: bool| {
+        let from = series.replace("{n}", &n.to_string());
+        let cte = if db.backend() == "postgres" {
+            String::new()
+        } else {
+            format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) ")
+        };
+        let queue = if queue == "spread" { "'q' || (x % 10)".to_string() } else { format!("'{queue}'") };
+        let finished = if finished { now } else { "NULL" };
+        db.execute_sql(&format!(
+            "{cte}INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, \
+             finished_at, created_at, updated_at) SELECT {queue}, 'big.job', '{{}}', 0, 1, 5, {finished}, {now}, {now} \
+             FROM {from}"
+        ));
+    };
+    insert(1_000_000, "default", true);
+    insert(100_000, "spread", false);
+    db.execute_sql(&format!(
+        "INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name) \
+         SELECT id, queue_name, 0, {now}, class_name FROM solidq_jobs WHERE finished_at IS NULL"
+    ));
+    insert(10_000, "failing", false);
+    db.execute_sql(&format!(
+        "INSERT INTO solidq_failed_executions (job_id, created_at, error_kind, message) \
+         SELECT id, {now}, 'Error', 'boom' FROM solidq_jobs WHERE queue_name = 'failing'"
+    ));
+    if db.backend() == "postgres" {
+        db.execute_sql("ANALYZE");
+    }
+    let exporter = Exporter::new(db.store.clone(), Duration::from_secs(300)).cache_for(Duration::ZERO);
+    let text = exporter.scrape();
+    assert_eq!(value(&text, "solidq_queue_jobs", &[("queue", "q3"), ("state", "ready")]), Some(10_000.0));
+    assert_eq!(value(&text, "solidq_queue_jobs", &[("queue", "failing"), ("state", "failed")]), Some(10_000.0));
+    let mut times: Vec<Duration> = (0..7)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            exporter.scrape();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "{}: scrape of 1M finished + 100k ready + 10k failed jobs: median {median:?}, all {times:?}",
+        db.backend()
+    );
+    assert!(median < Duration::from_millis(100), "median scrape {median:?}");
+}
+
+#[test]
+#[ignore = "seeds a million rows; run with --ignored"]
+fn scrape_time_on_a_big_table_sqlite() {
+    scrape_time_on_a_big_table(&TestDb::sqlite());
+}
+
+#[test]
+#[ignore = "seeds a million rows; run with --ignored"]
+fn scrape_time_on_a_big_table_postgres() {
+    if let Some(db) = TestDb::postgres() {
+        scrape_time_on_a_big_table(&db);
+    }
+}
