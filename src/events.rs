@@ -90,11 +90,11 @@ pub enum Event {
         /// The last error.
         error: String,
     },
-    /// The oldest ready job of `queue` has waited longer than `threshold`.
+    /// The job at the head of `queue` (the next to be claimed) has waited longer than `threshold`.
     QueueLatencyHigh {
         /// The queue.
         queue: String,
-        /// How long its oldest ready job has waited.
+        /// How long it has waited.
         latency: Duration,
         /// `SOLIDQ_ALERT_QUEUE_LATENCY`.
         threshold: Duration,
