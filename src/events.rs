@@ -46,8 +46,10 @@ pub enum Event {
         /// Why it was judged dead.
         cause: String,
     },
-    /// This process could not write its heartbeat for longer than the alive threshold (or its
-    /// database file went away): it stopped claiming until the database confirms its row.
+    /// This process was cut off: it could not write its heartbeat for longer than the alive
+    /// threshold (or its database file went away) and stopped claiming until the database
+    /// confirms its row; or it found its row deleted (another watchdog pruned it and took its
+    /// claims) and registered again under a new id.
     ProcessFenced {
         /// Its row, if it had registered.
         process: Option<ProcessId>,
@@ -88,11 +90,11 @@ pub enum Event {
         /// The last error.
         error: String,
     },
-    /// The oldest ready job of `queue` has waited longer than `threshold`.
+    /// The job at the head of `queue` (the next to be claimed) has waited longer than `threshold`.
     QueueLatencyHigh {
         /// The queue.
         queue: String,
-        /// How long its oldest ready job has waited.
+        /// How long it has waited.
         latency: Duration,
         /// `SOLIDQ_ALERT_QUEUE_LATENCY`.
         threshold: Duration,

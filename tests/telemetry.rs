@@ -48,8 +48,11 @@ fn recorder(seen: &Seen) -> impl Fn(&Event) + Send + Sync + 'static {
     move |event| seen.lock().unwrap().push(event.clone())
 }
 
+/// A parsed sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// A sample line: `name{labels} value`, its name, labels and value.
-fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+fn parse_sample(line: &str) -> Sample {
     let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
     let value: f64 = match value {
         "+Inf" => f64::INFINITY,
@@ -85,7 +88,7 @@ fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
 }
 
 /// Every line of `text` is a `# HELP`/`# TYPE` comment or a sample; returns the samples.
-fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
@@ -233,8 +236,11 @@ backend_test! {
     }
 
     async fn readiness_follows_the_process_row_and_liveness_the_heartbeat(db: TestDb) {
-        let handle = work_runtime(&db, fast_config(&db, 1)).start().expect("start");
-        assert!(!handle.health_ready().await.ok || handle.process_id().await.is_some());
+        let seen: Seen = Arc::default();
+        // Beats once a second: the row's deletion is noticed (and the process registers
+        // again) up to a second later.
+        let config = solidq::Config { heartbeat_interval: Duration::from_secs(1), ..fast_config(&db, 1) };
+        let handle = work_runtime(&db, config).on_event(recorder(&seen)).start().expect("start");
         wait_for("registered", Duration::from_secs(10), || handle.metrics().process().is_some()).await;
         let ready = handle.health_ready().await;
         assert!(ready.ok, "{ready:?}");
@@ -243,11 +249,18 @@ backend_test! {
         db.execute_sql(&format!("DELETE FROM solidq_processes WHERE id = {id}"));
         let pruned = handle.health_ready().await;
         assert!(!pruned.ok && pruned.reason.contains("pruned"), "{pruned:?}");
+        // The heartbeat finds its row gone, says so, and registers again: ready again.
+        wait_for("the fenced event", Duration::from_secs(5), || {
+            seen.lock().unwrap().iter().any(|e| matches!(e, Event::ProcessFenced { process: Some(p), .. } if *p == id))
+        })
+        .await;
+        wait_for("ready again", Duration::from_secs(5), || handle.metrics().process().is_some_and(|p| p != id)).await;
+        assert!(handle.health_ready().await.ok);
         handle.shutdown().await;
         let deregistered = handle.health_ready().await;
         assert!(!deregistered.ok, "{deregistered:?}");
-        // The heartbeat interval is 100 ms: after the shutdown it stops ticking.
-        wait_for("liveness to fail", Duration::from_secs(5), || !handle.health_live().ok).await;
+        // After the shutdown the heartbeat stops ticking: dead after two intervals (and a second).
+        wait_for("liveness to fail", Duration::from_secs(8), || !handle.health_live().ok).await;
     }
 
     async fn a_process_pruned_is_reported_once_by_two_runtimes(db: TestDb) {
@@ -446,4 +459,75 @@ fn events_reach_an_actix_recipient() {
         handle.shutdown().await;
     });
     assert!(matches!(seen.lock().unwrap()[0], Event::JobFailed { .. }));
+}
+
+/// Seeds 1,000,000 finished jobs, 100,000 ready jobs over ten queues and 10,000 failed ones,
+/// then times scrapes of the database gauges (no cache). Run with
+/// `cargo test --release --test telemetry -- --ignored --nocapture`.
+fn scrape_time_on_a_big_table(db: &TestDb) {
+    let (series, now) = match db.backend() {
+        "postgres" => ("generate_series(1, {n}) AS s(x)", "TIMESTAMP '2026-01-01 00:00:00'"),
+        _ => ("c", "'2026-01-01 00:00:00'"),
+    };
+    let insert = |n: u64, queue: &str, finished: bool| {
+        let from = series.replace("{n}", &n.to_string());
+        let cte = if db.backend() == "postgres" {
+            String::new()
+        } else {
+            format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) ")
+        };
+        let queue = if queue == "spread" { "'q' || (x % 10)".to_string() } else { format!("'{queue}'") };
+        let finished = if finished { now } else { "NULL" };
+        db.execute_sql(&format!(
+            "{cte}INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, \
+             finished_at, created_at, updated_at) SELECT {queue}, 'big.job', '{{}}', 0, 1, 5, {finished}, {now}, {now} \
+             FROM {from}"
+        ));
+    };
+    insert(1_000_000, "default", true);
+    insert(100_000, "spread", false);
+    db.execute_sql(&format!(
+        "INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name) \
+         SELECT id, queue_name, 0, {now}, class_name FROM solidq_jobs WHERE finished_at IS NULL"
+    ));
+    insert(10_000, "failing", false);
+    db.execute_sql(&format!(
+        "INSERT INTO solidq_failed_executions (job_id, created_at, error_kind, message) \
+         SELECT id, {now}, 'Error', 'boom' FROM solidq_jobs WHERE queue_name = 'failing'"
+    ));
+    if db.backend() == "postgres" {
+        db.execute_sql("ANALYZE");
+    }
+    let exporter = Exporter::new(db.store.clone(), Duration::from_secs(300)).cache_for(Duration::ZERO);
+    let text = exporter.scrape();
+    assert_eq!(value(&text, "solidq_queue_jobs", &[("queue", "q3"), ("state", "ready")]), Some(10_000.0));
+    assert_eq!(value(&text, "solidq_queue_jobs", &[("queue", "failing"), ("state", "failed")]), Some(10_000.0));
+    let mut times: Vec<Duration> = (0..7)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            exporter.scrape();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "{}: scrape of 1M finished + 100k ready + 10k failed jobs: median {median:?}, all {times:?}",
+        db.backend()
+    );
+    assert!(median < Duration::from_millis(100), "median scrape {median:?}");
+}
+
+#[test]
+#[ignore = "seeds a million rows; run with --ignored"]
+fn scrape_time_on_a_big_table_sqlite() {
+    scrape_time_on_a_big_table(&TestDb::sqlite());
+}
+
+#[test]
+#[ignore = "seeds a million rows; run with --ignored"]
+fn scrape_time_on_a_big_table_postgres() {
+    if let Some(db) = TestDb::postgres() {
+        scrape_time_on_a_big_table(&db);
+    }
 }

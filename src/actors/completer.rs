@@ -26,8 +26,7 @@ use crate::events::Event;
 use crate::job::CancelReason;
 use crate::lifecycle::Transition;
 use crate::metrics::{ExecutionOutcome, Telemetry};
-use crate::model::ClaimToken;
-use crate::model::ProcessId;
+use crate::model::{ClaimToken, ProcessId};
 use crate::store::{SharedStore, Store, StoreResult};
 
 /// How often pending outcomes are retried while the database refuses them.

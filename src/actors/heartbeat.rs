@@ -277,9 +277,14 @@ impl Heartbeat {
             match result {
                 Ok((id, name)) => {
                     match old {
-                        Some(old) => warn!(act.logger, "registered again as a new process";
+                        Some(old) => {
+                            warn!(act.logger, "registered again as a new process";
                             "old_process_id" => old, "process_id" => id, "name" => &name,
-                            "reason" => "the row was deleted while this process was alive"),
+                            "reason" => "the row was deleted while this process was alive");
+                            // Another watchdog judged it dead and took its claims.
+                            let silent_for = act.last_ok.elapsed();
+                            act.telemetry.events.emit(Event::ProcessFenced { process: Some(old), silent_for });
+                        }
                         None => info!(act.logger, "process registered"; "process_id" => id, "name" => &name),
                     }
                     act.process = Some(id);

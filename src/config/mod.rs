@@ -26,7 +26,7 @@
 //! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
 //! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
 //! | `SOLIDQ_METRICS_BIND` | `address:port` (e.g. `127.0.0.1:9394`): serve `/metrics`, `/health/live`, `/health/ready` there (see [`crate::metrics`]) | none |
-//! | `SOLIDQ_ALERT_QUEUE_LATENCY` | duration > 0: emit `QueueLatencyHigh`/`Recovered` events when a queue's oldest ready job waits longer (see [`crate::events`]) | none (off) |
+//! | `SOLIDQ_ALERT_QUEUE_LATENCY` | duration > 0: emit `QueueLatencyHigh`/`Recovered` events when the job at the head of a queue has waited longer (see [`crate::events`]) | none (off) |
 //!
 //! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
 //! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent

@@ -1,4 +1,4 @@
-//! Latency alarm: raises [`Event::QueueLatencyHigh`] when the oldest ready job of a queue
+//! Latency alarm: raises [`Event::QueueLatencyHigh`] when the job at the head of a queue (the next to be claimed)
 //! has waited longer than `SOLIDQ_ALERT_QUEUE_LATENCY`, and [`Event::QueueLatencyRecovered`]
 //! when it is back under. Runs only where that variable is set.
 //!
@@ -26,7 +26,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// The alarm's settings.
 #[derive(Debug, Clone)]
 pub struct LatencyAlarmConfig {
-    /// `SOLIDQ_ALERT_QUEUE_LATENCY`: a queue whose oldest ready job waited longer is alarmed.
+    /// `SOLIDQ_ALERT_QUEUE_LATENCY`: a queue whose head job waited longer is alarmed.
     pub threshold: Duration,
     /// Time between passes.
     pub interval: Duration,

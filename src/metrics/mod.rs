@@ -8,7 +8,7 @@
 //! outcomes); the unlabelled counters are atomics.
 //!
 //! Database-wide gauges (jobs per queue and state, queue latency, processes alive, late and
-//! dead) come from two statements per scrape ([`Store::metric_gauges`]) and are cached for
+//! dead) come from two statements per scrape ([`Store::metric_gauges`](crate::Store::metric_gauges)) and are cached for
 //! [`DEFAULT_CACHE_FOR`], so fifty processes scraped together do not run fifty counts. Labels
 //! are only queue, kind, outcome and state: never ids or messages.
 

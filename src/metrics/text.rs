@@ -103,7 +103,11 @@ pub(crate) fn write_gauges(out: &mut Writer, gauges: &MetricGauges) {
             out.sample("solidq_queue_jobs", &[("queue", &queue.queue), ("state", state)], jobs as f64);
         }
     }
-    out.header("solidq_queue_latency_seconds", "gauge", "How long the oldest ready job of the queue has waited.");
+    out.header(
+        "solidq_queue_latency_seconds",
+        "gauge",
+        "How long the job at the head of the queue (the next to be claimed) has waited since it became ready.",
+    );
     for queue in &gauges.queues {
         out.sample("solidq_queue_latency_seconds", &[("queue", &queue.queue)], queue.latency.as_secs_f64());
     }

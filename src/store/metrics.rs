@@ -10,26 +10,40 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use serde::Serialize;
 
+use super::connection::DbConnection;
 use super::dialect::on_backend;
 use super::schema::solidq_processes as processes;
 use super::{Store, StoreResult};
 
-/// Jobs per queue and state, and when the oldest ready job became ready. Paused queues
-/// included. Each `UNION ALL` branch reads one execution table, grouped by queue (claimed and
-/// failed rows name their queue through the job row).
+/// Jobs per queue and state, and when the job at the head of each queue (the next to be
+/// claimed: first by priority, then id) became ready. Each `UNION ALL` branch reads one
+/// execution table: the counts of ready jobs come from the claim index on
+/// `(queue_name, priority, job_id)`, the head of each queue from one probe of it; claimed and
+/// failed rows find their queue by one primary-key lookup each in the jobs table, written as a
+/// scalar subquery so that no plan scans the jobs table (a hash join would read every ended
+/// job).
 const QUEUE_GAUGES_SQL: &str = "
-SELECT queue_name, 'ready' AS state, COUNT(*) AS jobs, MIN(created_at) AS oldest
-  FROM solidq_ready_executions GROUP BY queue_name
+SELECT q.queue_name, 'ready' AS state, q.jobs,
+       (SELECT r.created_at FROM solidq_ready_executions r WHERE r.queue_name = q.queue_name
+        ORDER BY r.priority, r.job_id LIMIT 1) AS oldest
+  FROM (SELECT queue_name, COUNT(*) AS jobs FROM solidq_ready_executions GROUP BY queue_name) q
 UNION ALL
 SELECT queue_name, 'scheduled', COUNT(*), NULL FROM solidq_scheduled_executions GROUP BY queue_name
 UNION ALL
 SELECT queue_name, 'blocked', COUNT(*), NULL FROM solidq_blocked_executions GROUP BY queue_name
 UNION ALL
-SELECT j.queue_name, 'claimed', COUNT(*), NULL
-  FROM solidq_claimed_executions c JOIN solidq_jobs j ON j.id = c.job_id GROUP BY j.queue_name
+SELECT queue_name, 'claimed', COUNT(*), NULL FROM (
+  SELECT (SELECT j.queue_name FROM solidq_jobs j WHERE j.id = c.job_id) AS queue_name
+    FROM solidq_claimed_executions c) claimed GROUP BY queue_name
 UNION ALL
-SELECT j.queue_name, 'failed', COUNT(*), NULL
-  FROM solidq_failed_executions f JOIN solidq_jobs j ON j.id = f.job_id GROUP BY j.queue_name";
+SELECT queue_name, 'failed', COUNT(*), NULL FROM (
+  SELECT (SELECT j.queue_name FROM solidq_jobs j WHERE j.id = f.job_id) AS queue_name
+    FROM solidq_failed_executions f) failed GROUP BY queue_name";
+
+/// PostgreSQL settings for the gauges' read transaction: a statement that runs long is
+/// cancelled rather than holding a scrape, and no JIT compilation (its planner estimate of the
+/// per-row subqueries crosses `jit_above_cost`, and compiling costs more than the query).
+const POSTGRES_READ_SETTINGS: &str = "SET LOCAL statement_timeout = '2s'; SET LOCAL jit = off";
 
 #[derive(QueryableByName)]
 struct QueueStateRow {
@@ -53,7 +67,8 @@ pub struct QueueGauge {
     pub queue: String,
     /// Jobs per state, in the order of [`GAUGE_STATES`].
     pub jobs: [i64; 5],
-    /// How long the oldest ready job has waited (zero when none is ready).
+    /// How long the job at the head of the queue (the next to be claimed: first by priority,
+    /// then id) has waited since it became ready; zero when none is ready.
     pub latency: Duration,
 }
 
@@ -84,11 +99,14 @@ impl Store {
     pub fn metric_gauges(&self, now: NaiveDateTime, alive_threshold: Duration) -> StoreResult<MetricGauges> {
         // A deleted SQLite file still answers through open connections: say it is gone.
         self.check_database()?;
-        let rows: Vec<QueueStateRow> = self.with_connection("reading metric gauges", |conn| {
-            on_backend!(conn, |c| diesel::sql_query(QUEUE_GAUGES_SQL).load::<QueueStateRow>(c))
-        })?;
-        let heartbeats: Vec<NaiveDateTime> = self.with_connection("reading process heartbeats", |conn| {
-            processes::table.select(processes::last_heartbeat_at).load(conn)
+        let (rows, heartbeats) = self.read("reading metric gauges", |conn| {
+            if let DbConnection::Postgres(pg) = conn {
+                diesel::connection::SimpleConnection::batch_execute(pg, POSTGRES_READ_SETTINGS)?;
+            }
+            let rows: Vec<QueueStateRow> =
+                on_backend!(conn, |c| diesel::sql_query(QUEUE_GAUGES_SQL).load::<QueueStateRow>(c))?;
+            let heartbeats: Vec<NaiveDateTime> = processes::table.select(processes::last_heartbeat_at).load(conn)?;
+            Ok((rows, heartbeats))
         })?;
         let mut queues: std::collections::BTreeMap<String, QueueGauge> = Default::default();
         for row in rows {
@@ -136,18 +154,16 @@ impl Store {
 }
 
 impl Store {
-    /// How long the oldest ready job of each queue with ready jobs has waited at `now`.
+    /// How long the job at the head of each queue with ready jobs (the next to be claimed) has
+    /// waited at `now`: one probe of the claim index per queue.
     pub fn ready_latencies(&self, now: NaiveDateTime) -> StoreResult<std::collections::BTreeMap<String, Duration>> {
-        use super::schema::solidq_ready_executions as ready;
-        let rows: Vec<(String, Option<NaiveDateTime>)> = self.with_connection("reading queue latencies", |conn| {
-            ready::table
-                .group_by(ready::queue_name)
-                .select((ready::queue_name, diesel::dsl::min(ready::created_at)))
-                .load(conn)
+        let rows: Vec<QueueStateRow> = self.read("reading queue latencies", |conn| {
+            let sql = QUEUE_GAUGES_SQL.split("UNION ALL").next().unwrap_or_default();
+            on_backend!(conn, |c| diesel::sql_query(sql).load::<QueueStateRow>(c))
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(queue, oldest)| oldest.map(|oldest| (queue, (now - oldest).to_std().unwrap_or_default())))
+            .filter_map(|row| row.oldest.map(|oldest| (row.queue_name, (now - oldest).to_std().unwrap_or_default())))
             .collect())
     }
 

@@ -154,7 +154,7 @@ impl Supervisor {
             ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
             ChildKind::Tidier => periodic(arbiter, Tidier, run),
             ChildKind::LatencyAlarm => {
-                let config = self.settings.latency_alarm.clone().unwrap_or_else(|| LatencyAlarmConfig {
+                let config = self.settings.latency_alarm.clone().unwrap_or(LatencyAlarmConfig {
                     threshold: Duration::MAX,
                     interval: crate::maintenance::latency_alarm::DEFAULT_INTERVAL,
                     alive_threshold: self.settings.heartbeat.alive_threshold,
