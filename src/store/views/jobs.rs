@@ -223,7 +223,7 @@ pub struct JobDetail {
 pub struct FailureGroupKey {
     /// The jobs' kind.
     pub kind: String,
-    /// The failure's kind (`FailureKind` name: `error`, `panic`, …).
+    /// The failure's kind (`FailureKind` name: `Error`, `Panic`, …).
     pub error_kind: String,
     /// The failure's message.
     pub message: String,
