@@ -286,7 +286,7 @@ fn selection_of(form: &Form) -> Result<Selection, PageError> {
         None
     } else {
         let mut ids = Vec::new();
-        for text in form.all("id").flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
+        for text in form.all("id").chain(form.all("ids")).flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
             let id = parse_id(text)?;
             if id <= upper_id {
                 ids.push(id);
