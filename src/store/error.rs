@@ -31,6 +31,10 @@ pub enum StoreError {
     /// A name the store refuses to write (see [`name_problem`](crate::model::name_problem)).
     #[error("{0}")]
     InvalidName(String),
+    /// A dashboard query or action the store refuses as given (a bad page size or cursor, a
+    /// selection an action does not apply to, an unknown recurring task).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// A job the store refuses to insert (see [`NewJob::problem`](crate::model::NewJob::problem)).
     #[error("job of kind {} refused: {problem}", crate::model::shown_name(kind))]
     InvalidJob {

@@ -398,7 +398,7 @@ fn queue_row<'a>(rows: &'a mut std::collections::BTreeMap<String, QueueRow>, nam
 
 /// Makes the jobs `ids` (out of every execution table) ready to run again: not ended, one
 /// more attempt allowed if they used them all, through their concurrency limits.
-fn restart(store: &Store, conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
+pub(crate) fn restart(store: &Store, conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
     for &id in ids {
         diesel::update(jobs::table.find(id))
             .set((

@@ -7,6 +7,8 @@
 //! - [`maintenance`]: dispatch due jobs, reap dead processes, release orphaned claims, settle
 //!   lost claims; each one transaction returning counts;
 //! - [`inspect`]: the reads that status views, the CLI and a dashboard need;
+//! - [`views`] and [`bulk`]: the dashboard's reads, bounded on big tables, and its bulk
+//!   actions on what a page showed;
 //! - [`recurring`]: recurring tasks (static and dynamic) and the record of their runs, which
 //!   makes many schedulers enqueue each run once.
 //!
@@ -27,6 +29,7 @@ use diesel::QueryResult;
 
 use crate::model::DatabaseUrl;
 
+pub mod bulk;
 pub mod changes;
 pub(crate) mod concurrency;
 pub mod connection;
@@ -42,7 +45,9 @@ pub(crate) mod params;
 pub mod processes;
 pub mod recurring;
 pub(crate) mod schema;
+pub mod views;
 
+pub use bulk::{ActionOutcome, JobSelection};
 pub use connection::DbConnection;
 pub use error::{StoreError, StoreResult};
 pub use inspect::{JobCounts, JobFilter, JobRow, QueueCounts, Waiting};
@@ -52,6 +57,7 @@ pub use manage::{ActionError, QueueRow};
 pub use observer::{Observer, StoreEvent};
 pub use processes::Beat;
 pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
+pub use views::{Count, JobCursor, JobPage, JobQuery};
 
 use connection::DbPool;
 use dialect::Dialect;

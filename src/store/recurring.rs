@@ -186,7 +186,7 @@ fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, no
 /// A row of `solidq_recurring_tasks`, as read.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = tasks)]
-struct TaskColumns {
+pub(crate) struct TaskColumns {
     key: String,
     schedule: String,
     class_name: String,
@@ -200,7 +200,7 @@ struct TaskColumns {
     updated_at: NaiveDateTime,
 }
 
-fn row_of(row: TaskColumns, last_run_at: Option<NaiveDateTime>) -> RecurringTaskRow {
+pub(crate) fn row_of(row: TaskColumns, last_run_at: Option<NaiveDateTime>) -> RecurringTaskRow {
     let arguments = serde_json::from_str(&row.arguments).unwrap_or(serde_json::Value::String(row.arguments));
     RecurringTaskRow {
         key: row.key,

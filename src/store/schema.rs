@@ -161,6 +161,7 @@ diesel::joinable!(solidq_scheduled_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_claimed_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_failed_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_blocked_executions -> solidq_jobs (job_id));
+diesel::joinable!(solidq_job_failures -> solidq_jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     solidq_jobs,
@@ -173,4 +174,22 @@ diesel::allow_tables_to_appear_in_same_query!(
     solidq_pauses,
     solidq_recurring_tasks,
     solidq_recurring_executions,
+    solidq_job_failures,
 );
+
+diesel::table! {
+    /// Every failed attempt of every job (retried, failed for good, discarded with an error),
+    /// kept for the job's page; `solidq_jobs.last_error` has only the last.
+    solidq_job_failures (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        /// The attempt that failed (1 for the first execution).
+        attempt -> Integer,
+        /// `FailureKind` name.
+        error_kind -> Text,
+        message -> Text,
+        backtrace -> Nullable<Text>,
+        cause -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}

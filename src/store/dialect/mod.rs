@@ -219,6 +219,28 @@ pub trait Dialect: Send + Sync + 'static {
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         None
     }
+
+    /// Bounds every statement of the current read transaction to `timeout` (PostgreSQL:
+    /// `SET LOCAL statement_timeout`). SQLite has none reachable through diesel: the
+    /// dashboard's reads bound the rows they touch instead.
+    fn limit_statements(&self, conn: &mut DbConnection, timeout: std::time::Duration) -> QueryResult<()> {
+        let _ = (conn, timeout);
+        Ok(())
+    }
+
+    /// The database's estimate of a row count (PostgreSQL: the planner's), where counting
+    /// would read too many rows; `None` where the backend has none.
+    fn estimate_rows(&self, conn: &mut DbConnection, what: Estimate) -> QueryResult<Option<u64>> {
+        let _ = (conn, what);
+        Ok(None)
+    }
+}
+
+/// Row counts a dialect may estimate (see [`Dialect::estimate_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Estimate {
+    /// Ended jobs: finished (`None`) or with this end state.
+    Ended(Option<super::executions::EndState>),
 }
 
 /// Proof that a process's database session is open, held on a connection of its own for the

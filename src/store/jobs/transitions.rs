@@ -14,7 +14,7 @@ use crate::store::dialect::Dialect;
 use crate::store::executions::{
     count_attempt, end_jobs, hand_back, insert_executions, insert_failed, keys_of, mark_finished, EndState,
 };
-use crate::store::schema::solidq_jobs as jobs;
+use crate::store::schema::{solidq_job_failures as failures, solidq_jobs as jobs};
 
 /// When a job delayed by `delay` from `now` runs: no later than the latest time the store
 /// keeps ordered on every backend.
@@ -74,6 +74,7 @@ pub(crate) fn apply(
                         jobs::updated_at.eq(now),
                     ))
                     .execute(conn)?;
+                record_failure(conn, *job_id, error, now)?;
                 again.push(*job_id);
             }
             Transition::Fail(error) => fail_one(conn, *job_id, error, now)?,
@@ -85,6 +86,7 @@ pub(crate) fn apply(
             }
             Transition::Discard(error) => {
                 count_attempt(conn, &[*job_id], now)?;
+                record_failure(conn, *job_id, error, now)?;
                 end_jobs(conn, &[*job_id], EndState::Discarded, Some(error), now)?;
             }
             Transition::Cancel => {
@@ -114,6 +116,29 @@ fn fail_one(conn: &mut DbConnection, job_id: JobId, error: &FailureRecord, now: 
             jobs::last_error.eq(error.to_json()),
             jobs::unique_key.eq(None::<String>),
             jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    record_failure(conn, job_id, error, now)
+}
+
+/// Adds `error` to the failure history of `job_id` (`solidq_job_failures`, which the job's
+/// page lists), as the attempt just counted. Failures only: finishing writes nothing here.
+fn record_failure(
+    conn: &mut DbConnection,
+    job_id: JobId,
+    error: &FailureRecord,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let attempt: i32 = jobs::table.find(job_id).select(jobs::attempts).first(conn)?;
+    diesel::insert_into(failures::table)
+        .values((
+            failures::job_id.eq(job_id),
+            failures::attempt.eq(attempt),
+            failures::error_kind.eq(error.kind.as_str()),
+            failures::message.eq(&error.message),
+            failures::backtrace.eq(&error.backtrace),
+            failures::cause.eq(&error.cause),
+            failures::created_at.eq(now),
         ))
         .execute(conn)?;
     Ok(())

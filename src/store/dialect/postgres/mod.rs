@@ -228,6 +228,31 @@ impl Dialect for Postgres {
         }
     }
 
+    fn limit_statements(&self, conn: &mut DbConnection, timeout: std::time::Duration) -> QueryResult<()> {
+        let conn = expect_variant!(conn, Postgres);
+        let millis = timeout.as_millis().max(1);
+        diesel::connection::SimpleConnection::batch_execute(conn, &format!("SET LOCAL statement_timeout = {millis}"))
+    }
+
+    fn estimate_rows(&self, conn: &mut DbConnection, what: super::Estimate) -> QueryResult<Option<u64>> {
+        #[derive(QueryableByName)]
+        struct PlanLine {
+            #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        let super::Estimate::Ended(end) = what;
+        // The planner's row estimate for the count's own condition, from the statistics
+        // (ANALYZE, autovacuum): no row is read.
+        let condition = match end {
+            None => "finished_at IS NOT NULL AND end_state IS NULL".to_string(),
+            Some(end) => format!("finished_at IS NOT NULL AND end_state = '{}'", end.as_str()),
+        };
+        let conn = expect_variant!(conn, Postgres);
+        let plan: Vec<PlanLine> =
+            sql_query(format!("EXPLAIN SELECT id FROM solidq_jobs WHERE {condition}")).load(conn)?;
+        Ok(plan.first().and_then(|first| plan_rows(&first.line)))
+    }
+
     fn tidy(&self, conn: &mut DbConnection) -> QueryResult<bool> {
         // SKIP_LOCKED: a vacuum another process runs now does the work for both.
         let conn = expect_variant!(conn, Postgres);
@@ -290,4 +315,11 @@ impl Dialect for Postgres {
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         Some(&self.sessions)
     }
+}
+
+/// The `rows=` estimate of an EXPLAIN line, as in `Seq Scan on t  (cost=0.00..1.10 rows=10 width=8)`.
+fn plan_rows(line: &str) -> Option<u64> {
+    let start = line.find("rows=")? + "rows=".len();
+    let digits: String = line[start..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
