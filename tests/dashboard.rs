@@ -65,19 +65,19 @@ backend_test!(
         let app = test::init_service(App::new().service(dashboard::scope("", db.store.clone(), options()))).await;
         let failed = seeded.failed[0];
         let pages: Vec<(String, Vec<&str>)> = vec![
-            ("/".into(), vec!["Overview", "ready", "1 alive", "mail"]),
+            ("/".into(), vec!["Overview", "ready", "1 alive", "mail", "<svg", "2</span>"]),
             ("/queues".into(), vec!["mail", "reports", "Pause", "Latency"]),
             ("/processes".into(), vec!["runtime-test-1", "testhost", "alive", "4242"]),
-            ("/jobs?state=failed".into(), vec!["mail.send", "smtp refused", "Retry selected", "all matching"]),
+            ("/jobs?state=failed".into(), vec!["mail.send", "smtp refused", "Retry selected", "Retry all"]),
             ("/jobs?state=ready&queue=mail".into(), vec!["mail.&lt;script&gt;kind&lt;/script&gt;"]),
             ("/jobs?state=scheduled".into(), vec!["report.daily"]),
             (
                 format!("/jobs/{failed}"),
-                vec!["Retry", "Discard", "smtp refused", "src/mail.rs:10:5", "Timeline", "created"],
+                vec!["Retry", "Discard", "smtp refused", "src/mail.rs:10:5", "Timeline", "attempt 1", "failed"],
             ),
             ("/failed".into(), vec!["mail.send", "Retry group", ">2<"]),
             ("/stuck".into(), vec!["No stuck jobs"]),
-            ("/concurrency".into(), vec!["concurrency key"]),
+            ("/concurrency".into(), vec!["Concurrency keys", "Unique keys held"]),
             ("/recurring".into(), vec!["No recurring tasks"]),
         ];
         for (uri, expected) in pages {
@@ -321,7 +321,7 @@ backend_test!(
         let done =
             test::call_service(&app, post("/jobs/bulk", &csrf, &format!("{fields}&confirm=yes")).to_request()).await;
         let done = body_of(done).await;
-        assert!(done.contains("2 of 2 jobs retried"), "{done}");
+        assert!(done.contains("2 jobs retried"), "{done}");
         for id in &seeded.failed {
             assert_eq!(db.state(*id), "ready");
         }
@@ -335,7 +335,7 @@ backend_test!(
         assert_eq!(db.state(late), "failed");
     }
 
-    async fn a_failure_group_is_retried_by_its_ids(db: TestDb) {
+    async fn a_failure_group_is_discarded_up_to_its_upper_id(db: TestDb) {
         let seeded = seed(&db.store);
         let other = fail_jobs(&db.store, seeded.process, "billing.charge", "billing", "card declined", 1)[0];
         let app = test::init_service(App::new().service(dashboard::scope("", db.store.clone(), options()))).await;
@@ -343,12 +343,23 @@ backend_test!(
         let csrf = csrf_cookie(&page);
         let body = body_of(page).await;
         assert!(body.contains("card declined") && body.contains("billing.charge"), "{body}");
-        let ids = seeded.failed.iter().map(i64::to_string).collect::<Vec<_>>().join("%2C");
-        let fields =
-            format!("csrf={}&action=discard&ids={ids}&upper_id={}&confirm=yes", csrf.value(), seeded.failed[1]);
-        let done = test::call_service(&app, post("/failed/group", &csrf, &fields).to_request()).await;
+        assert!(body.contains(r#"name="count" value="2""#), "{body}");
+        // A job of the group fails after the page was drawn.
+        let late = fail_jobs(&db.store, seeded.process, "mail.send", "mail", dashboard_seed::EVIL_MESSAGE, 1)[0];
+        let message = "%3Cscript%3Ealert%28%27error%27%29%3C%2Fscript%3E+smtp+refused";
+        let fields = format!(
+            "csrf={}&action=discard&kind=mail.send&error_kind=Error&message={message}&upper_id={}&count=2",
+            csrf.value(),
+            seeded.failed[1]
+        );
+        let confirm = body_of(test::call_service(&app, post("/failed/group", &csrf, &fields).to_request()).await).await;
+        assert!(confirm.contains("This will <b>discard</b> <b>2</b> jobs"), "{confirm}");
+        assert_eq!(db.state(seeded.failed[0]), "failed", "the confirmation changes nothing");
+        let done =
+            test::call_service(&app, post("/failed/group", &csrf, &format!("{fields}&confirm=yes")).to_request()).await;
         let done = body_of(done).await;
-        assert!(done.contains("2 of 2 jobs discarded"), "{done}");
+        assert!(done.contains("2 jobs discarded"), "{done}");
+        assert_eq!(db.state(late), "failed", "a later failure of the group is untouched");
         assert_eq!(db.state(seeded.failed[0]), "discarded");
         assert_eq!(db.state(other), "failed");
     }
