@@ -79,3 +79,57 @@ pub fn seed(store: &Store) -> Seeded {
     let failed = fail_jobs(store, process, "mail.send", "mail", EVIL_MESSAGE, 2);
     Seeded { process, ready, scheduled, failed }
 }
+
+/// More to look at, for the screenshots: finished jobs over the last minutes, a second failure
+/// group, a recurring task, jobs under a concurrency key and a unique key, a late process.
+pub fn showcase(store: &Store, seeded: &Seeded) {
+    use solidq::{ConcurrencyLimit, RecurringTask};
+    for minutes_ago in [1i64, 3, 4, 7, 12, 20, 33, 45] {
+        let at = now() - TimeDelta::minutes(minutes_ago);
+        let n = (minutes_ago % 5 + 2) as usize;
+        let jobs: Vec<NewJob> =
+            (0..n).map(|i| job("image.resize", "media", serde_json::json!({ "image": i }))).collect();
+        store.enqueue(&jobs, at).expect("enqueue");
+        let claimed = store
+            .claim(seeded.process, &[QueuePattern::parse("media")], &["image.resize".to_string()], n, at)
+            .expect("claim");
+        let tokens: Vec<_> = claimed.iter().map(|c| c.token).collect();
+        store.complete_claims(&tokens, at).expect("complete");
+    }
+    fail_jobs(store, seeded.process, "billing.charge", "billing", "card declined: insufficient funds", 3);
+    let task = RecurringTask::new("nightly-report", "0 2 * * *", "report.nightly")
+        .expect("task")
+        .arguments(serde_json::json!({ "format": "pdf" }))
+        .queue("reports")
+        .time_zone("Europe/Paris")
+        .expect("zone");
+    store.add_recurring_task(&task, now()).expect("add task");
+    let limited = |n: i32| {
+        NewJob::from_json(
+            "sync.account",
+            serde_json::json!({ "account": n }),
+            EnqueueOptions::new().queue("sync").concurrency(ConcurrencyLimit::new("account-42", 1)),
+        )
+        .unwrap()
+    };
+    store.enqueue(&[limited(1), limited(2), limited(3)], now()).expect("enqueue limited");
+    let unique = NewJob::from_json(
+        "digest.weekly",
+        serde_json::json!({ "week": 49 }),
+        EnqueueOptions::new().queue("mail").unique_key("digest-2026-49"),
+    )
+    .unwrap();
+    store.enqueue(&[unique], now()).expect("enqueue unique");
+    store
+        .register_process(
+            &NewProcess {
+                kind: "Runtime".into(),
+                name: "runtime-slow-2".into(),
+                pid: 5151,
+                hostname: "otherhost".into(),
+                metadata: ProcessMetadata::default(),
+            },
+            now() - TimeDelta::seconds(40),
+        )
+        .expect("register");
+}
