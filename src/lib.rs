@@ -51,6 +51,7 @@
 //! | --- | --- |
 //! | plain types | [`model`] (ids, jobs, claims, process rows, names, durations, URLs), [`recurring`] (tasks and schedules), [`lifecycle`] (what an outcome means), [`job`] (Job, Perform, JobError, Cancellation, EnqueueOptions) |
 //! | storage, the only SQL | [`store`]: roles (`jobs/`, `processes`, `maintenance`, `inspect`, `manage`, `concurrency`, `recurring`) over `executions` and one `dialect/` per backend |
+//! | telemetry | [`events`] (alert events, delivered off the hot path), [`metrics`] (this process's series, the exporter, `SOLIDQ_METRICS_BIND`; its SQL in `store/metrics.rs`), [`health`] (liveness and readiness) |
 //! | periodic work | [`maintenance`]: dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier; each a service with `run_once` |
 //! | actors | `actors/` (supervisor, worker, claim book, completer, heartbeat, periodic) and `registry/` (kind → handler actor, panics caught) |
 //! | public API | [`Runtime`], the handles [`Queue`] (`job/queue.rs`) and [`RecurringTasks`] (`recurring/handle.rs`), [`config`], [`logging`] |
@@ -76,6 +77,10 @@ pub mod lifecycle;
 
 pub mod store;
 
+pub mod events;
+pub mod health;
+pub mod metrics;
+
 pub mod maintenance;
 
 mod actors;
@@ -95,9 +100,12 @@ pub mod dashboard;
 pub mod status;
 
 pub use config::Config;
+pub use events::Event;
+pub use health::Health;
 pub use job::{
     CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform, Queue,
 };
+pub use metrics::{Exporter, Metrics};
 pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
 pub use recurring::{RecurringTask, RecurringTasks};
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};

@@ -14,13 +14,18 @@ use crate::actors::supervisor::{CurrentProcess, Shutdown, Supervisor, Supervisor
 use crate::actors::worker::WorkerSettings;
 use crate::arbiters::{StoppedArbiters, THREAD_JOIN_TIMEOUT};
 use crate::config::{Config, ConfigError};
+use crate::events::Event;
+use crate::health::Health;
 use crate::job::Queue;
 use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
+use crate::maintenance::latency_alarm::{LatencyAlarmConfig, DEFAULT_INTERVAL as LATENCY_ALARM_INTERVAL};
 use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
 use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
+use crate::metrics::server::{Endpoints, MetricsServer};
+use crate::metrics::{Exporter, Metrics, Telemetry};
 use crate::model::{ProcessDetails, ProcessId, WorkerDetails};
 use crate::recurring::RecurringTasks;
 use crate::recurring::{RecurringError, RecurringTask};
@@ -57,6 +62,14 @@ pub enum RuntimeError {
     /// The actix System failed to run.
     #[error("the actix system failed: {0}")]
     System(String),
+    /// `SOLIDQ_METRICS_BIND` names an address this process cannot listen on.
+    #[error("cannot serve metrics on SOLIDQ_METRICS_BIND={addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why (the port is taken, the address is not this host's).
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Debug for RuntimeError {
@@ -113,6 +126,8 @@ pub struct Runtime {
     /// Arbiters stopped by the supervisor and the registry, joined before `run()`/`shutdown()`
     /// return.
     stopped: StoppedArbiters,
+    /// This process's metrics and event subscribers.
+    telemetry: Telemetry,
 }
 
 /// Default for [`Runtime::stuck_after`].
@@ -154,7 +169,38 @@ impl Runtime {
             stuck_after: DEFAULT_STUCK_AFTER,
             recurring: Vec::new(),
             stopped: StoppedArbiters::default(),
+            telemetry: Telemetry::default(),
         })
+    }
+
+    /// Calls `callback` with every [`Event`] this process emits (a job failed for good, a
+    /// process pruned, ...; see [`crate::events`]). Callbacks run one after another on a
+    /// thread of their own, never on a worker: a slow one delays only later events, and a
+    /// panicking one is logged and stays subscribed.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), solidq::RuntimeError> {
+    /// let runtime = solidq::Runtime::from_env()?.on_event(|event| {
+    ///     if let solidq::Event::JobFailed { id, kind, message, .. } = event {
+    ///         eprintln!("job {id} ({kind}) failed for good: {message}");
+    ///     }
+    /// });
+    /// # let _ = runtime; Ok(()) }
+    /// ```
+    pub fn on_event(self, callback: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.telemetry.events.subscribe(Arc::new(callback));
+        self
+    }
+
+    /// Sends every [`Event`] this process emits to `recipient` (an actix actor's address),
+    /// as [`Runtime::on_event`] does for a callback.
+    pub fn subscribe(self, recipient: Recipient<Event>) -> Self {
+        self.on_event(move |event| recipient.do_send(event.clone()))
+    }
+
+    /// This process's metrics (counters and histograms by queue and kind).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.telemetry.metrics.clone()
     }
 
     /// Registers an async actor (`Context<A>`) for jobs of type `J`. The runtime starts it from
@@ -274,9 +320,9 @@ impl Runtime {
         self
     }
 
-    /// A handle for enqueueing jobs.
+    /// A handle for enqueueing jobs (counted in this runtime's metrics).
     pub fn queue(&self) -> Queue {
-        Queue::new(self.store.clone())
+        Queue::new(self.store.clone()).counting_into(self.telemetry.metrics.clone())
     }
 
     /// A handle for adding, removing and listing dynamic recurring tasks.
@@ -366,6 +412,12 @@ impl Runtime {
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,
             standalone,
+            latency_alarm: c.alert_queue_latency.map(|threshold| LatencyAlarmConfig {
+                threshold,
+                interval: LATENCY_ALARM_INTERVAL.min(threshold),
+                alive_threshold: c.alive_threshold,
+            }),
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -389,6 +441,22 @@ impl Runtime {
                 "static_tasks" => static_tasks.len());
         }
         registry::install_panic_hook();
+        self.telemetry.events.set_logger(&self.logger);
+        let metrics_server = match self.config.metrics_bind {
+            Some(addr) => {
+                let endpoints = Endpoints {
+                    exporter: Exporter::new(self.store.clone(), self.config.alive_threshold)
+                        .with_process(self.telemetry.metrics.clone()),
+                    store: self.store.clone(),
+                    metrics: self.telemetry.metrics.clone(),
+                };
+                let server = MetricsServer::start(addr, endpoints)
+                    .map_err(|source| RuntimeError::MetricsBind { addr, source })?;
+                info!(self.logger, "serving metrics and health checks"; "address" => %server.addr());
+                Some(Arc::new(server))
+            }
+            None => None,
+        };
         let settings = self.settings(standalone, static_tasks);
         let registry = Arc::new(self.registry);
         let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger)
@@ -397,7 +465,11 @@ impl Runtime {
         Ok(RuntimeHandle {
             supervisor,
             recurring: RecurringTasks::new(self.store.clone()),
-            queue: Queue::new(self.store),
+            queue: Queue::new(self.store.clone()).counting_into(self.telemetry.metrics.clone()),
+            store: self.store,
+            telemetry: self.telemetry,
+            alive_threshold: self.config.alive_threshold,
+            metrics_server,
             stopped: self.stopped,
             logger: self.logger,
             _guard: self.guard.map(Arc::new),
@@ -431,6 +503,11 @@ pub struct RuntimeHandle {
     stopped: StoppedArbiters,
     logger: Logger,
     _guard: Option<Arc<LoggingGuard>>,
+    store: SharedStore,
+    telemetry: Telemetry,
+    alive_threshold: Duration,
+    /// The `SOLIDQ_METRICS_BIND` responder; stops when the last handle is dropped.
+    metrics_server: Option<Arc<MetricsServer>>,
 }
 
 impl RuntimeHandle {
@@ -442,6 +519,47 @@ impl RuntimeHandle {
     /// A handle for adding, removing and listing dynamic recurring tasks.
     pub fn recurring_tasks(&self) -> RecurringTasks {
         self.recurring.clone()
+    }
+
+    /// This process's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.telemetry.metrics.clone()
+    }
+
+    /// An exporter of the database gauges and this process's series.
+    pub fn exporter(&self) -> Exporter {
+        Exporter::new(self.store.clone(), self.alive_threshold).with_process(self.telemetry.metrics.clone())
+    }
+
+    /// The metrics in Prometheus text format, from a fresh [`RuntimeHandle::exporter`] (so
+    /// without its cache: keep an exporter to scrape often). Blocking.
+    pub fn metrics_text(&self) -> String {
+        self.exporter().scrape()
+    }
+
+    /// Where `SOLIDQ_METRICS_BIND` serves, if set (with the port the system chose for `:0`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_server.as_ref().map(|server| server.addr())
+    }
+
+    /// Liveness: this process's heartbeat actor ticked within two heartbeat intervals. Reads
+    /// no database.
+    pub fn health_live(&self) -> Health {
+        crate::health::live(&self.telemetry.metrics)
+    }
+
+    /// Readiness: the database answers within [`READY_TIMEOUT`](crate::health::READY_TIMEOUT),
+    /// this process is registered, not fenced, and its row was not pruned.
+    pub async fn health_ready(&self) -> Health {
+        let this = self.clone();
+        actix_rt::task::spawn_blocking(move || this.health_ready_blocking())
+            .await
+            .unwrap_or_else(|_| Health::failing("the readiness check panicked"))
+    }
+
+    /// Blocking form of [`RuntimeHandle::health_ready`].
+    pub fn health_ready_blocking(&self) -> Health {
+        crate::health::ready(&self.store, &self.telemetry.metrics)
     }
 
     /// The id of this process's row, once registered.

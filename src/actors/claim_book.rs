@@ -28,6 +28,7 @@ use slog::{warn, Logger};
 
 use crate::job::{CancelReason, Cancellation};
 use crate::lifecycle::Transition;
+use crate::metrics::Telemetry;
 use crate::model::{ClaimToken, ClaimedJob, JobId, ProcessId};
 use crate::store::params::Claim;
 use crate::store::{Store, StoreResult};
@@ -192,11 +193,13 @@ pub(crate) struct PendingOutcome {
     pub(crate) job: ClaimedJob,
     /// What to write.
     pub(crate) transition: Transition,
+    /// How long the execution ran.
+    pub(crate) ran_for: std::time::Duration,
 }
 
 /// Shared by the supervisor, the workers, the completer and the executions of one process.
 #[derive(Default)]
-pub struct ClaimBook(Mutex<BookState>);
+pub struct ClaimBook(Mutex<BookState>, Telemetry);
 
 impl std::fmt::Debug for ClaimBook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,6 +208,16 @@ impl std::fmt::Debug for ClaimBook {
 }
 
 impl ClaimBook {
+    /// An empty book whose claims are counted into `telemetry`'s metrics.
+    pub(crate) fn reporting_to(telemetry: Telemetry) -> Self {
+        ClaimBook(Mutex::default(), telemetry)
+    }
+
+    /// Where the executions of this book's claims are counted and reported.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.1
+    }
+
     fn state(&self) -> MutexGuard<'_, BookState> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -349,7 +362,7 @@ impl ClaimBook {
         }
         held.phase = Phase::Ended;
         let (since, group) = (held.since, held.group);
-        let pending = PendingOutcome { job: held.job.clone(), transition };
+        let pending = PendingOutcome { job: held.job.clone(), transition, ran_for: since.elapsed() };
         state.ended.push(pending);
         state.slots(group).change(|slots| {
             slots.busy -= 1;

@@ -22,8 +22,11 @@ use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, PendingOutcome};
 use super::{answer_the_supervisor, blocking, Backoff, PeriodicCall, SetProcess, HOT_PATH_MAX_BACKOFF};
+use crate::events::Event;
 use crate::job::CancelReason;
-use crate::model::ProcessId;
+use crate::lifecycle::Transition;
+use crate::metrics::{ExecutionOutcome, Telemetry};
+use crate::model::{ClaimToken, ProcessId};
 use crate::store::{SharedStore, Store, StoreResult};
 
 /// How often pending outcomes are retried while the database refuses them.
@@ -68,6 +71,7 @@ pub(crate) fn write_outcomes(
         }
     };
     let pass = PassOutcome { applied: settled.applied.len(), stale: settled.fenced.len() };
+    report_outcomes(book.telemetry(), &pending, &settled.fenced);
     if !settled.fenced.is_empty() {
         let fenced: std::collections::HashSet<_> = settled.fenced.iter().collect();
         for outcome in pending.iter().filter(|outcome| fenced.contains(&outcome.job.token)) {
@@ -79,6 +83,39 @@ pub(crate) fn write_outcomes(
     debug!(logger, "outcomes recorded"; "applied" => pass.applied, "fenced" => pass.stale);
     book.written(&batch.iter().map(|(token, _)| *token).collect::<Vec<_>>());
     Ok(pass)
+}
+
+/// Counts the written outcomes (all of `pending` but the `fenced`) and emits the events of
+/// jobs that failed for good or were discarded.
+fn report_outcomes(telemetry: &Telemetry, pending: &[PendingOutcome], fenced: &[ClaimToken]) {
+    let written = || pending.iter().filter(|p| !fenced.contains(&p.job.token));
+    telemetry.metrics.jobs_executed(
+        written().map(|p| (p.job.queue.as_str(), p.job.kind.as_str(), ExecutionOutcome::of(&p.transition), p.ran_for)),
+    );
+    telemetry.metrics.claims_fenced(fenced.len() as u64);
+    if !telemetry.events.has_subscribers() {
+        return;
+    }
+    for p in written() {
+        let job = &p.job;
+        match &p.transition {
+            Transition::Fail(error) => telemetry.events.emit(Event::JobFailed {
+                id: job.token.job_id,
+                kind: job.kind.clone(),
+                queue: job.queue.clone(),
+                error_kind: error.kind.as_str().to_string(),
+                message: error.message.clone(),
+                attempt: job.attempts,
+            }),
+            Transition::Discard(error) => telemetry.events.emit(Event::JobDiscarded {
+                id: job.token.job_id,
+                kind: job.kind.clone(),
+                queue: job.queue.clone(),
+                message: error.message.clone(),
+            }),
+            _ => {}
+        }
+    }
 }
 
 /// The completer actor.

@@ -22,7 +22,9 @@ use chrono::Utc;
 use slog::{error, info, o, warn, Logger};
 
 use super::{answer_the_supervisor, blocking, Backoff, SetProcess};
+use crate::events::Event;
 use crate::liveness;
+use crate::metrics::Telemetry;
 use crate::model::{NewProcess, ProcessDetails, ProcessId, ProcessMetadata};
 use crate::registry::Abandoned;
 use crate::store::{Beat, SharedStore, StoreError};
@@ -92,6 +94,8 @@ pub struct Heartbeat {
     /// The executions abandoned after a timeout, and the version of their list in the row.
     abandoned: Abandoned,
     written: Option<u64>,
+    /// Told of each tick and beat (liveness, readiness, the heartbeat age) and of fencing.
+    telemetry: Telemetry,
 }
 
 impl Heartbeat {
@@ -124,7 +128,22 @@ impl Heartbeat {
             last_progress: Instant::now(),
             abandoned,
             written: None,
+            telemetry: Telemetry::default(),
         }
+    }
+
+    /// Reports ticks, beats and fencing to `telemetry`.
+    pub(crate) fn reporting_to(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Fences the process (it stops claiming) and says so.
+    fn fence(&mut self, silent_for: Duration) {
+        self.fenced = true;
+        self.telemetry.metrics.set_fenced(true);
+        self.telemetry.events.emit(Event::ProcessFenced { process: self.process, silent_for });
+        self.fence.do_send(LostContact { silent_for });
     }
 
     /// The row this process writes about itself, with a fresh unique name.
@@ -161,6 +180,7 @@ impl Heartbeat {
             return;
         }
         self.last_progress = Instant::now();
+        self.telemetry.metrics.heartbeat_ticked(self.settings.interval);
         if self.deregistered {
             return;
         }
@@ -184,6 +204,9 @@ impl Heartbeat {
                 Ok(Beat::Stamped) => {
                     act.written = version;
                     act.beat_ok();
+                    if let Some(id) = act.process {
+                        act.telemetry.metrics.heartbeat_written(id);
+                    }
                     if std::mem::take(&mut act.fenced) {
                         if let Some(id) = act.process {
                             info!(act.logger, "database answers and the process row survived: resuming"; "process_id" => id);
@@ -207,8 +230,7 @@ impl Heartbeat {
                 "process_id" => self.process);
         }
         if !self.fenced {
-            self.fenced = true;
-            self.fence.do_send(LostContact { silent_for: self.last_ok.elapsed() });
+            self.fence(self.last_ok.elapsed());
         }
     }
 
@@ -226,12 +248,14 @@ impl Heartbeat {
         if self.errors.should_log() {
             error!(self.logger, "heartbeat failed"; "error" => err, "failures" => self.errors.failures,
                 "silent_for_ms" => silent_for.as_millis() as u64, "retry_in_ms" => retry_in.as_millis() as u64);
+            self.telemetry
+                .events
+                .emit(Event::HeartbeatFailing { consecutive: self.errors.failures, error: err.to_string() });
         }
         if !self.fenced && silent_for > self.settings.alive_threshold {
-            self.fenced = true;
             warn!(self.logger, "no heartbeat for longer than the alive threshold: fencing this process";
                 "process_id" => self.process, "silent_for_ms" => silent_for.as_millis() as u64);
-            self.fence.do_send(LostContact { silent_for });
+            self.fence(silent_for);
         }
         ctx.run_later(retry_in, |act, ctx| act.beat(ctx));
     }
@@ -253,15 +277,21 @@ impl Heartbeat {
             match result {
                 Ok((id, name)) => {
                     match old {
-                        Some(old) => warn!(act.logger, "registered again as a new process";
+                        Some(old) => {
+                            warn!(act.logger, "registered again as a new process";
                             "old_process_id" => old, "process_id" => id, "name" => &name,
-                            "reason" => "the row was deleted while this process was alive"),
+                            "reason" => "the row was deleted while this process was alive");
+                            // Another watchdog judged it dead and took its claims.
+                            let silent_for = act.last_ok.elapsed();
+                            act.telemetry.events.emit(Event::ProcessFenced { process: Some(old), silent_for });
+                        }
                         None => info!(act.logger, "process registered"; "process_id" => id, "name" => &name),
                     }
                     act.process = Some(id);
                     act.written = Some(version);
                     act.fenced = false;
                     act.beat_ok();
+                    act.telemetry.metrics.heartbeat_written(id);
                     act.supervisor.do_send(ProcessReplaced { id });
                 }
                 Err(err) => act.beat_failed(&err.to_string(), ctx),
@@ -313,6 +343,7 @@ impl Handler<Deregister> for Heartbeat {
     type Result = ResponseActFuture<Self, Result<usize, String>>;
     fn handle(&mut self, _: Deregister, _: &mut Context<Self>) -> Self::Result {
         self.deregistered = true;
+        self.telemetry.metrics.deregistered();
         let process = self.process.take();
         let call = blocking(&self.store, move |s| match process {
             Some(id) => s.deregister(id, Utc::now().naive_utc()),

@@ -261,6 +261,11 @@ impl Worker {
             debug!(self.logger, "job started"; "process_id" => process, "job_id" => job.token.job_id,
                 "kind" => &job.kind, "queue" => &job.queue, "attempt" => job.attempts);
         }
+        self.shared
+            .book
+            .telemetry()
+            .metrics
+            .jobs_started(jobs.iter().map(|(job, _)| (job.queue.as_str(), job.kind.as_str(), job.ready_at)));
         let tokens: Vec<_> = jobs.iter().map(|(job, _)| job.token).collect();
         let (registry, book, logger) = (self.shared.registry.clone(), self.shared.book.clone(), self.logger.clone());
         let spawned = self.shared.executions.spawn_fn(move || {

@@ -25,6 +25,8 @@
 //! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1s to 3650d | `1d` |
 //! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
 //! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
+//! | `SOLIDQ_METRICS_BIND` | `address:port` (e.g. `127.0.0.1:9394`): serve `/metrics`, `/health/live`, `/health/ready` there (see [`crate::metrics`]) | none |
+//! | `SOLIDQ_ALERT_QUEUE_LATENCY` | duration > 0: emit `QueueLatencyHigh`/`Recovered` events when the job at the head of a queue has waited longer (see [`crate::events`]) | none (off) |
 //!
 //! Durations are written `500ms`, `10s`, `5m`, `1h`, combinations such as `2m30s`, or bare
 //! seconds (`30`, `1.5`). A variable set to an empty value is an error rather than a silent
@@ -169,6 +171,12 @@ pub struct Config {
     /// `SOLIDQ_SCHEDULER`: run the scheduler of recurring tasks in this process (it writes the
     /// static tasks at start and enqueues the runs; any number of processes may run one).
     pub scheduler: bool,
+    /// `SOLIDQ_METRICS_BIND`: where an embedded runtime serves its metrics and health checks
+    /// itself (no actix-web needed); `None`: nowhere (mount them in the application instead).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `SOLIDQ_ALERT_QUEUE_LATENCY`: the queue latency above which alert events are emitted;
+    /// `None`: no latency alarm.
+    pub alert_queue_latency: Option<Duration>,
 }
 
 /// The accepted range of each knob: wide enough for any real deployment, narrow enough that
@@ -197,6 +205,9 @@ pub mod limits {
     pub const WATCHDOG_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(3600);
     /// `SOLIDQ_SHUTDOWN_TIMEOUT` (0: do not wait).
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
+    /// `SOLIDQ_ALERT_QUEUE_LATENCY`: a millisecond to a week.
+    pub const ALERT_QUEUE_LATENCY: RangeInclusive<Duration> =
+        Duration::from_millis(1)..=Duration::from_secs(7 * 86_400);
     /// `SOLIDQ_CLEAR_FINISHED_AFTER`: a second to ten years.
     pub const CLEAR_FINISHED_AFTER: RangeInclusive<Duration> =
         Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400);
@@ -225,6 +236,8 @@ impl Default for Config {
             recurring_file: None,
             recurring_tasks: Vec::new(),
             scheduler: true,
+            metrics_bind: None,
+            alert_queue_latency: None,
         }
     }
 }
@@ -315,7 +328,15 @@ impl Config {
             scheduler: r.read("SOLIDQ_SCHEDULER", defaults.scheduler, parse_bool),
             recurring_file: None,
             recurring_tasks: Vec::new(),
+            metrics_bind: None,
+            alert_queue_latency: None,
         };
+        config.metrics_bind = r.read("SOLIDQ_METRICS_BIND", None, |text| parse_bind(text).map(Some));
+        if r.is_set("SOLIDQ_ALERT_QUEUE_LATENCY") {
+            let latency =
+                r.read_duration("SOLIDQ_ALERT_QUEUE_LATENCY", Duration::from_secs(30), limits::ALERT_QUEUE_LATENCY);
+            config.alert_queue_latency = Some(latency).filter(|_| !r.failed("SOLIDQ_ALERT_QUEUE_LATENCY"));
+        }
         if let Some((file, tasks)) = r.read("SOLIDQ_RECURRING", None, parse_recurring) {
             (config.recurring_file, config.recurring_tasks) = (Some(file), tasks);
         }
@@ -334,6 +355,16 @@ impl Config {
     /// ```
     pub fn total_concurrency(&self) -> usize {
         self.workers.iter().map(|group| group.concurrency).sum()
+    }
+}
+
+/// An `address:port` to listen on (a host name is resolved; the first address is used).
+fn parse_bind(text: &str) -> Result<std::net::SocketAddr, crate::model::Malformed> {
+    use std::net::ToSocketAddrs;
+    let expected = "an address and port, e.g. 127.0.0.1:9394 or [::1]:9394";
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| crate::model::Malformed::new("names no address", expected)),
+        Err(err) => Err(crate::model::Malformed::new(format!("is not an address and port ({err})"), expected)),
     }
 }
 

@@ -1,8 +1,11 @@
 //! The [`Queue`] handle: enqueue jobs from anywhere in the application.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
 use super::{EnqueueError, EnqueueOptions, Job};
+use crate::metrics::Metrics;
 use crate::model::{Enqueued, JobId, NewJob};
 use crate::store::{EnqueueConnection, SharedStore, StoreError};
 
@@ -25,12 +28,28 @@ use crate::store::{EnqueueConnection, SharedStore, StoreError};
 #[derive(Clone)]
 pub struct Queue {
     store: SharedStore,
+    /// Where enqueued jobs are counted (a runtime's queues count into its metrics).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Queue {
     /// A queue writing through `store`.
     pub fn new(store: SharedStore) -> Queue {
-        Queue { store }
+        Queue { store, metrics: None }
+    }
+
+    /// The same queue, counting the jobs it enqueues into `metrics`
+    /// (`solidq_jobs_enqueued_total`).
+    pub fn counting_into(mut self, metrics: Arc<Metrics>) -> Queue {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts `jobs` as enqueued.
+    fn count(&self, jobs: &[NewJob]) {
+        if let Some(metrics) = &self.metrics {
+            metrics.jobs_enqueued(jobs.iter().map(|job| (job.queue.as_str(), job.kind.as_str())));
+        }
     }
 
     /// Enqueues `job` with its defaults.
@@ -61,8 +80,12 @@ impl Queue {
     /// ```
     pub async fn enqueue_unique<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<Enqueued, EnqueueError> {
         let new = NewJob::from_job(&job, opts)?;
+        let counted = new.clone();
         let mut enqueued =
             crate::actors::blocking(&self.store, move |s| s.enqueue_reporting(&[new], Utc::now().naive_utc())).await?;
+        if matches!(enqueued.first(), Some(Enqueued::New(_))) {
+            self.count(std::slice::from_ref(&counted));
+        }
         enqueued.pop().ok_or_else(|| {
             EnqueueError::Store(StoreError::Connection {
                 action: "enqueueing a job",
@@ -85,7 +108,9 @@ impl Queue {
 
     /// Blocking form of [`Queue::enqueue_new`], for threads outside any runtime.
     pub fn enqueue_new_blocking(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, EnqueueError> {
-        Ok(self.store.enqueue(jobs, Utc::now().naive_utc())?)
+        let ids = self.store.enqueue(jobs, Utc::now().naive_utc())?;
+        self.count(jobs);
+        Ok(ids)
     }
 
     /// Enqueues `job` on the caller's diesel connection, inside the caller's transaction: the
@@ -117,7 +142,12 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(crate::actors::blocking(&self.store, move |s| s.enqueue(&jobs, Utc::now().naive_utc())).await?)
+        let (ids, jobs) = crate::actors::blocking(&self.store, move |s| {
+            s.enqueue(&jobs, Utc::now().naive_utc()).map(|ids| (ids, jobs))
+        })
+        .await?;
+        self.count(&jobs);
+        Ok(ids)
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`scheduler`]: enqueues the runs of recurring tasks.
 //! - [`blocked_sweep`]: lets in blocked jobs whose concurrency keys have room.
 //! - [`cleaner`]: deletes ended jobs older than `SOLIDQ_CLEAR_FINISHED_AFTER`.
+//! - [`latency_alarm`]: alerts when the job at the head of a queue waits too long.
 //! - [`tidier`]: vacuums the queue tables after many claims (PostgreSQL).
 
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::store::{Store, StoreResult};
 pub mod blocked_sweep;
 pub mod cleaner;
 pub mod dispatcher;
+pub mod latency_alarm;
 pub mod scheduler;
 pub mod tidier;
 pub mod watchdog;

@@ -24,7 +24,9 @@ use chrono_tz::Tz;
 use slog::{debug, info, warn, Logger};
 
 use super::{Pass, Service};
+use crate::events::Event;
 use crate::job::EnqueueOptions;
+use crate::metrics::Telemetry;
 use crate::model::{JobId, NewJob};
 use crate::recurring::{local_time, RecurringTask};
 use crate::store::{DueRun, Store, StoreResult};
@@ -220,12 +222,36 @@ fn pass_of(
 pub struct Scheduler {
     config: SchedulerConfig,
     book: Book,
+    /// Told of skipped runs, with the alive threshold that picks the process reporting them.
+    telemetry: Option<(Telemetry, Duration)>,
 }
 
 impl Scheduler {
     /// A scheduler that has not written its static tasks yet.
     pub fn new(config: SchedulerConfig) -> Self {
-        Scheduler { config, book: Book::default() }
+        Scheduler { config, book: Book::default(), telemetry: None }
+    }
+
+    /// Emits [`Event::RecurringRunMissed`] for skipped runs. Every scheduler skips the same
+    /// runs, so only the leader (the live process with the lowest id, judged against
+    /// `alive_threshold`, as for the latency alarm) reports them.
+    pub(crate) fn reporting_to(mut self, telemetry: Telemetry, alive_threshold: Duration) -> Self {
+        self.telemetry = Some((telemetry, alive_threshold));
+        self
+    }
+
+    fn report_missed(&self, store: &Store, pass: &Pass, report: &SchedulerPass) -> StoreResult<()> {
+        let Some((telemetry, alive_threshold)) = &self.telemetry else { return Ok(()) };
+        if report.skipped.is_empty() || !telemetry.events.has_subscribers() {
+            return Ok(());
+        }
+        if pass.own.is_none() || store.leading_process(pass.now, *alive_threshold)? != pass.own {
+            return Ok(());
+        }
+        for (key, _, last) in &report.skipped {
+            telemetry.events.emit(Event::RecurringRunMissed { key: key.clone(), run_at: last.naive_utc() });
+        }
+        Ok(())
     }
 }
 
@@ -257,7 +283,9 @@ impl Service for Scheduler {
         if !reload && self.book.next_run().is_none_or(|next| next > now) {
             return Ok(SchedulerPass::default());
         }
-        pass_of(store, &self.config, &mut self.book, reload, now)
+        let report = pass_of(store, &self.config, &mut self.book, reload, now)?;
+        self.report_missed(store, &pass, &report)?;
+        Ok(report)
     }
 
     fn report(report: &SchedulerPass, logger: &Logger) {

@@ -31,7 +31,9 @@ use chrono::NaiveDateTime;
 use slog::{warn, Logger};
 
 use super::{Pass, Service};
+use crate::events::Event;
 use crate::liveness::{self, HostIdentity};
+use crate::metrics::Telemetry;
 use crate::model::{DeathPolicy, ProcessId, ProcessRow};
 use crate::store::changes::ChangeMark;
 use crate::store::{DeathCause, Store, StoreResult};
@@ -131,6 +133,8 @@ pub struct Watchdog {
     seen: Option<(ChangeMark, Vec<ProcessRow>)>,
     /// The database as it was before the last orphan sweep: unchanged, a sweep finds nothing.
     swept: Option<ChangeMark>,
+    /// Told of every process this watchdog prunes (counted, and an event).
+    telemetry: Option<Telemetry>,
 }
 
 /// Every how many passes the watchdog sweeps for orphaned claims (the first pass does).
@@ -149,7 +153,15 @@ impl Watchdog {
             passes: 0,
             seen: None,
             swept: None,
+            telemetry: None,
         }
+    }
+
+    /// Counts the processes this watchdog prunes and emits [`Event::ProcessPruned`] for each:
+    /// the pass whose transaction deleted the row is the only one that reports it.
+    pub(crate) fn reporting_to(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Every process row, read again unless the store can tell nothing changed since the
@@ -244,6 +256,16 @@ impl Watchdog {
                     Some(DeathCause::Proven(reason)) => reason.clone(),
                     None => String::new(),
                 };
+                if let Some(telemetry) = &self.telemetry {
+                    telemetry.metrics.processes_pruned(1);
+                    telemetry.events.emit(Event::ProcessPruned {
+                        process: r.process,
+                        name: r.name.clone(),
+                        host: r.host,
+                        jobs: r.jobs,
+                        cause: cause.clone(),
+                    });
+                }
                 Reaped { process: r.process, name: r.name, cause, retried: r.retried, failed: r.failed }
             })
             .collect();

@@ -315,6 +315,9 @@ pub struct ClaimedJob {
     pub attempts: i32,
     /// Executions allowed.
     pub max_attempts: i32,
+    /// When the job became ready (its ready row was written: enqueued, due and dispatched,
+    /// retried or released), for the queue-wait metric.
+    pub ready_at: NaiveDateTime,
 }
 
 /// What kind of ending a [`FailureRecord`] records.

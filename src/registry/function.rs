@@ -114,6 +114,7 @@ mod tests {
 
     fn claimed() -> ClaimedJob {
         ClaimedJob {
+            ready_at: chrono::NaiveDateTime::default(),
             token: ClaimToken { job_id: 1, claim_id: 1 },
             kind: Wait::KIND.into(),
             arguments: "null".into(),

@@ -75,6 +75,10 @@ pub struct ReapedProcess {
     pub process: ProcessId,
     /// Its name.
     pub name: String,
+    /// Its host.
+    pub host: String,
+    /// The jobs it held.
+    pub jobs: Vec<JobId>,
     /// Its claims returned to ready.
     pub retried: usize,
     /// Its claims moved to failed.
@@ -172,6 +176,8 @@ impl Store {
                 reaped.push(ReapedProcess {
                     process: *process,
                     name: dead.name,
+                    host: dead.hostname,
+                    jobs: ids,
                     retried: transitions.len() - failed,
                     failed,
                 });

@@ -637,3 +637,18 @@ backend_test!(
         assert_eq!(state(&db.store, id), "ready");
     }
 );
+
+backend_test!(
+    fn claim_tells_when_each_job_became_ready(db: &TestDb) {
+        let store = &db.store;
+        store.enqueue(&[job("now", "default", 0)], t(0)).expect("enqueue");
+        store.enqueue(&[scheduled("later", t(30))], t(0)).expect("enqueue");
+        assert_eq!(store.dispatch_due(t(40), 10).expect("dispatch"), 1);
+        let p = register(store, "worker");
+        let kinds = vec!["now".to_string(), "later".to_string()];
+        let got = store.claim(p, &[QueuePattern::All], &kinds, 10, t(50)).expect("claim");
+        let ready_at: Vec<_> = got.iter().map(|c| (c.kind.as_str(), c.ready_at)).collect();
+        // An immediate job is ready from its enqueue, a scheduled one from its dispatch.
+        assert_eq!(ready_at, [("now", t(0)), ("later", t(40))]);
+    }
+);

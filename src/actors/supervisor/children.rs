@@ -22,6 +22,7 @@ use crate::actors::{Ping, StopChild};
 use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::Dispatcher;
+use crate::maintenance::latency_alarm::{LatencyAlarm, LatencyAlarmConfig};
 use crate::maintenance::scheduler::Scheduler;
 use crate::maintenance::tidier::Tidier;
 use crate::maintenance::watchdog::Watchdog;
@@ -44,6 +45,7 @@ pub(super) fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Dur
         ChildKind::BlockedSweep => BlockedSweep.interval() * 10,
         ChildKind::Cleaner => settings.cleaner.as_ref().map_or(Duration::ZERO, |c| c.interval() * 10),
         ChildKind::Tidier => Tidier.interval() * 10,
+        ChildKind::LatencyAlarm => settings.latency_alarm.as_ref().map_or(Duration::ZERO, |a| a.interval * 10),
     };
     settings.stuck_after.max(ticks)
 }
@@ -66,6 +68,9 @@ impl Supervisor {
         kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
         kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog, ChildKind::BlockedSweep]);
         kinds.push(ChildKind::Tidier);
+        if settings.latency_alarm.is_some() {
+            kinds.push(ChildKind::LatencyAlarm);
+        }
         if settings.scheduler.is_some() {
             kinds.push(ChildKind::Scheduler);
         }
@@ -99,8 +104,10 @@ impl Supervisor {
                 let settings = self.settings.heartbeat.clone();
                 let (replaced, fenced) = (me.clone().recipient(), me.clone().recipient());
                 let abandoned = self.registry.abandoned().clone();
+                let telemetry = self.settings.telemetry.clone();
                 let addr = Heartbeat::start_in_arbiter(&handle, move |_| {
                     Heartbeat::new(settings, store, replaced, fenced, process, abandoned, &logger)
+                        .reporting_to(telemetry)
                 });
                 Running { heartbeat: Some(addr.clone()), ..Running::new(arbiter, &addr) }
             }
@@ -129,14 +136,31 @@ impl Supervisor {
                 Running::new(arbiter, &addr)
             }
             ChildKind::Dispatcher => periodic(arbiter, Dispatcher::new(self.settings.dispatcher.clone()), run),
-            ChildKind::Watchdog => periodic(arbiter, Watchdog::new(self.settings.watchdog.clone()), run),
+            ChildKind::Watchdog => {
+                let watchdog =
+                    Watchdog::new(self.settings.watchdog.clone()).reporting_to(self.settings.telemetry.clone());
+                periodic(arbiter, watchdog, run)
+            }
             ChildKind::Scheduler => {
                 let config = self.settings.scheduler.clone().unwrap_or_default();
-                periodic(arbiter, Scheduler::new(config), run)
+                let alive_threshold = self.settings.heartbeat.alive_threshold;
+                periodic(
+                    arbiter,
+                    Scheduler::new(config).reporting_to(self.settings.telemetry.clone(), alive_threshold),
+                    run,
+                )
             }
             ChildKind::BlockedSweep => periodic(arbiter, BlockedSweep, run),
             ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
             ChildKind::Tidier => periodic(arbiter, Tidier, run),
+            ChildKind::LatencyAlarm => {
+                let config = self.settings.latency_alarm.clone().unwrap_or(LatencyAlarmConfig {
+                    threshold: Duration::MAX,
+                    interval: crate::maintenance::latency_alarm::DEFAULT_INTERVAL,
+                    alive_threshold: self.settings.heartbeat.alive_threshold,
+                });
+                periodic(arbiter, LatencyAlarm::new(config).reporting_to(self.settings.telemetry.clone()), run)
+            }
         }
     }
 
@@ -151,6 +175,7 @@ impl Supervisor {
             ChildKind::BlockedSweep => BlockedSweep::NAME.into(),
             ChildKind::Cleaner => Cleaner::NAME.into(),
             ChildKind::Tidier => Tidier::NAME.into(),
+            ChildKind::LatencyAlarm => LatencyAlarm::NAME.into(),
         }
     }
 
@@ -299,6 +324,8 @@ mod tests {
             shutdown_timeout: Duration::from_secs(5),
             stuck_after: Duration::from_secs(15),
             standalone: false,
+            latency_alarm: None,
+            telemetry: Default::default(),
         };
         // The heartbeat beats every 30 s: a 15 s limit would restart it while idle.
         assert_eq!(stuck_limit(&settings, ChildKind::Heartbeat), Duration::from_secs(90));

@@ -31,8 +31,10 @@ use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::DispatcherConfig;
+use crate::maintenance::latency_alarm::LatencyAlarmConfig;
 use crate::maintenance::scheduler::SchedulerConfig;
 use crate::maintenance::watchdog::WatchdogConfig;
+use crate::metrics::Telemetry;
 use crate::model::ProcessId;
 use crate::registry::Registry;
 use crate::store::SharedStore;
@@ -103,6 +105,10 @@ pub struct SupervisorSettings {
     pub stuck_after: Duration,
     /// Handle TERM/INT (drain) and QUIT (exit at once) and stop the System when done.
     pub standalone: bool,
+    /// The latency alarm; `None`: `SOLIDQ_ALERT_QUEUE_LATENCY` is not set.
+    pub latency_alarm: Option<LatencyAlarmConfig>,
+    /// Where the children report metrics and events.
+    pub(crate) telemetry: Telemetry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +122,7 @@ pub(super) enum ChildKind {
     BlockedSweep,
     Cleaner,
     Tidier,
+    LatencyAlarm,
 }
 
 pub(super) struct Running {
@@ -191,11 +198,12 @@ impl Supervisor {
     /// A supervisor for the given children.
     pub fn new(settings: SupervisorSettings, store: SharedStore, registry: Arc<Registry>, logger: &Logger) -> Self {
         let children = Supervisor::children_of(&settings);
+        let claims = Arc::new(ClaimBook::reporting_to(settings.telemetry.clone()));
         Supervisor {
             settings,
             store,
             registry,
-            claims: Arc::new(ClaimBook::default()),
+            claims,
             executions: None,
             root_logger: logger.clone(),
             logger: logger.new(o!("actor" => "supervisor")),

@@ -176,14 +176,14 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
     if !alive {
         return Ok(Vec::new());
     }
-    let mut picked: Vec<JobId> = Vec::new();
+    let mut picked: Vec<(JobId, NaiveDateTime)> = Vec::new();
     for pattern in queues {
         let remaining = limit.saturating_sub(picked.len());
         if remaining == 0 {
             break;
         }
         let mut query = ready::table
-            .select((ready::id, ready::job_id))
+            .select((ready::id, ready::job_id, ready::created_at))
             .order((ready::priority, ready::job_id))
             .filter(ready::class_name.eq_any(kinds))
             .filter(ready::queue_name.ne_all(pauses::table.select(pauses::queue_name)))
@@ -196,18 +196,19 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
                 query = query.filter(ready::queue_name.like(like_prefix(prefix)).escape('\\'))
             }
         }
-        let rows: Vec<(i64, JobId)> = query.load(conn)?;
+        let rows: Vec<(i64, JobId, NaiveDateTime)> = query.load(conn)?;
         // Deleted at once so that a later pattern cannot pick the same rows.
-        let ready_ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let ready_ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
         for chunk in ready_ids.chunks(ID_CHUNK) {
             diesel::delete(ready::table.filter(ready::id.eq_any(chunk))).execute(conn)?;
         }
-        picked.extend(rows.into_iter().map(|(_, job_id)| job_id));
+        picked.extend(rows.into_iter().map(|(_, job_id, ready_at)| (job_id, ready_at)));
     }
     let mut claims: HashMap<JobId, i64> = HashMap::with_capacity(picked.len());
     #[allow(clippy::type_complexity)]
     let mut details: HashMap<JobId, (String, String, String, i32, i32, i32)> = HashMap::with_capacity(picked.len());
-    for chunk in picked.chunks(ID_CHUNK) {
+    let picked_ids: Vec<JobId> = picked.iter().map(|(job_id, _)| *job_id).collect();
+    for chunk in picked_ids.chunks(ID_CHUNK) {
         let rows: Vec<ClaimInsert> =
             chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
         diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
@@ -229,7 +230,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
         details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
     }
     let mut out = Vec::with_capacity(picked.len());
-    for job_id in picked {
+    for (job_id, ready_at) in picked {
         let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
             (claims.get(&job_id).copied(), details.remove(&job_id))
         else {
@@ -245,6 +246,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
             // The attempt this execution is; it is written when it ends (see `lifecycle`).
             attempts: attempts + 1,
             max_attempts,
+            ready_at,
         });
     }
     Ok(out)

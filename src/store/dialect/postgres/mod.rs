@@ -173,6 +173,7 @@ impl Dialect for Postgres {
                 priority: row.priority,
                 attempts: row.attempts,
                 max_attempts: row.max_attempts,
+                ready_at: row.ready_at,
             }));
         }
         Ok(out)

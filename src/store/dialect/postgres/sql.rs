@@ -33,6 +33,9 @@ pub(super) struct ClaimedRow {
     pub(super) priority: i32,
     pub(super) attempts: i32,
     pub(super) max_attempts: i32,
+    /// When the ready row was written.
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub(super) ready_at: chrono::NaiveDateTime,
 }
 
 /// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held.
@@ -69,15 +72,15 @@ WITH alive AS (
     FOR UPDATE SKIP LOCKED
 ), taken AS (
     DELETE FROM solidq_ready_executions r USING picked WHERE r.id = picked.id
-    RETURNING r.job_id
+    RETURNING r.job_id, r.created_at
 ), claims AS (
     INSERT INTO solidq_claimed_executions (job_id, process_id, created_at)
     SELECT job_id, $1, $2 FROM taken ORDER BY job_id
     RETURNING id, job_id
 )
 SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
-       j.priority, j.attempts + 1 AS attempts, j.max_attempts
-FROM claims JOIN solidq_jobs j ON j.id = claims.job_id";
+       j.priority, j.attempts + 1 AS attempts, j.max_attempts, taken.created_at AS ready_at
+FROM claims JOIN solidq_jobs j ON j.id = claims.job_id JOIN taken ON taken.job_id = claims.job_id";
 
 /// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
 /// jobs finished at `$3` with the attempt counted and the unique key given up, and returns the
