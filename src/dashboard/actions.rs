@@ -13,11 +13,13 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
 
-use super::html::{attr, count, esc, url_value};
+use super::html::{attr, count, esc, truncate, url_value};
 use super::page::{blocking, Ctx, PageError};
+use super::pages::{job_id_of, query_of, JobsQuery};
 use super::security::{csrf_ok, same_secret, CSRF_FIELD, SESSION_COOKIE};
-use crate::model::{JobId, JobState};
-use crate::store::{ActionError, JobFilter, Store};
+use crate::model::JobId;
+use crate::store::views::FailureGroupKey;
+use crate::store::{ActionError, ActionOutcome, JobSelection, Store};
 
 pub(crate) fn routes(scope: Scope) -> Scope {
     scope
@@ -46,7 +48,7 @@ impl Form {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
@@ -95,10 +97,6 @@ fn checked(req: &HttpRequest, ctx: &Ctx, body: &[u8]) -> Result<Form, HttpRespon
 
 fn see_other(location: String) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
-}
-
-fn parse_id(text: &str) -> Result<JobId, PageError> {
-    text.trim().parse().map_err(|_| PageError::BadRequest(format!("{text:?} is not a job id (a whole number)")))
 }
 
 // ---------------------------------------------------------------- login
@@ -209,7 +207,7 @@ async fn job_action(req: HttpRequest, path: web::Path<(String, String)>, body: w
         return res;
     }
     let (id, verb) = path.into_inner();
-    let id = match parse_id(&id) {
+    let id = match job_id_of("job", &id) {
         Ok(id) => id,
         Err(err) => return ctx.error(err),
     };
@@ -229,41 +227,17 @@ async fn job_action(req: HttpRequest, path: web::Path<(String, String)>, body: w
 
 // ---------------------------------------------------------------- bulk
 
-/// Jobs read per batch when "every matching job" is collected.
-const COLLECT_BATCH: usize = 500;
-
-/// The ids of the jobs `filter` selects with an id up to `upper`, as they are now.
-fn matching_ids(store: &Store, mut filter: JobFilter, upper: JobId) -> Result<Vec<JobId>, PageError> {
-    filter.limit = COLLECT_BATCH;
-    filter.after = None;
-    let mut ids = Vec::new();
-    loop {
-        let rows = store.list_jobs(&filter)?;
-        let full = rows.len() >= COLLECT_BATCH;
-        for row in &rows {
-            if row.id > upper {
-                return Ok(ids);
-            }
-            ids.push(row.id);
-        }
-        match rows.last() {
-            Some(last) if full => filter.after = Some(last.id),
-            _ => return Ok(ids),
-        }
-    }
-}
-
-/// What a bulk form asks for: the verb and the job ids it touches (resolved now, before the
-/// confirmation and again when confirmed).
-struct Selection {
+/// What a bulk form asks for.
+struct Bulk {
     verb: Verb,
-    /// Ticked ids, or `None` for every matching job up to `upper_id`.
-    ids: Option<Vec<JobId>>,
-    filter: JobFilter,
-    upper_id: JobId,
+    selection: JobSelection,
+    /// How the confirmation describes the set.
+    described: String,
+    /// Where "back" goes.
+    back: String,
 }
 
-fn selection_of(form: &Form) -> Result<Selection, PageError> {
+fn bulk_of(ctx: &Ctx, form: &Form) -> Result<Bulk, PageError> {
     let action = form.get("action").ok_or_else(|| PageError::BadRequest("the form names no action".into()))?;
     let (verb_text, all) = match action.strip_suffix("-all") {
         Some(verb) => (verb, true),
@@ -271,33 +245,35 @@ fn selection_of(form: &Form) -> Result<Selection, PageError> {
     };
     let verb = Verb::parse(verb_text)
         .ok_or_else(|| PageError::BadRequest(format!("no bulk action {action:?}: use retry, discard or cancel")))?;
-    let state_text = form.get("state").unwrap_or("failed");
-    let state = JobState::parse(state_text)
-        .ok_or_else(|| PageError::BadRequest(format!("state {state_text:?} does not exist")))?;
-    let upper_id = parse_id(form.get("upper_id").unwrap_or(""))?;
-    let filter = JobFilter {
-        state,
-        queue: form.get("queue").map(str::to_string),
-        kind: form.get("kind").map(str::to_string),
-        after: None,
-        limit: COLLECT_BATCH,
-    };
-    let ids = if all {
-        None
-    } else {
-        let mut ids = Vec::new();
-        for text in form.all("id").flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
-            let id = parse_id(text)?;
-            if id <= upper_id {
-                ids.push(id);
+    let upper_id = job_id_of("upper_id", form.get("upper_id").unwrap_or(""))?;
+    let params = JobsQuery::from_form(form);
+    let query = query_of(&params)?;
+    let back = {
+        let mut link = format!("/jobs?state={}", query.state);
+        for (name, value) in [("queue", &query.queue), ("kind", &query.kind), ("q", &query.text)] {
+            if let Some(value) = value {
+                let _ = write!(link, "&{name}={}", url_value(value));
             }
         }
-        if ids.is_empty() {
-            return Err(PageError::BadRequest("no job is selected: tick some jobs, or use \"all matching\"".into()));
-        }
-        Some(ids)
+        ctx.link(&link)
     };
-    Ok(Selection { verb, ids, filter, upper_id })
+    if all {
+        let described = format!("every {} job of the list with an id up to {upper_id}", query.state);
+        return Ok(Bulk { verb, selection: JobSelection::Query { query, upper_id }, described, back });
+    }
+    let mut ids = Vec::new();
+    for text in form.all("id") {
+        let id = job_id_of("id", text)?;
+        // Never a job newer than the page.
+        if id <= upper_id {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Err(PageError::BadRequest("no job is selected: tick some jobs, or use an \"all\" button".into()));
+    }
+    let described = "the jobs ticked".to_string();
+    Ok(Bulk { verb, selection: JobSelection::Ids(ids), described, back })
 }
 
 async fn bulk(req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -306,22 +282,31 @@ async fn bulk(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         Ok(form) => form,
         Err(res) => return res,
     };
-    let selection = match selection_of(&form) {
-        Ok(selection) => selection,
+    let bulk = match bulk_of(&ctx, &form) {
+        Ok(bulk) => bulk,
         Err(err) => return ctx.error(err),
     };
-    let back = {
-        let f = &selection.filter;
-        let mut link = format!("/jobs?state={}", f.state);
-        if let Some(q) = &f.queue {
-            let _ = write!(link, "&queue={}", url_value(q));
-        }
-        if let Some(k) = &f.kind {
-            let _ = write!(link, "&kind={}", url_value(k));
-        }
-        ctx.link(&link)
-    };
-    act_on_selection(&ctx, &form, selection, "/jobs/bulk", back).await
+    let Bulk { verb, selection, described, back } = bulk;
+    let store = ctx.store();
+    if form.get("confirm") != Some("yes") {
+        return match blocking(move || Ok(store.count_selection(&selection)?)).await {
+            Ok(n) => confirmation(&ctx, &form, verb, n, &described, "/jobs/bulk", &back),
+            Err(err) => ctx.error(err),
+        };
+    }
+    let now = ctx.now;
+    let result = blocking(move || {
+        Ok(match verb {
+            Verb::Retry => store.retry_selection(&selection, now)?,
+            Verb::Discard => store.discard_selection(&selection, now)?,
+            Verb::Cancel => store.cancel_selection(&selection, now)?,
+        })
+    })
+    .await;
+    match result {
+        Ok(outcome) => done(&ctx, &format!("bulk {}", verb.name()), verb, &described, &outcome, &back),
+        Err(err) => ctx.error(err),
+    }
 }
 
 async fn failure_group(req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -330,90 +315,112 @@ async fn failure_group(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         Ok(form) => form,
         Err(res) => return res,
     };
-    let selection = match selection_of(&form) {
-        Ok(selection) if selection.ids.is_some() && selection.verb != Verb::Cancel => selection,
-        Ok(_) => return ctx.error(PageError::BadRequest("a failure group is retried or discarded by its ids".into())),
+    let verb = match form.get("action").and_then(Verb::parse) {
+        Some(verb @ (Verb::Retry | Verb::Discard)) => verb,
+        _ => {
+            return ctx.error(PageError::BadRequest(
+                "a failure group is retried or discarded: action=retry or discard".into(),
+            ))
+        }
+    };
+    let (Some(kind), Some(error_kind)) = (form.get("kind"), form.get("error_kind")) else {
+        return ctx.error(PageError::BadRequest("the form names no failure group (kind, error_kind, message)".into()));
+    };
+    let key = FailureGroupKey {
+        kind: kind.to_string(),
+        error_kind: error_kind.to_string(),
+        message: form.0.iter().find(|(n, _)| n == "message").map(|(_, v)| v.clone()).unwrap_or_default(),
+    };
+    let upper_id = match job_id_of("upper_id", form.get("upper_id").unwrap_or("")) {
+        Ok(id) => id,
         Err(err) => return ctx.error(err),
     };
+    let described = format!(
+        "the failed {} jobs with {} {:?}, ids up to {upper_id}",
+        key.kind,
+        key.error_kind,
+        truncate(&key.message, 120)
+    );
     let back = ctx.link("/failed");
-    act_on_selection(&ctx, &form, selection, "/failed/group", back).await
-}
-
-/// Asks for confirmation (saying how many jobs), or, confirmed, acts and shows what happened.
-async fn act_on_selection(ctx: &Ctx, form: &Form, selection: Selection, path: &str, back: String) -> HttpResponse {
     let store = ctx.store();
-    let Selection { verb, ids, filter, upper_id } = selection;
-    let confirmed = form.get("confirm") == Some("yes");
-    let ticked = ids.is_some();
-    let result = blocking(move || {
-        let ids = match ids {
-            Some(ids) => ids,
-            None => matching_ids(&store, filter, upper_id)?,
+    if form.get("confirm") != Some("yes") {
+        // The group's size as its row showed it: the jobs up to the upper id, which is what
+        // the action touches (less any that left the group meanwhile).
+        let Some(n) = form.get("count").and_then(|n| n.parse::<u64>().ok()) else {
+            return ctx
+                .error(PageError::BadRequest("the form does not say how many jobs the group has (count)".into()));
         };
-        if !confirmed {
-            return Ok((ids.len(), Vec::new(), Vec::new()));
-        }
-        let now = chrono::Utc::now().naive_utc();
-        let mut done = Vec::new();
-        let mut refused = Vec::new();
-        for id in ids {
-            match verb.apply(&store, id, now) {
-                Ok(()) => done.push(id),
-                Err(ActionError::Store(err)) => return Err(PageError::Store(err)),
-                Err(err) => refused.push(err.to_string()),
-            }
-        }
-        Ok((done.len() + refused.len(), done, refused))
+        return confirmation(&ctx, &form, verb, n, &described, "/failed/group", &back);
+    }
+    let now = ctx.now;
+    let action_key = key.clone();
+    let result = blocking(move || {
+        Ok(match verb {
+            Verb::Retry => store.retry_failure_group(&action_key, upper_id, now)?,
+            _ => store.discard_failure_group(&action_key, upper_id, now)?,
+        })
     })
     .await;
-    let (selected, done, refused) = match result {
-        Ok(outcome) => outcome,
-        Err(err) => return ctx.error(err),
-    };
-    if !confirmed {
-        let mut body = format!(
-            r#"<div class="confirm"><p>This will <b>{}</b> <b>{}</b> {} ({}, ids up to {upper_id}; jobs that arrived after the page was drawn are not touched).</p><form method="post" action="{}">{}"#,
-            verb.name(),
-            count(selected as i64),
-            if selected == 1 { "job" } else { "jobs" },
-            if ticked { "the jobs ticked" } else { "every job matching the filter" },
-            attr(&ctx.link(path)),
-            ctx.csrf_field()
-        );
-        for (name, value) in &form.0 {
-            if name != CSRF_FIELD && name != "confirm" {
-                let _ = write!(body, r#"<input type="hidden" name="{}" value="{}">"#, attr(name), attr(value));
-            }
-        }
-        let _ = write!(
-            body,
-            r#"<input type="hidden" name="confirm" value="yes"><button type="submit" class="primary">Yes, {} {} {}</button> <a href="{}">No, go back</a></form></div>"#,
-            verb.name(),
-            count(selected as i64),
-            if selected == 1 { "job" } else { "jobs" },
-            attr(&back)
-        );
-        return ctx.page("Confirm", body);
+    match result {
+        Ok(outcome) => done(&ctx, &format!("{} failure group", verb.name()), verb, &described, &outcome, &back),
+        Err(err) => ctx.error(err),
     }
-    ctx.audit(
-        &format!("bulk {}", verb.name()),
-        format!("{} of {selected} jobs {} (upper id {upper_id}): ids {:?}", done.len(), verb.past(), done),
-    );
+}
+
+/// The confirmation page: how many jobs the action will touch, and the same form again with
+/// `confirm=yes`.
+fn confirmation(ctx: &Ctx, form: &Form, verb: Verb, n: u64, described: &str, path: &str, back: &str) -> HttpResponse {
+    let jobs = if n == 1 { "job" } else { "jobs" };
     let mut body = format!(
-        r#"<p class="done">{} of {} {} {}.</p>"#,
-        count(done.len() as i64),
-        count(selected as i64),
-        if selected == 1 { "job" } else { "jobs" },
+        r#"<div class="confirm"><p>This will <b>{}</b> <b>{}</b> {jobs}: {}. Jobs that arrived after the page was drawn are not touched.</p><form method="post" action="{}">{}"#,
+        verb.name(),
+        count(i64::try_from(n).unwrap_or(i64::MAX)),
+        esc(described),
+        attr(&ctx.link(path)),
+        ctx.csrf_field()
+    );
+    for (name, value) in &form.0 {
+        if name != CSRF_FIELD && name != "confirm" {
+            let _ = write!(body, r#"<input type="hidden" name="{}" value="{}">"#, attr(name), attr(value));
+        }
+    }
+    let _ = write!(
+        body,
+        r#"<input type="hidden" name="confirm" value="yes"><button type="submit" class="primary">Yes, {} {} {jobs}</button> <a href="{}">No, go back</a></form></div>"#,
+        verb.name(),
+        count(i64::try_from(n).unwrap_or(i64::MAX)),
+        attr(back)
+    );
+    ctx.page("Confirm", body)
+}
+
+/// The page after a bulk action, and its audit line.
+fn done(ctx: &Ctx, action: &str, verb: Verb, described: &str, outcome: &ActionOutcome, back: &str) -> HttpResponse {
+    ctx.audit(
+        action,
+        format!(
+            "{} jobs {}, {} skipped ({described}): ids {:?}",
+            outcome.changed.len(),
+            verb.past(),
+            outcome.skipped,
+            outcome.changed
+        ),
+    );
+    let n = outcome.changed.len();
+    let mut body = format!(
+        r#"<p class="done">{} {} {}.</p>"#,
+        count(i64::try_from(n).unwrap_or(i64::MAX)),
+        if n == 1 { "job" } else { "jobs" },
         verb.past()
     );
-    if !refused.is_empty() {
-        body.push_str("<p>Not done:</p><ul>");
-        for why in refused.iter().take(50) {
-            let _ = write!(body, "<li>{}</li>", esc(why));
-        }
-        body.push_str("</ul>");
+    if outcome.skipped > 0 {
+        let _ = write!(
+            body,
+            r#"<p class="hint">{} left alone: in a state the action does not apply to, gone, or moved while it ran.</p>"#,
+            outcome.skipped
+        );
     }
-    let _ = write!(body, r#"<p><a href="{}">Back</a></p>"#, attr(&back));
+    let _ = write!(body, r#"<p><a href="{}">Back</a></p>"#, attr(back));
     ctx.page("Done", body)
 }
 
@@ -429,33 +436,11 @@ async fn run_recurring(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         return ctx.error(PageError::BadRequest("the form names no recurring task".into()));
     };
     let store = ctx.store();
-    let task_key = key.clone();
-    let result = blocking(move || {
-        let row = store
-            .recurring_task_list()?
-            .into_iter()
-            .find(|row| row.key == task_key)
-            .ok_or_else(|| PageError::NotFound(format!("recurring task {task_key:?} does not exist")))?;
-        let task = row.task().map_err(|err| PageError::Conflict(err.to_string()))?;
-        // The scheduler's job for a run, without the unique key or concurrency limit a kind's
-        // handler derives (this process registers no handlers).
-        let options = crate::EnqueueOptions::new().queue(task.queue.clone()).priority(task.priority);
-        let job = crate::NewJob::from_json(&task.kind, task.arguments.clone(), options)
-            .map_err(|err| PageError::Conflict(err.to_string()))?;
-        let now = chrono::Utc::now().naive_utc();
-        let run_at = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
-        let run = crate::store::DueRun { task_key: task_key.clone(), run_at, job };
-        let ids = store.enqueue_recurring_runs(&[run], now)?;
-        Ok(ids.into_iter().next().flatten())
-    })
-    .await;
-    match result {
+    let (task_key, now) = (key.clone(), ctx.now);
+    match blocking(move || Ok(store.run_recurring_now(&task_key, now)?)).await {
         Ok(id) => {
-            ctx.audit("run recurring task now", format!("task {key:?}, job {id:?}"));
-            match id {
-                Some(id) => see_other(ctx.link(&format!("/jobs/{id}"))),
-                None => see_other(ctx.link("/recurring")),
-            }
+            ctx.audit("run recurring task now", format!("task {key:?}, job {id}"));
+            see_other(ctx.link(&format!("/jobs/{id}")))
         }
         Err(err) => ctx.error(err),
     }

@@ -46,6 +46,9 @@ mod page;
 mod pages;
 pub mod security;
 
+/// A claimed job running longer than this is listed on the stuck page (see
+/// [`DashboardOptions::long_running`]).
+pub const DEFAULT_LONG_RUNNING: Duration = Duration::from_secs(30 * 60);
 /// Default address of `solidq dashboard`: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:9292";
 /// Environment variable with the access token; needed to bind anything but loopback.
@@ -78,6 +81,7 @@ pub struct DashboardOptions {
     pub(crate) read_only: bool,
     pub(crate) alive_threshold: Duration,
     pub(crate) refresh: Duration,
+    pub(crate) long_running: Duration,
     pub(crate) logger: slog::Logger,
     pub(crate) metrics: Option<MetricsText>,
     pub(crate) live: Option<Probe>,
@@ -112,6 +116,7 @@ impl DashboardOptions {
             read_only: false,
             alive_threshold: DEFAULT_ALIVE_THRESHOLD,
             refresh: DEFAULT_REFRESH,
+            long_running: DEFAULT_LONG_RUNNING,
             logger: slog_scope::logger(),
             metrics: None,
             live: None,
@@ -178,6 +183,13 @@ impl DashboardOptions {
     /// How often a page polls for fresh content (default 5 s).
     pub fn refresh(mut self, every: Duration) -> Self {
         self.refresh = every;
+        self
+    }
+
+    /// The stuck page lists claimed jobs running longer than this, besides those whose process
+    /// is late or gone (default 30 minutes).
+    pub fn long_running(mut self, limit: Duration) -> Self {
+        self.long_running = limit;
         self
     }
 

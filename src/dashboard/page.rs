@@ -197,8 +197,12 @@ impl PageError {
 }
 
 impl From<StoreError> for PageError {
+    /// A query or name the store refuses is the request's fault: 400, with the store's words.
     fn from(err: StoreError) -> Self {
-        PageError::Store(err)
+        match err {
+            StoreError::InvalidQuery(_) | StoreError::InvalidName(_) => PageError::BadRequest(err.to_string()),
+            other => PageError::Store(other),
+        }
     }
 }
 

@@ -1,20 +1,23 @@
 //! The pages (GET): overview, queues, processes, jobs and one job, failed groups, stuck jobs,
 //! concurrency keys, recurring tasks; the assets; `/metrics` and the health probes.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 use serde::Deserialize;
 
+use super::chart::{self, Minute};
 use super::html::{attr, count, esc, maybe_time, pretty_json, seconds, time, truncate, url_value};
 use super::page::{blocking, Ctx, PageError};
 use super::{ProbeAnswer, PAGE_SIZE};
-use crate::model::{JobState, ProcessRow};
-use crate::store::{JobFilter, JobRow};
+use crate::model::JobState;
+use crate::store::views::{
+    ConcurrencyKeyRow, FailureGroup, JobDetail, Liveness, ProcessDetail, QueueStats, RecurringRow, StuckJob,
+    StuckReason, UniqueKeyRow,
+};
+use crate::store::{Count, JobCursor, JobPage, JobQuery};
 
 const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
@@ -56,41 +59,44 @@ async fn js() -> HttpResponse {
     asset("text/javascript; charset=utf-8", JS)
 }
 
-/// Alive, late (heartbeat older than half the threshold) or dead (older than the threshold).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    Alive,
-    Late,
-    Dead,
-}
+/// Failure groups the failed page shows at most.
+const FAILURE_GROUPS_SHOWN: usize = 200;
+/// Stuck jobs the stuck page lists at most.
+const STUCK_SHOWN: usize = 500;
+/// Unique keys the concurrency page lists at most.
+const UNIQUE_KEYS_SHOWN: usize = 200;
+/// Recorded runs per recurring task.
+const RUNS_SHOWN: usize = 5;
 
-impl Liveness {
-    pub(crate) fn of(age: TimeDelta, threshold: Duration) -> Liveness {
-        let age = age.to_std().unwrap_or_default();
-        if age > threshold {
-            Liveness::Dead
-        } else if age > threshold / 2 {
-            Liveness::Late
-        } else {
-            Liveness::Alive
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Late => "late",
-            Liveness::Dead => "dead",
-        }
+fn liveness_name(liveness: Liveness) -> &'static str {
+    match liveness {
+        Liveness::Alive => "alive",
+        Liveness::Late => "late",
+        Liveness::Dead => "dead",
     }
 }
 
 fn liveness_badge(liveness: Liveness) -> String {
-    format!(r#"<span class="pill {0}">{0}</span>"#, liveness.name())
+    format!(r#"<span class="pill {0}">{0}</span>"#, liveness_name(liveness))
 }
 
-fn age_of(now: NaiveDateTime, then: NaiveDateTime) -> f64 {
-    (now - then).num_milliseconds() as f64 / 1000.0
+/// A count as the page prints it, saying when it is capped or an estimate.
+fn shown(n: Count) -> String {
+    match n {
+        Count::Exact(_) => esc(&n.to_string()),
+        Count::AtLeast(_) => format!(
+            r#"<span class="capped" title="counting stopped at the cap to keep the page fast">{}</span> <span class="note">capped</span>"#,
+            esc(&n.to_string())
+        ),
+        Count::Estimated(_) => format!(
+            r#"<span class="estimated" title="the database's planner estimate, not a count">{}</span> <span class="note">estimate</span>"#,
+            esc(&n.to_string())
+        ),
+    }
+}
+
+fn count_u(n: u64) -> String {
+    count(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 // ---------------------------------------------------------------- overview
@@ -98,61 +104,72 @@ fn age_of(now: NaiveDateTime, then: NaiveDateTime) -> f64 {
 async fn overview(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let now = ctx.now;
-    let result = blocking(move || {
-        let (totals, queue_counts) = store.counts()?;
-        let processes = store.processes()?;
-        let queues = store.queues(now)?;
-        Ok((totals, queue_counts, processes, queues))
-    })
-    .await
-    .map(|(totals, _queue_counts, processes, queues)| {
+    let (now, threshold) = (ctx.now, ctx.dashboard.options.alive_threshold);
+    let result = blocking(move || Ok(store.overview(now, threshold)?)).await.map(|overview| {
+        let c = &overview.counts;
         let mut body = String::from(r#"<section class="cards">"#);
         let states = [
-            (JobState::Ready, totals.ready),
-            (JobState::Scheduled, totals.scheduled),
-            (JobState::Claimed, totals.claimed),
-            (JobState::Blocked, totals.blocked),
-            (JobState::Failed, totals.failed),
-            (JobState::Finished, totals.finished),
-            (JobState::Discarded, totals.discarded),
-            (JobState::Cancelled, totals.cancelled),
+            (JobState::Ready, c.ready),
+            (JobState::Scheduled, c.scheduled),
+            (JobState::Claimed, c.claimed),
+            (JobState::Blocked, c.blocked),
+            (JobState::Failed, c.failed),
+            (JobState::Finished, c.finished),
+            (JobState::Discarded, c.discarded),
+            (JobState::Cancelled, c.cancelled),
         ];
         for (state, n) in states {
             let _ = write!(
                 body,
-                r#"<a class="card state-{state}" href="{}"><span class="label">{state}</span><span class="value">{}</span></a>"#,
+                r#"<a class="card state-{state}" href="{}"><span class="label">{}</span><span class="value">{}</span></a>"#,
                 attr(&ctx.link(&format!("/jobs?state={state}"))),
-                count(n)
+                if state == JobState::Claimed { "running".to_string() } else { state.to_string() },
+                shown(n)
             );
         }
         body.push_str("</section>");
-        let mut tally = BTreeMap::new();
-        for process in &processes {
-            *tally.entry(Liveness::of(now - process.last_heartbeat_at, ctx.dashboard.options.alive_threshold).name()).or_insert(0) += 1;
-        }
+        let minutes: Vec<Minute> = overview
+            .per_minute
+            .iter()
+            .map(|m| Minute {
+                label: m.minute.format("%H:%M").to_string(),
+                finished: i64::try_from(m.finished).unwrap_or(i64::MAX),
+                failed: i64::try_from(m.failed).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let finished: u64 = overview.per_minute.iter().map(|m| m.finished).sum();
+        let failed: u64 = overview.per_minute.iter().map(|m| m.failed).sum();
+        let _ = write!(
+            body,
+            r#"<section><h2>Last hour, per minute (UTC)</h2><p class="legend"><span class="sw finished"></span>finished {} <span class="sw failed"></span>failed attempts {}</p>{}</section>"#,
+            count_u(finished),
+            count_u(failed),
+            chart::per_minute(&minutes)
+        );
+        let p = &overview.processes;
         let _ = write!(
             body,
             r#"<section><h2>Processes</h2><p class="tally"><span class="pill alive">{} alive</span> <span class="pill late">{} late</span> <span class="pill dead">{} dead</span> · <a href="{}">details</a></p></section>"#,
-            tally.get("alive").unwrap_or(&0),
-            tally.get("late").unwrap_or(&0),
-            tally.get("dead").unwrap_or(&0),
+            p.alive,
+            p.late,
+            p.dead,
             attr(&ctx.link("/processes"))
         );
         body.push_str(r#"<section><h2>Oldest ready job per queue</h2>"#);
-        if queues.is_empty() {
-            body.push_str(r#"<p class="empty">No queue has jobs.</p>"#);
+        if overview.oldest_ready.is_empty() {
+            body.push_str(r#"<p class="empty">No job is ready: every queue is drained.</p>"#);
         } else {
-            body.push_str(r#"<table><thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Oldest waits</th><th>Paused</th></tr></thead><tbody>"#);
-            for queue in &queues {
+            body.push_str(r#"<table><thead><tr><th>Queue</th><th class="num">Job</th><th>Ready since</th><th class="num">Waiting</th></tr></thead><tbody>"#);
+            for oldest in &overview.oldest_ready {
                 let _ = write!(
                     body,
-                    r#"<tr><td><a href="{}">{}</a></td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-                    attr(&ctx.link(&format!("/jobs?state=ready&queue={}", url_value(&queue.name)))),
-                    esc(&queue.name),
-                    count(queue.ready),
-                    if queue.ready > 0 { seconds(queue.latency_seconds) } else { "–".into() },
-                    if queue.paused { r#"<span class="pill late">paused</span>"# } else { "" }
+                    r#"<tr><td><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td>{}</td><td class="num">{}</td></tr>"#,
+                    attr(&ctx.link(&format!("/jobs?state=ready&queue={}", url_value(&oldest.queue)))),
+                    esc(&oldest.queue),
+                    attr(&ctx.link(&format!("/jobs/{}", oldest.job_id))),
+                    oldest.job_id,
+                    time(oldest.ready_since),
+                    seconds(oldest.age_secs),
                 );
             }
             body.push_str("</tbody></table>");
@@ -169,52 +186,52 @@ async fn queues(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
     let now = ctx.now;
-    let result = blocking(move || {
-        let queues = store.queues(now)?;
-        let (_, counts) = store.counts()?;
-        Ok((queues, counts))
-    })
-    .await
-    .map(|(queues, counts)| {
-        let counts: BTreeMap<String, _> = counts.into_iter().map(|c| (c.queue.clone(), c.counts)).collect();
-        let mut names: Vec<&String> = queues.iter().map(|q| &q.name).chain(counts.keys()).collect();
-        names.sort();
-        names.dedup();
-        if names.is_empty() {
-            return r#"<p class="empty">No queues yet: a queue appears when a job is enqueued on it.</p>"#.to_string();
-        }
-        let mut body = String::from(
-            r#"<table><thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Running</th><th class="num">Blocked</th><th class="num">Failed</th><th class="num">Finished</th><th class="num">Latency</th><th>State</th><th></th></tr></thead><tbody>"#,
-        );
-        for name in names {
-            let row = queues.iter().find(|q| &q.name == name);
-            let c = counts.get(name).cloned().unwrap_or_default();
-            let paused = row.is_some_and(|r| r.paused);
-            let latency = row.filter(|r| r.ready > 0).map_or_else(|| "–".to_string(), |r| seconds(r.latency_seconds));
-            let link = |state: &str| attr(&ctx.link(&format!("/jobs?state={state}&queue={}", url_value(name))));
-            let action = if paused {
-                ctx.button("/queues/resume", "Resume", "primary", &[("queue", name.clone())])
-            } else {
-                ctx.button("/queues/pause", "Pause", "", &[("queue", name.clone())])
-            };
-            let _ = write!(
-                body,
-                r#"<tr data-queue="{qa}"><td>{q}</td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num">{latency}</td><td>{state}</td><td>{action}</td></tr>"#,
-                link("ready"), count(c.ready),
-                link("scheduled"), count(c.scheduled),
-                link("claimed"), count(c.claimed),
-                link("blocked"), count(c.blocked),
-                link("failed"), count(c.failed),
-                link("finished"), count(c.finished),
-                qa = attr(name),
-                q = esc(name),
-                state = if paused { r#"<span class="pill late">paused</span>"# } else { r#"<span class="pill alive">running</span>"# },
-            );
-        }
-        body.push_str("</tbody></table><p class=\"hint\">Latency: how long the oldest ready job has waited. A paused queue keeps accepting jobs; no worker claims from it.</p>");
-        body
-    });
+    let result = blocking(move || Ok(store.queue_stats(now)?)).await.map(|queues| queues_body(&ctx, &queues));
     ctx.respond("Queues", result)
+}
+
+fn queues_body(ctx: &Ctx, queues: &[QueueStats]) -> String {
+    if queues.is_empty() {
+        return r#"<p class="empty">No queues yet: a queue appears when a job is enqueued on it.</p>"#.to_string();
+    }
+    let mut body = String::from(
+        r#"<table><thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Running</th><th class="num">Blocked</th><th class="num">Failed</th><th class="num">Latency</th><th>State</th><th></th></tr></thead><tbody>"#,
+    );
+    for queue in queues {
+        let name = &queue.queue;
+        let link = |state: &str| attr(&ctx.link(&format!("/jobs?state={state}&queue={}", url_value(name))));
+        let action = if queue.paused_since.is_some() {
+            ctx.button("/queues/resume", "Resume", "primary", &[("queue", name.clone())])
+        } else {
+            ctx.button("/queues/pause", "Pause", "", &[("queue", name.clone())])
+        };
+        let state = match queue.paused_since {
+            Some(since) => format!(r#"<span class="pill late" title="since {}">paused</span>"#, time(since)),
+            None => r#"<span class="pill alive">running</span>"#.into(),
+        };
+        let latency = if queue.ready.value() > 0 { seconds(queue.latency_secs) } else { "–".into() };
+        let _ = write!(
+            body,
+            r#"<tr data-queue="{qa}"><td>{q}</td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num">{latency}</td><td>{state}</td><td>{action}</td></tr>"#,
+            link("ready"),
+            shown(queue.ready),
+            link("scheduled"),
+            shown(queue.scheduled),
+            link("claimed"),
+            shown(queue.claimed),
+            link("blocked"),
+            shown(queue.blocked),
+            link("failed"),
+            shown(queue.failed),
+            qa = attr(name),
+            q = esc(name),
+        );
+    }
+    body.push_str(
+        "</tbody></table><p class=\"hint\">Latency: how long the oldest ready job has waited. A paused queue keeps \
+         accepting jobs; no worker claims from it.</p>",
+    );
+    body
 }
 
 // ---------------------------------------------------------------- processes
@@ -222,51 +239,48 @@ async fn queues(req: HttpRequest) -> HttpResponse {
 async fn processes(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let result = blocking(move || {
-        let processes = store.processes()?;
-        let mut held = Vec::with_capacity(processes.len());
-        for process in &processes {
-            held.push(store.claims_of(process.id)?.len());
-        }
-        Ok((processes, held))
-    })
-    .await
-    .map(|(processes, held)| process_table(&ctx, &processes, &held));
+    let (now, threshold) = (ctx.now, ctx.dashboard.options.alive_threshold);
+    let result = blocking(move || Ok(store.process_details(now, threshold)?))
+        .await
+        .map(|processes| process_table(&ctx, &processes));
     ctx.respond("Processes", result)
 }
 
-fn process_table(ctx: &Ctx, processes: &[ProcessRow], held: &[usize]) -> String {
+fn process_table(ctx: &Ctx, processes: &[ProcessDetail]) -> String {
     if processes.is_empty() {
         return r#"<p class="empty">No process is registered: start a runtime (e.g. <code>cargo run --example demo</code>).</p>"#.into();
     }
     let threshold = ctx.dashboard.options.alive_threshold;
     let mut body = String::from(
-        r#"<table><thead><tr><th>Id</th><th>Kind</th><th>Name</th><th>Host</th><th class="num">Pid</th><th>Heartbeat</th><th class="num">Jobs held</th><th class="num">Abandoned</th><th>Watchdog judges it</th></tr></thead><tbody>"#,
+        r#"<table><thead><tr><th class="num">Id</th><th>Kind</th><th>Name</th><th>Host</th><th class="num">Pid</th><th>Heartbeat</th><th class="num">Jobs held</th><th>Watchdog judges it</th></tr></thead><tbody>"#,
     );
-    for (process, held) in processes.iter().zip(held) {
-        let age = ctx.now - process.last_heartbeat_at;
-        let liveness = Liveness::of(age, threshold);
-        let judged_at = process.last_heartbeat_at + TimeDelta::from_std(threshold).unwrap_or(TimeDelta::MAX);
-        let judged = if liveness == Liveness::Dead {
+    for process in processes {
+        let judged = if process.abandoned {
+            "its row is gone: maintenance releases these claims".to_string()
+        } else if process.liveness == Liveness::Dead {
             "now: past the threshold".to_string()
         } else {
-            format!("in {} (at {})", seconds(age_of(judged_at, ctx.now)), time(judged_at))
+            format!("in {} (at {})", seconds(age_of(process.judged_at, ctx.now)), time(process.judged_at))
         };
-        let abandoned = process.metadata.abandoned();
+        let mut held = count_u(process.jobs_held);
+        if !process.some_jobs.is_empty() {
+            held.push_str(r#"<br><span class="note">"#);
+            for id in &process.some_jobs {
+                let _ = write!(held, r#"<a href="{}">{id}</a> "#, attr(&ctx.link(&format!("/jobs/{id}"))));
+            }
+            held.push_str("</span>");
+        }
         let _ = write!(
             body,
-            r#"<tr class="{l}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{} {} ago</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            r#"<tr class="{l}"><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{} {} ago</td><td class="num">{held}</td><td>{judged}</td></tr>"#,
             process.id,
             esc(&process.kind),
             esc(&process.name),
             esc(&process.hostname),
             process.pid,
-            liveness_badge(liveness),
-            seconds(age_of(ctx.now, process.last_heartbeat_at)),
-            count(*held as i64),
-            count(abandoned.count as i64),
-            judged,
-            l = liveness.name(),
+            liveness_badge(process.liveness),
+            seconds(process.heartbeat_age_secs),
+            l = liveness_name(process.liveness),
         );
     }
     let _ = write!(
@@ -277,101 +291,165 @@ fn process_table(ctx: &Ctx, processes: &[ProcessRow], held: &[usize]) -> String 
     body
 }
 
+fn age_of(now: NaiveDateTime, then: NaiveDateTime) -> f64 {
+    (now - then).num_milliseconds() as f64 / 1000.0
+}
+
 // ---------------------------------------------------------------- jobs
 
-#[derive(Debug, Deserialize)]
+/// The query string of `/jobs`.
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct JobsQuery {
     state: Option<String>,
     queue: Option<String>,
     kind: Option<String>,
+    q: Option<String>,
     after: Option<String>,
+    upper_id: Option<String>,
+}
+
+impl JobsQuery {
+    /// The list fields of a bulk form.
+    pub(crate) fn from_form(form: &super::actions::Form) -> JobsQuery {
+        let field = |name: &str| form.get(name).map(str::to_string);
+        JobsQuery {
+            state: field("state"),
+            queue: field("queue"),
+            kind: field("kind"),
+            q: field("q"),
+            after: None,
+            upper_id: field("upper_id"),
+        }
+    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
-/// The filter of a jobs query, checked: a state that does not exist is a 400 naming it.
-pub(crate) fn filter_of(query: &JobsQuery) -> Result<JobFilter, PageError> {
-    let state = match non_empty(&query.state) {
-        None => JobState::Failed,
-        Some(name) => JobState::parse(&name).ok_or_else(|| {
-            PageError::BadRequest(format!(
-                "state {:?} does not exist: use one of {}",
-                name,
-                JobState::ALL.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-            ))
-        })?,
-    };
-    let after = match non_empty(&query.after) {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .map_err(|_| PageError::BadRequest(format!("after {text:?} is not a job id (a whole number)")))?,
-        ),
-    };
-    Ok(JobFilter { state, queue: non_empty(&query.queue), kind: non_empty(&query.kind), after, limit: PAGE_SIZE })
+/// `state` by name; a state that does not exist is a 400 naming it and the states there are.
+pub(crate) fn state_of(name: &str) -> Result<JobState, PageError> {
+    JobState::parse(name).ok_or_else(|| {
+        PageError::BadRequest(format!(
+            "state {:?} does not exist: use one of {}",
+            name,
+            JobState::ALL.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
-fn jobs_link(ctx: &Ctx, filter: &JobFilter, after: Option<i64>) -> String {
-    let mut link = format!("/jobs?state={}", filter.state);
-    if let Some(queue) = &filter.queue {
-        let _ = write!(link, "&queue={}", url_value(queue));
+/// A job id from a form or URL; anything else is a 400 naming it.
+pub(crate) fn job_id_of(what: &str, text: &str) -> Result<i64, PageError> {
+    text.trim().parse().map_err(|_| PageError::BadRequest(format!("{what} {text:?} is not a job id (a whole number)")))
+}
+
+/// The store query of a jobs URL, checked.
+pub(crate) fn query_of(params: &JobsQuery) -> Result<JobQuery, PageError> {
+    let state = state_of(non_empty(&params.state).as_deref().unwrap_or("failed"))?;
+    let after = match non_empty(&params.after) {
+        None => None,
+        Some(text) => Some(text.parse::<JobCursor>().map_err(PageError::BadRequest)?),
+    };
+    let upper_id = non_empty(&params.upper_id).map(|text| job_id_of("upper_id", &text)).transpose()?;
+    let query = JobQuery {
+        state,
+        queue: non_empty(&params.queue),
+        kind: non_empty(&params.kind),
+        text: non_empty(&params.q),
+        after,
+        limit: PAGE_SIZE,
+        upper_id,
+    };
+    match query.problem() {
+        Some(problem) => Err(PageError::BadRequest(problem)),
+        None => Ok(query),
     }
-    if let Some(kind) = &filter.kind {
-        let _ = write!(link, "&kind={}", url_value(kind));
+}
+
+/// The URL of `query`'s list (its first page, or the page after `after`).
+fn jobs_link(ctx: &Ctx, query: &JobQuery, after: Option<JobCursor>) -> String {
+    let mut link = format!("/jobs?state={}", query.state);
+    for (name, value) in [("queue", &query.queue), ("kind", &query.kind), ("q", &query.text)] {
+        if let Some(value) = value {
+            let _ = write!(link, "&{name}={}", url_value(value));
+        }
     }
     if let Some(after) = after {
-        let _ = write!(link, "&after={after}");
+        let _ = write!(link, "&after={}", url_value(&after.to_string()));
+        if let Some(upper) = query.upper_id {
+            let _ = write!(link, "&upper_id={upper}");
+        }
     }
     ctx.link(&link)
 }
 
-async fn jobs(req: HttpRequest, query: web::Query<JobsQuery>) -> HttpResponse {
+async fn jobs(req: HttpRequest, params: web::Query<JobsQuery>) -> HttpResponse {
     let ctx = Ctx::of(&req);
-    let filter = match filter_of(&query) {
-        Ok(filter) => filter,
+    let query = match query_of(&params) {
+        Ok(query) => query,
         Err(err) => return ctx.error(err),
     };
     let store = ctx.store();
-    let read = filter.clone();
-    let result = blocking(move || Ok(store.list_jobs(&read)?)).await.map(|rows| jobs_body(&ctx, &filter, &rows));
-    ctx.respond(&format!("Jobs: {}", filter.state), result)
+    let read = query.clone();
+    let result = blocking(move || Ok(store.page_jobs(&read)?)).await.map(|page| jobs_body(&ctx, &query, &page));
+    ctx.respond(&format!("Jobs: {}", query.state), result)
 }
 
-fn jobs_body(ctx: &Ctx, filter: &JobFilter, rows: &[JobRow]) -> String {
+fn jobs_body(ctx: &Ctx, query: &JobQuery, page: &JobPage) -> String {
     let mut body = String::from(r#"<nav class="tabs">"#);
     for state in JobState::ALL {
-        let tab = JobFilter { state, after: None, ..filter.clone() };
+        let tab = JobQuery { state, after: None, upper_id: None, ..query.clone() };
         let _ = write!(
             body,
             r#"<a href="{}"{}>{state}</a>"#,
             attr(&jobs_link(ctx, &tab, None)),
-            if state == filter.state { r#" class="current""# } else { "" }
+            if state == query.state { r#" class="current""# } else { "" }
         );
     }
     body.push_str("</nav>");
     let _ = write!(
         body,
-        r#"<form class="filters" method="get" action="{}"><input type="hidden" name="state" value="{}"><label>Queue <input name="queue" value="{}"></label><label>Kind <input name="kind" value="{}"></label><button type="submit">Filter</button></form>"#,
+        r#"<form class="filters" method="get" action="{}"><input type="hidden" name="state" value="{}"><label>Queue <input name="queue" value="{}"></label><label>Kind <input name="kind" value="{}"></label><label>Arguments contain <input type="search" name="q" value="{}"></label><button type="submit">Filter</button></form>"#,
         attr(&ctx.link("/jobs")),
-        filter.state,
-        attr(filter.queue.as_deref().unwrap_or("")),
-        attr(filter.kind.as_deref().unwrap_or("")),
+        query.state,
+        attr(query.queue.as_deref().unwrap_or("")),
+        attr(query.kind.as_deref().unwrap_or("")),
+        attr(query.text.as_deref().unwrap_or("")),
     );
-    if rows.is_empty() {
-        body.push_str(if filter.after.is_some() {
+    let total = match page.total {
+        Some(total) => format!("{} {} in this list", shown(total), if total.value() == 1 { "job" } else { "jobs" }),
+        None => "not counted (a text filter, or a filter on ended jobs, would read too many rows)".into(),
+    };
+    let _ = write!(body, r#"<p class="hint">{total}; newest first, ids up to {}.</p>"#, page.upper_id);
+    if page.rows.is_empty() {
+        body.push_str(if page.budget_exhausted {
+            r#"<p class="empty">No match among the jobs read so far; the list goes on.</p>"#
+        } else if query.after.is_some() {
             r#"<p class="empty">No more jobs.</p>"#
         } else {
             r#"<p class="empty">No jobs in this state.</p>"#
         });
-        return body;
+    } else {
+        jobs_table(ctx, query, page, &mut body);
     }
-    let actions: &[(&str, &str)] = match filter.state {
+    if let Some(next) = page.next {
+        let next_query = JobQuery { upper_id: Some(page.upper_id), ..query.clone() };
+        let _ = write!(
+            body,
+            r#"<p class="pager"><a href="{}">Next page →</a></p>"#,
+            attr(&jobs_link(ctx, &next_query, Some(next)))
+        );
+    }
+    body
+}
+
+fn jobs_table(ctx: &Ctx, query: &JobQuery, page: &JobPage, body: &mut String) {
+    let actions: &[(&str, &str)] = match query.state {
         JobState::Failed => &[("retry", "Retry"), ("discard", "Discard")],
         JobState::Ready | JobState::Scheduled | JobState::Blocked => &[("discard", "Discard"), ("cancel", "Cancel")],
         JobState::Claimed => &[("cancel", "Cancel")],
-        _ => &[],
+        JobState::Discarded | JobState::Cancelled => &[("retry", "Retry")],
+        JobState::Finished => &[],
     };
     let selectable = !actions.is_empty() && !ctx.read_only();
     if selectable {
@@ -381,19 +459,29 @@ fn jobs_body(ctx: &Ctx, filter: &JobFilter, rows: &[JobRow]) -> String {
             attr(&ctx.link("/jobs/bulk")),
             ctx.csrf_field()
         );
-        let _ = write!(body, r#"<input type="hidden" name="state" value="{}">"#, filter.state);
-        for (name, value) in [("queue", &filter.queue), ("kind", &filter.kind)] {
+        let _ = write!(body, r#"<input type="hidden" name="state" value="{}">"#, query.state);
+        for (name, value) in [("queue", &query.queue), ("kind", &query.kind), ("q", &query.text)] {
             if let Some(value) = value {
                 let _ = write!(body, r#"<input type="hidden" name="{name}" value="{}">"#, attr(value));
             }
         }
+        // Fixed when the page was drawn: "every matching job" never reaches a later job.
+        let _ = write!(body, r#"<input type="hidden" name="upper_id" value="{}">"#, page.upper_id);
     }
     body.push_str("<table><thead><tr>");
     if selectable {
         body.push_str(r#"<th><input type="checkbox" id="select-all" aria-label="select all on this page"></th>"#);
     }
-    body.push_str(r#"<th class="num">Id</th><th>Kind</th><th>Queue</th><th>Arguments</th><th class="num">Attempts</th><th>Created</th><th>Scheduled</th><th>Last error</th></tr></thead><tbody>"#);
-    for row in rows {
+    let when = if matches!(query.state, JobState::Finished | JobState::Discarded | JobState::Cancelled) {
+        "Ended"
+    } else {
+        "Scheduled"
+    };
+    let _ = write!(
+        body,
+        r#"<th class="num">Id</th><th>Kind</th><th>Queue</th><th>Arguments</th><th class="num">Attempts</th><th>Created</th><th>{when}</th><th>Last error</th></tr></thead><tbody>"#
+    );
+    for row in &page.rows {
         body.push_str("<tr>");
         if selectable {
             let _ = write!(
@@ -413,67 +501,47 @@ fn jobs_body(ctx: &Ctx, filter: &JobFilter, rows: &[JobRow]) -> String {
             row.attempts,
             row.max_attempts,
             time(row.created_at),
-            maybe_time(row.scheduled_at),
+            maybe_time(if when == "Ended" { row.finished_at } else { row.scheduled_at }),
             row.last_error.as_ref().map_or_else(String::new, |e| esc(&truncate(&e.message, 100))),
         );
     }
     body.push_str("</tbody></table>");
-    let last = rows.last().map(|r| r.id).unwrap_or_default();
     if selectable {
-        // The page's upper id: "every matching job" means those with an id up to it, never one
-        // enqueued after the page was drawn.
-        let _ = write!(
-            body,
-            r#"<input type="hidden" name="upper_id" value="{last}"><div class="bulk"><span>Selected jobs, or every matching job up to id {last}:</span>"#
-        );
+        let _ = write!(body, r#"<div class="bulk"><span>Ticked jobs:</span>"#);
         for (action, label) in actions {
             let _ = write!(body, r#"<button type="submit" name="action" value="{action}">{label} selected</button>"#);
         }
+        let _ = write!(body, r#"<span>· every job of this list (ids up to {}):</span>"#, page.upper_id);
         for (action, label) in actions {
-            let _ = write!(
-                body,
-                r#"<button type="submit" name="action" value="{action}-all">{label} all matching</button>"#
-            );
+            let _ = write!(body, r#"<button type="submit" name="action" value="{action}-all">{label} all</button>"#);
         }
         body.push_str("</div></form>");
     }
-    if rows.len() >= filter.limit {
-        let _ = write!(
-            body,
-            r#"<p class="pager"><a href="{}">Next page →</a></p>"#,
-            attr(&jobs_link(ctx, filter, Some(last)))
-        );
-    }
-    body
 }
 
 // ---------------------------------------------------------------- one job
 
 async fn job(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let ctx = Ctx::of(&req);
-    let text = path.into_inner();
-    let Ok(id) = text.parse::<i64>() else {
-        return ctx.error(PageError::BadRequest(format!("{text:?} is not a job id (a whole number)")));
+    let id = match job_id_of("job", &path.into_inner()) {
+        Ok(id) => id,
+        Err(err) => return ctx.error(err),
     };
     let store = ctx.store();
-    let result = blocking(move || {
-        let job = store.job(id)?.ok_or_else(|| PageError::NotFound(format!("job {id} does not exist")))?;
-        let holder = match job.process_id {
-            Some(pid) => store.processes()?.into_iter().find(|p| p.id == pid),
-            None => None,
-        };
-        Ok((job, holder))
-    })
-    .await
-    .map(|(job, holder)| job_body(&ctx, &job, holder.as_ref()));
+    let result =
+        blocking(move || store.job_detail(id)?.ok_or_else(|| PageError::NotFound(format!("job {id} does not exist"))))
+            .await
+            .map(|detail| job_body(&ctx, &detail));
     ctx.respond(&format!("Job {id}"), result)
 }
 
-fn job_body(ctx: &Ctx, job: &JobRow, holder: Option<&ProcessRow>) -> String {
+fn job_body(ctx: &Ctx, detail: &JobDetail) -> String {
+    let job = &detail.job;
     let state = job.state.map_or_else(|| "moving".to_string(), |s| s.to_string());
     let mut body = format!(
-        r#"<dl class="facts"><dt>State</dt><dd><span class="pill state-{s}">{s}</span></dd><dt>Kind</dt><dd>{}</dd><dt>Queue</dt><dd>{}</dd><dt>Priority</dt><dd>{}</dd><dt>Attempts</dt><dd>{} of {}</dd>"#,
+        r#"<dl class="facts"><dt>State</dt><dd><span class="pill state-{s}">{s}</span></dd><dt>Kind</dt><dd>{}</dd><dt>Queue</dt><dd><a href="{}">{}</a></dd><dt>Priority</dt><dd>{}</dd><dt>Attempts</dt><dd>{} of {}</dd>"#,
         esc(&job.kind),
+        attr(&ctx.link(&format!("/jobs?state={}&queue={}", state, url_value(&job.queue)))),
         esc(&job.queue),
         job.priority,
         job.attempts,
@@ -506,130 +574,99 @@ fn job_body(ctx: &Ctx, job: &JobRow, holder: Option<&ProcessRow>) -> String {
         let _ = write!(body, r#"<div class="actions">{actions}</div>"#);
     }
     let _ = write!(body, r#"<h2>Arguments</h2><pre class="arguments">{}</pre>"#, esc(&pretty_json(&job.arguments)));
-    body.push_str("<h2>Timeline</h2><ol class=\"timeline\">");
-    let _ = write!(body, "<li><b>created</b> {}</li>", time(job.created_at));
-    if let Some(at) = job.scheduled_at {
+    let t = &detail.timeline;
+    body.push_str(r#"<h2>Timeline</h2><ol class="timeline">"#);
+    let _ = write!(body, "<li><b>created</b> {}</li>", time(t.created_at));
+    if let Some(at) = t.scheduled_at {
         let _ = write!(body, "<li><b>scheduled for</b> {}</li>", time(at));
     }
-    if let Some(pid) = job.process_id {
-        let who = holder.map_or_else(
-            || format!("process {pid}"),
-            |p| format!("process {pid} ({} on {}, pid {})", p.name, p.hostname, p.pid),
-        );
-        let _ = write!(body, "<li><b>claimed by</b> {}</li>", esc(&who));
+    if let Some(at) = t.claimed_at {
+        let who = match (t.claimed_by, &t.claimed_by_name, &t.claimed_by_host) {
+            (Some(id), Some(name), Some(host)) => format!("process {id} ({name} on {host})"),
+            (Some(id), _, _) => format!("process {id} (no longer registered)"),
+            _ => "a process".into(),
+        };
+        let _ = write!(body, "<li><b>claimed</b> {} by {}</li>", time(at), esc(&who));
     }
-    if let Some(at) = job.cancel_requested_at {
+    if let Some(at) = t.cancel_requested_at {
         let _ = write!(body, "<li><b>cancel requested</b> {}</li>", time(at));
     }
-    if let Some(at) = job.finished_at {
+    if let Some(at) = t.failed_at {
+        let _ = write!(body, "<li><b>failed</b> {}</li>", time(at));
+    }
+    if let Some(at) = t.ended_at {
         let _ = write!(body, "<li><b>{}</b> {}</li>", esc(&state), time(at));
     }
     body.push_str("</ol>");
-    body.push_str("<h2>Failures</h2>");
-    match &job.last_error {
-        None => body.push_str(r#"<p class="empty">No failure recorded.</p>"#),
-        Some(error) => {
-            let _ = write!(
-                body,
-                r#"<div class="failure"><p><span class="pill dead">{}</span> {}</p>"#,
-                esc(error.kind.as_str()),
-                esc(&error.message)
-            );
-            if let Some(cause) = &error.cause {
-                let _ = write!(body, "<p>cause: {}</p>", esc(cause));
-            }
-            if let Some(backtrace) = &error.backtrace {
-                let _ = write!(body, r#"<pre class="backtrace">{}</pre>"#, esc(backtrace));
-            }
-            body.push_str("</div>");
+    let _ = write!(body, "<h2>Failures ({})</h2>", detail.failures.len());
+    if detail.failures.is_empty() {
+        body.push_str(r#"<p class="empty">No failed attempt recorded.</p>"#);
+    }
+    for failure in detail.failures.iter().rev() {
+        let _ = write!(
+            body,
+            r#"<div class="failure"><p><b>attempt {}</b> · {} · <span class="pill dead">{}</span></p><p class="message">{}</p>"#,
+            failure.attempt,
+            time(failure.at),
+            esc(failure.kind.as_str()),
+            esc(&failure.message)
+        );
+        if let Some(cause) = &failure.cause {
+            let _ = write!(body, "<p>cause: {}</p>", esc(cause));
         }
+        if let Some(backtrace) = &failure.backtrace {
+            let _ = write!(body, r#"<pre class="backtrace">{}</pre>"#, esc(backtrace));
+        }
+        body.push_str("</div>");
     }
     body
 }
 
 // ---------------------------------------------------------------- failed groups
 
-/// Failed jobs read at most to group them on the failed page.
-const FAILED_GROUP_SCAN: usize = 5_000;
-
 async fn failed(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let result = blocking(move || {
-        let mut filter = JobFilter::new(JobState::Failed);
-        filter.limit = FAILED_GROUP_SCAN;
-        Ok(store.list_jobs(&filter)?)
-    })
-    .await
-    .map(|rows| failed_body(&ctx, &rows));
+    let result = blocking(move || Ok(store.failure_groups(FAILURE_GROUPS_SHOWN)?))
+        .await
+        .map(|groups| failed_body(&ctx, &groups));
     ctx.respond("Failed jobs", result)
 }
 
-/// Failed jobs of one kind with one message.
-pub(crate) struct FailureGroup<'a> {
-    pub kind: &'a str,
-    pub message: &'a str,
-    pub ids: Vec<i64>,
-    pub first: NaiveDateTime,
-    pub last: NaiveDateTime,
-}
-
-pub(crate) fn failure_groups(rows: &[JobRow]) -> Vec<FailureGroup<'_>> {
-    let mut groups: BTreeMap<(&str, &str), FailureGroup<'_>> = BTreeMap::new();
-    for row in rows {
-        let message = row.last_error.as_ref().map_or("", |e| e.message.as_str());
-        let at = row.finished_at.or(row.scheduled_at).unwrap_or(row.created_at);
-        let group = groups.entry((row.kind.as_str(), message)).or_insert_with(|| FailureGroup {
-            kind: &row.kind,
-            message,
-            ids: Vec::new(),
-            first: at,
-            last: at,
-        });
-        group.ids.push(row.id);
-        group.first = group.first.min(at);
-        group.last = group.last.max(at);
-    }
-    let mut groups: Vec<_> = groups.into_values().collect();
-    groups.sort_by(|a, b| b.ids.len().cmp(&a.ids.len()).then(b.last.cmp(&a.last)));
-    groups
-}
-
-fn failed_body(ctx: &Ctx, rows: &[JobRow]) -> String {
-    if rows.is_empty() {
+fn failed_body(ctx: &Ctx, groups: &[FailureGroup]) -> String {
+    if groups.is_empty() {
         return r#"<p class="empty">No failed jobs.</p>"#.into();
     }
-    let groups = failure_groups(rows);
-    let mut body = String::new();
-    if rows.len() >= FAILED_GROUP_SCAN {
-        let _ = write!(
-            body,
-            r#"<p class="hint">Grouped from the first {} failed jobs only.</p>"#,
-            count(FAILED_GROUP_SCAN as i64)
+    let mut body = String::from(
+        r#"<p class="hint">Failed jobs grouped by kind and error; a group's action touches its jobs up to the newest shown here, not those that fail later.</p><table><thead><tr><th>Kind</th><th>Error</th><th class="num">Jobs</th><th>First seen</th><th>Last seen</th><th></th></tr></thead><tbody>"#,
+    );
+    for group in groups {
+        let key = &group.key;
+        let fields = |action: &str| {
+            vec![
+                ("action", action.to_string()),
+                ("kind", key.kind.clone()),
+                ("error_kind", key.error_kind.clone()),
+                ("message", key.message.clone()),
+                ("upper_id", group.max_job_id.to_string()),
+                ("count", group.count.to_string()),
+            ]
+        };
+        let actions = format!(
+            "{}{}",
+            ctx.button("/failed/group", "Retry group", "primary", &fields("retry")),
+            ctx.button("/failed/group", "Discard group", "danger", &fields("discard"))
         );
-    }
-    body.push_str(r#"<table><thead><tr><th>Kind</th><th>Error message</th><th class="num">Jobs</th><th>First seen</th><th>Last seen</th><th></th></tr></thead><tbody>"#);
-    for group in &groups {
-        let ids = group.ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let upper = group.ids.iter().max().copied().unwrap_or_default();
-        let mut actions = String::new();
-        for (action, label, class) in [("retry", "Retry group", "primary"), ("discard", "Discard group", "danger")] {
-            actions.push_str(&ctx.button(
-                "/failed/group",
-                label,
-                class,
-                &[("action", action.into()), ("ids", ids.clone()), ("upper_id", upper.to_string())],
-            ));
-        }
         let _ = write!(
             body,
-            r#"<tr><td><a href="{}">{}</a></td><td class="error-text">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="actions">{}</td></tr>"#,
-            attr(&ctx.link(&format!("/jobs?state=failed&kind={}", url_value(group.kind)))),
-            esc(group.kind),
-            esc(&truncate(group.message, 200)),
-            count(group.ids.len() as i64),
-            time(group.first),
-            time(group.last),
+            r#"<tr><td><a href="{}">{}</a></td><td><span class="pill dead">{}</span> <span class="error-text">{}</span></td><td class="num">{}</td><td>{}</td><td>{}</td><td class="actions">{}</td></tr>"#,
+            attr(&ctx.link(&format!("/jobs?state=failed&kind={}", url_value(&key.kind)))),
+            esc(&key.kind),
+            esc(&key.error_kind),
+            esc(&truncate(&key.message, 200)),
+            count_u(group.count),
+            time(group.first_seen),
+            time(group.last_seen),
             actions,
         );
     }
@@ -642,45 +679,44 @@ fn failed_body(ctx: &Ctx, rows: &[JobRow]) -> String {
 async fn stuck(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let now = ctx.now;
-    let threshold = ctx.dashboard.options.alive_threshold;
-    let result = blocking(move || {
-        let processes = store.processes()?;
-        let mut stuck = Vec::new();
-        let claimed = store.list_jobs(&JobFilter { limit: 5_000, ..JobFilter::new(JobState::Claimed) })?;
-        for job in claimed {
-            let Some(pid) = job.process_id else { continue };
-            let holder = processes.iter().find(|p| p.id == pid);
-            let liveness = holder.map_or(Liveness::Dead, |p| Liveness::of(now - p.last_heartbeat_at, threshold));
-            if liveness != Liveness::Alive {
-                stuck.push((job, holder.cloned(), liveness));
-            }
-        }
-        Ok(stuck)
-    })
-    .await
-    .map(|stuck| {
-        if stuck.is_empty() {
-            return r#"<p class="empty">No stuck jobs: every claimed job's process has a fresh heartbeat.</p>"#.to_string();
-        }
-        let mut body = String::from(r#"<table><thead><tr><th class="num">Job</th><th>Kind</th><th>Queue</th><th>Held by</th><th>Heartbeat</th></tr></thead><tbody>"#);
-        for (job, holder, liveness) in &stuck {
-            let _ = write!(
-                body,
-                r#"<tr><td class="num"><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>"#,
-                attr(&ctx.link(&format!("/jobs/{}", job.id))),
-                job.id,
-                esc(&job.kind),
-                esc(&job.queue),
-                holder.as_ref().map_or_else(|| "a process that is gone".to_string(), |p| esc(&format!("{} ({})", p.name, p.hostname))),
-                liveness_badge(*liveness),
-                holder.as_ref().map_or_else(String::new, |p| format!("{} ago", seconds(age_of(now, p.last_heartbeat_at)))),
-            );
-        }
-        body.push_str("</tbody></table>");
-        body
-    });
+    let options = &ctx.dashboard.options;
+    let (now, threshold, long) = (ctx.now, options.alive_threshold, options.long_running);
+    let result = blocking(move || Ok(store.stuck_jobs(now, threshold, long, STUCK_SHOWN)?))
+        .await
+        .map(|stuck| stuck_body(&ctx, &stuck));
     ctx.respond("Stuck jobs", result)
+}
+
+fn stuck_body(ctx: &Ctx, stuck: &[StuckJob]) -> String {
+    let long = crate::config::format_duration(ctx.dashboard.options.long_running);
+    if stuck.is_empty() {
+        return format!(
+            r#"<p class="empty">No stuck jobs: every claimed job's process has a fresh heartbeat, and none has run longer than {long}.</p>"#
+        );
+    }
+    let mut body = String::from(
+        r#"<table><thead><tr><th class="num">Job</th><th>Kind</th><th>Queue</th><th>Held by</th><th>Claimed</th><th class="num">Running</th><th>Why</th></tr></thead><tbody>"#,
+    );
+    for job in stuck {
+        let why = match job.reason {
+            StuckReason::ProcessLate => r#"<span class="pill late">process heartbeat late</span>"#.to_string(),
+            StuckReason::ProcessGone => r#"<span class="pill dead">process gone</span>"#.to_string(),
+            StuckReason::RunningLong => format!(r#"<span class="pill late">running over {long}</span>"#),
+        };
+        let _ = write!(
+            body,
+            r#"<tr><td class="num"><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{why}</td></tr>"#,
+            attr(&ctx.link(&format!("/jobs/{}", job.job_id))),
+            job.job_id,
+            esc(&job.kind),
+            esc(&job.queue),
+            esc(&format!("{} {}", job.process_id, job.process_name.as_deref().unwrap_or("(no longer registered)"))),
+            time(job.claimed_at),
+            seconds(job.running_secs),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
 }
 
 // ---------------------------------------------------------------- concurrency
@@ -688,35 +724,58 @@ async fn stuck(req: HttpRequest) -> HttpResponse {
 async fn concurrency(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let result = blocking(move || {
-        let blocked = store.list_jobs(&JobFilter { limit: 5_000, ..JobFilter::new(JobState::Blocked) })?;
-        let running = store.list_jobs(&JobFilter { limit: 5_000, ..JobFilter::new(JobState::Claimed) })?;
-        Ok((blocked, running))
-    })
-    .await
-    .map(|(blocked, running)| {
-        let mut keys: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for job in &running {
-            if let Some(key) = &job.concurrency_key {
-                keys.entry(key).or_default().0 += 1;
-            }
+    let now = ctx.now;
+    let result = blocking(move || Ok((store.concurrency_keys(now)?, store.unique_keys(UNIQUE_KEYS_SHOWN)?)))
+        .await
+        .map(|(keys, unique)| concurrency_body(&ctx, &keys, &unique));
+    ctx.respond("Concurrency and unique keys", result)
+}
+
+fn concurrency_body(ctx: &Ctx, keys: &[ConcurrencyKeyRow], unique: &[UniqueKeyRow]) -> String {
+    let mut body = String::from("<h2>Concurrency keys</h2>");
+    if keys.is_empty() {
+        body.push_str(r#"<p class="empty">No job runs or waits under a concurrency key.</p>"#);
+    } else {
+        body.push_str(r#"<table><thead><tr><th>Key</th><th class="num">Limit</th><th class="num">Holders</th><th class="num">Expired holders</th><th class="num">Blocked, waiting</th></tr></thead><tbody>"#);
+        for key in keys {
+            let full = key.limit > 0 && key.holders >= u64::try_from(key.limit).unwrap_or(0);
+            let _ = write!(
+                body,
+                r#"<tr{}><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num"><a href="{}">{}</a></td></tr>"#,
+                if full && key.blocked > 0 { r#" class="late""# } else { "" },
+                esc(&key.key),
+                key.limit,
+                count_u(key.holders),
+                count_u(key.expired_holders),
+                attr(&ctx.link("/jobs?state=blocked")),
+                count_u(key.blocked),
+            );
         }
-        for job in &blocked {
-            if let Some(key) = &job.concurrency_key {
-                keys.entry(key).or_default().1 += 1;
-            }
-        }
-        if keys.is_empty() {
-            return r#"<p class="empty">No job runs or waits under a concurrency key.</p>"#.to_string();
-        }
-        let mut body = String::from(r#"<table><thead><tr><th>Key</th><th class="num">Running</th><th class="num">Blocked, waiting</th></tr></thead><tbody>"#);
-        for (key, (holders, waiting)) in keys {
-            let _ = write!(body, r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#, esc(key), holders, waiting);
+        body.push_str("</tbody></table><p class=\"hint\">Holders: ready jobs and jobs running within the key's duration. Expired holders still run but no longer count against the limit.</p>");
+    }
+    body.push_str("<h2>Unique keys held</h2>");
+    if unique.is_empty() {
+        body.push_str(r#"<p class="empty">No job holds a unique key.</p>"#);
+    } else {
+        body.push_str(r#"<table><thead><tr><th>Key</th><th class="num">Job</th><th>Kind</th><th>Queue</th><th>State</th></tr></thead><tbody>"#);
+        for row in unique {
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td class="num"><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&row.key),
+                attr(&ctx.link(&format!("/jobs/{}", row.job_id))),
+                row.job_id,
+                esc(&row.kind),
+                esc(&row.queue),
+                row.state.map_or_else(|| "–".to_string(), |s| s.to_string()),
+            );
         }
         body.push_str("</tbody></table>");
-        body
-    });
-    ctx.respond("Concurrency keys", result)
+        if unique.len() >= UNIQUE_KEYS_SHOWN {
+            let _ = write!(body, r#"<p class="hint">The first {UNIQUE_KEYS_SHOWN} only.</p>"#);
+        }
+    }
+    body
 }
 
 // ---------------------------------------------------------------- recurring
@@ -724,46 +783,75 @@ async fn concurrency(req: HttpRequest) -> HttpResponse {
 async fn recurring(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
-    let result = blocking(move || Ok(store.recurring_task_list()?)).await.map(|tasks| {
-        if tasks.is_empty() {
-            return r#"<p class="empty">No recurring tasks (SOLIDQ_RECURRING, or <code>solidq recurring add</code>).</p>"#.to_string();
-        }
-        let now = chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(ctx.now, chrono::Utc);
-        let mut body = String::from(r#"<table><thead><tr><th>Key</th><th>Schedule</th><th>Time zone</th><th>Kind</th><th>Queue</th><th>Last run</th><th>Next run</th><th>Missed</th><th></th></tr></thead><tbody>"#);
-        for row in &tasks {
-            let task = row.task();
-            let next = task.as_ref().ok().and_then(|t| t.next_run_after(now));
-            // A run is missed when the schedule had a time after the last run and before now
-            // that is more than a minute old.
-            let missed = match (&task, row.last_run_at) {
-                (Ok(task), Some(last)) => {
-                    let last = chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(last, chrono::Utc);
-                    task.next_run_after(last).is_some_and(|due| due + TimeDelta::minutes(1) < now)
-                }
-                _ => false,
-            };
-            let _ = write!(
-                body,
-                r#"<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                esc(&row.key),
-                esc(&row.schedule),
-                esc(&row.time_zone),
-                esc(&row.kind),
-                esc(&row.queue),
-                maybe_time(row.last_run_at),
-                match (&task, next) {
-                    (Err(err), _) => format!(r#"<span class="error-text">{}</span>"#, esc(&err.to_string())),
-                    (Ok(_), Some(next)) => time(next.naive_utc()),
-                    (Ok(_), None) => "never".into(),
-                },
-                if missed { r#"<span class="pill late">missed</span>"# } else { "" },
-                ctx.button("/recurring/run", "Run now", "", &[("key", row.key.clone())]),
-            );
-        }
-        body.push_str("</tbody></table>");
-        body
-    });
+    let now = ctx.now;
+    let result = blocking(move || Ok(store.recurring_overview(now, RUNS_SHOWN)?))
+        .await
+        .map(|tasks| recurring_body(&ctx, &tasks));
     ctx.respond("Recurring tasks", result)
+}
+
+fn recurring_body(ctx: &Ctx, tasks: &[RecurringRow]) -> String {
+    if tasks.is_empty() {
+        return r#"<p class="empty">No recurring tasks (SOLIDQ_RECURRING, or <code>solidq recurring add</code>).</p>"#
+            .to_string();
+    }
+    let mut body = String::from(
+        r#"<table><thead><tr><th>Key</th><th>Schedule</th><th>Time zone</th><th>Job</th><th>Next run</th><th>Last runs</th><th>Missed</th><th></th></tr></thead><tbody>"#,
+    );
+    for row in tasks {
+        let task = &row.task;
+        let next = match (&row.problem, row.next_run_at) {
+            (Some(problem), _) => format!(r#"<span class="error-text">{}</span>"#, esc(problem)),
+            (None, Some(next)) => time(next),
+            (None, None) => "never".into(),
+        };
+        let mut runs = String::new();
+        for run in &row.last_runs {
+            let state = run.state.map_or_else(|| "cleared".to_string(), |s| s.to_string());
+            match run.job_id {
+                Some(id) => {
+                    let _ = write!(
+                        runs,
+                        r#"<div>{} · <a href="{}">job {id}</a> <span class="pill state-{s}">{s}</span></div>"#,
+                        time(run.run_at),
+                        attr(&ctx.link(&format!("/jobs/{id}"))),
+                        s = esc(&state)
+                    );
+                }
+                None => {
+                    let _ = write!(runs, "<div>{} · no job</div>", time(run.run_at));
+                }
+            }
+        }
+        if runs.is_empty() {
+            runs.push_str("–");
+        }
+        let missed = if row.missed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"<span class="pill late" title="{}">{} missed</span>"#,
+                attr(&row.missed.iter().map(|at| time(*at)).collect::<Vec<_>>().join(", ")),
+                row.missed.len()
+            )
+        };
+        let _ = write!(
+            body,
+            r#"<tr><td>{}{}</td><td><code>{}</code></td><td>{}</td><td>{} <span class="note">on {}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&task.key),
+            if task.is_static { r#" <span class="note">static</span>"# } else { "" },
+            esc(&task.schedule),
+            esc(&task.time_zone),
+            esc(&task.kind),
+            esc(&task.queue),
+            next,
+            runs,
+            missed,
+            ctx.button("/recurring/run", "Run now", "", &[("key", task.key.clone())]),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
 }
 
 // ---------------------------------------------------------------- login
