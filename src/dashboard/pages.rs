@@ -824,7 +824,7 @@ fn recurring_body(ctx: &Ctx, tasks: &[RecurringRow]) -> String {
             }
         }
         if runs.is_empty() {
-            runs.push_str("–");
+            runs.push('–');
         }
         let missed = if row.missed.is_empty() {
             String::new()
