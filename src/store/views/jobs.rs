@@ -21,7 +21,7 @@ use diesel::dsl::max;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::overview::state_counts_on;
+use super::overview::state_count_on;
 use super::{cap_limit, Count, COUNT_CAP};
 use crate::model::{FailureKind, JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
@@ -223,7 +223,7 @@ pub struct JobDetail {
 pub struct FailureGroupKey {
     /// The jobs' kind.
     pub kind: String,
-    /// The failure's kind (`FailureKind` name: `error`, `panic`, …).
+    /// The failure's kind (`FailureKind` name: `Error`, `Panic`, …).
     pub error_kind: String,
     /// The failure's message.
     pub message: String,
@@ -343,17 +343,7 @@ fn total_on(conn: &mut DbConnection, store: &Store, query: &JobQuery, upper: Job
         return Ok(None);
     }
     if !query.has_filters() && query.upper_id.is_none() {
-        let counts = state_counts_on(conn, store)?;
-        return Ok(Some(match query.state {
-            JobState::Ready => counts.ready,
-            JobState::Scheduled => counts.scheduled,
-            JobState::Claimed => counts.claimed,
-            JobState::Blocked => counts.blocked,
-            JobState::Failed => counts.failed,
-            JobState::Finished => counts.finished,
-            JobState::Discarded => counts.discarded,
-            JobState::Cancelled => counts.cancelled,
-        }));
+        return Ok(Some(state_count_on(conn, store, query.state)?));
     }
     macro_rules! filtered {
         ($table:ident) => {{

@@ -161,8 +161,8 @@ fn unique_keys_on(conn: &mut DbConnection, limit: usize) -> QueryResult<Vec<Uniq
         .collect())
 }
 
-/// The expected run times of `task` before `before`, newest first, at most `count`, none
-/// before `since`.
+/// The expected run times of `task` before `before`, newest first, at most `count`, all
+/// after `since` (when the task was written: a run at that very time was not yet expected).
 fn expected_runs(
     row: &RecurringTaskRow,
     before: DateTime<Utc>,
@@ -174,7 +174,7 @@ fn expected_runs(
     let mut cursor = before;
     while out.len() < count {
         let Some(at) = task.schedule.latest_before(cursor, task.time_zone) else { break };
-        if at.naive_utc() < since {
+        if at.naive_utc() <= since {
             break;
         }
         out.push(at.naive_utc());

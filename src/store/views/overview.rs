@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::{age_secs, cap_limit, Count, COUNT_CAP};
-use crate::model::{JobId, ProcessId};
+use crate::model::{JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::dialect::Estimate;
 use crate::store::executions::EndState;
@@ -228,6 +228,20 @@ fn ended_count(conn: &mut DbConnection, store: &Store, end: Option<EndState>) ->
     }
     let estimate = store.dialect().estimate_rows(conn, Estimate::Ended(end))?;
     Ok(estimate.map_or(count, |n| Count::Estimated(n.max(COUNT_CAP + 1))))
+}
+
+/// The count of one state, as [`state_counts_on`] counts it.
+pub(crate) fn state_count_on(conn: &mut DbConnection, store: &Store, state: JobState) -> QueryResult<Count> {
+    Ok(match state {
+        JobState::Ready => capped_count!(conn, ready),
+        JobState::Scheduled => capped_count!(conn, scheduled),
+        JobState::Claimed => capped_count!(conn, claimed),
+        JobState::Blocked => capped_count!(conn, blocked),
+        JobState::Failed => capped_count!(conn, failed),
+        JobState::Finished => ended_count(conn, store, None)?,
+        JobState::Discarded => ended_count(conn, store, Some(EndState::Discarded))?,
+        JobState::Cancelled => ended_count(conn, store, Some(EndState::Cancelled))?,
+    })
 }
 
 pub(crate) fn state_counts_on(conn: &mut DbConnection, store: &Store) -> QueryResult<StateCounts> {
