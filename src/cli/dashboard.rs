@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use actix_web::{App, HttpServer};
 use clap::Args;
@@ -9,6 +10,8 @@ use clap::Args;
 use super::common::{connect_existing, Failure};
 use crate::config::Config;
 use crate::dashboard::{self, DashboardOptions, ProbeAnswer};
+use crate::health;
+use crate::metrics::Exporter;
 
 /// `solidq dashboard`.
 #[derive(Debug, Args)]
@@ -41,13 +44,17 @@ pub(super) fn serve(
     let address = address_of(&args.bind)?;
     dashboard::check_bind(address, &options).map_err(|refused| Failure::Usage(refused.to_string()))?;
     let store = connect_existing(config, "serving the dashboard")?;
+    // The database-wide gauges (cached a few seconds, so scrapes stay cheap); this process runs
+    // no jobs, so it has no per-process series.
+    let exporter = Arc::new(Exporter::new(store.clone(), config.alive_threshold));
     let probe_store = store.clone();
     let options = options
         .alive_threshold(config.alive_threshold)
+        .metrics(move || exporter.scrape())
         .live(|| ProbeAnswer { ok: true, reason: "the dashboard answers".into() })
-        .ready(move || match probe_store.processes() {
-            Ok(_) => ProbeAnswer { ok: true, reason: "the database answers".into() },
-            Err(err) => ProbeAnswer { ok: false, reason: err.to_string() },
+        .ready(move || {
+            let health = health::database_ready(&probe_store);
+            ProbeAnswer { ok: health.ok, reason: health.reason }
         });
     let prefix = args.prefix.clone();
     let read_only = options.read_only;

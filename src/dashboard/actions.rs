@@ -82,16 +82,16 @@ fn decode(text: &str) -> String {
 }
 
 /// The form, once its CSRF field is checked.
-fn checked(req: &HttpRequest, ctx: &Ctx, body: &[u8]) -> Result<Form, HttpResponse> {
+fn checked(req: &HttpRequest, ctx: &Ctx, body: &[u8]) -> Result<Form, Box<HttpResponse>> {
     let form = Form::parse(body);
     if csrf_ok(req, form.get(CSRF_FIELD)) {
         Ok(form)
     } else {
-        Err(ctx.error(PageError::Forbidden(
+        Err(Box::new(ctx.error(PageError::Forbidden(
             "the form's CSRF token is missing or wrong (the page may be old, or the request came from another site): \
              reload the page and try again"
                 .into(),
-        )))
+        ))))
     }
 }
 
@@ -105,7 +105,7 @@ async fn login(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let form = match checked(&req, &ctx, &body) {
         Ok(form) => form,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(expected) = ctx.dashboard.options.token.clone() else { return see_other(ctx.link("/")) };
     let given = form.get("token").unwrap_or("").trim().to_string();
@@ -129,7 +129,7 @@ async fn queue_action(req: HttpRequest, verb: web::Path<String>, body: web::Byte
     let ctx = Ctx::of(&req);
     let form = match checked(&req, &ctx, &body) {
         Ok(form) => form,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let verb = verb.into_inner();
     let Some(queue) = form.get("queue").map(str::to_string) else {
@@ -204,7 +204,7 @@ impl Verb {
 async fn job_action(req: HttpRequest, path: web::Path<(String, String)>, body: web::Bytes) -> HttpResponse {
     let ctx = Ctx::of(&req);
     if let Err(res) = checked(&req, &ctx, &body) {
-        return res;
+        return *res;
     }
     let (id, verb) = path.into_inner();
     let id = match job_id_of("job", &id) {
@@ -280,7 +280,7 @@ async fn bulk(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let form = match checked(&req, &ctx, &body) {
         Ok(form) => form,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let bulk = match bulk_of(&ctx, &form) {
         Ok(bulk) => bulk,
@@ -313,7 +313,7 @@ async fn failure_group(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let form = match checked(&req, &ctx, &body) {
         Ok(form) => form,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let verb = match form.get("action").and_then(Verb::parse) {
         Some(verb @ (Verb::Retry | Verb::Discard)) => verb,
@@ -430,7 +430,7 @@ async fn run_recurring(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let form = match checked(&req, &ctx, &body) {
         Ok(form) => form,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(key) = form.get("key").map(str::to_string) else {
         return ctx.error(PageError::BadRequest("the form names no recurring task".into()));

@@ -217,6 +217,18 @@ impl DashboardOptions {
         self
     }
 
+    /// `/metrics` from a [`crate::Exporter`] (the database-wide gauges, plus this process's
+    /// series when built `with_process`), and `/health/ready` from
+    /// [`crate::health::database_ready`]: what an application that mounts the dashboard
+    /// usually wants.
+    pub fn telemetry(self, exporter: crate::Exporter, store: SharedStore) -> Self {
+        let exporter = Arc::new(exporter);
+        self.metrics(move || exporter.scrape()).ready(move || {
+            let health = crate::health::database_ready(&store);
+            ProbeAnswer { ok: health.ok, reason: health.reason }
+        })
+    }
+
     /// Whether a token is set.
     pub fn has_token(&self) -> bool {
         self.token.is_some()

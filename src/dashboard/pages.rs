@@ -824,7 +824,7 @@ fn recurring_body(ctx: &Ctx, tasks: &[RecurringRow]) -> String {
             }
         }
         if runs.is_empty() {
-            runs.push_str("–");
+            runs.push('–');
         }
         let missed = if row.missed.is_empty() {
             String::new()
@@ -887,7 +887,7 @@ async fn metrics(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let Some(scrape) = ctx.dashboard.options.metrics.clone() else { return not_configured("/metrics") };
     match web::block(move || scrape()).await {
-        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Ok(text) => HttpResponse::Ok().content_type(crate::metrics::text::CONTENT_TYPE).body(text),
         Err(err) => HttpResponse::InternalServerError().body(format!("the metrics scrape failed: {err}\n")),
     }
 }
