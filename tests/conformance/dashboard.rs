@@ -110,7 +110,8 @@ backend_test!(
         let claimed = claim(store, p, &["web"], 1);
         store.fail_claims(&[claimed[0].token], &error("x"), t(2)).unwrap();
         let stats = store.queue_stats(t(40)).unwrap();
-        let rows: Vec<(&str, u64, u64, u64, u64, f64, Option<NaiveDateTime>)> = stats
+        type Shown<'a> = (&'a str, u64, u64, u64, u64, f64, Option<NaiveDateTime>);
+        let rows: Vec<Shown> = stats
             .iter()
             .map(|q| {
                 (

@@ -96,34 +96,30 @@ fn concurrency_keys_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResu
         .select((blocked::concurrency_key, count_star()))
         .load(conn)?;
     let mut rows: BTreeMap<String, ConcurrencyKeyRow> = BTreeMap::new();
-    let entry = |rows: &mut BTreeMap<String, ConcurrencyKeyRow>, key: &str| {
+    fn entry<'a>(rows: &'a mut BTreeMap<String, ConcurrencyKeyRow>, key: &str) -> &'a mut ConcurrencyKeyRow {
         rows.entry(key.to_string()).or_insert_with(|| ConcurrencyKeyRow {
             key: key.to_string(),
             limit: 0,
             holders: 0,
             expired_holders: 0,
             blocked: 0,
-        });
-    };
+        })
+    }
     for (key, n) in waiting {
-        entry(&mut rows, &key);
-        rows.get_mut(&key).map(|row| row.holders += u64::try_from(n).unwrap_or(0));
+        entry(&mut rows, &key).holders += u64::try_from(n).unwrap_or(0);
     }
     for (key, at, duration_ms) in running {
-        entry(&mut rows, &key);
         let duration = TimeDelta::milliseconds(duration_ms.unwrap_or(i64::MAX / 4).min(i64::MAX / 4));
         let holds = now.checked_sub_signed(duration).is_none_or(|cutoff| at > cutoff);
-        if let Some(row) = rows.get_mut(&key) {
-            if holds {
-                row.holders += 1;
-            } else {
-                row.expired_holders += 1;
-            }
+        let row = entry(&mut rows, &key);
+        if holds {
+            row.holders += 1;
+        } else {
+            row.expired_holders += 1;
         }
     }
     for (key, n) in blocked_n {
-        entry(&mut rows, &key);
-        rows.get_mut(&key).map(|row| row.blocked = u64::try_from(n).unwrap_or(0));
+        entry(&mut rows, &key).blocked = u64::try_from(n).unwrap_or(0);
     }
     let keys: Vec<String> = rows.keys().cloned().collect();
     for chunk in keys.chunks(500) {
