@@ -132,6 +132,20 @@ impl Browser {
         self.call("GET", "/title", None).as_str().unwrap_or_default().to_string()
     }
 
+    /// Waits for the page titled `title` (a click's form submission may still be loading).
+    fn wait_for_title(&self, title: &str) {
+        let wanted = format!("{title} · solidq");
+        let started = Instant::now();
+        loop {
+            let now = self.title();
+            if now == wanted {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "expected the page {wanted:?}, still on {now:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn source(&self) -> String {
         self.call("GET", "/source", None).as_str().unwrap_or_default().to_string()
     }
@@ -250,7 +264,10 @@ fn clicks_through_every_page(db: TestDb) {
     browser.open(&format!("{base}/jobs/{failed}"));
     browser.click(&format!(r#"form[action="/jobs/{failed}/retry"] button"#));
     wait_until("the job to be retried", || db.state(failed) == "ready");
-    assert_eq!(browser.title(), format!("Job {failed} · solidq"), "back on the job's page");
+    browser.wait_for_title(&format!("Job {failed}"));
+    // The redirect lands on the same title: load the page again to see the new state.
+    browser.open(&format!("{base}/jobs/{failed}"));
+    assert!(browser.source().contains("state-ready"), "the job's page shows it ready");
     browser.screenshot(&format!("{backend}-job-retried"));
 
     // Pause a queue by its button.
@@ -259,16 +276,18 @@ fn clicks_through_every_page(db: TestDb) {
     wait_until("the queue to be paused", || {
         db.store.queues(dashboard_seed::now()).unwrap().iter().any(|q| q.name == "mail" && q.paused)
     });
+    browser.open(&format!("{base}/queues"));
+    assert!(browser.source().contains(">Resume<"), "the queues page offers to resume");
     browser.screenshot(&format!("{backend}-queues-paused"));
 
     // Retry every failed billing job: tick "all", confirm, done.
     browser.open(&format!("{base}/jobs?state=failed&queue=billing"));
     browser.click(r#"button[value="retry-all"]"#);
-    assert_eq!(browser.title(), "Confirm · solidq");
+    browser.wait_for_title("Confirm");
     assert!(browser.source().contains("<b>3</b> jobs"), "the confirmation counts the jobs");
     browser.screenshot(&format!("{backend}-confirm"));
     browser.click(r#".confirm button[type="submit"]"#);
-    assert_eq!(browser.title(), "Done · solidq");
+    browser.wait_for_title("Done");
     let (counts, _) = db.store.counts().unwrap();
     assert_eq!(counts.failed, 1, "only the mail job that was not retried is still failed");
 }

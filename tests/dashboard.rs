@@ -414,3 +414,43 @@ fn a_missing_database_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("there is no database"), "{err}");
 }
+
+/// `solidq dashboard` as an operator starts it: over the database in SOLIDQ_DATABASE_URL, on the
+/// address it prints, with the pages, metrics and probes.
+#[core::prelude::v1::test]
+fn the_command_serves_the_database_it_is_given() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let db = TestDb::sqlite();
+    seed(&db.store);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_solidq"))
+        .args(["dashboard", "--bind", "127.0.0.1:0"])
+        .env("SOLIDQ_DATABASE_URL", db.url_text())
+        .env("SOLIDQ_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting solidq dashboard");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let fetch = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let overview = fetch("/");
+    let metrics = fetch("/metrics");
+    let ready = fetch("/health/ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(overview.starts_with("HTTP/1.0 200") && overview.contains("1 alive"), "{overview}");
+    assert!(metrics.contains("solidq_queue_jobs{queue=\"mail\",state=\"ready\"} 1"), "{metrics}");
+    assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
+}

@@ -45,10 +45,13 @@ pub(crate) fn per_minute(minutes: &[Minute]) -> String {
             fy = base - finished_h,
             ey = base - finished_h - failed_h,
         );
-        if i % 10 == 0 || i + 1 == minutes.len() {
+        // Every tenth minute, and the last one ending at the right edge.
+        let last = i + 1 == minutes.len();
+        if (i % 10 == 0 && i + 5 < minutes.len()) || last {
+            let (anchor, tx) = if last { ("end", x + bar) } else { ("start", x) };
             let _ = write!(
                 svg,
-                r#"<text class="tick" x="{x:.1}" y="{ly}">{}</text>"#,
+                r#"<text class="tick" x="{tx:.1}" y="{ly}" text-anchor="{anchor}">{}</text>"#,
                 esc(&minute.label),
                 ly = HEIGHT - 4.0
             );
