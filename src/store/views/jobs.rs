@@ -345,11 +345,12 @@ fn total_on(conn: &mut DbConnection, store: &Store, query: &JobQuery, upper: Job
     if !query.has_filters() && query.upper_id.is_none() {
         return Ok(Some(state_count_on(conn, store, query.state)?));
     }
+    // Driven from the execution table (bounded by its job id), which holds only unended jobs.
     macro_rules! filtered {
         ($table:ident) => {{
             let mut select = $table::table
                 .inner_join(jobs::table)
-                .filter(jobs::id.le(upper))
+                .filter($table::job_id.le(upper))
                 .select(jobs::id)
                 .limit(cap_limit(COUNT_CAP))
                 .into_boxed();
@@ -364,7 +365,22 @@ fn total_on(conn: &mut DbConnection, store: &Store, query: &JobQuery, upper: Job
         }};
     }
     Ok(match query.state {
-        JobState::Ready => filtered!(ready),
+        JobState::Ready => {
+            // The ready table has the queue and kind itself.
+            let mut select = ready::table
+                .filter(ready::job_id.le(upper))
+                .select(ready::job_id)
+                .limit(cap_limit(COUNT_CAP))
+                .into_boxed();
+            if let Some(queue) = &query.queue {
+                select = select.filter(ready::queue_name.eq(queue.clone()));
+            }
+            if let Some(kind) = &query.kind {
+                select = select.filter(ready::class_name.eq(kind.clone()));
+            }
+            let ids: Vec<JobId> = select.load(conn)?;
+            Some(Count::capped(ids.len() as u64, COUNT_CAP))
+        }
         JobState::Scheduled => filtered!(scheduled),
         JobState::Claimed => filtered!(claimed),
         JobState::Blocked => filtered!(blocked),

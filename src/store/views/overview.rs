@@ -315,24 +315,20 @@ fn process_rows_on(conn: &mut DbConnection) -> QueryResult<Vec<ProcessColumns>> 
         .load(conn)
 }
 
-/// The oldest ready job of each queue, by queue name: one indexed probe per queue.
+/// The oldest ready job of each queue, by queue name. A ready row's id is taken when it is
+/// inserted, at its `created_at`: the smallest id per queue is its oldest row. One grouped scan
+/// of the ready table's queue index (which holds the row id), then one lookup per queue.
 fn oldest_ready_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<OldestReady>> {
-    let oldest: Vec<(String, Option<NaiveDateTime>)> =
-        ready::table.group_by(ready::queue_name).select((ready::queue_name, min(ready::created_at))).load(conn)?;
-    let mut rows = Vec::with_capacity(oldest.len());
-    for (queue, since) in oldest {
-        let Some(since) = since else { continue };
-        let job_id: Option<JobId> = ready::table
-            .filter(ready::queue_name.eq(&queue))
-            .filter(ready::created_at.eq(since))
-            .order(ready::job_id)
-            .select(ready::job_id)
-            .first(conn)
-            .optional()?;
-        if let Some(job_id) = job_id {
-            rows.push(OldestReady { queue, job_id, ready_since: since, age_secs: age_secs(now, since) });
-        }
-    }
+    let firsts: Vec<(String, Option<i64>)> =
+        ready::table.group_by(ready::queue_name).select((ready::queue_name, min(ready::id))).load(conn)?;
+    let ids: Vec<i64> = firsts.iter().filter_map(|(_, id)| *id).collect();
+    let mut rows: Vec<OldestReady> = ready::table
+        .filter(ready::id.eq_any(&ids))
+        .select((ready::queue_name, ready::job_id, ready::created_at))
+        .load::<(String, JobId, NaiveDateTime)>(conn)?
+        .into_iter()
+        .map(|(queue, job_id, since)| OldestReady { queue, job_id, ready_since: since, age_secs: age_secs(now, since) })
+        .collect();
     rows.sort_by(|a, b| a.queue.cmp(&b.queue));
     Ok(rows)
 }
