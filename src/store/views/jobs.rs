@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::overview::state_count_on;
-use super::{cap_limit, Count, COUNT_CAP};
+use super::{cap_limit, queue_and_kind_of, Count, COUNT_CAP};
 use crate::model::{FailureKind, JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::executions::EndState;
@@ -493,12 +493,13 @@ fn failure_groups_on(conn: &mut DbConnection, limit: usize) -> QueryResult<Vec<F
     // Grouped here rather than in SQL: the kind is on the job row and diesel groups by one
     // table's columns. The failed table holds only jobs failed for good and not yet retried
     // or discarded; the statement timeout bounds it.
-    let rows: Vec<(String, String, String, NaiveDateTime, JobId)> = failed::table
-        .inner_join(jobs::table)
-        .select((jobs::class_name, failed::error_kind, failed::message, failed::created_at, failed::job_id))
-        .load(conn)?;
+    let rows: Vec<(String, String, NaiveDateTime, JobId)> =
+        failed::table.select((failed::error_kind, failed::message, failed::created_at, failed::job_id)).load(conn)?;
+    let ids: Vec<JobId> = rows.iter().map(|row| row.3).collect();
+    let mut kinds = queue_and_kind_of(conn, &ids)?;
     let mut by_key: BTreeMap<FailureGroupKey, FailureGroup> = BTreeMap::new();
-    for (kind, error_kind, message, at, job_id) in rows {
+    for (error_kind, message, at, job_id) in rows {
+        let Some((_, kind)) = kinds.remove(&job_id) else { continue };
         let key = FailureGroupKey { kind, error_kind, message };
         let group = by_key.entry(key.clone()).or_insert(FailureGroup {
             key,

@@ -8,7 +8,7 @@ use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{age_secs, cap_limit, Count, COUNT_CAP};
+use super::{age_secs, cap_limit, queue_and_kind_of, Count, COUNT_CAP};
 use crate::model::{JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::dialect::Estimate;
@@ -359,6 +359,15 @@ fn per_queue_capped(pairs: Vec<(String, i64)>) -> BTreeMap<String, Count> {
     pairs.into_iter().map(|(queue, n)| (queue, Count::Exact(u64::try_from(n).unwrap_or(0)))).collect()
 }
 
+/// Jobs of `ids` per queue.
+fn per_queue_of(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTreeMap<String, Count>> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (queue, _) in queue_and_kind_of(conn, ids)?.into_values() {
+        *counts.entry(queue).or_default() += 1;
+    }
+    Ok(counts.into_iter().map(|(queue, n)| (queue, Count::Exact(n))).collect())
+}
+
 fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<QueueStats>> {
     // Per-queue counts of the execution tables: these hold only unended jobs, so they stay
     // small next to the ended ones; the failed and claimed tables reach their queue through
@@ -372,20 +381,10 @@ fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Ve
     let blocked_n = per_queue_capped(
         blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?,
     );
-    let claimed_n = per_queue_capped(
-        claimed::table
-            .inner_join(jobs::table)
-            .group_by(jobs::queue_name)
-            .select((jobs::queue_name, count_star()))
-            .load(conn)?,
-    );
-    let failed_n = per_queue_capped(
-        failed::table
-            .inner_join(jobs::table)
-            .group_by(jobs::queue_name)
-            .select((jobs::queue_name, count_star()))
-            .load(conn)?,
-    );
+    let claimed_ids: Vec<JobId> = claimed::table.select(claimed::job_id).load(conn)?;
+    let claimed_n = per_queue_of(conn, &claimed_ids)?;
+    let failed_ids: Vec<JobId> = failed::table.select(failed::job_id).load(conn)?;
+    let failed_n = per_queue_of(conn, &failed_ids)?;
     let paused: BTreeMap<String, NaiveDateTime> =
         pauses::table.select((pauses::queue_name, pauses::created_at)).load(conn)?.into_iter().collect();
     let oldest: BTreeMap<String, NaiveDateTime> =
