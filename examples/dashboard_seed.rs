@@ -103,7 +103,7 @@ fn insert_jobs(
     format!(
         "INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, finished_at, \
          end_state, last_error, created_at, updated_at) {with}SELECT {queue}, {kind}, \
-         '{{\"user\":' || g || ',\"note\":\"order ' || ((g * 7919) % 100000) || '\"}}', 0, {attempts}, 5, {finished}, \
+         '{{\"user\":' || g || ',\"note\":\"order ' || (((g % 100000) * 7919) % 100000) || '\"}}', 0, {attempts}, 5, {finished}, \
          {end_state}, {last_error}, {created}, {created} {from}",
         queue = case_of("g % 5", &QUEUES),
         kind = case_of("g % 8", &KINDS),

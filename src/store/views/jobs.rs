@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::overview::state_count_on;
-use super::{cap_limit, Count, COUNT_CAP};
+use super::{cap_limit, queue_and_kind_of, Count, COUNT_CAP};
 use crate::model::{FailureKind, JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::executions::EndState;
@@ -345,11 +345,12 @@ fn total_on(conn: &mut DbConnection, store: &Store, query: &JobQuery, upper: Job
     if !query.has_filters() && query.upper_id.is_none() {
         return Ok(Some(state_count_on(conn, store, query.state)?));
     }
+    // Driven from the execution table (bounded by its job id), which holds only unended jobs.
     macro_rules! filtered {
         ($table:ident) => {{
             let mut select = $table::table
                 .inner_join(jobs::table)
-                .filter(jobs::id.le(upper))
+                .filter($table::job_id.le(upper))
                 .select(jobs::id)
                 .limit(cap_limit(COUNT_CAP))
                 .into_boxed();
@@ -364,7 +365,22 @@ fn total_on(conn: &mut DbConnection, store: &Store, query: &JobQuery, upper: Job
         }};
     }
     Ok(match query.state {
-        JobState::Ready => filtered!(ready),
+        JobState::Ready => {
+            // The ready table has the queue and kind itself.
+            let mut select = ready::table
+                .filter(ready::job_id.le(upper))
+                .select(ready::job_id)
+                .limit(cap_limit(COUNT_CAP))
+                .into_boxed();
+            if let Some(queue) = &query.queue {
+                select = select.filter(ready::queue_name.eq(queue.clone()));
+            }
+            if let Some(kind) = &query.kind {
+                select = select.filter(ready::class_name.eq(kind.clone()));
+            }
+            let ids: Vec<JobId> = select.load(conn)?;
+            Some(Count::capped(ids.len() as u64, COUNT_CAP))
+        }
         JobState::Scheduled => filtered!(scheduled),
         JobState::Claimed => filtered!(claimed),
         JobState::Blocked => filtered!(blocked),
@@ -477,12 +493,13 @@ fn failure_groups_on(conn: &mut DbConnection, limit: usize) -> QueryResult<Vec<F
     // Grouped here rather than in SQL: the kind is on the job row and diesel groups by one
     // table's columns. The failed table holds only jobs failed for good and not yet retried
     // or discarded; the statement timeout bounds it.
-    let rows: Vec<(String, String, String, NaiveDateTime, JobId)> = failed::table
-        .inner_join(jobs::table)
-        .select((jobs::class_name, failed::error_kind, failed::message, failed::created_at, failed::job_id))
-        .load(conn)?;
+    let rows: Vec<(String, String, NaiveDateTime, JobId)> =
+        failed::table.select((failed::error_kind, failed::message, failed::created_at, failed::job_id)).load(conn)?;
+    let ids: Vec<JobId> = rows.iter().map(|row| row.3).collect();
+    let mut kinds = queue_and_kind_of(conn, &ids)?;
     let mut by_key: BTreeMap<FailureGroupKey, FailureGroup> = BTreeMap::new();
-    for (kind, error_kind, message, at, job_id) in rows {
+    for (error_kind, message, at, job_id) in rows {
+        let Some((_, kind)) = kinds.remove(&job_id) else { continue };
         let key = FailureGroupKey { kind, error_kind, message };
         let group = by_key.entry(key.clone()).or_insert(FailureGroup {
             key,

@@ -132,6 +132,25 @@ pub(crate) fn age_secs(now: NaiveDateTime, then: NaiveDateTime) -> f64 {
     secs
 }
 
+/// The queue and kind of each of `ids`, by id lookups in chunks. The execution tables that
+/// have no queue or kind column (claimed, failed) reach them this way rather than by a join,
+/// which PostgreSQL may plan as a hash join over every job row, ended ones included.
+pub(crate) fn queue_and_kind_of(
+    conn: &mut DbConnection,
+    ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, (String, String)>> {
+    use super::schema::solidq_jobs as jobs;
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(5_000) {
+        let rows: Vec<(i64, String, String)> = jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select((jobs::id, jobs::queue_name, jobs::class_name))
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|(id, queue, kind)| (id, (queue, kind))));
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Runs `f` as a dashboard read: a read-only snapshot with the dialect's statement timeout.
     pub(crate) fn bounded_read<T>(

@@ -8,7 +8,7 @@ use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{age_secs, cap_limit, Count, COUNT_CAP};
+use super::{age_secs, cap_limit, queue_and_kind_of, Count, COUNT_CAP};
 use crate::model::{JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::dialect::Estimate;
@@ -315,24 +315,20 @@ fn process_rows_on(conn: &mut DbConnection) -> QueryResult<Vec<ProcessColumns>> 
         .load(conn)
 }
 
-/// The oldest ready job of each queue, by queue name: one indexed probe per queue.
+/// The oldest ready job of each queue, by queue name. A ready row's id is taken when it is
+/// inserted, at its `created_at`: the smallest id per queue is its oldest row. One grouped scan
+/// of the ready table's queue index (which holds the row id), then one lookup per queue.
 fn oldest_ready_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<OldestReady>> {
-    let oldest: Vec<(String, Option<NaiveDateTime>)> =
-        ready::table.group_by(ready::queue_name).select((ready::queue_name, min(ready::created_at))).load(conn)?;
-    let mut rows = Vec::with_capacity(oldest.len());
-    for (queue, since) in oldest {
-        let Some(since) = since else { continue };
-        let job_id: Option<JobId> = ready::table
-            .filter(ready::queue_name.eq(&queue))
-            .filter(ready::created_at.eq(since))
-            .order(ready::job_id)
-            .select(ready::job_id)
-            .first(conn)
-            .optional()?;
-        if let Some(job_id) = job_id {
-            rows.push(OldestReady { queue, job_id, ready_since: since, age_secs: age_secs(now, since) });
-        }
-    }
+    let firsts: Vec<(String, Option<i64>)> =
+        ready::table.group_by(ready::queue_name).select((ready::queue_name, min(ready::id))).load(conn)?;
+    let ids: Vec<i64> = firsts.iter().filter_map(|(_, id)| *id).collect();
+    let mut rows: Vec<OldestReady> = ready::table
+        .filter(ready::id.eq_any(&ids))
+        .select((ready::queue_name, ready::job_id, ready::created_at))
+        .load::<(String, JobId, NaiveDateTime)>(conn)?
+        .into_iter()
+        .map(|(queue, job_id, since)| OldestReady { queue, job_id, ready_since: since, age_secs: age_secs(now, since) })
+        .collect();
     rows.sort_by(|a, b| a.queue.cmp(&b.queue));
     Ok(rows)
 }
@@ -363,6 +359,15 @@ fn per_queue_capped(pairs: Vec<(String, i64)>) -> BTreeMap<String, Count> {
     pairs.into_iter().map(|(queue, n)| (queue, Count::Exact(u64::try_from(n).unwrap_or(0)))).collect()
 }
 
+/// Jobs of `ids` per queue.
+fn per_queue_of(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<BTreeMap<String, Count>> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (queue, _) in queue_and_kind_of(conn, ids)?.into_values() {
+        *counts.entry(queue).or_default() += 1;
+    }
+    Ok(counts.into_iter().map(|(queue, n)| (queue, Count::Exact(n))).collect())
+}
+
 fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<QueueStats>> {
     // Per-queue counts of the execution tables: these hold only unended jobs, so they stay
     // small next to the ended ones; the failed and claimed tables reach their queue through
@@ -376,20 +381,10 @@ fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Ve
     let blocked_n = per_queue_capped(
         blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?,
     );
-    let claimed_n = per_queue_capped(
-        claimed::table
-            .inner_join(jobs::table)
-            .group_by(jobs::queue_name)
-            .select((jobs::queue_name, count_star()))
-            .load(conn)?,
-    );
-    let failed_n = per_queue_capped(
-        failed::table
-            .inner_join(jobs::table)
-            .group_by(jobs::queue_name)
-            .select((jobs::queue_name, count_star()))
-            .load(conn)?,
-    );
+    let claimed_ids: Vec<JobId> = claimed::table.select(claimed::job_id).load(conn)?;
+    let claimed_n = per_queue_of(conn, &claimed_ids)?;
+    let failed_ids: Vec<JobId> = failed::table.select(failed::job_id).load(conn)?;
+    let failed_n = per_queue_of(conn, &failed_ids)?;
     let paused: BTreeMap<String, NaiveDateTime> =
         pauses::table.select((pauses::queue_name, pauses::created_at)).load(conn)?.into_iter().collect();
     let oldest: BTreeMap<String, NaiveDateTime> =
