@@ -1,5 +1,6 @@
 //! The `solidq` command line: `migrate`, `status [--json]`, `enqueue`, `jobs list|show|retry|
-//! discard|cancel`, `queues list|pause|resume` and `recurring list|add|remove`.
+//! discard|cancel`, `queues list|pause|resume`, `recurring list|add|remove` and `dashboard`
+//! (the web dashboard, see [`crate::dashboard`]).
 //!
 //! Configuration comes from the `SOLIDQ_*` environment variables (see [`crate::config`]).
 //! Exit codes: 0 on success, 1 when the database fails, 2 for a usage error, an invalid

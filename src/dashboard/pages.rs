@@ -710,7 +710,11 @@ fn stuck_body(ctx: &Ctx, stuck: &[StuckJob]) -> String {
             job.job_id,
             esc(&job.kind),
             esc(&job.queue),
-            esc(&format!("{} {}", job.process_id, job.process_name.as_deref().unwrap_or("(no longer registered)"))),
+            esc(&format!(
+                "process {} ({})",
+                job.process_id,
+                job.process_name.as_deref().unwrap_or("no longer registered")
+            )),
             time(job.claimed_at),
             seconds(job.running_secs),
         );

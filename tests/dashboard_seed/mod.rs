@@ -120,7 +120,8 @@ pub fn showcase(store: &Store, seeded: &Seeded) {
     )
     .unwrap();
     store.enqueue(&[unique], now()).expect("enqueue unique");
-    store
+    // A process whose heartbeat is late, holding a job: the stuck page lists it.
+    let slow = store
         .register_process(
             &NewProcess {
                 kind: "Runtime".into(),
@@ -132,4 +133,8 @@ pub fn showcase(store: &Store, seeded: &Seeded) {
             now() - TimeDelta::seconds(40),
         )
         .expect("register");
+    store.enqueue(&[job("video.encode", "media", serde_json::json!({ "video": 7 }))], now()).expect("enqueue");
+    let held =
+        store.claim(slow, &[QueuePattern::parse("media")], &["video.encode".to_string()], 1, now()).expect("claim");
+    assert_eq!(held.len(), 1, "the slow process holds a job");
 }

@@ -27,7 +27,11 @@
     var url = new URL(window.location.href);
     url.searchParams.set("fragment", "1");
     fetch(url.toString(), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (res) { return res.ok ? res.text() : null; })
+      .then(function (res) {
+        // Sent to the login form (the session ended): show it as a whole page.
+        if (res.redirected) { window.location.reload(); return null; }
+        return res.ok ? res.text() : null;
+      })
       .then(function (html) {
         if (html !== null && !paused && !busy()) { live.innerHTML = html; wire(); }
       })
