@@ -50,12 +50,12 @@
 //! | layer | modules |
 //! | --- | --- |
 //! | plain types | [`model`] (ids, jobs, claims, process rows, names, durations, URLs), [`recurring`] (tasks and schedules), [`lifecycle`] (what an outcome means), [`job`] (Job, Perform, JobError, Cancellation, EnqueueOptions) |
-//! | storage, the only SQL | [`store`]: roles (`jobs/`, `processes`, `maintenance`, `inspect`, `manage`, `concurrency`, `recurring`) over `executions` and one `dialect/` per backend |
+//! | storage, the only SQL | [`store`]: roles (`jobs/`, `processes`, `maintenance`, `inspect`, `manage`, `concurrency`, `recurring`, `metrics`, and for the dashboard `views/` (bounded, keyset-paged reads) and `bulk` (actions bounded by an upper id)) over `executions` and one `dialect/` per backend |
 //! | telemetry | [`events`] (alert events, delivered off the hot path), [`metrics`] (this process's series, the exporter, `SOLIDQ_METRICS_BIND`; its SQL in `store/metrics.rs`), [`health`] (liveness and readiness) |
 //! | periodic work | [`maintenance`]: dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier; each a service with `run_once` |
 //! | actors | `actors/` (supervisor, worker, claim book, completer, heartbeat, periodic) and `registry/` (kind → handler actor, panics caught) |
 //! | public API | [`Runtime`], the handles [`Queue`] (`job/queue.rs`) and [`RecurringTasks`] (`recurring/handle.rs`), [`config`], [`logging`] |
-//! | surface | [`status`], and `cli` behind its feature |
+//! | surface | [`status`], `dashboard` (actix-web pages, `/metrics`, `/health/*`) behind the `dashboard` feature, and `cli` behind its feature (which turns `dashboard` on) |
 //!
 //! A job's path, by file: `job/queue.rs` ([`Queue::enqueue`]) → `store/jobs/enqueue.rs` (the
 //! job row and its ready or scheduled execution, one transaction; `maintenance/dispatcher.rs`

@@ -57,7 +57,7 @@ fn migrations_create_the_tables_in_the_url_schema_on(db: &TestDb) {
     )
     .unwrap();
     assert!(row.schema.starts_with("solidq_t_"), "{}", row.schema);
-    assert_eq!(row.tables, 10);
+    assert_eq!(row.tables, 11);
 }
 
 #[test]
