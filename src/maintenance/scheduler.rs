@@ -316,3 +316,83 @@ impl Service for Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::events::EventBus;
+    use crate::metrics::Metrics;
+    use crate::model::{DatabaseUrl, NewProcess};
+
+    const THRESHOLD: Duration = Duration::from_secs(60);
+
+    /// `seconds` after a whole minute.
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn pass(own: Option<crate::model::ProcessId>, seconds: i64) -> Pass {
+        Pass { own, now: at(seconds).naive_utc(), clock: Instant::now() }
+    }
+
+    /// A scheduler of one task run every minute, whose pass at 10.5 minutes finds nine runs
+    /// too late to run; the events it emits, in order.
+    fn missed_runs_reported(leader: bool) -> Vec<Event> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseUrl::Sqlite(dir.path().join("s.sqlite3")), 2).unwrap();
+        store.migrate().unwrap();
+        let row = |name: &str| NewProcess {
+            kind: "Runtime".into(),
+            name: name.into(),
+            pid: 1,
+            hostname: "here".into(),
+            metadata: Default::default(),
+        };
+        // The process with the lowest live id leads; this scheduler runs in the other unless
+        // `leader`.
+        let first = store.register_process(&row("first"), at(630).naive_utc()).unwrap();
+        let second = store.register_process(&row("second"), at(630).naive_utc()).unwrap();
+        let own = Some(if leader { first } else { second });
+
+        let events = Arc::new(EventBus::default());
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        events.subscribe(Arc::new(move |event: &Event| {
+            let _ = tx.lock().unwrap().send(event.clone());
+        }));
+        let telemetry = Telemetry { metrics: Arc::new(Metrics::new()), events };
+        let config = SchedulerConfig {
+            static_tasks: vec![RecurringTask::new("minutely", "every 1m", "test.noop").unwrap()],
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(config).reporting_to(telemetry, THRESHOLD);
+
+        let first_pass = scheduler.run_once(&store, pass(own, 0)).unwrap();
+        assert!(first_pass.skipped.is_empty());
+        let late = scheduler.run_once(&store, pass(own, 630)).unwrap();
+        // The latest overdue run (10 min) still runs; 1 to 9 min are skipped.
+        assert_eq!(late.skipped, vec![("minutely".to_string(), at(60), at(540))]);
+        assert_eq!(late.enqueued.len(), 1);
+        rx.recv_timeout(Duration::from_secs(2)).into_iter().chain(rx.try_iter()).collect()
+    }
+
+    #[test]
+    fn the_leader_reports_skipped_runs_once() {
+        let events = missed_runs_reported(true);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            Event::RecurringRunMissed { key, run_at } => {
+                assert_eq!(key, "minutely");
+                assert_eq!(*run_at, at(540).naive_utc(), "the last skipped run");
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_process_skips_the_same_runs_silently() {
+        assert!(missed_runs_reported(false).is_empty());
+    }
+}
