@@ -526,6 +526,12 @@ impl RuntimeHandle {
         self.telemetry.metrics.clone()
     }
 
+    /// How long a silent heartbeat may last before the watchdog judges a process dead
+    /// (`SOLIDQ_ALIVE_THRESHOLD`).
+    pub fn alive_threshold(&self) -> Duration {
+        self.alive_threshold
+    }
+
     /// An exporter of the database gauges and this process's series.
     pub fn exporter(&self) -> Exporter {
         Exporter::new(self.store.clone(), self.alive_threshold).with_process(self.telemetry.metrics.clone())

@@ -363,7 +363,48 @@ backend_test!(
         assert_eq!(db.state(seeded.failed[0]), "discarded");
         assert_eq!(db.state(other), "failed");
     }
+
+    async fn mounted_with_a_runtime_it_serves_that_process_metrics_and_probes(db: TestDb) {
+        let config = common::fixtures::fast_config(&db, 2);
+        let runtime = solidq::Runtime::with_store(config, db.connect_again(), common::fixtures::logger())
+            .expect("runtime")
+            .register_async::<Ping, _, _>(|_, _| async { Ok(()) });
+        let queue = runtime.queue();
+        let handle = runtime.start().expect("start");
+        let options = DashboardOptions::new().logger(common::fixtures::logger()).runtime(&handle);
+        let app = test::init_service(App::new().service(dashboard::scope("/ops", db.store.clone(), options))).await;
+        common::wait_for("registered", std::time::Duration::from_secs(10), || handle.metrics().process().is_some())
+            .await;
+        queue.enqueue(Ping).await.expect("enqueue");
+        common::wait_for("the job ran", std::time::Duration::from_secs(10), || {
+            handle
+                .metrics_text()
+                .contains(r#"solidq_jobs_executed_total{queue="default",kind="test.ping",outcome="finished"} 1"#)
+        })
+        .await;
+        let (status, metrics) = get!(&app, "/ops/metrics");
+        assert_eq!(status, StatusCode::OK);
+        // The process's own series, not only the database gauges.
+        assert!(metrics.contains(r#"solidq_jobs_enqueued_total{queue="default",kind="test.ping"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"outcome="finished"} 1"#), "{metrics}");
+        assert!(metrics.contains("solidq_processes{state=\"alive\"} 1"), "{metrics}");
+        assert_eq!(get!(&app, "/ops/health/live").0, StatusCode::OK);
+        let (status, ready) = get!(&app, "/ops/health/ready");
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        let (_, processes) = get!(&app, "/ops/processes");
+        assert!(processes.contains("alive"), "{processes}");
+        handle.shutdown().await;
+        let (status, ready) = get!(&app, "/ops/health/ready");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "after shutdown: {ready}");
+    }
 );
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Ping;
+
+impl solidq::Job for Ping {
+    const KIND: &'static str = "test.ping";
+}
 
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

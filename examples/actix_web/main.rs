@@ -12,6 +12,10 @@
 //! curl -i http://127.0.0.1:8080/jobs/1
 //! ```
 //!
+//! With the `dashboard` feature the app also mounts the solidq dashboard, with this runtime's
+//! metrics and health probes, under `/ops/jobs` (`cargo run --features dashboard --example
+//! actix_web`, then open http://127.0.0.1:8080/ops/jobs/).
+//!
 //! `tests/actix_web.rs` runs the same routes against every backend.
 
 mod app;
@@ -25,14 +29,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SOLIDQ_* variables, logging, migrations.
     let runtime = Runtime::from_env()?.register::<app::WelcomeEmail, _, _>(|| app::Mailer);
     let db = app::AppDb::open(&runtime.config().database_url)?;
-    let state = web::Data::new(app::AppState { db, store: runtime.store() });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(app::routes))
-        // On a signal actix-web would stop the whole System, solidq's actors with it, before
-        // they could drain: stop the server ourselves, then shut the runtime down.
-        .disable_signals()
-        .bind(&addr)?
-        .run();
+    let store = runtime.store();
+    let state = web::Data::new(app::AppState { db, store: store.clone() });
     let handle = runtime.start()?;
+    #[cfg(feature = "dashboard")]
+    let ops = solidq::dashboard::DashboardOptions::from_lookup(|name| std::env::var(name).ok())?.runtime(&handle);
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(state.clone()).configure(app::routes);
+        // The dashboard, its /metrics and /health/* under a prefix of the app's choosing.
+        #[cfg(feature = "dashboard")]
+        let app = app.service(solidq::dashboard::scope("/ops/jobs", store.clone(), ops.clone()));
+        #[cfg(not(feature = "dashboard"))]
+        let _ = &store;
+        app
+    })
+    // On a signal actix-web would stop the whole System, solidq's actors with it, before
+    // they could drain: stop the server ourselves, then shut the runtime down.
+    .disable_signals()
+    .bind(&addr)?
+    .run();
     println!("listening on http://{addr}");
 
     let http = server.handle();

@@ -229,6 +229,38 @@ impl DashboardOptions {
         })
     }
 
+    /// Everything from a running embedded runtime: `/metrics` with the database gauges and
+    /// this process's own series, `/health/live` from its actors and heartbeat,
+    /// `/health/ready` from its database and process row, and its alive threshold.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: solidq::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    /// use solidq::dashboard::{self, DashboardOptions};
+    /// let store = runtime.store();
+    /// let handle = runtime.start()?;
+    /// let options = DashboardOptions::from_lookup(|name| std::env::var(name).ok())?.runtime(&handle);
+    /// actix_web::HttpServer::new(move || {
+    ///     actix_web::App::new().service(dashboard::scope("/ops/jobs", store.clone(), options.clone()))
+    /// })
+    /// .bind(("127.0.0.1", 8080))?
+    /// .run()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn runtime(self, handle: &crate::RuntimeHandle) -> Self {
+        let (live, ready, exporter) = (handle.clone(), handle.clone(), Arc::new(handle.exporter()));
+        self.alive_threshold(handle.alive_threshold())
+            .metrics(move || exporter.scrape())
+            .live(move || {
+                let health = live.health_live();
+                ProbeAnswer { ok: health.ok, reason: health.reason }
+            })
+            .ready(move || {
+                let health = ready.health_ready_blocking();
+                ProbeAnswer { ok: health.ok, reason: health.reason }
+            })
+    }
+
     /// Whether a token is set.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
