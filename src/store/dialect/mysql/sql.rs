@@ -1,0 +1,1 @@
+//! The statements of the MySQL dialect whose text is fixed, and the rows they return.
