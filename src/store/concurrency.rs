@@ -120,7 +120,9 @@ pub(crate) fn release_keys(
             .optional()?;
         let Some((limit, duration_ms)) = first else { continue };
         let duration = chrono::Duration::milliseconds(duration_ms.unwrap_or(i64::MAX / 4).min(i64::MAX / 4));
-        let cutoff = now.checked_sub_signed(duration).unwrap_or(NaiveDateTime::MIN);
+        let cutoff = now
+            .checked_sub_signed(duration)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         let waiting: i64 =
             ready::table.inner_join(jobs::table).filter(jobs::concurrency_key.eq(key)).count().get_result(conn)?;
         let running: i64 = claimed::table

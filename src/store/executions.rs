@@ -144,7 +144,7 @@ pub(crate) fn mark_finished(
             DbConnection::Sqlite(conn) => {
                 keys.extend(query.returning(jobs::concurrency_key).load::<Option<String>>(conn)?.into_iter().flatten())
             }
-            DbConnection::Postgres(_) => {
+            _ => {
                 query.execute(conn)?;
                 keys.extend(keys_of(conn, chunk)?);
             }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::concurrency;
 use super::connection::DbConnection;
+use super::dialect::take_ids;
 use super::executions::{end_jobs, insert_ready, keys_of, EndState};
 use super::inspect::{job_ids_on, jobs_on, JobFilter};
 use super::schema::{
@@ -272,9 +273,8 @@ impl Store {
             let done = self.write(action, |conn| {
                 let ids = job_ids_on(conn, &filter)?;
                 // The rows deleted decide: a job retried or discarded meanwhile is left alone.
-                let taken: Vec<JobId> = diesel::delete(failed::table.filter(failed::job_id.eq_any(&ids)))
-                    .returning(failed::job_id)
-                    .get_results(conn)?;
+                let taken: Vec<JobId> =
+                    take_ids!(conn, failed, failed::table.filter(failed::job_id.eq_any(&ids)); failed::job_id)?;
                 then(self, conn, &taken)?;
                 Ok(ids.len())
             })?;

@@ -177,7 +177,9 @@ impl Store {
         alive_threshold: Duration,
     ) -> StoreResult<Option<crate::model::ProcessId>> {
         let threshold = chrono::Duration::from_std(alive_threshold).unwrap_or(chrono::Duration::MAX);
-        let cutoff = now.checked_sub_signed(threshold).unwrap_or(NaiveDateTime::MIN);
+        let cutoff = now
+            .checked_sub_signed(threshold)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         self.with_connection("finding the leading process", |conn| {
             processes::table
                 .filter(processes::last_heartbeat_at.ge(at(cutoff)))

@@ -18,7 +18,6 @@ use crate::store::sql_types::{at, At};
 use serde::Serialize;
 
 use super::connection::DbConnection;
-use super::dialect::on_backend;
 use super::schema::{solidq_recurring_executions as runs, solidq_recurring_tasks as tasks};
 use super::{Store, StoreResult};
 use crate::model::{JobId, NewJob};
@@ -159,29 +158,56 @@ impl<'a> TaskWrite<'a> {
 /// Inserts the task of `write` or, when a task has its key, updates that one (`ON CONFLICT
 /// (key) DO UPDATE`, so that schedulers starting together never collide).
 fn upsert_task(conn: &mut DbConnection, write: &TaskWrite<'_>) -> QueryResult<()> {
-    on_backend!(conn, |conn| diesel::insert_into(tasks::table)
-        .values((write, tasks::created_at.eq(write.updated_at)))
-        .on_conflict(tasks::key)
-        .do_update()
-        .set(write)
-        .execute(conn)
-        .map(drop))
+    let row = (write, tasks::created_at.eq(write.updated_at));
+    match conn {
+        DbConnection::Sqlite(conn) => {
+            diesel::insert_into(tasks::table).values(row).on_conflict(tasks::key).do_update().set(write).execute(conn)
+        }
+        DbConnection::Postgres(conn) => {
+            diesel::insert_into(tasks::table).values(row).on_conflict(tasks::key).do_update().set(write).execute(conn)
+        }
+        // `ON DUPLICATE KEY UPDATE`: `key` is the only unique key a new row can collide on.
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(conn) => diesel::insert_into(tasks::table)
+            .values(row)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(write)
+            .execute(conn),
+    }
+    .map(drop)
 }
 
 /// Inserts the run (`task_key`, `run_at`) with no job yet, unless it exists (`ON CONFLICT DO
 /// NOTHING`); returns whether this call inserted it. The unique (task_key, run_at) decides
 /// which scheduler enqueues a run.
 fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, now: NaiveDateTime) -> QueryResult<bool> {
-    let inserted = on_backend!(conn, |conn| diesel::insert_into(runs::table)
-        .values((
-            runs::task_key.eq(task_key),
-            runs::run_at.eq(at(run_at)),
-            runs::job_id.eq(None::<JobId>),
-            runs::created_at.eq(at(now)),
-        ))
-        .on_conflict((runs::task_key, runs::run_at))
-        .do_nothing()
-        .execute(conn))?;
+    let row = (
+        runs::task_key.eq(task_key),
+        runs::run_at.eq(at(run_at)),
+        runs::job_id.eq(None::<JobId>),
+        runs::created_at.eq(at(now)),
+    );
+    let inserted = match conn {
+        DbConnection::Sqlite(conn) => diesel::insert_into(runs::table)
+            .values(row)
+            .on_conflict((runs::task_key, runs::run_at))
+            .do_nothing()
+            .execute(conn),
+        DbConnection::Postgres(conn) => diesel::insert_into(runs::table)
+            .values(row)
+            .on_conflict((runs::task_key, runs::run_at))
+            .do_nothing()
+            .execute(conn),
+        // A plain INSERT: a no-op `ON DUPLICATE KEY UPDATE` would count 1 row (diesel connects
+        // with CLIENT_FOUND_ROWS), the same as an insert. A duplicate fails only this statement;
+        // the transaction goes on.
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(conn) => match diesel::insert_into(runs::table).values(row).execute(conn) {
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(0),
+            other => other,
+        },
+    }?;
     Ok(inserted == 1)
 }
 

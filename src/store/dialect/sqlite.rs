@@ -291,7 +291,7 @@ impl Dialect for Sqlite {
     fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String> {
         let conn = match conn {
             DbConnection::Sqlite(conn) => conn,
-            DbConnection::Postgres(_) => return Err("the SQLite dialect was given a PostgreSQL connection".into()),
+            _ => return Err("the SQLite dialect was given another backend's connection".into()),
         };
         // One IMMEDIATE transaction around all pending migrations (each runs in a savepoint):
         // several processes migrating the same file at once apply them exactly once.

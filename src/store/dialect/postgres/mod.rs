@@ -127,7 +127,7 @@ impl Dialect for Postgres {
     fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String> {
         let conn = match conn {
             DbConnection::Postgres(conn) => conn,
-            DbConnection::Sqlite(_) => return Err("the PostgreSQL dialect was given a SQLite connection".into()),
+            _ => return Err("the PostgreSQL dialect was given another backend's connection".into()),
         };
         // All pending migrations in one transaction (each in a savepoint), serialized per
         // schema by a transaction-level advisory lock so concurrent starts apply them once.
