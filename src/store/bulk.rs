@@ -14,6 +14,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use serde::Serialize;
 
 use super::concurrency;
@@ -141,7 +143,7 @@ fn apply_on(
                     .filter(jobs::finished_at.is_not_null())
                     .filter(jobs::end_state.eq(end.as_str())),
             )
-            .set(jobs::updated_at.eq(now))
+            .set(jobs::updated_at.eq(at(now)))
             .returning(jobs::id)
             .get_results(conn)?;
             restart(store, conn, &taken, now)?;
@@ -153,7 +155,7 @@ fn apply_on(
                 .filter(jobs::cancel_requested_at.is_null())
                 .filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
         )
-        .set(jobs::cancel_requested_at.eq(now))
+        .set(jobs::cancel_requested_at.eq(at(now)))
         .returning(jobs::id)
         .get_results(conn)?,
         (Action::Discard | Action::Cancel, _) => {

@@ -16,6 +16,8 @@ use std::collections::BTreeSet;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::store::sql_types::at;
+
 use super::connection::DbConnection;
 use super::dialect::Dialect;
 use super::executions::{end_jobs, insert_ready, EndState};
@@ -67,7 +69,7 @@ pub(crate) fn admit(
                 blocked::queue_name.eq(queue.as_str()),
                 blocked::priority.eq(*priority),
                 blocked::concurrency_key.eq(key.as_str()),
-                blocked::created_at.eq(now),
+                blocked::created_at.eq(at(now)),
             )
         })
         .collect();
@@ -124,7 +126,7 @@ pub(crate) fn release_keys(
         let running: i64 = claimed::table
             .inner_join(jobs::table)
             .filter(jobs::concurrency_key.eq(key))
-            .filter(claimed::created_at.gt(cutoff))
+            .filter(claimed::created_at.gt(at(cutoff)))
             .count()
             .get_result(conn)?;
         let free = i64::from(limit) - waiting - running;

@@ -10,6 +10,8 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use serde::Serialize;
 
 use super::concurrency;
@@ -229,7 +231,7 @@ impl Store {
                 let marked = diesel::update(
                     jobs::table.filter(jobs::id.eq(id)).filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
                 )
-                .set(jobs::cancel_requested_at.eq(now))
+                .set(jobs::cancel_requested_at.eq(at(now)))
                 .execute(conn)?;
                 Ok(Ok(if marked > 0 { Step::Done(Cancelled::Requested) } else { Step::Moved }))
             }
@@ -299,7 +301,7 @@ impl Store {
                 return Ok(0);
             }
             diesel::insert_into(pauses::table)
-                .values((pauses::queue_name.eq(queue), pauses::created_at.eq(now)))
+                .values((pauses::queue_name.eq(queue), pauses::created_at.eq(at(now))))
                 .execute(conn)
         })?;
         Ok(inserted > 0)
@@ -361,7 +363,7 @@ impl Store {
         // Ended jobs have no execution rows: nothing maintenance reads changes.
         self.write_unmarked("clearing finished jobs", true, |conn| {
             let ids: Vec<JobId> = jobs::table
-                .filter(jobs::finished_at.lt(before))
+                .filter(jobs::finished_at.lt(at(before)))
                 .order(jobs::id)
                 .limit(i64::try_from(batch).unwrap_or(i64::MAX))
                 .select(jobs::id)
@@ -406,7 +408,7 @@ pub(crate) fn restart(store: &Store, conn: &mut DbConnection, ids: &[JobId], now
                 jobs::end_state.eq(None::<String>),
                 jobs::cancel_requested_at.eq(None::<NaiveDateTime>),
                 jobs::scheduled_at.eq(None::<NaiveDateTime>),
-                jobs::updated_at.eq(now),
+                jobs::updated_at.eq(at(now)),
             ))
             .execute(conn)?;
         diesel::update(jobs::table.find(id).filter(jobs::attempts.ge(jobs::max_attempts)))

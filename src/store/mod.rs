@@ -46,6 +46,7 @@ pub(crate) mod params;
 pub mod processes;
 pub mod recurring;
 pub(crate) mod schema;
+pub(crate) mod sql_types;
 pub mod views;
 
 pub use bulk::{ActionOutcome, JobSelection};

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::dsl::max;
 use diesel::prelude::*;
+
+use crate::store::sql_types::{at, At};
 use serde::Serialize;
 
 use super::connection::DbConnection;
@@ -134,7 +136,7 @@ pub(crate) struct TaskWrite<'a> {
     time_zone: &'a str,
     run_missed: &'a str,
     is_static: bool,
-    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) updated_at: At,
 }
 
 impl<'a> TaskWrite<'a> {
@@ -149,7 +151,7 @@ impl<'a> TaskWrite<'a> {
             time_zone: task.time_zone.name(),
             run_missed: task.run_missed.as_str(),
             is_static,
-            updated_at: now,
+            updated_at: at(now),
         }
     }
 }
@@ -173,9 +175,9 @@ fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, no
     let inserted = on_backend!(conn, |conn| diesel::insert_into(runs::table)
         .values((
             runs::task_key.eq(task_key),
-            runs::run_at.eq(run_at),
+            runs::run_at.eq(at(run_at)),
             runs::job_id.eq(None::<JobId>),
-            runs::created_at.eq(now),
+            runs::created_at.eq(at(now)),
         ))
         .on_conflict((runs::task_key, runs::run_at))
         .do_nothing()
@@ -349,7 +351,7 @@ impl Store {
                 .first()
                 .map(|enqueued| enqueued.id());
                 diesel::update(
-                    runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(run.run_at)),
+                    runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(at(run.run_at))),
                 )
                 .set(runs::job_id.eq(id))
                 .execute(conn)?;
@@ -368,7 +370,7 @@ impl Store {
         self.read("reading the runs of a recurring task", |conn| {
             runs::table
                 .filter(runs::task_key.eq(key))
-                .filter(runs::run_at.ge(since))
+                .filter(runs::run_at.ge(at(since)))
                 .order(runs::run_at.asc())
                 .select((runs::task_key, runs::run_at, runs::job_id))
                 .load(conn)

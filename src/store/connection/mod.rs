@@ -43,6 +43,7 @@ use crate::model::DatabaseUrl;
 mod sqlite_file;
 
 pub use multi::DbConnection;
+pub(crate) use multi::MultiBackend;
 pub use sqlite_file::SqliteFile;
 pub(crate) use sqlite_file::{moved as sqlite_moved, refuse_writes_if_moved};
 

@@ -7,6 +7,8 @@
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -301,7 +303,7 @@ impl Dialect for Postgres {
         // committed first makes the cutoff fail.
         match cutoff {
             Some(cutoff) => diesel::delete(
-                processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(cutoff)),
+                processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(at(cutoff))),
             )
             .returning(returned)
             .get_result(conn)

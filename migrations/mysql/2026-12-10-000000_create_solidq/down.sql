@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS solidq_job_failures;
+DROP TABLE IF EXISTS solidq_recurring_executions;
+DROP TABLE IF EXISTS solidq_recurring_tasks;
+DROP TABLE IF EXISTS solidq_processes;
+DROP TABLE IF EXISTS solidq_pauses;
+DROP TABLE IF EXISTS solidq_blocked_executions;
+DROP TABLE IF EXISTS solidq_failed_executions;
+DROP TABLE IF EXISTS solidq_claimed_executions;
+DROP TABLE IF EXISTS solidq_scheduled_executions;
+DROP TABLE IF EXISTS solidq_ready_executions;
+DROP TABLE IF EXISTS solidq_jobs;
+DROP TABLE IF EXISTS solidq_concurrency_locks;
