@@ -488,12 +488,11 @@ fn scrape_time_on_a_big_table(db: &TestDb) {
         let from = series.replace("{n}", &n.to_string());
         let cte = match db.backend() {
             "postgres" => String::new(),
-            "mysql" => format!(
-                "WITH d(v) AS (SELECT 0 UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL \
+            "mysql" => "WITH d(v) AS (SELECT 0 UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL \
                  SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL \
                  SELECT 9), digits(x) AS (SELECT a.v + 10 * b.v + 100 * c.v + 1000 * e.v + 10000 * f.v + \
                  100000 * g.v + 1 FROM d a, d b, d c, d e, d f, d g) "
-            ),
+                .to_string(),
             _ => format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "),
         };
         let queue = match (queue, db.backend()) {

@@ -112,8 +112,10 @@ mod mysql_only {
         let (locked, is_locked) = std::sync::mpsc::channel();
         let holder = thread::spawn(move || {
             let mut conn = crate::common::mysql_connection(&url);
-            conn.batch_execute(&format!("START TRANSACTION; SELECT id FROM solidq_processes WHERE id = {p} FOR UPDATE;"))
-                .unwrap();
+            conn.batch_execute(&format!(
+                "START TRANSACTION; SELECT id FROM solidq_processes WHERE id = {p} FOR UPDATE;"
+            ))
+            .unwrap();
             locked.send(()).unwrap();
             thread::sleep(Duration::from_secs(7));
             conn.batch_execute("COMMIT").unwrap();
