@@ -252,8 +252,8 @@ fn fresh_database(backend: &str, scenario: &str) -> Database {
         }
         #[cfg(feature = "mysql")]
         "mysql" => {
-            let admin = std::env::var("SOLIDQ_BENCH_MYSQL_URL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+            let admin =
+                std::env::var("SOLIDQ_BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
             let name = format!("solidq_bench_{}_{scenario}", std::process::id());
             let mut conn = diesel::MysqlConnection::establish(&admin).expect("connecting to SOLIDQ_BENCH_MYSQL_URL");
             conn.batch_execute(&format!("DROP DATABASE IF EXISTS `{name}`")).expect("dropping");
@@ -675,8 +675,7 @@ struct AutoincLockMode {
 /// default) does not, and the store falls back to one INSERT per job.
 #[cfg(feature = "mysql")]
 fn autoinc_lock_mode() -> Option<i64> {
-    let admin =
-        std::env::var("SOLIDQ_BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+    let admin = std::env::var("SOLIDQ_BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
     let admin = match std::env::var("SOLIDQ_DATABASE_URL") {
         Ok(url) if url.starts_with("mysql://") => url,
         _ => admin,
