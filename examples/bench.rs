@@ -1,10 +1,14 @@
-//! The benchmark: `cargo run --release --example bench -- --backend sqlite|postgres
-//! [--scenario drain|enqueue|latency|schedule|idle|all] [--jobs N]`.
+//! The benchmark: `cargo run --release --example bench -- --backend sqlite|postgres|mysql
+//! [--scenario drain|enqueue|latency|schedule|idle|all] [--jobs N]` (`mysql` needs
+//! `--features mysql`).
 //!
 //! Runs against `SOLIDQ_DATABASE_URL` when it is set, otherwise against a fresh database it
-//! creates (a SQLite file in a temporary directory, or a PostgreSQL database named
-//! `solidq_bench_<pid>` on `SOLIDQ_BENCH_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`, dropped at the end). The runtime runs with the
+//! creates (a SQLite file in a temporary directory, a PostgreSQL database named
+//! `solidq_bench_<pid>_<scenario>` on `SOLIDQ_BENCH_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, or a MySQL/MariaDB database of the same name
+//! on `SOLIDQ_BENCH_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/mysql`; dropped at the
+//! end). On MySQL each line also reports the server's `innodb_autoinc_lock_mode`, which decides
+//! whether a bulk enqueue is one INSERT per batch (0 or 1) or one per job (2). The runtime runs with the
 //! configuration a user gets (the `SOLIDQ_*` variables, defaults otherwise): handler actors,
 //! heartbeat and watchdog on, durable commits. Prints one JSON line per scenario:
 //!
@@ -197,8 +201,11 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if !["sqlite", "postgres"].contains(&args.backend.as_str()) {
-        return Err(format!("--backend is sqlite or postgres, not {:?}", args.backend));
+    if !["sqlite", "postgres", "mysql"].contains(&args.backend.as_str()) {
+        return Err(format!("--backend is sqlite, postgres or mysql, not {:?}", args.backend));
+    }
+    if args.backend == "mysql" && !cfg!(feature = "mysql") {
+        return Err("--backend mysql needs `--features mysql`".into());
     }
     if !["drain", "enqueue", "latency", "schedule", "idle", "all"].contains(&args.scenario.as_str()) {
         return Err(format!("--scenario is drain, enqueue, latency, schedule, idle or all, not {:?}", args.scenario));
@@ -211,6 +218,9 @@ struct Database {
     url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
     drop_pg: Option<(String, String)>,
+    /// The MySQL server URL and the database to drop there.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    drop_mysql: Option<(String, String)>,
 }
 
 impl Drop for Database {
@@ -220,18 +230,38 @@ impl Drop for Database {
                 let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }
+        #[cfg(feature = "mysql")]
+        if let Some((admin, name)) = self.drop_mysql.take() {
+            if let Ok(mut conn) = diesel::MysqlConnection::establish(&admin) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS `{name}`"));
+            }
+        }
     }
 }
 
 fn fresh_database(backend: &str, scenario: &str) -> Database {
     if let Ok(url) = std::env::var("SOLIDQ_DATABASE_URL") {
-        return Database { url: DatabaseUrl::parse(&url).expect("SOLIDQ_DATABASE_URL"), _dir: None, drop_pg: None };
+        let url = DatabaseUrl::parse(&url).expect("SOLIDQ_DATABASE_URL");
+        return Database { url, _dir: None, drop_pg: None, drop_mysql: None };
     }
     match backend {
         "sqlite" => {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let url = DatabaseUrl::Sqlite(dir.path().join("bench.sqlite3"));
-            Database { url, _dir: Some(dir), drop_pg: None }
+            Database { url, _dir: Some(dir), drop_pg: None, drop_mysql: None }
+        }
+        #[cfg(feature = "mysql")]
+        "mysql" => {
+            let admin = std::env::var("SOLIDQ_BENCH_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+            let name = format!("solidq_bench_{}_{scenario}", std::process::id());
+            let mut conn = diesel::MysqlConnection::establish(&admin).expect("connecting to SOLIDQ_BENCH_MYSQL_URL");
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS `{name}`")).expect("dropping");
+            conn.batch_execute(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+                .expect("creating the bench database");
+            let (base, _) = admin.rsplit_once('/').expect("a database name in the URL");
+            let url = DatabaseUrl::Mysql(format!("{base}/{name}"));
+            Database { url, _dir: None, drop_pg: None, drop_mysql: Some((admin, name)) }
         }
         _ => {
             let admin = std::env::var("SOLIDQ_BENCH_POSTGRES_URL")
@@ -242,7 +272,7 @@ fn fresh_database(backend: &str, scenario: &str) -> Database {
             conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("creating the bench database");
             let (base, _) = admin.rsplit_once('/').expect("a database name in the URL");
             let url = DatabaseUrl::Postgres(format!("{base}/{name}"));
-            Database { url, _dir: None, drop_pg: Some((admin, name)) }
+            Database { url, _dir: None, drop_pg: Some((admin, name)), drop_mysql: None }
         }
     }
 }
@@ -312,6 +342,9 @@ fn per_s(count: usize, took: Duration) -> u64 {
 fn emit(mut line: serde_json::Value, backend: &str, scenario: &str) {
     let (rss, peak) = memory();
     line["backend"] = json!(backend);
+    if backend == "mysql" {
+        line["innodb_autoinc_lock_mode"] = json!(autoinc_lock_mode());
+    }
     line["scenario"] = json!(scenario);
     line["rss_mb"] = json!((rss * 10.0).round() / 10.0);
     line["peak_rss_mb"] = json!((peak * 10.0).round() / 10.0);
@@ -370,9 +403,19 @@ fn drain_scenario(args: &Args) {
     let seeded = seed(&open(&db.url, None), args.jobs, 0);
     let operations = Arc::new(Operations::default());
     let store = open(&db.url, Some(operations.clone()));
-    if let DatabaseUrl::Postgres(url) = &db.url {
-        // As after any bulk load: without statistics the planner scans tables whole.
-        PgConnection::establish(url).expect("connecting").batch_execute("ANALYZE").expect("ANALYZE");
+    // As after any bulk load: without statistics the planner scans tables whole.
+    match &db.url {
+        DatabaseUrl::Postgres(url) => {
+            PgConnection::establish(url).expect("connecting").batch_execute("ANALYZE").expect("ANALYZE");
+        }
+        #[cfg(feature = "mysql")]
+        DatabaseUrl::Mysql(url) => {
+            diesel::MysqlConnection::establish(url)
+                .expect("connecting")
+                .batch_execute("ANALYZE TABLE solidq_jobs, solidq_ready_executions")
+                .expect("ANALYZE TABLE");
+        }
+        _ => {}
     }
     let system = System::new();
     let counter = Counter::default();
@@ -616,8 +659,38 @@ fn idle_scenario(args: &Args) {
 fn url_text(url: &DatabaseUrl) -> String {
     match url {
         DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-        DatabaseUrl::Postgres(url) => url.clone(),
+        DatabaseUrl::Postgres(url) | DatabaseUrl::Mysql(url) => url.clone(),
     }
+}
+
+#[cfg(feature = "mysql")]
+#[derive(diesel::QueryableByName)]
+struct AutoincLockMode {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    mode: i64,
+}
+
+/// The MySQL server's `@@innodb_autoinc_lock_mode` (`None` if it cannot be read): 0 or 1 give a
+/// multi-row INSERT consecutive ids, so a bulk enqueue is one INSERT per batch; 2 (MySQL 8's
+/// default) does not, and the store falls back to one INSERT per job.
+#[cfg(feature = "mysql")]
+fn autoinc_lock_mode() -> Option<i64> {
+    let admin =
+        std::env::var("SOLIDQ_BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+    let admin = match std::env::var("SOLIDQ_DATABASE_URL") {
+        Ok(url) if url.starts_with("mysql://") => url,
+        _ => admin,
+    };
+    let mut conn = diesel::MysqlConnection::establish(&admin).ok()?;
+    let row: AutoincLockMode =
+        diesel::sql_query("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED) AS mode").get_result(&mut conn).ok()?;
+    Some(row.mode)
+}
+
+/// No MySQL backend in this build.
+#[cfg(not(feature = "mysql"))]
+fn autoinc_lock_mode() -> Option<i64> {
+    None
 }
 
 fn main() {

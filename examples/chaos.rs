@@ -18,6 +18,8 @@ use actix::prelude::*;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
 use diesel::{PgConnection, SqliteConnection};
 use serde::{Deserialize, Serialize};
 use solidq::{Config, DatabaseUrl, EnqueueOptions, Job, JobError, NewJob, Perform, Runtime, SharedStore, Store};
@@ -38,6 +40,8 @@ impl Job for ChaosJob {
 enum AppDb {
     Sqlite(SqliteConnection),
     Pg(PgConnection),
+    #[cfg(feature = "mysql")]
+    Mysql(MysqlConnection),
 }
 
 #[derive(QueryableByName)]
@@ -59,6 +63,10 @@ impl AppDb {
                 AppDb::Sqlite(conn)
             }
             DatabaseUrl::Postgres(url) => AppDb::Pg(PgConnection::establish(url)?),
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => AppDb::Mysql(MysqlConnection::establish(url)?),
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => return Err("a mysql:// URL needs `--features mysql`".into()),
         })
     }
 
@@ -73,6 +81,11 @@ impl AppDb {
                 diesel::sql_query(create).execute(c)?;
                 diesel::sql_query("DELETE FROM chaos_executions").execute(c)?;
             }
+            #[cfg(feature = "mysql")]
+            AppDb::Mysql(c) => {
+                diesel::sql_query(create).execute(c)?;
+                diesel::sql_query("DELETE FROM chaos_executions").execute(c)?;
+            }
         }
         Ok(())
     }
@@ -84,6 +97,11 @@ impl AppDb {
                 .bind::<Integer, _>(pid)
                 .execute(c),
             AppDb::Pg(c) => diesel::sql_query("INSERT INTO chaos_executions (job_id, pid) VALUES ($1, $2)")
+                .bind::<BigInt, _>(job_id)
+                .bind::<Integer, _>(pid)
+                .execute(c),
+            #[cfg(feature = "mysql")]
+            AppDb::Mysql(c) => diesel::sql_query("INSERT INTO chaos_executions (job_id, pid) VALUES (?, ?)")
                 .bind::<BigInt, _>(job_id)
                 .bind::<Integer, _>(pid)
                 .execute(c),
@@ -105,6 +123,13 @@ impl AppDb {
                     .bind::<Integer, _>(pid)
                     .execute(c)
             }
+            #[cfg(feature = "mysql")]
+            AppDb::Mysql(c) => {
+                diesel::sql_query("UPDATE chaos_executions SET finished = 1 WHERE job_id = ? AND pid = ?")
+                    .bind::<BigInt, _>(job_id)
+                    .bind::<Integer, _>(pid)
+                    .execute(c)
+            }
         }
         .map(|_| ())
     }
@@ -114,6 +139,8 @@ impl AppDb {
         match self {
             AppDb::Sqlite(c) => diesel::sql_query(sql).load(c),
             AppDb::Pg(c) => diesel::sql_query(sql).load(c),
+            #[cfg(feature = "mysql")]
+            AppDb::Mysql(c) => diesel::sql_query(sql).load(c),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The demo: `cargo run --example demo`.
 //!
-//! Creates the database (SQLite `solidq.sqlite3` unless `SOLIDQ_DATABASE_URL` says otherwise),
+//! Creates the database (SQLite `solidq.sqlite3` unless `SOLIDQ_DATABASE_URL` says otherwise;
+//! a `mysql://` URL needs `--features mysql`),
 //! registers an async handler actor and a blocking one on a `SyncArbiter`, enqueues a mix of
 //! jobs (immediate, scheduled a few seconds out, different priorities, one whose handler panics
 //! on its first run, one that fails with an error and succeeds on its retry, one that snoozes,

@@ -249,10 +249,10 @@ fn a_malformed_variable_exits_2_naming_it() {
 #[test]
 fn an_unknown_url_scheme_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", "mysql://root:hunter2@localhost/jobs")], &["migrate"]);
+    let run = solidq(dir.path(), &[("SOLIDQ_DATABASE_URL", "oracle://root:hunter2@localhost/jobs")], &["migrate"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("SOLIDQ_DATABASE_URL"), "{}", run.stderr);
-    assert!(run.stderr.contains("\"mysql\""), "{}", run.stderr);
+    assert!(run.stderr.contains("\"oracle\""), "{}", run.stderr);
     assert!(run.stderr.contains("postgres://"), "{}", run.stderr);
     assert!(!run.stderr.contains("hunter2"), "password leaked: {}", run.stderr);
 }

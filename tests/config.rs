@@ -105,7 +105,7 @@ fn every_variable_is_read() {
 #[test]
 fn every_malformed_variable_is_named_with_its_value_and_the_accepted_form() {
     let cases = [
-        ("SOLIDQ_DATABASE_URL", "mysql://db/jobs"),
+        ("SOLIDQ_DATABASE_URL", "oracle://db/jobs"),
         ("SOLIDQ_POOL_SIZE", "abc"),
         ("SOLIDQ_WORKERS", "default"),
         ("SOLIDQ_POLLING_INTERVAL", "fast"),
@@ -226,10 +226,14 @@ fn database_urls_by_scheme() {
     let err = url("sqlite://").unwrap_err();
     assert_eq!(problem_variables(&err), vec!["SOLIDQ_DATABASE_URL"]);
 
-    let err = url("mysql://root:hunter2@db/jobs").unwrap_err();
+    // Every build parses MySQL URLs (one built without the `mysql` feature refuses to connect).
+    assert_eq!(url("mysql://app:pw@db:3306/jobs").unwrap(), DatabaseUrl::Mysql("mysql://app:pw@db:3306/jobs".into()));
+    assert_eq!(url("mariadb://db/jobs").unwrap(), DatabaseUrl::Mysql("mysql://db/jobs".into()));
+
+    let err = url("oracle://root:hunter2@db/jobs").unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("\"mysql\""), "{text}");
-    for accepted in ["sqlite://", "sqlite:///", "postgres://", "postgresql://"] {
+    assert!(text.contains("\"oracle\""), "{text}");
+    for accepted in ["sqlite://", "sqlite:///", "postgres://", "postgresql://", "mysql://"] {
         assert!(text.contains(accepted), "{text}");
     }
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
@@ -243,6 +247,8 @@ fn database_url_display_hides_the_password() {
     assert!(!url.to_string().contains("s3cret"));
     let url = DatabaseUrl::parse("sqlite:///tmp/jobs.sqlite3").unwrap();
     assert_eq!(url.to_string(), "sqlite:///tmp/jobs.sqlite3");
+    let url = DatabaseUrl::parse("mysql://app:s3cret@db:3306/jobs").unwrap();
+    assert!(!url.to_string().contains("s3cret"), "{url}");
 }
 
 #[test]

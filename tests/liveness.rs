@@ -1,5 +1,6 @@
-//! PostgreSQL session liveness when the server drops every session at once (as a restart or
-//! failover does): live processes take their locks again and nobody reaps anybody.
+//! Session liveness (PostgreSQL's advisory locks, MySQL's named locks) when the server drops
+//! every session at once (as a restart or failover does): live processes take their locks again
+//! and nobody reaps anybody.
 
 mod common;
 
@@ -7,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{Noop, NoopHandler};
-use diesel::prelude::*;
 use solidq::config::{Config, WorkerGroup};
 use solidq::model::{JobState, QueuePattern};
 use solidq::{Runtime, RuntimeHandle, SharedStore, Store};
@@ -31,7 +31,16 @@ fn start(db: &common::TestDb, store: SharedStore) -> RuntimeHandle {
 #[actix_rt::test]
 async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reaped() {
     let Some(db) = common::TestDb::postgres() else { return };
-    let pg_url = db.postgres_url().unwrap();
+    sessions_dropped_by_the_server_do_not_get_live_processes_reaped(db).await;
+}
+
+#[actix_rt::test]
+async fn mysql_sessions_dropped_by_the_server_do_not_get_live_processes_reaped() {
+    let Some(db) = common::TestDb::mysql() else { return };
+    sessions_dropped_by_the_server_do_not_get_live_processes_reaped(db).await;
+}
+
+async fn sessions_dropped_by_the_server_do_not_get_live_processes_reaped(db: common::TestDb) {
     let stores: Vec<SharedStore> = (0..2).map(|_| Arc::new(Store::connect(&db.url, 3).unwrap())).collect();
     let handles: Vec<RuntimeHandle> = stores.iter().map(|s| start(&db, s.clone())).collect();
     let started = Instant::now();
@@ -47,10 +56,13 @@ async fn postgres_sessions_dropped_by_the_server_do_not_get_live_processes_reape
         }
     }
     // The server ends both lock sessions, as a restart would.
-    let mut admin = PgConnection::establish(pg_url).unwrap();
+    let mut admin = db.raw_connection();
     for (store, id) in stores.iter().zip(&ids) {
         let pid = store.session_id(*id).expect("a lock session");
-        diesel::sql_query(format!("SELECT pg_terminate_backend({pid})")).execute(&mut admin).unwrap();
+        match db.backend() {
+            "mysql" => admin.batch_execute(&format!("KILL CONNECTION {pid}")).unwrap(),
+            _ => admin.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap(),
+        }
     }
     // Well past the watchdogs' confirmation window: both must still be registered as themselves.
     actix_rt::time::sleep(Duration::from_secs(3)).await;

@@ -407,6 +407,18 @@ fn readiness_fails_when_postgres_does_not_answer() {
     let Some(db) = TestDb::postgres() else { return };
     let proxy = common::outage::Proxy::start(common::outage::server_of(db.postgres_url().unwrap()));
     let url = solidq::DatabaseUrl::Postgres(common::outage::via(db.postgres_url().unwrap(), proxy.addr));
+    readiness_fails_when_the_server_does_not_answer(proxy, url);
+}
+
+#[test]
+fn readiness_fails_when_mysql_does_not_answer() {
+    let Some(db) = TestDb::mysql() else { return };
+    let proxy = common::outage::Proxy::start(common::outage::server_of(db.mysql_url().unwrap()));
+    let url = solidq::DatabaseUrl::Mysql(common::outage::via(db.mysql_url().unwrap(), proxy.addr));
+    readiness_fails_when_the_server_does_not_answer(proxy, url);
+}
+
+fn readiness_fails_when_the_server_does_not_answer(proxy: common::outage::Proxy, url: solidq::DatabaseUrl) {
     let store = solidq::store::connect(&url, 2).expect("connect through the proxy");
     assert!(solidq::health::database_ready(&store).ok);
     proxy.cut();
@@ -467,21 +479,36 @@ fn events_reach_an_actix_recipient() {
 fn scrape_time_on_a_big_table(db: &TestDb) {
     let (series, now) = match db.backend() {
         "postgres" => ("generate_series(1, {n}) AS s(x)", "TIMESTAMP '2026-01-01 00:00:00'"),
+        // Six digits cross-joined (no generate_series, and a recursive CTE of a million rows
+        // passes MySQL's cte_max_recursion_depth).
+        "mysql" => ("digits", "TIMESTAMP '2026-01-01 00:00:00'"),
         _ => ("c", "'2026-01-01 00:00:00'"),
     };
     let insert = |n: u64, queue: &str, finished: bool| {
         let from = series.replace("{n}", &n.to_string());
-        let cte = if db.backend() == "postgres" {
-            String::new()
-        } else {
-            format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) ")
+        let cte = match db.backend() {
+            "postgres" => String::new(),
+            "mysql" => format!(
+                "WITH d(v) AS (SELECT 0 UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL \
+                 SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL \
+                 SELECT 9), digits(x) AS (SELECT a.v + 10 * b.v + 100 * c.v + 1000 * e.v + 10000 * f.v + \
+                 100000 * g.v + 1 FROM d a, d b, d c, d e, d f, d g) "
+            ),
+            _ => format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "),
         };
-        let queue = if queue == "spread" { "'q' || (x % 10)".to_string() } else { format!("'{queue}'") };
+        let queue = match (queue, db.backend()) {
+            ("spread", "mysql") => "CONCAT('q', x % 10)".to_string(),
+            ("spread", _) => "'q' || (x % 10)".to_string(),
+            _ => format!("'{queue}'"),
+        };
         let finished = if finished { now } else { "NULL" };
+        let limit = if db.backend() == "mysql" { format!(" WHERE x <= {n}") } else { String::new() };
+        // MySQL takes the WITH after INSERT … (in the SELECT), the others before INSERT.
+        let (before, after) = if db.backend() == "mysql" { (String::new(), cte) } else { (cte, String::new()) };
         db.execute_sql(&format!(
-            "{cte}INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, \
-             finished_at, created_at, updated_at) SELECT {queue}, 'big.job', '{{}}', 0, 1, 5, {finished}, {now}, {now} \
-             FROM {from}"
+            "{before}INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts, \
+             finished_at, created_at, updated_at) {after}SELECT {queue}, 'big.job', '{{}}', 0, 1, 5, {finished}, \
+             {now}, {now} FROM {from}{limit}"
         ));
     };
     insert(1_000_000, "default", true);
@@ -495,8 +522,10 @@ fn scrape_time_on_a_big_table(db: &TestDb) {
         "INSERT INTO solidq_failed_executions (job_id, created_at, error_kind, message) \
          SELECT id, {now}, 'Error', 'boom' FROM solidq_jobs WHERE queue_name = 'failing'"
     ));
-    if db.backend() == "postgres" {
-        db.execute_sql("ANALYZE");
+    match db.backend() {
+        "postgres" => db.execute_sql("ANALYZE"),
+        "mysql" => db.execute_sql("ANALYZE TABLE solidq_jobs, solidq_ready_executions, solidq_failed_executions"),
+        _ => {}
     }
     let exporter = Exporter::new(db.store.clone(), Duration::from_secs(300)).cache_for(Duration::ZERO);
     let text = exporter.scrape();
@@ -528,6 +557,14 @@ fn scrape_time_on_a_big_table_sqlite() {
 #[ignore = "seeds a million rows; run with --ignored"]
 fn scrape_time_on_a_big_table_postgres() {
     if let Some(db) = TestDb::postgres() {
+        scrape_time_on_a_big_table(&db);
+    }
+}
+
+#[test]
+#[ignore = "seeds a million rows; run with --ignored"]
+fn scrape_time_on_a_big_table_mysql() {
+    if let Some(db) = TestDb::mysql() {
         scrape_time_on_a_big_table(&db);
     }
 }

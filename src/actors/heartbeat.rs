@@ -146,13 +146,14 @@ impl Heartbeat {
         self.fence.do_send(LostContact { silent_for });
     }
 
-    /// The row this process writes about itself, with a fresh unique name.
+    /// The row this process writes about itself, with a fresh unique name (at most 255 bytes,
+    /// as MySQL's `VARCHAR(255)` column holds).
     pub fn describe(details: &ProcessDetails) -> NewProcess {
         let hostname = liveness::hostname();
         let pid = std::process::id() as i32;
         NewProcess {
             kind: "Runtime".into(),
-            name: format!("runtime-{hostname}-{pid}-{:08x}", fastrand::u32(..)),
+            name: format!("runtime-{}-{pid}-{:08x}", truncated(&hostname, MAX_HOSTNAME_IN_NAME), fastrand::u32(..)),
             pid,
             hostname,
             metadata: liveness::process_metadata(details.clone()),
@@ -362,4 +363,16 @@ impl Handler<Deregister> for Heartbeat {
             result.map_err(|e| e.to_string())
         }))
     }
+}
+
+/// Bytes of the hostname kept in a process name: the rest of the name takes at most 36 more.
+const MAX_HOSTNAME_IN_NAME: usize = 200;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

@@ -279,12 +279,12 @@ mod tests {
     #[test]
     fn every_configuration_problem_is_printed() {
         let (code, out, err) =
-            run_test(&["status"], &[("SOLIDQ_POOL_SIZE", "abc"), ("SOLIDQ_DATABASE_URL", "mysql://x")]);
+            run_test(&["status"], &[("SOLIDQ_POOL_SIZE", "abc"), ("SOLIDQ_DATABASE_URL", "oracle://x")]);
         assert_eq!(code, EXIT_USAGE);
         assert_eq!(out, "");
         assert!(err.starts_with("error: invalid configuration (2 problems):\n"), "{err}");
         assert!(err.contains("  SOLIDQ_POOL_SIZE=\"abc\""), "{err}");
-        assert!(err.contains("\"mysql\""), "{err}");
+        assert!(err.contains("\"oracle\""), "{err}");
     }
 
     #[test]

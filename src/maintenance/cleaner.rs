@@ -53,7 +53,10 @@ impl Service for Cleaner {
 
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<usize> {
         let keep = chrono::Duration::from_std(self.keep).unwrap_or(chrono::Duration::MAX);
-        let before = pass.now.checked_sub_signed(keep).unwrap_or(chrono::NaiveDateTime::MIN);
+        let before = pass
+            .now
+            .checked_sub_signed(keep)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         let mut cleared = 0;
         for _ in 0..MAX_BATCHES_PER_PASS {
             let deleted = store.clear_finished(before, CLEAR_BATCH)?;

@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDateTime;
 use slog::{warn, Logger};
 
 use super::{Pass, Service};
@@ -210,7 +209,10 @@ impl Watchdog {
 
     fn judge(&mut self, store: &Store, pass: Pass) -> StoreResult<WatchOutcome> {
         let threshold = chrono::Duration::from_std(self.config.alive_threshold).unwrap_or(chrono::Duration::MAX);
-        let cutoff = pass.now.checked_sub_signed(threshold).unwrap_or(NaiveDateTime::MIN);
+        let cutoff = pass
+            .now
+            .checked_sub_signed(threshold)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         let (rows, seen_at) = self.process_rows(store, &pass)?;
         let others: Vec<_> = rows.into_iter().filter(|p| Some(p.id) != pass.own).collect();
         let watch_resumed_after = self.saw_database(seen_at);
@@ -323,6 +325,7 @@ impl Service for Watchdog {
 mod tests {
     use super::*;
     use crate::model::{DatabaseUrl, NewProcess};
+    use chrono::NaiveDateTime;
 
     const THRESHOLD: Duration = Duration::from_secs(10);
 

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::Malformed;
 
 /// The database URLs accepted, shown in error messages.
-pub const URL_FORM: &str = "use sqlite://relative/path, sqlite:///absolute/path, postgres://… or postgresql://…";
+pub const URL_FORM: &str =
+    "use sqlite://relative/path, sqlite:///absolute/path, postgres://…, postgresql://… or mysql://user[:pw]@host[:port]/db";
 
 /// Where the jobs live, chosen by the URL's scheme (see [`DatabaseUrl::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +17,15 @@ pub enum DatabaseUrl {
     Sqlite(PathBuf),
     /// `postgres://…` or `postgresql://…`, kept whole for libpq.
     Postgres(String),
+    /// `mysql://user[:password]@host[:port]/database` (MySQL 8.0.1+ or MariaDB 10.6+), kept
+    /// whole; `mariadb://…` is accepted and kept as `mysql://…`. It parses in every build;
+    /// connecting needs the `mysql` cargo feature.
+    Mysql(String),
 }
 
 impl DatabaseUrl {
     /// Parses a database URL, choosing the backend by its scheme: `sqlite://relative/path`,
-    /// `sqlite:///absolute/path`, `postgres://…` or `postgresql://…`.
+    /// `sqlite:///absolute/path`, `postgres://…`, `postgresql://…`, `mysql://…` or `mariadb://…`.
     ///
     /// The error names the unsupported scheme and lists the accepted ones.
     ///
@@ -30,7 +35,8 @@ impl DatabaseUrl {
     ///
     /// assert_eq!(DatabaseUrl::parse("sqlite://data/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("data/jobs.db"))));
     /// assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/jobs.db"), Ok(DatabaseUrl::Sqlite(PathBuf::from("/var/lib/jobs.db"))));
-    /// assert!(DatabaseUrl::parse("mysql://db/jobs").unwrap_err().contains("\"mysql\""));
+    /// assert_eq!(DatabaseUrl::parse("mariadb://db/jobs"), Ok(DatabaseUrl::Mysql("mysql://db/jobs".into())));
+    /// assert!(DatabaseUrl::parse("oracle://db/jobs").unwrap_err().contains("\"oracle\""));
     /// ```
     pub fn parse(text: &str) -> Result<DatabaseUrl, String> {
         DatabaseUrl::parse_detailed(text).map_err(|malformed| malformed.to_string())
@@ -57,6 +63,8 @@ fn parse_url(text: &str) -> Result<DatabaseUrl, Malformed> {
             }
         }
         "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(text.to_string())),
+        // diesel's MySQL URL parser knows the `mysql` scheme only.
+        "mysql" | "mariadb" => Ok(DatabaseUrl::Mysql(format!("mysql://{rest}"))),
         _ => Err(Malformed::new(format!("has unsupported scheme {scheme:?}"), URL_FORM)),
     }
 }
@@ -113,7 +121,7 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            DatabaseUrl::Postgres(url) => f.write_str(&redact_url(url)),
+            DatabaseUrl::Postgres(url) | DatabaseUrl::Mysql(url) => f.write_str(&redact_url(url)),
         }
     }
 }
@@ -133,8 +141,11 @@ mod tests {
         assert!(DatabaseUrl::parse("sqlite://").unwrap_err().contains("empty"));
         assert!(DatabaseUrl::parse("sqlite:///").is_err());
         assert!(DatabaseUrl::parse("solidq.sqlite3").is_err());
-        let err = DatabaseUrl::parse("mysql://u:p@h/d").unwrap_err();
-        assert!(err.contains("\"mysql\"") && err.contains("postgresql://"), "{err}");
+        assert_eq!(DatabaseUrl::parse("mysql://u:p@h:3306/d"), Ok(DatabaseUrl::Mysql("mysql://u:p@h:3306/d".into())));
+        assert_eq!(DatabaseUrl::parse("MariaDB://h/d"), Ok(DatabaseUrl::Mysql("mysql://h/d".into())));
+        assert_eq!(DatabaseUrl::Mysql("mysql://u:p@h/d".into()).to_string(), "mysql://u:***@h/d");
+        let err = DatabaseUrl::parse("oracle://u:p@h/d").unwrap_err();
+        assert!(err.contains("\"oracle\"") && err.contains("postgresql://") && err.contains("mysql://"), "{err}");
     }
 
     #[test]

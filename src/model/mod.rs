@@ -60,6 +60,13 @@ pub fn latest_schedule() -> NaiveDateTime {
         .unwrap_or(NaiveDateTime::MAX)
 }
 
+/// The earliest time the store compares with, 1000-01-01 00:00:00 UTC: the start of MySQL's
+/// `DATETIME` range. A cutoff that would fall before it ("older than a very long time") is
+/// clamped to it; no row is older.
+pub fn earliest_time() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(1000, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0)).unwrap_or(NaiveDateTime::MIN)
+}
+
 /// A job ready to be inserted: kind, JSON arguments and where/when to run.
 ///
 /// Built from a typed [`Job`](crate::Job) with [`NewJob::from_job`], or from a raw kind and

@@ -14,10 +14,13 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use serde::Serialize;
 
 use super::concurrency;
 use super::connection::DbConnection;
+use super::dialect::take_ids;
 use super::executions::{end_jobs, keys_of, EndState};
 use super::inspect::jobs_on;
 use super::manage::{restart, ACTION_BATCH};
@@ -101,7 +104,7 @@ impl Action {
 fn take_waiting(conn: &mut DbConnection, ids: &[JobId], state: JobState) -> QueryResult<Vec<JobId>> {
     macro_rules! take {
         ($table:ident) => {
-            diesel::delete($table::table.filter($table::job_id.eq_any(ids))).returning($table::job_id).get_results(conn)
+            take_ids!(conn, $table, $table::table.filter($table::job_id.eq_any(ids)); $table::job_id)
         };
     }
     match state {
@@ -135,27 +138,29 @@ fn apply_on(
         (Action::Retry, _) => {
             // Ended jobs: taken while they still have the end state seen.
             let end = if state == JobState::Discarded { EndState::Discarded } else { EndState::Cancelled };
-            let taken: Vec<JobId> = diesel::update(
+            let taken: Vec<JobId> = take_ids!(
+                conn,
+                jobs,
                 jobs::table
                     .filter(jobs::id.eq_any(ids))
                     .filter(jobs::finished_at.is_not_null())
                     .filter(jobs::end_state.eq(end.as_str())),
-            )
-            .set(jobs::updated_at.eq(now))
-            .returning(jobs::id)
-            .get_results(conn)?;
+                set jobs::updated_at.eq(at(now));
+                jobs::id
+            )?;
             restart(store, conn, &taken, now)?;
             taken
         }
-        (Action::Cancel, JobState::Claimed) => diesel::update(
+        (Action::Cancel, JobState::Claimed) => take_ids!(
+            conn,
+            jobs,
             jobs::table
                 .filter(jobs::id.eq_any(ids))
                 .filter(jobs::cancel_requested_at.is_null())
                 .filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
-        )
-        .set(jobs::cancel_requested_at.eq(now))
-        .returning(jobs::id)
-        .get_results(conn)?,
+            set jobs::cancel_requested_at.eq(at(now));
+            jobs::id
+        )?,
         (Action::Discard | Action::Cancel, _) => {
             let taken = take_waiting(conn, ids, state)?;
             let end = if action == Action::Discard { EndState::Discarded } else { EndState::Cancelled };

@@ -16,6 +16,8 @@ use std::collections::BTreeSet;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::store::sql_types::at;
+
 use super::connection::DbConnection;
 use super::dialect::Dialect;
 use super::executions::{end_jobs, insert_ready, EndState};
@@ -67,7 +69,7 @@ pub(crate) fn admit(
                 blocked::queue_name.eq(queue.as_str()),
                 blocked::priority.eq(*priority),
                 blocked::concurrency_key.eq(key.as_str()),
-                blocked::created_at.eq(now),
+                blocked::created_at.eq(at(now)),
             )
         })
         .collect();
@@ -118,13 +120,15 @@ pub(crate) fn release_keys(
             .optional()?;
         let Some((limit, duration_ms)) = first else { continue };
         let duration = chrono::Duration::milliseconds(duration_ms.unwrap_or(i64::MAX / 4).min(i64::MAX / 4));
-        let cutoff = now.checked_sub_signed(duration).unwrap_or(NaiveDateTime::MIN);
+        let cutoff = now
+            .checked_sub_signed(duration)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         let waiting: i64 =
             ready::table.inner_join(jobs::table).filter(jobs::concurrency_key.eq(key)).count().get_result(conn)?;
         let running: i64 = claimed::table
             .inner_join(jobs::table)
             .filter(jobs::concurrency_key.eq(key))
-            .filter(claimed::created_at.gt(cutoff))
+            .filter(claimed::created_at.gt(at(cutoff)))
             .count()
             .get_result(conn)?;
         let free = i64::from(limit) - waiting - running;

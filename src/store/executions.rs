@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::sql_types::{at, Moment};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::Timestamp;
 
 use super::connection::DbConnection;
 use super::params::ID_CHUNK;
@@ -69,14 +69,14 @@ fn insert_ready_rows(
 ) -> QueryResult<usize> {
     let mut rows = jobs::table.filter(jobs::id.eq_any(chunk)).into_boxed();
     if due_only {
-        rows = rows.filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(now)));
+        rows = rows.filter(jobs::scheduled_at.is_null().or(jobs::scheduled_at.le(at(now))));
     }
     diesel::insert_into(ready::table)
         .values(rows.select((
             jobs::id,
             jobs::queue_name,
             jobs::priority,
-            now.into_sql::<Timestamp>(),
+            at(now).into_sql::<Moment>(),
             jobs::class_name,
         )))
         .into_columns((ready::job_id, ready::queue_name, ready::priority, ready::created_at, ready::class_name))
@@ -89,12 +89,12 @@ pub(crate) fn insert_executions(conn: &mut DbConnection, ids: &[JobId], now: Nai
     for chunk in ids.chunks(ID_CHUNK) {
         insert_ready_rows(conn, chunk, now, true)?;
         diesel::insert_into(scheduled::table)
-            .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(now)).select((
+            .values(jobs::table.filter(jobs::id.eq_any(chunk)).filter(jobs::scheduled_at.gt(at(now))).select((
                 jobs::id,
                 jobs::queue_name,
                 jobs::priority,
                 jobs::scheduled_at.assume_not_null(),
-                now.into_sql::<Timestamp>(),
+                at(now).into_sql::<Moment>(),
             )))
             .into_columns((
                 scheduled::job_id,
@@ -118,7 +118,7 @@ pub(crate) fn hand_back(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTi
 pub(crate) fn count_attempt(conn: &mut DbConnection, ids: &[JobId], now: NaiveDateTime) -> QueryResult<()> {
     for chunk in ids.chunks(ID_CHUNK) {
         diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(now)))
+            .set((jobs::attempts.eq(jobs::attempts + 1), jobs::updated_at.eq(at(now))))
             .execute(conn)?;
     }
     Ok(())
@@ -134,8 +134,8 @@ pub(crate) fn mark_finished(
     let mut keys = BTreeSet::new();
     for chunk in ids.chunks(ID_CHUNK) {
         let query = diesel::update(jobs::table.filter(jobs::id.eq_any(chunk))).set((
-            jobs::finished_at.eq(now),
-            jobs::updated_at.eq(now),
+            jobs::finished_at.eq(at(now)),
+            jobs::updated_at.eq(at(now)),
             jobs::attempts.eq(jobs::attempts + 1),
             jobs::unique_key.eq(None::<String>),
         ));
@@ -144,7 +144,7 @@ pub(crate) fn mark_finished(
             DbConnection::Sqlite(conn) => {
                 keys.extend(query.returning(jobs::concurrency_key).load::<Option<String>>(conn)?.into_iter().flatten())
             }
-            DbConnection::Postgres(_) => {
+            _ => {
                 query.execute(conn)?;
                 keys.extend(keys_of(conn, chunk)?);
             }
@@ -166,10 +166,10 @@ pub(crate) fn end_jobs(
     for chunk in ids.chunks(ID_CHUNK) {
         let target = jobs::table.filter(jobs::id.eq_any(chunk));
         let ended = (
-            jobs::finished_at.eq(now),
+            jobs::finished_at.eq(at(now)),
             jobs::end_state.eq(end_state.as_str()),
             jobs::unique_key.eq(None::<String>),
-            jobs::updated_at.eq(now),
+            jobs::updated_at.eq(at(now)),
         );
         match &error {
             Some(error) => diesel::update(target).set((ended, jobs::last_error.eq(error))).execute(conn)?,
@@ -193,7 +193,7 @@ pub(crate) fn insert_failed(
             failed::message.eq(&error.message),
             failed::backtrace.eq(&error.backtrace),
             failed::cause.eq(&error.cause),
-            failed::created_at.eq(now),
+            failed::created_at.eq(at(now)),
         ))
         .execute(conn)?;
     Ok(())

@@ -10,10 +10,13 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use serde::Serialize;
 
 use super::concurrency;
 use super::connection::DbConnection;
+use super::dialect::take_ids;
 use super::executions::{end_jobs, insert_ready, keys_of, EndState};
 use super::inspect::{job_ids_on, jobs_on, JobFilter};
 use super::schema::{
@@ -229,7 +232,7 @@ impl Store {
                 let marked = diesel::update(
                     jobs::table.filter(jobs::id.eq(id)).filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
                 )
-                .set(jobs::cancel_requested_at.eq(now))
+                .set(jobs::cancel_requested_at.eq(at(now)))
                 .execute(conn)?;
                 Ok(Ok(if marked > 0 { Step::Done(Cancelled::Requested) } else { Step::Moved }))
             }
@@ -270,9 +273,8 @@ impl Store {
             let done = self.write(action, |conn| {
                 let ids = job_ids_on(conn, &filter)?;
                 // The rows deleted decide: a job retried or discarded meanwhile is left alone.
-                let taken: Vec<JobId> = diesel::delete(failed::table.filter(failed::job_id.eq_any(&ids)))
-                    .returning(failed::job_id)
-                    .get_results(conn)?;
+                let taken: Vec<JobId> =
+                    take_ids!(conn, failed, failed::table.filter(failed::job_id.eq_any(&ids)); failed::job_id)?;
                 then(self, conn, &taken)?;
                 Ok(ids.len())
             })?;
@@ -299,7 +301,7 @@ impl Store {
                 return Ok(0);
             }
             diesel::insert_into(pauses::table)
-                .values((pauses::queue_name.eq(queue), pauses::created_at.eq(now)))
+                .values((pauses::queue_name.eq(queue), pauses::created_at.eq(at(now))))
                 .execute(conn)
         })?;
         Ok(inserted > 0)
@@ -361,7 +363,7 @@ impl Store {
         // Ended jobs have no execution rows: nothing maintenance reads changes.
         self.write_unmarked("clearing finished jobs", true, |conn| {
             let ids: Vec<JobId> = jobs::table
-                .filter(jobs::finished_at.lt(before))
+                .filter(jobs::finished_at.lt(at(before)))
                 .order(jobs::id)
                 .limit(i64::try_from(batch).unwrap_or(i64::MAX))
                 .select(jobs::id)
@@ -406,7 +408,7 @@ pub(crate) fn restart(store: &Store, conn: &mut DbConnection, ids: &[JobId], now
                 jobs::end_state.eq(None::<String>),
                 jobs::cancel_requested_at.eq(None::<NaiveDateTime>),
                 jobs::scheduled_at.eq(None::<NaiveDateTime>),
-                jobs::updated_at.eq(now),
+                jobs::updated_at.eq(at(now)),
             ))
             .execute(conn)?;
         diesel::update(jobs::table.find(id).filter(jobs::attempts.ge(jobs::max_attempts)))

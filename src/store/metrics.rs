@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+
+use crate::store::sql_types::at;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use serde::Serialize;
 
 use super::connection::DbConnection;
@@ -53,7 +55,7 @@ struct QueueStateRow {
     state: String,
     #[diesel(sql_type = BigInt)]
     jobs: i64,
-    #[diesel(sql_type = Nullable<Timestamp>)]
+    #[diesel(sql_type = Nullable<crate::store::sql_types::Moment>)]
     oldest: Option<NaiveDateTime>,
 }
 
@@ -175,10 +177,12 @@ impl Store {
         alive_threshold: Duration,
     ) -> StoreResult<Option<crate::model::ProcessId>> {
         let threshold = chrono::Duration::from_std(alive_threshold).unwrap_or(chrono::Duration::MAX);
-        let cutoff = now.checked_sub_signed(threshold).unwrap_or(NaiveDateTime::MIN);
+        let cutoff = now
+            .checked_sub_signed(threshold)
+            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
         self.with_connection("finding the leading process", |conn| {
             processes::table
-                .filter(processes::last_heartbeat_at.ge(cutoff))
+                .filter(processes::last_heartbeat_at.ge(at(cutoff)))
                 .select(diesel::dsl::min(processes::id))
                 .get_result(conn)
         })

@@ -46,6 +46,7 @@ pub(crate) mod params;
 pub mod processes;
 pub mod recurring;
 pub(crate) mod schema;
+pub(crate) mod sql_types;
 pub mod views;
 
 pub use bulk::{ActionOutcome, JobSelection};
@@ -139,6 +140,24 @@ impl Store {
                     changes: Arc::default(),
                 })
             }
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => {
+                let manager = connection::Manager::Mysql(url.clone());
+                let pool = connection::pool(manager, pool_size, connection::MYSQL_POOL_TIMEOUT, "connecting to MySQL")?;
+                let dialect = Box::new(dialect::mysql::Mysql::new(url.clone()));
+                Ok(Store {
+                    dialect,
+                    writer: pool.clone(),
+                    reader: pool,
+                    observer: None,
+                    claimed_since_tidy: AtomicUsize::new(0),
+                    ready_wakers: Mutex::default(),
+                    last_claim_empty: Default::default(),
+                    changes: Arc::default(),
+                })
+            }
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => Err(connection::mysql_not_built("connecting to MySQL")),
         }
     }
 
@@ -204,7 +223,7 @@ impl Store {
         self
     }
 
-    /// `sqlite` or `postgres`.
+    /// `sqlite`, `postgres` or `mysql`.
     pub fn backend(&self) -> &'static str {
         self.dialect.name()
     }
@@ -273,7 +292,12 @@ impl Store {
                     f(&mut conn)
                 };
                 match result {
-                    Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => retries += 1,
+                    Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => {
+                        // The transaction was rolled back; a pause lets the other side of a
+                        // deadlock finish first.
+                        std::thread::sleep(self.dialect.retry_pause(retries));
+                        retries += 1;
+                    }
                     Err(err) => {
                         connection::discard_after_error(&mut conn);
                         // A commit refused because the SQLite file went away: say so.

@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::solidq_jobs as jobs;
+use super::sql_types::{at, At};
 use crate::model::{ClaimToken, NewJob, ProcessId, QueuePattern};
 
 /// Ids bound per statement when a list of ids is sent (SQLite binds each one).
@@ -24,8 +25,8 @@ pub(crate) struct JobInsert<'a> {
     attempts: i32,
     max_attempts: i32,
     scheduled_at: Option<NaiveDateTime>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
+    created_at: At,
+    updated_at: At,
 }
 
 impl<'a> JobInsert<'a> {
@@ -41,8 +42,8 @@ impl<'a> JobInsert<'a> {
             attempts: 0,
             max_attempts: job.max_attempts,
             scheduled_at: job.scheduled_at,
-            created_at: now,
-            updated_at: now,
+            created_at: at(now),
+            updated_at: at(now),
         }
     }
 

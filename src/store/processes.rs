@@ -3,6 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::store::sql_types::{at, At};
+
 use super::connection::DbConnection;
 use super::executions::hand_back;
 use super::schema::solidq_processes as processes;
@@ -27,8 +29,8 @@ struct ProcessInsert<'a> {
     pid: i32,
     hostname: &'a str,
     metadata: String,
-    last_heartbeat_at: NaiveDateTime,
-    created_at: NaiveDateTime,
+    last_heartbeat_at: At,
+    created_at: At,
 }
 
 /// Inserts the process row and returns its id (found by the unique name: no backend needs
@@ -41,8 +43,8 @@ fn insert_process(conn: &mut DbConnection, process: &NewProcess, now: NaiveDateT
             pid: process.pid,
             hostname: &process.hostname,
             metadata: process.metadata.to_json(),
-            last_heartbeat_at: now,
-            created_at: now,
+            last_heartbeat_at: at(now),
+            created_at: at(now),
         })
         .execute(conn)?;
     processes::table.filter(processes::name.eq(&process.name)).select(processes::id).first(conn)
@@ -80,9 +82,9 @@ impl Store {
             let row = processes::table.find(process);
             match metadata {
                 Some(metadata) => diesel::update(row)
-                    .set((processes::last_heartbeat_at.eq(now), processes::metadata.eq(metadata.to_json())))
+                    .set((processes::last_heartbeat_at.eq(at(now)), processes::metadata.eq(metadata.to_json())))
                     .execute(conn),
-                None => diesel::update(row).set(processes::last_heartbeat_at.eq(now)).execute(conn),
+                None => diesel::update(row).set(processes::last_heartbeat_at.eq(at(now))).execute(conn),
             }
         })?;
         if stamped > 0 {

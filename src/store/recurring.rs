@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::dsl::max;
 use diesel::prelude::*;
+
+use crate::store::sql_types::{at, At};
 use serde::Serialize;
 
 use super::connection::DbConnection;
-use super::dialect::on_backend;
 use super::schema::{solidq_recurring_executions as runs, solidq_recurring_tasks as tasks};
 use super::{Store, StoreResult};
 use crate::model::{JobId, NewJob};
@@ -134,7 +135,7 @@ pub(crate) struct TaskWrite<'a> {
     time_zone: &'a str,
     run_missed: &'a str,
     is_static: bool,
-    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) updated_at: At,
 }
 
 impl<'a> TaskWrite<'a> {
@@ -149,7 +150,7 @@ impl<'a> TaskWrite<'a> {
             time_zone: task.time_zone.name(),
             run_missed: task.run_missed.as_str(),
             is_static,
-            updated_at: now,
+            updated_at: at(now),
         }
     }
 }
@@ -157,29 +158,56 @@ impl<'a> TaskWrite<'a> {
 /// Inserts the task of `write` or, when a task has its key, updates that one (`ON CONFLICT
 /// (key) DO UPDATE`, so that schedulers starting together never collide).
 fn upsert_task(conn: &mut DbConnection, write: &TaskWrite<'_>) -> QueryResult<()> {
-    on_backend!(conn, |conn| diesel::insert_into(tasks::table)
-        .values((write, tasks::created_at.eq(write.updated_at)))
-        .on_conflict(tasks::key)
-        .do_update()
-        .set(write)
-        .execute(conn)
-        .map(drop))
+    let row = (write, tasks::created_at.eq(write.updated_at));
+    match conn {
+        DbConnection::Sqlite(conn) => {
+            diesel::insert_into(tasks::table).values(row).on_conflict(tasks::key).do_update().set(write).execute(conn)
+        }
+        DbConnection::Postgres(conn) => {
+            diesel::insert_into(tasks::table).values(row).on_conflict(tasks::key).do_update().set(write).execute(conn)
+        }
+        // `ON DUPLICATE KEY UPDATE`: `key` is the only unique key a new row can collide on.
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(conn) => diesel::insert_into(tasks::table)
+            .values(row)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(write)
+            .execute(conn),
+    }
+    .map(drop)
 }
 
 /// Inserts the run (`task_key`, `run_at`) with no job yet, unless it exists (`ON CONFLICT DO
 /// NOTHING`); returns whether this call inserted it. The unique (task_key, run_at) decides
 /// which scheduler enqueues a run.
 fn insert_run(conn: &mut DbConnection, task_key: &str, run_at: NaiveDateTime, now: NaiveDateTime) -> QueryResult<bool> {
-    let inserted = on_backend!(conn, |conn| diesel::insert_into(runs::table)
-        .values((
-            runs::task_key.eq(task_key),
-            runs::run_at.eq(run_at),
-            runs::job_id.eq(None::<JobId>),
-            runs::created_at.eq(now),
-        ))
-        .on_conflict((runs::task_key, runs::run_at))
-        .do_nothing()
-        .execute(conn))?;
+    let row = (
+        runs::task_key.eq(task_key),
+        runs::run_at.eq(at(run_at)),
+        runs::job_id.eq(None::<JobId>),
+        runs::created_at.eq(at(now)),
+    );
+    let inserted = match conn {
+        DbConnection::Sqlite(conn) => diesel::insert_into(runs::table)
+            .values(row)
+            .on_conflict((runs::task_key, runs::run_at))
+            .do_nothing()
+            .execute(conn),
+        DbConnection::Postgres(conn) => diesel::insert_into(runs::table)
+            .values(row)
+            .on_conflict((runs::task_key, runs::run_at))
+            .do_nothing()
+            .execute(conn),
+        // A plain INSERT: a no-op `ON DUPLICATE KEY UPDATE` would count 1 row (diesel connects
+        // with CLIENT_FOUND_ROWS), the same as an insert. A duplicate fails only this statement;
+        // the transaction goes on.
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(conn) => match diesel::insert_into(runs::table).values(row).execute(conn) {
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(0),
+            other => other,
+        },
+    }?;
     Ok(inserted == 1)
 }
 
@@ -349,7 +377,7 @@ impl Store {
                 .first()
                 .map(|enqueued| enqueued.id());
                 diesel::update(
-                    runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(run.run_at)),
+                    runs::table.filter(runs::task_key.eq(&run.task_key)).filter(runs::run_at.eq(at(run.run_at))),
                 )
                 .set(runs::job_id.eq(id))
                 .execute(conn)?;
@@ -368,7 +396,7 @@ impl Store {
         self.read("reading the runs of a recurring task", |conn| {
             runs::table
                 .filter(runs::task_key.eq(key))
-                .filter(runs::run_at.ge(since))
+                .filter(runs::run_at.ge(at(since)))
                 .order(runs::run_at.asc())
                 .select((runs::task_key, runs::run_at, runs::job_id))
                 .load(conn)

@@ -1,8 +1,11 @@
-//! Table definitions, shared by both backends (see `migrations/sqlite` and
-//! `migrations/postgres`). All timestamps are UTC.
+//! Table definitions, shared by every backend (see `migrations/sqlite`, `migrations/postgres`
+//! and `migrations/mysql`). All times are UTC, of the SQL type [`Moment`](super::sql_types::Moment).
 #![allow(missing_docs)]
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Every job ever enqueued; its state is which execution table holds it.
     solidq_jobs (id) {
         id -> BigInt,
@@ -15,16 +18,16 @@ diesel::table! {
         /// Executions started.
         attempts -> Integer,
         max_attempts -> Integer,
-        scheduled_at -> Nullable<Timestamp>,
-        finished_at -> Nullable<Timestamp>,
+        scheduled_at -> Nullable<Moment>,
+        finished_at -> Nullable<Moment>,
         /// JSON text of a `FailureRecord`.
         last_error -> Nullable<Text>,
         concurrency_key -> Nullable<Text>,
-        created_at -> Timestamp,
-        updated_at -> Timestamp,
+        created_at -> Moment,
+        updated_at -> Moment,
         /// NULL with `finished_at` set: finished; else `discarded` or `cancelled`.
         end_state -> Nullable<Text>,
-        cancel_requested_at -> Nullable<Timestamp>,
+        cancel_requested_at -> Nullable<Moment>,
         /// Held while the job may still run.
         unique_key -> Nullable<Text>,
         concurrency_limit -> Nullable<Integer>,
@@ -35,47 +38,59 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Jobs waiting for a worker.
     solidq_ready_executions (id) {
         id -> BigInt,
         job_id -> BigInt,
         queue_name -> Text,
         priority -> Integer,
-        created_at -> Timestamp,
+        created_at -> Moment,
         /// The job's kind: workers claim only kinds they have handlers for.
         class_name -> Text,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Jobs waiting for their time.
     solidq_scheduled_executions (id) {
         id -> BigInt,
         job_id -> BigInt,
         queue_name -> Text,
         priority -> Integer,
-        scheduled_at -> Timestamp,
-        created_at -> Timestamp,
+        scheduled_at -> Moment,
+        created_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Jobs held by a process; `id` is the claim's fencing token and is never reused.
     solidq_claimed_executions (id) {
         id -> BigInt,
         job_id -> BigInt,
         /// No foreign key: orphans are possible and swept by `release_orphans`.
         process_id -> BigInt,
-        created_at -> Timestamp,
+        created_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Jobs that failed for good.
     solidq_failed_executions (id) {
         id -> BigInt,
         job_id -> BigInt,
-        created_at -> Timestamp,
+        created_at -> Moment,
         /// `FailureKind` name.
         error_kind -> Text,
         message -> Text,
@@ -85,6 +100,9 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Jobs over their concurrency limit, waiting for a holder to end.
     solidq_blocked_executions (id) {
         id -> BigInt,
@@ -92,19 +110,25 @@ diesel::table! {
         queue_name -> Text,
         priority -> Integer,
         concurrency_key -> Text,
-        created_at -> Timestamp,
+        created_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Paused queues: nothing is claimed from them.
     solidq_pauses (queue_name) {
         queue_name -> Text,
-        created_at -> Timestamp,
+        created_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Registered runtime processes and their heartbeats.
     solidq_processes (id) {
         id -> BigInt,
@@ -114,12 +138,15 @@ diesel::table! {
         hostname -> Text,
         /// JSON text.
         metadata -> Text,
-        last_heartbeat_at -> Timestamp,
-        created_at -> Timestamp,
+        last_heartbeat_at -> Moment,
+        created_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Recurring tasks: static ones (configured) and dynamic ones (added at runtime).
     solidq_recurring_tasks (id) {
         id -> BigInt,
@@ -138,21 +165,24 @@ diesel::table! {
         /// `skip` or `latest`.
         run_missed -> Text,
         is_static -> Bool,
-        created_at -> Timestamp,
-        updated_at -> Timestamp,
+        created_at -> Moment,
+        updated_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// One row per run of a recurring task, unique by (task_key, run_at).
     solidq_recurring_executions (id) {
         id -> BigInt,
         task_key -> Text,
         /// The run's time on the schedule (whole seconds).
-        run_at -> Timestamp,
+        run_at -> Moment,
         /// The job enqueued for it; NULL only inside the enqueueing transaction.
         job_id -> Nullable<BigInt>,
-        created_at -> Timestamp,
+        created_at -> Moment,
     }
 }
 
@@ -178,6 +208,9 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
     /// Every failed attempt of every job (retried, failed for good, discarded with an error),
     /// kept for the job's page; `solidq_jobs.last_error` has only the last.
     solidq_job_failures (id) {
@@ -190,6 +223,6 @@ diesel::table! {
         message -> Text,
         backtrace -> Nullable<Text>,
         cause -> Nullable<Text>,
-        created_at -> Timestamp,
+        created_at -> Moment,
     }
 }

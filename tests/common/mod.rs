@@ -2,9 +2,11 @@
 //! ([`backend_test!`]) and the one list of backends they run on ([`for_each_backend!`]), test
 //! jobs and handlers, a log recorder and database outages on demand.
 //!
-//! A [`TestDb`] is a fresh SQLite file in a temporary directory, or a fresh schema in the
-//! PostgreSQL database named by `SOLIDQ_TEST_POSTGRES_URL`; each is private to one test, so
-//! tests run in parallel. Without the variable, PostgreSQL tests print `SKIPPED: …` and pass.
+//! A [`TestDb`] is a fresh SQLite file in a temporary directory, a fresh schema in the
+//! PostgreSQL database named by `SOLIDQ_TEST_POSTGRES_URL`, or a fresh database on the MySQL or
+//! MariaDB server named by `SOLIDQ_TEST_MYSQL_URL` (built with the `mysql` feature); each is
+//! private to one test, so tests run in parallel. Without its variable (or, for MySQL, without
+//! the feature), a backend's tests print `SKIPPED: …` and pass.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod fixtures;
@@ -16,11 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use solidq::{DatabaseUrl, SharedStore, Store};
 
 /// Environment variable naming the PostgreSQL database tests may create schemas in.
 pub const POSTGRES_URL_VAR: &str = "SOLIDQ_TEST_POSTGRES_URL";
+
+/// Environment variable naming a MySQL or MariaDB server (any database on it) where tests may
+/// create databases of their own; its user needs `CREATE` and `DROP`.
+pub const MYSQL_URL_VAR: &str = "SOLIDQ_TEST_MYSQL_URL";
 
 /// Connections per test pool: small, many tests run at once.
 pub const TEST_POOL_SIZE: u32 = 4;
@@ -32,6 +40,7 @@ macro_rules! for_each_backend {
     ($($callback:ident)::+ ! ($($args:tt)*)) => {
         $($callback)::+!(sqlite, Some($crate::common::TestDb::sqlite()), $($args)*);
         $($callback)::+!(postgres, $crate::common::TestDb::postgres(), $($args)*);
+        $($callback)::+!(mysql, $crate::common::TestDb::mysql(), $($args)*);
     };
 }
 pub(crate) use for_each_backend;
@@ -113,7 +122,7 @@ macro_rules! backend_case {
 pub(crate) use backend_case;
 
 /// A migrated, private database and a store connected to it. Dropping it removes the database
-/// (the SQLite directory, or the PostgreSQL schema).
+/// (the SQLite directory, the PostgreSQL schema or the MySQL database).
 pub struct TestDb {
     /// URL of the database (for stores or processes the test starts itself).
     pub url: DatabaseUrl,
@@ -126,6 +135,8 @@ pub struct TestDb {
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres(SchemaGuard),
+    #[cfg(feature = "mysql")]
+    Mysql(DatabaseGuard),
 }
 
 impl TestDb {
@@ -156,7 +167,40 @@ impl TestDb {
         Some(TestDb { url, store: Arc::new(store), _guard: Guard::Postgres(guard) })
     }
 
-    /// `sqlite` or `postgres`.
+    /// A fresh, migrated database of its own on the server named by `SOLIDQ_TEST_MYSQL_URL`, or
+    /// `None` (after saying so on stderr) when the variable is unset.
+    #[cfg(feature = "mysql")]
+    pub fn mysql() -> Option<TestDb> {
+        let Ok(base) = std::env::var(MYSQL_URL_VAR) else {
+            eprintln!("SKIPPED: {MYSQL_URL_VAR} is not set, MySQL test skipped");
+            return None;
+        };
+        // `solidq_t_<pid>_<n>_<hex>`: at most about 40 characters, MySQL allows 64.
+        let name = unique_schema_name();
+        let mut admin =
+            MysqlConnection::establish(&base).unwrap_or_else(|err| panic!("connecting to {MYSQL_URL_VAR}: {err}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+            .expect("creating the test database");
+        let guard = DatabaseGuard { base, name };
+        let url = DatabaseUrl::Mysql(guard.url());
+        let store = Store::connect(&url, TEST_POOL_SIZE).expect("connecting to MySQL");
+        store.migrate().expect("migrating the MySQL database");
+        Some(TestDb { url, store: Arc::new(store), _guard: Guard::Mysql(guard) })
+    }
+
+    /// Without the `mysql` feature there is no MySQL backend to test: always `None`, and said so.
+    #[cfg(not(feature = "mysql"))]
+    pub fn mysql() -> Option<TestDb> {
+        if std::env::var_os(MYSQL_URL_VAR).is_some() {
+            eprintln!("SKIPPED: built without the `mysql` feature, MySQL test skipped");
+        } else {
+            eprintln!("SKIPPED: {MYSQL_URL_VAR} is not set, MySQL test skipped");
+        }
+        None
+    }
+
+    /// `sqlite`, `postgres` or `mysql`.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
     }
@@ -171,7 +215,15 @@ impl TestDb {
     pub fn postgres_url(&self) -> Option<&str> {
         match &self.url {
             DatabaseUrl::Postgres(url) => Some(url),
-            DatabaseUrl::Sqlite(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The MySQL URL (naming the test's own database), if this is a MySQL database.
+    pub fn mysql_url(&self) -> Option<&str> {
+        match &self.url {
+            DatabaseUrl::Mysql(url) => Some(url),
+            _ => None,
         }
     }
 
@@ -179,24 +231,31 @@ impl TestDb {
     pub fn url_text(&self) -> String {
         match &self.url {
             DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-            DatabaseUrl::Postgres(url) => url.clone(),
+            DatabaseUrl::Postgres(url) | DatabaseUrl::Mysql(url) => url.clone(),
         }
     }
 
-    /// Runs `sql` on a fresh connection to the test database, outside the store.
-    pub fn execute_sql(&self, sql: &str) {
+    /// A fresh connection to the test database, outside the store: another session, as an
+    /// application or a second tool would open it (for locks held across statements).
+    pub fn raw_connection(&self) -> Box<dyn SimpleConnection> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut conn =
                     SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("connecting to SQLite");
                 conn.batch_execute("PRAGMA busy_timeout = 10000;").expect("pragma");
-                conn.batch_execute(sql).expect("executing SQL");
+                Box::new(conn)
             }
-            DatabaseUrl::Postgres(url) => {
-                let mut conn = PgConnection::establish(url).expect("connecting to PostgreSQL");
-                conn.batch_execute(sql).expect("executing SQL");
-            }
+            DatabaseUrl::Postgres(url) => Box::new(PgConnection::establish(url).expect("connecting to PostgreSQL")),
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => Box::new(mysql_connection(url)),
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => unreachable!("{NO_MYSQL}"),
         }
+    }
+
+    /// Runs `sql` on a fresh connection to the test database, outside the store.
+    pub fn execute_sql(&self, sql: &str) {
+        self.raw_connection().batch_execute(sql).expect("executing SQL");
     }
 
     /// The state of job `id` as text (`ready`, …), `missing` if there is no such job, or
@@ -235,6 +294,52 @@ impl Drop for SchemaGuard {
             let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         }
     }
+}
+
+/// A bare connection to a MySQL test database, as an application or another tool would open it.
+#[cfg(feature = "mysql")]
+pub fn mysql_connection(url: &str) -> MysqlConnection {
+    MysqlConnection::establish(url).expect("connecting to MySQL")
+}
+
+/// Why a `DatabaseUrl::Mysql` arm cannot be reached in a build without the `mysql` feature:
+/// [`TestDb::mysql`] is always `None` there. (The variant exists in every build.)
+pub const NO_MYSQL: &str = "no MySQL test database without the `mysql` feature";
+
+/// Drops its database, with everything in it, when dropped.
+#[cfg(feature = "mysql")]
+struct DatabaseGuard {
+    /// The URL `SOLIDQ_TEST_MYSQL_URL` gave.
+    base: String,
+    name: String,
+}
+
+#[cfg(feature = "mysql")]
+impl DatabaseGuard {
+    /// The base URL with its database (the path) replaced by this one; the query is kept.
+    fn url(&self) -> String {
+        with_database(&self.base, &self.name)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = MysqlConnection::establish(&self.base) {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS `{}`", self.name));
+        }
+    }
+}
+
+/// `url` (`scheme://authority[/database][?query]`) naming `database` instead of its own.
+pub fn with_database(url: &str, database: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let (without_query, query) = match url.find('?') {
+        Some(at) => url.split_at(at),
+        None => (url, ""),
+    };
+    let authority_end = without_query[after_scheme..].find('/').map_or(without_query.len(), |at| after_scheme + at);
+    format!("{}/{database}{query}", &without_query[..authority_end])
 }
 
 /// Waits (in an actix System) until `done`, failing the test after `timeout`; returns how long

@@ -1,5 +1,6 @@
-//! Database outages on demand: a TCP proxy in front of PostgreSQL that can be cut (and can drop
-//! the reply to a committed claim), and a SQLite file locked by another process.
+//! Database outages on demand: a TCP proxy in front of PostgreSQL or MySQL that can be cut (and,
+//! for PostgreSQL, can drop the reply to a committed claim), and a SQLite file locked by another
+//! process.
 
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -177,15 +178,17 @@ fn split_authority(url: &str) -> (String, String, String) {
     (format!("{scheme}://{user}"), host_port.to_string(), tail.to_string())
 }
 
-/// The TCP address of the server `url` names (port 5432 unless given).
+/// The TCP address of the server `url` names (unless given, port 3306 for `mysql://`, 5432
+/// otherwise).
 pub fn server_of(url: &str) -> SocketAddr {
-    let (_, host_port, _) = split_authority(url);
-    let host_port = if host_port.contains(':') { host_port } else { format!("{host_port}:5432") };
+    let (scheme, host_port, _) = split_authority(url);
+    let default_port = if scheme.starts_with("mysql://") { 3306 } else { 5432 };
+    let host_port = if host_port.contains(':') { host_port } else { format!("{host_port}:{default_port}") };
     host_port
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .unwrap_or_else(|| panic!("{} names no TCP address (the proxy needs host:port)", super::POSTGRES_URL_VAR))
+        .unwrap_or_else(|| panic!("{url} names no TCP address (the proxy needs host:port)"))
 }
 
 /// `url` with its host and port replaced by `addr`; the database and query (the test schema's

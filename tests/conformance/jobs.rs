@@ -75,6 +75,10 @@ backend_test!(
             DatabaseUrl::Postgres(url) => {
                 check_transactional_enqueue(db, PgConnection::establish(url).unwrap());
             }
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => check_transactional_enqueue(db, crate::common::mysql_connection(url)),
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => unreachable!("{}", crate::common::NO_MYSQL),
         }
     }
 );
@@ -437,12 +441,70 @@ mod postgres_only {
     }
 }
 
+/// What only MySQL/MariaDB has: InnoDB row and gap locks, `SKIP LOCKED`.
+mod mysql_only {
+    use super::*;
+
+    #[test]
+    fn claim_skips_rows_locked_by_a_concurrent_claim() {
+        let Some(db) = TestDb::mysql() else { return };
+        claim_skips_rows_locked_by_a_concurrent_claim_on(&db);
+    }
+
+    #[test]
+    fn claim_waits_for_an_in_flight_reap_and_then_claims_nothing() {
+        let Some(db) = TestDb::mysql() else { return };
+        claim_waits_for_an_in_flight_reap_and_then_claims_nothing_on(&db);
+    }
+
+    /// Issue 17, item 1: under REPEATABLE READ a claim that reaches the end of the ready index
+    /// gap-locks it, and enqueues wait until the claim commits (Solid Queue's MySQL deadlocks).
+    /// The store's connections run at READ COMMITTED: an open claim on an empty queue does not
+    /// hold up an enqueue, and an open enqueue does not hold up a claim.
+    #[test]
+    fn claims_and_enqueues_do_not_wait_for_each_other_on_an_empty_queue() {
+        let Some(db) = TestDb::mysql() else { return };
+        let store = &db.store;
+        let p = register(store, "worker");
+        // A claim in flight, as the store runs it, on an empty queue.
+        let mut claimer = db.raw_connection();
+        claimer
+            .batch_execute(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+                 START TRANSACTION;
+                 SELECT id, job_id FROM solidq_ready_executions WHERE queue_name = 'q'
+                     ORDER BY priority, job_id LIMIT 10 FOR UPDATE SKIP LOCKED;",
+            )
+            .unwrap();
+        let started = Instant::now();
+        let id = enqueue_one(store, job("k", "q", 0));
+        assert!(started.elapsed() < Duration::from_secs(1), "the enqueue waited {:?}", started.elapsed());
+        claimer.batch_execute("COMMIT").unwrap();
+        // An enqueue in flight (its rows inserted, not committed) does not hold up a claim.
+        let mut enqueuer = db.raw_connection();
+        enqueuer
+            .batch_execute(
+                "START TRANSACTION;
+                 INSERT INTO solidq_jobs (queue_name, class_name, arguments, priority, attempts, max_attempts,
+                     created_at, updated_at) VALUES ('q', 'k', '{}', 0, 0, 5, NOW(6), NOW(6));
+                 INSERT INTO solidq_ready_executions (job_id, queue_name, priority, created_at, class_name)
+                     VALUES (LAST_INSERT_ID(), 'q', 0, NOW(6), 'k');",
+            )
+            .unwrap();
+        let started = Instant::now();
+        let claimed = store.claim(p, &[QueuePattern::parse("q")], &["k".into()], 10, t(1)).expect("claim");
+        assert!(started.elapsed() < Duration::from_secs(1), "the claim waited {:?}", started.elapsed());
+        assert_eq!(claimed.iter().map(|c| c.token.job_id).collect::<Vec<_>>(), [id], "only the committed job");
+        enqueuer.batch_execute("ROLLBACK").unwrap();
+    }
+}
+
 fn claim_skips_rows_locked_by_a_concurrent_claim_on(db: &TestDb) {
     let store = &db.store;
     let ids = enqueue(store, &[job("first", "q", 0), job("second", "q", 0)]);
     let p = register(store, "worker");
     // Another session holds the first ready row locked, as an in-flight claim would.
-    let mut blocker = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    let mut blocker = db.raw_connection();
     blocker.batch_execute("BEGIN").unwrap();
     blocker
         .batch_execute(&format!("SELECT id FROM solidq_ready_executions WHERE job_id = {} FOR UPDATE", ids[0]))
@@ -458,7 +520,7 @@ fn claim_waits_for_an_in_flight_reap_and_then_claims_nothing_on(db: &TestDb) {
     let id = enqueue_one(&db.store, job("k", "q", 0));
     let p = register(&db.store, "victim");
     // A reap that has deleted the process row but not committed yet.
-    let mut reaper = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    let mut reaper = db.raw_connection();
     reaper.batch_execute(&format!("BEGIN; DELETE FROM solidq_processes WHERE id = {p};")).unwrap();
     let store = db.store.clone();
     let claimer = thread::spawn(move || store.claim(p, &[QueuePattern::All], &["k".into()], 10, t(1)));
@@ -602,6 +664,44 @@ backend_test!(
 );
 
 backend_test!(
+    /// A time past 2038 (where MySQL's TIMESTAMP ends, and where diesel's `Timestamp` bind
+    /// would turn into NULL on a MySQL DATETIME column) keeps every microsecond, and the job is
+    /// due exactly then.
+    fn a_job_scheduled_in_2040_round_trips_to_the_microsecond(db: &TestDb) {
+        let store = &db.store;
+        let at = NaiveDate::from_ymd_opt(2040, 6, 1)
+            .and_then(|d| d.and_hms_micro_opt(12, 0, 0, 123_456))
+            .expect("valid time");
+        let id = enqueue_one(store, scheduled("future", at));
+        let row = store.job(id).unwrap().unwrap();
+        assert_eq!((row.state, row.scheduled_at), (Some(JobState::Scheduled), Some(at)));
+        assert_eq!(store.dispatch_due(at - chrono::Duration::microseconds(1), 10).unwrap(), 0, "not due yet");
+        assert_eq!(store.dispatch_due(at, 10).unwrap(), 1, "due at its time");
+        assert_eq!(state(store, id), "ready");
+        // A retry delayed into 2040 is kept the same way.
+        let p = register(store, "worker");
+        let token = claim(store, p, &["*"], 1)[0].token;
+        assert!(applied(store.retry_claims(&[token], &error("later"), at, t(2)).unwrap()));
+        assert_eq!(store.job(id).unwrap().unwrap().scheduled_at, Some(at));
+    }
+
+    /// Names are compared byte for byte on every backend (MySQL's default collations would
+    /// merge them): queues `A` and `a` are two queues, unique keys `A` and `a` two keys.
+    fn names_that_differ_only_in_case_are_different(db: &TestDb) {
+        let store = &db.store;
+        let keyed = |key: &str, queue: &str| NewJob { unique_key: Some(key.into()), ..job("k", queue, 0) };
+        let ids = enqueue(store, &[keyed("A", "A"), keyed("a", "a")]);
+        assert_ne!(ids[0], ids[1], "two unique keys, two jobs");
+        assert_eq!(totals(store).ready, 2);
+        let p = register(store, "worker");
+        let from_lower: Vec<JobId> = claim(store, p, &["a"], 10).iter().map(|c| c.token.job_id).collect();
+        assert_eq!(from_lower, [ids[1]], "queue `a` holds only its own job");
+        let from_upper: Vec<JobId> = claim(store, p, &["A"], 10).iter().map(|c| c.token.job_id).collect();
+        assert_eq!(from_upper, [ids[0]]);
+    }
+);
+
+backend_test!(
     /// The natural code with an r2d2 pool compiles and works on every backend: the transaction's
     /// connection is a `PooledConnection`.
     fn enqueue_in_takes_a_pooled_connection_inside_its_transaction(db: &TestDb) {
@@ -626,6 +726,15 @@ backend_test!(
                 let mut conn = pool.get().unwrap();
                 conn.transaction(|conn| Queue::enqueue_in(conn, &Ping, EnqueueOptions::new())).unwrap()
             }
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => {
+                let pool =
+                    Pool::builder().max_size(1).build(ConnectionManager::<diesel::MysqlConnection>::new(url)).unwrap();
+                let mut conn = pool.get().unwrap();
+                conn.transaction(|conn| Queue::enqueue_in(conn, &Ping, EnqueueOptions::new())).unwrap()
+            }
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => unreachable!("{}", crate::common::NO_MYSQL),
         };
         assert_eq!(state(&db.store, id), "ready");
         let app = solidq::store::connection::app_pool(&db.url, 1).unwrap();

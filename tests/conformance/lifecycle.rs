@@ -399,6 +399,13 @@ backend_test!(
                 let mut raw = PgConnection::establish(url).unwrap();
                 Queue::enqueue_in(&mut raw, &Welcome { user: 10 }, EnqueueOptions::new()).unwrap_err()
             }
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => {
+                let mut raw = crate::common::mysql_connection(url);
+                Queue::enqueue_in(&mut raw, &Welcome { user: 10 }, EnqueueOptions::new()).unwrap_err()
+            }
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => unreachable!("{}", crate::common::NO_MYSQL),
         };
         assert!(refused.to_string().contains("app_pool"), "{refused}");
     }

@@ -1,8 +1,10 @@
 //! The store conformance suite: every behaviour of the store, written once (`backend_test!`)
 //! and run against every backend in the one list of `tests/common` (`…::sqlite` always,
-//! `…::postgres` when `SOLIDQ_TEST_POSTGRES_URL` is set), one file per role of the store.
-//! Every test gets its own database file or schema. A few tests prove what only one backend
-//! has (PostgreSQL's session locks and `SKIP LOCKED`); they sit in `postgres_only` modules.
+//! `…::postgres` when `SOLIDQ_TEST_POSTGRES_URL` is set, `…::mysql` when built with the `mysql`
+//! feature and `SOLIDQ_TEST_MYSQL_URL` is set), one file per role of the store. Every test gets
+//! its own database file, schema or database. A few tests prove what only one backend has (its
+//! session locks, `SKIP LOCKED`, collations); they sit in `postgres_only` and `mysql_only`
+//! modules.
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -226,18 +226,33 @@ mod postgres_only {
     }
 }
 
+/// What only MySQL/MariaDB has: InnoDB row locks between claims and reaps.
+mod mysql_only {
+    use super::*;
+
+    #[test]
+    fn reap_waits_for_an_in_flight_claim_and_hands_its_claims_back() {
+        let Some(db) = TestDb::mysql() else { return };
+        reap_waits_for_an_in_flight_claim_and_hands_its_claims_back_on(&db);
+    }
+}
+
 fn reap_waits_for_an_in_flight_claim_and_hands_its_claims_back_on(db: &TestDb) {
     let id = enqueue_one(&db.store, job("k", "q", 0));
     let p = register(&db.store, "victim");
     // A claim in flight, done as the store does it: guard the process row, move the job.
-    let mut claimer = PgConnection::establish(db.postgres_url().unwrap()).unwrap();
+    let (begin, guard, now) = match db.backend() {
+        "mysql" => ("START TRANSACTION", "LOCK IN SHARE MODE", "NOW(6)"),
+        _ => ("BEGIN", "FOR KEY SHARE", "now()"),
+    };
+    let mut claimer = db.raw_connection();
     claimer
         .batch_execute(&format!(
-            "BEGIN;
-             SELECT id FROM solidq_processes WHERE id = {p} FOR KEY SHARE;
+            "{begin};
+             SELECT id FROM solidq_processes WHERE id = {p} {guard};
              DELETE FROM solidq_ready_executions WHERE job_id = {id};
              INSERT INTO solidq_claimed_executions (job_id, process_id, created_at)
-                 VALUES ({id}, {p}, now());
+                 VALUES ({id}, {p}, {now});
              UPDATE solidq_jobs SET attempts = attempts + 1 WHERE id = {id};"
         ))
         .unwrap();

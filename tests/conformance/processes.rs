@@ -72,12 +72,66 @@ mod postgres_only {
     }
 }
 
+/// What only MySQL/MariaDB has: named locks (`GET_LOCK`) held by each process's own session.
+mod mysql_only {
+    use super::*;
+
+    #[test]
+    fn sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one() {
+        let Some(db) = TestDb::mysql() else { return };
+        sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one_on(&db);
+    }
+
+    #[test]
+    fn keep_session_reconnects_a_killed_lock_session_and_takes_the_lock_again() {
+        let Some(db) = TestDb::mysql() else { return };
+        keep_session_reconnects_a_killed_lock_session_and_takes_the_lock_again_on(&db);
+    }
+
+    /// Issue 17, item 2: a write that waits for a row lock longer than the pooled connections'
+    /// `innodb_lock_wait_timeout` (5 s) fails with 1205, is rolled back and run again, and
+    /// succeeds once the lock is gone.
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn a_write_past_the_lock_wait_timeout_is_retried_and_succeeds() {
+        #[derive(diesel::QueryableByName)]
+        struct Timeout {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            seconds: i64,
+        }
+        let Some(db) = TestDb::mysql() else { return };
+        let mut pooled = solidq::store::connection::app_pool(&db.url, 1).unwrap().get().unwrap();
+        let timeout: Timeout = diesel::RunQueryDsl::get_result(
+            diesel::sql_query("SELECT CAST(@@innodb_lock_wait_timeout AS SIGNED) AS seconds"),
+            &mut *pooled,
+        )
+        .unwrap();
+        assert_eq!(timeout.seconds, 5, "pooled connections wait 5 s for a row lock");
+        let p = register(&db.store, "worker");
+        let url = db.mysql_url().unwrap().to_string();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = thread::spawn(move || {
+            let mut conn = crate::common::mysql_connection(&url);
+            conn.batch_execute(&format!("START TRANSACTION; SELECT id FROM solidq_processes WHERE id = {p} FOR UPDATE;"))
+                .unwrap();
+            locked.send(()).unwrap();
+            thread::sleep(Duration::from_secs(7));
+            conn.batch_execute("COMMIT").unwrap();
+        });
+        is_locked.recv().unwrap();
+        let started = Instant::now();
+        assert_eq!(db.store.beat(p, t(30)).unwrap(), Beat::Stamped);
+        let took = started.elapsed();
+        assert!(took > Duration::from_secs(5), "the heartbeat waited for the lock: {took:?}");
+        holder.join().unwrap();
+    }
+}
+
 fn sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one_on(db: &TestDb) {
-    let url = db.postgres_url().unwrap();
     let live = register(&db.store, "live");
-    let other_live_store = Store::connect(&DatabaseUrl::Postgres(url.to_string()), 2).unwrap();
+    let other_live_store = Store::connect(&db.url, 2).unwrap();
     let other_live = register(&other_live_store, "other-live");
-    let dying_store = Store::connect(&DatabaseUrl::Postgres(url.to_string()), 2).unwrap();
+    let dying_store = Store::connect(&db.url, 2).unwrap();
     let dead = register(&dying_store, "dead");
     assert_eq!(db.store.sessions_gone(&[live, other_live, dead]).unwrap(), Vec::<ProcessId>::new());
 
@@ -96,11 +150,13 @@ fn sessions_gone_reports_a_process_whose_store_was_dropped_and_not_a_live_one_on
 }
 
 fn keep_session_reconnects_a_killed_lock_session_and_takes_the_lock_again_on(db: &TestDb) {
-    let url = db.postgres_url().unwrap();
-    let store = Store::connect(&DatabaseUrl::Postgres(url.to_string()), 2).unwrap();
+    let store = Store::connect(&db.url, 2).unwrap();
     let p = register(&store, "worker");
     let pid = store.session_id(p).expect("lock session");
-    db.execute_sql(&format!("SELECT pg_terminate_backend({pid})"));
+    match db.backend() {
+        "mysql" => db.execute_sql(&format!("KILL CONNECTION {pid}")),
+        _ => db.execute_sql(&format!("SELECT pg_terminate_backend({pid})")),
+    }
     wait_until("the killed session is reported gone", || db.store.sessions_gone(&[p]).unwrap() == [p]);
     // The heartbeat does not depend on the lock session.
     assert_eq!(store.beat(p, t(30)).unwrap(), Beat::Stamped);

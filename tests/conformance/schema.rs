@@ -60,6 +60,67 @@ fn migrations_create_the_tables_in_the_url_schema_on(db: &TestDb) {
     assert_eq!(row.tables, 11);
 }
 
+/// What only MySQL/MariaDB has: a database per namespace, collations.
+#[cfg(feature = "mysql")]
+mod mysql_only {
+    use super::*;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn count(db: &TestDb, sql: &str) -> i64 {
+        let url = db.mysql_url().unwrap();
+        let mut conn = crate::common::mysql_connection(url);
+        let row: Count = diesel::RunQueryDsl::get_result(diesel::sql_query(sql), &mut conn).unwrap();
+        row.n
+    }
+
+    /// The URL's database holds the tables: the eleven of every backend and
+    /// `solidq_concurrency_locks`, which only MySQL needs.
+    #[test]
+    fn migrations_create_the_tables_in_the_url_database() {
+        let Some(db) = TestDb::mysql() else { return };
+        let tables = count(
+            &db,
+            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'solidq\\_%'",
+        );
+        assert_eq!(tables, 12);
+        // Migrating again changes nothing.
+        db.store.migrate().unwrap();
+        assert!(db.mysql_url().unwrap().contains("/solidq_t_"));
+    }
+
+    /// Every text column compares byte for byte (`utf8mb4_bin`): MySQL's default collation is
+    /// case-insensitive and would merge `A` and `a`.
+    #[test]
+    fn every_text_column_compares_byte_for_byte() {
+        let Some(db) = TestDb::mysql() else { return };
+        let text_columns = count(
+            &db,
+            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'solidq\\_%' AND collation_name IS NOT NULL",
+        );
+        assert!(text_columns > 20, "{text_columns} text columns");
+        let other = count(
+            &db,
+            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'solidq\\_%' \
+             AND collation_name IS NOT NULL AND collation_name <> 'utf8mb4_bin'",
+        );
+        assert_eq!(other, 0, "text columns with another collation");
+        let times = count(
+            &db,
+            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'solidq\\_%' AND data_type = 'timestamp'",
+        );
+        assert_eq!(times, 0, "TIMESTAMP ends in 2038: times are DATETIME(6)");
+    }
+}
+
 #[test]
 fn sqlite_errors_from_the_file_name_the_path_and_why() {
     let dir = tempfile::tempdir().unwrap();

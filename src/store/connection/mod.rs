@@ -5,7 +5,7 @@
 //! An application uses the same for its own tables ([`app_pool`], [`write_transaction`]): its
 //! connections are set up as solidq's (SQLite: WAL, a busy timeout so that a write waits for
 //! solidq's workers instead of failing with `database is locked`, foreign keys; PostgreSQL: a
-//! connect timeout), its diesel code is written once for every backend against
+//! connect timeout; MySQL: READ COMMITTED and a lock wait timeout), its diesel code is written once for every backend against
 //! [`DbConnection`], and [`Queue::enqueue_in`](crate::Queue::enqueue_in) takes the same
 //! connection inside the application's transaction:
 //!
@@ -35,6 +35,8 @@
 use std::time::Duration;
 
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
 use diesel::{Connection, PgConnection};
 
 use super::error::{StoreError, StoreResult};
@@ -43,12 +45,15 @@ use crate::model::DatabaseUrl;
 mod sqlite_file;
 
 pub use multi::DbConnection;
+pub(crate) use multi::MultiBackend;
 pub use sqlite_file::SqliteFile;
 pub(crate) use sqlite_file::{moved as sqlite_moved, refuse_writes_if_moved};
 
 // The derive generates undocumented items (its backend and query builder types).
 #[allow(missing_docs)]
 mod multi {
+    #[cfg(feature = "mysql")]
+    use diesel::MysqlConnection;
     use diesel::{PgConnection, SqliteConnection};
 
     /// A connection to any supported backend. Code written once against it runs on every
@@ -60,6 +65,10 @@ mod multi {
         Postgres(PgConnection),
         /// A SQLite connection.
         Sqlite(SqliteConnection),
+        /// A MySQL or MariaDB connection (the `mysql` cargo feature), set up by
+        /// [`open_mysql`](super::open_mysql).
+        #[cfg(feature = "mysql")]
+        Mysql(MysqlConnection),
     }
 }
 
@@ -75,6 +84,18 @@ pub const SQLITE_POOL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PG_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// libpq's `connect_timeout` (seconds) added to PostgreSQL URLs that do not set one.
 pub const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
+/// How long a caller waits for a pooled MySQL connection. diesel's MySQL URL has no connect
+/// timeout: a refused or reset connection fails at once, but one to a host that drops packets
+/// waits for TCP's own timeout in the pool's connector thread; callers still get an error
+/// after this.
+pub const MYSQL_POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Run on every MySQL connection opened by [`open_mysql`]. READ COMMITTED: under REPEATABLE
+/// READ, a claim's `FOR UPDATE SKIP LOCKED` that reaches the end of an index takes gap locks
+/// that block concurrent enqueues until it commits. A short lock wait timeout turns a stuck
+/// row lock into a retryable error (1205) instead of a 50-second stall. diesel itself sets the
+/// time zone to UTC and the character set to utf8mb4.
+pub const MYSQL_SESSION_SETUP: &str =
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION innodb_lock_wait_timeout = 5";
 
 /// Opens connections of one backend for a pool (see [`app_pool`]).
 #[derive(Debug, Clone)]
@@ -84,6 +105,9 @@ pub enum Manager {
     Sqlite(SqliteFile),
     /// PostgreSQL at this URL (with `connect_timeout`).
     Postgres(String),
+    /// MySQL or MariaDB at this URL; every connection gets [`MYSQL_SESSION_SETUP`].
+    #[cfg(feature = "mysql")]
+    Mysql(String),
 }
 
 impl Manager {
@@ -97,8 +121,30 @@ impl Manager {
                 init_tls();
                 PgConnection::establish(url).map(DbConnection::Postgres).map_err(diesel::r2d2::Error::ConnectionError)
             }
+            #[cfg(feature = "mysql")]
+            Manager::Mysql(url) => {
+                open_mysql(url).map(DbConnection::Mysql).map_err(diesel::r2d2::Error::ConnectionError)
+            }
         }
     }
+}
+
+/// A MySQL or MariaDB connection to `url`, with [`MYSQL_SESSION_SETUP`] applied. Every MySQL
+/// connection solidq opens comes from here: pooled ones, the dedicated session and migration
+/// connections of the dialect.
+#[cfg(feature = "mysql")]
+pub(crate) fn open_mysql(url: &str) -> diesel::ConnectionResult<MysqlConnection> {
+    use diesel::connection::SimpleConnection;
+    let mut conn = MysqlConnection::establish(url)?;
+    conn.batch_execute(MYSQL_SESSION_SETUP)
+        .map_err(|err| diesel::ConnectionError::BadConnection(format!("setting up the MySQL session: {err}")))?;
+    Ok(conn)
+}
+
+/// The error for a `mysql://` URL in a build without the `mysql` cargo feature.
+#[cfg(not(feature = "mysql"))]
+pub(crate) fn mysql_not_built(action: &'static str) -> StoreError {
+    StoreError::Connection { action, message: "solidq was built without the `mysql` cargo feature".to_string() }
 }
 
 impl ManageConnection for Manager {
@@ -249,12 +295,19 @@ pub fn app_pool(url: &DatabaseUrl, size: u32) -> StoreResult<AppPool> {
             let manager = Manager::Postgres(with_connect_timeout(url));
             Ok(AppPool { pool: build_pool(manager, size, PG_POOL_TIMEOUT, true, action)?, file: None })
         }
+        #[cfg(feature = "mysql")]
+        DatabaseUrl::Mysql(url) => {
+            let manager = Manager::Mysql(url.clone());
+            Ok(AppPool { pool: build_pool(manager, size, MYSQL_POOL_TIMEOUT, true, action)?, file: None })
+        }
+        #[cfg(not(feature = "mysql"))]
+        DatabaseUrl::Mysql(_) => Err(mysql_not_built(action)),
     }
 }
 
 /// Runs `f` in a transaction meant to write: `BEGIN IMMEDIATE` on SQLite (the write lock is
 /// taken up front, waiting up to the busy timeout, so the transaction never fails half-way
-/// with `database is locked`), a plain transaction on PostgreSQL. Commits if `f` returns `Ok`,
+/// with `database is locked`), a plain transaction on PostgreSQL and MySQL. Commits if `f` returns `Ok`,
 /// rolls back otherwise.
 ///
 /// On SQLite, a connection whose file was deleted or replaced at its path since it was opened
@@ -279,7 +332,7 @@ where
                 Some(reason) => Err(database_moved_error(reason).into()),
                 None => Ok(value),
             },
-            DbConnection::Postgres(_) => Ok(value),
+            _ => Ok(value),
         }
     })
 }
@@ -314,15 +367,18 @@ where
     }
 }
 
-/// Makes the pool drop `conn` when it is returned, after a failed operation on PostgreSQL: the
-/// error may have been the connection itself (the server restarted, a network cut), and a
-/// pool that does not test connections on check-out would hand the dead one out again.
+/// Makes the pool drop `conn` when it is returned, after a failed operation on PostgreSQL or
+/// MySQL: the error may have been the connection itself (the server restarted, a network cut),
+/// and a pool that does not test connections on check-out would hand the dead one out again.
 /// Reconnecting costs a few milliseconds, and errors are rare. A SQLite connection is a file
 /// handle that stays good.
 pub(crate) fn discard_after_error(conn: &mut DbConnection) {
-    if let DbConnection::Postgres(pg) = conn {
-        use diesel::connection::{AnsiTransactionManager, TransactionManager};
-        AnsiTransactionManager::transaction_manager_status_mut(pg).set_in_error();
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Postgres(pg) => AnsiTransactionManager::transaction_manager_status_mut(pg).set_in_error(),
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(mysql) => AnsiTransactionManager::transaction_manager_status_mut(mysql).set_in_error(),
+        DbConnection::Sqlite(_) => {}
     }
 }
 

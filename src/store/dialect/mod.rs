@@ -17,31 +17,36 @@
 //!   still open, so that its death is seen at once (PostgreSQL: a session advisory lock on a
 //!   dedicated connection). SQLite has none; the pid probe and the heartbeat decide there.
 //!
-//! # MySQL/MariaDB (a later backend), as this seam expects it
-//! - `DbConnection` gains a `Mysql(MysqlConnection)` variant behind the `mysql` feature, and
-//!   `dialect/mysql.rs` implements this trait; the roles stay untouched.
-//! - **No `RETURNING`**: `take_claims` and friends run `SELECT … FOR UPDATE` (`SKIP LOCKED`
-//!   where the PostgreSQL dialect uses it) and then `DELETE` by primary key in the same
-//!   transaction (deleting by key is what kept Solid Queue's MySQL claims from deadlocking);
-//!   `enqueue` reads `LAST_INSERT_ID()` (the first id of a multi-row insert; with
-//!   `innodb_autoinc_lock_mode=2` the ids of concurrent inserts may interleave, so it selects
-//!   the rows back by id range and insertion order instead of assuming them consecutive); the
-//!   claim selects the claimed rows back by process and claim time.
-//! - **Session liveness** through named locks: `GET_LOCK('solidq:<schema>:<process>', 0)` on
-//!   the dedicated connection at registration, `IS_FREE_LOCK(…)` for the watchdog's probe
-//!   (`IS_USED_LOCK` names the holder's connection id, for diagnostics).
+//! # MySQL/MariaDB (the `mysql` cargo feature)
+//! - `DbConnection::Mysql(MysqlConnection)` and `dialect/mysql` implement this trait; the roles
+//!   stay untouched, except the few statements written through [`on_backend!`] and
+//!   [`take_ids!`].
+//! - **No `RETURNING`** (MariaDB's fails through diesel, MySQL has none): the takes run
+//!   `SELECT … FOR UPDATE` (`SKIP LOCKED` where the PostgreSQL dialect uses it) and then write
+//!   by primary key in the same transaction (deleting by key is what kept Solid Queue's MySQL
+//!   claims from deadlocking). `enqueue` reads `LAST_INSERT_ID()`, the first id of a multi-row
+//!   insert: with `innodb_autoinc_lock_mode` 0 or 1 a multi-row insert gets consecutive ids;
+//!   with 2 (MySQL 8's default) concurrent inserts may interleave, so it inserts one row per
+//!   statement (never "selects the rows back by id range": other sessions' rows sit there).
+//! - **Session liveness** through named locks: `GET_LOCK('solidq:<database hash>:<process>',
+//!   0)` on the dedicated connection at registration, `IS_FREE_LOCK(…)` for the watchdog's
+//!   probe.
 //! - **Deadlocks to retry**: [`Dialect::retryable`] returns true for error 1213 (deadlock) and
 //!   1205 (lock wait timeout); the store then runs the whole transaction again, a bounded
-//!   number of times. Claims run under `READ COMMITTED` so that `SKIP LOCKED` skips rather
-//!   than gap-locks.
+//!   number of times, after [`Dialect::retry_pause`]. Pooled connections run at `READ
+//!   COMMITTED`, so that `SKIP LOCKED` skips rather than gap-locks.
 //! - **Concurrency keys** ([`Dialect::lock_key`]): MySQL has no transaction-scoped advisory
-//!   lock; `SELECT … FOR UPDATE` on a row per key (inserted `ON DUPLICATE KEY UPDATE` first)
+//!   lock; a row per key in `solidq_concurrency_locks`, written `ON DUPLICATE KEY UPDATE`,
 //!   serializes admissions and is released at commit as PostgreSQL's xact lock is.
 //! - **Unique keys**: MySQL has no partial index, and needs none: the key is cleared when the
 //!   job ends, and NULLs never collide in a plain unique index. Error 1062 on that index is
 //!   retryable as PostgreSQL's unique violation is.
+//! - **Times** are `DATETIME(6)`, bound as such through [`Moment`](super::sql_types::Moment)
+//!   (diesel's `Timestamp` would bind as MySQL's `TIMESTAMP`, which ends in 2038).
 //! - **No LISTEN/NOTIFY**: [`Dialect::ready_listener`] and [`Dialect::notify_ready`] keep
 //!   their defaults, and workers poll (SQLite's `data_version` has no MySQL counterpart).
+
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
@@ -53,6 +58,8 @@ use super::observer::Observer;
 use super::params::{Claim, CompletedClaims};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod postgres;
 mod prepared;
 pub mod sqlite;
@@ -101,7 +108,7 @@ pub enum HotPath<'a> {
 /// a transaction the store opened with [`Dialect::begin_write`], except where it says
 /// otherwise.
 pub trait Dialect: Send + Sync + 'static {
-    /// `sqlite` or `postgres`.
+    /// `sqlite`, `postgres` or `mysql`.
     fn name(&self) -> &'static str;
 
     /// Begins a write transaction on `conn`.
@@ -112,6 +119,14 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Whether a transaction that failed with `err` may simply be run again.
     fn retryable(&self, err: &diesel::result::Error) -> bool;
+
+    /// How long to wait before running a transaction again after its `retry`-th retryable
+    /// failure (0 for the first). None by default; a backend whose deadlocks recur when both
+    /// sides retry at once waits a jittered, growing pause (see [`jittered_pause`]).
+    fn retry_pause(&self, retry: usize) -> Duration {
+        let _ = retry;
+        Duration::ZERO
+    }
 
     /// Applies pending embedded migrations on `conn`, in one transaction, serialized across
     /// processes; returns how many ran. Runs outside any transaction the store opened.
@@ -278,10 +293,59 @@ macro_rules! on_backend {
         match $conn {
             $crate::store::connection::DbConnection::Sqlite($c) => $body,
             $crate::store::connection::DbConnection::Postgres($c) => $body,
+            #[cfg(feature = "mysql")]
+            $crate::store::connection::DbConnection::Mysql($c) => $body,
         }
     };
 }
 pub(crate) use on_backend;
+
+/// A pause of 5–25 ms, doubled for each earlier `retry`, so that two transactions that
+/// deadlocked do not collide again at once.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn jittered_pause(retry: usize) -> Duration {
+    let factor = 1u64 << retry.min(6);
+    Duration::from_millis(fastrand::u64(5..=25) * factor)
+}
+
+/// Deletes (`take_ids!(conn, table, filtered)`) or updates (`take_ids!(conn, table, filtered,
+/// set changes)`) the rows of `filtered` (a query on `table`), returning their `key` column
+/// (`take_ids!(…; key)`). SQLite and PostgreSQL write with `RETURNING`; MySQL has none, so it
+/// locks the rows with `SELECT key … FOR UPDATE` and then writes those keys, in the caller's
+/// transaction. Either way the rows written decide a race: a row another transaction took
+/// first is not returned. `key` must be unique in `table`.
+macro_rules! take_ids {
+    ($conn:expr, $table:ident, $filtered:expr; $key:expr) => {
+        $crate::store::dialect::take_ids!(@run $conn, $table, $filtered, $key, |rows| diesel::delete(rows))
+    };
+    ($conn:expr, $table:ident, $filtered:expr, set $changes:expr; $key:expr) => {
+        $crate::store::dialect::take_ids!(@run $conn, $table, $filtered, $key, |rows| diesel::update(rows).set($changes))
+    };
+    (@run $conn:expr, $table:ident, $filtered:expr, $key:expr, |$rows:ident| $write:expr) => {
+        match $conn {
+            $crate::store::connection::DbConnection::Sqlite(conn) => {
+                let $rows = $filtered;
+                $write.returning($key).get_results::<i64>(conn)
+            }
+            $crate::store::connection::DbConnection::Postgres(conn) => {
+                let $rows = $filtered;
+                $write.returning($key).get_results::<i64>(conn)
+            }
+            #[cfg(feature = "mysql")]
+            $crate::store::connection::DbConnection::Mysql(conn) => {
+                match $filtered.select($key).for_update().load::<i64>(conn) {
+                    Ok(keys) if keys.is_empty() => Ok(keys),
+                    Ok(keys) => {
+                        let $rows = $table::table.filter($key.eq_any(&keys));
+                        $write.execute(conn).map(|_| keys)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    };
+}
+pub(crate) use take_ids;
 
 /// The connection of the variant a dialect expects; a mismatch is a bug in the store.
 macro_rules! expect_variant {

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+
+use crate::store::sql_types::{at, At};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{expect_variant, DeadProcess, Dialect};
@@ -51,7 +53,7 @@ impl Sqlite {
 struct ClaimInsert {
     job_id: i64,
     process_id: i64,
-    created_at: NaiveDateTime,
+    created_at: At,
 }
 
 /// A row of `solidq_ready_executions` to insert.
@@ -61,7 +63,7 @@ struct ReadyInsert<'a> {
     job_id: i64,
     queue_name: &'a str,
     priority: i32,
-    created_at: NaiveDateTime,
+    created_at: At,
     class_name: &'a str,
 }
 
@@ -72,8 +74,8 @@ struct ScheduledInsert<'a> {
     job_id: i64,
     queue_name: &'a str,
     priority: i32,
-    scheduled_at: NaiveDateTime,
-    created_at: NaiveDateTime,
+    scheduled_at: At,
+    created_at: At,
 }
 
 /// Inserts the jobs and their executions; the caller holds a transaction.
@@ -99,10 +101,14 @@ pub(crate) fn enqueue_on(
     for (&job_id, job) in ids.iter().zip(new_jobs) {
         let (queue_name, priority) = (job.queue.as_str(), job.priority);
         match job.scheduled_at.filter(|at| *at > now) {
-            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: now, class_name: &job.kind }),
-            Some(scheduled_at) => {
-                later.push(ScheduledInsert { job_id, queue_name, priority, scheduled_at, created_at: now })
-            }
+            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: at(now), class_name: &job.kind }),
+            Some(scheduled_at) => later.push(ScheduledInsert {
+                job_id,
+                queue_name,
+                priority,
+                scheduled_at: at(scheduled_at),
+                created_at: at(now),
+            }),
         }
     }
     for chunk in due.chunks(MAX_BINDS / 5) {
@@ -210,7 +216,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
     let picked_ids: Vec<JobId> = picked.iter().map(|(job_id, _)| *job_id).collect();
     for chunk in picked_ids.chunks(ID_CHUNK) {
         let rows: Vec<ClaimInsert> =
-            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
+            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: at(now) }).collect();
         diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
         let ids: Vec<(JobId, i64)> =
             claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
@@ -285,7 +291,7 @@ impl Dialect for Sqlite {
     fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String> {
         let conn = match conn {
             DbConnection::Sqlite(conn) => conn,
-            DbConnection::Postgres(_) => return Err("the SQLite dialect was given a PostgreSQL connection".into()),
+            _ => return Err("the SQLite dialect was given another backend's connection".into()),
         };
         // One IMMEDIATE transaction around all pending migrations (each runs in a savepoint):
         // several processes migrating the same file at once apply them exactly once.
@@ -345,7 +351,7 @@ impl Dialect for Sqlite {
     fn take_due(&self, conn: &mut DbConnection, now: NaiveDateTime, batch: usize) -> QueryResult<Vec<JobId>> {
         let conn = expect_variant!(conn, Sqlite);
         let due: Vec<(i64, JobId)> = scheduled::table
-            .filter(scheduled::scheduled_at.le(now))
+            .filter(scheduled::scheduled_at.le(at(now)))
             .order((scheduled::scheduled_at, scheduled::priority, scheduled::job_id))
             .limit(i64::try_from(batch).unwrap_or(i64::MAX))
             .select((scheduled::id, scheduled::job_id))
@@ -367,7 +373,7 @@ impl Dialect for Sqlite {
             .select((processes::name, processes::hostname, processes::pid, processes::last_heartbeat_at))
             .into_boxed();
         if let Some(cutoff) = cutoff {
-            query = query.filter(processes::last_heartbeat_at.lt(cutoff));
+            query = query.filter(processes::last_heartbeat_at.lt(at(cutoff)));
         }
         let Some(dead) = query.first::<DeadProcess>(conn).optional()? else {
             return Ok(None);

@@ -7,6 +7,8 @@ use diesel::prelude::*;
 use crate::model::{Enqueued, JobId, NewJob};
 use crate::store::concurrency;
 use crate::store::connection::DbConnection;
+#[cfg(feature = "mysql")]
+use crate::store::dialect::mysql;
 use crate::store::dialect::{postgres, sqlite, Dialect, HotPath};
 use crate::store::schema::solidq_jobs as jobs;
 use crate::store::{Store, StoreError, StoreResult};
@@ -27,7 +29,7 @@ pub(crate) fn check_plain(jobs: &[NewJob]) -> StoreResult<()> {
             kind: job.kind.clone(),
             problem: "a job with a unique key or a concurrency limit needs solidq's DbConnection to be enqueued \
                       in the application's transaction (store::connection::app_pool gives a pool of them), not a \
-                      bare SqliteConnection or PgConnection; or enqueue it through Queue::enqueue"
+                      bare SqliteConnection, PgConnection or MysqlConnection; or enqueue it through Queue::enqueue"
                 .into(),
         }),
         None => Ok(()),
@@ -90,7 +92,8 @@ pub(crate) fn enqueue_with_options(
 /// A connection on which jobs can be enqueued inside the caller's own transaction: the jobs
 /// exist only if that transaction commits.
 ///
-/// Implemented for diesel's `SqliteConnection` and `PgConnection`; used by
+/// Implemented for diesel's `SqliteConnection`, `PgConnection` and (with the `mysql` feature)
+/// `MysqlConnection`; used by
 /// [`Queue::enqueue_in`](crate::Queue::enqueue_in).
 pub trait EnqueueConnection {
     /// Inserts `jobs` and their executions on this connection (in a savepoint when a
@@ -116,7 +119,7 @@ pub(crate) fn enqueue_plain<C: Connection>(
 
 impl EnqueueConnection for DbConnection {
     /// Jobs with a unique key or a concurrency limit go through them here too, in a savepoint
-    /// of the caller's transaction (the raw `SqliteConnection` and `PgConnection` refuse them).
+    /// of the caller's transaction (the raw backend connections refuse them).
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
         if jobs.iter().any(NewJob::has_options) {
             check_jobs(jobs)?;
@@ -127,6 +130,8 @@ impl EnqueueConnection for DbConnection {
             let dialect: Box<dyn Dialect> = match self {
                 DbConnection::Sqlite(_) => Box::new(sqlite::Sqlite::sql_only()),
                 DbConnection::Postgres(_) => Box::new(postgres::Postgres::sql_only()),
+                #[cfg(feature = "mysql")]
+                DbConnection::Mysql(_) => Box::new(mysql::Mysql::sql_only()),
             };
             let enqueued = self
                 .transaction(|conn| enqueue_with_options(dialect.as_ref(), conn, jobs, now))
@@ -136,6 +141,8 @@ impl EnqueueConnection for DbConnection {
         match self {
             DbConnection::Sqlite(conn) => conn.enqueue_jobs(jobs, now),
             DbConnection::Postgres(conn) => conn.enqueue_jobs(jobs, now),
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(conn) => conn.enqueue_jobs(jobs, now),
         }
     }
 }
@@ -164,6 +171,13 @@ impl EnqueueConnection for diesel::SqliteConnection {
 impl EnqueueConnection for diesel::PgConnection {
     fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
         enqueue_plain(self, jobs, |conn| postgres::enqueue_on(conn, jobs, now))
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl EnqueueConnection for diesel::MysqlConnection {
+    fn enqueue_jobs(&mut self, jobs: &[NewJob], now: NaiveDateTime) -> StoreResult<Vec<JobId>> {
+        enqueue_plain(self, jobs, |conn| mysql::enqueue_on(conn, jobs, now))
     }
 }
 

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::store::sql_types::at;
+
 use crate::lifecycle::Transition;
 use crate::model::{FailureRecord, JobId};
 use crate::store::concurrency;
@@ -70,8 +72,8 @@ pub(crate) fn apply(
                     .set((
                         jobs::attempts.eq(jobs::attempts + 1),
                         jobs::last_error.eq(error.to_json()),
-                        jobs::scheduled_at.eq(run_at(now, *delay)),
-                        jobs::updated_at.eq(now),
+                        jobs::scheduled_at.eq(at(run_at(now, *delay))),
+                        jobs::updated_at.eq(at(now)),
                     ))
                     .execute(conn)?;
                 record_failure(conn, *job_id, error, now)?;
@@ -80,7 +82,7 @@ pub(crate) fn apply(
             Transition::Fail(error) => fail_one(conn, *job_id, error, now)?,
             Transition::Snooze(delay) => {
                 diesel::update(jobs::table.find(job_id))
-                    .set((jobs::scheduled_at.eq(run_at(now, *delay)), jobs::updated_at.eq(now)))
+                    .set((jobs::scheduled_at.eq(at(run_at(now, *delay))), jobs::updated_at.eq(at(now))))
                     .execute(conn)?;
                 snoozed.push(*job_id);
             }
@@ -115,7 +117,7 @@ fn fail_one(conn: &mut DbConnection, job_id: JobId, error: &FailureRecord, now: 
             jobs::attempts.eq(jobs::attempts + 1),
             jobs::last_error.eq(error.to_json()),
             jobs::unique_key.eq(None::<String>),
-            jobs::updated_at.eq(now),
+            jobs::updated_at.eq(at(now)),
         ))
         .execute(conn)?;
     record_failure(conn, job_id, error, now)
@@ -138,7 +140,7 @@ fn record_failure(
             failures::message.eq(&error.message),
             failures::backtrace.eq(&error.backtrace),
             failures::cause.eq(&error.cause),
-            failures::created_at.eq(now),
+            failures::created_at.eq(at(now)),
         ))
         .execute(conn)?;
     Ok(())

@@ -19,6 +19,8 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDateTime};
 use diesel::dsl::max;
 use diesel::prelude::*;
+
+use crate::store::sql_types::At;
 use serde::Serialize;
 
 use super::overview::state_count_on;
@@ -290,8 +292,8 @@ pub(crate) fn window_on(conn: &mut DbConnection, query: &JobQuery, upper: JobId,
             if let Some(JobCursor { finished_at: Some(at), id }) = query.after {
                 // The first condition bounds the index range; the second breaks ties.
                 select = select
-                    .filter(jobs::finished_at.le(at))
-                    .filter(jobs::finished_at.lt(at).or(jobs::finished_at.eq(at).and(jobs::id.lt(id))));
+                    .filter(jobs::finished_at.le(At(at)))
+                    .filter(jobs::finished_at.lt(At(at)).or(jobs::finished_at.eq(At(at)).and(jobs::id.lt(id))));
             }
             select.load(conn)?
         }

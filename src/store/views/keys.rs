@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl::{count_star, max};
 use diesel::prelude::*;
+
+use crate::store::sql_types::At;
 use serde::Serialize;
 
 use crate::model::{JobId, JobState, NewJob};
@@ -219,7 +221,7 @@ fn recurring_overview_on(
         } else {
             runs::table
                 .filter(runs::task_key.eq(&task.key))
-                .filter(runs::run_at.eq_any(&expected))
+                .filter(runs::run_at.eq_any(expected.iter().copied().map(At).collect::<Vec<_>>()))
                 .select(runs::run_at)
                 .load(conn)?
         };

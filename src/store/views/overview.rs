@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use serde::Serialize;
 
 use super::{age_secs, cap_limit, queue_and_kind_of, Count, COUNT_CAP};
@@ -272,14 +274,14 @@ fn per_minute_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec
     let end = last + TimeDelta::minutes(1);
     let finished_at: Vec<NaiveDateTime> = jobs::table
         .filter(jobs::finished_at.is_not_null())
-        .filter(jobs::finished_at.ge(first))
-        .filter(jobs::finished_at.lt(end))
+        .filter(jobs::finished_at.ge(at(first)))
+        .filter(jobs::finished_at.lt(at(end)))
         .filter(jobs::end_state.is_null())
         .select(jobs::finished_at.assume_not_null())
         .load(conn)?;
     let failed_at: Vec<NaiveDateTime> = failures::table
-        .filter(failures::created_at.ge(first))
-        .filter(failures::created_at.lt(end))
+        .filter(failures::created_at.ge(at(first)))
+        .filter(failures::created_at.lt(at(end)))
         .select(failures::created_at)
         .load(conn)?;
     let mut tallies: Vec<MinuteTally> =
@@ -520,7 +522,7 @@ fn stuck_jobs_on(
     );
     of(
         claimed::table
-            .filter(claimed::created_at.lt(long))
+            .filter(claimed::created_at.lt(at(long)))
             .order(claimed::created_at)
             .select(columns)
             .limit(limit)

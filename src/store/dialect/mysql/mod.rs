@@ -360,6 +360,10 @@ impl Dialect for Mysql {
         )
     }
 
+    fn retry_pause(&self, retry: usize) -> std::time::Duration {
+        super::jittered_pause(retry)
+    }
+
     fn retryable(&self, err: &diesel::result::Error) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match err {

@@ -7,6 +7,8 @@
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+
+use crate::store::sql_types::at;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -125,7 +127,7 @@ impl Dialect for Postgres {
     fn migrate(&self, conn: &mut DbConnection) -> Result<usize, String> {
         let conn = match conn {
             DbConnection::Postgres(conn) => conn,
-            DbConnection::Sqlite(_) => return Err("the PostgreSQL dialect was given a SQLite connection".into()),
+            _ => return Err("the PostgreSQL dialect was given another backend's connection".into()),
         };
         // All pending migrations in one transaction (each in a savepoint), serialized per
         // schema by a transaction-level advisory lock so concurrent starts apply them once.
@@ -301,7 +303,7 @@ impl Dialect for Postgres {
         // committed first makes the cutoff fail.
         match cutoff {
             Some(cutoff) => diesel::delete(
-                processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(cutoff)),
+                processes::table.filter(processes::id.eq(process)).filter(processes::last_heartbeat_at.lt(at(cutoff))),
             )
             .returning(returned)
             .get_result(conn)
