@@ -192,7 +192,11 @@ impl SessionLiveness for Sessions {
         }
         // IS_FREE_LOCK takes nothing, so there is nothing to give back (PostgreSQL's probe
         // must unlock what it took).
-        let sql = vec!["SELECT ? AS process, IS_FREE_LOCK(?) AS free"; asked.len()].join(" UNION ALL ");
+        // Casts: a bare `?` in the select list has no type in the result metadata (diesel
+        // cannot read MYSQL_TYPE_NULL columns).
+        let sql =
+            vec!["SELECT CAST(? AS SIGNED) AS process, CAST(IS_FREE_LOCK(?) AS SIGNED) AS free"; asked.len()]
+                .join(" UNION ALL ");
         let mut query = sql_query(sql).into_boxed::<MysqlBackend>();
         for &process in &asked {
             query = query.bind::<BigInt, _>(process).bind::<Text, _>(format!("solidq:{key:016x}:{process}"));
