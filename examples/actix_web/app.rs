@@ -61,12 +61,15 @@ impl AppDb {
     pub fn open(url: &DatabaseUrl) -> Result<AppDb, AppError> {
         let pool = app_pool(url, 4)?;
         let mut conn = pool.get()?;
-        // The one statement that differs: how each backend spells an auto-incremented key.
-        let id = match &*conn {
-            DbConnection::Sqlite(_) => "INTEGER PRIMARY KEY",
-            DbConnection::Postgres(_) => "BIGSERIAL PRIMARY KEY",
+        // The one statement that differs: how each backend spells an auto-incremented key (and
+        // MySQL a unique text column, which needs a length).
+        let (id, email) = match &*conn {
+            DbConnection::Sqlite(_) => ("INTEGER PRIMARY KEY", "TEXT"),
+            DbConnection::Postgres(_) => ("BIGSERIAL PRIMARY KEY", "TEXT"),
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(_) => ("BIGINT AUTO_INCREMENT PRIMARY KEY", "VARCHAR(255)"),
         };
-        conn.batch_execute(&format!("CREATE TABLE IF NOT EXISTS app_users (id {id}, email TEXT NOT NULL UNIQUE)"))?;
+        conn.batch_execute(&format!("CREATE TABLE IF NOT EXISTS app_users (id {id}, email {email} NOT NULL UNIQUE)"))?;
         Ok(AppDb(pool))
     }
 
