@@ -27,6 +27,7 @@ use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
     solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
+use crate::store::sql_types::{at, At};
 
 mod sessions;
 mod sql;
@@ -107,7 +108,7 @@ impl IdAllocation {
 struct ClaimInsert {
     job_id: i64,
     process_id: i64,
-    created_at: NaiveDateTime,
+    created_at: At,
 }
 
 /// A row of `solidq_ready_executions` to insert.
@@ -117,7 +118,7 @@ struct ReadyInsert<'a> {
     job_id: i64,
     queue_name: &'a str,
     priority: i32,
-    created_at: NaiveDateTime,
+    created_at: At,
     class_name: &'a str,
 }
 
@@ -128,8 +129,8 @@ struct ScheduledInsert<'a> {
     job_id: i64,
     queue_name: &'a str,
     priority: i32,
-    scheduled_at: NaiveDateTime,
-    created_at: NaiveDateTime,
+    scheduled_at: At,
+    created_at: At,
 }
 
 /// Inserts the jobs and their executions; the caller holds a transaction. Reads the server's
@@ -196,10 +197,14 @@ fn enqueue_with(
     for (&job_id, job) in ids.iter().zip(new_jobs) {
         let (queue_name, priority) = (job.queue.as_str(), job.priority);
         match job.scheduled_at.filter(|at| *at > now) {
-            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: now, class_name: &job.kind }),
-            Some(scheduled_at) => {
-                later.push(ScheduledInsert { job_id, queue_name, priority, scheduled_at, created_at: now })
-            }
+            None => due.push(ReadyInsert { job_id, queue_name, priority, created_at: at(now), class_name: &job.kind }),
+            Some(scheduled_at) => later.push(ScheduledInsert {
+                job_id,
+                queue_name,
+                priority,
+                scheduled_at: at(scheduled_at),
+                created_at: at(now),
+            }),
         }
     }
     for chunk in due.chunks(MAX_ROWS_PER_INSERT) {
@@ -298,7 +303,7 @@ fn claim_on(conn: &mut MysqlConnection, claim: &Claim<'_>) -> QueryResult<Vec<Cl
     let picked_ids: Vec<JobId> = picked.iter().map(|(job_id, _)| *job_id).collect();
     for chunk in picked_ids.chunks(MAX_ROWS_PER_INSERT) {
         let rows: Vec<ClaimInsert> =
-            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: now }).collect();
+            chunk.iter().map(|&job_id| ClaimInsert { job_id, process_id: process, created_at: at(now) }).collect();
         diesel::insert_into(claimed::table).values(&rows).execute(conn)?;
         // job_id is unique in the table: exact whatever the auto-increment mode.
         let ids: Vec<(JobId, i64)> =

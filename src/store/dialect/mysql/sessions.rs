@@ -194,9 +194,8 @@ impl SessionLiveness for Sessions {
         // must unlock what it took).
         // Casts: a bare `?` in the select list has no type in the result metadata (diesel
         // cannot read MYSQL_TYPE_NULL columns).
-        let sql =
-            vec!["SELECT CAST(? AS SIGNED) AS process, CAST(IS_FREE_LOCK(?) AS SIGNED) AS free"; asked.len()]
-                .join(" UNION ALL ");
+        let sql = vec!["SELECT CAST(? AS SIGNED) AS process, CAST(IS_FREE_LOCK(?) AS SIGNED) AS free"; asked.len()]
+            .join(" UNION ALL ");
         let mut query = sql_query(sql).into_boxed::<MysqlBackend>();
         for &process in &asked {
             query = query.bind::<BigInt, _>(process).bind::<Text, _>(format!("solidq:{key:016x}:{process}"));
