@@ -89,7 +89,7 @@ pub const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
 /// waits for TCP's own timeout in the pool's connector thread; callers still get an error
 /// after this.
 pub const MYSQL_POOL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Run on every MySQL connection opened by [`open_mysql`]. READ COMMITTED: under REPEATABLE
+/// Run on every MySQL connection opened by `open_mysql`. READ COMMITTED: under REPEATABLE
 /// READ, a claim's `FOR UPDATE SKIP LOCKED` that reaches the end of an index takes gap locks
 /// that block concurrent enqueues until it commits. A short lock wait timeout turns a stuck
 /// row lock into a retryable error (1205) instead of a 50-second stall. diesel itself sets the
