@@ -66,7 +66,7 @@ mod multi {
         /// A SQLite connection.
         Sqlite(SqliteConnection),
         /// A MySQL or MariaDB connection (the `mysql` cargo feature), set up by
-        /// [`open_mysql`](super::open_mysql).
+        /// `open_mysql`.
         #[cfg(feature = "mysql")]
         Mysql(MysqlConnection),
     }
