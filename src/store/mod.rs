@@ -111,53 +111,38 @@ impl Store {
         match url {
             DatabaseUrl::Sqlite(path) => {
                 let (file, writer, reader) = connection::sqlite_pools(path, pool_size)?;
-                let dialect = Box::new(dialect::sqlite::Sqlite::opened(file));
-                Ok(Store {
-                    dialect,
-                    writer,
-                    reader,
-                    observer: None,
-                    claimed_since_tidy: AtomicUsize::new(0),
-                    ready_wakers: Mutex::default(),
-                    last_claim_empty: Default::default(),
-                    changes: Arc::default(),
-                })
+                Ok(Store::over(Box::new(dialect::sqlite::Sqlite::opened(file)), writer, reader))
             }
             DatabaseUrl::Postgres(url) => {
                 let url = connection::with_connect_timeout(url);
                 let manager = connection::Manager::Postgres(url.clone());
                 let pool =
                     connection::pool(manager, pool_size, connection::PG_POOL_TIMEOUT, "connecting to PostgreSQL")?;
-                let dialect = Box::new(dialect::postgres::Postgres::new(url));
-                Ok(Store {
-                    dialect,
-                    writer: pool.clone(),
-                    reader: pool,
-                    observer: None,
-                    claimed_since_tidy: AtomicUsize::new(0),
-                    ready_wakers: Mutex::default(),
-                    last_claim_empty: Default::default(),
-                    changes: Arc::default(),
-                })
+                Ok(Store::over(Box::new(dialect::postgres::Postgres::new(url)), pool.clone(), pool))
             }
             #[cfg(feature = "mysql")]
             DatabaseUrl::Mysql(url) => {
                 let manager = connection::Manager::Mysql(url.clone());
                 let pool = connection::pool(manager, pool_size, connection::MYSQL_POOL_TIMEOUT, "connecting to MySQL")?;
-                let dialect = Box::new(dialect::mysql::Mysql::new(url.clone()));
-                Ok(Store {
-                    dialect,
-                    writer: pool.clone(),
-                    reader: pool,
-                    observer: None,
-                    claimed_since_tidy: AtomicUsize::new(0),
-                    ready_wakers: Mutex::default(),
-                    last_claim_empty: Default::default(),
-                    changes: Arc::default(),
-                })
+                Ok(Store::over(Box::new(dialect::mysql::Mysql::new(url.clone())), pool.clone(), pool))
             }
             #[cfg(not(feature = "mysql"))]
             DatabaseUrl::Mysql(_) => Err(connection::mysql_not_built("connecting to MySQL")),
+        }
+    }
+
+    /// A store over `dialect` writing through `writer` and reading through `reader` (one pool
+    /// on the server backends, two on SQLite).
+    fn over(dialect: Box<dyn Dialect>, writer: DbPool, reader: DbPool) -> Store {
+        Store {
+            dialect,
+            writer,
+            reader,
+            observer: None,
+            claimed_since_tidy: AtomicUsize::new(0),
+            ready_wakers: Mutex::default(),
+            last_claim_empty: Default::default(),
+            changes: Arc::default(),
         }
     }
 

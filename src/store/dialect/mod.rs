@@ -362,3 +362,42 @@ macro_rules! expect_variant {
     };
 }
 pub(crate) use expect_variant;
+
+/// A claimed job's columns as the row-by-key claims (SQLite, MySQL) read them back: kind,
+/// arguments, queue, priority, attempts, max attempts.
+pub(super) type ClaimedRow = (String, String, String, i32, i32, i32);
+
+/// The claims of `picked` (job id, when it became ready), in pick order, from the claim ids
+/// and job rows written or read in the claiming transaction.
+pub(super) fn claimed_jobs(
+    picked: Vec<(JobId, NaiveDateTime)>,
+    claims: &std::collections::HashMap<JobId, i64>,
+    mut details: std::collections::HashMap<JobId, ClaimedRow>,
+) -> QueryResult<Vec<ClaimedJob>> {
+    let mut out = Vec::with_capacity(picked.len());
+    for (job_id, ready_at) in picked {
+        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
+            (claims.get(&job_id).copied(), details.remove(&job_id))
+        else {
+            // Both rows are in the claiming transaction; a miss means the schema is broken.
+            return Err(diesel::result::Error::NotFound);
+        };
+        out.push(ClaimedJob {
+            token: ClaimToken { job_id, claim_id },
+            kind,
+            arguments,
+            queue,
+            priority,
+            // The attempt this execution is; it is written when it ends (see `lifecycle`).
+            attempts: attempts + 1,
+            max_attempts,
+            ready_at,
+        });
+    }
+    Ok(out)
+}
+
+/// The session maps stay usable after a panic elsewhere: their entries are plain data.
+pub(super) fn lock_or_recover<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

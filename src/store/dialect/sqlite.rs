@@ -211,8 +211,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
         picked.extend(rows.into_iter().map(|(_, job_id, ready_at)| (job_id, ready_at)));
     }
     let mut claims: HashMap<JobId, i64> = HashMap::with_capacity(picked.len());
-    #[allow(clippy::type_complexity)]
-    let mut details: HashMap<JobId, (String, String, String, i32, i32, i32)> = HashMap::with_capacity(picked.len());
+    let mut details: HashMap<JobId, super::ClaimedRow> = HashMap::with_capacity(picked.len());
     let picked_ids: Vec<JobId> = picked.iter().map(|(job_id, _)| *job_id).collect();
     for chunk in picked_ids.chunks(ID_CHUNK) {
         let rows: Vec<ClaimInsert> =
@@ -235,27 +234,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
             .load(conn)?;
         details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
     }
-    let mut out = Vec::with_capacity(picked.len());
-    for (job_id, ready_at) in picked {
-        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
-            (claims.get(&job_id).copied(), details.remove(&job_id))
-        else {
-            // Both rows were written in this transaction; a miss means the schema is broken.
-            return Err(diesel::result::Error::NotFound);
-        };
-        out.push(ClaimedJob {
-            token: ClaimToken { job_id, claim_id },
-            kind,
-            arguments,
-            queue,
-            priority,
-            // The attempt this execution is; it is written when it ends (see `lifecycle`).
-            attempts: attempts + 1,
-            max_attempts,
-            ready_at,
-        });
-    }
-    Ok(out)
+    super::claimed_jobs(picked, &claims, details)
 }
 
 impl Dialect for Sqlite {

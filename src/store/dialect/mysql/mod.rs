@@ -297,8 +297,7 @@ fn claim_on(conn: &mut MysqlConnection, claim: &Claim<'_>) -> QueryResult<Vec<Cl
         picked.extend(rows.into_iter().map(|row| (row.job_id, row.created_at)));
     }
     let mut claims: std::collections::HashMap<JobId, i64> = std::collections::HashMap::with_capacity(picked.len());
-    #[allow(clippy::type_complexity)]
-    let mut details: std::collections::HashMap<JobId, (String, String, String, i32, i32, i32)> =
+    let mut details: std::collections::HashMap<JobId, super::ClaimedRow> =
         std::collections::HashMap::with_capacity(picked.len());
     let picked_ids: Vec<JobId> = picked.iter().map(|(job_id, _)| *job_id).collect();
     for chunk in picked_ids.chunks(MAX_ROWS_PER_INSERT) {
@@ -323,27 +322,7 @@ fn claim_on(conn: &mut MysqlConnection, claim: &Claim<'_>) -> QueryResult<Vec<Cl
             .load(conn)?;
         details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
     }
-    let mut out = Vec::with_capacity(picked.len());
-    for (job_id, ready_at) in picked {
-        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
-            (claims.get(&job_id).copied(), details.remove(&job_id))
-        else {
-            // Both rows were written or read in this transaction; a miss means the schema is broken.
-            return Err(diesel::result::Error::NotFound);
-        };
-        out.push(ClaimedJob {
-            token: ClaimToken { job_id, claim_id },
-            kind,
-            arguments,
-            queue,
-            priority,
-            // The attempt this execution is; it is written when it ends (see `lifecycle`).
-            attempts: attempts + 1,
-            max_attempts,
-            ready_at,
-        });
-    }
-    Ok(out)
+    super::claimed_jobs(picked, &claims, details)
 }
 
 impl Dialect for Mysql {

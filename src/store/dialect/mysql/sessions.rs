@@ -5,7 +5,7 @@
 //! never taken on a pooled one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::mysql::Mysql as MysqlBackend;
@@ -16,7 +16,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use super::sql::Number;
 use crate::model::ProcessId;
 use crate::store::connection::{open_mysql, DbConnection};
-use crate::store::dialect::{expect_variant, SessionLiveness};
+use crate::store::dialect::{expect_variant, lock_or_recover, SessionLiveness};
 use crate::store::error::{StoreError, StoreResult};
 
 /// How long after losing one of its own sessions a store reports no session as gone: a
@@ -57,8 +57,9 @@ fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn lock_or_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The named lock of `process` in the database whose name hashes to `database_key`.
+fn lock_name(database_key: u64, process: ProcessId) -> String {
+    format!("solidq:{database_key:016x}:{process}")
 }
 
 impl Sessions {
@@ -85,7 +86,7 @@ impl Sessions {
 
     /// The lock of `process`: `solidq:<16 hex>:<id>`, at most 43 characters (the limit is 64).
     fn lock_name(&self, conn: &mut MysqlConnection, process: ProcessId) -> QueryResult<String> {
-        Ok(format!("solidq:{:016x}:{process}", self.database_key(conn)?))
+        Ok(lock_name(self.database_key(conn)?, process))
     }
 
     /// Takes the lock of `process` without waiting; whether it got it.
@@ -198,7 +199,7 @@ impl SessionLiveness for Sessions {
             .join(" UNION ALL ");
         let mut query = sql_query(sql).into_boxed::<MysqlBackend>();
         for &process in &asked {
-            query = query.bind::<BigInt, _>(process).bind::<Text, _>(format!("solidq:{key:016x}:{process}"));
+            query = query.bind::<BigInt, _>(process).bind::<Text, _>(lock_name(key, process));
         }
         let rows: Vec<Free> = query.load(conn)?;
         let free: Vec<ProcessId> = rows.into_iter().filter(|row| row.free == Some(1)).map(|row| row.process).collect();

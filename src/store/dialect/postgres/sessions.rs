@@ -3,7 +3,7 @@
 //! and frees the lock, which [`SessionLiveness::gone`] sees long before a heartbeat expires.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -12,7 +12,7 @@ use diesel::sql_types::{Array, Bool, Integer, Nullable, Text};
 
 use crate::model::ProcessId;
 use crate::store::connection::{init_tls, DbConnection};
-use crate::store::dialect::{expect_variant, SessionLiveness};
+use crate::store::dialect::{expect_variant, lock_or_recover, SessionLiveness};
 use crate::store::error::{StoreError, StoreResult};
 
 /// How long after losing one of its own sessions a store reports no session as gone: a
@@ -61,10 +61,6 @@ pub(super) fn stable_hash(text: &str) -> u32 {
 /// Second advisory-lock key of a process: its id as int4.
 fn process_key(process: ProcessId) -> i32 {
     process as i32
-}
-
-fn lock_or_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Sessions {
