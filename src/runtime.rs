@@ -21,6 +21,7 @@ use crate::job::{Job, Perform};
 use crate::logging::LoggingGuard;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::{DispatcherConfig, DEFAULT_MAX_BATCHES_PER_PASS};
+use crate::maintenance::election::ElectionConfig;
 use crate::maintenance::latency_alarm::{LatencyAlarmConfig, DEFAULT_INTERVAL as LATENCY_ALARM_INTERVAL};
 use crate::maintenance::scheduler::{SchedulerConfig, RELOAD_INTERVAL};
 use crate::maintenance::watchdog::{WatchdogConfig, DEFAULT_SESSION_CONFIRMATION};
@@ -391,6 +392,7 @@ impl Runtime {
                 interval: c.dispatcher_polling_interval,
                 max_batches_per_pass: DEFAULT_MAX_BATCHES_PER_PASS,
             },
+            election: ElectionConfig { spacing: c.election_spacing, ..ElectionConfig::default() },
             watchdog: WatchdogConfig {
                 interval: c.watchdog_interval,
                 alive_threshold: c.alive_threshold,
@@ -399,10 +401,13 @@ impl Runtime {
                 pid_probe: c.pid_probe,
                 observation_gap: WatchdogConfig::observation_gap_for(c.watchdog_interval, c.alive_threshold),
             },
-            scheduler: c.scheduler.then(|| {
+            // Every process runs the scheduler when it leads (the runs of the tasks in the
+            // database); SOLIDQ_SCHEDULER says whether this one writes its static tasks.
+            scheduler: Some({
                 let registry = self.registry.clone();
                 SchedulerConfig {
                     static_tasks,
+                    write_static: c.scheduler,
                     reload_interval: RELOAD_INTERVAL,
                     kind_options: Arc::new(move |job| registry.apply_kind_options(job)),
                 }
@@ -412,11 +417,9 @@ impl Runtime {
             shutdown_timeout: c.shutdown_timeout,
             stuck_after: self.stuck_after,
             standalone,
-            latency_alarm: c.alert_queue_latency.map(|threshold| LatencyAlarmConfig {
-                threshold,
-                interval: LATENCY_ALARM_INTERVAL.min(threshold),
-                alive_threshold: c.alive_threshold,
-            }),
+            latency_alarm: c
+                .alert_queue_latency
+                .map(|threshold| LatencyAlarmConfig { threshold, interval: LATENCY_ALARM_INTERVAL.min(threshold) }),
             telemetry: self.telemetry.clone(),
         }
     }
@@ -437,8 +440,16 @@ impl Runtime {
         }
         let static_tasks = self.static_tasks()?;
         if !self.config.scheduler && !static_tasks.is_empty() {
-            warn!(self.logger, "SOLIDQ_SCHEDULER=false: this process neither writes its static recurring tasks nor enqueues runs";
+            warn!(self.logger, "SOLIDQ_SCHEDULER=false: this process does not write its static recurring tasks (the elected leader enqueues the runs of the tasks in the database)";
                 "static_tasks" => static_tasks.len());
+        }
+        if self.config.scheduler {
+            // Now, not when this process is elected (perhaps never): the leader enqueues the
+            // runs of every task in the database, whoever wrote it.
+            let synced = self.store.sync_static_recurring_tasks(&static_tasks, chrono::Utc::now().naive_utc())?;
+            if synced.written > 0 || !synced.removed.is_empty() {
+                info!(self.logger, "static recurring tasks written"; "tasks" => synced.written, "removed" => ?synced.removed);
+            }
         }
         registry::install_panic_hook();
         self.telemetry.events.set_logger(&self.logger);

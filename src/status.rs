@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::model::duration::format_duration;
 use crate::model::{ProcessRow, QueuePattern};
-use crate::store::{JobCounts, QueueCounts, Waiting};
+use crate::store::{JobCounts, Leader, QueueCounts, Waiting};
 
 /// Everything `solidq status` shows, read at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,8 @@ pub struct StatusView<'a> {
     pub now: NaiveDateTime,
     /// `SOLIDQ_ALIVE_THRESHOLD`: a process whose heartbeat is older is dead.
     pub alive_threshold: Duration,
+    /// The elected leader, which runs the maintenance sweeps ([`Store::leader`](crate::store::Store::leader)).
+    pub leader: Option<&'a Leader>,
 }
 
 /// How long ago `last_heartbeat_at` was; negative if it lies in the future (clock skew
@@ -224,6 +226,7 @@ fn count_cells(counts: &JobCounts) -> [String; 5] {
 ///     waiting: &[],
 ///     now,
 ///     alive_threshold: Duration::from_secs(60),
+///     leader: None,
 /// });
 /// assert!(text.contains("2m10s"));
 /// assert!(text.contains("dead"));
@@ -250,6 +253,7 @@ pub fn render_table(view: &StatusView<'_>) -> String {
                     p.pid.to_string(),
                     format_age(age),
                     if is_alive { "alive" } else { "dead" }.to_string(),
+                    if view.leader.is_some_and(|l| l.process == p.id) { "leader" } else { "" }.to_string(),
                 ]
             })
             .collect();
@@ -260,10 +264,11 @@ pub fn render_table(view: &StatusView<'_>) -> String {
             view.processes.len()
         ));
         out.push_str(&table(
-            &["ID", "KIND", "NAME", "HOST", "PID", "HEARTBEAT", "STATE"],
+            &["ID", "KIND", "NAME", "HOST", "PID", "HEARTBEAT", "STATE", "ROLE"],
             &rows,
-            &[true, false, false, false, true, true, false],
+            &[true, false, false, false, true, true, false, false],
         ));
+        out.push_str(&leader_line(view));
         out.push_str(&abandoned_section(view));
     }
     let t = view.totals;
@@ -352,6 +357,28 @@ fn abandoned_section(view: &StatusView<'_>) -> String {
     out
 }
 
+/// Who leads and since when; a leader whose row is gone is named as such (it died or left,
+/// and no other process has taken the lock yet).
+fn leader_line(view: &StatusView<'_>) -> String {
+    let Some(leader) = view.leader else {
+        return "Leader: none elected yet (the maintenance sweeps run in the elected process)\n".into();
+    };
+    let since = format_age(view.now - leader.elected_at);
+    match view.processes.iter().find(|p| p.id == leader.process) {
+        Some(p) => format!(
+            "Leader: process {} ({}) since {} UTC ({since} ago), term {}\n",
+            p.id,
+            printable(&p.name),
+            leader.elected_at.format("%Y-%m-%d %H:%M:%S"),
+            leader.term
+        ),
+        None => format!(
+            "Leader: process {} (gone; another process takes over at its next try), term {}\n",
+            leader.process, leader.term
+        ),
+    }
+}
+
 /// The status as one JSON object:
 ///
 /// - `processes`: objects with `id`, `kind`, `name`, `hostname`, `pid`, `metadata`,
@@ -363,6 +390,9 @@ fn abandoned_section(view: &StatusView<'_>) -> String {
 ///   `cancelled` and `queues`, a list of objects with `queue` and the same eight counts;
 /// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
 ///   `jobs` and `reason`;
+/// - `leader`: `process_id`, `term`, `elected_at` (RFC 3339, UTC) and `registered` (whether
+///   its process row still exists), or `null` before the first election; each process also has
+///   `leader` (a boolean);
 /// - `now` (RFC 3339, UTC) and `alive_threshold_secs`, to interpret `alive`.
 pub fn render_json(view: &StatusView<'_>) -> Value {
     let processes: Vec<Value> = view
@@ -381,6 +411,7 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
                 "created_at": utc(p.created_at),
                 "heartbeat_age_secs": age.num_milliseconds() as f64 / 1000.0,
                 "alive": is_alive(age, view.alive_threshold),
+                "leader": view.leader.is_some_and(|l| l.process == p.id),
                 "abandoned": p.metadata.abandoned(),
             })
         })
@@ -390,6 +421,12 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
         "now": utc(view.now),
         "alive_threshold_secs": view.alive_threshold.as_secs_f64(),
         "processes": processes,
+        "leader": view.leader.map(|l| json!({
+            "process_id": l.process,
+            "term": l.term,
+            "elected_at": utc(l.elected_at),
+            "registered": view.processes.iter().any(|p| p.id == l.process),
+        })),
         "jobs": {
             "ready": t.ready,
             "scheduled": t.scheduled,
@@ -417,6 +454,7 @@ pub fn status_text(store: &crate::store::Store, alive_threshold: Duration) -> cr
     let processes = store.processes()?;
     let (totals, queues) = store.counts()?;
     let waiting = store.waiting()?;
+    let leader = store.leader()?;
     let view = StatusView {
         processes: &processes,
         totals: &totals,
@@ -424,6 +462,7 @@ pub fn status_text(store: &crate::store::Store, alive_threshold: Duration) -> cr
         waiting: &waiting,
         now: chrono::Utc::now().naive_utc(),
         alive_threshold,
+        leader: leader.as_ref(),
     };
     Ok(render_table(&view))
 }
@@ -476,6 +515,7 @@ mod tests {
             waiting: &[],
             now: now(),
             alive_threshold: Duration::from_secs(alive_threshold_secs),
+            leader: None,
         }
     }
 
@@ -514,12 +554,17 @@ mod tests {
             QueueCounts { queue: "default".into(), counts: counts(4, 1) },
             QueueCounts { queue: "reports-monthly".into(), counts: counts(1, 0) },
         ];
-        let text = render_table(&view(&processes, &totals, &queues, 60));
+        let leader = Leader { process: 1, term: 3, elected_at: now() - TimeDelta::seconds(600) };
+        let text = render_table(&StatusView { leader: Some(&leader), ..view(&processes, &totals, &queues, 60) });
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("Processes: 2 (1 alive, 1 dead; dead = no heartbeat for over 1m"), "{text}");
-        assert_eq!(lines[1], "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE");
-        assert_eq!(lines[2], " 1  Runtime  solidq-web1-1001-aaaa  web1  1001         3s  alive");
+        assert_eq!(lines[1], "ID  KIND     NAME                   HOST   PID  HEARTBEAT  STATE  ROLE");
+        assert_eq!(lines[2], " 1  Runtime  solidq-web1-1001-aaaa  web1  1001         3s  alive  leader");
         assert_eq!(lines[3], "22  Runtime  solidq-web1-1022-bbbb  web1  1022      2m10s  dead");
+        assert_eq!(
+            lines[4],
+            "Leader: process 1 (solidq-web1-1001-aaaa) since 2026-11-26 11:50:00 UTC (10m0s ago), term 3"
+        );
         assert!(text.contains("Jobs: 5 ready, 2 scheduled, 3 claimed, 1 failed, 100 finished"));
         assert!(text.contains("QUEUE            READY  SCHEDULED  CLAIMED  FAILED  FINISHED"));
         assert!(text.contains("default              4          2        3       1       100"));

@@ -453,3 +453,47 @@ backend_test!(
         assert_eq!(most, 2, "the limit is also reached, not only respected");
     }
 );
+
+backend_test!(
+    /// Two processes; the leader is killed with SIGKILL while it holds claims. The other is
+    /// elected (the next term) and its watchdog hands the dead leader's claims back, with the
+    /// alive threshold at 60 s: only the freed leader lock and fast death detection explain it.
+    fn a_killed_leader_is_replaced_and_its_claims_come_back(db: TestDb) {
+        let ids = enqueue_sleeps(&db, 40, 300);
+        let mut first = spawn_child(&db, &[]);
+        let mut second = spawn_child(&db, &[]);
+        let leader = || {
+            let leader = db.store.leader().unwrap()?;
+            let row = db.store.processes().unwrap().into_iter().find(|p| p.id == leader.process)?;
+            Some((leader, row))
+        };
+        wait_until("a leader holding claims", Duration::from_secs(30), || {
+            leader().is_some_and(|(leader, _)| !db.store.claims_of(leader.process).unwrap().is_empty())
+        });
+        let (elected, row) = leader().unwrap();
+        let (victim, survivor) =
+            if row.pid == first.id() as i32 { (&mut first, &mut second) } else { (&mut second, &mut first) };
+        assert_eq!(row.pid, victim.id() as i32);
+        let killed_at = Instant::now();
+        send(victim, libc::SIGKILL);
+        wait_exit(victim, Duration::from_secs(5));
+        wait_until("another process elected", Duration::from_secs(20), || {
+            db.store.leader().unwrap().is_some_and(|now| now.term > elected.term && now.process != elected.process)
+        });
+        let elected_after = killed_at.elapsed();
+        wait_until("the dead leader's claims handed back", Duration::from_secs(20), || {
+            db.store.claims_of(elected.process).unwrap().is_empty()
+        });
+        eprintln!(
+            "new leader after {} ms, the killed leader's claims back after {} ms",
+            elected_after.as_millis(),
+            killed_at.elapsed().as_millis()
+        );
+        assert!(!db.store.processes().unwrap().iter().any(|p| p.id == elected.process), "the dead leader reaped");
+        wait_until("every job to finish", Duration::from_secs(60), || {
+            states(&db, &ids).iter().all(|s| s == "finished")
+        });
+        send(survivor, libc::SIGTERM);
+        assert!(wait_exit(survivor, Duration::from_secs(20)).success());
+    }
+);

@@ -50,11 +50,12 @@ pub struct Woken(pub WakeReason);
 /// the polling interval up to this.
 pub const MAX_IDLE_POLL: Duration = Duration::from_secs(1);
 /// The same with a listener (PostgreSQL's LISTEN/NOTIFY, SQLite's `data_version` watcher):
-/// polling is then only a fallback.
-pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(10);
+/// polling is then only a safety net, far apart so that a fleet of idle processes costs the
+/// database little (100 processes: about 3 statements per second).
+pub const MAX_IDLE_POLL_LISTENING: Duration = Duration::from_secs(30);
 
 /// Default time between polls of a worker that found nothing the last time
-/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to a second (ten seconds where
+/// (`SOLIDQ_POLLING_INTERVAL`); each empty poll doubles it, up to a second (30 seconds where
 /// the store has a listener).
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -214,6 +214,7 @@ fn execute_command(
                 let processes = store.processes()?;
                 let (totals, queues) = store.counts()?;
                 let waiting = store.waiting()?;
+                let leader = store.leader()?;
                 let view = status::StatusView {
                     processes: &processes,
                     totals: &totals,
@@ -221,6 +222,7 @@ fn execute_command(
                     waiting: &waiting,
                     now: now(),
                     alive_threshold: config.alive_threshold,
+                    leader: leader.as_ref(),
                 };
                 let mut text =
                     serde_json::to_string_pretty(&status::render_json(&view)).expect("a JSON value serializes");

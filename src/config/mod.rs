@@ -15,6 +15,7 @@
 //! | `SOLIDQ_HEARTBEAT_INTERVAL` | duration > 0 | `30s` |
 //! | `SOLIDQ_ALIVE_THRESHOLD` | duration ≥ 2 × `SOLIDQ_HEARTBEAT_INTERVAL` | `5m` |
 //! | `SOLIDQ_WATCHDOG_INTERVAL` | duration > 0 | `1s` |
+//! | `SOLIDQ_ELECTION_SPACING` | duration from 10ms to 1m: how often the fleet as a whole tries the leader lock (each process every spacing × processes, 1 s to 60 s; see [`crate::maintenance::election`]) | `400ms` |
 //! | `SOLIDQ_SHUTDOWN_TIMEOUT` | duration (`0` = do not wait) | `5s` |
 //! | `SOLIDQ_AUTO_MIGRATE` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
 //! | `SOLIDQ_PID_PROBE` | `true`, `false`, `1`, `0`, `yes`, `no`: judge processes of this host and PID namespace dead as soon as their pid is gone | `true` |
@@ -24,7 +25,7 @@
 //! | `SOLIDQ_PRESERVE_FINISHED_JOBS` | `true`, `false`, `1`, `0`, `yes`, `no` | `true` |
 //! | `SOLIDQ_CLEAR_FINISHED_AFTER` | duration from 1s to 3650d | `1d` |
 //! | `SOLIDQ_RECURRING` | path of a `.toml` or `.json` file of recurring tasks (see [`crate::recurring::load_file`]) | none |
-//! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: run the scheduler of recurring tasks in this process | `true` |
+//! | `SOLIDQ_SCHEDULER` | `true`, `false`, `1`, `0`, `yes`, `no`: write this process's static recurring tasks at start (the elected leader enqueues the runs of every task in the database) | `true` |
 //! | `SOLIDQ_METRICS_BIND` | `address:port` (e.g. `127.0.0.1:9394`): serve `/metrics`, `/health/live`, `/health/ready` there (see [`crate::metrics`]) | none |
 //! | `SOLIDQ_ALERT_QUEUE_LATENCY` | duration > 0: emit `QueueLatencyHigh`/`Recovered` events when the job at the head of a queue has waited longer (see [`crate::events`]) | none (off) |
 //!
@@ -108,6 +109,8 @@ pub use crate::maintenance::cleaner::DEFAULT_CLEAR_FINISHED_AFTER;
 pub use crate::maintenance::dispatcher::DEFAULT_BATCH_SIZE as DEFAULT_DISPATCHER_BATCH_SIZE;
 /// Default `SOLIDQ_DISPATCHER_POLLING_INTERVAL` (the dispatcher's).
 pub use crate::maintenance::dispatcher::DEFAULT_INTERVAL as DEFAULT_DISPATCHER_POLLING_INTERVAL;
+/// Default `SOLIDQ_ELECTION_SPACING` (the election's).
+pub use crate::maintenance::election::DEFAULT_SPACING as DEFAULT_ELECTION_SPACING;
 /// Default `SOLIDQ_ALIVE_THRESHOLD` (the watchdog's).
 pub use crate::maintenance::watchdog::DEFAULT_ALIVE_THRESHOLD;
 /// Default `SOLIDQ_WATCHDOG_INTERVAL` (the watchdog's).
@@ -145,6 +148,8 @@ pub struct Config {
     pub alive_threshold: Duration,
     /// `SOLIDQ_WATCHDOG_INTERVAL`: how often the watchdog looks for dead processes.
     pub watchdog_interval: Duration,
+    /// `SOLIDQ_ELECTION_SPACING`: how often the fleet as a whole tries the leader lock.
+    pub election_spacing: Duration,
     /// `SOLIDQ_SHUTDOWN_TIMEOUT`: how long TERM waits for running jobs.
     pub shutdown_timeout: Duration,
     /// `SOLIDQ_AUTO_MIGRATE`: apply pending migrations at start.
@@ -168,8 +173,9 @@ pub struct Config {
     /// The static recurring tasks of `SOLIDQ_RECURRING` (checked when the configuration is
     /// read), ordered by key.
     pub recurring_tasks: Vec<RecurringTask>,
-    /// `SOLIDQ_SCHEDULER`: run the scheduler of recurring tasks in this process (it writes the
-    /// static tasks at start and enqueues the runs; any number of processes may run one).
+    /// `SOLIDQ_SCHEDULER`: write this process's static recurring tasks to the database at start.
+    /// The runs of every task in the database are enqueued by the elected leader, whatever this
+    /// says.
     pub scheduler: bool,
     /// `SOLIDQ_METRICS_BIND`: where an embedded runtime serves its metrics and health checks
     /// itself (no actix-web needed); `None`: nowhere (mount them in the application instead).
@@ -203,6 +209,8 @@ pub mod limits {
     pub const ALIVE_THRESHOLD: RangeInclusive<Duration> = Duration::from_millis(200)..=Duration::from_secs(86_400);
     /// `SOLIDQ_WATCHDOG_INTERVAL`.
     pub const WATCHDOG_INTERVAL: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(3600);
+    /// `SOLIDQ_ELECTION_SPACING`.
+    pub const ELECTION_SPACING: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(60);
     /// `SOLIDQ_SHUTDOWN_TIMEOUT` (0: do not wait).
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
     /// `SOLIDQ_ALERT_QUEUE_LATENCY`: a millisecond to a week.
@@ -225,6 +233,7 @@ impl Default for Config {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             alive_threshold: DEFAULT_ALIVE_THRESHOLD,
             watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
+            election_spacing: DEFAULT_ELECTION_SPACING,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             auto_migrate: true,
             pid_probe: true,
@@ -300,6 +309,11 @@ impl Config {
                 "SOLIDQ_WATCHDOG_INTERVAL",
                 defaults.watchdog_interval,
                 limits::WATCHDOG_INTERVAL,
+            ),
+            election_spacing: r.read_duration(
+                "SOLIDQ_ELECTION_SPACING",
+                defaults.election_spacing,
+                limits::ELECTION_SPACING,
             ),
             shutdown_timeout: r.read_duration(
                 "SOLIDQ_SHUTDOWN_TIMEOUT",

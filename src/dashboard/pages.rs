@@ -149,11 +149,12 @@ async fn overview(req: HttpRequest) -> HttpResponse {
         let p = &overview.processes;
         let _ = write!(
             body,
-            r#"<section><h2>Processes</h2><p class="tally"><span class="pill alive">{} alive</span> <span class="pill late">{} late</span> <span class="pill dead">{} dead</span> · <a href="{}">details</a></p></section>"#,
+            r#"<section><h2>Processes</h2><p class="tally"><span class="pill alive">{} alive</span> <span class="pill late">{} late</span> <span class="pill dead">{} dead</span> · <a href="{}">details</a></p>{}</section>"#,
             p.alive,
             p.late,
             p.dead,
-            attr(&ctx.link("/processes"))
+            attr(&ctx.link("/processes")),
+            leader_note(&ctx, overview.leader.as_ref())
         );
         body.push_str(r#"<section><h2>Oldest ready job per queue</h2>"#);
         if overview.oldest_ready.is_empty() {
@@ -270,11 +271,19 @@ fn process_table(ctx: &Ctx, processes: &[ProcessDetail]) -> String {
             }
             held.push_str("</span>");
         }
+        let kind = match &process.leader {
+            Some(leader) => format!(
+                r#"{} <span class="pill alive" title="elected {} (term {}): runs the maintenance sweeps">leader</span>"#,
+                esc(&process.kind),
+                time(leader.elected_at),
+                leader.term
+            ),
+            None => esc(&process.kind),
+        };
         let _ = write!(
             body,
-            r#"<tr class="{l}"><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{} {} ago</td><td class="num">{held}</td><td>{judged}</td></tr>"#,
+            r#"<tr class="{l}"><td class="num">{}</td><td>{kind}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{} {} ago</td><td class="num">{held}</td><td>{judged}</td></tr>"#,
             process.id,
-            esc(&process.kind),
             esc(&process.name),
             esc(&process.hostname),
             process.pid,
@@ -289,6 +298,20 @@ fn process_table(ctx: &Ctx, processes: &[ProcessDetail]) -> String {
         crate::config::format_duration(threshold)
     );
     body
+}
+
+/// Who leads (runs the maintenance sweeps) and since when, as a sentence.
+fn leader_note(ctx: &Ctx, leader: Option<&crate::store::Leader>) -> String {
+    match leader {
+        Some(leader) => format!(
+            r#"<p class="note">Leader: <b>process {}</b> since {} ({} ago), term {}. It runs the maintenance sweeps (watchdog, dispatcher, recurring scheduler, cleaner); another process takes over within seconds if it dies.</p>"#,
+            leader.process,
+            time(leader.elected_at),
+            seconds(age_of(ctx.now, leader.elected_at)),
+            leader.term
+        ),
+        None => r#"<p class="note">Leader: none elected yet.</p>"#.into(),
+    }
 }
 
 fn age_of(now: NaiveDateTime, then: NaiveDateTime) -> f64 {

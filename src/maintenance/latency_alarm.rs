@@ -2,13 +2,9 @@
 //! has waited longer than `SOLIDQ_ALERT_QUEUE_LATENCY`, and [`Event::QueueLatencyRecovered`]
 //! when it is back under. Runs only where that variable is set.
 //!
-//! Once per crossing across the cluster: every process running the alarm reads the same
-//! latencies (one grouped statement per pass) and follows the same crossings, but only the
-//! leader emits them: the process with the lowest id among those whose heartbeat is within
-//! the alive threshold. A follower keeps the state too, so when the leader dies its successor
-//! neither repeats a crossing already reported nor misses the next one. (A crossing that
-//! happens in the pass where leadership changes may be reported by both or neither; the
-//! next crossing is exact again.)
+//! Once per crossing across the cluster: only the elected leader runs it (one grouped
+//! statement per pass). A new leader starts without the old one's state: a queue still above
+//! the threshold when leadership changes is reported once more by the new leader.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,16 +26,14 @@ pub struct LatencyAlarmConfig {
     pub threshold: Duration,
     /// Time between passes.
     pub interval: Duration,
-    /// Heartbeats within this are live, for choosing the leader (`SOLIDQ_ALIVE_THRESHOLD`).
-    pub alive_threshold: Duration,
 }
 
 /// What a pass found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlarmOutcome {
-    /// Events raised by this pass (empty on followers, which only track).
+    /// Events raised by this pass (empty for a pass outside the election, which only tracks).
     pub raised: Vec<Event>,
-    /// Whether this process leads (emits).
+    /// Whether the pass ran as the elected leader (and emitted).
     pub leader: bool,
 }
 
@@ -74,10 +68,7 @@ impl Service for LatencyAlarm {
 
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<AlarmOutcome> {
         let latencies = store.ready_latencies(pass.now)?;
-        let leader = match pass.own {
-            Some(own) => store.leading_process(pass.now, self.config.alive_threshold)? == Some(own),
-            None => false,
-        };
+        let leader = pass.lease.is_some();
         let threshold = self.config.threshold;
         let mut raised = Vec::new();
         // Queues without ready jobs have no latency: they are back under the threshold.

@@ -11,6 +11,11 @@
 //! - [`cleaner`]: deletes ended jobs older than `SOLIDQ_CLEAR_FINISHED_AFTER`.
 //! - [`latency_alarm`]: alerts when the job at the head of a queue waits too long.
 //! - [`tidier`]: vacuums the queue tables after many claims (PostgreSQL).
+//! - [`election`]: elects the one process whose services above run (every process runs it).
+//!
+//! Only the elected leader runs the services marked [`Service::LEADER_ONLY`] (all but the
+//! election): each of its passes writes as that leader (`Store::as_leader`), so a deposed
+//! leader's pass changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -18,11 +23,12 @@ use chrono::NaiveDateTime;
 use slog::Logger;
 
 use crate::model::ProcessId;
-use crate::store::{Store, StoreResult};
+use crate::store::{Lease, Store, StoreResult};
 
 pub mod blocked_sweep;
 pub mod cleaner;
 pub mod dispatcher;
+pub mod election;
 pub mod latency_alarm;
 pub mod scheduler;
 pub mod tidier;
@@ -37,12 +43,15 @@ pub struct Pass {
     pub now: NaiveDateTime,
     /// Monotonic clock, for durations measured in this process.
     pub clock: Instant,
+    /// The lease the pass runs under when this process leads (its writes are fenced by it);
+    /// `None` for a pass outside the election (a test, a tool).
+    pub lease: Option<Lease>,
 }
 
 impl Pass {
     /// A pass at the current time.
     pub fn now(own: Option<ProcessId>) -> Pass {
-        Pass { own, now: chrono::Utc::now().naive_utc(), clock: Instant::now() }
+        Pass { own, now: chrono::Utc::now().naive_utc(), clock: Instant::now(), lease: None }
     }
 }
 
@@ -53,6 +62,9 @@ pub trait Service: Clone + Send + Unpin + 'static {
 
     /// Name for logs and the supervisor (`dispatcher`, `watchdog`).
     const NAME: &'static str;
+
+    /// Whether only the elected leader runs it (every maintenance service but the election).
+    const LEADER_ONLY: bool = true;
 
     /// Time between passes; the supervisor judges the service stuck after ten without
     /// progress.

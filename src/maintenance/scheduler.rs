@@ -41,8 +41,11 @@ pub type KindOptions = Arc<dyn Fn(&mut NewJob) + Send + Sync>;
 /// What the scheduler works with.
 #[derive(Clone)]
 pub struct SchedulerConfig {
-    /// The static tasks, written to the database at the first pass.
+    /// The static tasks, written to the database at the first pass if `write_static`.
     pub static_tasks: Vec<RecurringTask>,
+    /// Whether this scheduler writes `static_tasks` (`SOLIDQ_SCHEDULER`); without, it only
+    /// enqueues the runs of the tasks in the database.
+    pub write_static: bool,
     /// Time between reloads of the task list.
     pub reload_interval: Duration,
     /// The options a run's kind derives from its arguments.
@@ -60,7 +63,12 @@ impl std::fmt::Debug for SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { static_tasks: Vec::new(), reload_interval: RELOAD_INTERVAL, kind_options: Arc::new(|_| {}) }
+        SchedulerConfig {
+            static_tasks: Vec::new(),
+            write_static: true,
+            reload_interval: RELOAD_INTERVAL,
+            kind_options: Arc::new(|_| {}),
+        }
     }
 }
 
@@ -132,7 +140,7 @@ fn pass_of(
 ) -> StoreResult<SchedulerPass> {
     let mut report = SchedulerPass::default();
     let stamp = now.naive_utc();
-    if !book.synced {
+    if !book.synced && config.write_static {
         let synced = store.sync_static_recurring_tasks(&config.static_tasks, stamp)?;
         book.synced = true;
         report.synced = Some((synced.written, synced.removed));
@@ -223,7 +231,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     book: Book,
     /// Told of skipped runs, with the alive threshold that picks the process reporting them.
-    telemetry: Option<(Telemetry, Duration)>,
+    telemetry: Option<Telemetry>,
 }
 
 impl Scheduler {
@@ -232,20 +240,19 @@ impl Scheduler {
         Scheduler { config, book: Book::default(), telemetry: None }
     }
 
-    /// Emits [`Event::RecurringRunMissed`] for skipped runs. Every scheduler skips the same
-    /// runs, so only the leader (the live process with the lowest id, judged against
-    /// `alive_threshold`, as for the latency alarm) reports them.
-    pub(crate) fn reporting_to(mut self, telemetry: Telemetry, alive_threshold: Duration) -> Self {
-        self.telemetry = Some((telemetry, alive_threshold));
+    /// Emits [`Event::RecurringRunMissed`] for skipped runs when the pass runs as the elected
+    /// leader (a scheduler outside the election skips the same runs silently).
+    pub(crate) fn reporting_to(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
-    fn report_missed(&self, store: &Store, pass: &Pass, report: &SchedulerPass) -> StoreResult<()> {
-        let Some((telemetry, alive_threshold)) = &self.telemetry else { return Ok(()) };
+    fn report_missed(&self, pass: &Pass, report: &SchedulerPass) -> StoreResult<()> {
+        let Some(telemetry) = &self.telemetry else { return Ok(()) };
         if report.skipped.is_empty() || !telemetry.events.has_subscribers() {
             return Ok(());
         }
-        if pass.own.is_none() || store.leading_process(pass.now, *alive_threshold)? != pass.own {
+        if pass.lease.is_none() {
             return Ok(());
         }
         for (key, _, last) in &report.skipped {
@@ -284,7 +291,7 @@ impl Service for Scheduler {
             return Ok(SchedulerPass::default());
         }
         let report = pass_of(store, &self.config, &mut self.book, reload, now)?;
-        self.report_missed(store, &pass, &report)?;
+        self.report_missed(&pass, &report)?;
         Ok(report)
     }
 
@@ -326,15 +333,13 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::model::{DatabaseUrl, NewProcess};
 
-    const THRESHOLD: Duration = Duration::from_secs(60);
-
     /// `seconds` after a whole minute.
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
     }
 
-    fn pass(own: Option<crate::model::ProcessId>, seconds: i64) -> Pass {
-        Pass { own, now: at(seconds).naive_utc(), clock: Instant::now() }
+    fn pass(own: Option<crate::model::ProcessId>, lease: Option<crate::store::Lease>, seconds: i64) -> Pass {
+        Pass { own, now: at(seconds).naive_utc(), clock: Instant::now(), lease }
     }
 
     /// A scheduler of one task run every minute, whose pass at 10.5 minutes finds nine runs
@@ -350,11 +355,10 @@ mod tests {
             hostname: "here".into(),
             metadata: Default::default(),
         };
-        // The process with the lowest live id leads; this scheduler runs in the other unless
-        // `leader`.
-        let first = store.register_process(&row("first"), at(630).naive_utc()).unwrap();
-        let second = store.register_process(&row("second"), at(630).naive_utc()).unwrap();
-        let own = Some(if leader { first } else { second });
+        // Elected, this scheduler's passes run under the lease.
+        let own = store.register_process(&row("first"), at(630).naive_utc()).unwrap();
+        let lease = leader.then(|| store.take_leadership(own, at(630).naive_utc()).unwrap());
+        let own = Some(own);
 
         let events = Arc::new(EventBus::default());
         let (tx, rx) = mpsc::channel();
@@ -367,11 +371,11 @@ mod tests {
             static_tasks: vec![RecurringTask::new("minutely", "every 1m", "test.noop").unwrap()],
             ..SchedulerConfig::default()
         };
-        let mut scheduler = Scheduler::new(config).reporting_to(telemetry, THRESHOLD);
+        let mut scheduler = Scheduler::new(config).reporting_to(telemetry);
 
-        let first_pass = scheduler.run_once(&store, pass(own, 0)).unwrap();
+        let first_pass = scheduler.run_once(&store, pass(own, lease, 0)).unwrap();
         assert!(first_pass.skipped.is_empty());
-        let late = scheduler.run_once(&store, pass(own, 630)).unwrap();
+        let late = scheduler.run_once(&store, pass(own, lease, 630)).unwrap();
         // The latest overdue run (10 min) still runs; 1 to 9 min are skipped.
         assert_eq!(late.skipped, vec![("minutely".to_string(), at(60), at(540))]);
         assert_eq!(late.enqueued.len(), 1);

@@ -2,7 +2,8 @@
 //! index entries of ready rows earlier claims deleted until a vacuum clears them; the store
 //! counts the jobs it claimed and vacuums the ready and claimed tables every
 //! [`TIDY_AFTER_CLAIMS`](crate::store::TIDY_AFTER_CLAIMS) of them ([`Store::tidy`]). A pass
-//! that has nothing to do reads nothing. SQLite has nothing to tidy.
+//! that has nothing to do reads nothing. SQLite has nothing to tidy. Every process runs it,
+//! leader or not: the count is of the claims its own store made.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ impl Service for Tidier {
     /// Whether the pass tidied.
     type Outcome = bool;
     const NAME: &'static str = "tidier";
+    const LEADER_ONLY: bool = false;
 
     fn interval(&self) -> Duration {
         INTERVAL

@@ -370,7 +370,12 @@ mod tests {
 
         /// One pass at `second`.
         fn pass(&mut self, second: i64) -> WatchOutcome {
-            let pass = Pass { own: None, now: at(second), clock: self.start + Duration::from_secs(second as u64) };
+            let pass = Pass {
+                own: None,
+                now: at(second),
+                clock: self.start + Duration::from_secs(second as u64),
+                lease: None,
+            };
             self.watchdog.run_once(&self.store, pass).unwrap()
         }
 

@@ -151,6 +151,8 @@ pub struct Metrics {
     /// The process stopped claiming: no heartbeat for longer than the alive threshold, or the
     /// database file went away.
     fenced: AtomicBool,
+    /// Whether this process is the elected leader (set by its election).
+    pub(crate) leadership: crate::store::Leadership,
 }
 
 impl Default for Metrics {
@@ -165,6 +167,7 @@ impl Default for Metrics {
             heartbeat_interval: AtomicU64::new(0),
             process: AtomicI64::new(0),
             fenced: AtomicBool::new(false),
+            leadership: Default::default(),
         }
     }
 }

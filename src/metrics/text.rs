@@ -170,6 +170,16 @@ pub(crate) fn write_process(out: &mut Writer, metrics: &Metrics) {
             age.as_secs_f64(),
         );
     }
+    let lease = metrics.leadership.lease();
+    out.gauge(
+        "solidq_leader",
+        "1 while this process is the elected leader (runs the maintenance sweeps), else 0.",
+        &[],
+        if lease.is_some() { 1.0 } else { 0.0 },
+    );
+    if let Some(lease) = lease {
+        out.gauge("solidq_leader_term", "The term this process was elected leader for.", &[], lease.term as f64);
+    }
 }
 
 #[cfg(test)]

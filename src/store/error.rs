@@ -43,6 +43,13 @@ pub enum StoreError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A write made as the leader of `term` (inside [`Store::as_leader`](crate::store::Store::as_leader))
+    /// found that another process was elected since: the write changed nothing.
+    #[error("deposed: the leader of term {term} was replaced by a later election; the write changed nothing")]
+    Deposed {
+        /// The term the write was made for.
+        term: i64,
+    },
 }
 
 impl StoreError {

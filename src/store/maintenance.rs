@@ -188,6 +188,9 @@ impl Store {
             Err(super::StoreError::Query { source: diesel::result::Error::RollbackTransaction, .. }) => Vec::new(),
             other => other?,
         };
+        for r in &reaped {
+            self.dialect().resign(r.process);
+        }
         if let Some(sessions) = self.dialect().sessions() {
             reaped.iter().for_each(|r| sessions.release(r.process));
         }

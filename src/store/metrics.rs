@@ -8,7 +8,6 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::store::sql_types::at;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use serde::Serialize;
 
@@ -167,24 +166,5 @@ impl Store {
             .into_iter()
             .filter_map(|row| row.oldest.map(|oldest| (row.queue_name, (now - oldest).to_std().unwrap_or_default())))
             .collect())
-    }
-
-    /// The live process (heartbeat within `alive_threshold` of `now`) with the lowest id: the
-    /// one that emits cluster-wide alerts.
-    pub fn leading_process(
-        &self,
-        now: NaiveDateTime,
-        alive_threshold: Duration,
-    ) -> StoreResult<Option<crate::model::ProcessId>> {
-        let threshold = chrono::Duration::from_std(alive_threshold).unwrap_or(chrono::Duration::MAX);
-        let cutoff = now
-            .checked_sub_signed(threshold)
-            .map_or(crate::model::earliest_time(), |cutoff| cutoff.max(crate::model::earliest_time()));
-        self.with_connection("finding the leading process", |conn| {
-            processes::table
-                .filter(processes::last_heartbeat_at.ge(at(cutoff)))
-                .select(diesel::dsl::min(processes::id))
-                .get_result(conn)
-        })
     }
 }

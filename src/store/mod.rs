@@ -9,6 +9,7 @@
 //! - [`inspect`]: the reads that status views, the CLI and a dashboard need;
 //! - [`views`] and [`bulk`]: the dashboard's reads, bounded on big tables, and its bulk
 //!   actions on what a page showed;
+//! - [`leadership`]: the leader lock and the elected term that fences a leader's sweeps;
 //! - [`recurring`]: recurring tasks (static and dynamic) and the record of their runs, which
 //!   makes many schedulers enqueue each run once.
 //!
@@ -38,6 +39,7 @@ mod error;
 pub(crate) mod executions;
 pub mod inspect;
 pub mod jobs;
+pub mod leadership;
 pub mod maintenance;
 pub mod manage;
 pub mod metrics;
@@ -54,6 +56,7 @@ pub use connection::DbConnection;
 pub use error::{StoreError, StoreResult};
 pub use inspect::{JobCounts, JobFilter, JobRow, QueueCounts, Waiting};
 pub use jobs::{EnqueueConnection, Settled};
+pub use leadership::{Candidacy, Leader, Leadership, Lease};
 pub use maintenance::{DeathCause, Dispatched, ReapedProcess};
 pub use manage::{ActionError, QueueRow};
 pub use metrics::{MetricGauges, ProcessGauge, QueueGauge};
@@ -267,15 +270,26 @@ impl Store {
         if let Some(gone) = self.dialect.database_gone() {
             return Err(StoreError::DatabaseGone(gone));
         }
+        // Inside `as_leader`: every write checks the term in its transaction.
+        let fence = leadership::fence();
+        let mut fenced = |conn: &mut DbConnection| {
+            if let Some(term) = fence {
+                leadership::check_fence(self, conn, term)?;
+            }
+            f(conn)
+        };
         self.observed(action, || {
             let mut conn = self.writer.get().map_err(StoreError::connection(action))?;
             let mut retries = 0;
             loop {
-                let result = if transaction {
-                    connection::in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut f)
+                let result = if transaction || fence.is_some() {
+                    connection::in_transaction(&mut conn, |conn| self.dialect.begin_write(conn), &mut fenced)
                 } else {
-                    f(&mut conn)
+                    fenced(&mut conn)
                 };
+                if let Some(term) = result.as_ref().err().and_then(leadership::deposed) {
+                    return Err(StoreError::Deposed { term });
+                }
                 match result {
                     Err(err) if retries < MAX_TRANSACTION_RETRIES && self.dialect.retryable(&err) => {
                         // The transaction was rolled back; a pause lets the other side of a

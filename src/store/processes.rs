@@ -126,9 +126,11 @@ impl Store {
     }
 
     /// Graceful exit: returns every claim of `process` to ready, giving their attempts back
-    /// (see [`Store::release_claims`]), deletes its row and gives up its session. Returns the number
-    /// of claims released.
+    /// (see [`Store::release_claims`]), deletes its row and gives up its session and the leader
+    /// lock if it held it. Returns the number of claims released.
     pub fn deregister(&self, process: ProcessId, now: NaiveDateTime) -> StoreResult<usize> {
+        // First: another process may be elected while this one hands its claims back.
+        self.dialect().resign(process);
         let released = self.write("deregistering the process", |conn| {
             // The row first: on PostgreSQL this waits for the process's claims under way (they
             // hold the row FOR KEY SHARE) to commit, so that the next statement sees them.

@@ -193,6 +193,19 @@ diesel::joinable!(solidq_failed_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_blocked_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_job_failures -> solidq_jobs (job_id));
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
+    /// The elected leader of each role (`maintenance`): see `store::leadership`.
+    solidq_leaders (name) {
+        name -> Text,
+        process_id -> BigInt,
+        term -> BigInt,
+        elected_at -> Moment,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     solidq_jobs,
     solidq_ready_executions,
@@ -205,6 +218,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     solidq_recurring_tasks,
     solidq_recurring_executions,
     solidq_job_failures,
+    solidq_leaders,
 );
 
 diesel::table! {

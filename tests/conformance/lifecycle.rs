@@ -338,7 +338,7 @@ backend_test!(
         let c = claim(store, p, &["q"], 2);
         let plain = c.iter().find(|c| c.token.job_id == ids[2]).unwrap().token;
         assert!(applied(store.complete_claims(&[plain], t(5)).unwrap()));
-        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now(), lease: None };
         // Kept for an hour: the first pass deletes nothing, and the holder still counts.
         let cleared = Cleaner::new(Duration::from_secs(3600)).run_once(store, pass(10)).unwrap();
         let released = BlockedSweep.run_once(store, pass(10)).unwrap();

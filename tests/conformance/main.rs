@@ -12,6 +12,7 @@ mod common;
 mod dashboard;
 mod inspect;
 mod jobs;
+mod leadership;
 mod lifecycle;
 mod maintenance;
 mod processes;

@@ -367,7 +367,7 @@ backend_test!(
         }
         // Long enough for the watcher to see a commit (it looks every 25 ms).
         let seen = || thread::sleep(Duration::from_millis(200));
-        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now(), lease: None };
 
         let mut dispatcher = Dispatcher::new(DispatcherConfig::default());
         let looks = || operations.count("looking for due jobs");
@@ -425,7 +425,7 @@ backend_test!(
         enqueue(store, &[scheduled("later", t(100))]);
         let config = DispatcherConfig { batch_size: 3, max_batches_per_pass: 2, ..DispatcherConfig::default() };
         let mut dispatcher = Dispatcher::new(config);
-        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now() };
+        let pass = |second| Pass { own: None, now: t(second), clock: Instant::now(), lease: None };
         // Nothing due: one read, no transaction.
         assert_eq!(dispatcher.run_once(store, pass(5)).unwrap(), DispatchOutcome { moved: 0, batches: 0 });
         // Two full batches, then the pass stops; the next pass takes the rest.
@@ -452,8 +452,12 @@ backend_test!(
         };
         let mut reaper = Watchdog::new(config);
         let start = Instant::now();
-        let pass =
-            |second: i64| Pass { own: Some(me), now: t(second), clock: start + Duration::from_secs(second as u64) };
+        let pass = |second: i64| Pass {
+            own: Some(me),
+            now: t(second),
+            clock: start + Duration::from_secs(second as u64),
+            lease: None,
+        };
         for second in 30..40 {
             let outcome = reaper.run_once(store, pass(second)).unwrap();
             assert!(outcome.reaped.is_empty(), "reaped at {second} s, before watching for a whole threshold");

@@ -22,13 +22,14 @@ use crate::actors::{Ping, StopChild};
 use crate::maintenance::blocked_sweep::BlockedSweep;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::Dispatcher;
+use crate::maintenance::election::{self, Election};
 use crate::maintenance::latency_alarm::{LatencyAlarm, LatencyAlarmConfig};
 use crate::maintenance::scheduler::Scheduler;
 use crate::maintenance::tidier::Tidier;
 use crate::maintenance::watchdog::Watchdog;
 use crate::maintenance::Service;
 use crate::model::ProcessId;
-use crate::store::SharedStore;
+use crate::store::{Leadership, SharedStore};
 
 /// How long `kind` may go without progress before it counts as stuck: at least
 /// `stuck_after`, and at least ten of its own ticks (three for the heartbeat, which ticks once
@@ -46,6 +47,7 @@ pub(super) fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Dur
         ChildKind::Cleaner => settings.cleaner.as_ref().map_or(Duration::ZERO, |c| c.interval() * 10),
         ChildKind::Tidier => Tidier.interval() * 10,
         ChildKind::LatencyAlarm => settings.latency_alarm.as_ref().map_or(Duration::ZERO, |a| a.interval * 10),
+        ChildKind::Election => election::MAX_CANDIDATE_INTERVAL * 3,
     };
     settings.stuck_after.max(ticks)
 }
@@ -54,17 +56,17 @@ pub(super) fn stuck_limit(settings: &SupervisorSettings, kind: ChildKind) -> Dur
 fn periodic<S: Service>(
     arbiter: Arbiter,
     service: S,
-    (handle, store, process, logger): (&ArbiterHandle, SharedStore, Option<ProcessId>, &Logger),
+    (handle, store, process, logger, leadership): (&ArbiterHandle, SharedStore, Option<ProcessId>, &Logger, Leadership),
 ) -> Running {
     let logger = logger.clone();
-    let addr = Periodic::start_in_arbiter(handle, move |_| Periodic::new(service, store, process, &logger));
+    let addr = Periodic::start_in_arbiter(handle, move |_| Periodic::new(service, store, process, leadership, &logger));
     Running::new(arbiter, &addr)
 }
 
 impl Supervisor {
     /// One child per part the settings ask for, none running yet.
     pub(super) fn children_of(settings: &SupervisorSettings) -> Vec<Child> {
-        let mut kinds = vec![ChildKind::Heartbeat];
+        let mut kinds = vec![ChildKind::Heartbeat, ChildKind::Election];
         kinds.extend((0..settings.workers.len()).map(ChildKind::Worker));
         kinds.extend([ChildKind::Completer, ChildKind::Dispatcher, ChildKind::Watchdog, ChildKind::BlockedSweep]);
         kinds.push(ChildKind::Tidier);
@@ -98,7 +100,8 @@ impl Supervisor {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let (store, logger, process) = (self.store.clone(), self.root_logger.clone(), self.process);
-        let run = (&handle, store.clone(), process, &logger);
+        let leadership = self.settings.telemetry.metrics.leadership.clone();
+        let run = (&handle, store.clone(), process, &logger, leadership);
         match child.kind {
             ChildKind::Heartbeat => {
                 let settings = self.settings.heartbeat.clone();
@@ -143,21 +146,19 @@ impl Supervisor {
             }
             ChildKind::Scheduler => {
                 let config = self.settings.scheduler.clone().unwrap_or_default();
-                let alive_threshold = self.settings.heartbeat.alive_threshold;
-                periodic(
-                    arbiter,
-                    Scheduler::new(config).reporting_to(self.settings.telemetry.clone(), alive_threshold),
-                    run,
-                )
+                periodic(arbiter, Scheduler::new(config).reporting_to(self.settings.telemetry.clone()), run)
             }
             ChildKind::BlockedSweep => periodic(arbiter, BlockedSweep, run),
             ChildKind::Cleaner => periodic(arbiter, self.settings.cleaner.clone().unwrap_or_default(), run),
             ChildKind::Tidier => periodic(arbiter, Tidier, run),
+            ChildKind::Election => {
+                let election = Election::new(self.settings.election.clone(), run.4.clone());
+                periodic(arbiter, election, run)
+            }
             ChildKind::LatencyAlarm => {
                 let config = self.settings.latency_alarm.clone().unwrap_or(LatencyAlarmConfig {
                     threshold: Duration::MAX,
                     interval: crate::maintenance::latency_alarm::DEFAULT_INTERVAL,
-                    alive_threshold: self.settings.heartbeat.alive_threshold,
                 });
                 periodic(arbiter, LatencyAlarm::new(config).reporting_to(self.settings.telemetry.clone()), run)
             }
@@ -176,6 +177,7 @@ impl Supervisor {
             ChildKind::Cleaner => Cleaner::NAME.into(),
             ChildKind::Tidier => Tidier::NAME.into(),
             ChildKind::LatencyAlarm => LatencyAlarm::NAME.into(),
+            ChildKind::Election => Election::NAME.into(),
         }
     }
 
@@ -325,6 +327,7 @@ mod tests {
             stuck_after: Duration::from_secs(15),
             standalone: false,
             latency_alarm: None,
+            election: Default::default(),
             telemetry: Default::default(),
         };
         // The heartbeat beats every 30 s: a 15 s limit would restart it while idle.

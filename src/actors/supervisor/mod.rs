@@ -31,6 +31,7 @@ use super::{Ping, SetProcess, StopChild};
 use crate::arbiters::StoppedArbiters;
 use crate::maintenance::cleaner::Cleaner;
 use crate::maintenance::dispatcher::DispatcherConfig;
+use crate::maintenance::election::ElectionConfig;
 use crate::maintenance::latency_alarm::LatencyAlarmConfig;
 use crate::maintenance::scheduler::SchedulerConfig;
 use crate::maintenance::watchdog::WatchdogConfig;
@@ -107,6 +108,8 @@ pub struct SupervisorSettings {
     pub standalone: bool,
     /// The latency alarm; `None`: `SOLIDQ_ALERT_QUEUE_LATENCY` is not set.
     pub latency_alarm: Option<LatencyAlarmConfig>,
+    /// How the election of the leader paces itself.
+    pub election: ElectionConfig,
     /// Where the children report metrics and events.
     pub(crate) telemetry: Telemetry,
 }
@@ -123,6 +126,7 @@ pub(super) enum ChildKind {
     Cleaner,
     Tidier,
     LatencyAlarm,
+    Election,
 }
 
 pub(super) struct Running {

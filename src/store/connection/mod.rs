@@ -210,7 +210,11 @@ fn build_pool(
     // A SQLite connection is a file handle: nothing goes stale, and the writer's connection
     // keeps the `data_version` its watcher compares (see `store::changes`).
     let lasting = matches!(manager, Manager::Sqlite(_));
-    let builder = if lasting { Pool::builder().idle_timeout(None).max_lifetime(None) } else { Pool::builder() };
+    // A server connection costs the server a backend: open them as work needs them and close
+    // the extra ones after a while idle (r2d2's default idle timeout, 10 min), so that an idle
+    // process holds one, not a pool's worth (a fleet of 100 processes on one server).
+    let builder =
+        if lasting { Pool::builder().idle_timeout(None).max_lifetime(None) } else { Pool::builder().min_idle(Some(1)) };
     builder
         .max_size(size.max(1))
         .connection_timeout(timeout)

@@ -49,11 +49,13 @@
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use diesel::prelude::*;
 use diesel::QueryResult;
 
 use super::changes::Changes;
 use super::connection::{DbConnection, DbPool};
 use super::error::StoreResult;
+use super::leadership::Candidacy;
 use super::observer::Observer;
 use super::params::{Claim, CompletedClaims};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId};
@@ -231,6 +233,37 @@ pub trait Dialect: Send + Sync + 'static {
     }
 
     /// Session liveness, if this backend can prove it.
+    /// Takes the leader lock for `process` if it is free, or tells whether `process` still
+    /// holds it (see `store::leadership`), outside any transaction. By default the lock is a
+    /// second lock on the process's session connection ([`SessionLiveness::try_lead`]); a
+    /// backend without sessions never leads.
+    fn try_lead(&self, process: ProcessId) -> StoreResult<Candidacy> {
+        match self.sessions() {
+            Some(sessions) => sessions.try_lead(process),
+            None => Ok(Candidacy { leads: false, fleet: None }),
+        }
+    }
+
+    /// Gives up the leader lock of `process` if it holds it.
+    fn resign(&self, process: ProcessId) {
+        if let Some(sessions) = self.sessions() {
+            sessions.resign(process);
+        }
+    }
+
+    /// Whether the maintenance leader's row still has `term`, locking it shared until the
+    /// transaction ends so that no election commits meanwhile (SQLite's write lock already
+    /// excludes one).
+    fn hold_term(&self, conn: &mut DbConnection, term: i64) -> QueryResult<bool> {
+        use crate::store::schema::solidq_leaders as leaders;
+        let current: Option<i64> = leaders::table
+            .filter(leaders::name.eq(crate::store::leadership::MAINTENANCE))
+            .select(leaders::term)
+            .first(conn)
+            .optional()?;
+        Ok(current == Some(term))
+    }
+
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         None
     }
@@ -283,6 +316,15 @@ pub trait SessionLiveness: Send + Sync {
     /// The server's id of the session holding the proof of `process`, if this store
     /// registered it and the session is up (PostgreSQL: the backend pid).
     fn session_id(&self, process: ProcessId) -> Option<i32>;
+
+    /// Takes the leader lock on the session connection of `process` if it is free (in the
+    /// same round trip, counts the registered processes), or, if the session already holds
+    /// it, checks that the connection is still up. A broken connection is given up (the next
+    /// [`SessionLiveness::keep`] reconnects) and its process does not lead.
+    fn try_lead(&self, process: ProcessId) -> StoreResult<Candidacy>;
+
+    /// Releases the leader lock of `process` if its session holds it.
+    fn resign(&self, process: ProcessId);
 }
 
 /// Runs `$body` with `$c` bound to the backend's own connection, for statements written the

@@ -6,6 +6,7 @@
 //! decide.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -14,9 +15,11 @@ use diesel::prelude::*;
 use crate::store::sql_types::{at, At};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{expect_variant, DeadProcess, Dialect};
+use super::{expect_variant, lock_or_recover, DeadProcess, Dialect};
 use crate::model::{ClaimToken, ClaimedJob, JobId, NewJob, ProcessId, QueuePattern};
 use crate::store::connection::{DbConnection, SqliteFile};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::leadership::Candidacy;
 use crate::store::params::{like_prefix, Claim, JobInsert, ID_CHUNK};
 use crate::store::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
@@ -33,18 +36,28 @@ const MAX_BINDS: usize = 32_766;
 #[derive(Debug)]
 pub struct Sqlite {
     file: Option<SqliteFile>,
+    /// The leader lock files this store's processes hold, locked (see [`Sqlite::try_lead`]).
+    leading: Mutex<HashMap<ProcessId, std::fs::File>>,
 }
 
 impl Sqlite {
     /// The dialect for the database file the store has just opened.
     pub fn opened(file: SqliteFile) -> Self {
-        Sqlite { file: Some(file) }
+        Sqlite { file: Some(file), leading: Mutex::default() }
     }
 
     /// The dialect's SQL only, on a connection the caller opened.
     pub fn sql_only() -> Self {
-        Sqlite { file: None }
+        Sqlite { file: None, leading: Mutex::default() }
     }
+}
+
+/// The file beside `database` whose exclusive lock is the leader lock: the kernel frees it
+/// when the holder dies, as the server frees a session lock.
+fn leader_lock_path(database: &std::path::Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-leader");
+    name.into()
 }
 
 /// A row of `solidq_claimed_executions` to insert.
@@ -252,6 +265,37 @@ impl Dialect for Sqlite {
 
     fn database_gone(&self) -> Option<String> {
         self.file.as_ref().and_then(SqliteFile::gone)
+    }
+
+    /// The leader lock is an exclusive `flock` of `<database>-leader`, opened once per process
+    /// (locks of two opens conflict even within one OS process). A try is a system call, no
+    /// statement.
+    fn try_lead(&self, process: ProcessId) -> StoreResult<Candidacy> {
+        let mut leading = lock_or_recover(&self.leading);
+        if leading.contains_key(&process) {
+            return Ok(Candidacy { leads: true, fleet: None });
+        }
+        let Some(file) = &self.file else { return Ok(Candidacy { leads: false, fleet: None }) };
+        let path = leader_lock_path(file.path());
+        let action = "trying the leader lock";
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|err| {
+            StoreError::Connection { action, message: format!("cannot open {}: {err}", path.display()) }
+        })?;
+        match lock.try_lock() {
+            Ok(()) => {
+                leading.insert(process, lock);
+                Ok(Candidacy { leads: true, fleet: None })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Candidacy { leads: false, fleet: None }),
+            Err(std::fs::TryLockError::Error(err)) => {
+                Err(StoreError::Connection { action, message: format!("cannot lock {}: {err}", path.display()) })
+            }
+        }
+    }
+
+    fn resign(&self, process: ProcessId) {
+        // Closing the file releases its lock.
+        lock_or_recover(&self.leading).remove(&process);
     }
 
     fn begin_write(&self, conn: &mut DbConnection) -> QueryResult<()> {

@@ -15,6 +15,7 @@ use crate::model::{JobId, JobState, ProcessId};
 use crate::store::connection::DbConnection;
 use crate::store::dialect::Estimate;
 use crate::store::executions::EndState;
+use crate::store::leadership::{leader_on, Leader};
 use crate::store::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_job_failures as failures, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
@@ -115,6 +116,8 @@ pub struct Overview {
     pub processes: ProcessTally,
     /// The oldest ready job per queue, by queue name.
     pub oldest_ready: Vec<OldestReady>,
+    /// The elected leader, if any was ever elected.
+    pub leader: Option<Leader>,
 }
 
 /// One queue on the queues page.
@@ -168,6 +171,9 @@ pub struct ProcessDetail {
     /// Claims held in its name by no registered process (the process row is gone). Only on the
     /// pseudo-row with `id` = the orphan process id, `kind` = `gone`.
     pub abandoned: bool,
+    /// Its election, on the row of the leader (the one process that runs the maintenance
+    /// sweeps).
+    pub leader: Option<Leader>,
 }
 
 impl ProcessDetail {
@@ -352,7 +358,8 @@ fn overview_on(
         }
     }
     let oldest_ready = oldest_ready_on(conn, now)?;
-    Ok(Overview { counts, per_minute, processes: tally, oldest_ready })
+    let leader = leader_on(conn)?;
+    Ok(Overview { counts, per_minute, processes: tally, oldest_ready, leader })
 }
 
 /// Rows per queue of one execution table. These tables hold only unended jobs (the ready
@@ -431,6 +438,7 @@ fn process_details_on(
     let threshold = TimeDelta::from_std(alive_threshold).unwrap_or(TimeDelta::MAX);
     let mut rows = Vec::new();
     let registered = process_rows_on(conn)?;
+    let leader = leader_on(conn)?;
     for (id, kind, name, hostname, pid, started_at, last_heartbeat_at) in registered.iter().cloned() {
         let jobs_held = held.get(&id).copied().unwrap_or(0);
         rows.push(ProcessDetail {
@@ -447,6 +455,7 @@ fn process_details_on(
             some_jobs: some_jobs_of(conn, id, jobs_held)?,
             judged_at: last_heartbeat_at.checked_add_signed(threshold).unwrap_or(NaiveDateTime::MAX),
             abandoned: false,
+            leader: leader.clone().filter(|leader| leader.process == id),
         });
     }
     // Claims whose process row is gone: abandoned executions, released by maintenance.
@@ -468,6 +477,7 @@ fn process_details_on(
             some_jobs: some_jobs_of(conn, id, jobs_held)?,
             judged_at: now,
             abandoned: true,
+            leader: None,
         });
     }
     Ok(rows)

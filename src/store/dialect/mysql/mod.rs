@@ -497,6 +497,15 @@ impl Dialect for Mysql {
         }))
     }
 
+    fn hold_term(&self, conn: &mut DbConnection, term: i64) -> QueryResult<bool> {
+        // `LOCK IN SHARE MODE`: MariaDB 10.11 has no `FOR SHARE`.
+        let rows: Vec<Number> =
+            sql_query("SELECT CAST(term AS SIGNED) AS n FROM solidq_leaders WHERE name = ? LOCK IN SHARE MODE")
+                .bind::<Text, _>(crate::store::leadership::MAINTENANCE)
+                .load(expect_variant!(conn, Mysql))?;
+        Ok(rows.first().and_then(|row| row.n) == Some(term))
+    }
+
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         Some(&self.sessions)
     }

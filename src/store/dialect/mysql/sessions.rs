@@ -18,6 +18,7 @@ use crate::model::ProcessId;
 use crate::store::connection::{open_mysql, DbConnection};
 use crate::store::dialect::{expect_variant, lock_or_recover, SessionLiveness};
 use crate::store::error::{StoreError, StoreResult};
+use crate::store::leadership::Candidacy;
 
 /// How long after losing one of its own sessions a store reports no session as gone: a
 /// session lost by this process too means the server probably restarted and every live
@@ -32,6 +33,17 @@ struct Session {
     locked: bool,
     /// Set when the process deregistered or was reaped: never reconnect.
     closed: bool,
+    /// Whether `conn` also holds the leader lock.
+    leading: bool,
+}
+
+impl Session {
+    /// Gives up a connection that failed: its locks are gone with it (or soon will be).
+    fn broke(&mut self) {
+        self.conn = None;
+        self.locked = false;
+        self.leading = false;
+    }
 }
 
 /// The dedicated session connections of the processes a store registered.
@@ -60,6 +72,11 @@ fn stable_hash(text: &str) -> u64 {
 /// The named lock of `process` in the database whose name hashes to `database_key`.
 fn lock_name(database_key: u64, process: ProcessId) -> String {
     format!("solidq:{database_key:016x}:{process}")
+}
+
+/// The leader lock in the database whose name hashes to `database_key`.
+fn leader_lock_name(database_key: u64) -> String {
+    format!("solidq:{database_key:016x}:leader")
 }
 
 impl Sessions {
@@ -121,7 +138,7 @@ impl SessionLiveness for Sessions {
             })
             .map_err(StoreError::query(action))?;
         let DbConnection::Mysql(conn) = conn else { unreachable!("opened as a MySQL connection") };
-        let session = Session { conn: Some(conn), locked: true, closed: false };
+        let session = Session { conn: Some(conn), locked: true, closed: false, leading: false };
         lock_or_recover(&self.sessions).insert(id, Arc::new(Mutex::new(session)));
         Ok(id)
     }
@@ -144,8 +161,7 @@ impl SessionLiveness for Sessions {
         }
         *lock_or_recover(&self.session_lost_at) = Some(Instant::now());
         if !alive {
-            session.locked = false;
-            session.conn = None;
+            session.broke();
             let conn =
                 open_mysql(&self.url).map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
             session.conn = Some(conn);
@@ -223,9 +239,76 @@ impl SessionLiveness for Sessions {
         if let Some(session) = session {
             let mut session = lock_or_recover(&session);
             session.closed = true;
-            session.locked = false;
-            // Closing the connection frees its lock.
-            session.conn = None;
+            // Closing the connection frees its locks.
+            session.broke();
+        }
+    }
+
+    fn try_lead(&self, process: ProcessId) -> StoreResult<Candidacy> {
+        let action = "trying the leader lock";
+        let no = Candidacy { leads: false, fleet: None };
+        let Some(session) = self.session(process) else { return Ok(no) };
+        let mut session = lock_or_recover(&session);
+        // Without its own lock the process is reconnecting: it may be judged dead, so it
+        // must not lead.
+        if session.closed || !session.locked {
+            return Ok(no);
+        }
+        let leading = session.leading;
+        let Some(conn) = session.conn.as_mut() else { return Ok(no) };
+        #[derive(QueryableByName)]
+        struct Try {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            won: Option<i64>,
+            #[diesel(sql_type = BigInt)]
+            fleet: i64,
+        }
+        let result = if leading {
+            // Held for as long as the session lives (named locks survive COMMIT): only the
+            // connection needs checking.
+            sql_query("SELECT 1 AS n").load::<Number>(conn).map(|_| Try { won: Some(1), fleet: 0 })
+        } else {
+            self.database_key(conn).and_then(|key| {
+                sql_query(
+                    "SELECT CAST(GET_LOCK(?, 0) AS SIGNED) AS won, \
+                     (SELECT CAST(count(*) AS SIGNED) FROM solidq_processes) AS fleet",
+                )
+                .bind::<Text, _>(leader_lock_name(key))
+                .get_result(conn)
+            })
+        };
+        match result {
+            Ok(tried) => {
+                let won = tried.won == Some(1);
+                session.leading = won;
+                let fleet = (tried.fleet > 0).then(|| usize::try_from(tried.fleet).unwrap_or(usize::MAX));
+                Ok(Candidacy { leads: won, fleet })
+            }
+            Err(err) => {
+                session.broke();
+                *lock_or_recover(&self.session_lost_at) = Some(Instant::now());
+                Err(StoreError::query(action)(err))
+            }
+        }
+    }
+
+    fn resign(&self, process: ProcessId) {
+        let Some(session) = self.session(process) else { return };
+        let mut session = lock_or_recover(&session);
+        if !session.leading {
+            return;
+        }
+        session.leading = false;
+        let unlocked = match (session.conn.as_mut(), self.database_key.get()) {
+            (Some(conn), Some(&key)) => sql_query("SELECT CAST(RELEASE_LOCK(?) AS SIGNED) AS n")
+                .bind::<Text, _>(leader_lock_name(key))
+                .load::<Number>(conn)
+                .is_ok(),
+            _ => false,
+        };
+        if !unlocked {
+            // Closing the session frees its locks; `keep` reconnects and takes the process's.
+            session.broke();
         }
     }
 }

@@ -315,6 +315,17 @@ impl Dialect for Postgres {
         }
     }
 
+    fn hold_term(&self, conn: &mut DbConnection, term: i64) -> QueryResult<bool> {
+        use crate::store::schema::solidq_leaders as leaders;
+        let current: Option<i64> = leaders::table
+            .filter(leaders::name.eq(crate::store::leadership::MAINTENANCE))
+            .select(leaders::term)
+            .for_share()
+            .first(expect_variant!(conn, Postgres))
+            .optional()?;
+        Ok(current == Some(term))
+    }
+
     fn sessions(&self) -> Option<&dyn SessionLiveness> {
         Some(&self.sessions)
     }

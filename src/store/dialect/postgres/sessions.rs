@@ -14,6 +14,7 @@ use crate::model::ProcessId;
 use crate::store::connection::{init_tls, DbConnection};
 use crate::store::dialect::{expect_variant, lock_or_recover, SessionLiveness};
 use crate::store::error::{StoreError, StoreResult};
+use crate::store::leadership::Candidacy;
 
 /// How long after losing one of its own sessions a store reports no session as gone: a
 /// session lost by this process too means the server probably restarted and every live
@@ -28,6 +29,17 @@ struct Session {
     locked: bool,
     /// Set when the process deregistered or was reaped: never reconnect.
     closed: bool,
+    /// Whether `conn` also holds the leader lock.
+    leading: bool,
+}
+
+impl Session {
+    /// Gives up a connection that failed: its locks are gone with it (or soon will be).
+    fn broke(&mut self) {
+        self.conn = None;
+        self.locked = false;
+        self.leading = false;
+    }
 }
 
 /// The dedicated session connections of the processes a store registered.
@@ -62,6 +74,9 @@ pub(super) fn stable_hash(text: &str) -> u32 {
 fn process_key(process: ProcessId) -> i32 {
     process as i32
 }
+
+/// Second advisory-lock key of the leader lock: no process id (they start at 1).
+const LEADER_KEY: i32 = -1;
 
 impl Sessions {
     /// No sessions yet; new ones connect to `url`.
@@ -121,7 +136,7 @@ impl SessionLiveness for Sessions {
             })
             .map_err(StoreError::query(action))?;
         let DbConnection::Postgres(conn) = conn else { unreachable!("opened as a PostgreSQL connection") };
-        let session = Session { conn: Some(conn), locked: true, closed: false };
+        let session = Session { conn: Some(conn), locked: true, closed: false, leading: false };
         lock_or_recover(&self.sessions).insert(id, Arc::new(Mutex::new(session)));
         Ok(id)
     }
@@ -144,8 +159,7 @@ impl SessionLiveness for Sessions {
         }
         *lock_or_recover(&self.session_lost_at) = Some(Instant::now());
         if !alive {
-            session.locked = false;
-            session.conn = None;
+            session.broke();
             let conn = PgConnection::establish(&self.url)
                 .map_err(|err| StoreError::Connection { action, message: err.to_string() })?;
             session.conn = Some(conn);
@@ -228,8 +242,74 @@ impl SessionLiveness for Sessions {
         if let Some(session) = session {
             let mut session = lock_or_recover(&session);
             session.closed = true;
-            session.locked = false;
-            session.conn = None;
+            session.broke();
+        }
+    }
+
+    fn try_lead(&self, process: ProcessId) -> StoreResult<Candidacy> {
+        let action = "trying the leader lock";
+        let no = Candidacy { leads: false, fleet: None };
+        let Some(session) = self.session(process) else { return Ok(no) };
+        let mut session = lock_or_recover(&session);
+        // Without its own lock the process is reconnecting: it may be judged dead, so it
+        // must not lead.
+        if session.closed || !session.locked {
+            return Ok(no);
+        }
+        let leading = session.leading;
+        let Some(conn) = session.conn.as_mut() else { return Ok(no) };
+        #[derive(QueryableByName)]
+        struct Try {
+            #[diesel(sql_type = Bool)]
+            won: bool,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            fleet: i64,
+        }
+        let result = if leading {
+            // Held for as long as the session lives: only the connection needs checking.
+            diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").map(|()| Try { won: true, fleet: 0 })
+        } else {
+            self.schema_key(conn).and_then(|key| {
+                sql_query(
+                    "SELECT pg_try_advisory_lock($1, $2) AS won, (SELECT count(*) FROM solidq_processes) AS fleet",
+                )
+                .bind::<Integer, _>(key)
+                .bind::<Integer, _>(LEADER_KEY)
+                .get_result(conn)
+            })
+        };
+        match result {
+            Ok(tried) => {
+                session.leading = tried.won;
+                let fleet = (tried.fleet > 0).then(|| usize::try_from(tried.fleet).unwrap_or(usize::MAX));
+                Ok(Candidacy { leads: tried.won, fleet })
+            }
+            Err(err) => {
+                session.broke();
+                *lock_or_recover(&self.session_lost_at) = Some(Instant::now());
+                Err(StoreError::query(action)(err))
+            }
+        }
+    }
+
+    fn resign(&self, process: ProcessId) {
+        let Some(session) = self.session(process) else { return };
+        let mut session = lock_or_recover(&session);
+        if !session.leading {
+            return;
+        }
+        session.leading = false;
+        let unlocked = match (session.conn.as_mut(), self.schema_key.get()) {
+            (Some(conn), Some(&key)) => sql_query("SELECT pg_advisory_unlock($1, $2)")
+                .bind::<Integer, _>(key)
+                .bind::<Integer, _>(LEADER_KEY)
+                .execute(conn)
+                .is_ok(),
+            _ => false,
+        };
+        if !unlocked {
+            // Closing the session frees its locks; `keep` reconnects and takes the process's.
+            session.broke();
         }
     }
 }
