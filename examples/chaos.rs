@@ -1,16 +1,24 @@
-//! Chaos test: `cargo run --release --example chaos -- --jobs N --workers W --kills K`.
+//! Chaos test: `cargo run --release --example chaos -- --jobs N --workers W --kills K
+//! [--victim random|leader]`.
 //!
 //! Against `SOLIDQ_DATABASE_URL`, starts W worker OS processes of its own (this binary with
 //! `--worker`), enqueues N jobs whose handler records each execution in an application table of
 //! the same database and works 0–50 ms, then K times sends SIGKILL, SIGTERM or SIGQUIT to a
-//! random worker and starts a replacement. For each SIGKILL/SIGQUIT it measures the time until
-//! none of the victim's claims is held by it any more (each is ready, or running elsewhere).
-//! It waits for the queue to drain and prints
-//! `backend=B jobs=N completed=C lost=L duplicates=D kills=K max_recovery_ms=M`.
+//! worker and starts a replacement. The victim is a random worker, or with `--victim leader`
+//! the current maintenance leader (read as `examples/support/leader.rs` reads it: the
+//! `solidq_leaders` row, or without that table the live process with the lowest id); then it
+//! also measures the time until a leader of a later election is seen. For each
+//! SIGKILL/SIGQUIT it measures the time until none of the victim's claims is held by it any
+//! more (each is ready, or running elsewhere). It waits for the queue to drain and prints
+//! `backend=B jobs=N completed=C lost=L duplicates=D kills=K max_recovery_ms=M victim=V`, and
+//! with `--victim leader` also `leader_source=S max_new_leader_ms=M`.
 //! Exits non-zero when a job is lost, or a job ran twice without an execution cut short by a
 //! SIGKILL/SIGQUIT to explain it.
 
 use std::collections::{HashMap, HashSet};
+#[path = "support/leader.rs"]
+mod leader;
+
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -166,15 +174,24 @@ impl Handler<Perform<ChaosJob>> for ChaosWorker {
     }
 }
 
+/// Which worker each kill targets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Random,
+    /// The current maintenance leader.
+    Leader,
+}
+
 struct Args {
     jobs: u32,
     workers: usize,
     kills: usize,
+    victim: Victim,
     worker_mode: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { jobs: 3000, workers: 3, kills: 12, worker_mode: false };
+    let mut args = Args { jobs: 3000, workers: 3, kills: 12, victim: Victim::Random, worker_mode: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -182,8 +199,19 @@ fn parse_args() -> Result<Args, String> {
             "--jobs" => args.jobs = value("--jobs")?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--workers" => args.workers = value("--workers")?.parse().map_err(|e| format!("--workers: {e}"))?,
             "--kills" => args.kills = value("--kills")?.parse().map_err(|e| format!("--kills: {e}"))?,
+            "--victim" => {
+                args.victim = match value("--victim")?.as_str() {
+                    "random" => Victim::Random,
+                    "leader" => Victim::Leader,
+                    other => return Err(format!("--victim is random or leader, not {other:?}")),
+                }
+            }
             "--worker" => args.worker_mode = true,
-            other => return Err(format!("unknown argument {other:?} (use --jobs N --workers W --kills K)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (use --jobs N --workers W --kills K [--victim random|leader])"
+                ))
+            }
         }
     }
     if args.workers == 0 {
@@ -242,6 +270,29 @@ fn signal(child: &Child, sig: libc::c_int) {
     }
 }
 
+/// The index in `workers` of the current maintenance leader, waiting up to 30 s for a leader
+/// that is one of them (after a kill the row names the dead leader until the next election),
+/// and the leader as read.
+fn leader_index(
+    store: &Store,
+    conn: &mut solidq::DbConnection,
+    workers: &[Child],
+) -> Result<(usize, leader::Leader), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(current) = leader::current(conn, store)? {
+            let pid = store.processes()?.into_iter().find(|p| p.id == current.process_id).map(|p| p.pid as u32);
+            if let Some(index) = pid.and_then(|pid| workers.iter().position(|w| w.id() == pid)) {
+                return Ok((index, current));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("no worker was the maintenance leader within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The process rows of the worker with OS pid `pid` (the workers all run on this host).
 fn process_ids_of(store: &Store, pid: u32) -> Vec<i64> {
     store
@@ -257,6 +308,14 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut app = AppDb::open(&config.database_url)?;
     app.reset()?;
     let backend = store.backend();
+    // The leader is read on a connection of its own, as solidq's application pools open them.
+    let leader_pool = match args.victim {
+        Victim::Leader => Some(solidq::store::connection::app_pool(&config.database_url, 1)?),
+        Victim::Random => None,
+    };
+    let mut leader_conn = leader_pool.as_ref().map(|pool| pool.get()).transpose()?;
+    let mut new_leader_times: Vec<u128> = Vec::new();
+    let mut leader_source = None;
 
     let mut ids = Vec::with_capacity(args.jobs as usize);
     let new: Vec<NewJob> = (0..args.jobs)
@@ -275,7 +334,14 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     for kill in 0..args.kills {
         std::thread::sleep(Duration::from_millis(fastrand::u64(300..=900)));
-        let index = fastrand::usize(..workers.len());
+        let (index, leader_before) = match leader_conn.as_mut() {
+            Some(conn) => {
+                let (index, current) = leader_index(&store, conn, &workers)?;
+                leader_source = Some(current.source);
+                (index, Some(current))
+            }
+            None => (fastrand::usize(..workers.len()), None),
+        };
         // Only kill a worker that has registered, so its claims can be watched.
         let pid = workers[index].id();
         let mut processes = process_ids_of(store.as_ref(), pid);
@@ -290,6 +356,15 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let sent = Instant::now();
         signal(&workers[index], sig);
         let mut victim = workers.swap_remove(index);
+        // With `--victim leader`: until a leader of a later election is seen, from the signal on.
+        let mut new_leader_ms: Option<u128> = None;
+        let mut watch_leader = || -> Result<bool, Box<dyn std::error::Error>> {
+            let (Some(conn), Some(before)) = (leader_conn.as_mut(), leader_before) else { return Ok(true) };
+            if new_leader_ms.is_none() && leader::current(conn, &store)?.is_some_and(|now| now.replaces(&before)) {
+                new_leader_ms = Some(sent.elapsed().as_millis());
+            }
+            Ok(new_leader_ms.is_some())
+        };
         if sig == libc::SIGTERM {
             let status = victim.wait()?;
             if !status.success() {
@@ -301,28 +376,55 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 args.kills,
                 sent.elapsed().as_millis()
             );
+            while !watch_leader()? {
+                if sent.elapsed() > Duration::from_secs(120) {
+                    return Err(format!("no new leader within 120 s of stopping leader {pid}").into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         } else {
             victims.insert(pid as i32);
             victim.wait()?;
             // Recovery: until the dead process holds no claim any more.
+            let mut recovered: Option<u128> = None;
             loop {
-                let held: usize =
-                    processes.iter().map(|p| store.claims_of(*p).map(|c| c.len()).unwrap_or(usize::MAX)).sum();
-                if held == 0 {
+                if recovered.is_none() {
+                    let held: usize =
+                        processes.iter().map(|p| store.claims_of(*p).map(|c| c.len()).unwrap_or(usize::MAX)).sum();
+                    if held == 0 {
+                        recovered = Some(sent.elapsed().as_millis());
+                    }
+                }
+                let leader_seen = watch_leader()?;
+                if recovered.is_some() && leader_seen {
                     break;
+                }
+                if recovered.is_some() && sent.elapsed() > Duration::from_secs(120) {
+                    return Err(format!("no new leader within 120 s of killing leader {pid}").into());
                 }
                 if sent.elapsed() > Duration::from_secs(120) {
                     return Err(format!("claims of killed worker {pid} were not recovered within 120 s").into());
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let ms = sent.elapsed().as_millis();
+            let ms = recovered.unwrap_or_default();
             recoveries.push(ms);
             eprintln!(
                 "chaos: kill {}/{}: {name} to {pid} holding {claimed_before} claims: recovered in {ms} ms",
                 kill + 1,
                 args.kills
             );
+        }
+        if let (Some(ms), Some(before)) = (new_leader_ms, leader_before) {
+            eprintln!(
+                "chaos: kill {}/{}: leader {} ({} term {:?}) replaced after {ms} ms",
+                kill + 1,
+                args.kills,
+                before.process_id,
+                before.source.name(),
+                before.term
+            );
+            new_leader_times.push(ms);
         }
         workers.push(spawn_worker()?);
     }
@@ -375,11 +477,21 @@ fn controller(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let unfinished_runs = per_job.values().flatten().filter(|r| r.finished == 0 && !victims.contains(&r.pid)).count();
+    let leader_figures = match leader_source {
+        Some(source) => format!(
+            " leader_source={} max_new_leader_ms={}",
+            source.name(),
+            new_leader_times.iter().max().copied().unwrap_or(0)
+        ),
+        None => String::new(),
+    };
     println!(
-        "backend={backend} jobs={} completed={completed} lost={lost} duplicates={duplicates} kills={} max_recovery_ms={}",
+        "backend={backend} jobs={} completed={completed} lost={lost} duplicates={duplicates} kills={} max_recovery_ms={} \
+         victim={}{leader_figures}",
         ids.len(),
         args.kills,
-        recoveries.iter().max().copied().unwrap_or(0)
+        recoveries.iter().max().copied().unwrap_or(0),
+        if args.victim == Victim::Leader { "leader" } else { "random" },
     );
     eprintln!(
         "chaos: {:.1} s, {:.0} jobs/s, recoveries (ms): {recoveries:?}, unexplained duplicates: {}, executions cut short outside victims: {unfinished_runs}",
