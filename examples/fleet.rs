@@ -338,11 +338,15 @@ impl Db {
         Ok(self.count(&format!("SELECT count(*) AS n FROM solidq_processes WHERE id = {process}"))? > 0)
     }
 
-    /// Jobs not yet ended: ready or claimed (the drain's and the load's progress).
-    fn open_jobs(&mut self) -> Result<i64, Error> {
-        self.count(
-            "SELECT (SELECT count(*) FROM solidq_ready_executions) + (SELECT count(*) FROM solidq_claimed_executions) AS n",
-        )
+    /// Whether any job is still ready or claimed. Polled every few milliseconds during a drain:
+    /// it reads one row of each table, where counting 100,000 ready rows would cost the server
+    /// a good share of what the drain measures.
+    fn jobs_left(&mut self) -> Result<bool, Error> {
+        let n = self.count(
+            "SELECT (SELECT count(*) FROM (SELECT job_id FROM solidq_ready_executions LIMIT 1) AS r) \
+             + (SELECT count(*) FROM (SELECT job_id FROM solidq_claimed_executions LIMIT 1) AS c) AS n",
+        )?;
+        Ok(n > 0)
     }
 
     /// Claims per process, most first.
@@ -1066,7 +1070,7 @@ fn feed_until_claimed(
                     return Ok((pid, *process));
                 }
             }
-            if Instant::now() > deadline || (held.is_empty() && db.open_jobs()? == 0) {
+            if Instant::now() > deadline || (held.is_empty() && !db.jobs_left()?) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -1265,13 +1269,13 @@ fn drain(db: &mut Db, fleet: &mut Fleet, args: &Args, jobs: usize) -> Result<Val
         if registered.is_none() && db.registered(fleet)?.len() == args.processes {
             registered = Some(started.elapsed());
         }
-        if db.open_jobs()? == 0 {
+        if !db.jobs_left()? {
             break;
         }
         if Instant::now() > deadline {
             return Err("the drain did not end within 600 s".into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let took = started.elapsed();
     let (after, _) = db.store.counts()?;
