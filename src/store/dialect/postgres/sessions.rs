@@ -31,6 +31,8 @@ struct Session {
     closed: bool,
     /// Whether `conn` also holds the leader lock.
     leading: bool,
+    /// When a query last checked `conn` (see [`SessionLiveness::keep`]).
+    queried_at: Option<Instant>,
 }
 
 impl Session {
@@ -74,6 +76,10 @@ pub(super) fn stable_hash(text: &str) -> u32 {
 fn process_key(process: ProcessId) -> i32 {
     process as i32
 }
+
+/// How often [`SessionLiveness::keep`] checks the session with a query rather than by reading
+/// its socket.
+const SESSION_QUERY_EVERY: Duration = Duration::from_secs(30);
 
 /// Second advisory-lock key of the leader lock: no process id (they start at 1).
 const LEADER_KEY: i32 = -1;
@@ -136,7 +142,7 @@ impl SessionLiveness for Sessions {
             })
             .map_err(StoreError::query(action))?;
         let DbConnection::Postgres(conn) = conn else { unreachable!("opened as a PostgreSQL connection") };
-        let session = Session { conn: Some(conn), locked: true, closed: false, leading: false };
+        let session = Session { conn: Some(conn), locked: true, closed: false, leading: false, queried_at: None };
         lock_or_recover(&self.sessions).insert(id, Arc::new(Mutex::new(session)));
         Ok(id)
     }
@@ -150,10 +156,20 @@ impl SessionLiveness for Sessions {
         if session.closed {
             return Ok(false);
         }
+        // A server that ended the session (a restart, `pg_terminate_backend`) has closed the
+        // socket: reading it (what a LISTEN connection does for its notifications) tells, and
+        // costs the server nothing. A query, which also finds a silently dropped connection,
+        // only now and then: the heartbeat checks every 200 ms, and a fleet of idle processes
+        // would otherwise run five statements a second each.
+        let query = session.queried_at.is_none_or(|at| at.elapsed() >= SESSION_QUERY_EVERY);
         let alive = match session.conn.as_mut() {
-            Some(conn) => diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").is_ok(),
+            Some(conn) if query => diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").is_ok(),
+            Some(conn) => conn.notifications_iter().all(|notification| notification.is_ok()),
             None => false,
         };
+        if alive && query {
+            session.queried_at = Some(Instant::now());
+        }
         if alive && session.locked {
             return Ok(false);
         }
