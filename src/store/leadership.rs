@@ -12,7 +12,7 @@
 //!   same transaction that the row still has the leader's term (locking the row shared, so no
 //!   election commits meanwhile). A leader whose lock was lost without it noticing yet (its
 //!   session connection cut, the server restarted) and who was replaced therefore changes
-//!   nothing: its writes fail with [`StoreError::Deposed`].
+//!   nothing: its writes fail with [`StoreError::Deposed`](super::StoreError::Deposed).
 //!
 //! The row also tells operators who leads and since when ([`Store::leader`]).
 
@@ -159,7 +159,7 @@ impl Store {
 
     /// Runs `f`, in which every write this thread makes through a store checks, in its own
     /// transaction, that `lease` is still the current term; a write after a later election
-    /// fails with [`StoreError::Deposed`] and changes nothing. The leader runs each sweep in
+    /// fails with [`StoreError::Deposed`](super::StoreError::Deposed) and changes nothing. The leader runs each sweep in
     /// it. Reads are not fenced.
     pub fn as_leader<T>(&self, lease: Lease, f: impl FnOnce() -> T) -> T {
         struct Restore(Option<i64>);
