@@ -65,9 +65,9 @@ backend_test!(
         let app = test::init_service(App::new().service(dashboard::scope("", db.store.clone(), options()))).await;
         let failed = seeded.failed[0];
         let pages: Vec<(String, Vec<&str>)> = vec![
-            ("/".into(), vec!["Overview", "ready", "1 alive", "mail", "<svg", "2</span>"]),
+            ("/".into(), vec!["Overview", "ready", "1 alive", "mail", "<svg", "2</span>", "Leader: <b>process "]),
             ("/queues".into(), vec!["mail", "reports", "Pause", "Latency"]),
-            ("/processes".into(), vec!["runtime-test-1", "testhost", "alive", "4242"]),
+            ("/processes".into(), vec!["runtime-test-1", "testhost", "alive", "4242", ">leader</span>"]),
             ("/jobs?state=failed".into(), vec!["mail.send", "smtp refused", "Retry selected", "Retry all"]),
             ("/jobs?state=ready&queue=mail".into(), vec!["mail.&lt;script&gt;kind&lt;/script&gt;"]),
             ("/jobs?state=scheduled".into(), vec!["report.daily"]),

@@ -56,6 +56,8 @@ pub fn seed(store: &Store) -> Seeded {
             now(),
         )
         .expect("register");
+    // It leads: the overview names it and the processes page marks it.
+    store.take_leadership(process, now()).expect("elect");
     let ready = store
         .enqueue(
             &[NewJob::from_json(
