@@ -103,10 +103,14 @@ pub use config::Config;
 pub use events::Event;
 pub use health::Health;
 pub use job::{
-    CancelReason, Cancellation, EnqueueError, EnqueueOptions, ErrorAction, Job, JobError, JobMeta, Perform, Queue,
+    BatchBuilder, CancelReason, Cancellation, EnqueueError, EnqueueOptions, EnqueuedBatch, ErrorAction, Job, JobError,
+    JobMeta, Perform, Queue, Workflow, WorkflowIds,
 };
 pub use metrics::{Exporter, Metrics};
-pub use model::{ConcurrencyLimit, DatabaseUrl, Enqueued, JobId, JobState, NewJob, OnConflict};
+pub use model::{
+    BatchId, ConcurrencyLimit, DatabaseUrl, Dependency, Enqueued, JobId, JobState, NewJob, OnConflict,
+    OnDependencyFailure,
+};
 pub use recurring::{RecurringTask, RecurringTasks};
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle, ShutdownReport, DEFAULT_STUCK_AFTER};
 pub use store::{DbConnection, EnqueueConnection, SharedStore, Store, StoreError};

@@ -497,3 +497,54 @@ backend_test!(
         assert!(wait_exit(survivor, Duration::from_secs(20)).success());
     }
 );
+
+backend_test!(
+    /// A batch whose last job runs in a process killed with SIGKILL: the job comes back (fast
+    /// death detection), runs again in the other process, and the batch's callbacks are enqueued
+    /// once, then run once.
+    fn a_batch_whose_last_job_s_process_is_killed_runs_its_callback_once(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("executions.log");
+        let knobs = [(EXEC_LOG_VAR, log.to_str().unwrap())];
+        let members: Vec<solidq::NewJob> = [50, 50, 3_000]
+            .iter()
+            .map(|&ms| solidq::NewJob::from_job(&Sleep { ms, kill_worker: false }, Default::default()).unwrap())
+            .collect();
+        let batch = solidq::store::composition::NewBatch {
+            on_finish: Some(
+                solidq::NewJob::from_job(&Sleep { ms: 1, kill_worker: false }, Default::default()).unwrap(),
+            ),
+            on_success: Some(
+                solidq::NewJob::from_job(&Sleep { ms: 2, kill_worker: false }, Default::default()).unwrap(),
+            ),
+            ..Default::default()
+        };
+        let (batch_id, enqueued) = db.store.enqueue_batch(&batch, &members, Utc::now().naive_utc()).unwrap();
+        let long = enqueued[2].id();
+        let mut victim = spawn_child(&db, &knobs);
+        wait_until("the long job to be claimed", Duration::from_secs(30), || db.state(long) == "claimed");
+        let mut survivor = spawn_child(&db, &knobs);
+        wait_until("the short jobs to finish", Duration::from_secs(30), || {
+            enqueued[..2].iter().all(|e| db.state(e.id()) == "finished")
+        });
+        assert!(db.store.batch(batch_id).unwrap().unwrap().finished_at.is_none(), "open while its last job runs");
+        send(&victim, libc::SIGKILL);
+        wait_exit(&mut victim, Duration::from_secs(5));
+        wait_until("the batch to end and its callbacks to run", Duration::from_secs(60), || {
+            let info = db.store.batch(batch_id).unwrap().unwrap();
+            info.is_finished() && info.callbacks.iter().all(|c| c.job.is_some_and(|id| db.state(id) == "finished"))
+        });
+        let info = db.store.batch(batch_id).unwrap().unwrap();
+        assert_eq!((info.size, info.pending, info.succeeded, info.failed), (3, 0, 3, 0), "{info:?}");
+        let runs = executions(&log);
+        assert!(runs[&long].len() >= 2, "the long job ran again after the kill: {:?}", runs[&long]);
+        for callback in &info.callbacks {
+            let id = callback.job.unwrap();
+            assert_eq!(runs[&id].len(), 1, "callback {id} ran once: {:?}", runs[&id]);
+        }
+        let counts = db.store.counts().unwrap().0;
+        assert_eq!(counts.finished, 5, "three members and two callbacks, no more: {counts:?}");
+        send(&survivor, libc::SIGTERM);
+        assert!(wait_exit(&mut survivor, Duration::from_secs(20)).success());
+    }
+);

@@ -469,7 +469,9 @@ fn jobs_body(ctx: &Ctx, query: &JobQuery, page: &JobPage) -> String {
 fn jobs_table(ctx: &Ctx, query: &JobQuery, page: &JobPage, body: &mut String) {
     let actions: &[(&str, &str)] = match query.state {
         JobState::Failed => &[("retry", "Retry"), ("discard", "Discard")],
-        JobState::Ready | JobState::Scheduled | JobState::Blocked => &[("discard", "Discard"), ("cancel", "Cancel")],
+        JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting => {
+            &[("discard", "Discard"), ("cancel", "Cancel")]
+        }
         JobState::Claimed => &[("cancel", "Cancel")],
         JobState::Discarded | JobState::Cancelled => &[("retry", "Retry")],
         JobState::Finished => &[],

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Job, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
-use crate::model::{latest_schedule, ConcurrencyLimit, NewJob};
+use crate::model::{latest_schedule, ConcurrencyLimit, Dependency, JobId, NewJob, OnDependencyFailure};
 
 /// Per-enqueue overrides of a job's defaults.
 ///
@@ -37,6 +37,8 @@ pub struct EnqueueOptions {
     pub unique_key: Option<String>,
     /// Concurrency limit instead of [`Job::concurrency`].
     pub concurrency: Option<ConcurrencyLimit>,
+    /// Jobs that must end before this one runs: see [`EnqueueOptions::after`].
+    pub after: Vec<Dependency>,
 }
 
 impl EnqueueOptions {
@@ -87,6 +89,27 @@ impl EnqueueOptions {
     /// Limit the job's concurrency (see [`Job::concurrency`]).
     pub fn concurrency(mut self, limit: ConcurrencyLimit) -> Self {
         self.concurrency = Some(limit);
+        self
+    }
+
+    /// Run only after every job of `jobs` finished: until then the job waits in the state
+    /// `waiting` (neither ready nor scheduled); if one of them fails for good, is discarded or
+    /// cancelled, this job is cancelled (and the jobs waiting for it in turn). A job that
+    /// already finished counts as done; an id that names no job is refused at enqueue.
+    ///
+    /// ```
+    /// let opts = solidq::EnqueueOptions::new().after(&[41, 42]).after_any_outcome(&[43]);
+    /// assert_eq!(opts.after.len(), 3);
+    /// ```
+    pub fn after(mut self, jobs: &[JobId]) -> Self {
+        self.after.extend(jobs.iter().map(|&job| Dependency { job, on_failure: OnDependencyFailure::Cancel }));
+        self
+    }
+
+    /// Like [`EnqueueOptions::after`], but the job runs once each of `jobs` has ended,
+    /// whatever the outcome (a clean-up step, a report).
+    pub fn after_any_outcome(mut self, jobs: &[JobId]) -> Self {
+        self.after.extend(jobs.iter().map(|&job| Dependency { job, on_failure: OnDependencyFailure::Run }));
         self
     }
 }
@@ -183,6 +206,7 @@ impl NewJob {
             scheduled_at: run_at.filter(|at| *at > now).map(|at| at.naive_utc()),
             unique_key: opts.unique_key,
             concurrency: opts.concurrency,
+            after: opts.after,
         };
         match job.problem() {
             Some(problem) => Err(invalid(problem)),

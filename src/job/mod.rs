@@ -1,6 +1,7 @@
 //! The public job API: the [`Job`] trait and the [`Perform`] message handlers receive (here),
 //! what a handler returns ([`JobError`]), its cancellation token ([`Cancellation`]), the
-//! options of an enqueue ([`EnqueueOptions`]) and the [`Queue`] handle that enqueues.
+//! options of an enqueue ([`EnqueueOptions`]), the [`Queue`] handle that enqueues, and jobs
+//! that compose: batches ([`BatchBuilder`]) and workflows ([`Workflow`]).
 
 use std::time::Duration;
 
@@ -10,15 +11,19 @@ use serde::Serialize;
 
 use crate::model::{ConcurrencyLimit, JobId};
 
+mod batch;
 mod cancellation;
 mod enqueue;
 mod error;
 mod queue;
+mod workflow;
 
+pub use batch::{BatchBuilder, EnqueuedBatch};
 pub use cancellation::{CancelReason, Cancellation};
 pub use enqueue::{EnqueueError, EnqueueOptions};
 pub use error::{ErrorAction, JobError};
 pub use queue::Queue;
+pub use workflow::{Workflow, WorkflowIds};
 
 /// Default number of executions a job may start before it is failed for good.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;

@@ -27,7 +27,7 @@ use crate::store::{EnqueueConnection, SharedStore, StoreError};
 /// ```
 #[derive(Clone)]
 pub struct Queue {
-    store: SharedStore,
+    pub(super) store: SharedStore,
     /// Where enqueued jobs are counted (a runtime's queues count into its metrics).
     metrics: Option<Arc<Metrics>>,
 }
@@ -46,7 +46,7 @@ impl Queue {
     }
 
     /// Counts `jobs` as enqueued.
-    fn count(&self, jobs: &[NewJob]) {
+    pub(super) fn count(&self, jobs: &[NewJob]) {
         if let Some(metrics) = &self.metrics {
             metrics.jobs_enqueued(jobs.iter().map(|job| (job.queue.as_str(), job.kind.as_str())));
         }

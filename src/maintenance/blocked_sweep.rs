@@ -2,7 +2,9 @@
 //! ([`Store::release_blocked`]). A holder that ends lets the next blocked jobs in within its
 //! own transaction; the sweep is the safety net for a release cut short by a crash between two
 //! transactions, and for holders claimed longer ago than their limit's duration. One read when
-//! nothing is blocked.
+//! nothing is blocked. It also resolves waiting jobs whose prerequisites all ended
+//! ([`Store::resolve_waiting`]: a PostgreSQL completion racing the enqueue of a dependant, cut
+//! short by a crash before it resolved it).
 
 use std::time::Duration;
 
@@ -28,12 +30,12 @@ impl Service for BlockedSweep {
     }
 
     fn run_once(&mut self, store: &Store, pass: Pass) -> StoreResult<usize> {
-        store.release_blocked(pass.now)
+        Ok(store.release_blocked(pass.now)? + store.resolve_waiting(pass.now)?)
     }
 
     fn report(released: &usize, logger: &Logger) {
         if *released > 0 {
-            info!(logger, "blocked jobs released by the sweep"; "released" => released);
+            info!(logger, "blocked or waiting jobs released by the sweep"; "released" => released);
         }
     }
 }

@@ -97,7 +97,52 @@ pub struct NewJob {
     pub unique_key: Option<String>,
     /// How many jobs sharing a key may be ready or running at once.
     pub concurrency: Option<ConcurrencyLimit>,
+    /// Jobs that must end before this one runs (it waits as [`JobState::Waiting`] until then).
+    pub after: Vec<Dependency>,
 }
+
+/// One job another waits for: see [`EnqueueOptions::after`](crate::EnqueueOptions::after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The job waited for.
+    pub job: JobId,
+    /// What its failure does to the waiting job.
+    pub on_failure: OnDependencyFailure,
+}
+
+/// What a prerequisite that fails for good (or is discarded or cancelled) does to the jobs
+/// waiting for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDependencyFailure {
+    /// The waiting job is cancelled (and so are the jobs waiting for it, in turn). The default.
+    #[default]
+    Cancel,
+    /// The waiting job runs anyway once every prerequisite has ended.
+    Run,
+}
+
+impl OnDependencyFailure {
+    /// The column's text: `cancel` or `run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDependencyFailure::Cancel => "cancel",
+            OnDependencyFailure::Run => "run",
+        }
+    }
+
+    /// The policy a column's text names (anything but `run` cancels).
+    pub fn parse(text: &str) -> OnDependencyFailure {
+        if text == "run" {
+            OnDependencyFailure::Run
+        } else {
+            OnDependencyFailure::Cancel
+        }
+    }
+}
+
+/// Row id of a batch (`solidq_batches.id`).
+pub type BatchId = i64;
 
 /// What a job over its concurrency limit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -198,7 +243,7 @@ impl Enqueued {
 impl NewJob {
     /// Whether the job has a unique key or a concurrency limit (enqueued one at a time).
     pub fn has_options(&self) -> bool {
-        self.unique_key.is_some() || self.concurrency.is_some()
+        self.unique_key.is_some() || self.concurrency.is_some() || !self.after.is_empty()
     }
 
     /// What is wrong with this job, if anything: a kind, queue name, unique key or
@@ -345,6 +390,9 @@ pub enum FailureKind {
     Timeout,
     /// The handler asked not to retry: the job is kept as discarded.
     Discarded,
+    /// A job it depended on failed for good, was discarded or cancelled: it was cancelled
+    /// without running (see [`OnDependencyFailure`]).
+    DependencyFailed,
     /// Recorded by another version, or by hand.
     #[serde(other)]
     Other,
@@ -361,6 +409,7 @@ impl FailureKind {
             FailureKind::Interrupted => "Interrupted",
             FailureKind::Timeout => "Timeout",
             FailureKind::Discarded => "Discarded",
+            FailureKind::DependencyFailed => "DependencyFailed",
             FailureKind::Other => "Other",
         }
     }
@@ -432,6 +481,8 @@ pub enum JobState {
     Claimed,
     /// Waiting for a job holding its concurrency key to end.
     Blocked,
+    /// Waiting for the jobs it depends on to end (a workflow step).
+    Waiting,
     /// Failed for good (until retried by hand).
     Failed,
     /// Done.
@@ -451,6 +502,7 @@ impl JobState {
             JobState::Scheduled => "scheduled",
             JobState::Claimed => "claimed",
             JobState::Blocked => "blocked",
+            JobState::Waiting => "waiting",
             JobState::Failed => "failed",
             JobState::Finished => "finished",
             JobState::Discarded => "discarded",
@@ -459,7 +511,8 @@ impl JobState {
     }
 
     /// Every state, in the order of a job's life.
-    pub const ALL: [JobState; 8] = [
+    pub const ALL: [JobState; 9] = [
+        JobState::Waiting,
         JobState::Scheduled,
         JobState::Blocked,
         JobState::Ready,

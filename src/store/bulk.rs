@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use crate::store::sql_types::at;
 use serde::Serialize;
 
+use super::composition::{self, Ending};
 use super::concurrency;
 use super::connection::DbConnection;
 use super::dialect::take_ids;
@@ -27,6 +28,7 @@ use super::manage::{restart, ACTION_BATCH};
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
+    solidq_waiting_executions as waiting,
 };
 use super::views::jobs::{matching_ids_on, window_on};
 use super::views::{FailureGroupKey, JobQuery, SCAN_BUDGET};
@@ -75,10 +77,16 @@ impl Action {
         match self {
             Action::Retry => matches!(state, JobState::Failed | JobState::Discarded | JobState::Cancelled),
             Action::Discard => {
-                matches!(state, JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Failed)
+                matches!(
+                    state,
+                    JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting | JobState::Failed
+                )
             }
             Action::Cancel => {
-                matches!(state, JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Claimed)
+                matches!(
+                    state,
+                    JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting | JobState::Claimed
+                )
             }
         }
     }
@@ -101,7 +109,7 @@ impl Action {
 }
 
 /// Deletes the execution rows that hold `ids` in waiting `state`; the ids taken.
-fn take_waiting(conn: &mut DbConnection, ids: &[JobId], state: JobState) -> QueryResult<Vec<JobId>> {
+fn take_at_rest(conn: &mut DbConnection, ids: &[JobId], state: JobState) -> QueryResult<Vec<JobId>> {
     macro_rules! take {
         ($table:ident) => {
             take_ids!(conn, $table, $table::table.filter($table::job_id.eq_any(ids)); $table::job_id)
@@ -111,6 +119,7 @@ fn take_waiting(conn: &mut DbConnection, ids: &[JobId], state: JobState) -> Quer
         JobState::Ready => take!(ready),
         JobState::Scheduled => take!(scheduled),
         JobState::Blocked => take!(blocked),
+        JobState::Waiting => take!(waiting),
         JobState::Failed => take!(failed),
         _ => Ok(Vec::new()),
     }
@@ -131,7 +140,7 @@ fn apply_on(
     }
     let taken = match (action, state) {
         (Action::Retry, JobState::Failed) => {
-            let taken = take_waiting(conn, ids, state)?;
+            let taken = take_at_rest(conn, ids, state)?;
             restart(store, conn, &taken, now)?;
             taken
         }
@@ -162,11 +171,16 @@ fn apply_on(
             jobs::id
         )?,
         (Action::Discard | Action::Cancel, _) => {
-            let taken = take_waiting(conn, ids, state)?;
+            let taken = take_at_rest(conn, ids, state)?;
             let end = if action == Action::Discard { EndState::Discarded } else { EndState::Cancelled };
             end_jobs(conn, &taken, end, None, now)?;
             let keys = keys_of(conn, &taken)?;
             concurrency::release_keys(store.dialect(), conn, &keys, now)?;
+            // A failed job's end was counted when it failed.
+            if state != JobState::Failed {
+                let ended: Vec<(JobId, Ending)> = taken.iter().map(|id| (*id, Ending::Failed)).collect();
+                composition::jobs_ended(store.dialect(), conn, &ended, now)?;
+            }
             taken
         }
     };

@@ -18,6 +18,7 @@ use diesel::prelude::*;
 
 use crate::store::sql_types::at;
 
+use super::composition::{self, Ending};
 use super::connection::DbConnection;
 use super::dialect::Dialect;
 use super::executions::{end_jobs, insert_ready, EndState};
@@ -96,6 +97,8 @@ pub(crate) fn admit(
         let error =
             FailureRecord::new(FailureKind::Discarded, "over its concurrency limit, and its kind discards on conflict");
         end_jobs(conn, &discard, EndState::Discarded, Some(&error), now)?;
+        let ended: Vec<(JobId, Ending)> = discard.iter().map(|id| (*id, Ending::Failed)).collect();
+        composition::jobs_ended(dialect, conn, &ended, now)?;
     }
     Ok(still_blocked.len())
 }

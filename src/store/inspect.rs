@@ -13,7 +13,7 @@ use super::executions::EndState;
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_processes as processes, solidq_ready_executions as ready,
-    solidq_scheduled_executions as scheduled,
+    solidq_scheduled_executions as scheduled, solidq_waiting_executions as waiting,
 };
 use super::{Store, StoreResult};
 use crate::model::{ClaimToken, FailureKind, FailureRecord, JobId, JobState, ProcessId, ProcessMetadata, ProcessRow};
@@ -33,6 +33,8 @@ pub struct JobCounts {
     pub finished: i64,
     /// In `solidq_blocked_executions`.
     pub blocked: i64,
+    /// In `solidq_waiting_executions` (waiting for the jobs they depend on).
+    pub waiting: i64,
     /// Ended as discarded.
     pub discarded: i64,
     /// Ended as cancelled.
@@ -48,6 +50,7 @@ impl JobCounts {
             JobState::Failed => &mut self.failed,
             JobState::Finished => &mut self.finished,
             JobState::Blocked => &mut self.blocked,
+            JobState::Waiting => &mut self.waiting,
             JobState::Discarded => &mut self.discarded,
             JobState::Cancelled => &mut self.cancelled,
         }
@@ -230,6 +233,7 @@ pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec
     let in_ready: HashSet<JobId> = held_in!(ready).into_iter().collect();
     let in_scheduled: HashSet<JobId> = held_in!(scheduled).into_iter().collect();
     let in_blocked: HashSet<JobId> = held_in!(blocked).into_iter().collect();
+    let in_waiting: HashSet<JobId> = held_in!(waiting).into_iter().collect();
     let mut failures = failure_on(conn, ids)?;
     Ok(rows
         .into_iter()
@@ -244,6 +248,8 @@ pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec
                 Some(JobState::Scheduled)
             } else if in_blocked.contains(&row.id) {
                 Some(JobState::Blocked)
+            } else if in_waiting.contains(&row.id) {
+                Some(JobState::Waiting)
             } else if failure.is_some() {
                 Some(JobState::Failed)
             } else {
@@ -295,6 +301,7 @@ pub(crate) fn job_ids_on(conn: &mut DbConnection, filter: &JobFilter) -> QueryRe
         JobState::Scheduled => query.filter(jobs::id.eq_any(scheduled::table.select(scheduled::job_id))),
         JobState::Claimed => query.filter(jobs::id.eq_any(claimed::table.select(claimed::job_id))),
         JobState::Blocked => query.filter(jobs::id.eq_any(blocked::table.select(blocked::job_id))),
+        JobState::Waiting => query.filter(jobs::id.eq_any(waiting::table.select(waiting::job_id))),
         JobState::Failed => query.filter(jobs::id.eq_any(failed::table.select(failed::job_id))),
         JobState::Finished => query.filter(jobs::finished_at.is_not_null()).filter(jobs::end_state.is_null()),
         JobState::Discarded => query.filter(jobs::end_state.eq(EndState::Discarded.as_str())),
@@ -330,7 +337,8 @@ fn counts_on(conn: &mut DbConnection) -> QueryResult<(JobCounts, Vec<QueueCounts
                 .load(conn)?
         };
     }
-    let per_state: [(JobState, Vec<(String, i64)>); 8] = [
+    let per_state: [(JobState, Vec<(String, i64)>); 9] = [
+        (JobState::Waiting, per_queue!(waiting)),
         (JobState::Ready, per_queue!(ready)),
         (JobState::Scheduled, per_queue!(scheduled)),
         (JobState::Blocked, per_queue!(blocked)),

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use crate::store::sql_types::at;
 use serde::Serialize;
 
+use super::composition::{self, Ending};
 use super::concurrency;
 use super::connection::DbConnection;
 use super::dialect::take_ids;
@@ -22,7 +23,7 @@ use super::inspect::{job_ids_on, jobs_on, JobFilter};
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_pauses as pauses, solidq_ready_executions as ready,
-    solidq_scheduled_executions as scheduled,
+    solidq_scheduled_executions as scheduled, solidq_waiting_executions as waiting,
 };
 use super::{Store, StoreError, StoreResult};
 use crate::model::{JobId, JobState, ProcessId};
@@ -118,11 +119,12 @@ impl Found {
 }
 
 /// Deletes the execution row that holds `id` in `state`; whether it was still there.
-fn take_waiting(conn: &mut DbConnection, id: JobId, state: JobState) -> QueryResult<bool> {
+fn take_at_rest(conn: &mut DbConnection, id: JobId, state: JobState) -> QueryResult<bool> {
     let deleted = match state {
         JobState::Ready => diesel::delete(ready::table.filter(ready::job_id.eq(id))).execute(conn)?,
         JobState::Scheduled => diesel::delete(scheduled::table.filter(scheduled::job_id.eq(id))).execute(conn)?,
         JobState::Blocked => diesel::delete(blocked::table.filter(blocked::job_id.eq(id))).execute(conn)?,
+        JobState::Waiting => diesel::delete(waiting::table.filter(waiting::job_id.eq(id))).execute(conn)?,
         JobState::Failed => diesel::delete(failed::table.filter(failed::job_id.eq(id))).execute(conn)?,
         _ => 0,
     };
@@ -132,7 +134,7 @@ fn take_waiting(conn: &mut DbConnection, id: JobId, state: JobState) -> QueryRes
 impl Store {
     /// Ends waiting job `id` (in `state`) as `end`, letting in the jobs its concurrency key
     /// held back; whether it was still there.
-    fn end_waiting(
+    fn end_at_rest(
         &self,
         conn: &mut DbConnection,
         id: JobId,
@@ -140,12 +142,16 @@ impl Store {
         end: EndState,
         now: NaiveDateTime,
     ) -> QueryResult<bool> {
-        if !take_waiting(conn, id, state)? {
+        if !take_at_rest(conn, id, state)? {
             return Ok(false);
         }
         end_jobs(conn, &[id], end, None, now)?;
         let keys = keys_of(conn, &[id])?;
         concurrency::release_keys(self.dialect(), conn, &keys, now)?;
+        // A failed job's end was counted when it failed.
+        if state != JobState::Failed {
+            composition::jobs_ended(self.dialect(), conn, &[(id, Ending::Failed)], now)?;
+        }
         Ok(true)
     }
 
@@ -178,7 +184,7 @@ impl Store {
         self.act("retrying a job", id, |conn, state| {
             match state {
                 JobState::Failed => {
-                    if !take_waiting(conn, id, JobState::Failed)? {
+                    if !take_at_rest(conn, id, JobState::Failed)? {
                         return Ok(Ok(Step::Moved));
                     }
                 }
@@ -202,8 +208,8 @@ impl Store {
     /// run. A running job cannot be discarded (cancel it).
     pub fn discard_job(&self, id: JobId, now: NaiveDateTime) -> Result<(), ActionError> {
         self.act("discarding a job", id, |conn, state| match state {
-            JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Failed => {
-                if !self.end_waiting(conn, id, state, EndState::Discarded, now)? {
+            JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting | JobState::Failed => {
+                if !self.end_at_rest(conn, id, state, EndState::Discarded, now)? {
                     return Ok(Ok(Step::Moved));
                 }
                 Ok(Ok(Step::Done(())))
@@ -222,8 +228,8 @@ impl Store {
     /// the handler returns (whatever it returns).
     pub fn cancel_job(&self, id: JobId, now: NaiveDateTime) -> Result<Cancelled, ActionError> {
         self.act("cancelling a job", id, |conn, state| match state {
-            JobState::Ready | JobState::Scheduled | JobState::Blocked => {
-                if !self.end_waiting(conn, id, state, EndState::Cancelled, now)? {
+            JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting => {
+                if !self.end_at_rest(conn, id, state, EndState::Cancelled, now)? {
                     return Ok(Ok(Step::Moved));
                 }
                 Ok(Ok(Step::Done(Cancelled::Now)))
@@ -415,6 +421,7 @@ pub(crate) fn restart(store: &Store, conn: &mut DbConnection, ids: &[JobId], now
             .set(jobs::max_attempts.eq(jobs::attempts + 1))
             .execute(conn)?;
     }
+    composition::jobs_restarted(conn, ids)?;
     insert_ready(conn, ids, now)?;
     concurrency::admit(store.dialect(), conn, ids, now)?;
     Ok(())

@@ -32,6 +32,7 @@ use crate::model::DatabaseUrl;
 
 pub mod bulk;
 pub mod changes;
+pub mod composition;
 pub(crate) mod concurrency;
 pub mod connection;
 pub(crate) mod dialect;

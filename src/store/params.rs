@@ -71,6 +71,9 @@ pub(crate) struct Claim<'a> {
 pub(crate) struct CompletedClaims {
     pub taken: Vec<ClaimToken>,
     pub keys: BTreeSet<String>,
+    /// Jobs finished that got a dependant while the statement ran: their dependants are
+    /// resolved right after (one-statement completions leave jobs known to compose alone).
+    pub composing: Vec<crate::model::JobId>,
 }
 
 pub(crate) fn like_prefix(prefix: &str) -> String {
@@ -102,6 +105,7 @@ mod tests {
                 scheduled_at: (i == 1).then_some(now),
                 unique_key: None,
                 concurrency: None,
+                after: Vec::new(),
             })
             .collect();
         let rows: Vec<JobInsert<'_>> = new_jobs.iter().map(|job| JobInsert::new(job, now)).collect();

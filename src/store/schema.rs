@@ -34,6 +34,10 @@ diesel::table! {
         concurrency_duration_ms -> Nullable<BigInt>,
         /// `block` or `discard`.
         concurrency_on_conflict -> Nullable<Text>,
+        /// The batch this job belongs to (or whose callback it is: see `store::composition`).
+        batch_id -> Nullable<BigInt>,
+        /// Another job waits for this one (`solidq_job_dependencies`).
+        has_dependants -> Bool,
     }
 }
 
@@ -186,6 +190,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
+    /// Batches of jobs with callbacks: see `store::composition`.
+    solidq_batches (id) {
+        id -> BigInt,
+        description -> Nullable<Text>,
+        /// Jobs added in all.
+        total -> BigInt,
+        /// Members that have not ended.
+        pending -> BigInt,
+        /// Members that finished.
+        succeeded -> BigInt,
+        /// Members that failed for good, were discarded or cancelled.
+        failed -> BigInt,
+        /// JSON of the callback jobs (`CallbackJob`).
+        on_success -> Nullable<Text>,
+        on_finish -> Nullable<Text>,
+        on_failure -> Nullable<Text>,
+        /// The callbacks enqueued when the last member ended.
+        success_job_id -> Nullable<BigInt>,
+        finish_job_id -> Nullable<BigInt>,
+        failure_job_id -> Nullable<BigInt>,
+        created_at -> Moment,
+        /// When the last member ended.
+        finished_at -> Nullable<Moment>,
+    }
+}
+
+diesel::table! {
+    /// `job_id` waits for `depends_on_job_id` to end.
+    solidq_job_dependencies (job_id, depends_on_job_id) {
+        job_id -> BigInt,
+        depends_on_job_id -> BigInt,
+        /// `cancel` or `run`: what a failed prerequisite does to `job_id`.
+        on_failure -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
+    /// Jobs waiting for the jobs they depend on.
+    solidq_waiting_executions (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        queue_name -> Text,
+        priority -> Integer,
+        created_at -> Moment,
+    }
+}
+
+diesel::joinable!(solidq_waiting_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_ready_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_scheduled_executions -> solidq_jobs (job_id));
 diesel::joinable!(solidq_claimed_executions -> solidq_jobs (job_id));
@@ -219,6 +278,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     solidq_recurring_executions,
     solidq_job_failures,
     solidq_leaders,
+    solidq_batches,
+    solidq_job_dependencies,
+    solidq_waiting_executions,
 );
 
 diesel::table! {

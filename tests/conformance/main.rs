@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod composition;
 mod dashboard;
 mod inspect;
 mod jobs;
@@ -88,6 +89,7 @@ pub fn job(kind: &str, queue: &str, priority: i32) -> NewJob {
         scheduled_at: None,
         unique_key: None,
         concurrency: None,
+        after: Vec::new(),
     }
 }
 

@@ -4,7 +4,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::model::{Enqueued, JobId, NewJob};
+use crate::model::{BatchId, Enqueued, JobId, NewJob};
+use crate::store::composition;
 use crate::store::concurrency;
 use crate::store::connection::DbConnection;
 #[cfg(feature = "mysql")]
@@ -27,7 +28,7 @@ pub(crate) fn check_plain(jobs: &[NewJob]) -> StoreResult<()> {
     match jobs.iter().find(|job| job.has_options()) {
         Some(job) => Err(StoreError::InvalidJob {
             kind: job.kind.clone(),
-            problem: "a job with a unique key or a concurrency limit needs solidq's DbConnection to be enqueued \
+            problem: "a job with a unique key, a concurrency limit or prerequisites (after) needs solidq's DbConnection to be enqueued \
                       in the application's transaction (store::connection::app_pool gives a pool of them), not a \
                       bare SqliteConnection, PgConnection or MysqlConnection; or enqueue it through Queue::enqueue"
                 .into(),
@@ -45,13 +46,33 @@ pub(crate) fn enqueue_with_options(
     new_jobs: &[NewJob],
     now: NaiveDateTime,
 ) -> QueryResult<Vec<Enqueued>> {
+    enqueue_with_options_in(dialect, conn, new_jobs, None, now)
+}
+
+/// [`enqueue_with_options`], the new jobs members of `batch` (counted by the caller). A job
+/// with prerequisites waits for them ([`composition::wait_for`]).
+pub(crate) fn enqueue_with_options_in(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    new_jobs: &[NewJob],
+    batch: Option<BatchId>,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Enqueued>> {
     let mut out: Vec<Enqueued> = Vec::with_capacity(new_jobs.len());
     // Runs of plain jobs in one insert each, the others one at a time: ids keep input order.
     let mut rest = new_jobs;
     while !rest.is_empty() {
         let plain = rest.iter().take_while(|job| !job.has_options()).count();
         if plain > 0 {
-            out.extend(dialect.enqueue(conn, &rest[..plain], now)?.into_iter().map(Enqueued::New));
+            let ids = dialect.enqueue(conn, &rest[..plain], now)?;
+            if let Some(batch) = batch {
+                for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
+                    diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+                        .set(jobs::batch_id.eq(batch))
+                        .execute(conn)?;
+                }
+            }
+            out.extend(ids.into_iter().map(Enqueued::New));
             rest = &rest[plain..];
             continue;
         }
@@ -79,14 +100,30 @@ pub(crate) fn enqueue_with_options(
                 jobs::concurrency_duration_ms
                     .eq(limit.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX))),
                 jobs::concurrency_on_conflict.eq(limit.map(|l| l.on_conflict.as_str())),
+                jobs::batch_id.eq(batch),
             ))
             .execute(conn)?;
-        if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
+        if !job.after.is_empty() {
+            // Waits, runs at once (made ready through its limit) or is cancelled, as its
+            // prerequisites say.
+            composition::wait_for(dialect, conn, id, &job.after, now)?;
+        } else if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
             concurrency::admit(dialect, conn, &[id], now)?;
         }
         out.push(Enqueued::New(id));
     }
     Ok(out)
+}
+
+/// The dialect of `conn`'s backend, for its SQL only: none of its state (files, sessions) is
+/// used, so that it can run on the application's own connection.
+pub(crate) fn sql_dialect(conn: &DbConnection) -> Box<dyn Dialect> {
+    match conn {
+        DbConnection::Sqlite(_) => Box::new(sqlite::Sqlite::sql_only()),
+        DbConnection::Postgres(_) => Box::new(postgres::Postgres::sql_only()),
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(_) => Box::new(mysql::Mysql::sql_only()),
+    }
 }
 
 /// A connection on which jobs can be enqueued inside the caller's own transaction: the jobs
@@ -126,13 +163,7 @@ impl EnqueueConnection for DbConnection {
             if let DbConnection::Sqlite(conn) = self {
                 crate::store::connection::refuse_writes_if_moved(conn)?;
             }
-            // Only the dialect's SQL is used, none of its state (files, sessions).
-            let dialect: Box<dyn Dialect> = match self {
-                DbConnection::Sqlite(_) => Box::new(sqlite::Sqlite::sql_only()),
-                DbConnection::Postgres(_) => Box::new(postgres::Postgres::sql_only()),
-                #[cfg(feature = "mysql")]
-                DbConnection::Mysql(_) => Box::new(mysql::Mysql::sql_only()),
-            };
+            let dialect = sql_dialect(self);
             let enqueued = self
                 .transaction(|conn| enqueue_with_options(dialect.as_ref(), conn, jobs, now))
                 .map_err(StoreError::query("enqueueing jobs"))?;
@@ -196,6 +227,7 @@ impl Store {
             return Ok(Vec::new());
         }
         check_jobs(jobs)?;
+        self.check_prerequisites(jobs)?;
         self.check_database()?;
         let enqueued = if jobs.iter().any(NewJob::has_options) {
             self.write("enqueueing jobs", |conn| enqueue_with_options(self.dialect(), conn, jobs, now))?

@@ -12,20 +12,38 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::composition::{self, Ending};
 use super::concurrency;
-use super::dialect::HotPath;
+use super::connection::DbConnection;
+use super::dialect::{Dialect, HotPath};
 use super::executions::mark_finished;
 use super::params::{Claim, CompletedClaims};
 use super::schema::solidq_ready_executions as ready;
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
-use crate::model::{ClaimToken, ClaimedJob, FailureRecord, ProcessId, QueuePattern};
+use crate::model::{ClaimToken, ClaimedJob, FailureRecord, JobId, ProcessId, QueuePattern};
 
 pub mod enqueue;
 pub(crate) mod transitions;
 
 pub use enqueue::EnqueueConnection;
 use transitions::apply;
+
+/// Takes the claims of `tokens` that still exist and finishes their jobs, with what their
+/// ends mean for their batches and the jobs waiting for them, in the caller's transaction.
+fn finish_in_transaction(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    tokens: &[ClaimToken],
+    now: NaiveDateTime,
+) -> diesel::QueryResult<CompletedClaims> {
+    let taken = dialect.take_claims(conn, tokens)?;
+    let ids: Vec<JobId> = taken.iter().map(|token| token.job_id).collect();
+    let keys = mark_finished(conn, &ids, now)?;
+    let ended: Vec<(JobId, Ending)> = ids.iter().map(|id| (*id, Ending::Succeeded)).collect();
+    composition::jobs_ended(dialect, conn, &ended, now)?;
+    Ok(CompletedClaims { keys, taken, composing: Vec::new() })
+}
 
 /// Which claims of a batch a transition changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -92,23 +110,34 @@ impl Store {
         let complete: Vec<ClaimToken> = complete.iter().map(|(token, _)| *token).collect();
         let other: Vec<ClaimToken> = other.iter().map(|(token, _)| *token).collect();
         let transaction = !other.is_empty() || !self.dialect().one_statement(HotPath::Complete);
-        let (settled, finished_keys) = self.write_as("recording job outcomes", transaction, |conn| {
+        let (settled, finished_keys, settle_later) = self.write_as("recording job outcomes", transaction, |conn| {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
             let mut finished_keys = BTreeSet::new();
+            let mut settle_later = Vec::new();
             if !complete.is_empty() {
                 let finished = match self.dialect().complete_claims(conn, &complete, now)? {
                     Some(finished) => finished,
-                    None => {
-                        let taken = self.dialect().take_claims(conn, &complete)?;
-                        let ids: Vec<_> = taken.iter().map(|token| token.job_id).collect();
-                        CompletedClaims { keys: mark_finished(conn, &ids, now)?, taken }
-                    }
+                    None => finish_in_transaction(self.dialect(), conn, &complete, now)?,
                 };
                 taken.extend(finished.taken);
                 finished_keys = finished.keys;
+                settle_later = finished.composing;
             }
             if !other.is_empty() {
                 taken.extend(self.dialect().take_claims(conn, &other)?);
+            }
+            // Claims the one-statement completion left (batch members, jobs with dependants)
+            // finish here, in this transaction, with what their ends mean.
+            let left: Vec<ClaimToken> = if transaction {
+                let done: HashSet<ClaimToken> = taken.iter().copied().collect();
+                complete.iter().filter(|token| !done.contains(token)).copied().collect()
+            } else {
+                Vec::new()
+            };
+            if !left.is_empty() {
+                let finished = finish_in_transaction(self.dialect(), conn, &left, now)?;
+                taken.extend(finished.taken);
+                finished_keys.extend(finished.keys);
             }
             let mut settled = Settled::default();
             let mut transitions = Vec::with_capacity(taken.len());
@@ -127,8 +156,20 @@ impl Store {
                 concurrency::release_keys(self.dialect(), conn, &finished_keys, now)?;
                 finished_keys.clear();
             }
-            Ok((settled, finished_keys))
+            Ok((settled, finished_keys, settle_later))
         })?;
+        let left: Vec<ClaimToken> =
+            if transaction { Vec::new() } else { complete.iter().filter(|t| !settled.applied(t)).copied().collect() };
+        let settled = if left.is_empty() { settled } else { self.finish_left(settled, &left, now)? };
+        // A job that got a dependant while the one-statement completion ran: resolve its
+        // dependants now (the dispatcher's sweep does it after a crash in between).
+        if !settle_later.is_empty() {
+            self.write("resolving the jobs waiting for finished jobs", |conn| {
+                let ended: Vec<(JobId, Ending)> = settle_later.iter().map(|id| (*id, Ending::Succeeded)).collect();
+                composition::jobs_ended(self.dialect(), conn, &ended, now)
+            })?;
+            self.jobs_ready();
+        }
         // Finished jobs held concurrency keys: let the next blocked jobs in (the finish was one
         // statement outside a transaction; a crash in between is caught by the dispatcher's
         // sweep of blocked keys).
@@ -140,6 +181,24 @@ impl Store {
         }
         // A release or an immediate retry made a job ready again.
         if !other.is_empty() && settled.applied.len() > complete.len() {
+            self.jobs_ready();
+        }
+        Ok(settled)
+    }
+
+    /// Finishes, in one transaction, the claims of `left` that the one-statement completion
+    /// left to it (batch members, jobs with dependants), and moves them from `settled.fenced`
+    /// to `settled.applied`.
+    fn finish_left(&self, mut settled: Settled, left: &[ClaimToken], now: NaiveDateTime) -> StoreResult<Settled> {
+        let finished = self.write("recording job outcomes", |conn| {
+            let finished = finish_in_transaction(self.dialect(), conn, left, now)?;
+            concurrency::release_keys(self.dialect(), conn, &finished.keys, now)?;
+            Ok(finished)
+        })?;
+        let done: HashSet<ClaimToken> = finished.taken.into_iter().collect();
+        settled.fenced.retain(|token| !done.contains(token));
+        settled.applied.extend(left.iter().filter(|token| done.contains(token)));
+        if !finished.keys.is_empty() {
             self.jobs_ready();
         }
         Ok(settled)

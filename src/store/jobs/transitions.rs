@@ -10,6 +10,7 @@ use crate::store::sql_types::at;
 
 use crate::lifecycle::Transition;
 use crate::model::{FailureRecord, JobId};
+use crate::store::composition::{self, Ending};
 use crate::store::concurrency;
 use crate::store::connection::DbConnection;
 use crate::store::dialect::Dialect;
@@ -105,6 +106,16 @@ pub(crate) fn apply(
     end_jobs(conn, &cancelled, EndState::Cancelled, None, now)?;
     let keys = keys_of(conn, &ids)?;
     concurrency::release_keys(dialect, conn, &keys, now)?;
+    // What the ends mean for batches and waiting jobs, in this same transaction.
+    let mut ended: Vec<(JobId, Ending)> = complete.iter().map(|id| (*id, Ending::Succeeded)).collect();
+    ended.extend(cancelled.iter().map(|id| (*id, Ending::Failed)));
+    ended.extend(
+        transitions
+            .iter()
+            .filter(|(_, t)| matches!(t, Transition::Fail(_) | Transition::Discard(_)))
+            .map(|(id, _)| (*id, Ending::Failed)),
+    );
+    composition::jobs_ended(dialect, conn, &ended, now)?;
     Ok(())
 }
 

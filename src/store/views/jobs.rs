@@ -32,7 +32,7 @@ use crate::store::inspect::{jobs_on, JobRow};
 use crate::store::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_job_failures as failures, solidq_jobs as jobs, solidq_processes as processes,
-    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
+    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled, solidq_waiting_executions as waiting,
 };
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -275,6 +275,7 @@ pub(crate) fn window_on(conn: &mut DbConnection, query: &JobQuery, upper: JobId,
         JobState::Scheduled => by_job_id!(scheduled),
         JobState::Claimed => by_job_id!(claimed),
         JobState::Blocked => by_job_id!(blocked),
+        JobState::Waiting => by_job_id!(waiting),
         JobState::Failed => by_job_id!(failed),
         JobState::Finished | JobState::Discarded | JobState::Cancelled => {
             let mut select = jobs::table

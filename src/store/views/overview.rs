@@ -19,7 +19,7 @@ use crate::store::leadership::{leader_on, Leader};
 use crate::store::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_job_failures as failures, solidq_jobs as jobs, solidq_pauses as pauses, solidq_processes as processes,
-    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
+    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled, solidq_waiting_executions as waiting,
 };
 use crate::store::{Store, StoreResult};
 
@@ -34,6 +34,8 @@ pub struct StateCounts {
     pub claimed: Count,
     /// Waiting for their concurrency key.
     pub blocked: Count,
+    /// Waiting for the jobs they depend on.
+    pub waiting: Count,
     /// Failed for good.
     pub failed: Count,
     /// Done.
@@ -245,6 +247,7 @@ pub(crate) fn state_count_on(conn: &mut DbConnection, store: &Store, state: JobS
         JobState::Scheduled => capped_count!(conn, scheduled),
         JobState::Claimed => capped_count!(conn, claimed),
         JobState::Blocked => capped_count!(conn, blocked),
+        JobState::Waiting => capped_count!(conn, waiting),
         JobState::Failed => capped_count!(conn, failed),
         JobState::Finished => ended_count(conn, store, None)?,
         JobState::Discarded => ended_count(conn, store, Some(EndState::Discarded))?,
@@ -258,6 +261,7 @@ pub(crate) fn state_counts_on(conn: &mut DbConnection, store: &Store) -> QueryRe
         scheduled: capped_count!(conn, scheduled),
         claimed: capped_count!(conn, claimed),
         blocked: capped_count!(conn, blocked),
+        waiting: capped_count!(conn, waiting),
         failed: capped_count!(conn, failed),
         finished: ended_count(conn, store, None)?,
         discarded: ended_count(conn, store, Some(EndState::Discarded))?,

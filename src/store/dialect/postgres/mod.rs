@@ -204,8 +204,9 @@ impl Dialect for Postgres {
         let binds = vec![claim_ids, job_ids, Bind::Timestamp(now)];
         let rows: Vec<FinishedRow> = Prepared::new(COMPLETE_SQL, binds).load(expect_variant!(conn, Postgres))?;
         let keys = rows.iter().filter_map(|row| row.concurrency_key.clone()).collect();
+        let composing = rows.iter().filter(|row| row.has_dependants).map(|row| row.token.job_id).collect();
         let taken = rows.into_iter().map(|row| ClaimToken::from(row.token)).collect();
-        Ok(Some(CompletedClaims { taken, keys }))
+        Ok(Some(CompletedClaims { taken, keys, composing }))
     }
 
     fn notify_ready(&self, conn: &mut DbConnection) -> QueryResult<()> {

@@ -38,13 +38,16 @@ pub(super) struct ClaimedRow {
     pub(super) ready_at: chrono::NaiveDateTime,
 }
 
-/// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held.
+/// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held and whether it has
+/// dependants (a dependant added while the statement waited for the job's row).
 #[derive(QueryableByName)]
 pub(super) struct FinishedRow {
     #[diesel(embed)]
     pub(super) token: TokenRow,
     #[diesel(sql_type = Nullable<Text>)]
     pub(super) concurrency_key: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub(super) has_dependants: bool,
 }
 
 /// A job id returned by a statement.
@@ -82,7 +85,9 @@ SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue
        j.priority, j.attempts + 1 AS attempts, j.max_attempts, taken.created_at AS ready_at
 FROM claims JOIN solidq_jobs j ON j.id = claims.job_id JOIN taken ON taken.job_id = claims.job_id";
 
-/// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist, marks their
+/// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist and whose
+/// jobs neither belong to a batch nor have dependants (those finish in a transaction that also
+/// counts them: `store::composition`), marks their
 /// jobs finished at `$3` with the attempt counted and the unique key given up, and returns the
 /// claims taken with the concurrency keys their jobs held: one statement for a batch of
 /// finishes, one write per job row.
@@ -96,11 +101,12 @@ pub(super) const COMPLETE_SQL: &str = "
 WITH taken AS (
     DELETE FROM solidq_claimed_executions c
     WHERE c.id = ANY($1) AND (c.id, c.job_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))
+      AND NOT EXISTS (SELECT 1 FROM solidq_jobs m WHERE m.id = c.job_id AND (m.batch_id IS NOT NULL OR m.has_dependants))
     RETURNING c.id AS claim_id, c.job_id
 )
 UPDATE solidq_jobs j SET finished_at = $3, updated_at = $3, attempts = j.attempts + 1, unique_key = NULL
 FROM taken WHERE j.id = taken.job_id
-RETURNING taken.claim_id, taken.job_id, j.concurrency_key";
+RETURNING taken.claim_id, taken.job_id, j.concurrency_key, j.has_dependants";
 
 /// Deletes up to `$2` scheduled rows due at `$1`, earliest first, skipping rows another
 /// dispatcher holds.
