@@ -48,6 +48,13 @@ pub struct EnqueueArgs {
     /// With --concurrency-key: how long a running holder counts [default: 15m].
     #[arg(long, value_name = "DURATION", value_parser = parse_delay, requires = "concurrency_key")]
     pub concurrency_duration: Option<Duration>,
+    /// Run only after these jobs finished (comma-separated ids); cancelled if one of them fails
+    /// for good, is discarded or cancelled. Until then the job is `waiting`.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub after: Vec<i64>,
+    /// Run after these jobs ended, however they ended (comma-separated ids).
+    #[arg(long = "after-any", value_name = "IDS", value_delimiter = ',')]
+    pub after_any: Vec<i64>,
 }
 
 /// A delay for `--in`: a duration, never negative (clap would otherwise take `-5s` for an
@@ -94,6 +101,8 @@ pub(super) fn enqueue(
         concurrency_key,
         concurrency_limit,
         concurrency_duration,
+        after,
+        after_any,
     } = args;
     let payload = read_payload(&payload)?;
     let arguments: serde_json::Value =
@@ -113,6 +122,7 @@ pub(super) fn enqueue(
     if let Some(delay) = delay {
         opts = opts.run_in(delay);
     }
+    opts = opts.after(&after).after_any_outcome(&after_any);
     let job = NewJob::from_json(&kind, arguments, opts).map_err(|e| match e {
         EnqueueError::Store(store_error) => Failure::from(store_error),
         other => Failure::Usage(other.to_string()),

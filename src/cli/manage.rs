@@ -196,8 +196,14 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
         }
         JobsCommand::Show { id, json } => {
             let row = store.job(id)?.ok_or(ActionError::NotFound(id))?;
+            let dependencies = store.dependencies(id)?;
+            let batch = store.batch_of_job(id)?.map(|batch| batch.id);
             if json {
-                json_line(out, &row);
+                let mut value = serde_json::to_value(&row).expect("a job serializes");
+                value["depends_on"] = serde_json::json!(dependencies.depends_on);
+                value["dependants"] = serde_json::json!(dependencies.dependants);
+                value["batch"] = serde_json::json!(batch);
+                json_line(out, &value);
                 return Ok(());
             }
             let state = row.state.map_or("?", JobState::as_str);
@@ -225,6 +231,25 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
             }
             if let Some(key) = &row.concurrency_key {
                 let _ = writeln!(out, "concurrency key: {key}");
+            }
+            if let Some(batch) = batch {
+                let _ = writeln!(out, "batch: {batch} (solidq batches show {batch})");
+            }
+            let edges = |edges: &[crate::model::Dependency]| -> String {
+                edges
+                    .iter()
+                    .map(|d| match d.on_failure {
+                        crate::model::OnDependencyFailure::Cancel => d.job.to_string(),
+                        crate::model::OnDependencyFailure::Run => format!("{} (runs even if it fails)", d.job),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !dependencies.depends_on.is_empty() {
+                let _ = writeln!(out, "runs after jobs: {}", edges(&dependencies.depends_on));
+            }
+            if !dependencies.dependants.is_empty() {
+                let _ = writeln!(out, "jobs waiting for it: {}", edges(&dependencies.dependants));
             }
             let _ = writeln!(out, "arguments: {}", row.arguments);
             if let Some(error) = &row.last_error {

@@ -24,12 +24,14 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 use crate::status;
 
+mod batches;
 mod common;
 mod dashboard;
 mod enqueue;
 mod manage;
 mod recurring;
 
+pub use batches::BatchesCommand;
 use common::{connect, connect_existing, now, Failure};
 pub use dashboard::DashboardArgs;
 pub use enqueue::EnqueueArgs;
@@ -80,6 +82,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: manage::JobsCommand,
+    },
+    /// List batches and show one: size, pending, finished, failed, callbacks and whether they ran.
+    Batches {
+        /// What to do.
+        #[command(subcommand)]
+        action: batches::BatchesCommand,
     },
     /// List, pause and resume queues.
     Queues {
@@ -235,6 +243,7 @@ fn execute_command(
         }
         Command::Jobs { action } => manage::jobs(action, config, out)?,
         Command::Queues { action } => manage::queues(action, config, out)?,
+        Command::Batches { action } => batches::execute(action, config, out)?,
         Command::Enqueue(args) => enqueue::enqueue(args, config, out, err)?,
         Command::Recurring { command } => recurring::execute(command, config, out, err)?,
         Command::Dashboard(args) => dashboard::serve(args, config, lookup, out)?,
