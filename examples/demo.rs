@@ -5,9 +5,12 @@
 //! registers an async handler actor and a blocking one on a `SyncArbiter`, enqueues a mix of
 //! jobs (immediate, scheduled a few seconds out, different priorities, one whose handler panics
 //! on its first run, one that fails with an error and succeeds on its retry, one that snoozes,
-//! a concurrency-limited kind that runs one job per account at a time), adds a recurring task
-//! that runs every second, shows progress, prints the status table and exits 0 once every job
-//! it enqueued has finished and the recurring task has run at least twice.
+//! a concurrency-limited kind that runs one job per account at a time), a batch of photo
+//! resizes whose callback runs once the last one finished, and a small workflow (fetch, then two
+//! resizes side by side, then publish once both finished), adds a recurring task that runs
+//! every second, shows progress, prints the status table and exits 0 once every job it enqueued
+//! has finished (the batch's callback and the workflow's last step included) and the recurring
+//! task has run at least twice.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use solidq::recurring::RecurringTask;
 use solidq::store::JobFilter;
-use solidq::{ConcurrencyLimit, EnqueueOptions, Job, JobError, JobState, NewJob, Perform, Runtime};
+use solidq::{ConcurrencyLimit, EnqueueOptions, Job, JobError, JobState, NewJob, Perform, Queue, Runtime, Workflow};
 
 /// Sent by the async `Mailer` actor.
 #[derive(Serialize, Deserialize)]
@@ -99,6 +102,73 @@ struct Tick {}
 
 impl Job for Tick {
     const KIND: &'static str = "demo.tick";
+}
+
+/// A member of the album batch.
+#[derive(Serialize, Deserialize)]
+struct ResizePhoto {
+    photo: u32,
+}
+
+impl Job for ResizePhoto {
+    const KIND: &'static str = "demo.resize_photo";
+    const QUEUE: &'static str = "media";
+}
+
+/// The album batch's callback: runs once, after the last photo was resized.
+#[derive(Serialize, Deserialize)]
+struct AlbumReady {
+    album: u32,
+}
+
+impl Job for AlbumReady {
+    const KIND: &'static str = "demo.album_ready";
+}
+
+/// One step of the publishing workflow.
+#[derive(Serialize, Deserialize)]
+struct PublishStep {
+    step: String,
+}
+
+impl Job for PublishStep {
+    const KIND: &'static str = "demo.publish_step";
+}
+
+/// Runs the album callback (reading its batch) and the workflow steps.
+struct Album {
+    queue: Queue,
+}
+
+impl Actor for Album {
+    type Context = Context<Self>;
+}
+
+impl Handler<Perform<AlbumReady>> for Album {
+    type Result = ResponseFuture<Result<(), JobError>>;
+
+    fn handle(&mut self, msg: Perform<AlbumReady>, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            // A callback finds its batch by its own job id.
+            let batch = queue.batch_of(msg.meta.id).await.map_err(|e| JobError::new(e.to_string()))?;
+            let batch = batch.ok_or_else(|| JobError::new("the callback has no batch"))?;
+            println!(
+                "  album: album {} ready: batch {} ended with {} of {} photos resized, {} failed",
+                msg.job.album, batch.id, batch.succeeded, batch.size, batch.failed
+            );
+            Ok(())
+        })
+    }
+}
+
+impl Handler<Perform<PublishStep>> for Album {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<PublishStep>, _: &mut Context<Self>) -> Self::Result {
+        println!("  workflow: step {} (job {})", msg.job.step, msg.meta.id);
+        Ok(())
+    }
 }
 
 struct Mailer;
@@ -206,6 +276,16 @@ impl Handler<Perform<RenderThumbnail>> for Renderer {
     }
 }
 
+impl Handler<Perform<ResizePhoto>> for Renderer {
+    type Result = Result<(), JobError>;
+
+    fn handle(&mut self, msg: Perform<ResizePhoto>, _: &mut SyncContext<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(100));
+        println!("  renderer: photo {} of the album resized (job {})", msg.job.photo, msg.meta.id);
+        Ok(())
+    }
+}
+
 fn main() {
     std::process::exit(match run() {
         Ok(()) => 0,
@@ -217,7 +297,14 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = Runtime::from_env()?
+    let runtime = Runtime::from_env()?;
+    let queue = runtime.queue();
+    let album_queue = queue.clone();
+    let workflow_queue = queue.clone();
+    let runtime = runtime
+        .register::<AlbumReady, _, _>(move || Album { queue: album_queue.clone() })
+        .register::<PublishStep, _, _>(move || Album { queue: workflow_queue.clone() })
+        .register_sync::<ResizePhoto, _, _>(2, || Renderer)
         .register::<WelcomeEmail, _, _>(|| Mailer)
         .register::<FlakyReport, _, _>(|| Mailer)
         .register::<SendInvoice, _, _>(|| Mailer)
@@ -250,11 +337,38 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for step in 1..=3 {
         jobs.push(NewJob::from_job(&SyncAccount { account: 1, step }, EnqueueOptions::new())?);
     }
-    let ids = runtime.queue().enqueue_new_blocking(&jobs)?;
+    let mut ids = runtime.queue().enqueue_new_blocking(&jobs)?;
     println!(
         "enqueued {} jobs (3 scheduled 3 s out, one that panics once, one that fails once, one that snoozes, \
          3 syncs of one account limited to 1 at a time) and a recurring task every second",
         ids.len()
+    );
+    // A batch of four resizes with a callback, and a workflow: enqueued before the runtime
+    // starts, on the store (each in one transaction).
+    let photos: Vec<NewJob> = (1..=4)
+        .map(|photo| NewJob::from_job(&ResizePhoto { photo }, EnqueueOptions::new()))
+        .collect::<Result<_, _>>()?;
+    let batch = solidq::store::composition::NewBatch {
+        description: Some("album 42".into()),
+        on_success: Some(NewJob::from_job(&AlbumReady { album: 42 }, EnqueueOptions::new())?),
+        ..Default::default()
+    };
+    let (batch_id, members) = store.enqueue_batch(&batch, &photos, chrono::Utc::now().naive_utc())?;
+    ids.extend(members.iter().map(|m| m.id()));
+    let step = |name: &str| PublishStep { step: name.to_string() };
+    let flow = Workflow::new()
+        .step("fetch", step("fetch"))
+        .step_after("resize small", step("resize small"), &["fetch"])
+        .step_after("resize large", step("resize large"), &["fetch"])
+        .step_after("publish", step("publish"), &["resize small", "resize large"]);
+    let (names, steps) = flow.into_steps()?;
+    let flow_ids = store.enqueue_workflow(&steps, chrono::Utc::now().naive_utc())?;
+    ids.extend(&flow_ids);
+    println!(
+        "enqueued batch {batch_id} of {} photo resizes (callback: album ready) and a workflow of {} steps ({})",
+        members.len(),
+        names.len(),
+        names.join(", ")
     );
 
     let view_store = store.clone();
@@ -280,7 +394,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .await??;
             let count = |s: &str| states.iter().filter(|st| st.is_some_and(|st| st.as_str() == s)).count();
             let line = format!(
-                "progress: ready={} scheduled={} blocked={} claimed={} finished={} failed={} recurring runs={}",
+                "progress: waiting={} ready={} scheduled={} blocked={} claimed={} finished={} failed={} recurring runs={}",
+                count("waiting"),
                 count("ready"),
                 count("scheduled"),
                 count("blocked"),
@@ -293,7 +408,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!("[{:>5.1}s] {line}", started.elapsed().as_secs_f32());
                 last_line = line;
             }
-            if count("finished") + count("failed") == states.len() && ticks >= 2 {
+            let callback_done = {
+                let view = view_store.clone();
+                actix_rt::task::spawn_blocking(move || {
+                    let batch = view.batch(batch_id)?;
+                    let callback = batch.and_then(|b| b.callbacks.first().and_then(|c| c.job));
+                    Ok::<_, solidq::StoreError>(match callback {
+                        Some(id) => view.job(id)?.and_then(|j| j.state) == Some(JobState::Finished),
+                        None => false,
+                    })
+                })
+                .await??
+            };
+            if count("finished") + count("failed") == states.len() && ticks >= 2 && callback_done {
                 break count("failed") == 0;
             }
             if started.elapsed() > Duration::from_secs(50) {

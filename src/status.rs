@@ -277,7 +277,9 @@ pub fn render_table(view: &StatusView<'_>) -> String {
         t.ready, t.scheduled, t.claimed, t.failed, t.finished
     ));
     // The states of the job lifecycle features, when they are in use.
-    for (count, state) in [(t.blocked, "blocked"), (t.discarded, "discarded"), (t.cancelled, "cancelled")] {
+    for (count, state) in
+        [(t.waiting, "waiting"), (t.blocked, "blocked"), (t.discarded, "discarded"), (t.cancelled, "cancelled")]
+    {
         if count > 0 {
             out.push_str(&format!(", {count} {state}"));
         }
@@ -386,8 +388,8 @@ fn leader_line(view: &StatusView<'_>) -> String {
 ///   negative under clock skew), `alive` and `abandoned` (`count` and `executions`, each
 ///   with `job_id`, `kind`, `attempt`, `timeout_secs` and `timed_out_at`: executions that ran
 ///   past their timeout and whose handler still runs, see [`AbandonedExecutions`](crate::model::AbandonedExecutions));
-/// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished`, `blocked`, `discarded`,
-///   `cancelled` and `queues`, a list of objects with `queue` and the same eight counts;
+/// - `jobs`: `ready`, `scheduled`, `claimed`, `failed`, `finished`, `blocked`, `waiting`, `discarded`,
+///   `cancelled` and `queues`, a list of objects with `queue` and the same nine counts;
 /// - `unservable`: the waiting jobs no live process can run, as objects with `kind`, `queue`,
 ///   `jobs` and `reason`;
 /// - `leader`: `process_id`, `term`, `elected_at` (RFC 3339, UTC) and `registered` (whether
@@ -434,6 +436,7 @@ pub fn render_json(view: &StatusView<'_>) -> Value {
             "failed": t.failed,
             "finished": t.finished,
             "blocked": t.blocked,
+            "waiting": t.waiting,
             "discarded": t.discarded,
             "cancelled": t.cancelled,
             "queues": view.queues,
