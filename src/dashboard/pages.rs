@@ -113,6 +113,7 @@ async fn overview(req: HttpRequest) -> HttpResponse {
             (JobState::Scheduled, c.scheduled),
             (JobState::Claimed, c.claimed),
             (JobState::Blocked, c.blocked),
+            (JobState::Waiting, c.waiting),
             (JobState::Failed, c.failed),
             (JobState::Finished, c.finished),
             (JobState::Discarded, c.discarded),
@@ -579,6 +580,29 @@ fn job_body(ctx: &Ctx, detail: &JobDetail) -> String {
     if let Some(key) = &job.unique_key {
         let _ = write!(body, "<dt>Unique key</dt><dd>{}</dd>", esc(key));
     }
+    if let Some(batch) = detail.batch {
+        let _ =
+            write!(body, "<dt>Batch</dt><dd>{batch} <span class=\"hint\">(solidq batches show {batch})</span></dd>");
+    }
+    let edges = |edges: &[crate::model::Dependency]| -> String {
+        edges
+            .iter()
+            .map(|d| {
+                let anyway = match d.on_failure {
+                    crate::model::OnDependencyFailure::Cancel => "",
+                    crate::model::OnDependencyFailure::Run => " (even if it fails)",
+                };
+                format!(r#"<a href="{}">{}</a>{anyway}"#, attr(&ctx.link(&format!("/jobs/{}", d.job))), d.job)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !detail.dependencies.depends_on.is_empty() {
+        let _ = write!(body, "<dt>Runs after</dt><dd>{}</dd>", edges(&detail.dependencies.depends_on));
+    }
+    if !detail.dependencies.dependants.is_empty() {
+        let _ = write!(body, "<dt>Jobs waiting for it</dt><dd>{}</dd>", edges(&detail.dependencies.dependants));
+    }
     body.push_str("</dl>");
     let mut actions = String::new();
     match job.state {
@@ -586,7 +610,7 @@ fn job_body(ctx: &Ctx, detail: &JobDetail) -> String {
             actions.push_str(&ctx.button(&format!("/jobs/{}/retry", job.id), "Retry", "primary", &[]));
             actions.push_str(&ctx.button(&format!("/jobs/{}/discard", job.id), "Discard", "danger", &[]));
         }
-        Some(JobState::Ready | JobState::Scheduled | JobState::Blocked) => {
+        Some(JobState::Ready | JobState::Scheduled | JobState::Blocked | JobState::Waiting) => {
             actions.push_str(&ctx.button(&format!("/jobs/{}/discard", job.id), "Discard", "danger", &[]));
             actions.push_str(&ctx.button(&format!("/jobs/{}/cancel", job.id), "Cancel", "", &[]));
         }

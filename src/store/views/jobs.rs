@@ -218,6 +218,10 @@ pub struct JobDetail {
     pub failures: Vec<FailureEntry>,
     /// When things happened.
     pub timeline: Timeline,
+    /// The jobs it runs after and the jobs that run after it.
+    pub dependencies: crate::store::composition::Dependencies,
+    /// The batch it belongs to (or whose callback it is).
+    pub batch: Option<crate::model::BatchId>,
 }
 
 /// What identifies a group of failed jobs.
@@ -476,7 +480,9 @@ fn job_detail_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobDe
     };
     let failed_at: Option<NaiveDateTime> =
         failed::table.filter(failed::job_id.eq(id)).select(failed::created_at).first(conn).optional()?;
-    let updated_at: NaiveDateTime = jobs::table.find(id).select(jobs::updated_at).first(conn)?;
+    let (updated_at, batch): (NaiveDateTime, Option<i64>) =
+        jobs::table.find(id).select((jobs::updated_at, jobs::batch_id)).first(conn)?;
+    let dependencies = crate::store::composition::dependencies_of(conn, id)?;
     let timeline = Timeline {
         created_at: job.created_at,
         scheduled_at: job.scheduled_at,
@@ -489,7 +495,7 @@ fn job_detail_on(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<JobDe
         ended_at: job.finished_at,
         updated_at,
     };
-    Ok(Some(JobDetail { job, failures, timeline }))
+    Ok(Some(JobDetail { job, failures, timeline, dependencies, batch }))
 }
 
 fn failure_groups_on(conn: &mut DbConnection, limit: usize) -> QueryResult<Vec<FailureGroup>> {
