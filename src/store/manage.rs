@@ -21,8 +21,8 @@ use super::dialect::take_ids;
 use super::executions::{end_jobs, insert_ready, keys_of, EndState};
 use super::inspect::{job_ids_on, jobs_on, JobFilter};
 use super::schema::{
-    solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
-    solidq_jobs as jobs, solidq_pauses as pauses, solidq_ready_executions as ready,
+    solidq_batches as batches, solidq_blocked_executions as blocked, solidq_claimed_executions as claimed,
+    solidq_failed_executions as failed, solidq_jobs as jobs, solidq_pauses as pauses, solidq_ready_executions as ready,
     solidq_scheduled_executions as scheduled, solidq_waiting_executions as waiting,
 };
 use super::{Store, StoreError, StoreResult};
@@ -374,6 +374,15 @@ impl Store {
                 .limit(i64::try_from(batch).unwrap_or(i64::MAX))
                 .select(jobs::id)
                 .load(conn)?;
+            // Batches that ended as long ago go with their jobs (members of a batch still open
+            // are kept by its row, which a late member's end would otherwise not find).
+            let ended_batches: Vec<i64> = batches::table
+                .filter(batches::finished_at.lt(at(before)))
+                .order(batches::id)
+                .limit(i64::try_from(batch).unwrap_or(i64::MAX))
+                .select(batches::id)
+                .load(conn)?;
+            diesel::delete(batches::table.filter(batches::id.eq_any(&ended_batches))).execute(conn)?;
             diesel::delete(jobs::table.filter(jobs::id.eq_any(&ids))).execute(conn)
         })
     }
