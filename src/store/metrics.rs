@@ -1,6 +1,7 @@
 //! The reads behind the database-wide metric gauges: jobs per queue and state, the oldest
 //! ready job per queue, and the processes' heartbeats. Two statements, each a snapshot by
-//! itself; counts come from the execution tables (ready, scheduled, claimed, blocked, failed),
+//! itself; counts come from the execution tables (ready, scheduled, claimed, blocked, waiting,
+//! failed),
 //! never from the jobs table's ended rows, so a scrape stays cheap however many jobs finished.
 
 use std::time::Duration;
@@ -33,6 +34,8 @@ SELECT queue_name, 'scheduled', COUNT(*), NULL FROM solidq_scheduled_executions 
 UNION ALL
 SELECT queue_name, 'blocked', COUNT(*), NULL FROM solidq_blocked_executions GROUP BY queue_name
 UNION ALL
+SELECT queue_name, 'waiting', COUNT(*), NULL FROM solidq_waiting_executions GROUP BY queue_name
+UNION ALL
 SELECT queue_name, 'claimed', COUNT(*), NULL FROM (
   SELECT (SELECT j.queue_name FROM solidq_jobs j WHERE j.id = c.job_id) AS queue_name
     FROM solidq_claimed_executions c) claimed GROUP BY queue_name
@@ -59,7 +62,7 @@ struct QueueStateRow {
 }
 
 /// The states `solidq_queue_jobs{state}` reports.
-pub const GAUGE_STATES: [&str; 5] = ["ready", "scheduled", "claimed", "blocked", "failed"];
+pub const GAUGE_STATES: [&str; 6] = ["ready", "scheduled", "claimed", "blocked", "waiting", "failed"];
 
 /// One queue's gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,7 +70,7 @@ pub struct QueueGauge {
     /// Queue name.
     pub queue: String,
     /// Jobs per state, in the order of [`GAUGE_STATES`].
-    pub jobs: [i64; 5],
+    pub jobs: [i64; 6],
     /// How long the job at the head of the queue (the next to be claimed: first by priority,
     /// then id) has waited since it became ready; zero when none is ready.
     pub latency: Duration,
