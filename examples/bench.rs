@@ -1,5 +1,5 @@
 //! The benchmark: `cargo run --release --example bench -- --backend sqlite|postgres|mysql
-//! [--scenario drain|enqueue|latency|schedule|idle|all] [--jobs N]` (`mysql` needs
+//! [--scenario drain|enqueue|latency|schedule|idle|compose|all] [--jobs N]` (`mysql` needs
 //! `--features mysql`).
 //!
 //! Runs against `SOLIDQ_DATABASE_URL` when it is set, otherwise against a fresh database it
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use solidq::config::Config;
 use solidq::store::{Observer, StoreEvent};
-use solidq::{DatabaseUrl, Job, JobError, NewJob, Perform, Runtime, SharedStore, Store};
+use solidq::{DatabaseUrl, EnqueueOptions, Job, JobError, NewJob, Perform, Runtime, SharedStore, Store};
 
 /// A job that does nothing: what the benchmark measures is the queue.
 #[derive(Serialize, Deserialize)]
@@ -207,8 +207,11 @@ fn parse_args() -> Result<Args, String> {
     if args.backend == "mysql" && !cfg!(feature = "mysql") {
         return Err("--backend mysql needs `--features mysql`".into());
     }
-    if !["drain", "enqueue", "latency", "schedule", "idle", "all"].contains(&args.scenario.as_str()) {
-        return Err(format!("--scenario is drain, enqueue, latency, schedule, idle or all, not {:?}", args.scenario));
+    if !["drain", "enqueue", "latency", "schedule", "idle", "compose", "all"].contains(&args.scenario.as_str()) {
+        return Err(format!(
+            "--scenario is drain, enqueue, latency, schedule, idle, compose or all, not {:?}",
+            args.scenario
+        ));
     }
     Ok(args)
 }
@@ -456,6 +459,89 @@ fn drain_scenario(args: &Args) {
         }),
         &args.backend,
         "drain",
+    );
+}
+
+/// Jobs that compose: a batch of N jobs drained (members finish through a transaction that
+/// counts them) and how long after the last member its callback started; then a diamond
+/// workflow of 1,000 steps (`SOLIDQ_BENCH_WORKFLOW_STEPS`: one root, the others but one side by
+/// side, one sink after all of them) from enqueue to the sink's start.
+fn compose_scenario(args: &Args) {
+    let db = fresh_database(&args.backend, "compose");
+    let store = open(&db.url, None);
+    let members = nothing_jobs(0..args.jobs);
+    let batch = solidq::store::composition::NewBatch {
+        on_finish: Some(NewJob::from_job(&Nothing(u64::MAX), EnqueueOptions::new()).expect("callback")),
+        ..Default::default()
+    };
+    let enqueue_started = Instant::now();
+    let (batch_id, _) = store.enqueue_batch(&batch, &members, chrono::Utc::now().naive_utc()).expect("batch");
+    let batch_enqueue = enqueue_started.elapsed();
+    if let DatabaseUrl::Postgres(url) = &db.url {
+        PgConnection::establish(url).expect("connecting").batch_execute("ANALYZE").expect("ANALYZE");
+    }
+    let system = System::new();
+    let counter = Counter { record_starts: true, ..Counter::default() };
+    let started = Instant::now();
+    let handle = start(&system, &db.url, store.clone(), &counter);
+    system.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while counter.runs.load(Ordering::Relaxed) < args.jobs + 1 {
+            assert!(Instant::now() < deadline, "the batch and its callback did not run within 600 s");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let batch_took = started.elapsed();
+    let info = store.batch(batch_id).expect("batch").expect("the batch exists");
+    assert!(info.is_finished() && info.succeeded as usize == args.jobs, "{info:?}");
+    let starts = counter.started.lock().unwrap().clone();
+    // The callback is the last job to start; the one before it is the last member.
+    let callback_after_ms =
+        starts[starts.len() - 1].saturating_duration_since(starts[starts.len() - 2]).as_secs_f64() * 1000.0;
+
+    let steps: usize =
+        std::env::var("SOLIDQ_BENCH_WORKFLOW_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000).max(3);
+    let mut flow = vec![solidq::store::composition::WorkflowStep {
+        job: NewJob::from_job(&Nothing(0), EnqueueOptions::new()).expect("root"),
+        after: Vec::new(),
+    }];
+    for n in 1..steps - 1 {
+        flow.push(solidq::store::composition::WorkflowStep {
+            job: NewJob::from_job(&Nothing(n as u64), EnqueueOptions::new()).expect("step"),
+            after: vec![(0, Default::default())],
+        });
+    }
+    flow.push(solidq::store::composition::WorkflowStep {
+        job: NewJob::from_job(&Nothing(steps as u64), EnqueueOptions::new()).expect("sink"),
+        after: (1..steps - 1).map(|i| (i, Default::default())).collect(),
+    });
+    let before = counter.runs.load(Ordering::Relaxed);
+    let flow_started = Instant::now();
+    store.enqueue_workflow(&flow, chrono::Utc::now().naive_utc()).expect("workflow");
+    let flow_enqueue = flow_started.elapsed();
+    system.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while counter.runs.load(Ordering::Relaxed) < before + steps {
+            assert!(Instant::now() < deadline, "the workflow did not run within 600 s");
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let flow_took = flow_started.elapsed();
+    let report = system.block_on(handle.shutdown());
+    emit(
+        json!({
+            "jobs": args.jobs,
+            "batch_enqueue_per_s": per_s(args.jobs, batch_enqueue),
+            "batch_drain_per_s": per_s(args.jobs, batch_took),
+            "callback_after_last_member_ms": (callback_after_ms * 100.0).round() / 100.0,
+            "workflow_steps": steps,
+            "workflow_enqueue_s": (flow_enqueue.as_secs_f64() * 1000.0).round() / 1000.0,
+            "workflow_run_s": (flow_took.as_secs_f64() * 1000.0).round() / 1000.0,
+            "workflow_steps_per_s": per_s(steps, flow_took),
+            "deregistered": report.deregistered,
+        }),
+        &args.backend,
+        "compose",
     );
 }
 
@@ -723,5 +809,8 @@ fn main() {
     }
     if all || args.scenario == "drain" {
         drain_scenario(&args);
+    }
+    if all || args.scenario == "compose" {
+        compose_scenario(&args);
     }
 }

@@ -11,10 +11,9 @@
 //!   So a callback is enqueued exactly once, in the transaction of the last member's outcome,
 //!   whatever crashes or races around it. Members never take the one-statement completion path.
 //! - **Workflows**: a job enqueued with `after` waits in `solidq_waiting_executions`. When a job
-//!   it depends on ends, the waiting job's verdict is taken again under a per-job lock
-//!   ([`Dialect::lock_key`](super::dialect::Dialect::lock_key)) taken before the prerequisites'
-//!   states are read, so the last two prerequisites ending at once cannot both see the other one
-//!   running: it runs when all ended (and none it must not run without failed), or is cancelled
+//!   it depends on ends, the waiting job's verdict is taken again under a lock on its waiting
+//!   row (`Dialect::lock_waiting`) taken before the prerequisites' states are read, so the last
+//!   two prerequisites ending at once cannot both see the other one running: it runs when all ended (and none it must not run without failed), or is cancelled
 //!   (in turn ending, so its own dependants are resolved in the same transaction). A job
 //!   completed on PostgreSQL's one-statement path while a dependant was being added is resolved
 //!   right after, and the dispatcher's sweep ([`Store::resolve_waiting`]) catches a crash in
@@ -505,19 +504,14 @@ fn resolve_waiting_jobs(
     candidates: &[JobId],
     now: NaiveDateTime,
 ) -> QueryResult<Vec<(JobId, Ending)>> {
-    let mut still_waiting = Vec::new();
-    for chunk in candidates.chunks(ID_CHUNK) {
-        still_waiting
-            .extend(waiting::table.filter(waiting::job_id.eq_any(chunk)).select(waiting::job_id).load::<JobId>(conn)?);
-    }
-    still_waiting.sort_unstable();
-    if still_waiting.is_empty() {
-        return Ok(Vec::new());
-    }
+    let mut candidates = candidates.to_vec();
+    candidates.sort_unstable();
+    candidates.dedup();
     // The lock comes before the prerequisites are read: of two transactions ending the last
     // two, the second reads after the first committed.
-    for id in &still_waiting {
-        dialect.lock_key(conn, &waiting_lock(*id))?;
+    let still_waiting = dialect.lock_waiting(conn, &candidates)?;
+    if still_waiting.is_empty() {
+        return Ok(Vec::new());
     }
     let verdicts = verdicts(conn, &still_waiting)?;
     let mut run = Vec::new();
@@ -545,10 +539,6 @@ fn resolve_waiting_jobs(
         cancelled.push((id, Ending::Failed));
     }
     Ok(cancelled)
-}
-
-fn waiting_lock(id: JobId) -> String {
-    format!("solidq:waiting:{id}")
 }
 
 /// Deletes the waiting rows of `ids`; returns the ids whose row this call deleted.

@@ -161,6 +161,24 @@ pub trait Dialect: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The jobs among `ids` (sorted) still in `solidq_waiting_executions`, their rows locked
+    /// until the transaction ends, so that two transactions resolving one waiting job take
+    /// turns (PostgreSQL and MySQL: `FOR UPDATE` in id order; SQLite's write lock already does).
+    fn lock_waiting(&self, conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobId>> {
+        use super::schema::solidq_waiting_executions as waiting;
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::params::ID_CHUNK) {
+            found.extend(
+                waiting::table
+                    .filter(waiting::job_id.eq_any(chunk))
+                    .order(waiting::job_id)
+                    .select(waiting::job_id)
+                    .load::<JobId>(conn)?,
+            );
+        }
+        Ok(found)
+    }
+
     /// Serializes, until the transaction ends, every admission and release of concurrency
     /// `key` (PostgreSQL: a transaction advisory lock; SQLite's write lock already does).
     fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {

@@ -114,9 +114,13 @@ impl Store {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
             let mut finished_keys = BTreeSet::new();
             let mut settle_later = Vec::new();
+            let mut one_statement_ran = false;
             if !complete.is_empty() {
                 let finished = match self.dialect().complete_claims(conn, &complete, now)? {
-                    Some(finished) => finished,
+                    Some(finished) => {
+                        one_statement_ran = true;
+                        finished
+                    }
                     None => finish_in_transaction(self.dialect(), conn, &complete, now)?,
                 };
                 taken.extend(finished.taken);
@@ -128,7 +132,7 @@ impl Store {
             }
             // Claims the one-statement completion left (batch members, jobs with dependants)
             // finish here, in this transaction, with what their ends mean.
-            let left: Vec<ClaimToken> = if transaction {
+            let left: Vec<ClaimToken> = if transaction && one_statement_ran {
                 let done: HashSet<ClaimToken> = taken.iter().copied().collect();
                 complete.iter().filter(|token| !done.contains(token)).copied().collect()
             } else {

@@ -419,6 +419,23 @@ impl Dialect for Mysql {
         Ok(mine)
     }
 
+    fn lock_waiting(&self, conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobId>> {
+        use crate::store::schema::solidq_waiting_executions as waiting;
+        let conn = expect_variant!(conn, Mysql);
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
+            found.extend(
+                waiting::table
+                    .filter(waiting::job_id.eq_any(chunk))
+                    .order(waiting::job_id)
+                    .select(waiting::job_id)
+                    .for_update()
+                    .load::<JobId>(conn)?,
+            );
+        }
+        Ok(found)
+    }
+
     fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
         // The row's X lock is held until commit, as PostgreSQL's transaction advisory lock.
         sql_query(LOCK_KEY_SQL).bind::<Text, _>(key).execute(expect_variant!(conn, Mysql))?;

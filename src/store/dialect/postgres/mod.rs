@@ -216,6 +216,23 @@ impl Dialect for Postgres {
         Ok(())
     }
 
+    fn lock_waiting(&self, conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobId>> {
+        use crate::store::schema::solidq_waiting_executions as waiting;
+        let conn = expect_variant!(conn, Postgres);
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
+            found.extend(
+                waiting::table
+                    .filter(waiting::job_id.eq_any(chunk))
+                    .order(waiting::job_id)
+                    .select(waiting::job_id)
+                    .for_update()
+                    .load::<JobId>(conn)?,
+            );
+        }
+        Ok(found)
+    }
+
     fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
         // One 64-bit key space, apart from the (schema, process) pairs of session liveness.
         sql_query("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))")
