@@ -564,6 +564,16 @@ fn release_jobs(dialect: &dyn Dialect, conn: &mut DbConnection, ids: &[JobId], n
     Ok(())
 }
 
+/// A row of `solidq_job_dependencies` (every column bound, so that SQLite takes many rows in
+/// one INSERT).
+#[derive(Insertable)]
+#[diesel(table_name = deps, treat_none_as_default_value = false)]
+struct Edge<'a> {
+    job_id: JobId,
+    depends_on_job_id: JobId,
+    on_failure: &'a str,
+}
+
 /// Makes job `id`, just inserted with its execution, wait for `after` in the caller's
 /// transaction: the prerequisites are marked as having dependants (which locks their rows: an
 /// end under way commits first, or sees the mark), the edges written, and the job's verdict
@@ -594,10 +604,19 @@ pub(crate) fn wait_for(
             format!("job {id} depends on job {missing}, which does not exist").into(),
         ));
     }
-    for (on, policy) in &edges {
-        diesel::insert_into(deps::table)
-            .values((deps::job_id.eq(id), deps::depends_on_job_id.eq(*on), deps::on_failure.eq(policy.as_str())))
-            .execute(conn)?;
+    let rows: Vec<Edge<'_>> = edges
+        .iter()
+        .map(|(on, policy)| Edge { job_id: id, depends_on_job_id: *on, on_failure: policy.as_str() })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        // A multi-row INSERT is written per backend (diesel's MultiConnection has none).
+        let insert = diesel::insert_into(deps::table).values(chunk);
+        match conn {
+            DbConnection::Sqlite(conn) => insert.execute(conn)?,
+            DbConnection::Postgres(conn) => insert.execute(conn)?,
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(conn) => insert.execute(conn)?,
+        };
     }
     // Out of ready or scheduled (where the insert put it) into waiting; the verdict then
     // decides as for any waiting job.
