@@ -45,6 +45,25 @@ fn after_any(job_: NewJob, on: &[JobId]) -> NewJob {
     NewJob { after: on.iter().map(|&job| Dependency { job, on_failure: OnDependencyFailure::Run }).collect(), ..job_ }
 }
 
+/// Two stores (two processes) complete one claim each at the same moment.
+fn complete_at_once(stores: &[SharedStore; 2], tokens: [solidq::model::ClaimToken; 2], round: usize) {
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = stores
+        .iter()
+        .zip(tokens)
+        .map(|(store, token)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                store.complete_claims(&[token], t(2)).unwrap()
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert!(applied(handle.join().unwrap()), "round {round}");
+    }
+}
+
 backend_test!(
     fn a_batch_enqueues_its_success_and_finish_callbacks_once_when_its_last_job_finishes(db: &TestDb) {
         let store = &db.store;
@@ -114,20 +133,7 @@ backend_test!(
             let first = claim(&stores[0], processes[0], &["default"], 1);
             let second = claim(&stores[1], processes[1], &["default"], 1);
             assert_eq!((first.len(), second.len()), (1, 1), "round {round}");
-            let barrier = Arc::new(Barrier::new(2));
-            let handles: Vec<_> = [(stores[0].clone(), first[0].token), (stores[1].clone(), second[0].token)]
-                .into_iter()
-                .map(|(store, token)| {
-                    let barrier = barrier.clone();
-                    thread::spawn(move || {
-                        barrier.wait();
-                        store.complete_claims(&[token], t(2)).unwrap()
-                    })
-                })
-                .collect();
-            for handle in handles {
-                assert!(applied(handle.join().unwrap()), "round {round}");
-            }
+            complete_at_once(&stores, [first[0].token, second[0].token], round);
             let done = info(&db.store, batch);
             assert_eq!((done.pending, done.succeeded), (0, 2), "round {round}: {done:?}");
             assert!(callback(&done, CallbackKind::Finish).is_some(), "round {round}: {done:?}");
@@ -285,20 +291,7 @@ backend_test!(
             let c = enqueue_one(&db.store, after(job("c", "other", 0), &[a, b]));
             let first = claim(&stores[0], processes[0], &["default"], 1);
             let second = claim(&stores[1], processes[1], &["default"], 1);
-            let barrier = Arc::new(Barrier::new(2));
-            let handles: Vec<_> = [(stores[0].clone(), first[0].token), (stores[1].clone(), second[0].token)]
-                .into_iter()
-                .map(|(store, token)| {
-                    let barrier = barrier.clone();
-                    thread::spawn(move || {
-                        barrier.wait();
-                        store.complete_claims(&[token], t(2)).unwrap()
-                    })
-                })
-                .collect();
-            for handle in handles {
-                assert!(applied(handle.join().unwrap()), "round {round}");
-            }
+            complete_at_once(&stores, [first[0].token, second[0].token], round);
             assert_eq!(state(&db.store, c), "ready", "round {round}");
         }
         assert_eq!(totals(&db.store).ready, ROUNDS as i64);

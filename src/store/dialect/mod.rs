@@ -423,6 +423,28 @@ macro_rules! expect_variant {
 }
 pub(crate) use expect_variant;
 
+/// `Dialect::lock_waiting` for the backends with `FOR UPDATE` (`$conn` a backend connection):
+/// the waiting rows of `$ids`, locked in id order.
+macro_rules! waiting_for_update {
+    ($conn:expr, $ids:expr) => {{
+        use crate::store::schema::solidq_waiting_executions as waiting;
+        let conn = $conn;
+        let mut found = Vec::with_capacity($ids.len());
+        for chunk in $ids.chunks(crate::store::params::ID_CHUNK) {
+            found.extend(
+                waiting::table
+                    .filter(waiting::job_id.eq_any(chunk))
+                    .order(waiting::job_id)
+                    .select(waiting::job_id)
+                    .for_update()
+                    .load::<JobId>(conn)?,
+            );
+        }
+        Ok(found)
+    }};
+}
+pub(crate) use waiting_for_update;
+
 /// A claimed job's columns as the row-by-key claims (SQLite, MySQL) read them back: kind,
 /// arguments, queue, priority, attempts, max attempts.
 pub(super) type ClaimedRow = (String, String, String, i32, i32, i32);

@@ -217,20 +217,7 @@ impl Dialect for Postgres {
     }
 
     fn lock_waiting(&self, conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec<JobId>> {
-        use crate::store::schema::solidq_waiting_executions as waiting;
-        let conn = expect_variant!(conn, Postgres);
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
-            found.extend(
-                waiting::table
-                    .filter(waiting::job_id.eq_any(chunk))
-                    .order(waiting::job_id)
-                    .select(waiting::job_id)
-                    .for_update()
-                    .load::<JobId>(conn)?,
-            );
-        }
-        Ok(found)
+        super::waiting_for_update!(expect_variant!(conn, Postgres), ids)
     }
 
     fn lock_key(&self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
