@@ -1,7 +1,7 @@
 //! Jobs that compose: batches with callbacks, and jobs that wait for other jobs (workflows).
 //!
 //! Every transaction that ends jobs (a finish, a failure for good, a discard or a cancel: the
-//! worker's outcomes, a death, an operator, a concurrency limit) calls [`jobs_ended`] with
+//! worker's outcomes, a death, an operator, a concurrency limit) calls `jobs_ended` with
 //! them, in the same transaction:
 //!
 //! - **Batches**: each member's end is counted on its batch row (`pending`, `succeeded`,
@@ -49,7 +49,7 @@ pub(crate) enum Ending {
 }
 
 /// A batch to create: its callbacks, each an ordinary job enqueued once when the batch's last
-/// member ends. See [`Batch`](crate::Batch) for the typed builder.
+/// member ends. See [`BatchBuilder`](crate::BatchBuilder) for the typed builder.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewBatch {
     /// Free text shown by `solidq batches`.
