@@ -493,17 +493,17 @@ fn resolve_dependants(
         );
     }
     let dependants: Vec<JobId> = dependants.into_iter().collect();
-    resolve_waiting_jobs(dialect, conn, &dependants, now)
+    Ok(resolve_waiting_jobs(dialect, conn, &dependants, now)?.1)
 }
 
 /// Locks the waiting jobs among `candidates` (in id order), takes their verdicts and acts on
-/// them; returns the jobs it cancelled.
+/// them; returns how many it released and the jobs it cancelled (which ended in turn).
 fn resolve_waiting_jobs(
     dialect: &dyn Dialect,
     conn: &mut DbConnection,
     candidates: &[JobId],
     now: NaiveDateTime,
-) -> QueryResult<Vec<(JobId, Ending)>> {
+) -> QueryResult<(usize, Vec<(JobId, Ending)>)> {
     let mut candidates = candidates.to_vec();
     candidates.sort_unstable();
     candidates.dedup();
@@ -511,7 +511,7 @@ fn resolve_waiting_jobs(
     // two, the second reads after the first committed.
     let still_waiting = dialect.lock_waiting(conn, &candidates)?;
     if still_waiting.is_empty() {
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     }
     let verdicts = verdicts(conn, &still_waiting)?;
     let mut run = Vec::new();
@@ -538,7 +538,7 @@ fn resolve_waiting_jobs(
         end_jobs(conn, &[id], EndState::Cancelled, Some(&error), now)?;
         cancelled.push((id, Ending::Failed));
     }
-    Ok(cancelled)
+    Ok((run.len(), cancelled))
 }
 
 /// Deletes the waiting rows of `ids`; returns the ids whose row this call deleted.
@@ -632,7 +632,7 @@ pub(crate) fn wait_for(
             waiting::created_at.eq(at(now)),
         ))
         .execute(conn)?;
-    let cancelled = resolve_waiting_jobs(dialect, conn, &[id], now)?;
+    let (_, cancelled) = resolve_waiting_jobs(dialect, conn, &[id], now)?;
     jobs_ended(dialect, conn, &cancelled, now)
 }
 
@@ -780,11 +780,9 @@ impl Store {
             return Ok(0);
         }
         let resolved = self.write("resolving waiting jobs", |conn| {
-            let before: i64 = waiting::table.filter(waiting::job_id.eq_any(&due)).count().get_result(conn)?;
-            let cancelled = resolve_waiting_jobs(self.dialect(), conn, &due, now)?;
+            let (released, cancelled) = resolve_waiting_jobs(self.dialect(), conn, &due, now)?;
             jobs_ended(self.dialect(), conn, &cancelled, now)?;
-            let after: i64 = waiting::table.filter(waiting::job_id.eq_any(&due)).count().get_result(conn)?;
-            Ok(usize::try_from(before - after).unwrap_or(0))
+            Ok(released + cancelled.len())
         })?;
         if resolved > 0 {
             self.jobs_ready();

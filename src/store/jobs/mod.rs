@@ -114,13 +114,9 @@ impl Store {
             let mut taken: HashSet<ClaimToken> = HashSet::with_capacity(batch.len());
             let mut finished_keys = BTreeSet::new();
             let mut settle_later = Vec::new();
-            let mut one_statement_ran = false;
             if !complete.is_empty() {
                 let finished = match self.dialect().complete_claims(conn, &complete, now)? {
-                    Some(finished) => {
-                        one_statement_ran = true;
-                        finished
-                    }
+                    Some(finished) => finished,
                     None => finish_in_transaction(self.dialect(), conn, &complete, now)?,
                 };
                 taken.extend(finished.taken);
@@ -129,19 +125,6 @@ impl Store {
             }
             if !other.is_empty() {
                 taken.extend(self.dialect().take_claims(conn, &other)?);
-            }
-            // Claims the one-statement completion left (batch members, jobs with dependants)
-            // finish here, in this transaction, with what their ends mean.
-            let left: Vec<ClaimToken> = if transaction && one_statement_ran {
-                let done: HashSet<ClaimToken> = taken.iter().copied().collect();
-                complete.iter().filter(|token| !done.contains(token)).copied().collect()
-            } else {
-                Vec::new()
-            };
-            if !left.is_empty() {
-                let finished = finish_in_transaction(self.dialect(), conn, &left, now)?;
-                taken.extend(finished.taken);
-                finished_keys.extend(finished.keys);
             }
             let mut settled = Settled::default();
             let mut transitions = Vec::with_capacity(taken.len());
@@ -162,8 +145,13 @@ impl Store {
             }
             Ok((settled, finished_keys, settle_later))
         })?;
-        let left: Vec<ClaimToken> =
-            if transaction { Vec::new() } else { complete.iter().filter(|t| !settled.applied(t)).copied().collect() };
+        // Claims the one-statement completion left (batch members, jobs with dependants) finish
+        // in a transaction that counts what their ends mean; elsewhere a claim not taken was gone.
+        let left: Vec<ClaimToken> = if self.dialect().one_statement(HotPath::Complete) {
+            complete.iter().filter(|t| !settled.applied(t)).copied().collect()
+        } else {
+            Vec::new()
+        };
         let settled = if left.is_empty() { settled } else { self.finish_left(settled, &left, now)? };
         // A job that got a dependant while the one-statement completion ran: resolve its
         // dependants now (the dispatcher's sweep does it after a crash in between).
