@@ -18,13 +18,11 @@ use diesel::prelude::*;
 use crate::store::sql_types::at;
 use serde::Serialize;
 
-use super::composition::{self, Ending};
-use super::concurrency;
 use super::connection::DbConnection;
 use super::dialect::take_ids;
-use super::executions::{end_jobs, keys_of, EndState};
+use super::executions::EndState;
 use super::inspect::jobs_on;
-use super::manage::{restart, ACTION_BATCH};
+use super::manage::{end_taken, restart, ACTION_BATCH};
 use super::schema::{
     solidq_blocked_executions as blocked, solidq_claimed_executions as claimed, solidq_failed_executions as failed,
     solidq_jobs as jobs, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
@@ -173,14 +171,7 @@ fn apply_on(
         (Action::Discard | Action::Cancel, _) => {
             let taken = take_at_rest(conn, ids, state)?;
             let end = if action == Action::Discard { EndState::Discarded } else { EndState::Cancelled };
-            end_jobs(conn, &taken, end, None, now)?;
-            let keys = keys_of(conn, &taken)?;
-            concurrency::release_keys(store.dialect(), conn, &keys, now)?;
-            // A failed job's end was counted when it failed.
-            if state != JobState::Failed {
-                let ended: Vec<(JobId, Ending)> = taken.iter().map(|id| (*id, Ending::Failed)).collect();
-                composition::jobs_ended(store.dialect(), conn, &ended, now)?;
-            }
+            end_taken(store.dialect(), conn, &taken, state, end, now)?;
             taken
         }
     };

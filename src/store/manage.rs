@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::composition::{self, Ending};
 use super::concurrency;
 use super::connection::DbConnection;
-use super::dialect::take_ids;
+use super::dialect::{take_ids, Dialect};
 use super::executions::{end_jobs, insert_ready, keys_of, EndState};
 use super::inspect::{job_ids_on, jobs_on, JobFilter};
 use super::schema::{
@@ -131,6 +131,28 @@ fn take_at_rest(conn: &mut DbConnection, id: JobId, state: JobState) -> QueryRes
     Ok(deleted > 0)
 }
 
+/// Ends jobs just taken from their executions in `state` (an operator's discard or cancel):
+/// stamps their end, lets in the jobs their concurrency keys held back, and counts them on
+/// their batches and dependants as failed, unless they were failed jobs, whose end was counted
+/// when they failed.
+pub(super) fn end_taken(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    ids: &[JobId],
+    state: JobState,
+    end: EndState,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    end_jobs(conn, ids, end, None, now)?;
+    let keys = keys_of(conn, ids)?;
+    concurrency::release_keys(dialect, conn, &keys, now)?;
+    if state != JobState::Failed {
+        let ended: Vec<(JobId, Ending)> = ids.iter().map(|id| (*id, Ending::Failed)).collect();
+        composition::jobs_ended(dialect, conn, &ended, now)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Ends waiting job `id` (in `state`) as `end`, letting in the jobs its concurrency key
     /// held back; whether it was still there.
@@ -145,13 +167,7 @@ impl Store {
         if !take_at_rest(conn, id, state)? {
             return Ok(false);
         }
-        end_jobs(conn, &[id], end, None, now)?;
-        let keys = keys_of(conn, &[id])?;
-        concurrency::release_keys(self.dialect(), conn, &keys, now)?;
-        // A failed job's end was counted when it failed.
-        if state != JobState::Failed {
-            composition::jobs_ended(self.dialect(), conn, &[(id, Ending::Failed)], now)?;
-        }
+        end_taken(self.dialect(), conn, &[id], state, end, now)?;
         Ok(true)
     }
 
