@@ -239,6 +239,7 @@ fn clicks_through_every_page(db: TestDb) {
     let browser = Browser::start(&chromedriver, &chromium);
     let backend = db.backend();
     let failed = seeded.failed[0];
+    let batch = db.store.batches(1, false).expect("batches")[0].id;
     let pages = [
         ("overview", "/".to_string(), "Overview"),
         ("queues", "/queues".into(), "Queues"),
@@ -250,6 +251,8 @@ fn clicks_through_every_page(db: TestDb) {
         ("stuck", "/stuck".into(), "Stuck jobs"),
         ("concurrency", "/concurrency".into(), "Concurrency and unique keys"),
         ("recurring", "/recurring".into(), "Recurring tasks"),
+        ("batches", "/batches".into(), "Batches"),
+        ("batch", format!("/batches/{batch}"), &format!("Batch {batch}")),
     ];
     for (name, path, title) in &pages {
         browser.open(&format!("{base}{path}"));

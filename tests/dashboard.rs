@@ -105,6 +105,73 @@ backend_test!(
         assert!(body.contains("state &quot;lost&quot; does not exist"), "{body}");
     }
 
+    async fn the_batches_pages_show_counts_callbacks_and_members(db: TestDb) {
+        use solidq::model::QueuePattern;
+        use solidq::store::composition::NewBatch;
+        let seeded = seed(&db.store);
+        let app = test::init_service(App::new().service(dashboard::scope("", db.store.clone(), options()))).await;
+        let (status, body) = get!(&app, "/batches");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("No batches"), "{body}");
+        let batch = NewBatch {
+            description: Some("album <script>alert('batch')</script>".into()),
+            on_finish: Some(dashboard_seed::job("album.ready", "media", serde_json::json!({ "album": 3 }))),
+            ..NewBatch::default()
+        };
+        let members: Vec<_> =
+            (0..2).map(|n| dashboard_seed::job("photo.resize", "photos", serde_json::json!({ "photo": n }))).collect();
+        let (id, jobs) = db.store.enqueue_batch(&batch, &members, dashboard_seed::now()).expect("enqueue a batch");
+        let finish = |n: usize| {
+            let claimed = db
+                .store
+                .claim(
+                    seeded.process,
+                    &[QueuePattern::parse("photos")],
+                    &["photo.resize".into()],
+                    n,
+                    dashboard_seed::now(),
+                )
+                .expect("claim");
+            assert_eq!(claimed.len(), n);
+            let tokens: Vec<_> = claimed.iter().map(|c| c.token).collect();
+            db.store.complete_claims(&tokens, dashboard_seed::now()).expect("complete");
+        };
+        finish(1);
+        let (status, body) = get!(&app, "/batches");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for text in [&format!("/batches/{id}\""), "open", "on finish: album.ready", "(not yet)", "&lt;script&gt;"] {
+            assert!(body.contains(text), "/batches lacks {text:?}:\n{body}");
+        }
+        assert!(!body.contains("<script>alert"), "{body}");
+        let (_, open) = get!(&app, "/batches?open=1");
+        assert!(open.contains(&format!("/batches/{id}\"")), "{open}");
+        let (status, page) = get!(&app, &format!("/batches/{id}"));
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let (done, pending) = (jobs[0].id().min(jobs[1].id()), jobs[0].id().max(jobs[1].id()));
+        for text in
+            [&format!("/jobs/{done}\""), &format!("/jobs/{pending}\""), "photo.resize", "state-finished", "state-ready"]
+        {
+            assert!(page.contains(text), "the batch page lacks {text:?}:\n{page}");
+        }
+        let (_, job_page) = get!(&app, &format!("/jobs/{done}"));
+        assert!(job_page.contains(&format!("/batches/{id}\"")), "a member's page links its batch:\n{job_page}");
+
+        finish(1);
+        let (_, open) = get!(&app, "/batches?open=1");
+        assert!(open.contains("No batch is open"), "{open}");
+        let info = db.store.batch(id).expect("read").expect("the batch");
+        let callback = info.callbacks[0].job.expect("the finish callback was enqueued");
+        let (_, page) = get!(&app, &format!("/batches/{id}"));
+        for text in ["succeeded", &format!("/jobs/{callback}\"")] {
+            assert!(page.contains(text), "the ended batch's page lacks {text:?}:\n{page}");
+        }
+        let (status, body) = get!(&app, "/batches/999999");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("batch 999999 does not exist"), "{body}");
+        let (status, _) = get!(&app, "/batches/seven");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
     async fn unconfigured_probes_and_metrics_answer_501(db: TestDb) {
         let app =
             test::init_service(App::new().service(dashboard::scope("", db.store.clone(), DashboardOptions::new())))

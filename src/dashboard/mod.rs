@@ -40,6 +40,7 @@ use crate::config::{ConfigError, ConfigProblem, DEFAULT_ALIVE_THRESHOLD};
 use crate::store::SharedStore;
 
 mod actions;
+mod batches;
 mod chart;
 pub mod html;
 mod page;
@@ -303,5 +304,5 @@ pub fn scope(prefix: &str, store: SharedStore, options: DashboardOptions) -> imp
     let prefix = if prefix.is_empty() || prefix.starts_with('/') { prefix } else { format!("/{prefix}") };
     let dashboard = web::Data::new(Dashboard { store, options, prefix: prefix.clone() });
     let scope = web::scope(&prefix).app_data(dashboard);
-    actions::routes(pages::routes(scope)).wrap(from_fn(security::guard))
+    actions::routes(batches::routes(pages::routes(scope))).wrap(from_fn(security::guard))
 }

@@ -13,7 +13,7 @@ use super::Dashboard;
 use crate::store::{ActionError, SharedStore, StoreError};
 
 /// The pages in the navigation, with their paths.
-const NAVIGATION: [(&str, &str); 8] = [
+const NAVIGATION: [(&str, &str); 9] = [
     ("/", "Overview"),
     ("/queues", "Queues"),
     ("/processes", "Processes"),
@@ -22,6 +22,7 @@ const NAVIGATION: [(&str, &str); 8] = [
     ("/stuck", "Stuck"),
     ("/concurrency", "Concurrency"),
     ("/recurring", "Recurring"),
+    ("/batches", "Batches"),
 ];
 
 /// One request's view of the dashboard.

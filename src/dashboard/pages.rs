@@ -1,5 +1,6 @@
 //! The pages (GET): overview, queues, processes, jobs and one job, failed groups, stuck jobs,
-//! concurrency keys, recurring tasks; the assets; `/metrics` and the health probes.
+//! concurrency keys, recurring tasks; the assets; `/metrics` and the health probes. The
+//! batches pages are in `batches.rs`.
 
 use std::fmt::Write as _;
 
@@ -581,8 +582,11 @@ fn job_body(ctx: &Ctx, detail: &JobDetail) -> String {
         let _ = write!(body, "<dt>Unique key</dt><dd>{}</dd>", esc(key));
     }
     if let Some(batch) = detail.batch {
-        let _ =
-            write!(body, "<dt>Batch</dt><dd>{batch} <span class=\"hint\">(solidq batches show {batch})</span></dd>");
+        let _ = write!(
+            body,
+            r#"<dt>Batch</dt><dd><a href="{}">{batch}</a></dd>"#,
+            attr(&ctx.link(&format!("/batches/{batch}")))
+        );
     }
     let edges = |edges: &[crate::model::Dependency]| -> String {
         edges

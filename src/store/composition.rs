@@ -29,6 +29,7 @@ use super::concurrency;
 use super::connection::DbConnection;
 use super::dialect::Dialect;
 use super::executions::{end_jobs, insert_executions, EndState};
+use super::inspect::{jobs_on, JobRow};
 use super::params::ID_CHUNK;
 use super::schema::{
     solidq_batches as batches, solidq_failed_executions as failed, solidq_job_dependencies as deps,
@@ -756,6 +757,19 @@ impl Store {
             jobs::table.filter(jobs::batch_id.eq(id)).order(jobs::id).select(jobs::id).load(conn)
         })?;
         Ok(ids.into_iter().filter(|id| !callbacks.contains(id)).collect())
+    }
+
+    /// Batch `id`'s first `limit` members (callbacks not included) with their states, in id
+    /// order, for the dashboard's batch page.
+    pub fn batch_members(&self, id: BatchId, limit: usize) -> StoreResult<Vec<JobRow>> {
+        let ids: Vec<JobId> = self.batch_job_ids(id)?.into_iter().take(limit).collect();
+        self.with_connection("reading a batch's jobs", |conn| {
+            let mut rows = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(ID_CHUNK) {
+                rows.extend(jobs_on(conn, chunk)?);
+            }
+            Ok(rows)
+        })
     }
 
     /// The jobs `id` depends on and the jobs that depend on it.

@@ -139,4 +139,19 @@ pub fn showcase(store: &Store, seeded: &Seeded) {
     let held =
         store.claim(slow, &[QueuePattern::parse("media")], &["video.encode".to_string()], 1, now()).expect("claim");
     assert_eq!(held.len(), 1, "the slow process holds a job");
+    // A batch of three photos, one done, with callbacks: the batches pages show it open.
+    let batch = solidq::store::composition::NewBatch {
+        description: Some("album 3: resize the photos".into()),
+        on_success: Some(job("album.publish", "media", serde_json::json!({ "album": 3 }))),
+        on_failure: Some(job("album.report", "media", serde_json::json!({ "album": 3 }))),
+        ..Default::default()
+    };
+    let photos: Vec<NewJob> =
+        (0..3).map(|n| job("photo.resize", "photos", serde_json::json!({ "photo": n }))).collect();
+    store.enqueue_batch(&batch, &photos, now()).expect("enqueue a batch");
+    let claimed = store
+        .claim(seeded.process, &[QueuePattern::parse("photos")], &["photo.resize".to_string()], 1, now())
+        .expect("claim");
+    let tokens: Vec<_> = claimed.iter().map(|c| c.token).collect();
+    store.complete_claims(&tokens, now()).expect("complete");
 }
