@@ -303,6 +303,7 @@ pub(super) fn queues(command: QueuesCommand, config: &Config, out: &mut dyn Writ
                 ("SCHEDULED", true),
                 ("RUNNING", true),
                 ("BLOCKED", true),
+                ("WAITING", true),
                 ("LATENCY (s)", true),
                 ("PAUSED", false),
             ];
@@ -313,6 +314,7 @@ pub(super) fn queues(command: QueuesCommand, config: &Config, out: &mut dyn Writ
                     row.scheduled.to_string(),
                     row.claimed.to_string(),
                     row.blocked.to_string(),
+                    row.waiting.to_string(),
                     format!("{:.1}", row.latency_seconds),
                     if row.paused { "yes" } else { "no" }.to_string(),
                 ]

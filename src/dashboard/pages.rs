@@ -198,7 +198,7 @@ fn queues_body(ctx: &Ctx, queues: &[QueueStats]) -> String {
         return r#"<p class="empty">No queues yet: a queue appears when a job is enqueued on it.</p>"#.to_string();
     }
     let mut body = String::from(
-        r#"<table><thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Running</th><th class="num">Blocked</th><th class="num">Failed</th><th class="num">Latency</th><th>State</th><th></th></tr></thead><tbody>"#,
+        r#"<table><thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Running</th><th class="num">Blocked</th><th class="num">Waiting</th><th class="num">Failed</th><th class="num">Latency</th><th>State</th><th></th></tr></thead><tbody>"#,
     );
     for queue in queues {
         let name = &queue.queue;
@@ -215,7 +215,7 @@ fn queues_body(ctx: &Ctx, queues: &[QueueStats]) -> String {
         let latency = if queue.ready.value() > 0 { seconds(queue.latency_secs) } else { "–".into() };
         let _ = write!(
             body,
-            r#"<tr data-queue="{qa}"><td>{q}</td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num">{latency}</td><td>{state}</td><td>{action}</td></tr>"#,
+            r#"<tr data-queue="{qa}"><td>{q}</td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num">{latency}</td><td>{state}</td><td>{action}</td></tr>"#,
             link("ready"),
             shown(queue.ready),
             link("scheduled"),
@@ -224,6 +224,8 @@ fn queues_body(ctx: &Ctx, queues: &[QueueStats]) -> String {
             shown(queue.claimed),
             link("blocked"),
             shown(queue.blocked),
+            link("waiting"),
+            shown(queue.waiting),
             link("failed"),
             shown(queue.failed),
             qa = attr(name),

@@ -86,6 +86,8 @@ pub struct QueueRow {
     pub claimed: i64,
     /// Jobs waiting for their concurrency key.
     pub blocked: i64,
+    /// Jobs waiting for the jobs they run after (workflows).
+    pub waiting: i64,
     /// How long the oldest ready job has waited, in seconds (0 without ready jobs).
     pub latency_seconds: f64,
     /// Whether workers skip the queue.
@@ -373,6 +375,9 @@ impl Store {
             let blocked_rows: Vec<(String, i64)> =
                 blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?;
             blocked_rows.into_iter().for_each(|(name, count)| queue_row(&mut rows, &name).blocked = count);
+            let waiting_rows: Vec<(String, i64)> =
+                waiting::table.group_by(waiting::queue_name).select((waiting::queue_name, count_star())).load(conn)?;
+            waiting_rows.into_iter().for_each(|(name, count)| queue_row(&mut rows, &name).waiting = count);
             let paused: Vec<String> = pauses::table.select(pauses::queue_name).load(conn)?;
             paused.iter().for_each(|name| queue_row(&mut rows, name).paused = true);
             Ok(rows.into_values().collect())
@@ -424,6 +429,7 @@ fn queue_row<'a>(rows: &'a mut std::collections::BTreeMap<String, QueueRow>, nam
         scheduled: 0,
         claimed: 0,
         blocked: 0,
+        waiting: 0,
         latency_seconds: 0.0,
         paused: false,
     })

@@ -219,6 +219,11 @@ backend_test!(
         let c = enqueue_one(store, after(job("c", "default", 0), &[a, b]));
         assert_eq!(state(store, c), "waiting");
         assert_eq!(totals(store).waiting, 1);
+        // Both per-queue views (`solidq queues list`, the dashboard's Queues page) count it.
+        let queue = store.queues(t(1)).unwrap().into_iter().find(|q| q.name == "default").expect("default queue");
+        assert_eq!((queue.ready, queue.waiting), (2, 1), "{queue:?}");
+        let stats = store.queue_stats(t(1)).unwrap().into_iter().find(|q| q.queue == "default").expect("default");
+        assert_eq!((stats.ready.value(), stats.waiting.value()), (2, 1), "{stats:?}");
         let deps = store.dependencies(c).unwrap();
         assert_eq!(deps.depends_on.iter().map(|d| d.job).collect::<Vec<_>>(), [a, b]);
         assert_eq!(store.dependencies(a).unwrap().dependants.iter().map(|d| d.job).collect::<Vec<_>>(), [c]);

@@ -135,6 +135,8 @@ pub struct QueueStats {
     pub claimed: Count,
     /// Blocked jobs.
     pub blocked: Count,
+    /// Jobs waiting for the jobs they run after (workflows).
+    pub waiting: Count,
     /// Failed jobs.
     pub failed: Count,
     /// How long its oldest ready job has waited, in seconds (0 without ready jobs).
@@ -394,6 +396,9 @@ fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Ve
     let blocked_n = per_queue_capped(
         blocked::table.group_by(blocked::queue_name).select((blocked::queue_name, count_star())).load(conn)?,
     );
+    let waiting_n = per_queue_capped(
+        waiting::table.group_by(waiting::queue_name).select((waiting::queue_name, count_star())).load(conn)?,
+    );
     let claimed_ids: Vec<JobId> = claimed::table.select(claimed::job_id).load(conn)?;
     let claimed_n = per_queue_of(conn, &claimed_ids)?;
     let failed_ids: Vec<JobId> = failed::table.select(failed::job_id).load(conn)?;
@@ -406,6 +411,7 @@ fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Ve
         .keys()
         .chain(scheduled_n.keys())
         .chain(blocked_n.keys())
+        .chain(waiting_n.keys())
         .chain(claimed_n.keys())
         .chain(failed_n.keys())
         .chain(paused.keys())
@@ -421,6 +427,7 @@ fn queue_stats_on(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Ve
             scheduled: scheduled_n.get(queue).copied().unwrap_or(zero),
             claimed: claimed_n.get(queue).copied().unwrap_or(zero),
             blocked: blocked_n.get(queue).copied().unwrap_or(zero),
+            waiting: waiting_n.get(queue).copied().unwrap_or(zero),
             failed: failed_n.get(queue).copied().unwrap_or(zero),
             latency_secs: oldest.get(queue).map_or(0.0, |since| age_secs(now, *since)),
             paused_since: paused.get(queue).copied(),
