@@ -46,6 +46,18 @@ pub(crate) fn window_guard(period: std::time::Duration) -> std::time::Duration {
     (period / 20).min(std::time::Duration::from_millis(50))
 }
 
+/// The wall clock if `now` is the wall clock's time give or take a minute (a live claim,
+/// which may have waited for locks since it read the clock), else `now` as given (a test's
+/// fixed clock).
+fn live(now: NaiveDateTime) -> NaiveDateTime {
+    let wall = chrono::Utc::now().naive_utc();
+    if (wall - now).abs() < chrono::Duration::minutes(1) {
+        wall.max(now)
+    } else {
+        now
+    }
+}
+
 /// What admitting a claim's rate-limited jobs did.
 #[derive(Debug, Default)]
 pub(crate) struct Admitted {
@@ -90,6 +102,9 @@ pub(crate) fn admit_claims(
     for (key, indexes) in &by_key {
         // Keys in sorted order: two claims lock them in the same order.
         dialect.lock_key(conn, &format!("rate:{key}"))?;
+        // The time the lock was had, not the time the claim began: a claim that waited for the
+        // database would otherwise log its starts too early.
+        let now = live(now);
         let ids: Vec<JobId> = indexes.iter().map(|&i| claimed_jobs[i].token.job_id).collect();
         let limit = ids.iter().filter_map(|id| limits.get(id)).map(|(limit, _)| *limit).min().unwrap_or(1).max(1);
         let period_ms = ids.iter().filter_map(|id| limits.get(id)).map(|(_, period)| *period).max().unwrap_or(1);
@@ -188,15 +203,32 @@ impl Store {
         self.rate_wakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).first().copied()
     }
 
-    /// Forgets the planned times up to `now` and moves the scheduled jobs due at `now` to
-    /// ready (as the dispatcher does); returns how many were moved.
+    /// Forgets the planned times up to `now`, moves the scheduled jobs due at `now` to ready
+    /// (as the dispatcher does) and remembers when the next rate-limited job of any process is
+    /// planned; returns how many were moved.
     pub fn dispatch_rate_limited(&self, now: NaiveDateTime) -> StoreResult<usize> {
         {
             let mut wakes = self.rate_wakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let later = wakes.split_off(&(now + chrono::Duration::nanoseconds(1)));
             *wakes = later;
         }
-        self.dispatch_due(now, DISPATCH_BATCH)
+        let moved = self.dispatch_due(now, DISPATCH_BATCH)?;
+        // The next planned job of any process, so that the jobs a process deferred before it
+        // died start on time too.
+        let next = self.with_connection("looking for the next rate-limited job", |conn| {
+            scheduled::table
+                .inner_join(jobs::table)
+                .filter(jobs::rate_limit_key.is_not_null())
+                .filter(scheduled::scheduled_at.gt(at(now)))
+                .order(scheduled::scheduled_at)
+                .select(scheduled::scheduled_at)
+                .first::<NaiveDateTime>(conn)
+                .optional()
+        })?;
+        if let Some(next) = next {
+            self.plan_rate_wakes(&[next]);
+        }
+        Ok(moved)
     }
 
     /// Remembers `planned` wake times (bounded: the latest are dropped past [`MAX_WAKES`]; the
