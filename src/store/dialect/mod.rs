@@ -449,6 +449,9 @@ pub(crate) use waiting_for_update;
 /// arguments, queue, priority, attempts, max attempts, rate-limit key.
 pub(super) type ClaimedRow = (String, String, String, i32, i32, i32, Option<String>);
 
+/// A [`ClaimedRow`] read with its job id first.
+pub(super) type ClaimedRowWithId = (JobId, String, String, String, i32, i32, i32, Option<String>);
+
 /// The claims of `picked` (job id, when it became ready), in pick order, from the claim ids
 /// and job rows written or read in the claiming transaction.
 pub(super) fn claimed_jobs(

@@ -233,7 +233,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
         let ids: Vec<(JobId, i64)> =
             claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
         claims.extend(ids);
-        let rows: Vec<(JobId, String, String, String, i32, i32, i32, Option<String>)> = jobs::table
+        let rows: Vec<super::ClaimedRowWithId> = jobs::table
             .filter(jobs::id.eq_any(chunk))
             .select((
                 jobs::id,
