@@ -5,7 +5,7 @@
 //! `solidq_rate_limit_starts`. In the claiming transaction (PostgreSQL: a second transaction
 //! right after its one-statement claim), for each key among the claimed jobs, serialized per
 //! key by [`Dialect::lock_key`] on `rate:<key>`: the starts inside the window are counted, up
-//! to `limit − count` claims are admitted (their starts logged), and the others are handed
+//! to `limit − count` claims are admitted (their starts logged last, at the time the transaction ends), and the others are handed
 //! back as scheduled at planned times: the time the oldest start in the window leaves it, then
 //! the next, and so on, after the jobs of the key already planned. So they neither run early
 //! nor poll; the worker that deferred them wakes at the earliest planned time
@@ -99,6 +99,9 @@ pub(crate) fn admit_claims(
         }
     }
     let mut deferred: BTreeMap<usize, NaiveDateTime> = BTreeMap::new();
+    // The starts to log, per key: written last, at the time the transaction is about to end,
+    // so that the time logged is as close as it can be to the handlers' starts.
+    let mut pending: Vec<(String, Vec<JobId>)> = Vec::new();
     for (key, indexes) in &by_key {
         // Keys in sorted order: two claims lock them in the same order.
         dialect.lock_key(conn, &format!("rate:{key}"))?;
@@ -122,13 +125,7 @@ pub(crate) fn admit_claims(
         let limit = i64::from(limit);
         let free = usize::try_from((limit - in_window).max(0)).unwrap_or(0).min(ids.len());
         if free > 0 {
-            let rows: Vec<_> = ids[..free]
-                .iter()
-                .map(|id| {
-                    (starts::rate_limit_key.eq(key.as_str()), starts::started_at.eq(at(now)), starts::job_id.eq(*id))
-                })
-                .collect();
-            on_backend!(conn, |c| diesel::insert_into(starts::table).values(&rows).execute(c))?;
+            pending.push((key.clone(), ids[..free].to_vec()));
         }
         if free == ids.len() {
             continue;
@@ -146,6 +143,7 @@ pub(crate) fn admit_claims(
             .select(scheduled::scheduled_at)
             .load(conn)?;
         times.extend(planned);
+        times.extend(std::iter::repeat_n(now, free));
         times.sort_unstable();
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let earliest = now + chrono::Duration::milliseconds(1);
@@ -158,6 +156,7 @@ pub(crate) fn admit_claims(
         }
     }
     if deferred.is_empty() {
+        log_starts(conn, &pending, live(now))?;
         return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new() });
     }
     let claim_ids: Vec<i64> = deferred.keys().map(|&i| claimed_jobs[i].token.claim_id).collect();
@@ -185,6 +184,7 @@ pub(crate) fn admit_claims(
     if !keys.is_empty() {
         concurrency::release_keys(dialect, conn, &keys, now)?;
     }
+    log_starts(conn, &pending, live(now))?;
     let planned: Vec<NaiveDateTime> = deferred.values().copied().collect();
     let jobs: Vec<ClaimedJob> = claimed_jobs
         .into_iter()
@@ -193,6 +193,20 @@ pub(crate) fn admit_claims(
         .map(|(_, job)| job)
         .collect();
     Ok(Admitted { jobs, planned })
+}
+
+/// Logs a start at `at` for each job of `pending`, per key.
+fn log_starts(conn: &mut DbConnection, pending: &[(String, Vec<JobId>)], at_time: NaiveDateTime) -> QueryResult<()> {
+    for (key, ids) in pending {
+        let rows: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                (starts::rate_limit_key.eq(key.as_str()), starts::started_at.eq(at(at_time)), starts::job_id.eq(*id))
+            })
+            .collect();
+        on_backend!(conn, |c| diesel::insert_into(starts::table).values(&rows).execute(c))?;
+    }
+    Ok(())
 }
 
 impl Store {
