@@ -590,3 +590,22 @@ fn a_bad_recurring_file_exits_2_naming_the_task() {
         run.stderr
     );
 }
+
+/// `enqueue --rate-limit KEY:N/PERIOD` stores the limit, `jobs show` prints it (text and JSON),
+/// and a malformed one is a usage error naming the problem.
+#[test]
+fn enqueue_takes_a_rate_limit_and_jobs_show_prints_it() {
+    let (db, _path) = sqlite_db();
+    let id = enqueue(&db, &["email.send", "{}", "--rate-limit", "email:100/1m"]);
+    let shown = db.run(&["jobs", "show", &id.to_string()]);
+    assert!(shown.assert_ok().stdout.contains("rate limit: email:100/1m"), "{}", shown.stdout);
+    let json = db.run(&["jobs", "show", &id.to_string(), "--json"]);
+    let value: Value = serde_json::from_str(&json.assert_ok().stdout).unwrap();
+    assert_eq!(value["rate_limit"], "email:100/1m", "{value}");
+    for (limit, problem) in [("email:0/1m", "at least 1 start"), ("email:5", "no '/'"), ("email:5/0s", "at least 1ms")]
+    {
+        let run = db.run(&["enqueue", "email.send", "{}", "--rate-limit", limit]);
+        assert_eq!(run.code, 2, "{limit}: {}", run.stderr);
+        assert!(run.stderr.contains(problem), "{limit}: {}", run.stderr);
+    }
+}

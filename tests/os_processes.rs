@@ -548,3 +548,82 @@ backend_test!(
         assert!(wait_exit(&mut survivor, Duration::from_secs(20)).success());
     }
 );
+
+backend_test!(
+    /// A rate limit of 50 starts per second, 560 jobs, three worker processes of which one is
+    /// SIGKILLed after 4 s: no sliding second ever holds more than 50 handler starts, and most
+    /// full seconds (counted from the first start) hold at least 45.
+    fn a_rate_limit_of_50_per_second_holds_across_3_processes_and_a_kill(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("spans.log");
+        let log_text = log.to_str().unwrap().to_string();
+        let limit = solidq::model::RateLimit::per_second("provider", 50);
+        let jobs: Vec<_> = (0..560)
+            .map(|_| {
+                let opts = solidq::EnqueueOptions::new().rate_limit(limit.clone());
+                solidq::NewJob::from_job(&Sleep { ms: 5, kill_worker: false }, opts).unwrap()
+            })
+            .collect();
+        let ids = db.store.enqueue(&jobs, Utc::now().naive_utc()).unwrap();
+        let env = [(SPAN_LOG_VAR, log_text.as_str())];
+        let mut children: Vec<Child> = (0..3).map(|_| spawn_child(&db, &env)).collect();
+        std::thread::sleep(Duration::from_secs(4));
+        let mut victim = children.remove(0);
+        send(&victim, libc::SIGKILL);
+        wait_exit(&mut victim, Duration::from_secs(5));
+        wait_until("every rate-limited job to finish", Duration::from_secs(60), || {
+            states(&db, &ids).iter().all(|s| s == "finished")
+        });
+        for child in &children {
+            send(child, libc::SIGTERM);
+        }
+        for child in &mut children {
+            wait_exit(child, Duration::from_secs(20));
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut starts: Vec<u128> = text
+            .lines()
+            .filter(|line| line.starts_with('S'))
+            .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        starts.sort_unstable();
+        const SECOND: u128 = 1_000_000_000;
+        // The most starts in any window [start, start + 1 s).
+        let (mut most, mut end) = (0, 0);
+        for (i, &at) in starts.iter().enumerate() {
+            while end < starts.len() && starts[end] < at + SECOND {
+                end += 1;
+            }
+            most = most.max(end - i);
+        }
+        let first = starts[0];
+        let full = ((starts[starts.len() - 1] - first) / SECOND) as usize;
+        let mut per_second = vec![0usize; full.max(1)];
+        for &at in &starts {
+            let second = ((at - first) / SECOND) as usize;
+            if second < full {
+                per_second[second] += 1;
+            }
+        }
+        let good = per_second.iter().filter(|&&n| n >= 45).count();
+        // How long after the earliest moment the window allowed each start came: the start 50
+        // before it left the window (1 s + the 50 ms guard) after its own start.
+        let mut lag_ms: Vec<i64> =
+            (50..starts.len()).map(|i| ((starts[i] - starts[i - 50]) as i64 - 1_050_000_000) / 1_000_000).collect();
+        lag_ms.sort_unstable();
+        let lag = |q: usize| lag_ms.get(lag_ms.len() * q / 100).copied().unwrap_or_default();
+        eprintln!(
+            "backend={} jobs={} starts={} max_in_any_second={most} per_second={per_second:?} seconds_with_45_or_more={good}/{full} \
+             lag_after_window_ms(p50,p90,max)=({},{},{})",
+            db.store.backend(),
+            ids.len(),
+            starts.len(),
+            lag(50),
+            lag(90),
+            lag_ms.last().copied().unwrap_or_default(),
+        );
+        assert!(most <= 50, "{most} starts in one second, over the limit of 50");
+        assert!(starts.len() >= ids.len(), "every job started");
+        assert!(good * 2 > full, "only {good} of {full} full seconds had at least 45 starts: {per_second:?}");
+    }
+);

@@ -109,6 +109,8 @@ pub struct Worker {
     idle: (u32, Option<Instant>),
     /// A claim is due once [`CLAIM_GATHER`] has passed.
     gathering: bool,
+    /// The timer set for the earliest job this process deferred for its rate limit.
+    rate_wake: Option<(chrono::NaiveDateTime, SpawnHandle)>,
 }
 
 impl Worker {
@@ -135,6 +137,7 @@ impl Worker {
             recheck: false,
             idle: (0, None),
             gathering: false,
+            rate_wake: None,
         }
     }
 
@@ -166,6 +169,37 @@ impl Worker {
                 act.tick(ctx);
             });
         }
+    }
+
+    /// Sets a timer for the earliest time a job the store deferred for its rate limit is due
+    /// again (unless one is set for that time or earlier): deferred jobs start then, not at
+    /// the dispatcher's next pass.
+    fn arm_rate_wake(&mut self, ctx: &mut Context<Self>) {
+        let Some(next) = self.shared.store.rate_limit_wake() else { return };
+        if let Some((at, handle)) = self.rate_wake {
+            if at <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = (next - Utc::now().naive_utc()).to_std().unwrap_or_default();
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.rate_wake = None;
+            act.rate_woke(ctx);
+        });
+        self.rate_wake = Some((next, handle));
+    }
+
+    /// Moves the deferred jobs now due to ready (which wakes the workers to claim them), then
+    /// sets the timer for the next.
+    fn rate_woke(&mut self, ctx: &mut Context<Self>) {
+        let call = blocking(&self.shared.store, |s| s.dispatch_rate_limited(Utc::now().naive_utc()));
+        ctx.spawn(call.into_actor(self).map(|result, act, ctx| {
+            if let Err(err) = result {
+                debug!(act.logger, "rate-limited jobs not dispatched (the dispatcher will)"; "error" => %err);
+            }
+            act.arm_rate_wake(ctx);
+        }));
     }
 
     /// A poll: skipped while an idle worker waits out its backoff.
@@ -233,6 +267,7 @@ impl Worker {
                 act.more_ready = jobs.len() == limit;
                 act.note_claimed(jobs.len());
                 act.start_jobs(process, jobs);
+                act.arm_rate_wake(ctx);
                 let recheck = std::mem::take(&mut act.recheck);
                 let free = act.free_slots();
                 if recheck && free > 0 {

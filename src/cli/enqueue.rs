@@ -9,7 +9,7 @@ use clap::Args;
 use super::common::{connect_ready, now, Failure};
 use crate::config::{parse_duration, Config};
 use crate::job::{EnqueueError, EnqueueOptions};
-use crate::model::{ConcurrencyLimit, NewJob};
+use crate::model::{ConcurrencyLimit, NewJob, RateLimit};
 use crate::status;
 use crate::store::Store;
 
@@ -48,6 +48,10 @@ pub struct EnqueueArgs {
     /// With --concurrency-key: how long a running holder counts [default: 15m].
     #[arg(long, value_name = "DURATION", value_parser = parse_delay, requires = "concurrency_key")]
     pub concurrency_duration: Option<Duration>,
+    /// A global rate limit shared with the jobs of KEY: at most N starts per PERIOD across
+    /// every process, e.g. email:100/1m; jobs over it wait as scheduled.
+    #[arg(long, value_name = "KEY:N/PERIOD", value_parser = parse_rate_limit)]
+    pub rate_limit: Option<RateLimit>,
     /// Run only after these jobs finished (comma-separated ids); cancelled if one of them fails
     /// for good, is discarded or cancelled. Until then the job is `waiting`.
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
@@ -66,6 +70,11 @@ pub(super) fn parse_delay(text: &str) -> Result<Duration, String> {
             .to_string());
     }
     parse_duration(text)
+}
+
+/// A rate limit for `--rate-limit`, e.g. `email:100/1m`.
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    RateLimit::parse(text).map_err(|malformed| malformed.to_string())
 }
 
 /// The payload as given: JSON text, `-` for standard input, or `@path` for a file.
@@ -101,6 +110,7 @@ pub(super) fn enqueue(
         concurrency_key,
         concurrency_limit,
         concurrency_duration,
+        rate_limit,
         after,
         after_any,
     } = args;
@@ -119,6 +129,7 @@ pub(super) fn enqueue(
         }
         opts.concurrency = Some(limit);
     }
+    opts.rate_limit = rate_limit;
     if let Some(delay) = delay {
         opts = opts.run_in(delay);
     }

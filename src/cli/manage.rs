@@ -232,6 +232,9 @@ pub(super) fn jobs(command: JobsCommand, config: &Config, out: &mut dyn Write) -
             if let Some(key) = &row.concurrency_key {
                 let _ = writeln!(out, "concurrency key: {key}");
             }
+            if let Some(limit) = &row.rate_limit {
+                let _ = writeln!(out, "rate limit: {limit}");
+            }
             if let Some(batch) = batch {
                 let _ = writeln!(out, "batch: {batch} (solidq batches show {batch})");
             }

@@ -583,6 +583,9 @@ fn job_body(ctx: &Ctx, detail: &JobDetail) -> String {
     if let Some(key) = &job.unique_key {
         let _ = write!(body, "<dt>Unique key</dt><dd>{}</dd>", esc(key));
     }
+    if let Some(limit) = &job.rate_limit {
+        let _ = write!(body, "<dt>Rate limit</dt><dd>{}</dd>", esc(&limit.to_string()));
+    }
     if let Some(batch) = detail.batch {
         let _ = write!(
             body,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Job, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
-use crate::model::{latest_schedule, ConcurrencyLimit, Dependency, JobId, NewJob, OnDependencyFailure};
+use crate::model::{latest_schedule, ConcurrencyLimit, Dependency, JobId, NewJob, OnDependencyFailure, RateLimit};
 
 /// Per-enqueue overrides of a job's defaults.
 ///
@@ -39,6 +39,8 @@ pub struct EnqueueOptions {
     pub concurrency: Option<ConcurrencyLimit>,
     /// Jobs that must end before this one runs: see [`EnqueueOptions::after`].
     pub after: Vec<Dependency>,
+    /// Rate limit instead of [`Job::rate_limit`].
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl EnqueueOptions {
@@ -89,6 +91,19 @@ impl EnqueueOptions {
     /// Limit the job's concurrency (see [`Job::concurrency`]).
     pub fn concurrency(mut self, limit: ConcurrencyLimit) -> Self {
         self.concurrency = Some(limit);
+        self
+    }
+
+    /// Limit how often jobs with the limit's key start, across every process (see
+    /// [`RateLimit`] and [`Job::rate_limit`]).
+    ///
+    /// ```
+    /// use solidq::model::RateLimit;
+    /// let opts = solidq::EnqueueOptions::new().rate_limit(RateLimit::per_minute("email", 100));
+    /// assert_eq!(opts.rate_limit.unwrap().to_string(), "email:100/1m");
+    /// ```
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
 
@@ -163,6 +178,9 @@ impl NewJob {
         if opts.concurrency.is_none() {
             opts.concurrency = job.concurrency();
         }
+        if opts.rate_limit.is_none() {
+            opts.rate_limit = job.rate_limit();
+        }
         Self::build(J::KIND, arguments, J::QUEUE, J::PRIORITY, J::MAX_ATTEMPTS, opts)
     }
 
@@ -207,6 +225,7 @@ impl NewJob {
             unique_key: opts.unique_key,
             concurrency: opts.concurrency,
             after: opts.after,
+            rate_limit: opts.rate_limit,
         };
         match job.problem() {
             Some(problem) => Err(invalid(problem)),

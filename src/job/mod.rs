@@ -123,6 +123,27 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     fn concurrency(&self) -> Option<ConcurrencyLimit> {
         None
     }
+
+    /// A global rate limit derived from the arguments, e.g. at most 100 emails per minute
+    /// per provider across every process (see [`RateLimit`](crate::model::RateLimit)).
+    /// `None` (the default): no limit. [`EnqueueOptions::rate_limit`] overrides it per
+    /// enqueue. Jobs over the limit wait as scheduled and start as soon as the window allows.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use solidq::model::RateLimit;
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Email { provider: String }
+    /// impl solidq::Job for Email {
+    ///     const KIND: &'static str = "email.send";
+    ///     fn rate_limit(&self) -> Option<RateLimit> {
+    ///         Some(RateLimit::per_minute(format!("email:{}", self.provider), 100))
+    ///     }
+    /// }
+    /// ```
+    fn rate_limit(&self) -> Option<crate::model::RateLimit> {
+        None
+    }
 }
 
 /// Exponential backoff with jitter: about 2, 4, 8, ... seconds after attempts 1, 2, 3, ...,

@@ -13,6 +13,7 @@ pub mod database_url;
 pub mod duration;
 pub mod names;
 pub mod process;
+pub mod rate_limit;
 
 pub use database_url::DatabaseUrl;
 pub(crate) use names::shown_name;
@@ -20,6 +21,7 @@ pub use names::{name_problem, queue_name_problem, MAX_NAME_BYTES};
 pub use process::{
     AbandonedExecution, AbandonedExecutions, NewProcess, ProcessDetails, ProcessMetadata, ProcessRow, WorkerDetails,
 };
+pub use rate_limit::RateLimit;
 
 /// Why a text did not parse: what is wrong with it, and the accepted form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +101,8 @@ pub struct NewJob {
     pub concurrency: Option<ConcurrencyLimit>,
     /// Jobs that must end before this one runs (it waits as [`JobState::Waiting`] until then).
     pub after: Vec<Dependency>,
+    /// At most so many starts of jobs with its key per period, across every process.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// One job another waits for: see [`EnqueueOptions::after`](crate::EnqueueOptions::after).
@@ -241,9 +245,10 @@ impl Enqueued {
 }
 
 impl NewJob {
-    /// Whether the job has a unique key or a concurrency limit (enqueued one at a time).
+    /// Whether the job has a unique key, a concurrency limit, prerequisites or a rate limit
+    /// (enqueued one at a time).
     pub fn has_options(&self) -> bool {
-        self.unique_key.is_some() || self.concurrency.is_some() || !self.after.is_empty()
+        self.unique_key.is_some() || self.concurrency.is_some() || !self.after.is_empty() || self.rate_limit.is_some()
     }
 
     /// What is wrong with this job, if anything: a kind, queue name, unique key or
@@ -270,6 +275,9 @@ impl NewJob {
             if limit.duration.is_zero() || limit.duration.as_millis() > i64::MAX as u128 {
                 return Some("the concurrency duration must be more than 0 and fit in i64 milliseconds".into());
             }
+        }
+        if let Some(problem) = self.rate_limit.as_ref().and_then(RateLimit::problem) {
+            return Some(problem);
         }
         match self.scheduled_at {
             Some(at) if at > latest_schedule() => Some(format!(
@@ -370,6 +378,9 @@ pub struct ClaimedJob {
     /// When the job became ready (its ready row was written: enqueued, due and dispatched,
     /// retried or released), for the queue-wait metric.
     pub ready_at: NaiveDateTime,
+    /// The job's rate-limit key, if it has a [`RateLimit`]: the store checks the limit before
+    /// it hands the claim out.
+    pub rate_limit_key: Option<String>,
 }
 
 /// What kind of ending a [`FailureRecord`] records.

@@ -122,6 +122,7 @@ mod tests {
             priority: 0,
             attempts: 1,
             max_attempts: 5,
+            rate_limit_key: None,
         }
     }
 

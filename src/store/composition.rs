@@ -98,6 +98,7 @@ impl CallbackJob {
             unique_key: None,
             concurrency: None,
             after: Vec::new(),
+            rate_limit: None,
         })
     }
 }

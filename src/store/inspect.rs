@@ -140,6 +140,8 @@ pub struct JobRow {
     pub unique_key: Option<String>,
     /// Its concurrency key.
     pub concurrency_key: Option<String>,
+    /// Its global rate limit (`KEY:N/PERIOD` in JSON).
+    pub rate_limit: Option<crate::model::RateLimit>,
     /// When a cancel was asked for while it ran.
     pub cancel_requested_at: Option<NaiveDateTime>,
 }
@@ -197,6 +199,9 @@ struct JobColumns {
     unique_key: Option<String>,
     concurrency_key: Option<String>,
     cancel_requested_at: Option<NaiveDateTime>,
+    rate_limit_key: Option<String>,
+    rate_limit: Option<i32>,
+    rate_period_ms: Option<i64>,
 }
 
 /// The failure recorded for job `id` in `solidq_failed_executions`, from its typed columns.
@@ -273,6 +278,11 @@ pub(crate) fn jobs_on(conn: &mut DbConnection, ids: &[JobId]) -> QueryResult<Vec
                 process_id,
                 unique_key: row.unique_key,
                 concurrency_key: row.concurrency_key,
+                rate_limit: crate::model::RateLimit::from_columns(
+                    row.rate_limit_key,
+                    row.rate_limit,
+                    row.rate_period_ms,
+                ),
                 cancel_requested_at: row.cancel_requested_at,
             }
         })

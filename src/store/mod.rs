@@ -47,6 +47,7 @@ pub mod metrics;
 mod observer;
 pub(crate) mod params;
 pub mod processes;
+pub(crate) mod rate_limits;
 pub mod recurring;
 pub(crate) mod schema;
 pub(crate) mod sql_types;
@@ -89,6 +90,8 @@ pub struct Store {
     last_claim_empty: std::sync::atomic::AtomicBool,
     /// What this store knows of changes to the database (see [`changes`]).
     changes: Arc<changes::Changes>,
+    /// When the jobs this store deferred for their rate limits are planned to be due.
+    rate_wakes: Mutex<std::collections::BTreeSet<chrono::NaiveDateTime>>,
 }
 
 /// Jobs claimed through one store between two tidies of the queue tables ([`Store::tidy`]).
@@ -147,6 +150,7 @@ impl Store {
             ready_wakers: Mutex::default(),
             last_claim_empty: Default::default(),
             changes: Arc::default(),
+            rate_wakes: Mutex::default(),
         }
     }
 

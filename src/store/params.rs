@@ -106,6 +106,7 @@ mod tests {
                 unique_key: None,
                 concurrency: None,
                 after: Vec::new(),
+                rate_limit: None,
             })
             .collect();
         let rows: Vec<JobInsert<'_>> = new_jobs.iter().map(|job| JobInsert::new(job, now)).collect();

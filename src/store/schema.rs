@@ -38,6 +38,10 @@ diesel::table! {
         batch_id -> Nullable<BigInt>,
         /// Another job waits for this one (`solidq_job_dependencies`).
         has_dependants -> Bool,
+        /// The job's rate limit (`model::RateLimit`): key, starts per period, period.
+        rate_limit_key -> Nullable<Text>,
+        rate_limit -> Nullable<Integer>,
+        rate_period_ms -> Nullable<BigInt>,
     }
 }
 
@@ -265,7 +269,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::Moment;
+
+    /// Every start of a job with a rate-limit key, kept while it is inside the window (see
+    /// `store::rate_limits`).
+    solidq_rate_limit_starts (id) {
+        id -> BigInt,
+        rate_limit_key -> Text,
+        started_at -> Moment,
+        job_id -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    solidq_rate_limit_starts,
     solidq_jobs,
     solidq_ready_executions,
     solidq_scheduled_executions,

@@ -17,6 +17,7 @@ mod leadership;
 mod lifecycle;
 mod maintenance;
 mod processes;
+mod rate_limits;
 mod recurring;
 mod schema;
 
@@ -90,6 +91,7 @@ pub fn job(kind: &str, queue: &str, priority: i32) -> NewJob {
         unique_key: None,
         concurrency: None,
         after: Vec::new(),
+        rate_limit: None,
     }
 }
 

@@ -58,8 +58,8 @@ fn migrations_create_the_tables_in_the_url_schema_on(db: &TestDb) {
     .unwrap();
     assert!(row.schema.starts_with("solidq_t_"), "{}", row.schema);
     assert_eq!(
-        row.tables, 15,
-        "11 tables, solidq_leaders, solidq_batches, solidq_job_dependencies and solidq_waiting_executions"
+        row.tables, 16,
+        "11 tables, solidq_leaders, solidq_batches, solidq_job_dependencies, solidq_waiting_executions and solidq_rate_limit_starts"
     );
 }
 
@@ -91,7 +91,7 @@ mod mysql_only {
             "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM information_schema.tables \
              WHERE table_schema = DATABASE() AND table_name LIKE 'solidq\\_%'",
         );
-        assert_eq!(tables, 16, "the 15 of the other backends and solidq_concurrency_locks");
+        assert_eq!(tables, 17, "the 16 of the other backends and solidq_concurrency_locks");
         // Migrating again changes nothing.
         db.store.migrate().unwrap();
         assert!(db.mysql_url().unwrap().contains("/solidq_t_"));

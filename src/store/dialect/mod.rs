@@ -446,8 +446,11 @@ macro_rules! waiting_for_update {
 pub(crate) use waiting_for_update;
 
 /// A claimed job's columns as the row-by-key claims (SQLite, MySQL) read them back: kind,
-/// arguments, queue, priority, attempts, max attempts.
-pub(super) type ClaimedRow = (String, String, String, i32, i32, i32);
+/// arguments, queue, priority, attempts, max attempts, rate-limit key.
+pub(super) type ClaimedRow = (String, String, String, i32, i32, i32, Option<String>);
+
+/// A [`ClaimedRow`] read with its job id first.
+pub(super) type ClaimedRowWithId = (JobId, String, String, String, i32, i32, i32, Option<String>);
 
 /// The claims of `picked` (job id, when it became ready), in pick order, from the claim ids
 /// and job rows written or read in the claiming transaction.
@@ -458,7 +461,7 @@ pub(super) fn claimed_jobs(
 ) -> QueryResult<Vec<ClaimedJob>> {
     let mut out = Vec::with_capacity(picked.len());
     for (job_id, ready_at) in picked {
-        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts))) =
+        let (Some(claim_id), Some((kind, arguments, queue, priority, attempts, max_attempts, rate_limit_key))) =
             (claims.get(&job_id).copied(), details.remove(&job_id))
         else {
             // Both rows are in the claiming transaction; a miss means the schema is broken.
@@ -474,6 +477,7 @@ pub(super) fn claimed_jobs(
             attempts: attempts + 1,
             max_attempts,
             ready_at,
+            rate_limit_key,
         });
     }
     Ok(out)

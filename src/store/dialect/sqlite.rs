@@ -233,7 +233,7 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
         let ids: Vec<(JobId, i64)> =
             claimed::table.filter(claimed::job_id.eq_any(chunk)).select((claimed::job_id, claimed::id)).load(conn)?;
         claims.extend(ids);
-        let rows: Vec<(JobId, String, String, String, i32, i32, i32)> = jobs::table
+        let rows: Vec<super::ClaimedRowWithId> = jobs::table
             .filter(jobs::id.eq_any(chunk))
             .select((
                 jobs::id,
@@ -243,9 +243,10 @@ fn claim_on(conn: &mut SqliteConnection, claim: &Claim<'_>) -> QueryResult<Vec<C
                 jobs::priority,
                 jobs::attempts,
                 jobs::max_attempts,
+                jobs::rate_limit_key,
             ))
             .load(conn)?;
-        details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f)| (id, (a, b, c, d, e, f))));
+        details.extend(rows.into_iter().map(|(id, a, b, c, d, e, f, g)| (id, (a, b, c, d, e, f, g))));
     }
     super::claimed_jobs(picked, &claims, details)
 }

@@ -28,7 +28,7 @@ pub(crate) fn check_plain(jobs: &[NewJob]) -> StoreResult<()> {
     match jobs.iter().find(|job| job.has_options()) {
         Some(job) => Err(StoreError::InvalidJob {
             kind: job.kind.clone(),
-            problem: "a job with a unique key, a concurrency limit or prerequisites (after) needs solidq's DbConnection to be enqueued \
+            problem: "a job with a unique key, a concurrency limit, a rate limit or prerequisites (after) needs solidq's DbConnection to be enqueued \
                       in the application's transaction (store::connection::app_pool gives a pool of them), not a \
                       bare SqliteConnection, PgConnection or MysqlConnection; or enqueue it through Queue::enqueue"
                 .into(),
@@ -101,6 +101,9 @@ pub(crate) fn enqueue_with_options_in(
                     .eq(limit.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX))),
                 jobs::concurrency_on_conflict.eq(limit.map(|l| l.on_conflict.as_str())),
                 jobs::batch_id.eq(batch),
+                jobs::rate_limit_key.eq(job.rate_limit.as_ref().map(|r| r.key())),
+                jobs::rate_limit.eq(job.rate_limit.as_ref().map(|r| i32::try_from(r.limit()).unwrap_or(i32::MAX))),
+                jobs::rate_period_ms.eq(job.rate_limit.as_ref().map(|r| r.period_ms())),
             ))
             .execute(conn)?;
         if !job.after.is_empty() {

@@ -18,6 +18,7 @@ use super::connection::DbConnection;
 use super::dialect::{Dialect, HotPath};
 use super::executions::mark_finished;
 use super::params::{Claim, CompletedClaims};
+use super::rate_limits::{self, Admitted};
 use super::schema::solidq_ready_executions as ready;
 use super::{Store, StoreResult};
 use crate::lifecycle::Transition;
@@ -91,8 +92,30 @@ impl Store {
                 return Ok(Vec::new());
             }
         }
-        let claimed = self.write_unmarked("claiming jobs", transaction, |conn| self.dialect().claim(conn, &claim))?;
-        self.last_claim_empty.store(claimed.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        let limited = |jobs: &[ClaimedJob]| jobs.iter().any(|job| job.rate_limit_key.is_some());
+        let admitted = self.write_unmarked("claiming jobs", transaction, |conn| {
+            let claimed = self.dialect().claim(conn, &claim)?;
+            if transaction && limited(&claimed) {
+                return rate_limits::admit_claims(self.dialect(), conn, claimed, now);
+            }
+            Ok(Admitted { jobs: claimed, planned: Vec::new() })
+        })?;
+        self.last_claim_empty.store(admitted.jobs.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        // A one-statement claim committed already: its rate-limited jobs go through their
+        // limits in a transaction of their own (a crash in between leaves plain claims, which
+        // the watchdog hands back).
+        let admitted = if !transaction && limited(&admitted.jobs) {
+            self.write("admitting rate-limited claims", |conn| {
+                rate_limits::admit_claims(self.dialect(), conn, admitted.jobs.clone(), now)
+            })?
+        } else {
+            admitted
+        };
+        if !admitted.planned.is_empty() {
+            self.changes.wrote();
+            self.plan_rate_wakes(&admitted.planned);
+        }
+        let claimed = admitted.jobs;
         self.count_claimed(claimed.len());
         Ok(claimed)
     }

@@ -176,6 +176,7 @@ impl Dialect for Postgres {
                 attempts: row.attempts,
                 max_attempts: row.max_attempts,
                 ready_at: row.ready_at,
+                rate_limit_key: row.rate_limit_key,
             }));
         }
         Ok(out)

@@ -36,6 +36,7 @@ pub(super) struct ClaimedRow {
     /// When the ready row was written.
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     pub(super) ready_at: chrono::NaiveDateTime,
+    pub(super) rate_limit_key: Option<String>,
 }
 
 /// A claim [`COMPLETE_SQL`] took, with the concurrency key its job held and whether it has
@@ -82,7 +83,7 @@ WITH alive AS (
     RETURNING id, job_id
 )
 SELECT j.id AS job_id, claims.id AS claim_id, j.class_name, j.arguments, j.queue_name,
-       j.priority, j.attempts + 1 AS attempts, j.max_attempts, taken.created_at AS ready_at
+       j.priority, j.attempts + 1 AS attempts, j.max_attempts, taken.created_at AS ready_at, j.rate_limit_key
 FROM claims JOIN solidq_jobs j ON j.id = claims.job_id JOIN taken ON taken.job_id = claims.job_id";
 
 /// Deletes the claims of the pairs (`$1` claim ids, `$2` job ids) that still exist and whose

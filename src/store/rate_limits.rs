@@ -1,0 +1,260 @@
+//! Global rate limits: at most `limit` starts of jobs sharing a key in any period, across
+//! every process (see [`RateLimit`](crate::model::RateLimit) and the README's "Rate limits").
+//!
+//! A sliding-window log, checked when jobs are claimed: every start of a keyed job is a row of
+//! `solidq_rate_limit_starts`. In the claiming transaction (PostgreSQL: a second transaction
+//! right after its one-statement claim), for each key among the claimed jobs, serialized per
+//! key by [`Dialect::lock_key`] on `rate:<key>`: the starts inside the window are counted, up
+//! to `limit − count` claims are admitted (their starts logged last, at the time the transaction ends), and the others are handed
+//! back as scheduled at planned times: the time the oldest start in the window leaves it, then
+//! the next, and so on, after the jobs of the key already planned. So they neither run early
+//! nor poll; the worker that deferred them wakes at the earliest planned time
+//! ([`Store::rate_limit_wake`]).
+//!
+//! The window is the period plus a guard of a twentieth of it, at most 50 ms, against clock
+//! skew between hosts and the time between a claim and its handler's start. A start is logged
+//! when it is claimed, so the starts of a process killed with `kill -9` keep counting; a job
+//! handed back by the watchdog counts again when it starts again. Claims without a key pay
+//! nothing: the claim statement returns the key column, and this runs only if one has a key.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::concurrency;
+use super::connection::DbConnection;
+use super::dialect::{on_backend, Dialect};
+use super::executions::keys_of;
+use super::params::ID_CHUNK;
+use super::schema::{
+    solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_rate_limit_starts as starts,
+    solidq_scheduled_executions as scheduled,
+};
+use super::sql_types::at;
+use super::{Store, StoreResult};
+use crate::model::{ClaimedJob, JobId};
+
+/// Jobs a rate-limit wake moves to ready per statement (the dispatcher's default batch).
+const DISPATCH_BATCH: usize = 500;
+
+/// The most planned wake times a store remembers (see [`Store::rate_limit_wake`]).
+const MAX_WAKES: usize = 10_000;
+
+/// The guard added to a period: a twentieth of it, at most 50 ms.
+pub(crate) fn window_guard(period: std::time::Duration) -> std::time::Duration {
+    (period / 20).min(std::time::Duration::from_millis(50))
+}
+
+/// The wall clock if `now` is the wall clock's time give or take a minute (a live claim,
+/// which may have waited for locks since it read the clock), else `now` as given (a test's
+/// fixed clock).
+fn live(now: NaiveDateTime) -> NaiveDateTime {
+    let wall = chrono::Utc::now().naive_utc();
+    if (wall - now).abs() < chrono::Duration::minutes(1) {
+        wall.max(now)
+    } else {
+        now
+    }
+}
+
+/// What admitting a claim's rate-limited jobs did.
+#[derive(Debug, Default)]
+pub(crate) struct Admitted {
+    /// The claims to run: those without a key, and those the limits admitted.
+    pub(crate) jobs: Vec<ClaimedJob>,
+    /// When each deferred job is planned to be due again.
+    pub(crate) planned: Vec<NaiveDateTime>,
+}
+
+/// Admits the rate-limited jobs among `claimed` (made at `now`) as their limits allow, in the
+/// caller's transaction; the others' claims are deleted and they wait as scheduled at their
+/// planned times.
+pub(crate) fn admit_claims(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    claimed_jobs: Vec<ClaimedJob>,
+    now: NaiveDateTime,
+) -> QueryResult<Admitted> {
+    let limited_ids: Vec<JobId> =
+        claimed_jobs.iter().filter(|job| job.rate_limit_key.is_some()).map(|job| job.token.job_id).collect();
+    if limited_ids.is_empty() {
+        return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new() });
+    }
+    // Each job's own limit; a key's claims are checked against the strictest among them.
+    let mut limits: BTreeMap<JobId, (i32, i64)> = BTreeMap::new();
+    for chunk in limited_ids.chunks(ID_CHUNK) {
+        let rows: Vec<(JobId, Option<i32>, Option<i64>)> = jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select((jobs::id, jobs::rate_limit, jobs::rate_period_ms))
+            .load(conn)?;
+        limits.extend(rows.into_iter().filter_map(|(id, limit, period)| Some((id, (limit?, period?)))));
+    }
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, job) in claimed_jobs.iter().enumerate() {
+        if let Some(key) = &job.rate_limit_key {
+            if limits.contains_key(&job.token.job_id) {
+                by_key.entry(key.clone()).or_default().push(index);
+            }
+        }
+    }
+    let mut deferred: BTreeMap<usize, NaiveDateTime> = BTreeMap::new();
+    // The starts to log, per key: written last, at the time the transaction is about to end,
+    // so that the time logged is as close as it can be to the handlers' starts.
+    let mut pending: Vec<(String, Vec<JobId>)> = Vec::new();
+    for (key, indexes) in &by_key {
+        // Keys in sorted order: two claims lock them in the same order.
+        dialect.lock_key(conn, &format!("rate:{key}"))?;
+        // The time the lock was had, not the time the claim began: a claim that waited for the
+        // database would otherwise log its starts too early.
+        let now = live(now);
+        let ids: Vec<JobId> = indexes.iter().map(|&i| claimed_jobs[i].token.job_id).collect();
+        let limit = ids.iter().filter_map(|id| limits.get(id)).map(|(limit, _)| *limit).min().unwrap_or(1).max(1);
+        let period_ms = ids.iter().filter_map(|id| limits.get(id)).map(|(_, period)| *period).max().unwrap_or(1);
+        let period = std::time::Duration::from_millis(u64::try_from(period_ms).unwrap_or(1).max(1));
+        let window = chrono::Duration::from_std(period + window_guard(period)).unwrap_or(chrono::Duration::MAX);
+        let since = now.checked_sub_signed(window).unwrap_or(crate::model::earliest_time());
+        // The starts that left the window count no more.
+        diesel::delete(starts::table.filter(starts::rate_limit_key.eq(key)).filter(starts::started_at.le(at(since))))
+            .execute(conn)?;
+        let in_window: i64 = starts::table
+            .filter(starts::rate_limit_key.eq(key))
+            .filter(starts::started_at.gt(at(since)))
+            .count()
+            .get_result(conn)?;
+        let limit = i64::from(limit);
+        let free = usize::try_from((limit - in_window).max(0)).unwrap_or(0).min(ids.len());
+        if free > 0 {
+            pending.push((key.clone(), ids[..free].to_vec()));
+        }
+        if free == ids.len() {
+            continue;
+        }
+        // Plan the rest: after the starts in the window and the jobs of the key already planned.
+        let mut times: Vec<NaiveDateTime> = starts::table
+            .filter(starts::rate_limit_key.eq(key))
+            .filter(starts::started_at.gt(at(since)))
+            .order(starts::started_at)
+            .select(starts::started_at)
+            .load(conn)?;
+        let planned: Vec<NaiveDateTime> = scheduled::table
+            .inner_join(jobs::table)
+            .filter(jobs::rate_limit_key.eq(key))
+            .select(scheduled::scheduled_at)
+            .load(conn)?;
+        times.extend(planned);
+        times.extend(std::iter::repeat_n(now, free));
+        times.sort_unstable();
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let earliest = now + chrono::Duration::milliseconds(1);
+        for &index in &indexes[free..] {
+            let leaves = times.len().checked_sub(limit).and_then(|i| times.get(i)).map(|t| *t + window);
+            let plan = leaves.unwrap_or(earliest).max(earliest);
+            let at_index = times.partition_point(|t| *t <= plan);
+            times.insert(at_index, plan);
+            deferred.insert(index, plan);
+        }
+    }
+    if deferred.is_empty() {
+        log_starts(conn, &pending, live(now))?;
+        return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new() });
+    }
+    let claim_ids: Vec<i64> = deferred.keys().map(|&i| claimed_jobs[i].token.claim_id).collect();
+    for chunk in claim_ids.chunks(ID_CHUNK) {
+        diesel::delete(claimed::table.filter(claimed::id.eq_any(chunk))).execute(conn)?;
+    }
+    for (&index, &plan) in &deferred {
+        let job = &claimed_jobs[index];
+        diesel::update(jobs::table.find(job.token.job_id))
+            .set((jobs::scheduled_at.eq(at(plan)), jobs::updated_at.eq(at(now))))
+            .execute(conn)?;
+        diesel::insert_into(scheduled::table)
+            .values((
+                scheduled::job_id.eq(job.token.job_id),
+                scheduled::queue_name.eq(job.queue.as_str()),
+                scheduled::priority.eq(job.priority),
+                scheduled::scheduled_at.eq(at(plan)),
+                scheduled::created_at.eq(at(now)),
+            ))
+            .execute(conn)?;
+    }
+    // A deferred job no longer holds its concurrency key: let the next one in.
+    let deferred_ids: Vec<JobId> = deferred.keys().map(|&i| claimed_jobs[i].token.job_id).collect();
+    let keys: BTreeSet<String> = keys_of(conn, &deferred_ids)?;
+    if !keys.is_empty() {
+        concurrency::release_keys(dialect, conn, &keys, now)?;
+    }
+    log_starts(conn, &pending, live(now))?;
+    let planned: Vec<NaiveDateTime> = deferred.values().copied().collect();
+    let jobs: Vec<ClaimedJob> = claimed_jobs
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| !deferred.contains_key(index))
+        .map(|(_, job)| job)
+        .collect();
+    Ok(Admitted { jobs, planned })
+}
+
+/// Logs a start at `at` for each job of `pending`, per key.
+fn log_starts(conn: &mut DbConnection, pending: &[(String, Vec<JobId>)], at_time: NaiveDateTime) -> QueryResult<()> {
+    for (key, ids) in pending {
+        let rows: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                (starts::rate_limit_key.eq(key.as_str()), starts::started_at.eq(at(at_time)), starts::job_id.eq(*id))
+            })
+            .collect();
+        on_backend!(conn, |c| diesel::insert_into(starts::table).values(&rows).execute(c))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The earliest time a job this store deferred for its rate limit is planned to be due
+    /// again, if any is pending: a worker wakes then and dispatches it
+    /// ([`Store::dispatch_rate_limited`]) instead of waiting for the dispatcher's next pass.
+    pub fn rate_limit_wake(&self) -> Option<NaiveDateTime> {
+        self.rate_wakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).first().copied()
+    }
+
+    /// Forgets the planned times up to `now`, moves the scheduled jobs due at `now` to ready
+    /// (as the dispatcher does) and remembers when the next rate-limited job of any process is
+    /// planned; returns how many were moved.
+    pub fn dispatch_rate_limited(&self, now: NaiveDateTime) -> StoreResult<usize> {
+        {
+            let mut wakes = self.rate_wakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let later = wakes.split_off(&(now + chrono::Duration::nanoseconds(1)));
+            *wakes = later;
+        }
+        let moved = self.dispatch_due(now, DISPATCH_BATCH)?;
+        // The next planned job of any process, so that the jobs a process deferred before it
+        // died start on time too.
+        let next = self.with_connection("looking for the next rate-limited job", |conn| {
+            scheduled::table
+                .inner_join(jobs::table)
+                .filter(jobs::rate_limit_key.is_not_null())
+                .filter(scheduled::scheduled_at.gt(at(now)))
+                .order(scheduled::scheduled_at)
+                .select(scheduled::scheduled_at)
+                .first::<NaiveDateTime>(conn)
+                .optional()
+        })?;
+        if let Some(next) = next {
+            self.plan_rate_wakes(&[next]);
+        }
+        Ok(moved)
+    }
+
+    /// Remembers `planned` wake times (bounded: the latest are dropped past [`MAX_WAKES`]; the
+    /// dispatcher's passes still find those jobs).
+    pub(crate) fn plan_rate_wakes(&self, planned: &[NaiveDateTime]) {
+        if planned.is_empty() {
+            return;
+        }
+        let mut wakes = self.rate_wakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        wakes.extend(planned.iter().copied());
+        while wakes.len() > MAX_WAKES {
+            wakes.pop_last();
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Global rate limits (`RateLimit`): a sliding-window log checked at claim time. Claims over
+//! the limit are deferred to scheduled at planned times, across stores (processes); the limit
+//! composes with concurrency limits, jobs without one are untouched, and the starts of a
+//! process found dead keep counting.
+
+use solidq::model::{ConcurrencyLimit, RateLimit};
+use solidq::store::DeathCause;
+
+use super::*;
+use crate::common::{backend_test, TestDb};
+
+/// A job of `kind` under the rate limit `limit` (e.g. `k:3/10s`).
+fn rated(kind: &str, limit: &str) -> NewJob {
+    NewJob { rate_limit: Some(RateLimit::parse(limit).unwrap()), ..job(kind, "default", 0) }
+}
+
+fn claim_at(store: &Store, process: ProcessId, limit: usize, now: NaiveDateTime) -> Vec<ClaimedJob> {
+    store.claim(process, &[QueuePattern::All], &all_kinds(store), limit, now).expect("claim")
+}
+
+/// `t(secs)` plus `ms` milliseconds.
+fn tm(secs: i64, ms: i64) -> NaiveDateTime {
+    t(secs) + chrono::Duration::milliseconds(ms)
+}
+
+fn scheduled_at(store: &Store, ids: &[JobId]) -> Vec<NaiveDateTime> {
+    let mut times: Vec<NaiveDateTime> = ids
+        .iter()
+        .filter_map(|&id| {
+            let row = store.job(id).unwrap().unwrap();
+            (row.state == Some(JobState::Scheduled)).then(|| row.scheduled_at.unwrap())
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+backend_test!(
+    /// 3 starts per 10 s shared by two stores: the second claim admits only what is left and
+    /// defers the rest to the times the window frees (10 s + the 50 ms guard after the starts),
+    /// three at a time; the deferred jobs come back then and start.
+    fn a_limit_holds_across_stores_and_defers_to_planned_times(db: &TestDb) {
+        let store = &db.store;
+        let other = db.connect_again();
+        let ids = enqueue(store, &(0..10).map(|i| rated(&format!("k{i}"), "k:3/10s")).collect::<Vec<_>>());
+        let a = register(store, "a");
+        let b = register(&other, "b");
+        let first = claim_at(store, a, 2, t(1));
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|c| c.rate_limit_key.as_deref() == Some("k")));
+        let second = claim_at(&other, b, 5, t(1));
+        assert_eq!(second.len(), 1, "only one start is left in the window");
+        assert_eq!(totals(store).claimed, 3);
+        assert_eq!(totals(store).scheduled, 4, "the other four wait as scheduled");
+        assert_eq!(totals(store).ready, 3, "unclaimed jobs stay ready");
+        let planned = scheduled_at(store, &ids);
+        assert_eq!(planned, vec![tm(11, 50), tm(11, 50), tm(11, 50), tm(21, 100)]);
+        assert_eq!(other.rate_limit_wake(), Some(tm(11, 50)), "the deferring store wakes at the first");
+        assert_eq!(store.rate_limit_wake(), None);
+        // Nothing more starts inside the window; a claim then defers again, after the planned.
+        let third = claim_at(store, a, 1, t(5));
+        assert!(third.is_empty());
+        assert_eq!(scheduled_at(store, &ids).last(), Some(&tm(21, 100)));
+        assert_eq!(totals(store).scheduled, 5);
+        // At the planned time the window has room for three again.
+        assert_eq!(other.dispatch_rate_limited(tm(11, 50)).unwrap(), 3);
+        assert_eq!(other.rate_limit_wake(), Some(tm(21, 100)), "its wakes up to then are done");
+        let later = claim_at(&other, b, 10, tm(11, 60));
+        assert_eq!(later.len(), 3, "three start once the first starts left the window");
+    }
+);
+
+backend_test!(
+    /// A job held back by its concurrency key takes no start; a job deferred by its rate
+    /// limit gives its concurrency key up, so the next blocked job is let in.
+    fn rate_and_concurrency_limits_compose(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "p");
+        let both = |kind: &str| NewJob { concurrency: Some(ConcurrencyLimit::new("c", 1)), ..rated(kind, "r:1/10s") };
+        let ids = enqueue(store, &[both("x"), both("y"), both("z")]);
+        assert_eq!(totals(store).blocked, 2);
+        let first = claim_at(store, p, 3, t(1));
+        assert_eq!(first.len(), 1);
+        store.complete_claims(&[first[0].token], t(1)).unwrap();
+        assert_eq!(totals(store).ready, 1, "the finish let the next one in");
+        // Only the one start counts: the blocked jobs took none.
+        assert!(claim_at(store, p, 3, t(2)).is_empty());
+        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50)]);
+        assert_eq!(totals(store).ready, 1, "the deferred job gave its concurrency key up");
+        assert!(claim_at(store, p, 3, t(2)).is_empty());
+        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50), tm(21, 100)]);
+        assert_eq!(totals(store).blocked, 0);
+    }
+);
+
+backend_test!(
+    /// Jobs without a rate limit are claimed as ever beside limited ones.
+    fn jobs_without_a_limit_are_unaffected(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "p");
+        enqueue(
+            store,
+            &[job("plain1", "default", 0), rated("l1", "k:1/1m"), rated("l2", "k:1/1m"), job("plain2", "default", 0)],
+        );
+        let claimed = claim_at(store, p, 4, t(1));
+        let mut kinds: Vec<&str> = claimed.iter().map(|c| c.kind.as_str()).collect();
+        kinds.sort();
+        assert_eq!(kinds, vec!["l1", "plain1", "plain2"]);
+        assert!(claimed.iter().filter(|c| c.kind.starts_with("plain")).all(|c| c.rate_limit_key.is_none()));
+        assert_eq!(totals(store).scheduled, 1);
+        // 1/1m: the guard is 50 ms.
+        let row = store.list_jobs(&solidq::store::JobFilter::new(JobState::Scheduled)).unwrap().remove(0);
+        assert_eq!(row.scheduled_at, Some(tm(61, 50)));
+        assert_eq!(row.rate_limit, Some(RateLimit::per_minute("k", 1)));
+    }
+);
+
+backend_test!(
+    /// The start of a process found dead keeps counting; its job, handed back, counts again
+    /// when it starts again.
+    fn starts_of_a_dead_process_keep_counting(db: &TestDb) {
+        let store = &db.store;
+        let dead = register(store, "dead");
+        let alive = register(store, "alive");
+        let ids = enqueue(store, &[rated("a", "k:2/10s"), rated("b", "k:2/10s")]);
+        assert_eq!(claim_at(store, dead, 1, t(1)).len(), 1);
+        reap_process(store, dead, &DeathCause::Proven("killed".into()), DeathPolicy::Retry, t(2)).unwrap();
+        assert_eq!(totals(store).ready, 2);
+        let claimed = claim_at(store, alive, 2, t(2));
+        assert_eq!(claimed.len(), 1, "the dead process's start still counts");
+        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50)]);
+    }
+);
+
+backend_test!(
+    /// Invalid limits are refused with the problem named; a stored limit reads back.
+    fn invalid_limits_are_refused_and_stored_ones_read_back(db: &TestDb) {
+        let store = &db.store;
+        for (limit, problem) in [
+            (RateLimit::per_second("k", 0), "at least 1 start"),
+            (RateLimit::new("k", 5, Duration::ZERO), "at least 1ms"),
+            (RateLimit::per_second("", 5), "rate-limit key"),
+        ] {
+            let err = store.enqueue(&[NewJob { rate_limit: Some(limit), ..job("k", "q", 0) }], t(0)).unwrap_err();
+            assert!(err.to_string().contains(problem), "{err}");
+        }
+        assert!(RateLimit::parse("k:5").unwrap_err().to_string().contains("KEY:N/PERIOD"));
+        let id = enqueue_one(store, rated("k", "email:100/1m"));
+        let row = store.job(id).unwrap().unwrap();
+        assert_eq!(row.rate_limit.map(|l| l.to_string()).as_deref(), Some("email:100/1m"));
+    }
+);
