@@ -8,7 +8,7 @@
 //!   predicate on the decoded job, its queue and its scheduled time,
 //!   [`TestQueue::assert_enqueued_count`], [`TestQueue::assert_not_enqueued`],
 //!   [`TestQueue::enqueued`]), then runs everything with [`TestQueue::drain`]: every ready job
-//!   through its registered handler (the real [`Perform`](crate::Perform) message, the real
+//!   through its registered handler (the real [`Perform`] message, the real
 //!   outcome: retries, failures, panics), the jobs those jobs enqueue, batch callbacks and
 //!   workflow steps released as their prerequisites end, until nothing is ready; bounded by
 //!   [`TestQueue::max_jobs`] ([`DEFAULT_MAX_JOBS`]). A job scheduled for later, or a retry
@@ -45,8 +45,7 @@
 //!     Ok(())
 //! }
 //!
-//! #[actix_rt::test]
-//! # async fn dummy() {}
+//! // In a test file: #[actix_rt::test]
 //! async fn signing_up_sends_a_welcome_mail() {
 //!     let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
 //!     let mails = sent.clone();

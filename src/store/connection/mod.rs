@@ -109,7 +109,7 @@ pub enum Manager {
     #[cfg(feature = "mysql")]
     Mysql(String),
     /// An in-memory SQLite database shared by every connection of the process that opens
-    /// this URI (`file:/name?vfs=memdb`, see [`sqlite_memory_pools`]); each connection gets
+    /// this URI (`file:/name?vfs=memdb`, see [`Store::in_memory`](crate::Store::in_memory)); each connection gets
     /// [`sqlite_memory_pragmas`].
     SqliteMemory(String),
 }
