@@ -206,7 +206,8 @@ impl Drained {
 }
 
 /// Why a drain stopped before nothing was left to run. Each carries what it ran until then.
-#[derive(Debug, thiserror::Error)]
+/// `Debug` prints the same text as `Display`, so that `drain().await.unwrap()` fails readably.
+#[derive(thiserror::Error)]
 pub enum DrainError {
     /// Jobs were still ready after `max_jobs` runs: jobs that enqueue jobs without end, or a
     /// bound too low ([`TestQueue::max_jobs`]).
@@ -230,6 +231,12 @@ pub enum DrainError {
     /// The in-memory database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl std::fmt::Debug for DrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// A test double of the runtime: the application's handlers over an in-memory SQLite
