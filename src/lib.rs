@@ -54,7 +54,7 @@
 //! | telemetry | [`events`] (alert events, delivered off the hot path), [`metrics`] (this process's series, the exporter, `SOLIDQ_METRICS_BIND`; its SQL in `store/metrics.rs`), [`health`] (liveness and readiness) |
 //! | periodic work | [`maintenance`]: dispatcher, watchdog, scheduler, blocked sweep, cleaner, tidier; each a service with `run_once` |
 //! | actors | `actors/` (supervisor, worker, claim book, completer, heartbeat, periodic) and `registry/` (kind → handler actor, panics caught) |
-//! | public API | [`Runtime`], the handles [`Queue`] (`job/queue.rs`) and [`RecurringTasks`] (`recurring/handle.rs`), [`config`], [`logging`] |
+//! | public API | [`Runtime`], [`testing`] (the test helpers: [`testing::TestQueue`]), the handles [`Queue`] (`job/queue.rs`) and [`RecurringTasks`] (`recurring/handle.rs`), [`config`], [`logging`] |
 //! | surface | [`status`], `dashboard` (actix-web pages, `/metrics`, `/health/*`) behind the `dashboard` feature, and `cli` behind its feature (which turns `dashboard` on) |
 //!
 //! A job's path, by file: `job/queue.rs` ([`Queue::enqueue`]) → `store/jobs/enqueue.rs` (the
@@ -92,6 +92,7 @@ pub mod config;
 pub mod job;
 pub mod logging;
 mod runtime;
+pub mod testing;
 
 #[cfg(feature = "cli")]
 pub mod cli;

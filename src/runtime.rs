@@ -117,9 +117,9 @@ pub struct Runtime {
     config: Config,
     store: SharedStore,
     logger: Logger,
-    registry: Registry,
-    /// The first registration refused (a kind twice, a bad name): `start` returns it.
-    refused: Option<RuntimeError>,
+    /// The registered handlers, and the first registration refused (a kind twice, a bad
+    /// name): `start` returns it.
+    handlers: Registrations,
     guard: Option<LoggingGuard>,
     stuck_after: Duration,
     /// Static recurring tasks given with [`Runtime::recurring`].
@@ -160,16 +160,16 @@ impl Runtime {
                 info!(logger, "migrations applied"; "count" => applied, "backend" => store.backend());
             }
         }
+        let stopped = StoppedArbiters::default();
         Ok(Runtime {
             config,
             store,
+            handlers: Registrations::new(&logger, stopped.clone()),
             logger,
-            registry: Registry::default(),
-            refused: None,
             guard: None,
             stuck_after: DEFAULT_STUCK_AFTER,
             recurring: Vec::new(),
-            stopped: StoppedArbiters::default(),
+            stopped,
             telemetry: Telemetry::default(),
         })
     }
@@ -226,12 +226,7 @@ impl Runtime {
         A: Actor<Context = Context<A>> + Handler<Perform<J>>,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let handler: Arc<dyn ErasedHandler> = Arc::new(Arc::new(ActorHandler::<J, A, _>::new(
-            factory,
-            OwnArbiter::joined_by(self.stopped.clone()),
-            &self.logger,
-        )));
-        self.insert::<J>(handler);
+        self.handlers.actor::<J, A, F>(factory);
         self
     }
 
@@ -245,9 +240,7 @@ impl Runtime {
         SyncContext<A>: ToEnvelope<A, Perform<J>>,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let handler: Arc<dyn ErasedHandler> =
-            Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, SyncPool(threads), &self.logger)));
-        self.insert::<J>(handler);
+        self.handlers.sync::<J, A, F>(threads, factory);
         self
     }
 
@@ -281,19 +274,8 @@ impl Runtime {
         F: Fn(J, crate::JobMeta) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), crate::JobError>> + 'static,
     {
-        let handler: Arc<dyn ErasedHandler> = Arc::new(crate::registry::FnHandler::<J, F>::new(f, &self.logger));
-        self.insert::<J>(handler);
+        self.handlers.function::<J, F, Fut>(f);
         self
-    }
-
-    fn insert<J: Job>(&mut self, handler: Arc<dyn ErasedHandler>) {
-        let problem = crate::model::name_problem("kind", J::KIND)
-            .or_else(|| crate::model::queue_name_problem(J::QUEUE).map(|problem| format!("its QUEUE: {problem}")));
-        if let Some(problem) = problem {
-            self.refused.get_or_insert(RuntimeError::InvalidJobType { type_name: std::any::type_name::<J>(), problem });
-        } else if !self.registry.insert(J::KIND, handler) {
-            self.refused.get_or_insert(RuntimeError::DuplicateKind(J::KIND));
-        }
     }
 
     /// The shortest time without progress after which the supervisor treats a child actor as
@@ -383,7 +365,7 @@ impl Runtime {
                 alive_threshold: c.alive_threshold,
                 details: ProcessDetails {
                     workers: c.workers.iter().map(WorkerDetails::from).collect(),
-                    kinds: self.registry.kinds().into_iter().map(String::from).collect(),
+                    kinds: self.handlers.registry.kinds().into_iter().map(String::from).collect(),
                     backend: self.store.backend().to_string(),
                 },
             },
@@ -404,7 +386,7 @@ impl Runtime {
             // Every process runs the scheduler when it leads (the runs of the tasks in the
             // database); SOLIDQ_SCHEDULER says whether this one writes its static tasks.
             scheduler: Some({
-                let registry = self.registry.clone();
+                let registry = self.handlers.registry.clone();
                 SchedulerConfig {
                     static_tasks,
                     write_static: c.scheduler,
@@ -435,7 +417,7 @@ impl Runtime {
     }
 
     fn start_with(self, standalone: bool) -> Result<RuntimeHandle, RuntimeError> {
-        if let Some(refused) = self.refused {
+        if let Some(refused) = self.handlers.refused {
             return Err(refused);
         }
         let static_tasks = self.static_tasks()?;
@@ -469,7 +451,7 @@ impl Runtime {
             None => None,
         };
         let settings = self.settings(standalone, static_tasks);
-        let registry = Arc::new(self.registry);
+        let registry = Arc::new(self.handlers.registry);
         let supervisor = Supervisor::new(settings, self.store.clone(), registry, &self.logger)
             .with_stopped_arbiters(self.stopped.clone())
             .start();
@@ -501,6 +483,72 @@ impl Runtime {
             Ok(0) => Ok(()),
             Ok(code) => std::process::exit(code),
             Err(err) => Err(RuntimeError::System(err.to_string())),
+        }
+    }
+}
+
+/// The handlers registered so far and the first registration refused: what [`Runtime`] and
+/// [`crate::testing::TestQueue`] register into, with one set of constructors for both.
+pub(crate) struct Registrations {
+    pub(crate) registry: Registry,
+    /// The first registration refused (a kind twice, a bad name).
+    pub(crate) refused: Option<RuntimeError>,
+    logger: Logger,
+    stopped: StoppedArbiters,
+}
+
+impl Registrations {
+    /// No handlers yet; async actors' arbiters, once stopped, go to `stopped`.
+    pub(crate) fn new(logger: &Logger, stopped: StoppedArbiters) -> Registrations {
+        Registrations { registry: Registry::default(), refused: None, logger: logger.clone(), stopped }
+    }
+
+    /// See [`Runtime::register`].
+    pub(crate) fn actor<J, A, F>(&mut self, factory: F)
+    where
+        J: Job,
+        A: Actor<Context = Context<A>> + Handler<Perform<J>>,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> = Arc::new(Arc::new(ActorHandler::<J, A, _>::new(
+            factory,
+            OwnArbiter::joined_by(self.stopped.clone()),
+            &self.logger,
+        )));
+        self.insert::<J>(handler);
+    }
+
+    /// See [`Runtime::register_sync`].
+    pub(crate) fn sync<J, A, F>(&mut self, threads: usize, factory: F)
+    where
+        J: Job,
+        A: Actor<Context = SyncContext<A>> + Handler<Perform<J>>,
+        SyncContext<A>: ToEnvelope<A, Perform<J>>,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> =
+            Arc::new(Arc::new(ActorHandler::<J, A, _>::new(factory, SyncPool(threads), &self.logger)));
+        self.insert::<J>(handler);
+    }
+
+    /// See [`Runtime::register_async`].
+    pub(crate) fn function<J, F, Fut>(&mut self, f: F)
+    where
+        J: Job,
+        F: Fn(J, crate::JobMeta) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), crate::JobError>> + 'static,
+    {
+        let handler: Arc<dyn ErasedHandler> = Arc::new(crate::registry::FnHandler::<J, F>::new(f, &self.logger));
+        self.insert::<J>(handler);
+    }
+
+    fn insert<J: Job>(&mut self, handler: Arc<dyn ErasedHandler>) {
+        let problem = crate::model::name_problem("kind", J::KIND)
+            .or_else(|| crate::model::queue_name_problem(J::QUEUE).map(|problem| format!("its QUEUE: {problem}")));
+        if let Some(problem) = problem {
+            self.refused.get_or_insert(RuntimeError::InvalidJobType { type_name: std::any::type_name::<J>(), problem });
+        } else if !self.registry.insert(J::KIND, handler) {
+            self.refused.get_or_insert(RuntimeError::DuplicateKind(J::KIND));
         }
     }
 }

@@ -151,6 +151,12 @@ pub enum EnqueueError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Only in the inline mode of [`crate::testing::TestQueue`]: the job was enqueued and run
+    /// at once, and it (or a job its run made ready) did not succeed, or running it was
+    /// refused (nested deeper than [`crate::testing::MAX_INLINE_DEPTH`], no handler for its
+    /// kind). The text says which job and why.
+    #[error("{0}")]
+    Inline(String),
 }
 
 /// So that an enqueue can end the caller's own diesel transaction closure with `?`:

@@ -15,7 +15,7 @@ mod batch;
 mod cancellation;
 mod enqueue;
 mod error;
-mod queue;
+pub(crate) mod queue;
 mod workflow;
 
 pub use batch::{BatchBuilder, EnqueuedBatch};

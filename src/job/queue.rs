@@ -30,12 +30,47 @@ pub struct Queue {
     pub(super) store: SharedStore,
     /// Where enqueued jobs are counted (a runtime's queues count into its metrics).
     metrics: Option<Arc<Metrics>>,
+    /// What runs the jobs an enqueue made ready before it returns: the inline mode of
+    /// [`crate::testing::TestQueue`]. `None` (every other queue) costs nothing.
+    inline: Option<Arc<dyn InlineRunner>>,
+}
+
+/// Runs jobs at once in the caller of an enqueue (the inline mode of
+/// [`crate::testing::TestQueue`]).
+pub(crate) trait InlineRunner: Send + Sync {
+    /// Before an enqueue writes anything: refuses it when inline runs are nested too deep.
+    fn admit(&self) -> Result<(), EnqueueError>;
+    /// After an enqueue committed: runs every ready job (the ones just enqueued, and those
+    /// their runs make ready) until none is left; resolves with the first failure among them.
+    fn run_ready(&self) -> futures_util::future::BoxFuture<'static, Result<(), EnqueueError>>;
 }
 
 impl Queue {
     /// A queue writing through `store`.
     pub fn new(store: SharedStore) -> Queue {
-        Queue { store, metrics: None }
+        Queue { store, metrics: None, inline: None }
+    }
+
+    /// The same queue, running what it enqueues at once through `runner`.
+    pub(crate) fn running_inline(mut self, runner: Arc<dyn InlineRunner>) -> Queue {
+        self.inline = Some(runner);
+        self
+    }
+
+    /// Inline mode: refuses an enqueue nested too deep, before it writes.
+    pub(super) fn admit_inline(&self) -> Result<(), EnqueueError> {
+        match &self.inline {
+            Some(inline) => inline.admit(),
+            None => Ok(()),
+        }
+    }
+
+    /// Inline mode: runs what the enqueue just made ready.
+    pub(super) async fn run_inline(&self) -> Result<(), EnqueueError> {
+        match &self.inline {
+            Some(inline) => inline.run_ready().await,
+            None => Ok(()),
+        }
     }
 
     /// The same queue, counting the jobs it enqueues into `metrics`
@@ -81,11 +116,13 @@ impl Queue {
     pub async fn enqueue_unique<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<Enqueued, EnqueueError> {
         let new = NewJob::from_job(&job, opts)?;
         let counted = new.clone();
+        self.admit_inline()?;
         let mut enqueued =
             crate::actors::blocking(&self.store, move |s| s.enqueue_reporting(&[new], Utc::now().naive_utc())).await?;
         if matches!(enqueued.first(), Some(Enqueued::New(_))) {
             self.count(std::slice::from_ref(&counted));
         }
+        self.run_inline().await?;
         enqueued.pop().ok_or_else(|| {
             EnqueueError::Store(StoreError::Connection {
                 action: "enqueueing a job",
@@ -107,6 +144,10 @@ impl Queue {
     }
 
     /// Blocking form of [`Queue::enqueue_new`], for threads outside any runtime.
+    ///
+    /// In the inline mode of [`crate::testing::TestQueue`] it only writes the jobs: they run
+    /// right after the job that enqueued them (a blocking handler), or at the next async
+    /// enqueue or drain.
     pub fn enqueue_new_blocking(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, EnqueueError> {
         let ids = self.store.enqueue(jobs, Utc::now().naive_utc())?;
         self.count(jobs);
@@ -142,11 +183,13 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.admit_inline()?;
         let (ids, jobs) = crate::actors::blocking(&self.store, move |s| {
             s.enqueue(&jobs, Utc::now().naive_utc()).map(|ids| (ids, jobs))
         })
         .await?;
         self.count(&jobs);
+        self.run_inline().await?;
         Ok(ids)
     }
 }

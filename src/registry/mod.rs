@@ -85,6 +85,13 @@ impl Registry {
         self.handlers.values().for_each(|h| h.start());
     }
 
+    /// Starts the handler actor(s) of `kind`, if one is registered.
+    pub fn start_kind(&self, kind: &str) {
+        if let Some(handler) = self.handlers.get(kind) {
+            handler.start();
+        }
+    }
+
     /// Stops every handler actor.
     pub fn stop_all(&self) {
         self.handlers.values().for_each(|h| h.stop());

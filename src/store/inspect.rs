@@ -429,6 +429,24 @@ impl Store {
         })
     }
 
+    /// Every job of `kind` (every job: `None`), whatever its state, in id order, at most
+    /// `limit`: what the test helpers ([`crate::testing`]) assert on.
+    pub fn jobs_of_kind(&self, kind: Option<&str>, limit: usize) -> StoreResult<Vec<JobRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("listing jobs by kind", |conn| {
+            let mut query = jobs::table.select(jobs::id).order(jobs::id).limit(limit).into_boxed();
+            if let Some(kind) = kind {
+                query = query.filter(jobs::class_name.eq(kind.to_string()));
+            }
+            let ids: Vec<JobId> = query.load(conn)?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(1000) {
+                rows.extend(jobs_on(conn, chunk)?);
+            }
+            Ok(rows)
+        })
+    }
+
     /// The claims `process` holds, by job id.
     pub fn claims_of(&self, process: ProcessId) -> StoreResult<Vec<ClaimToken>> {
         self.read("listing claims", |conn| claims_of_on(conn, process))

@@ -99,6 +99,9 @@ pub enum Dispatched {
     },
 }
 
+/// Scheduled jobs moved per transaction by [`Store::dispatch_now`].
+const DISPATCH_NOW_BATCH: usize = 500;
+
 impl Store {
     /// Moves up to `batch` scheduled jobs due at `now` to ready (retries whose backoff passed
     /// among them); returns how many.
@@ -107,6 +110,30 @@ impl Store {
             Dispatched::Moved(moved) => moved,
             Dispatched::NothingDue { .. } => 0,
         })
+    }
+
+    /// Moves every scheduled job to ready now, whatever its time (retries waiting for their
+    /// backoff among them); returns how many were made ready (a job over its concurrency
+    /// limit waits blocked). For tests ([`crate::testing`]): "run what is scheduled as if its
+    /// time had come".
+    pub fn dispatch_now(&self, now: NaiveDateTime) -> StoreResult<usize> {
+        let mut total = 0;
+        loop {
+            let (taken, moved) = self.write("dispatching every scheduled job", |conn| {
+                let due = self.dialect().take_due(conn, crate::model::latest_schedule(), DISPATCH_NOW_BATCH)?;
+                let moved = insert_ready(conn, &due, now)?;
+                let held_back = concurrency::admit(self.dialect(), conn, &due, now)?;
+                Ok((due.len(), moved - held_back))
+            })?;
+            total += moved;
+            if taken < DISPATCH_NOW_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            self.jobs_ready();
+        }
+        Ok(total)
     }
 
     /// [`Store::dispatch_due`], telling when nothing is due when the next job is: so a

@@ -138,6 +138,17 @@ impl Store {
         }
     }
 
+    /// A store over a new in-memory SQLite database, migrated: no file, gone when the store
+    /// is dropped. Every store this returns has a database of its own (SQLite's memdb VFS,
+    /// `file:/solidq-<unique>?vfs=memdb`, which all the store's pooled connections share). For
+    /// tests: see [`crate::testing`].
+    pub fn in_memory() -> StoreResult<Store> {
+        let (_uri, writer, reader) = connection::sqlite_memory_pools(4)?;
+        let store = Store::over(Box::new(dialect::sqlite::Sqlite::sql_only()), writer, reader);
+        store.migrate()?;
+        Ok(store)
+    }
+
     /// A store over `dialect` writing through `writer` and reading through `reader` (one pool
     /// on the server backends, two on SQLite).
     fn over(dialect: Box<dyn Dialect>, writer: DbPool, reader: DbPool) -> Store {

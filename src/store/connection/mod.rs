@@ -108,6 +108,10 @@ pub enum Manager {
     /// MySQL or MariaDB at this URL; every connection gets [`MYSQL_SESSION_SETUP`].
     #[cfg(feature = "mysql")]
     Mysql(String),
+    /// An in-memory SQLite database shared by every connection of the process that opens
+    /// this URI (`file:/name?vfs=memdb`, see [`Store::in_memory`](crate::Store::in_memory)); each connection gets
+    /// [`sqlite_memory_pragmas`].
+    SqliteMemory(String),
 }
 
 impl Manager {
@@ -117,6 +121,15 @@ impl Manager {
             Manager::Sqlite(file) => file.open(&sqlite_pragmas()).map(DbConnection::Sqlite).map_err(|message| {
                 diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(message))
             }),
+            Manager::SqliteMemory(uri) => diesel::SqliteConnection::establish(uri)
+                .and_then(|mut conn| {
+                    use diesel::connection::SimpleConnection;
+                    conn.batch_execute(&sqlite_memory_pragmas())
+                        .map_err(|err| diesel::ConnectionError::BadConnection(format!("setting up {uri}: {err}")))?;
+                    Ok(conn)
+                })
+                .map(DbConnection::Sqlite)
+                .map_err(diesel::r2d2::Error::ConnectionError),
             Manager::Postgres(url) => {
                 init_tls();
                 PgConnection::establish(url).map(DbConnection::Postgres).map_err(diesel::r2d2::Error::ConnectionError)
@@ -182,6 +195,15 @@ pub fn sqlite_pragmas() -> String {
     )
 }
 
+/// The pragmas of an in-memory SQLite connection: those of [`sqlite_pragmas`] but WAL and
+/// the sync mode (the memdb VFS keeps a rollback journal in memory).
+pub fn sqlite_memory_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )
+}
+
 /// Initialises OpenSSL (once per process) before libpq first does, without the cleanup that
 /// OpenSSL otherwise registers with `atexit`: that cleanup frees per-thread state while other
 /// threads may still be inside libpq or OpenSSL (r2d2's connection threads, a second SIGTERM's
@@ -209,7 +231,8 @@ fn build_pool(
 ) -> StoreResult<DbPool> {
     // A SQLite connection is a file handle: nothing goes stale, and the writer's connection
     // keeps the `data_version` its watcher compares (see `store::changes`).
-    let lasting = matches!(manager, Manager::Sqlite(_));
+    // An in-memory database lives while one of its connections is open.
+    let lasting = matches!(manager, Manager::Sqlite(_) | Manager::SqliteMemory(_));
     // A server connection costs the server a backend: open them as work needs them and close
     // the extra ones after a while idle (r2d2's default idle timeout, 10 min), so that an idle
     // process holds one, not a pool's worth (a fleet of 100 processes on one server).
@@ -240,6 +263,25 @@ pub(crate) fn sqlite_pools(path: &std::path::Path, pool_size: u32) -> StoreResul
     let writer = pool(Manager::Sqlite(file.clone()), 1, SQLITE_POOL_TIMEOUT, action)?;
     let reader = pool(Manager::Sqlite(file.clone()), pool_size, SQLITE_POOL_TIMEOUT, action)?;
     Ok((file, writer, reader))
+}
+
+/// The pools of a new in-memory SQLite database (SQLite's memdb VFS, no file): a writer of
+/// one connection and a reader of `pool_size`, all on one database because they open the
+/// same URI `file:/solidq-<unique>?vfs=memdb`. The database lives as long as the pools (their
+/// connections are never closed for idleness); the URI is returned with them.
+pub(crate) fn sqlite_memory_pools(pool_size: u32) -> StoreResult<(String, DbPool, DbPool)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let action = "opening an in-memory SQLite database";
+    let uri = format!(
+        "file:/solidq-{}-{}-{}?vfs=memdb",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        fastrand::u64(..)
+    );
+    let writer = pool(Manager::SqliteMemory(uri.clone()), 1, SQLITE_POOL_TIMEOUT, action)?;
+    let reader = pool(Manager::SqliteMemory(uri.clone()), pool_size, SQLITE_POOL_TIMEOUT, action)?;
+    Ok((uri, writer, reader))
 }
 
 /// The SQLite file at `path`, with one connection opened first: a file SQLite cannot open is
