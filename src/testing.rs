@@ -399,15 +399,17 @@ impl TestQueue {
 
     /// Runs every ready job through its handler, and the jobs their runs make ready (jobs they
     /// enqueue, batch callbacks, released workflow steps), one at a time in claim order
-    /// (priority, then id), until none is ready. Jobs scheduled for later and retries waiting
-    /// for their backoff are not run: see [`TestQueue::drain_including_scheduled`].
+    /// (priority, then id), until none is ready. Jobs scheduled for later, retries waiting
+    /// for their backoff and jobs their [rate limits](crate::model::RateLimit) deferred are not
+    /// run: see [`TestQueue::drain_including_scheduled`].
     pub async fn drain(&self) -> Result<Drained, DrainError> {
         self.engine.run(false).await
     }
 
     /// [`TestQueue::drain`], treating every scheduled job (and every retry waiting for its
     /// backoff) as due now, again after each run: a job that keeps failing runs until its
-    /// attempts are used up.
+    /// attempts are used up. Rate limits are treated as if their windows had passed: every
+    /// rate-limited job runs.
     pub async fn drain_including_scheduled(&self) -> Result<Drained, DrainError> {
         self.engine.run(true).await
     }
@@ -566,16 +568,34 @@ impl Engine {
         let kinds: Vec<String> = registry.kinds().into_iter().map(String::from).collect();
         let max_jobs = self.max_jobs.load(Ordering::Relaxed);
         let mut drained = Drained::default();
+        let mut last_ready: Option<i64> = None;
         loop {
             if scheduled {
-                crate::actors::blocking(&self.store, |store| store.dispatch_now(now())).await?;
+                // Every time has come: scheduled jobs are due, and rate-limit windows passed.
+                crate::actors::blocking(&self.store, |store| {
+                    store.forget_all_rate_limit_starts()?;
+                    store.dispatch_now(now())
+                })
+                .await?;
             }
             let (process, claim_kinds) = (self.process, kinds.clone());
             let claimed = crate::actors::blocking(&self.store, move |store| {
                 store.claim(process, &[QueuePattern::All], &claim_kinds, 1, now())
             })
             .await?;
-            let Some(job) = claimed.into_iter().next() else { break };
+            let Some(job) = claimed.into_iter().next() else {
+                // A claim whose jobs their rate limits deferred returns none, while other jobs
+                // may still be ready: go on while that number falls (a paused queue's jobs
+                // stay ready, and are left).
+                let waiting = crate::actors::blocking(&self.store, |store| store.waiting()).await?;
+                let ready: i64 = waiting.iter().filter(|w| kinds.contains(&w.kind)).map(|w| w.ready).sum();
+                if ready > 0 && last_ready.is_none_or(|last| ready < last) {
+                    last_ready = Some(ready);
+                    continue;
+                }
+                break;
+            };
+            last_ready = None;
             if drained.runs.len() >= max_jobs {
                 let token = job.token;
                 crate::actors::blocking(&self.store, move |store| store.record(&[(token, Transition::Release)], now()))

@@ -581,20 +581,35 @@ backend_test!(
             wait_exit(child, Duration::from_secs(20));
         }
         let text = std::fs::read_to_string(&log).unwrap();
-        let mut starts: Vec<u128> = text
+        // (when, pid, job) of every start.
+        let mut spans: Vec<(u128, String, String)> = text
             .lines()
             .filter(|line| line.starts_with('S'))
-            .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+            .map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (fields[3].parse().unwrap(), fields[2].to_string(), fields[1].to_string())
+            })
             .collect();
-        starts.sort_unstable();
+        spans.sort_unstable();
+        let starts: Vec<u128> = spans.iter().map(|span| span.0).collect();
         const SECOND: u128 = 1_000_000_000;
         // The most starts in any window [start, start + 1 s).
-        let (mut most, mut end) = (0, 0);
+        let (mut most, mut end, mut worst) = (0, 0, 0);
         for (i, &at) in starts.iter().enumerate() {
             while end < starts.len() && starts[end] < at + SECOND {
                 end += 1;
             }
-            most = most.max(end - i);
+            if end - i > most {
+                (most, worst) = (end - i, i);
+            }
+        }
+        if most > 50 {
+            // The busiest second, start by start (ms from the first start, process, job), to
+            // see where the extra starts came from.
+            let from = worst.saturating_sub(5);
+            for (at, pid, job) in &spans[from..(worst + most + 5).min(spans.len())] {
+                eprintln!("  {:>8.1} ms  pid {pid}  job {job}", (at - starts[0]) as f64 / 1e6);
+            }
         }
         let first = starts[0];
         let full = ((starts[starts.len() - 1] - first) / SECOND) as usize;

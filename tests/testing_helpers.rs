@@ -493,3 +493,27 @@ async fn a_one_thread_blocking_handler_enqueueing_its_own_kind_inline_does_not_d
         .unwrap_err();
     assert!(err.to_string().contains("stopped after 10 jobs"), "{err}");
 }
+
+#[actix_rt::test]
+async fn rate_limited_jobs_over_their_limit_wait_for_drain_including_scheduled() {
+    let log = log();
+    let ran = log.clone();
+    let testq = TestQueue::new().register_async::<Step, _, _>(move |job, _meta| {
+        ran.lock().unwrap().push(job.name);
+        async { Ok(()) }
+    });
+    let limit = solidq::model::RateLimit::per_minute("provider", 1);
+    for name in ["a", "b", "c"] {
+        let opts = EnqueueOptions::new().rate_limit(limit.clone());
+        testq.queue().enqueue_new(vec![NewJob::from_job(&Step { name: name.into() }, opts).unwrap()]).await.unwrap();
+    }
+    // One start per minute: the drain runs one, the others wait (scheduled) for the window.
+    let drained = testq.drain().await.unwrap();
+    assert_eq!((drained.succeeded, entries(&log).len()), (1, 1), "{drained:?}");
+    let states: Vec<_> = testq.enqueued::<Step>().iter().map(|e| e.state).collect();
+    assert_eq!(states.iter().filter(|s| **s == Some(JobState::Scheduled)).count(), 2, "{states:?}");
+    // Every window as passed: the rest run.
+    let drained = testq.drain_including_scheduled().await.unwrap();
+    assert_eq!(drained.succeeded, 2, "{drained:?}");
+    assert_eq!(entries(&log), ["a", "b", "c"]);
+}

@@ -304,9 +304,15 @@ impl Worker {
             .jobs_started(jobs.iter().map(|(job, _)| (job.queue.as_str(), job.kind.as_str(), job.ready_at)));
         let tokens: Vec<_> = jobs.iter().map(|(job, _)| job.token).collect();
         let (registry, book, logger) = (self.shared.registry.clone(), self.shared.book.clone(), self.logger.clone());
+        let store = self.shared.store.clone();
         let spawned = self.shared.executions.spawn_fn(move || {
             let process_name = process.to_string();
+            let mut late_jobs = Vec::new();
             for (job, cancellation) in jobs {
+                if let Some(late) = past_rate_limit_deadline(&job) {
+                    late_jobs.push((job, late));
+                    continue;
+                }
                 let run = registry.perform(&job, &process_name, cancellation.clone());
                 let (book, logger) = (book.clone(), logger.clone());
                 actix_rt::spawn(async move {
@@ -319,6 +325,20 @@ impl Worker {
                     execution_ended(&book, &logger, process, job, outcome);
                 });
             }
+            if !late_jobs.is_empty() {
+                // Started now, they could crowd the next window of their keys: they did not
+                // start, so their counted starts are taken back, and the jobs handed back.
+                actix_rt::spawn(async move {
+                    let ids: Vec<_> = late_jobs.iter().map(|(job, _)| job.token.job_id).collect();
+                    if let Err(err) = crate::actors::blocking(&store, move |s| s.forget_rate_limit_starts(&ids)).await {
+                        debug!(logger, "rate-limit starts not taken back (they count until the window passes)"; "error" => %err);
+                    }
+                    for (job, late) in late_jobs {
+                        let why = format!("its rate-limited start came {late} ms past its deadline (a stalled process)");
+                        execution_ended(&book, &logger, process, job, Outcome::NotStarted(why));
+                    }
+                });
+            }
         });
         if !spawned {
             // The executions arbiter is gone (the runtime is stopping): hand the jobs back.
@@ -327,6 +347,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// How many ms past its rate-limit deadline a job is, if it is: the store counted its start
+/// when it was claimed, and it must start within the window's guard of that.
+fn past_rate_limit_deadline(job: &ClaimedJob) -> Option<i64> {
+    let deadline = job.rate_limit_deadline?;
+    let late = (Utc::now().naive_utc() - deadline).num_milliseconds();
+    (late > 0).then_some(late)
 }
 
 /// Logs how an execution ended and hands its transition to the book for the completer.

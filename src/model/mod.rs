@@ -381,6 +381,10 @@ pub struct ClaimedJob {
     /// The job's rate-limit key, if it has a [`RateLimit`]: the store checks the limit before
     /// it hands the claim out.
     pub rate_limit_key: Option<String>,
+    /// For a job admitted by its rate limit: the latest time its handler may start. Its start
+    /// was counted when it was claimed; a process that stalls past this (a loaded host) hands
+    /// the job back instead of starting it late, where it could crowd the next window.
+    pub rate_limit_deadline: Option<NaiveDateTime>,
 }
 
 /// What kind of ending a [`FailureRecord`] records.

@@ -123,6 +123,7 @@ mod tests {
             attempts: 1,
             max_attempts: 5,
             rate_limit_key: None,
+            rate_limit_deadline: None,
         }
     }
 

@@ -101,7 +101,7 @@ pub(crate) fn admit_claims(
     let mut deferred: BTreeMap<usize, NaiveDateTime> = BTreeMap::new();
     // The starts to log, per key: written last, at the time the transaction is about to end,
     // so that the time logged is as close as it can be to the handlers' starts.
-    let mut pending: Vec<(String, Vec<JobId>)> = Vec::new();
+    let mut pending: Vec<(String, Vec<JobId>, chrono::Duration)> = Vec::new();
     for (key, indexes) in &by_key {
         // Keys in sorted order: two claims lock them in the same order.
         dialect.lock_key(conn, &format!("rate:{key}"))?;
@@ -125,7 +125,10 @@ pub(crate) fn admit_claims(
         let limit = i64::from(limit);
         let free = usize::try_from((limit - in_window).max(0)).unwrap_or(0).min(ids.len());
         if free > 0 {
-            pending.push((key.clone(), ids[..free].to_vec()));
+            // Half the guard for the handler to start in; the other half covers the time from
+            // that check to the handler's first line.
+            let start_within = chrono::Duration::from_std(window_guard(period) / 2).unwrap_or_default();
+            pending.push((key.clone(), ids[..free].to_vec(), start_within));
         }
         if free == ids.len() {
             continue;
@@ -156,8 +159,9 @@ pub(crate) fn admit_claims(
         }
     }
     if deferred.is_empty() {
-        log_starts(conn, &pending, live(now))?;
-        return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new() });
+        let mut jobs = claimed_jobs;
+        log_starts(conn, &pending, live(now), &mut jobs)?;
+        return Ok(Admitted { jobs, planned: Vec::new() });
     }
     let claim_ids: Vec<i64> = deferred.keys().map(|&i| claimed_jobs[i].token.claim_id).collect();
     for chunk in claim_ids.chunks(ID_CHUNK) {
@@ -184,7 +188,8 @@ pub(crate) fn admit_claims(
     if !keys.is_empty() {
         concurrency::release_keys(dialect, conn, &keys, now)?;
     }
-    log_starts(conn, &pending, live(now))?;
+    let mut claimed_jobs = claimed_jobs;
+    log_starts(conn, &pending, live(now), &mut claimed_jobs)?;
     let planned: Vec<NaiveDateTime> = deferred.values().copied().collect();
     let jobs: Vec<ClaimedJob> = claimed_jobs
         .into_iter()
@@ -195,9 +200,19 @@ pub(crate) fn admit_claims(
     Ok(Admitted { jobs, planned })
 }
 
-/// Logs a start at `at` for each job of `pending`, per key.
-fn log_starts(conn: &mut DbConnection, pending: &[(String, Vec<JobId>)], at_time: NaiveDateTime) -> QueryResult<()> {
-    for (key, ids) in pending {
+/// Logs a start at `at_time` for each job of `pending`, per key, and gives those jobs among
+/// `jobs` the deadline their handlers must start by.
+fn log_starts(
+    conn: &mut DbConnection,
+    pending: &[(String, Vec<JobId>, chrono::Duration)],
+    at_time: NaiveDateTime,
+    jobs: &mut [ClaimedJob],
+) -> QueryResult<()> {
+    for (key, ids, start_within) in pending {
+        let admitted: BTreeSet<JobId> = ids.iter().copied().collect();
+        for job in jobs.iter_mut().filter(|job| admitted.contains(&job.token.job_id)) {
+            job.rate_limit_deadline = Some(at_time + *start_within);
+        }
         let rows: Vec<_> = ids
             .iter()
             .map(|id| {
@@ -210,6 +225,37 @@ fn log_starts(conn: &mut DbConnection, pending: &[(String, Vec<JobId>)], at_time
 }
 
 impl Store {
+    /// Forgets every start counted for rate limits, as if their windows had passed: for the
+    /// test helpers' `drain_including_scheduled`, which treats every time as come.
+    pub(crate) fn forget_all_rate_limit_starts(&self) -> StoreResult<()> {
+        self.with_connection("forgetting rate-limit starts", |conn| {
+            diesel::delete(starts::table).execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// Takes back the starts counted for `jobs` (claimed and admitted by their rate limits,
+    /// but handed back unstarted: their process stalled past their deadline), so that they do
+    /// not hold the window's places.
+    pub fn forget_rate_limit_starts(&self, jobs: &[JobId]) -> StoreResult<()> {
+        self.with_connection("taking back rate-limit starts", |conn| {
+            for &job in jobs {
+                // Its latest start only: an earlier attempt's start in the window did happen.
+                let latest: Option<NaiveDateTime> = starts::table
+                    .filter(starts::job_id.eq(job))
+                    .select(diesel::dsl::max(starts::started_at))
+                    .first(conn)?;
+                if let Some(latest) = latest {
+                    diesel::delete(
+                        starts::table.filter(starts::job_id.eq(job)).filter(starts::started_at.eq(at(latest))),
+                    )
+                    .execute(conn)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The earliest time a job this store deferred for its rate limit is planned to be due
     /// again, if any is pending: a worker wakes then and dispatches it
     /// ([`Store::dispatch_rate_limited`]) instead of waiting for the dispatcher's next pass.

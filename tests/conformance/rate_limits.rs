@@ -150,3 +150,29 @@ backend_test!(
         assert_eq!(row.rate_limit.map(|l| l.to_string()).as_deref(), Some("email:100/1m"));
     }
 );
+
+backend_test!(
+    /// An admitted claim must start within half the guard of its counted start (a process that
+    /// stalls past that hands it back); a start taken back frees its place in the window.
+    fn an_admitted_claim_has_a_start_deadline_and_a_start_taken_back_frees_its_place(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "w");
+        let plain = enqueue(store, &[job("plain", "default", 0)]);
+        let ids = enqueue(store, &[rated("a", "k:1/1s"), rated("b", "k:1/1s")]);
+        let claims = claim_at(store, p, 10, t(1));
+        let by_kind = |kind: &str| claims.iter().find(|c| c.kind == kind).cloned();
+        assert_eq!(by_kind("plain").expect("plain job claimed").rate_limit_deadline, None);
+        let admitted = by_kind("a").expect("the first rated job is admitted");
+        // 1 s period: a guard of 50 ms, half of it to start in.
+        assert_eq!(admitted.rate_limit_deadline, Some(tm(1, 25)));
+        assert!(by_kind("b").is_none(), "one start per second");
+        assert_eq!(scheduled_at(store, &ids[1..]), vec![tm(2, 50)]);
+        assert_eq!(plain.len(), 1);
+        // Handed back unstarted: its start is taken back, and the job released.
+        store.forget_rate_limit_starts(&[admitted.token.job_id]).unwrap();
+        store.record(&[(admitted.token, solidq::lifecycle::Transition::Release)], t(1)).unwrap();
+        store.dispatch_due(tm(2, 50), 100).unwrap();
+        let again = claim_at(store, p, 10, tm(1, 100));
+        assert_eq!(again.len(), 1, "the window has a place again: {again:?}");
+    }
+);

@@ -478,6 +478,7 @@ pub(super) fn claimed_jobs(
             max_attempts,
             ready_at,
             rate_limit_key,
+            rate_limit_deadline: None,
         });
     }
     Ok(out)

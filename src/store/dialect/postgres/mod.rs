@@ -177,6 +177,7 @@ impl Dialect for Postgres {
                 max_attempts: row.max_attempts,
                 ready_at: row.ready_at,
                 rate_limit_key: row.rate_limit_key,
+                rate_limit_deadline: None,
             }));
         }
         Ok(out)
