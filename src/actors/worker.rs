@@ -306,38 +306,37 @@ impl Worker {
         let (registry, book, logger) = (self.shared.registry.clone(), self.shared.book.clone(), self.logger.clone());
         let store = self.shared.store.clone();
         let spawned = self.shared.executions.spawn_fn(move || {
-            let process_name = process.to_string();
+            let process_name: Arc<str> = process.to_string().into();
             let mut late_jobs = Vec::new();
             for (job, cancellation) in jobs {
+                if let Some(wait) = until_rate_limit_start(&job) {
+                    // Admitted for a start a few ms ahead (its window's place frees then):
+                    // held until then, checked against its deadline, then run.
+                    let (registry, book, logger, store) =
+                        (registry.clone(), book.clone(), logger.clone(), store.clone());
+                    let process_name = process_name.clone();
+                    actix_rt::spawn(async move {
+                        actix_rt::time::sleep(wait).await;
+                        match past_rate_limit_deadline(&job) {
+                            Some(late) => hand_back_late(store, book, logger, process, vec![(job, late)]).await,
+                            None => {
+                                let run = registry.perform(&job, &process_name, cancellation.clone());
+                                run_to_end(run, cancellation, &book, &logger, process, job).await;
+                            }
+                        }
+                    });
+                    continue;
+                }
                 if let Some(late) = past_rate_limit_deadline(&job) {
                     late_jobs.push((job, late));
                     continue;
                 }
                 let run = registry.perform(&job, &process_name, cancellation.clone());
                 let (book, logger) = (book.clone(), logger.clone());
-                actix_rt::spawn(async move {
-                    let outcome = run.await;
-                    // An operator's cancel decides the ending, whatever the handler returned.
-                    let outcome = match cancellation.reason() {
-                        Some(CancelReason::Cancelled) => Outcome::Cancelled,
-                        _ => outcome,
-                    };
-                    execution_ended(&book, &logger, process, job, outcome);
-                });
+                actix_rt::spawn(async move { run_to_end(run, cancellation, &book, &logger, process, job).await });
             }
             if !late_jobs.is_empty() {
-                // Started now, they could crowd the next window of their keys: they did not
-                // start, so their counted starts are taken back, and the jobs handed back.
-                actix_rt::spawn(async move {
-                    let ids: Vec<_> = late_jobs.iter().map(|(job, _)| job.token.job_id).collect();
-                    if let Err(err) = crate::actors::blocking(&store, move |s| s.forget_rate_limit_starts(&ids)).await {
-                        debug!(logger, "rate-limit starts not taken back (they count until the window passes)"; "error" => %err);
-                    }
-                    for (job, late) in late_jobs {
-                        let why = format!("its rate-limited start came {late} ms past its deadline (a stalled process)");
-                        execution_ended(&book, &logger, process, job, Outcome::NotStarted(why));
-                    }
-                });
+                actix_rt::spawn(hand_back_late(store, book, logger, process, late_jobs));
             }
         });
         if !spawned {
@@ -347,6 +346,49 @@ impl Worker {
             }
         }
     }
+}
+
+/// Awaits a job's run and hands its outcome to the book.
+async fn run_to_end(
+    run: crate::registry::OutcomeFuture,
+    cancellation: Cancellation,
+    book: &ClaimBook,
+    logger: &Logger,
+    process: ProcessId,
+    job: ClaimedJob,
+) {
+    let outcome = run.await;
+    // An operator's cancel decides the ending, whatever the handler returned.
+    let outcome = match cancellation.reason() {
+        Some(CancelReason::Cancelled) => Outcome::Cancelled,
+        _ => outcome,
+    };
+    execution_ended(book, logger, process, job, outcome);
+}
+
+/// Hands back rate-limited jobs that came past their deadline unstarted: started now, they
+/// could crowd the next window of their keys. Their counted starts are taken back first.
+async fn hand_back_late(
+    store: SharedStore,
+    book: Arc<ClaimBook>,
+    logger: Logger,
+    process: ProcessId,
+    late_jobs: Vec<(ClaimedJob, i64)>,
+) {
+    let ids: Vec<_> = late_jobs.iter().map(|(job, _)| job.token.job_id).collect();
+    if let Err(err) = crate::actors::blocking(&store, move |s| s.forget_rate_limit_starts(&ids)).await {
+        debug!(logger, "rate-limit starts not taken back (they count until the window passes)"; "error" => %err);
+    }
+    for (job, late) in late_jobs {
+        let why = format!("its rate-limited start came {late} ms past its deadline (a stalled process)");
+        execution_ended(&book, &logger, process, job, Outcome::NotStarted(why));
+    }
+}
+
+/// How long until a job's counted rate-limit start, if that is still ahead.
+fn until_rate_limit_start(job: &ClaimedJob) -> Option<Duration> {
+    let start = job.rate_limit_start?;
+    (start - Utc::now().naive_utc()).to_std().ok().filter(|wait| !wait.is_zero())
 }
 
 /// How many ms past its rate-limit deadline a job is, if it is: the store counted its start

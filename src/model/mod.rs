@@ -385,6 +385,9 @@ pub struct ClaimedJob {
     /// was counted when it was claimed; a process that stalls past this (a loaded host) hands
     /// the job back instead of starting it late, where it could crowd the next window.
     pub rate_limit_deadline: Option<NaiveDateTime>,
+    /// For a job admitted by its rate limit: the start counted for it. It may be a few ms
+    /// ahead (the window's place frees then): the worker holds the job until that time.
+    pub rate_limit_start: Option<NaiveDateTime>,
 }
 
 /// What kind of ending a [`FailureRecord`] records.

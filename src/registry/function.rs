@@ -124,6 +124,7 @@ mod tests {
             max_attempts: 5,
             rate_limit_key: None,
             rate_limit_deadline: None,
+            rate_limit_start: None,
         }
     }
 

@@ -41,6 +41,12 @@ const DISPATCH_BATCH: usize = 500;
 /// The most planned wake times a store remembers (see [`Store::rate_limit_wake`]).
 const MAX_WAKES: usize = 10_000;
 
+/// How far ahead a claim may be admitted for a place that frees later: the worker holds it
+/// until then. A tenth of the period, at most 100 ms.
+pub(crate) fn hold_horizon(period: std::time::Duration) -> std::time::Duration {
+    (period / 10).min(std::time::Duration::from_millis(100))
+}
+
 /// The guard added to a period: a twentieth of it, at most 50 ms.
 pub(crate) fn window_guard(period: std::time::Duration) -> std::time::Duration {
     (period / 20).min(std::time::Duration::from_millis(50))
@@ -65,6 +71,10 @@ pub(crate) struct Admitted {
     pub(crate) jobs: Vec<ClaimedJob>,
     /// When each deferred job is planned to be due again.
     pub(crate) planned: Vec<NaiveDateTime>,
+    /// When the earliest job of these keys that any process deferred is due: this process
+    /// wakes then too, so that a dead process's deferred jobs are not left to the
+    /// dispatcher's next pass.
+    pub(crate) others_due: Option<NaiveDateTime>,
 }
 
 /// Admits the rate-limited jobs among `claimed` (made at `now`) as their limits allow, in the
@@ -79,7 +89,7 @@ pub(crate) fn admit_claims(
     let limited_ids: Vec<JobId> =
         claimed_jobs.iter().filter(|job| job.rate_limit_key.is_some()).map(|job| job.token.job_id).collect();
     if limited_ids.is_empty() {
-        return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new() });
+        return Ok(Admitted { jobs: claimed_jobs, planned: Vec::new(), others_due: None });
     }
     // Each job's own limit; a key's claims are checked against the strictest among them.
     let mut limits: BTreeMap<JobId, (i32, i64)> = BTreeMap::new();
@@ -99,9 +109,11 @@ pub(crate) fn admit_claims(
         }
     }
     let mut deferred: BTreeMap<usize, NaiveDateTime> = BTreeMap::new();
+    let mut others_due: Option<NaiveDateTime> = None;
     // The starts to log, per key: written last, at the time the transaction is about to end,
     // so that the time logged is as close as it can be to the handlers' starts.
-    let mut pending: Vec<(String, Vec<JobId>, chrono::Duration)> = Vec::new();
+    // (key, job, its start if ahead of now, the time its handler has to start in)
+    let mut pending: Vec<(String, JobId, Option<NaiveDateTime>, chrono::Duration)> = Vec::new();
     for (key, indexes) in &by_key {
         // Keys in sorted order: two claims lock them in the same order.
         dialect.lock_key(conn, &format!("rate:{key}"))?;
@@ -124,44 +136,69 @@ pub(crate) fn admit_claims(
             .get_result(conn)?;
         let limit = i64::from(limit);
         let free = usize::try_from((limit - in_window).max(0)).unwrap_or(0).min(ids.len());
-        if free > 0 {
-            // Half the guard for the handler to start in; the other half covers the time from
-            // that check to the handler's first line.
-            let start_within = chrono::Duration::from_std(window_guard(period) / 2).unwrap_or_default();
-            pending.push((key.clone(), ids[..free].to_vec(), start_within));
-        }
+        // Half the guard for the handler to start in; the other half covers the time from
+        // that check to the handler's first line.
+        let start_within = chrono::Duration::from_std(window_guard(period) / 2).unwrap_or_default();
+        let horizon = chrono::Duration::from_std(hold_horizon(period)).unwrap_or_default();
+        pending.extend(ids[..free].iter().map(|&id| (key.clone(), id, None, start_within)));
         if free == ids.len() {
             continue;
         }
-        // Plan the rest: after the starts in the window and the jobs of the key already planned.
-        let mut times: Vec<NaiveDateTime> = starts::table
+        // The starts counted in the window (those held for a place ahead included), and the
+        // ones just admitted.
+        let mut counted: Vec<NaiveDateTime> = starts::table
             .filter(starts::rate_limit_key.eq(key))
             .filter(starts::started_at.gt(at(since)))
             .order(starts::started_at)
             .select(starts::started_at)
             .load(conn)?;
+        counted.extend(std::iter::repeat_n(now, free));
+        counted.sort_unstable();
+        // The jobs of the key already planned, at the places they were planned for: they come
+        // back a horizon before (see below).
         let planned: Vec<NaiveDateTime> = scheduled::table
             .inner_join(jobs::table)
             .filter(jobs::rate_limit_key.eq(key))
             .select(scheduled::scheduled_at)
             .load(conn)?;
-        times.extend(planned);
-        times.extend(std::iter::repeat_n(now, free));
+        others_due = others_due.into_iter().chain(planned.iter().copied()).min();
+        let mut times = counted.clone();
+        times.extend(planned.into_iter().map(|due| due + horizon));
         times.sort_unstable();
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let earliest = now + chrono::Duration::milliseconds(1);
-        for &index in &indexes[free..] {
+        // When the place of the `limit`-th latest of `times` frees.
+        let place_in = |times: &[NaiveDateTime]| {
             let leaves = times.len().checked_sub(limit).and_then(|i| times.get(i)).map(|t| *t + window);
-            let plan = leaves.unwrap_or(earliest).max(earliest);
-            let at_index = times.partition_point(|t| *t <= plan);
-            times.insert(at_index, plan);
-            deferred.insert(index, plan);
+            leaves.unwrap_or(earliest).max(earliest)
+        };
+        let insert = |times: &mut Vec<NaiveDateTime>, at: NaiveDateTime| {
+            let index = times.partition_point(|t| *t <= at);
+            times.insert(index, at);
+        };
+        for &index in &indexes[free..] {
+            // A place that frees within the horizon, counting only starts: admitted for then
+            // and held by the worker (a job planned earlier, come back a horizon early, takes
+            // the place it was planned for).
+            let place = place_in(&counted);
+            if place <= now + horizon {
+                pending.push((key.clone(), claimed_jobs[index].token.job_id, Some(place), start_within));
+                insert(&mut counted, place);
+                insert(&mut times, place);
+                continue;
+            }
+            // Else planned after the jobs of the key already planned, and due a horizon before
+            // its place: claimed again by then and held for it, so the key's starts do not slip
+            // by the time a wake and a claim take.
+            let plan = place_in(&times);
+            insert(&mut times, plan);
+            deferred.insert(index, (plan - horizon).max(earliest));
         }
     }
     if deferred.is_empty() {
         let mut jobs = claimed_jobs;
         log_starts(conn, &pending, live(now), &mut jobs)?;
-        return Ok(Admitted { jobs, planned: Vec::new() });
+        return Ok(Admitted { jobs, planned: Vec::new(), others_due });
     }
     let claim_ids: Vec<i64> = deferred.keys().map(|&i| claimed_jobs[i].token.claim_id).collect();
     for chunk in claim_ids.chunks(ID_CHUNK) {
@@ -197,30 +234,39 @@ pub(crate) fn admit_claims(
         .filter(|(index, _)| !deferred.contains_key(index))
         .map(|(_, job)| job)
         .collect();
-    Ok(Admitted { jobs, planned })
+    Ok(Admitted { jobs, planned, others_due })
 }
 
-/// Logs a start at `at_time` for each job of `pending`, per key, and gives those jobs among
-/// `jobs` the deadline their handlers must start by.
+/// Logs a start for each job of `pending` (at its own time if it has one, else at `now`) and
+/// gives those jobs among `jobs` their start and the deadline their handlers must start by.
 fn log_starts(
     conn: &mut DbConnection,
-    pending: &[(String, Vec<JobId>, chrono::Duration)],
-    at_time: NaiveDateTime,
+    pending: &[(String, JobId, Option<NaiveDateTime>, chrono::Duration)],
+    now: NaiveDateTime,
     jobs: &mut [ClaimedJob],
 ) -> QueryResult<()> {
-    for (key, ids, start_within) in pending {
-        let admitted: BTreeSet<JobId> = ids.iter().copied().collect();
-        for job in jobs.iter_mut().filter(|job| admitted.contains(&job.token.job_id)) {
-            job.rate_limit_deadline = Some(at_time + *start_within);
+    let admitted: BTreeMap<JobId, (NaiveDateTime, chrono::Duration)> =
+        pending.iter().map(|(_, id, start, within)| (*id, (start.unwrap_or(now), *within))).collect();
+    for job in jobs.iter_mut() {
+        if let Some((start, within)) = admitted.get(&job.token.job_id) {
+            job.rate_limit_start = Some(*start);
+            job.rate_limit_deadline = Some(*start + *within);
         }
-        let rows: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                (starts::rate_limit_key.eq(key.as_str()), starts::started_at.eq(at(at_time)), starts::job_id.eq(*id))
-            })
-            .collect();
-        on_backend!(conn, |c| diesel::insert_into(starts::table).values(&rows).execute(c))?;
     }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = pending
+        .iter()
+        .map(|(key, id, start, _)| {
+            (
+                starts::rate_limit_key.eq(key.as_str()),
+                starts::started_at.eq(at(start.unwrap_or(now))),
+                starts::job_id.eq(*id),
+            )
+        })
+        .collect();
+    on_backend!(conn, |c| diesel::insert_into(starts::table).values(&rows).execute(c))?;
     Ok(())
 }
 

@@ -54,19 +54,24 @@ backend_test!(
         assert_eq!(totals(store).scheduled, 4, "the other four wait as scheduled");
         assert_eq!(totals(store).ready, 3, "unclaimed jobs stay ready");
         let planned = scheduled_at(store, &ids);
-        assert_eq!(planned, vec![tm(11, 50), tm(11, 50), tm(11, 50), tm(21, 100)]);
-        assert_eq!(other.rate_limit_wake(), Some(tm(11, 50)), "the deferring store wakes at the first");
+        // Due 100 ms (the hold horizon) before their places free at 11.05 s and 21.1 s.
+        assert_eq!(planned, vec![tm(10, 950), tm(10, 950), tm(10, 950), tm(21, 0)]);
+        assert_eq!(other.rate_limit_wake(), Some(tm(10, 950)), "the deferring store wakes at the first");
         assert_eq!(store.rate_limit_wake(), None);
         // Nothing more starts inside the window; a claim then defers again, after the planned.
         let third = claim_at(store, a, 1, t(5));
         assert!(third.is_empty());
-        assert_eq!(scheduled_at(store, &ids).last(), Some(&tm(21, 100)));
+        assert_eq!(scheduled_at(store, &ids).last(), Some(&tm(21, 0)));
         assert_eq!(totals(store).scheduled, 5);
-        // At the planned time the window has room for three again.
-        assert_eq!(other.dispatch_rate_limited(tm(11, 50)).unwrap(), 3);
-        assert_eq!(other.rate_limit_wake(), Some(tm(21, 100)), "its wakes up to then are done");
-        let later = claim_at(&other, b, 10, tm(11, 60));
-        assert_eq!(later.len(), 3, "three start once the first starts left the window");
+        // Due, they are claimed before their places free and held for them.
+        assert_eq!(other.dispatch_rate_limited(tm(10, 950)).unwrap(), 3);
+        assert_eq!(other.rate_limit_wake(), Some(tm(21, 0)), "its wakes up to then are done");
+        let later = claim_at(&other, b, 10, tm(10, 960));
+        assert_eq!(later.len(), 3, "three are admitted for the places the first starts free");
+        assert!(later.iter().all(|c| c.rate_limit_start == Some(tm(11, 50))), "{later:?}");
+        assert!(later.iter().all(|c| c.rate_limit_deadline == Some(tm(11, 75))), "{later:?}");
+        // Their places are taken: another claim then waits for the next ones.
+        assert!(claim_at(store, a, 10, tm(10, 970)).is_empty());
     }
 );
 
@@ -85,10 +90,10 @@ backend_test!(
         assert_eq!(totals(store).ready, 1, "the finish let the next one in");
         // Only the one start counts: the blocked jobs took none.
         assert!(claim_at(store, p, 3, t(2)).is_empty());
-        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50)]);
+        assert_eq!(scheduled_at(store, &ids), vec![tm(10, 950)], "due 100 ms before its place");
         assert_eq!(totals(store).ready, 1, "the deferred job gave its concurrency key up");
         assert!(claim_at(store, p, 3, t(2)).is_empty());
-        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50), tm(21, 100)]);
+        assert_eq!(scheduled_at(store, &ids), vec![tm(10, 950), tm(21, 0)]);
         assert_eq!(totals(store).blocked, 0);
     }
 );
@@ -108,9 +113,9 @@ backend_test!(
         assert_eq!(kinds, vec!["l1", "plain1", "plain2"]);
         assert!(claimed.iter().filter(|c| c.kind.starts_with("plain")).all(|c| c.rate_limit_key.is_none()));
         assert_eq!(totals(store).scheduled, 1);
-        // 1/1m: the guard is 50 ms.
+        // 1/1m: the guard is 50 ms; due 100 ms (the hold horizon) before the place frees.
         let row = store.list_jobs(&solidq::store::JobFilter::new(JobState::Scheduled)).unwrap().remove(0);
-        assert_eq!(row.scheduled_at, Some(tm(61, 50)));
+        assert_eq!(row.scheduled_at, Some(tm(60, 950)));
         assert_eq!(row.rate_limit, Some(RateLimit::per_minute("k", 1)));
     }
 );
@@ -128,7 +133,7 @@ backend_test!(
         assert_eq!(totals(store).ready, 2);
         let claimed = claim_at(store, alive, 2, t(2));
         assert_eq!(claimed.len(), 1, "the dead process's start still counts");
-        assert_eq!(scheduled_at(store, &ids), vec![tm(11, 50)]);
+        assert_eq!(scheduled_at(store, &ids), vec![tm(10, 950)], "due 100 ms before its place");
     }
 );
 
@@ -166,7 +171,7 @@ backend_test!(
         // 1 s period: a guard of 50 ms, half of it to start in.
         assert_eq!(admitted.rate_limit_deadline, Some(tm(1, 25)));
         assert!(by_kind("b").is_none(), "one start per second");
-        assert_eq!(scheduled_at(store, &ids[1..]), vec![tm(2, 50)]);
+        assert_eq!(scheduled_at(store, &ids[1..]), vec![tm(1, 950)], "due 100 ms before its place");
         assert_eq!(plain.len(), 1);
         // Handed back unstarted: its start is taken back, and the job released.
         store.forget_rate_limit_starts(&[admitted.token.job_id]).unwrap();

@@ -479,6 +479,7 @@ pub(super) fn claimed_jobs(
             ready_at,
             rate_limit_key,
             rate_limit_deadline: None,
+            rate_limit_start: None,
         });
     }
     Ok(out)

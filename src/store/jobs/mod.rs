@@ -98,7 +98,7 @@ impl Store {
             if transaction && limited(&claimed) {
                 return rate_limits::admit_claims(self.dialect(), conn, claimed, now);
             }
-            Ok(Admitted { jobs: claimed, planned: Vec::new() })
+            Ok(Admitted { jobs: claimed, planned: Vec::new(), others_due: None })
         })?;
         self.last_claim_empty.store(admitted.jobs.is_empty(), std::sync::atomic::Ordering::Relaxed);
         // A one-statement claim committed already: its rate-limited jobs go through their
@@ -114,6 +114,9 @@ impl Store {
         if !admitted.planned.is_empty() {
             self.changes.wrote();
             self.plan_rate_wakes(&admitted.planned);
+        }
+        if let Some(due) = admitted.others_due {
+            self.plan_rate_wakes(&[due]);
         }
         let claimed = admitted.jobs;
         self.count_claimed(claimed.len());

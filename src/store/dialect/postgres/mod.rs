@@ -178,6 +178,7 @@ impl Dialect for Postgres {
                 ready_at: row.ready_at,
                 rate_limit_key: row.rate_limit_key,
                 rate_limit_deadline: None,
+                rate_limit_start: None,
             }));
         }
         Ok(out)
