@@ -4,18 +4,25 @@
 //! A sliding-window log, checked when jobs are claimed: every start of a keyed job is a row of
 //! `solidq_rate_limit_starts`. In the claiming transaction (PostgreSQL: a second transaction
 //! right after its one-statement claim), for each key among the claimed jobs, serialized per
-//! key by [`Dialect::lock_key`] on `rate:<key>`: the starts inside the window are counted, up
-//! to `limit − count` claims are admitted (their starts logged last, at the time the transaction ends), and the others are handed
-//! back as scheduled at planned times: the time the oldest start in the window leaves it, then
-//! the next, and so on, after the jobs of the key already planned. So they neither run early
-//! nor poll; the worker that deferred them wakes at the earliest planned time
-//! ([`Store::rate_limit_wake`]).
+//! key by [`Dialect::lock_key`] on `rate:<key>`, the starts inside the window are counted and:
+//! - up to `limit − count` claims are admitted now (their starts logged last, at the time the
+//!   transaction ends);
+//! - a claim whose place in the window frees within the hold horizon (a tenth of the period,
+//!   at most 100 ms) is admitted for that moment, and the worker holds it until then;
+//! - the others are handed back as scheduled, planned after the key's jobs already planned and
+//!   due a horizon before their place, so that they neither run early nor poll, and a wake
+//!   and a claim do not make the key's starts slip. The claiming process wakes at the earliest
+//!   of them, and at the key's earliest deferred job of any process (a dead one's included)
+//!   ([`Store::rate_limit_wake`]).
 //!
 //! The window is the period plus a guard of a twentieth of it, at most 50 ms, against clock
-//! skew between hosts and the time between a claim and its handler's start. A start is logged
-//! when it is claimed, so the starts of a process killed with `kill -9` keep counting; a job
-//! handed back by the watchdog counts again when it starts again. Claims without a key pay
-//! nothing: the claim statement returns the key column, and this runs only if one has a key.
+//! skew between hosts and the time between a claim and its handler's start. An admitted claim
+//! must start within half the guard of its logged start: a worker that stalled past that
+//! deadline takes the start back ([`Store::forget_rate_limit_starts`]) and releases the job.
+//! A start is logged when it is claimed, so the starts of a process killed with `kill -9` keep
+//! counting; a job handed back by the watchdog counts again when it starts again. Claims
+//! without a key pay nothing: the claim statement returns the key column, and this runs only
+//! if one has a key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
