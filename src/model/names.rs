@@ -17,10 +17,16 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// assert!(name_problem("kind", "k\u{1}").unwrap().contains("control character U+0001"));
 /// ```
 pub fn name_problem(field: &str, name: &str) -> Option<String> {
+    name_problem_within(field, name, MAX_NAME_BYTES)
+}
+
+/// [`name_problem`] for a name of at most `max_bytes` bytes (a rate-limit key, which the store
+/// locks with a prefix).
+pub(crate) fn name_problem_within(field: &str, name: &str, max_bytes: usize) -> Option<String> {
     let shown = shown_name(name);
     let problem = if name.is_empty() {
         format!("the {field} is empty")
-    } else if name.len() > MAX_NAME_BYTES {
+    } else if name.len() > max_bytes {
         format!("the {field} {shown} is {} bytes long", name.len())
     } else if let Some(control) = name.chars().find(|c| c.is_control()) {
         format!("the {field} {shown} contains the control character U+{:04X}", u32::from(control))
@@ -30,7 +36,7 @@ pub fn name_problem(field: &str, name: &str) -> Option<String> {
         return None;
     };
     Some(format!(
-        "{problem}: a {field} must be 1 to {MAX_NAME_BYTES} bytes, without control characters or leading or \
+        "{problem}: a {field} must be 1 to {max_bytes} bytes, without control characters or leading or \
          trailing whitespace"
     ))
 }

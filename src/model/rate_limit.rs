@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration::{format_duration, parse_duration_detailed};
-use super::{name_problem, Malformed, MAX_NAME_BYTES};
+use super::names::name_problem_within;
+use super::{Malformed, MAX_NAME_BYTES};
 
 /// How to write a rate limit, shown in error messages.
 pub const RATE_LIMIT_FORM: &str = "use KEY:N/PERIOD, e.g. email:100/1m or api:50/1s";
@@ -23,7 +24,8 @@ pub const MAX_RATE_KEY_BYTES: usize = MAX_NAME_BYTES - 5;
 /// Jobs over the limit are not run and not polled for: they wait as scheduled until the
 /// sliding window lets them start (see the README's "Rate limits" for the algorithm and its
 /// accuracy). The limit is stored with each job, so jobs sharing a key should share the limit;
-/// where they differ, each job is checked against its own.
+/// where they differ, the jobs of a key claimed together are checked against the strictest
+/// limit among them (the smallest count and the longest period).
 ///
 /// ```
 /// use std::time::Duration;
@@ -87,11 +89,8 @@ impl RateLimit {
     /// names, at most [`MAX_RATE_KEY_BYTES`] bytes), a limit of 0, or a period under 1 ms or
     /// too long to store.
     pub fn problem(&self) -> Option<String> {
-        if let Some(problem) = name_problem("rate-limit key", &self.key) {
+        if let Some(problem) = name_problem_within("rate-limit key", &self.key, MAX_RATE_KEY_BYTES) {
             return Some(problem);
-        }
-        if self.key.len() > MAX_RATE_KEY_BYTES {
-            return Some(format!("the rate-limit key is {} bytes, longer than {MAX_RATE_KEY_BYTES}", self.key.len()));
         }
         if self.limit == 0 {
             return Some("the rate limit must be at least 1 start per period, got 0".into());
@@ -188,6 +187,9 @@ mod tests {
         assert!(problem("api:x/1s").contains("not a whole number"));
         assert!(problem("api:5/soon").contains("the period \"soon\""));
         assert!(RateLimit::parse("api:-1/1s").is_err());
-        assert!(RateLimit::new("k".repeat(251), 1, Duration::from_secs(1)).problem().is_some());
+        let long = RateLimit::new("k".repeat(MAX_RATE_KEY_BYTES + 1), 1, Duration::from_secs(1)).problem().unwrap();
+        assert!(long.contains("is 251 bytes long") && long.contains("must be 1 to 250 bytes"), "{long}");
+        assert!(problem(":5/1s").contains("must be 1 to 250 bytes"));
+        assert!(RateLimit::new("k".repeat(MAX_RATE_KEY_BYTES), 1, Duration::from_secs(1)).problem().is_none());
     }
 }
