@@ -412,7 +412,11 @@ fn execution_ended(book: &ClaimBook, logger: &Logger, process: ProcessId, job: C
                 "attempt" => job.attempts, "max_attempts" => job.max_attempts, "failure" => ?error.kind,
                 "error" => &error.message)
         }
-        Outcome::NotStarted(why) | Outcome::Interrupted(why) => {
+        Outcome::NotStarted(why) => {
+            warn!(logger, "job handed back before it started"; "process_id" => process, "job_id" => job_id,
+                "kind" => &job.kind, "reason" => why)
+        }
+        Outcome::Interrupted(why) => {
             warn!(logger, "job interrupted"; "process_id" => process, "job_id" => job_id, "kind" => &job.kind,
                 "reason" => why)
         }
