@@ -36,7 +36,7 @@ use super::schema::{
     solidq_jobs as jobs, solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
     solidq_waiting_executions as waiting,
 };
-use super::sql_types::at;
+use super::sql_types::{at, At};
 use super::{Store, StoreError, StoreResult};
 use crate::model::{BatchId, Dependency, Enqueued, FailureKind, FailureRecord, JobId, NewJob, OnDependencyFailure};
 
@@ -576,65 +576,101 @@ struct Edge<'a> {
     on_failure: &'a str,
 }
 
-/// Makes job `id`, just inserted with its execution, wait for `after` in the caller's
-/// transaction: the prerequisites are marked as having dependants (which locks their rows: an
-/// end under way commits first, or sees the mark), the edges written, and the job's verdict
-/// taken at once. A prerequisite that does not exist is an error naming it.
-pub(crate) fn wait_for(
+/// A row of `solidq_waiting_executions`.
+#[derive(Insertable)]
+#[diesel(table_name = waiting, treat_none_as_default_value = false)]
+struct WaitingRow {
+    job_id: JobId,
+    queue_name: String,
+    priority: i32,
+    created_at: At,
+}
+
+/// Inserts `rows` with multi-row INSERTs of at most `chunk` rows (written per backend:
+/// diesel's MultiConnection has none).
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr, $chunk:expr) => {
+        for chunk in $rows.chunks($chunk) {
+            let insert = diesel::insert_into($table).values(chunk);
+            match &mut *$conn {
+                DbConnection::Sqlite(conn) => insert.execute(conn)?,
+                DbConnection::Postgres(conn) => insert.execute(conn)?,
+                #[cfg(feature = "mysql")]
+                DbConnection::Mysql(conn) => insert.execute(conn)?,
+            };
+        }
+    };
+}
+
+/// Makes each job of `waits`, just inserted with its execution, wait for its prerequisites in
+/// the caller's transaction: the prerequisites are marked as having dependants (which locks
+/// their rows: an end under way commits first, or sees the mark), the edges written, and the
+/// jobs' verdicts taken at once. Many jobs take a few statements in all (a workflow's layer).
+/// A prerequisite that does not exist is an error naming it.
+pub(crate) fn wait_for_all(
     dialect: &dyn Dialect,
     conn: &mut DbConnection,
-    id: JobId,
-    after: &[Dependency],
+    waits: &[(JobId, &[Dependency])],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let mut edges: BTreeMap<JobId, OnDependencyFailure> = BTreeMap::new();
-    for dependency in after {
-        // The stricter policy wins for an id given twice.
-        let policy = edges.entry(dependency.job).or_insert(dependency.on_failure);
-        if dependency.on_failure == OnDependencyFailure::Cancel {
-            *policy = OnDependencyFailure::Cancel;
+    if waits.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<Edge<'_>> = Vec::new();
+    for (id, after) in waits {
+        let mut edges: BTreeMap<JobId, OnDependencyFailure> = BTreeMap::new();
+        for dependency in after.iter() {
+            // The stricter policy wins for an id given twice.
+            let policy = edges.entry(dependency.job).or_insert(dependency.on_failure);
+            if dependency.on_failure == OnDependencyFailure::Cancel {
+                *policy = OnDependencyFailure::Cancel;
+            }
+        }
+        rows.extend(edges.into_iter().map(|(on, policy)| Edge {
+            job_id: *id,
+            depends_on_job_id: on,
+            on_failure: policy.as_str(),
+        }));
+    }
+    let on: Vec<JobId> = rows.iter().map(|edge| edge.depends_on_job_id).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut marked = 0;
+    for chunk in on.chunks(ID_CHUNK) {
+        marked += diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+            .set(jobs::has_dependants.eq(true))
+            .execute(conn)?;
+    }
+    if marked < on.len() {
+        let mut found: HashSet<JobId> = HashSet::new();
+        for chunk in on.chunks(ID_CHUNK) {
+            found.extend(jobs::table.filter(jobs::id.eq_any(chunk)).select(jobs::id).load::<JobId>(conn)?);
+        }
+        if let Some(edge) = rows.iter().find(|edge| !found.contains(&edge.depends_on_job_id)) {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("job {} depends on job {}, which does not exist", edge.job_id, edge.depends_on_job_id).into(),
+            ));
         }
     }
-    let on: Vec<JobId> = edges.keys().copied().collect();
-    let marked =
-        diesel::update(jobs::table.filter(jobs::id.eq_any(&on))).set(jobs::has_dependants.eq(true)).execute(conn)?;
-    if marked < on.len() {
-        let found: HashSet<JobId> =
-            jobs::table.filter(jobs::id.eq_any(&on)).select(jobs::id).load::<JobId>(conn)?.into_iter().collect();
-        let missing = on.iter().find(|id| !found.contains(id)).copied().unwrap_or_default();
-        return Err(diesel::result::Error::QueryBuilderError(
-            format!("job {id} depends on job {missing}, which does not exist").into(),
-        ));
+    insert_rows!(conn, deps::table, rows, 1_000);
+    // Out of ready or scheduled (where the insert put them) into waiting; the verdicts then
+    // decide as for any waiting job.
+    let ids: Vec<JobId> = waits.iter().map(|(id, _)| *id).collect();
+    let mut waiting_rows: Vec<WaitingRow> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_CHUNK) {
+        diesel::delete(ready::table.filter(ready::job_id.eq_any(chunk))).execute(conn)?;
+        diesel::delete(scheduled::table.filter(scheduled::job_id.eq_any(chunk))).execute(conn)?;
+        let found: Vec<(JobId, String, i32)> = jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select((jobs::id, jobs::queue_name, jobs::priority))
+            .load(conn)?;
+        waiting_rows.extend(found.into_iter().map(|(job_id, queue_name, priority)| WaitingRow {
+            job_id,
+            queue_name,
+            priority,
+            created_at: at(now),
+        }));
     }
-    let rows: Vec<Edge<'_>> = edges
-        .iter()
-        .map(|(on, policy)| Edge { job_id: id, depends_on_job_id: *on, on_failure: policy.as_str() })
-        .collect();
-    for chunk in rows.chunks(1_000) {
-        // A multi-row INSERT is written per backend (diesel's MultiConnection has none).
-        let insert = diesel::insert_into(deps::table).values(chunk);
-        match conn {
-            DbConnection::Sqlite(conn) => insert.execute(conn)?,
-            DbConnection::Postgres(conn) => insert.execute(conn)?,
-            #[cfg(feature = "mysql")]
-            DbConnection::Mysql(conn) => insert.execute(conn)?,
-        };
-    }
-    // Out of ready or scheduled (where the insert put it) into waiting; the verdict then
-    // decides as for any waiting job.
-    diesel::delete(ready::table.filter(ready::job_id.eq(id))).execute(conn)?;
-    diesel::delete(scheduled::table.filter(scheduled::job_id.eq(id))).execute(conn)?;
-    let (queue, priority): (String, i32) =
-        jobs::table.find(id).select((jobs::queue_name, jobs::priority)).first(conn)?;
-    diesel::insert_into(waiting::table)
-        .values((
-            waiting::job_id.eq(id),
-            waiting::queue_name.eq(queue),
-            waiting::priority.eq(priority),
-            waiting::created_at.eq(at(now)),
-        ))
-        .execute(conn)?;
-    let (_, cancelled) = resolve_waiting_jobs(dialect, conn, &[id], now)?;
+    insert_rows!(conn, waiting::table, waiting_rows, 1_000);
+    let (_, cancelled) = resolve_waiting_jobs(dialect, conn, &ids, now)?;
     jobs_ended(dialect, conn, &cancelled, now)
 }
 
@@ -848,21 +884,43 @@ pub(crate) fn enqueue_workflow_on(
     steps: &[WorkflowStep],
     now: NaiveDateTime,
 ) -> QueryResult<Vec<JobId>> {
-    let mut ids: Vec<JobId> = Vec::with_capacity(steps.len());
+    // Each step's layer: one past its latest prerequisite's. A layer is enqueued at once (its
+    // prerequisites all exist by then), so a workflow costs a few statements per layer, not
+    // per step.
+    let mut layers: Vec<usize> = Vec::with_capacity(steps.len());
     for (index, step) in steps.iter().enumerate() {
-        let mut job = step.job.clone();
-        for (on, on_failure) in &step.after {
-            let job_id = ids.get(*on).copied().filter(|_| *on < index).ok_or_else(|| {
+        let mut layer = 0;
+        for (on, _) in &step.after {
+            let before = layers.get(*on).copied().filter(|_| *on < index).ok_or_else(|| {
                 diesel::result::Error::QueryBuilderError(
                     format!("workflow step {index} waits for step {on}, which does not come before it").into(),
                 )
             })?;
-            job.after.push(Dependency { job: job_id, on_failure: *on_failure });
+            layer = layer.max(before + 1);
         }
-        let enqueued = super::jobs::enqueue::enqueue_with_options(dialect, conn, std::slice::from_ref(&job), now)?;
-        ids.push(enqueued.first().copied().map(Enqueued::id).ok_or(diesel::result::Error::NotFound)?);
+        layers.push(layer);
     }
-    Ok(ids)
+    let mut ids: Vec<Option<JobId>> = vec![None; steps.len()];
+    for layer in 0..=layers.iter().copied().max().unwrap_or(0) {
+        let members: Vec<usize> = (0..steps.len()).filter(|&index| layers[index] == layer).collect();
+        let mut jobs_: Vec<NewJob> = Vec::with_capacity(members.len());
+        for &index in &members {
+            let mut job = steps[index].job.clone();
+            for (on, on_failure) in &steps[index].after {
+                let job_id = ids[*on].ok_or(diesel::result::Error::NotFound)?;
+                job.after.push(Dependency { job: job_id, on_failure: *on_failure });
+            }
+            jobs_.push(job);
+        }
+        let enqueued = super::jobs::enqueue::enqueue_with_options(dialect, conn, &jobs_, now)?;
+        if enqueued.len() != members.len() {
+            return Err(diesel::result::Error::NotFound);
+        }
+        for (&index, enqueued) in members.iter().zip(enqueued) {
+            ids[index] = Some(enqueued.id());
+        }
+    }
+    ids.into_iter().map(|id| id.ok_or(diesel::result::Error::NotFound)).collect()
 }
 
 impl Store {

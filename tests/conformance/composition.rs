@@ -273,6 +273,77 @@ backend_test!(
 );
 
 backend_test!(
+    fn jobs_with_prerequisites_enqueued_together_each_get_their_own_verdict(db: &TestDb) {
+        // One enqueue of several jobs whose one option is `after` takes the batched path:
+        // each job still waits, runs or is cancelled by its own prerequisites.
+        let store = &db.store;
+        let p = register(store, "w");
+        let done = enqueue_one(store, job("done", "default", 0));
+        let broken = enqueue_one(store, job("broken", "default", 0));
+        let claims = claim_all(store, p);
+        store.complete_claims(&[claims[0].token], t(1)).unwrap();
+        store.fail_claims(&[claims[1].token], &error("broken"), t(1)).unwrap();
+        let running = enqueue_one(store, job("running", "default", 0));
+        let held = claim_all(store, p);
+        assert_eq!(kinds(&held), ["running"]);
+        let ids: Vec<JobId> = store
+            .enqueue(
+                &[
+                    after(job("after-done", "default", 0), &[done]),
+                    after(job("after-broken", "default", 0), &[broken]),
+                    after_any(job("after-broken-anyway", "default", 0), &[broken]),
+                    after(job("after-running", "default", 0), &[running, done]),
+                    after(NewJob { scheduled_at: Some(t(100)), ..job("after-done-later", "default", 0) }, &[done]),
+                ],
+                t(2),
+            )
+            .unwrap();
+        let states: Vec<String> = ids.iter().map(|&id| state(store, id)).collect();
+        assert_eq!(states, ["ready", "cancelled", "ready", "waiting", "scheduled"]);
+        assert_eq!(
+            store.dependencies(ids[3]).unwrap().depends_on.iter().map(|d| d.job).collect::<Vec<_>>(),
+            [done, running]
+        );
+        store.complete_claims(&[held[0].token], t(3)).unwrap();
+        assert_eq!(state(store, ids[3]), "ready");
+        // A missing prerequisite anywhere in the run refuses the whole enqueue, naming it.
+        let before = totals(store);
+        let err = store
+            .enqueue(&[after(job("x", "default", 0), &[done]), after(job("y", "default", 0), &[555_555])], t(4))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("depends on job 555555, which does not exist"), "{err}");
+        assert_eq!(totals(store), before, "nothing of the refused enqueue stays");
+    }
+);
+
+backend_test!(
+    fn a_workflow_s_steps_wait_for_their_own_prerequisites_whatever_order_they_are_declared_in(db: &TestDb) {
+        // Steps are enqueued layer by layer; ids come back in declaration order.
+        let store = &db.store;
+        let p = register(store, "w");
+        let step = |kind: &str, after: Vec<usize>| WorkflowStep {
+            job: job(kind, "default", 0),
+            after: after.into_iter().map(|i| (i, OnDependencyFailure::Cancel)).collect(),
+        };
+        let steps =
+            vec![step("a", vec![]), step("b", vec![0]), step("c", vec![]), step("d", vec![1, 2]), step("e", vec![0])];
+        let ids = store.enqueue_workflow(&steps, t(0)).unwrap();
+        let kinds_of: Vec<String> = ids.iter().map(|&id| store.job(id).unwrap().expect("job").kind).collect();
+        assert_eq!(kinds_of, ["a", "b", "c", "d", "e"]);
+        let states: Vec<String> = ids.iter().map(|&id| state(store, id)).collect();
+        assert_eq!(states, ["ready", "waiting", "ready", "waiting", "waiting"]);
+        let first = claim_all(store, p);
+        assert_eq!(kinds(&first), ["a", "c"]);
+        store.complete_claims(&first.iter().map(|c| c.token).collect::<Vec<_>>(), t(1)).unwrap();
+        let second = claim_all(store, p);
+        assert_eq!(kinds(&second), ["b", "e"]);
+        store.complete_claims(&second.iter().map(|c| c.token).collect::<Vec<_>>(), t(2)).unwrap();
+        assert_eq!(kinds(&claim_all(store, p)), ["d"]);
+    }
+);
+
+backend_test!(
     fn cancelling_a_waiting_job_cancels_the_jobs_after_it(db: &TestDb) {
         let store = &db.store;
         let a = enqueue_one(store, job("a", "default", 0));

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::model::{BatchId, Enqueued, JobId, NewJob};
+use crate::model::{BatchId, Dependency, Enqueued, JobId, NewJob};
 use crate::store::composition;
 use crate::store::concurrency;
 use crate::store::connection::DbConnection;
@@ -38,8 +38,9 @@ pub(crate) fn check_plain(jobs: &[NewJob]) -> StoreResult<()> {
 }
 
 /// Inserts `new_jobs`, some with a unique key or a concurrency limit, in the caller's
-/// transaction: the plain ones in one go, the others one at a time: a job whose unique key
-/// is held returns the holder's id; a job with a concurrency limit goes through it.
+/// transaction: the plain ones in one go, a run of jobs whose one option is prerequisites in
+/// one go too, the others one at a time: a job whose unique key is held returns the holder's
+/// id; a job with a concurrency limit goes through it.
 pub(crate) fn enqueue_with_options(
     dialect: &dyn Dialect,
     conn: &mut DbConnection,
@@ -50,7 +51,7 @@ pub(crate) fn enqueue_with_options(
 }
 
 /// [`enqueue_with_options`], the new jobs members of `batch` (counted by the caller). A job
-/// with prerequisites waits for them ([`composition::wait_for`]).
+/// with prerequisites waits for them ([`composition::wait_for_all`]).
 pub(crate) fn enqueue_with_options_in(
     dialect: &dyn Dialect,
     conn: &mut DbConnection,
@@ -63,6 +64,29 @@ pub(crate) fn enqueue_with_options_in(
     let mut rest = new_jobs;
     while !rest.is_empty() {
         let plain = rest.iter().take_while(|job| !job.has_options()).count();
+        // A run of jobs whose one option is prerequisites (a workflow's layer): inserted as
+        // plain ones, then made to wait together.
+        let only_after = |job: &&NewJob| {
+            !job.after.is_empty() && job.unique_key.is_none() && job.concurrency.is_none() && job.rate_limit.is_none()
+        };
+        let waiting = if plain == 0 { rest.iter().take_while(only_after).count() } else { 0 };
+        if waiting > 1 {
+            let run = &rest[..waiting];
+            let ids = dialect.enqueue(conn, run, now)?;
+            if let Some(batch) = batch {
+                for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
+                    diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
+                        .set(jobs::batch_id.eq(batch))
+                        .execute(conn)?;
+                }
+            }
+            let waits: Vec<(JobId, &[Dependency])> =
+                ids.iter().zip(run).map(|(id, job)| (*id, job.after.as_slice())).collect();
+            composition::wait_for_all(dialect, conn, &waits, now)?;
+            out.extend(ids.into_iter().map(Enqueued::New));
+            rest = &rest[waiting..];
+            continue;
+        }
         if plain > 0 {
             let ids = dialect.enqueue(conn, &rest[..plain], now)?;
             if let Some(batch) = batch {
@@ -109,7 +133,7 @@ pub(crate) fn enqueue_with_options_in(
         if !job.after.is_empty() {
             // Waits, runs at once (made ready through its limit) or is cancelled, as its
             // prerequisites say.
-            composition::wait_for(dialect, conn, id, &job.after, now)?;
+            composition::wait_for_all(dialect, conn, &[(id, job.after.as_slice())], now)?;
         } else if limit.is_some() && job.scheduled_at.is_none_or(|at| at <= now) {
             concurrency::admit(dialect, conn, &[id], now)?;
         }
