@@ -73,13 +73,7 @@ pub(crate) fn enqueue_with_options_in(
         if waiting > 1 {
             let run = &rest[..waiting];
             let ids = dialect.enqueue(conn, run, now)?;
-            if let Some(batch) = batch {
-                for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
-                    diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-                        .set(jobs::batch_id.eq(batch))
-                        .execute(conn)?;
-                }
-            }
+            join_batch(conn, &ids, batch)?;
             let waits: Vec<(JobId, &[Dependency])> =
                 ids.iter().zip(run).map(|(id, job)| (*id, job.after.as_slice())).collect();
             composition::wait_for_all(dialect, conn, &waits, now)?;
@@ -89,13 +83,7 @@ pub(crate) fn enqueue_with_options_in(
         }
         if plain > 0 {
             let ids = dialect.enqueue(conn, &rest[..plain], now)?;
-            if let Some(batch) = batch {
-                for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
-                    diesel::update(jobs::table.filter(jobs::id.eq_any(chunk)))
-                        .set(jobs::batch_id.eq(batch))
-                        .execute(conn)?;
-                }
-            }
+            join_batch(conn, &ids, batch)?;
             out.extend(ids.into_iter().map(Enqueued::New));
             rest = &rest[plain..];
             continue;
@@ -140,6 +128,15 @@ pub(crate) fn enqueue_with_options_in(
         out.push(Enqueued::New(id));
     }
     Ok(out)
+}
+
+/// Makes `ids` members of `batch`, if there is one.
+fn join_batch(conn: &mut DbConnection, ids: &[JobId], batch: Option<BatchId>) -> QueryResult<()> {
+    let Some(batch) = batch else { return Ok(()) };
+    for chunk in ids.chunks(crate::store::params::ID_CHUNK) {
+        diesel::update(jobs::table.filter(jobs::id.eq_any(chunk))).set(jobs::batch_id.eq(batch)).execute(conn)?;
+    }
+    Ok(())
 }
 
 /// The dialect of `conn`'s backend, for its SQL only: none of its state (files, sessions) is
