@@ -163,9 +163,11 @@ pub(crate) fn admit_claims(
         counted.sort_unstable();
         // The jobs of the key already planned, at the places they were planned for: they come
         // back a horizon before (see below).
+        // (`finished_at IS NULL`: what the key's partial index covers.)
         let planned: Vec<NaiveDateTime> = scheduled::table
             .inner_join(jobs::table)
             .filter(jobs::rate_limit_key.eq(key))
+            .filter(jobs::finished_at.is_null())
             .select(scheduled::scheduled_at)
             .load(conn)?;
         others_due = others_due.into_iter().chain(planned.iter().copied()).min();
@@ -329,14 +331,17 @@ impl Store {
         // The next planned job of any process, so that the jobs a process deferred before it
         // died start on time too.
         let next = self.with_connection("looking for the next rate-limited job", |conn| {
-            scheduled::table
-                .inner_join(jobs::table)
+            // From the live keyed jobs (the key's partial index), not from every scheduled job
+            // (a table of future reminders): written as IN so that SQLite's planner starts there.
+            let live_keyed = jobs::table
                 .filter(jobs::rate_limit_key.is_not_null())
+                .filter(jobs::finished_at.is_null())
+                .select(jobs::id);
+            scheduled::table
+                .filter(scheduled::job_id.eq_any(live_keyed))
                 .filter(scheduled::scheduled_at.gt(at(now)))
-                .order(scheduled::scheduled_at)
-                .select(scheduled::scheduled_at)
-                .first::<NaiveDateTime>(conn)
-                .optional()
+                .select(diesel::dsl::min(scheduled::scheduled_at))
+                .first::<Option<NaiveDateTime>>(conn)
         })?;
         if let Some(next) = next {
             self.plan_rate_wakes(&[next]);

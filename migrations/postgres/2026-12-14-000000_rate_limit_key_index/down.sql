@@ -1,0 +1,1 @@
+DROP INDEX index_solidq_jobs_on_rate_limit_key;
