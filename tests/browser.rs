@@ -249,7 +249,7 @@ fn clicks_through_every_page(db: TestDb) {
         ("job", format!("/jobs/{failed}"), &format!("Job {failed}")),
         ("failed", "/failed".into(), "Failed jobs"),
         ("stuck", "/stuck".into(), "Stuck jobs"),
-        ("concurrency", "/concurrency".into(), "Concurrency and unique keys"),
+        ("concurrency", "/concurrency".into(), "Concurrency, rate limits and unique keys"),
         ("recurring", "/recurring".into(), "Recurring tasks"),
         ("batches", "/batches".into(), "Batches"),
         ("batch", format!("/batches/{batch}"), &format!("Batch {batch}")),

@@ -609,3 +609,34 @@ fn enqueue_takes_a_rate_limit_and_jobs_show_prints_it() {
         assert!(run.stderr.contains(problem), "{limit}: {}", run.stderr);
     }
 }
+
+/// `rate-limits` lists each key with its limit and its jobs by state (text and JSON); a key
+/// containing ':' keeps it, and the table shows the limit without repeating the key.
+#[test]
+fn rate_limits_lists_each_key_with_its_limit_and_jobs() {
+    let (db, _path) = sqlite_db();
+    db.run(&["migrate"]).assert_ok();
+    let empty = db.run(&["rate-limits"]);
+    assert!(empty.assert_ok().stdout.ends_with("0 keys\n"), "{}", empty.stdout);
+    for _ in 0..3 {
+        enqueue(&db, &["mail.send", "{}", "--rate-limit", "email:provider-a:100/1m"]);
+    }
+    enqueue(&db, &["api.call", "{}", "--rate-limit", "api:5/1s"]);
+    enqueue(&db, &["plain.job", "{}"]);
+    let listed = db.run(&["rate-limits"]);
+    let text = listed.assert_ok().stdout.clone();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("KEY") && lines[0].contains("IN WINDOW") && lines[0].contains("NEXT DUE"), "{text}");
+    let api: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(api[..6], ["api", "5/1s", "0", "1", "0", "0"], "{text}");
+    let email: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(email[..6], ["email:provider-a", "100/1m", "0", "3", "0", "0"], "{text}");
+    assert_eq!(lines[3], "2 keys");
+    let json = db.run(&["rate-limits", "--json"]);
+    let value: Value = serde_json::from_str(&json.assert_ok().stdout).unwrap();
+    assert_eq!(value[1]["key"], "email:provider-a", "{value}");
+    assert_eq!(value[1]["limit"], "email:provider-a:100/1m", "{value}");
+    assert_eq!(value[1]["ready"], 3, "{value}");
+    assert_eq!(value[1]["in_window"], 0, "{value}");
+}

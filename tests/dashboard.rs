@@ -77,7 +77,7 @@ backend_test!(
             ),
             ("/failed".into(), vec!["mail.send", "Retry group", ">2<"]),
             ("/stuck".into(), vec!["No stuck jobs"]),
-            ("/concurrency".into(), vec!["Concurrency keys", "Unique keys held"]),
+            ("/concurrency".into(), vec!["Concurrency keys", "Rate limits", "Unique keys held"]),
             ("/recurring".into(), vec!["No recurring tasks"]),
         ];
         for (uri, expected) in pages {
@@ -170,6 +170,33 @@ backend_test!(
         assert!(body.contains("batch 999999 does not exist"), "{body}");
         let (status, _) = get!(&app, "/batches/seven");
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    async fn the_limits_page_shows_each_rate_limit_key_with_its_window_and_jobs(db: TestDb) {
+        use solidq::model::{QueuePattern, RateLimit};
+        let seeded = seed(&db.store);
+        let app = test::init_service(App::new().service(dashboard::scope("", db.store.clone(), options()))).await;
+        let (_, body) = get!(&app, "/concurrency");
+        assert!(body.contains("No job has a rate limit"), "{body}");
+        let limited: Vec<_> = (0..4)
+            .map(|n| solidq::model::NewJob {
+                rate_limit: Some(RateLimit::parse("api:<b>x</b>:2/1h").unwrap()),
+                ..dashboard_seed::job("api.call", "api", serde_json::json!({ "n": n }))
+            })
+            .collect();
+        db.store.enqueue(&limited, dashboard_seed::now()).expect("enqueue");
+        let claimed = db
+            .store
+            .claim(seeded.process, &[QueuePattern::parse("api")], &["api.call".into()], 4, dashboard_seed::now())
+            .expect("claim");
+        assert_eq!(claimed.len(), 2, "two starts an hour");
+        let (status, body) = get!(&app, "/concurrency");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let row = body.split("<h2>Rate limits</h2>").nth(1).and_then(|rest| rest.split("</tr>").nth(1)).expect("a row");
+        for text in ["api:&lt;b&gt;x&lt;/b&gt;", "2 per 1h", r#"<tr class="late">"#, ">2</a>", "UTC"] {
+            assert!(row.contains(text), "the rate-limit row lacks {text:?}:\n{row}");
+        }
+        assert!(!body.contains("<b>x</b>"), "{body}");
     }
 
     async fn unconfigured_probes_and_metrics_answer_501(db: TestDb) {

@@ -29,6 +29,7 @@ mod common;
 mod dashboard;
 mod enqueue;
 mod manage;
+mod rate_limits;
 mod recurring;
 
 pub use batches::BatchesCommand;
@@ -88,6 +89,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: batches::BatchesCommand,
+    },
+    /// List the rate-limit keys: each one's limit, the starts in its window now, and its jobs
+    /// (ready, scheduled: deferred by the limit, running) with when the next is due.
+    RateLimits {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// List, pause and resume queues.
     Queues {
@@ -244,6 +252,7 @@ fn execute_command(
         Command::Jobs { action } => manage::jobs(action, config, out)?,
         Command::Queues { action } => manage::queues(action, config, out)?,
         Command::Batches { action } => batches::execute(action, config, out)?,
+        Command::RateLimits { json } => rate_limits::execute(json, config, out)?,
         Command::Enqueue(args) => enqueue::enqueue(args, config, out, err)?,
         Command::Recurring { command } => recurring::execute(command, config, out, err)?,
         Command::Dashboard(args) => dashboard::serve(args, config, lookup, out)?,

@@ -20,7 +20,7 @@ const NAVIGATION: [(&str, &str); 9] = [
     ("/jobs", "Jobs"),
     ("/failed", "Failed"),
     ("/stuck", "Stuck"),
-    ("/concurrency", "Concurrency"),
+    ("/concurrency", "Limits"),
     ("/recurring", "Recurring"),
     ("/batches", "Batches"),
 ];

@@ -18,7 +18,7 @@ use crate::store::views::{
     ConcurrencyKeyRow, FailureGroup, JobDetail, Liveness, ProcessDetail, QueueStats, RecurringRow, StuckJob,
     StuckReason, UniqueKeyRow,
 };
-use crate::store::{Count, JobCursor, JobPage, JobQuery};
+use crate::store::{Count, JobCursor, JobPage, JobQuery, RateLimitUsage, RATE_LIMIT_KEYS_SHOWN};
 
 const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
@@ -787,13 +787,59 @@ async fn concurrency(req: HttpRequest) -> HttpResponse {
     let ctx = Ctx::of(&req);
     let store = ctx.store();
     let now = ctx.now;
-    let result = blocking(move || Ok((store.concurrency_keys(now)?, store.unique_keys(UNIQUE_KEYS_SHOWN)?)))
-        .await
-        .map(|(keys, unique)| concurrency_body(&ctx, &keys, &unique));
-    ctx.respond("Concurrency and unique keys", result)
+    let result = blocking(move || {
+        Ok((store.concurrency_keys(now)?, store.rate_limit_usage(now)?, store.unique_keys(UNIQUE_KEYS_SHOWN)?))
+    })
+    .await
+    .map(|(keys, rates, unique)| concurrency_body(&ctx, &keys, &rates, &unique));
+    ctx.respond("Concurrency, rate limits and unique keys", result)
 }
 
-fn concurrency_body(ctx: &Ctx, keys: &[ConcurrencyKeyRow], unique: &[UniqueKeyRow]) -> String {
+/// The rate-limit keys: each one's limit, how much of its window is used, and its jobs.
+fn rate_limits_section(ctx: &Ctx, body: &mut String, rates: &[RateLimitUsage]) {
+    body.push_str("<h2>Rate limits</h2>");
+    if rates.is_empty() {
+        body.push_str(r#"<p class="empty">No job has a rate limit (<code>Job::rate_limit</code> sets one).</p>"#);
+        return;
+    }
+    body.push_str(r#"<table><thead><tr><th>Key</th><th>Limit</th><th class="num">Starts in window</th><th class="num">Ready</th><th class="num">Deferred, scheduled</th><th class="num">Running</th><th>Next due</th><th>Last start</th></tr></thead><tbody>"#);
+    for key in rates {
+        let (limit, full) = match &key.limit {
+            Some(limit) => (
+                format!("{} per {}", limit.limit(), crate::config::format_duration(limit.period())),
+                key.in_window >= i64::from(limit.limit()),
+            ),
+            None => ("–".into(), false),
+        };
+        let _ = write!(
+            body,
+            r#"<tr{}><td>{}</td><td>{}</td><td class="num">{}</td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td class="num"><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>"#,
+            if full && key.scheduled > 0 { r#" class="late""# } else { "" },
+            esc(&key.key),
+            esc(&limit),
+            count_u(u64::try_from(key.in_window).unwrap_or(0)),
+            attr(&ctx.link("/jobs?state=ready")),
+            count_u(u64::try_from(key.ready).unwrap_or(0)),
+            attr(&ctx.link("/jobs?state=scheduled")),
+            count_u(u64::try_from(key.scheduled).unwrap_or(0)),
+            attr(&ctx.link("/jobs?state=claimed")),
+            count_u(u64::try_from(key.running).unwrap_or(0)),
+            maybe_time(key.next_due),
+            maybe_time(key.last_start),
+        );
+    }
+    body.push_str("</tbody></table><p class=\"hint\">Starts in window: starts counted in the last period plus its guard (a twentieth, at most 50 ms); a full window defers the key's next jobs as scheduled to the time a place frees. Highlighted: the window is full and jobs wait.</p>");
+    if rates.len() >= RATE_LIMIT_KEYS_SHOWN {
+        let _ = write!(body, r#"<p class="hint">The first {RATE_LIMIT_KEYS_SHOWN} keys only.</p>"#);
+    }
+}
+
+fn concurrency_body(
+    ctx: &Ctx,
+    keys: &[ConcurrencyKeyRow],
+    rates: &[RateLimitUsage],
+    unique: &[UniqueKeyRow],
+) -> String {
     let mut body = String::from("<h2>Concurrency keys</h2>");
     if keys.is_empty() {
         body.push_str(r#"<p class="empty">No job runs or waits under a concurrency key.</p>"#);
@@ -815,6 +861,7 @@ fn concurrency_body(ctx: &Ctx, keys: &[ConcurrencyKeyRow], unique: &[UniqueKeyRo
         }
         body.push_str("</tbody></table><p class=\"hint\">Holders: ready jobs and jobs running within the key's duration. Expired holders still run but no longer count against the limit.</p>");
     }
+    rate_limits_section(ctx, &mut body, rates);
     body.push_str("<h2>Unique keys held</h2>");
     if unique.is_empty() {
         body.push_str(r#"<p class="empty">No job holds a unique key.</p>"#);

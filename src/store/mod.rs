@@ -64,6 +64,7 @@ pub use manage::{ActionError, QueueRow};
 pub use metrics::{MetricGauges, ProcessGauge, QueueGauge};
 pub use observer::{Observer, StoreEvent};
 pub use processes::Beat;
+pub use rate_limits::{RateLimitUsage, RATE_LIMIT_KEYS_SHOWN};
 pub use recurring::{DueRun, RecurringRun, RecurringTaskRow, Removed, StaticTasksSynced};
 pub use views::{Count, JobCursor, JobPage, JobQuery};
 

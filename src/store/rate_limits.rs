@@ -36,11 +36,11 @@ use super::executions::keys_of;
 use super::params::ID_CHUNK;
 use super::schema::{
     solidq_claimed_executions as claimed, solidq_jobs as jobs, solidq_rate_limit_starts as starts,
-    solidq_scheduled_executions as scheduled,
+    solidq_ready_executions as ready, solidq_scheduled_executions as scheduled,
 };
 use super::sql_types::at;
 use super::{Store, StoreResult};
-use crate::model::{ClaimedJob, JobId};
+use crate::model::{ClaimedJob, JobId, RateLimit};
 
 /// Jobs a rate-limit wake moves to ready per statement (the dispatcher's default batch).
 const DISPATCH_BATCH: usize = 500;
@@ -359,6 +359,148 @@ impl Store {
         wakes.extend(planned.iter().copied());
         while wakes.len() > MAX_WAKES {
             wakes.pop_last();
+        }
+    }
+}
+
+/// Keys the rate-limit view lists at most.
+pub const RATE_LIMIT_KEYS_SHOWN: usize = 500;
+
+/// A rate-limit key as an operator sees it (`solidq rate-limits`, the dashboard's Queues page):
+/// how much of its window is used and where its jobs are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimitUsage {
+    /// The key jobs share the limit by.
+    pub key: String,
+    /// The limit: the strictest among the key's jobs not ended, else that of the job of its
+    /// latest start; `None` if neither is left (written as `KEY:N/PERIOD`).
+    pub limit: Option<RateLimit>,
+    /// Starts counted in the window now (the period plus its guard): the next claim admits
+    /// `limit − in_window` jobs at once.
+    pub in_window: i64,
+    /// When the latest start was counted.
+    pub last_start: Option<NaiveDateTime>,
+    /// Jobs of the key ready to be claimed.
+    pub ready: i64,
+    /// Jobs of the key scheduled: deferred by the limit to the time their place frees (or
+    /// enqueued for later).
+    pub scheduled: i64,
+    /// Jobs of the key claimed (running, or held for their place in the window).
+    pub running: i64,
+    /// When the key's next scheduled job is due.
+    pub next_due: Option<NaiveDateTime>,
+}
+
+impl Store {
+    /// Every rate-limit key with jobs not ended or starts still logged (at most
+    /// [`RATE_LIMIT_KEYS_SHOWN`], by key): its limit, the starts in its window at `now`, and
+    /// its jobs by state.
+    pub fn rate_limit_usage(&self, now: NaiveDateTime) -> StoreResult<Vec<RateLimitUsage>> {
+        use diesel::dsl::{count_star, max, min};
+        self.with_connection("reading rate limits", |conn| {
+            let mut usage: BTreeMap<String, RateLimitUsage> = BTreeMap::new();
+            // The keys' jobs not ended (the key's partial index) and their strictest limit.
+            let live: Vec<(Option<String>, Option<i32>, Option<i64>)> = jobs::table
+                .filter(jobs::rate_limit_key.is_not_null())
+                .filter(jobs::finished_at.is_null())
+                .group_by(jobs::rate_limit_key)
+                .select((jobs::rate_limit_key, min(jobs::rate_limit), max(jobs::rate_period_ms)))
+                .load(conn)?;
+            for (key, limit, period) in live {
+                let Some(key) = key else { continue };
+                let limit = RateLimit::from_columns(Some(key.clone()), limit, period);
+                usage.entry(key.clone()).or_insert_with(|| RateLimitUsage::empty(key)).limit = limit;
+            }
+            let logged: Vec<(String, Option<NaiveDateTime>)> = starts::table
+                .group_by(starts::rate_limit_key)
+                .select((starts::rate_limit_key, max(starts::started_at)))
+                .load(conn)?;
+            for (key, last) in logged {
+                usage.entry(key.clone()).or_insert_with(|| RateLimitUsage::empty(key)).last_start = last;
+            }
+            while usage.len() > RATE_LIMIT_KEYS_SHOWN {
+                usage.pop_last();
+            }
+            macro_rules! by_state {
+                ($table:ident) => {
+                    $table::table
+                        .inner_join(jobs::table)
+                        .filter(jobs::rate_limit_key.is_not_null())
+                        .filter(jobs::finished_at.is_null())
+                        .group_by(jobs::rate_limit_key)
+                        .select((jobs::rate_limit_key, count_star()))
+                        .load::<(Option<String>, i64)>(conn)?
+                };
+            }
+            for (key, count) in by_state!(ready) {
+                if let Some(usage) = key.and_then(|key| usage.get_mut(&key)) {
+                    usage.ready = count;
+                }
+            }
+            for (key, count) in by_state!(claimed) {
+                if let Some(usage) = key.and_then(|key| usage.get_mut(&key)) {
+                    usage.running = count;
+                }
+            }
+            let planned: Vec<(Option<String>, i64, Option<NaiveDateTime>)> = scheduled::table
+                .inner_join(jobs::table)
+                .filter(jobs::rate_limit_key.is_not_null())
+                .filter(jobs::finished_at.is_null())
+                .group_by(jobs::rate_limit_key)
+                .select((jobs::rate_limit_key, count_star(), min(scheduled::scheduled_at)))
+                .load(conn)?;
+            for (key, count, next) in planned {
+                if let Some(usage) = key.and_then(|key| usage.get_mut(&key)) {
+                    usage.scheduled = count;
+                    usage.next_due = next;
+                }
+            }
+            for usage in usage.values_mut() {
+                if usage.limit.is_none() && usage.last_start.is_some() {
+                    // No job of the key is left but the starts: the limit of the latest's job.
+                    let job: Option<JobId> = starts::table
+                        .filter(starts::rate_limit_key.eq(&usage.key))
+                        .order(starts::started_at.desc())
+                        .select(starts::job_id)
+                        .first(conn)
+                        .optional()?;
+                    if let Some(job) = job {
+                        let columns: Option<(Option<i32>, Option<i64>)> = jobs::table
+                            .find(job)
+                            .select((jobs::rate_limit, jobs::rate_period_ms))
+                            .first(conn)
+                            .optional()?;
+                        usage.limit = columns.and_then(|(limit, period)| {
+                            RateLimit::from_columns(Some(usage.key.clone()), limit, period)
+                        });
+                    }
+                }
+                let Some(limit) = &usage.limit else { continue };
+                let window = chrono::Duration::from_std(limit.period() + window_guard(limit.period()))
+                    .unwrap_or(chrono::Duration::MAX);
+                let since = now.checked_sub_signed(window).unwrap_or(crate::model::earliest_time());
+                usage.in_window = starts::table
+                    .filter(starts::rate_limit_key.eq(&usage.key))
+                    .filter(starts::started_at.gt(at(since)))
+                    .count()
+                    .get_result(conn)?;
+            }
+            Ok(usage.into_values().collect())
+        })
+    }
+}
+
+impl RateLimitUsage {
+    fn empty(key: String) -> RateLimitUsage {
+        RateLimitUsage {
+            key,
+            limit: None,
+            in_window: 0,
+            last_start: None,
+            ready: 0,
+            scheduled: 0,
+            running: 0,
+            next_due: None,
         }
     }
 }

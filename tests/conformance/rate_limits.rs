@@ -181,3 +181,38 @@ backend_test!(
         assert_eq!(again.len(), 1, "the window has a place again: {again:?}");
     }
 );
+
+backend_test!(
+    /// What an operator sees of a key: its limit, the starts in its window and its jobs by
+    /// state; a key whose jobs all ended stays listed while its starts are logged.
+    fn the_usage_of_each_key_shows_its_limit_window_and_jobs(db: &TestDb) {
+        let store = &db.store;
+        let p = register(store, "w");
+        assert!(store.rate_limit_usage(t(0)).unwrap().is_empty());
+        let mut jobs: Vec<NewJob> = (0..5).map(|i| rated(&format!("k{i}"), "k:3/10s")).collect();
+        jobs.push(rated("o", "other:1/1s"));
+        jobs.push(job("plain", "default", 0));
+        enqueue(store, &jobs);
+        let claimed = claim_at(store, p, 10, t(1));
+        assert_eq!(claimed.len(), 5, "3 of k, the other one, the plain one: {claimed:?}");
+        let usage = store.rate_limit_usage(t(2)).unwrap();
+        assert_eq!(usage.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["k", "other"]);
+        let k = &usage[0];
+        assert_eq!(k.limit, Some(RateLimit::parse("k:3/10s").unwrap()));
+        assert_eq!((k.in_window, k.ready, k.scheduled, k.running), (3, 0, 2, 3), "{k:?}");
+        assert_eq!(k.next_due, Some(tm(10, 950)), "{k:?}");
+        assert!(k.last_start.is_some());
+        let other = &usage[1];
+        assert_eq!((other.in_window, other.ready, other.scheduled, other.running), (1, 0, 0, 1), "{other:?}");
+        // The other key's job ends: still listed by its start, with the limit its job had.
+        let other_claim = claimed.iter().find(|c| c.rate_limit_key.as_deref() == Some("other")).unwrap();
+        store.complete_claims(&[other_claim.token], t(2)).unwrap();
+        let usage = store.rate_limit_usage(t(2)).unwrap();
+        assert_eq!(usage[1].limit, Some(RateLimit::parse("other:1/1s").unwrap()), "{:?}", usage[1]);
+        assert_eq!((usage[1].in_window, usage[1].running), (1, 0));
+        // Past the window (10 s and its 50 ms guard), k's starts count no more.
+        let later = store.rate_limit_usage(tm(11, 100)).unwrap();
+        assert_eq!(later[0].in_window, 0, "{:?}", later[0]);
+        assert_eq!(later[1].in_window, 0, "{:?}", later[1]);
+    }
+);
