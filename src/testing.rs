@@ -102,7 +102,7 @@ use slog::{o, Logger};
 
 use crate::arbiters::StoppedArbiters;
 use crate::job::queue::InlineRunner;
-use crate::job::{CancelReason, Cancellation, EnqueueError, Job, JobMeta, Perform, Queue};
+use crate::job::{Cancellation, EnqueueError, Job, JobMeta, Perform, Queue};
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::{JobId, JobState, NewProcess, ProcessId, QueuePattern};
 use crate::registry::Registry;
@@ -602,12 +602,7 @@ impl Engine {
                     .await?;
                 return Err(DrainError::Bound { max_jobs, drained });
             }
-            let cancellation = Cancellation::new();
-            let outcome = registry.perform(&job, PROCESS_LABEL, cancellation.clone()).await;
-            let outcome = match cancellation.reason() {
-                Some(CancelReason::Cancelled) => Outcome::Cancelled,
-                _ => outcome,
-            };
+            let outcome = registry.perform(&job, PROCESS_LABEL, Cancellation::new()).await;
             let error = match &outcome {
                 Outcome::Failed { error, .. } | Outcome::Discarded(error) => Some(error.message.clone()),
                 Outcome::NotStarted(why) | Outcome::Interrupted(why) => Some(why.clone()),
@@ -623,6 +618,7 @@ impl Engine {
         let waiting = crate::actors::blocking(&self.store, |store| store.waiting()).await?;
         let mut unknown: Vec<String> =
             waiting.into_iter().filter(|w| w.ready > 0 && !kinds.contains(&w.kind)).map(|w| w.kind).collect();
+        unknown.sort_unstable();
         unknown.dedup();
         if !unknown.is_empty() {
             return Err(DrainError::UnknownKinds { kinds: unknown, registered: kinds, drained });

@@ -129,6 +129,14 @@ fn spawn_child(db: &TestDb, extra: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("spawn child worker")
 }
 
+/// SIGTERMs every child at once (so they drain side by side), then waits for each to exit.
+fn terminate(children: &mut [Child]) -> Vec<std::process::ExitStatus> {
+    for child in children.iter() {
+        send(child, libc::SIGTERM);
+    }
+    children.iter_mut().map(|child| wait_exit(child, Duration::from_secs(20))).collect()
+}
+
 fn enqueue_sleeps(db: &TestDb, n: usize, ms: u64) -> Vec<i64> {
     let jobs: Vec<_> = (0..n)
         .map(|_| solidq::NewJob::from_job(&Sleep { ms, kill_worker: false }, Default::default()).unwrap())
@@ -340,11 +348,8 @@ backend_test!(
         send(&victim, libc::SIGKILL);
         wait_exit(&mut victim, Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(3_000));
-        for child in &children {
-            send(child, libc::SIGTERM);
-        }
-        for child in &mut children {
-            assert!(wait_exit(child, Duration::from_secs(20)).success());
+        for status in terminate(&mut children) {
+            assert!(status.success());
         }
 
         let runs = runs();
@@ -400,12 +405,7 @@ backend_test!(
         wait_until("every limited job to finish", Duration::from_secs(90), || {
             states(&db, &ids).iter().all(|s| s == "finished")
         });
-        for child in &children {
-            send(child, libc::SIGTERM);
-        }
-        for child in &mut children {
-            wait_exit(child, Duration::from_secs(20));
-        }
+        terminate(&mut children);
         // Spans from the log; a span its process never ended ends at that process's kill.
         let text = std::fs::read_to_string(&log).unwrap();
         let mut open: std::collections::HashMap<(i64, u32), u128> = Default::default();
@@ -574,12 +574,7 @@ backend_test!(
         wait_until("every rate-limited job to finish", Duration::from_secs(60), || {
             states(&db, &ids).iter().all(|s| s == "finished")
         });
-        for child in &children {
-            send(child, libc::SIGTERM);
-        }
-        for child in &mut children {
-            wait_exit(child, Duration::from_secs(20));
-        }
+        terminate(&mut children);
         let text = std::fs::read_to_string(&log).unwrap();
         // (when, pid, job) of every start.
         let mut spans: Vec<(u128, String, String)> = text

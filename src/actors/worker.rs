@@ -22,7 +22,7 @@ use slog::{debug, info, o, warn, Logger};
 
 use super::claim_book::{ClaimBook, ClaimPass, Group, Seat, WakeReason};
 use super::{answer_the_supervisor, blocking, PeriodicCall, SetProcess, HOT_PATH_MAX_BACKOFF};
-use crate::job::{CancelReason, Cancellation};
+use crate::job::Cancellation;
 use crate::lifecycle::{Outcome, Transition};
 use crate::model::{ClaimedJob, ProcessId, WorkerGroup};
 use crate::registry::Registry;
@@ -320,8 +320,8 @@ impl Worker {
                         match past_rate_limit_deadline(&job) {
                             Some(late) => hand_back_late(store, book, logger, process, vec![(job, late)]).await,
                             None => {
-                                let run = registry.perform(&job, &process_name, cancellation.clone());
-                                run_to_end(run, cancellation, &book, &logger, process, job).await;
+                                let run = registry.perform(&job, &process_name, cancellation);
+                                run_to_end(run, &book, &logger, process, job).await;
                             }
                         }
                     });
@@ -331,9 +331,9 @@ impl Worker {
                     late_jobs.push((job, late));
                     continue;
                 }
-                let run = registry.perform(&job, &process_name, cancellation.clone());
+                let run = registry.perform(&job, &process_name, cancellation);
                 let (book, logger) = (book.clone(), logger.clone());
-                actix_rt::spawn(async move { run_to_end(run, cancellation, &book, &logger, process, job).await });
+                actix_rt::spawn(async move { run_to_end(run, &book, &logger, process, job).await });
             }
             if !late_jobs.is_empty() {
                 actix_rt::spawn(hand_back_late(store, book, logger, process, late_jobs));
@@ -351,18 +351,12 @@ impl Worker {
 /// Awaits a job's run and hands its outcome to the book.
 async fn run_to_end(
     run: crate::registry::OutcomeFuture,
-    cancellation: Cancellation,
     book: &ClaimBook,
     logger: &Logger,
     process: ProcessId,
     job: ClaimedJob,
 ) {
     let outcome = run.await;
-    // An operator's cancel decides the ending, whatever the handler returned.
-    let outcome = match cancellation.reason() {
-        Some(CancelReason::Cancelled) => Outcome::Cancelled,
-        _ => outcome,
-    };
     execution_ended(book, logger, process, job, outcome);
 }
 

@@ -112,13 +112,9 @@ impl BatchBuilder {
         let queue = self.queue.clone();
         let batch = self.into_new_batch()?;
         let counted = jobs.clone();
-        queue.admit_inline()?;
-        let (id, enqueued) = crate::actors::blocking(&queue.store, move |store| {
-            store.enqueue_batch(&batch, &jobs, Utc::now().naive_utc())
-        })
-        .await?;
+        let (id, enqueued) =
+            queue.write(move |store| store.enqueue_batch(&batch, &jobs, Utc::now().naive_utc())).await?;
         queue.count(&counted);
-        queue.run_inline().await?;
         Ok(EnqueuedBatch { id, jobs: enqueued.into_iter().map(Enqueued::id).collect() })
     }
 
@@ -148,12 +144,8 @@ impl Queue {
         let jobs =
             jobs.into_iter().map(|job| NewJob::from_job(&job, EnqueueOptions::new())).collect::<Result<Vec<_>, _>>()?;
         let counted = jobs.clone();
-        self.admit_inline()?;
-        let added =
-            crate::actors::blocking(&self.store, move |store| store.add_to_batch(batch, &jobs, Utc::now().naive_utc()))
-                .await?;
+        let added = self.write(move |store| store.add_to_batch(batch, &jobs, Utc::now().naive_utc())).await?;
         self.count(&counted);
-        self.run_inline().await?;
         Ok(added.into_iter().map(Enqueued::id).collect())
     }
 

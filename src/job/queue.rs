@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::{EnqueueError, EnqueueOptions, Job};
 use crate::metrics::Metrics;
 use crate::model::{Enqueued, JobId, NewJob};
-use crate::store::{EnqueueConnection, SharedStore, StoreError};
+use crate::store::{EnqueueConnection, SharedStore, Store, StoreError, StoreResult};
 
 /// A cloneable handle for enqueueing jobs.
 ///
@@ -57,20 +57,22 @@ impl Queue {
         self
     }
 
-    /// Inline mode: refuses an enqueue nested too deep, before it writes.
-    pub(super) fn admit_inline(&self) -> Result<(), EnqueueError> {
-        match &self.inline {
-            Some(inline) => inline.admit(),
-            None => Ok(()),
+    /// The one path of every async enqueue: runs `write` on the blocking pool; in inline mode
+    /// it is refused first when inline runs are nested too deep, and what it made ready runs
+    /// before this returns.
+    pub(super) async fn write<T, F>(&self, write: F) -> Result<T, EnqueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+    {
+        if let Some(inline) = &self.inline {
+            inline.admit()?;
         }
-    }
-
-    /// Inline mode: runs what the enqueue just made ready.
-    pub(super) async fn run_inline(&self) -> Result<(), EnqueueError> {
-        match &self.inline {
-            Some(inline) => inline.run_ready().await,
-            None => Ok(()),
+        let written = crate::actors::blocking(&self.store, write).await?;
+        if let Some(inline) = &self.inline {
+            inline.run_ready().await?;
         }
+        Ok(written)
     }
 
     /// The same queue, counting the jobs it enqueues into `metrics`
@@ -116,13 +118,10 @@ impl Queue {
     pub async fn enqueue_unique<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<Enqueued, EnqueueError> {
         let new = NewJob::from_job(&job, opts)?;
         let counted = new.clone();
-        self.admit_inline()?;
-        let mut enqueued =
-            crate::actors::blocking(&self.store, move |s| s.enqueue_reporting(&[new], Utc::now().naive_utc())).await?;
+        let mut enqueued = self.write(move |s| s.enqueue_reporting(&[new], Utc::now().naive_utc())).await?;
         if matches!(enqueued.first(), Some(Enqueued::New(_))) {
             self.count(std::slice::from_ref(&counted));
         }
-        self.run_inline().await?;
         enqueued.pop().ok_or_else(|| {
             EnqueueError::Store(StoreError::Connection {
                 action: "enqueueing a job",
@@ -183,13 +182,8 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.admit_inline()?;
-        let (ids, jobs) = crate::actors::blocking(&self.store, move |s| {
-            s.enqueue(&jobs, Utc::now().naive_utc()).map(|ids| (ids, jobs))
-        })
-        .await?;
+        let (ids, jobs) = self.write(move |s| s.enqueue(&jobs, Utc::now().naive_utc()).map(|ids| (ids, jobs))).await?;
         self.count(&jobs);
-        self.run_inline().await?;
         Ok(ids)
     }
 }

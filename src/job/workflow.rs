@@ -167,12 +167,8 @@ impl Queue {
     pub async fn enqueue_workflow(&self, workflow: Workflow) -> Result<WorkflowIds, EnqueueError> {
         let (names, steps) = workflow.into_steps()?;
         let counted: Vec<NewJob> = steps.iter().map(|step| step.job.clone()).collect();
-        self.admit_inline()?;
-        let ids =
-            crate::actors::blocking(&self.store, move |store| store.enqueue_workflow(&steps, Utc::now().naive_utc()))
-                .await?;
+        let ids = self.write(move |store| store.enqueue_workflow(&steps, Utc::now().naive_utc())).await?;
         self.count(&counted);
-        self.run_inline().await?;
         Ok(names.into_iter().zip(ids).collect())
     }
 

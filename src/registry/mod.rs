@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::job::{Cancellation, ErrorAction, Job, JobError, JobMeta};
+use crate::job::{CancelReason, Cancellation, ErrorAction, Job, JobError, JobMeta};
 use crate::lifecycle::Outcome;
 use crate::model::duration::format_duration;
 use crate::model::{ClaimedJob, FailureKind, FailureRecord};
@@ -116,11 +116,21 @@ impl Registry {
         }
     }
 
-    /// Runs `job` on its kind's handler, with `cancellation` in its [`JobMeta`]; an unknown
-    /// kind goes back unrun, naming the kind and the process (`process_label`).
+    /// Runs `job` on its kind's handler, with `cancellation` in its [`JobMeta`]; an operator's
+    /// cancel decides the ending, whatever the handler returned. An unknown kind goes back
+    /// unrun, naming the kind and the process (`process_label`).
     pub fn perform(&self, job: &ClaimedJob, process_label: &str, cancellation: Cancellation) -> OutcomeFuture {
         match self.handlers.get(job.kind.as_str()) {
-            Some(handler) => handler.perform(job, cancellation, &self.abandoned),
+            Some(handler) => {
+                let run = handler.perform(job, cancellation.clone(), &self.abandoned);
+                Box::pin(async move {
+                    let outcome = run.await;
+                    match cancellation.reason() {
+                        Some(CancelReason::Cancelled) => Outcome::Cancelled,
+                        _ => outcome,
+                    }
+                })
+            }
             // Claims take only registered kinds; should one slip through, it goes back unrun.
             None => Box::pin(std::future::ready(Outcome::NotStarted(format!(
                 "no handler is registered for job kind {:?} in process {process_label} (registered: {})",

@@ -8,7 +8,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::concurrency;
-use super::dialect::DeadProcess;
+use super::connection::DbConnection;
+use super::dialect::{DeadProcess, Dialect};
 use super::executions::{count_attempt, hand_back, insert_ready, keys_of};
 use super::inspect::claims_of_on;
 use super::jobs::transitions::apply;
@@ -102,6 +103,22 @@ pub enum Dispatched {
 /// Scheduled jobs moved per transaction by [`Store::dispatch_now`].
 const DISPATCH_NOW_BATCH: usize = 500;
 
+/// Moves up to `batch` scheduled jobs due by `until` to ready (or blocked, through their
+/// concurrency limits), in the caller's transaction; returns how many were taken and how many
+/// were made ready.
+fn move_due(
+    dialect: &dyn Dialect,
+    conn: &mut DbConnection,
+    until: NaiveDateTime,
+    batch: usize,
+    now: NaiveDateTime,
+) -> QueryResult<(usize, usize)> {
+    let due = dialect.take_due(conn, until, batch)?;
+    let moved = insert_ready(conn, &due, now)?;
+    let held_back = concurrency::admit(dialect, conn, &due, now)?;
+    Ok((due.len(), moved - held_back))
+}
+
 impl Store {
     /// Moves up to `batch` scheduled jobs due at `now` to ready (retries whose backoff passed
     /// among them); returns how many.
@@ -120,10 +137,7 @@ impl Store {
         let mut total = 0;
         loop {
             let (taken, moved) = self.write("dispatching every scheduled job", |conn| {
-                let due = self.dialect().take_due(conn, crate::model::latest_schedule(), DISPATCH_NOW_BATCH)?;
-                let moved = insert_ready(conn, &due, now)?;
-                let held_back = concurrency::admit(self.dialect(), conn, &due, now)?;
-                Ok((due.len(), moved - held_back))
+                move_due(self.dialect(), conn, crate::model::latest_schedule(), DISPATCH_NOW_BATCH, now)
             })?;
             total += moved;
             if taken < DISPATCH_NOW_BATCH {
@@ -150,12 +164,8 @@ impl Store {
         if earliest.is_none_or(|at| at > now) {
             return Ok(Dispatched::NothingDue { next: earliest });
         }
-        let moved = self.write("dispatching scheduled jobs", |conn| {
-            let due = self.dialect().take_due(conn, now, batch)?;
-            let moved = insert_ready(conn, &due, now)?;
-            let held_back = concurrency::admit(self.dialect(), conn, &due, now)?;
-            Ok(moved - held_back)
-        })?;
+        let (_, moved) =
+            self.write("dispatching scheduled jobs", |conn| move_due(self.dialect(), conn, now, batch, now))?;
         if moved > 0 {
             self.jobs_ready();
         }
